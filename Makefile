@@ -1,0 +1,61 @@
+# Thin wrapper over CMake: installs what is missing, builds out of tree, runs.
+# `make run` and `make test` work as root on a fresh Debian 12 machine.
+
+DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
+        libcmocka-dev libssl-dev python3 python3-websockets iproute2 procps
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ARGS ?=
+
+.PHONY: all deps build run test test-dev test-asan test-tsan clean format
+
+all: build
+
+# dpkg first: apt-get update runs only when something is missing.
+deps:
+	@missing=""; for p in $(DEBS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/release/build.ninja $(BUILD)/release/Makefile: | deps
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DWSP_WERROR=ON
+
+build: deps
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DWSP_WERROR=ON
+	cmake --build $(BUILD)/release -j $(JOBS)
+
+run: build
+	$(BUILD)/release/server/wspush $(ARGS)
+
+# The whole suite: a -Werror debug build, the same under ASan+UBSan, the threaded tests
+# under TSan.
+test: deps test-dev test-asan test-tsan
+	@echo "all test configurations passed"
+
+test-dev: deps
+	cmake -S . -B $(BUILD)/dev -DCMAKE_BUILD_TYPE=Debug -DWSP_WERROR=ON
+	cmake --build $(BUILD)/dev -j $(JOBS)
+	cd $(BUILD)/dev && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DWSP_WERROR=ON -DWSP_SANITIZER=address,undefined
+	cmake --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DWSP_WERROR=ON -DWSP_SANITIZER=thread
+	cmake --build $(BUILD)/tsan -j $(JOBS)
+	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    ctest --output-on-failure -j $(JOBS) -L threaded
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')

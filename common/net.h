@@ -1,0 +1,25 @@
+#ifndef WSP_NET_H
+#define WSP_NET_H
+
+#include <stdint.h>
+
+/* Creates a non-blocking TCP socket with SO_REUSEADDR and SO_REUSEPORT bound to host:port
+ * (numeric IPv4 or IPv6; port 0 = ephemeral) and stores it in *fd. Does not listen: libuv's
+ * uv_listen() does. Returns 0, -EINVAL for a bad address, or a negative errno
+ * (-EADDRINUSE, -EACCES, ...). Any thread. */
+int wsp_net_bind_reuseport(const char *host, int port, int *fd);
+
+/* Returns the local port of a bound socket, or a negative errno. Any thread. */
+int wsp_net_local_port(int fd);
+
+/* Raises RLIMIT_NOFILE's soft limit to the hard limit; stores the new soft limit in *limit.
+ * Returns 0 or a negative errno. Call once at startup, before threads. */
+int wsp_net_raise_nofile(uint64_t *limit);
+
+/* Current time in ms since the Unix epoch (CLOCK_REALTIME). Any thread. */
+uint64_t wsp_net_epoch_ms(void);
+
+/* Monotonic time in ns (CLOCK_MONOTONIC). Any thread. */
+uint64_t wsp_net_mono_ns(void);
+
+#endif

@@ -1,0 +1,42 @@
+#ifndef WSP_UPGRADE_H
+#define WSP_UPGRADE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The largest header block accepted; a longer one is answered 431. */
+#define WSP_UPGRADE_MAX_HEADER 8192
+
+/* Length of a Sec-WebSocket-Accept value (base64 of a SHA-1), without a terminator. */
+#define WSP_UPGRADE_ACCEPT_LEN 28
+
+/* What a valid upgrade request carries; pointers point into the parsed buffer. */
+typedef struct wsp_upgrade_req_s {
+    const char *path; /* request target up to '?' (origin-form) */
+    size_t path_len;
+    const char *query; /* after '?', without it; NULL when absent */
+    size_t query_len;
+    const char *key; /* Sec-WebSocket-Key, trimmed */
+    size_t key_len;
+} wsp_upgrade_req_t;
+
+/* Parses an HTTP/1.1 WebSocket upgrade request at the start of buf[0..len), as much as has
+ * arrived. Returns the length of the complete header block (> 0) when it is a valid upgrade
+ * (fills *req), -EAGAIN when more bytes are needed (len < WSP_UPGRADE_MAX_HEADER), or
+ * -EBADMSG with *status set to the HTTP status to answer: 400, 405, 426 or 431. Re-parsing
+ * the same growing buffer is allowed. Pure; any thread. */
+int wsp_upgrade_parse(const uint8_t *buf, size_t len, wsp_upgrade_req_t *req, int *status);
+
+/* Computes Sec-WebSocket-Accept for key[0..len) into out (WSP_UPGRADE_ACCEPT_LEN bytes + NUL).
+ * Returns 0 or -EIO if libcrypto fails. Any thread. */
+int wsp_upgrade_accept(const char *key, size_t len, char *out);
+
+/* Writes the 101 Switching Protocols response for key into out[0..cap). Returns its length,
+ * or a negative errno (-ENOBUFS when cap is too small). Any thread. */
+int wsp_upgrade_response(const char *key, size_t key_len, char *out, size_t cap);
+
+/* Returns a static, complete error response (with Connection: close) for status 400, 404,
+ * 405, 426, 431 or 503 and its length in *len; any other status gives the 400 response. */
+const char *wsp_upgrade_error(int status, size_t *len);
+
+#endif
