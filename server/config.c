@@ -1,0 +1,177 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+void wsp_config_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: wspush [options]\n"
+            "  --threads N              shards (worker threads); default: online CPUs\n"
+            "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
+            "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
+            "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
+            "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
+            "                           clock; 0 = only on SIGUSR1; default 60\n"
+            "  --max-conns N            connections per process; default: the nofile limit\n"
+            "  --max-pending BYTES      queued bytes per connection before closing it with\n"
+            "                           1008; default 65536\n"
+            "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
+            "  --log-level LEVEL        error, warn, info or debug; default info\n"
+            "  --help, --version\n"
+            "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
+            "and exit 0.\n");
+}
+
+static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/* Parses a whole decimal number in [lo, hi]; 0 or -EINVAL. */
+static int wsp__num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    enum {
+        O_THREADS = 256,
+        O_PORT,
+        O_BIND,
+        O_PATH,
+        O_INTERVAL,
+        O_MAX_CONNS,
+        O_MAX_PENDING,
+        O_HS_TIMEOUT,
+        O_LOG_LEVEL,
+        O_HELP,
+        O_VERSION,
+    };
+    static const struct option opts[] = {
+        {"threads", required_argument, NULL, O_THREADS},
+        {"port", required_argument, NULL, O_PORT},
+        {"bind", required_argument, NULL, O_BIND},
+        {"path", required_argument, NULL, O_PATH},
+        {"interval", required_argument, NULL, O_INTERVAL},
+        {"max-conns", required_argument, NULL, O_MAX_CONNS},
+        {"max-pending", required_argument, NULL, O_MAX_PENDING},
+        {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
+        {"log-level", required_argument, NULL, O_LOG_LEVEL},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->threads = cpus > 0 ? (unsigned)cpus : 1;
+    cfg->port = 8080;
+    strcpy(cfg->bind, "0.0.0.0");
+    strcpy(cfg->path, "/");
+    cfg->interval = 60;
+    cfg->max_pending = 65536;
+    cfg->handshake_timeout = 10;
+    cfg->log_level = WSP_LOG_INFO;
+
+    optind = 1; /* parse may run more than once in a process (tests) */
+    opterr = 0; /* one line of our own instead of getopt's */
+    for (;;) {
+        int ix = 0;
+        int c = getopt_long(argc, argv, ":", opts, &ix);
+        if (c == -1)
+            break;
+        uint64_t v;
+        switch (c) {
+        case O_THREADS:
+            if (wsp__num(optarg, 1, 1024, &v) != 0)
+                return wsp__fail(err, errlen, "--threads wants 1..1024, got '%s'", optarg);
+            cfg->threads = (unsigned)v;
+            break;
+        case O_PORT:
+            if (wsp__num(optarg, 0, 65535, &v) != 0)
+                return wsp__fail(err, errlen, "--port wants 0..65535, got '%s'", optarg);
+            cfg->port = (int)v;
+            break;
+        case O_BIND:
+            if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->bind))
+                return wsp__fail(err, errlen, "--bind wants a numeric address, got '%s'", optarg);
+            strcpy(cfg->bind, optarg);
+            break;
+        case O_PATH:
+            if (optarg[0] != '/' || strlen(optarg) >= sizeof(cfg->path) ||
+                strpbrk(optarg, "? \t\r\n") != NULL)
+                return wsp__fail(err, errlen, "--path wants /something without '?', got '%s'",
+                                 optarg);
+            strcpy(cfg->path, optarg);
+            break;
+        case O_INTERVAL:
+            if (wsp__num(optarg, 0, 86400, &v) != 0)
+                return wsp__fail(err, errlen, "--interval wants 0..86400 seconds, got '%s'",
+                                 optarg);
+            cfg->interval = (unsigned)v;
+            break;
+        case O_MAX_CONNS:
+            if (wsp__num(optarg, 1, UINT32_MAX, &v) != 0)
+                return wsp__fail(err, errlen, "--max-conns wants 1..%u, got '%s'", UINT32_MAX,
+                                 optarg);
+            cfg->max_conns = v;
+            break;
+        case O_MAX_PENDING:
+            if (wsp__num(optarg, 64, 1u << 30, &v) != 0)
+                return wsp__fail(err, errlen, "--max-pending wants 64..%u bytes, got '%s'",
+                                 1u << 30, optarg);
+            cfg->max_pending = v;
+            break;
+        case O_HS_TIMEOUT:
+            if (wsp__num(optarg, 1, WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, &v) != 0)
+                return wsp__fail(err, errlen, "--handshake-timeout wants 1..%d seconds, got '%s'",
+                                 WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, optarg);
+            cfg->handshake_timeout = (unsigned)v;
+            break;
+        case O_LOG_LEVEL: {
+            int lv = wsp_log_level_parse(optarg);
+            if (lv < 0)
+                return wsp__fail(err, errlen,
+                                 "--log-level wants error, warn, info or debug, got '%s'", optarg);
+            cfg->log_level = lv;
+            break;
+        }
+        case O_HELP:
+            wsp_config_usage(stdout);
+            return 1;
+        case O_VERSION:
+            printf("wspush %s\n", WSP_VERSION);
+            return 1;
+        case ':':
+            return wsp__fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return wsp__fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return wsp__fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+    return 0;
+}

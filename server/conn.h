@@ -1,0 +1,43 @@
+#ifndef WSP_CONN_H
+#define WSP_CONN_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "msg.h"
+#include "shard.h"
+
+/* Connection states; changed only in conn.c. */
+enum {
+    WSP_CONN_HANDSHAKE = 0, /* waiting for the HTTP upgrade request */
+    WSP_CONN_OPEN = 1,      /* upgraded: receives broadcasts */
+    WSP_CONN_DRAINING = 2,  /* a final response or close frame is queued; closes when flushed */
+    WSP_CONN_CLOSING = 3,   /* uv_close() called; freed in the close callback */
+};
+
+/* Accepts one connection from the shard's listener and starts reading its handshake.
+ * Returns 0 or a negative errno (the connection, if any, is already being closed). Shard. */
+int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server);
+
+/* Writes m (a complete frame) to c, queueing what the socket does not take with a reference
+ * to m. Returns 0, -ENOBUFS when more than --max-pending bytes would be queued (c is then
+ * draining with close 1008), or a negative errno (caller closes). Owning shard thread. */
+int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m);
+
+/* Queues a close frame with code, stops broadcasts to c and closes TCP once it is flushed or
+ * after 5 s. Idempotent; owning shard thread. */
+void wsp_conn_drain(wsp_conn_t *c, uint16_t code);
+
+/* Starts closing c; safe to call twice and from any error path. Owning shard thread only. */
+void wsp_conn_close(wsp_conn_t *c);
+
+/* c's WSP_CONN_* state. Owning shard thread. */
+int wsp_conn_state(const wsp_conn_t *c);
+
+/* 1 when c has a deadline (HANDSHAKE or DRAINING) that tick has reached. Shard thread. */
+int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick);
+
+/* Records c's new slot after the shard moved it within its table. Shard thread. */
+void wsp_conn_set_idx(wsp_conn_t *c, uint32_t idx);
+
+#endif

@@ -1,0 +1,336 @@
+#include "coordinator.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "alloc.h"
+#include "frame.h"
+#include "log.h"
+#include "net.h"
+#include "shard.h"
+
+typedef struct wsp_coord_s wsp_coord_t;
+
+struct wsp_bcast_s {
+    wsp_msg_t *msg;       /* one reference, dropped when every shard is done */
+    wsp_coord_t *co;      /* whom the last shard wakes */
+    uint64_t created_ns;  /* monotonic, when the coordinator built it */
+    unsigned shards;      /* shards it was posted to */
+    atomic_uint pending;  /* shards still walking their connections */
+    atomic_uint_fast64_t first_start, last_end, written, failed;
+    wsp_bcast_t *next;    /* coordinator's in-flight list */
+};
+
+struct wsp_coord_s {
+    uv_loop_t loop;
+    uv_signal_t sig_usr1, sig_int, sig_term;
+    uv_timer_t tick;
+    uv_async_t done;
+    const wsp_config_t *cfg;
+    wsp_shard_t **shards;
+    unsigned nshards;
+    uint64_t seq;
+    uint64_t next_tick_ms; /* wall-clock target of the armed tick */
+    wsp_bcast_t *inflight;
+    int stopping;
+    atomic_uint_fast64_t proc_conns;
+};
+
+wsp_msg_t *wsp_bcast_msg(const wsp_bcast_t *b)
+{
+    return b->msg;
+}
+
+static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)
+{
+    uint_fast64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    while (v < cur &&
+           !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+static void atomic_max_u64(atomic_uint_fast64_t *a, uint64_t v)
+{
+    uint_fast64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    while (v > cur &&
+           !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+void wsp_bcast_done(wsp_bcast_t *b, uint64_t start_ns, uint64_t end_ns, uint64_t written,
+                    uint64_t failed)
+{
+    wsp_coord_t *co = b->co; /* read before the release below: b may be freed after it */
+    if (start_ns) {
+        atomic_min_u64(&b->first_start, start_ns);
+        atomic_max_u64(&b->last_end, end_ns);
+    }
+    atomic_fetch_add_explicit(&b->written, written, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->failed, failed, memory_order_relaxed);
+    /* acq_rel: our updates above happen-before the coordinator's read of them. */
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) {
+        int rv = uv_async_send(&co->done);
+        (void)rv; /* only fails for a non-async handle */
+    }
+}
+
+static void bcast_free(wsp_bcast_t *b)
+{
+    wsp_msg_unref(b->msg);
+    free(b);
+}
+
+/* Logs and frees every finished broadcast. Coordinator thread. */
+static void coord_reap(wsp_coord_t *co)
+{
+    wsp_bcast_t **pp = &co->inflight;
+    while (*pp) {
+        wsp_bcast_t *b = *pp;
+        if (atomic_load_explicit(&b->pending, memory_order_acquire) != 0) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        uint64_t first = atomic_load_explicit(&b->first_start, memory_order_relaxed);
+        uint64_t last = atomic_load_explicit(&b->last_end, memory_order_relaxed);
+        double total_ms = last > first && first != UINT64_MAX ? (double)(last - first) / 1e6 : 0;
+        WSP_LOG(WSP_LOG_INFO,
+                "event=broadcast seq=%" PRIu64 " shards=%u written=%" PRIu64 " failed=%" PRIu64
+                " total_ms=%.3f",
+                b->msg->seq, b->shards,
+                (uint64_t)atomic_load_explicit(&b->written, memory_order_relaxed),
+                (uint64_t)atomic_load_explicit(&b->failed, memory_order_relaxed), total_ms);
+        bcast_free(b);
+    }
+}
+
+static void on_coord_done(uv_async_t *a)
+{
+    coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done));
+}
+
+/* Builds the time message once and hands the same bytes to every shard. */
+static void coord_broadcast(wsp_coord_t *co, const char *reason)
+{
+    char payload[96];
+    uint64_t seq = co->seq + 1;
+    int n = snprintf(payload, sizeof(payload), "{\"time\":%" PRIu64 ",\"seq\":%" PRIu64 "}",
+                     wsp_net_epoch_ms(), seq);
+    wsp_msg_t *m = wsp_frame_msg(WSP_OP_TEXT, payload, (size_t)n);
+    wsp_bcast_t *b = malloc(sizeof(*b));
+    if (m == NULL || b == NULL) {
+        WSP_LOG(WSP_LOG_ERROR, "event=broadcast_skipped reason=%s error=ENOMEM", reason);
+        if (m)
+            wsp_msg_unref(m);
+        free(b);
+        return;
+    }
+    co->seq = seq;
+    m->seq = seq;
+    b->msg = m;
+    b->co = co;
+    b->created_ns = wsp_net_mono_ns();
+    b->shards = co->nshards;
+    atomic_init(&b->pending, co->nshards);
+    atomic_init(&b->first_start, UINT64_MAX);
+    atomic_init(&b->last_end, 0);
+    atomic_init(&b->written, 0);
+    atomic_init(&b->failed, 0);
+    b->next = co->inflight;
+    co->inflight = b;
+    WSP_LOG(WSP_LOG_DEBUG, "event=broadcast_start seq=%" PRIu64 " reason=%s", seq, reason);
+    unsigned skipped = 0;
+    for (unsigned i = 0; i < co->nshards; i++) {
+        int rv = wsp_shard_post(co->shards[i], b);
+        if (rv < 0) {
+            /* The shard is 64 broadcasts behind: it would only fall further behind. */
+            WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
+                    seq, i, uv_err_name(rv));
+            skipped++;
+        }
+    }
+    if (skipped && atomic_fetch_sub_explicit(&b->pending, skipped, memory_order_acq_rel) ==
+                       skipped)
+        coord_reap(co);
+}
+
+static void coord_arm_tick(wsp_coord_t *co);
+
+static void on_coord_tick(uv_timer_t *t)
+{
+    wsp_coord_t *co = WSP_CONTAINER_OF(t, wsp_coord_t, tick);
+    uint64_t now = wsp_net_epoch_ms();
+    if (now < co->next_tick_ms) { /* the monotonic timer ran ahead of the wall clock */
+        int rv = uv_timer_start(&co->tick, on_coord_tick, co->next_tick_ms - now, 0);
+        if (rv < 0)
+            WSP_LOG(WSP_LOG_ERROR, "event=tick_failed error=%s", uv_err_name(rv));
+        return;
+    }
+    coord_broadcast(co, "tick");
+    coord_arm_tick(co);
+}
+
+/* Arms the next tick on the next wall-clock multiple of the interval (:00 for 60 s). */
+static void coord_arm_tick(wsp_coord_t *co)
+{
+    if (co->cfg->interval == 0 || co->stopping)
+        return;
+    uint64_t per = (uint64_t)co->cfg->interval * 1000u;
+    uint64_t now = wsp_net_epoch_ms();
+    co->next_tick_ms = (now / per + 1) * per;
+    int rv = uv_timer_start(&co->tick, on_coord_tick, co->next_tick_ms - now, 0);
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=tick_failed error=%s", uv_err_name(rv));
+}
+
+static void coord_stop(wsp_coord_t *co, const char *why)
+{
+    if (co->stopping)
+        return;
+    co->stopping = 1;
+    WSP_LOG(WSP_LOG_INFO, "event=shutdown signal=%s", why);
+    int rv = uv_timer_stop(&co->tick);
+    (void)rv; /* cannot fail for an initialised timer */
+    for (unsigned i = 0; i < co->nshards; i++)
+        wsp_shard_stop(co->shards[i]);
+    /* Leave the loop: wsp_bcast_run() joins the shards, which may take the drain time. */
+    uv_stop(&co->loop);
+}
+
+static void on_coord_signal(uv_signal_t *s, int signum)
+{
+    wsp_coord_t *co = s->data;
+    if (signum == SIGUSR1) {
+        if (!co->stopping)
+            coord_broadcast(co, "sigusr1");
+        return;
+    }
+    coord_stop(co, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static int coord_signal(wsp_coord_t *co, uv_signal_t *s, int signum)
+{
+    int rv = uv_signal_init(&co->loop, s);
+    if (rv < 0)
+        return rv;
+    s->data = co;
+    return uv_signal_start(s, on_coord_signal, signum);
+}
+
+static void coord_close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Binds one reuseport socket per shard on one port: with --port 0 the first picks it. */
+static int coord_bind_all(const wsp_config_t *cfg, int *fds, int *port)
+{
+    *port = cfg->port;
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        int rv = wsp_net_bind_reuseport(cfg->bind, *port, &fds[i]);
+        if (rv == 0 && *port == 0) {
+            rv = wsp_net_local_port(fds[i]);
+            if (rv > 0) {
+                *port = rv;
+                rv = 0;
+            } else {
+                close(fds[i]);
+            }
+        }
+        if (rv < 0) {
+            while (i-- > 0)
+                close(fds[i]);
+            return rv;
+        }
+    }
+    return 0;
+}
+
+int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns)
+{
+    wsp_coord_t *co = wsp_xcalloc(1, sizeof(*co));
+    co->cfg = cfg;
+    atomic_init(&co->proc_conns, 0);
+    int *fds = wsp_xcalloc(cfg->threads, sizeof(int));
+    co->shards = wsp_xcalloc(cfg->threads, sizeof(*co->shards));
+    int port;
+    int rv = coord_bind_all(cfg, fds, &port);
+    if (rv < 0) {
+        free(fds);
+        free(co->shards);
+        free(co);
+        return rv;
+    }
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        if (rv == 0)
+            rv = wsp_shard_new(&co->shards[i], i, cfg, fds[i], &co->proc_conns, max_conns);
+        else
+            close(fds[i]); /* an earlier shard failed: nobody will own it */
+        if (rv == 0)
+            co->nshards++;
+    }
+    free(fds);
+    int lrv = rv == 0 ? uv_loop_init(&co->loop) : rv;
+    if (lrv < 0) {
+        for (unsigned i = 0; i < co->nshards; i++)
+            wsp_shard_free(co->shards[i]);
+        free(co->shards);
+        free(co);
+        return lrv;
+    }
+    if ((rv = uv_async_init(&co->loop, &co->done, on_coord_done)) < 0 ||
+        (rv = uv_timer_init(&co->loop, &co->tick)) < 0 ||
+        (rv = coord_signal(co, &co->sig_usr1, SIGUSR1)) < 0 ||
+        (rv = coord_signal(co, &co->sig_int, SIGINT)) < 0 ||
+        (rv = coord_signal(co, &co->sig_term, SIGTERM)) < 0)
+        goto out;
+    unsigned started = 0;
+    for (; started < co->nshards; started++)
+        if ((rv = wsp_shard_start(co->shards[started])) < 0)
+            break;
+    if (rv == 0) {
+        WSP_LOG(WSP_LOG_INFO, "event=listening bind=%s port=%d threads=%u path=%s interval=%u",
+                cfg->bind, port, co->nshards, cfg->path, cfg->interval);
+        coord_arm_tick(co);
+        (void)uv_run(&co->loop, UV_RUN_DEFAULT); /* until coord_stop() */
+    } else {
+        co->stopping = 1;
+        for (unsigned i = 0; i < started; i++)
+            wsp_shard_stop(co->shards[i]);
+    }
+    for (unsigned i = 0; i < started; i++) {
+        int jrv = wsp_shard_join(co->shards[i]);
+        if (jrv < 0)
+            WSP_LOG(WSP_LOG_ERROR, "event=shard_join_failed shard=%u error=%s", i,
+                    uv_err_name(jrv));
+    }
+    coord_reap(co); /* every shard has reported by now */
+out:
+    for (unsigned i = 0; i < co->nshards; i++)
+        wsp_shard_free(co->shards[i]);
+    while (co->inflight) { /* only on a failed start */
+        wsp_bcast_t *b = co->inflight;
+        co->inflight = b->next;
+        bcast_free(b);
+    }
+    uv_walk(&co->loop, coord_close_walk, NULL);
+    (void)uv_run(&co->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+    int crv = uv_loop_close(&co->loop);
+    if (crv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=loop_close_failed error=%s", uv_err_name(crv));
+    if (rv == 0)
+        WSP_LOG(WSP_LOG_INFO, "event=stopped");
+    free(co->shards);
+    free(co);
+    return rv;
+}

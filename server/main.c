@@ -1,0 +1,67 @@
+/* wspush: a WebSocket push server. main() parses flags, sizes the process to its fd limit and
+ * hands over to the coordinator (server/coordinator.c). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "coordinator.h"
+#include "log.h"
+#include "net.h"
+
+/* Descriptors a process needs besides connections: stdio, epoll and eventfds per loop,
+ * listeners, libuv's reserved EMFILE descriptor, signal pipes. */
+static uint64_t reserved_fds(unsigned threads)
+{
+    return 32 + 8ull * threads;
+}
+
+int main(int argc, char **argv)
+{
+    wsp_config_t cfg;
+    char err[256];
+    int rv = wsp_config_parse(&cfg, argc, argv, err, sizeof(err));
+    if (rv == 1)
+        return 0;
+    if (rv < 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        wsp_config_usage(stderr);
+        return 2;
+    }
+    wsp_log_level = cfg.log_level;
+
+    /* A peer that resets while we write must cost an EPIPE, not the process. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));
+        return 1;
+    }
+
+    uint64_t limit = 0;
+    rv = wsp_net_raise_nofile(&limit);
+    if (rv < 0) {
+        fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
+        return 1;
+    }
+    uint64_t room = limit > reserved_fds(cfg.threads) ? limit - reserved_fds(cfg.threads) : 0;
+    WSP_LOG(WSP_LOG_INFO,
+            "event=nofile msg=\"nofile limit %llu: room for about %llu connections in this "
+            "process\"",
+            (unsigned long long)limit, (unsigned long long)room);
+    uint64_t max_conns = cfg.max_conns ? cfg.max_conns : room;
+    if (cfg.max_conns > room)
+        WSP_LOG(WSP_LOG_WARN, "event=max_conns_over_nofile max_conns=%llu room=%llu",
+                (unsigned long long)cfg.max_conns, (unsigned long long)room);
+
+    rv = wsp_bcast_run(&cfg, max_conns);
+    if (rv < 0) {
+        if (rv == -EADDRINUSE || rv == -EACCES || rv == -EINVAL || rv == -EADDRNOTAVAIL)
+            fprintf(stderr, "wspush: cannot listen on %s port %d: %s\n", cfg.bind, cfg.port,
+                    rv == -EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(-rv));
+        else
+            fprintf(stderr, "wspush: cannot start: %s\n", uv_strerror(rv));
+        return 1;
+    }
+    return 0;
+}
