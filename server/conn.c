@@ -259,7 +259,7 @@ static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
         return;
     }
     if (rv == WSP_WS_CLOSE) {
-        if (code != 1000 && code != 1001)
+        if (code == 1002 || code == 1007 || code == 1009) /* our verdict, not an echo */
             atomic_fetch_add_explicit(&wsp_shard_counters(conn_shard(c))->proto_closed, 1,
                                       memory_order_relaxed);
         wsp_conn_drain(c, 0); /* the close frame is written already */
