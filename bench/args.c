@@ -1,0 +1,277 @@
+#include "args.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char wsp_args_usage[] =
+    "usage: wspush-bench --url ws://HOST:PORT/PATH --conns N --duration S [options]\n"
+    "  --procs P              worker processes (default: one per 15,000 connections)\n"
+    "  --sources FIRST-LAST   source IPv4 range, <= 1,000 connections each (default 127.1.0.1-)\n"
+    "  --concurrency K        handshakes in flight per process (default 256)\n"
+    "  --rate R               new connections per second, all processes (default 0 = max)\n"
+    "  --report-interval SEC  seconds between reports (default 10)\n"
+    "  --handshake-timeout S  connect + upgrade deadline, counted as timeout (default 10)\n"
+    "  --retries N            connect retries with backoff (default 5)\n"
+    "  --json FILE            write the final report, per-broadcast table and config\n"
+    "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
+    "  --quiet                only the final report\n"
+    "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n";
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    for (char *c = err; *c; c++) /* echoed input must not break the one line */
+        if ((unsigned char)*c < ' ')
+            *c = '?';
+    return -EINVAL;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_num(const char *s, double *out)
+{
+    if (s == NULL || *s == '\0')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v))
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_ipv4(const char *s, size_t len, uint32_t *out)
+{
+    char buf[INET_ADDRSTRLEN];
+    if (len == 0 || len >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) != 1)
+        return -EINVAL;
+    *out = ntohl(a.s_addr);
+    return 0;
+}
+
+int wsp_args_parse_range(const char *s, uint32_t *first, uint32_t *last)
+{
+    const char *dash = strchr(s, '-');
+    size_t n1 = dash ? (size_t)(dash - s) : strlen(s);
+    if (parse_ipv4(s, n1, first) < 0)
+        return -EINVAL;
+    if (dash == NULL) {
+        *last = *first;
+        return 0;
+    }
+    if (parse_ipv4(dash + 1, strlen(dash + 1), last) < 0 || *last < *first)
+        return -EINVAL;
+    return 0;
+}
+
+int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
+{
+    if (strncmp(url, "ws://", 5) != 0 || strlen(url) >= sizeof(cfg->url))
+        return -EINVAL;
+    const char *h = url + 5;
+    size_t hl = strcspn(h, ":/");
+    if (hl == 0 || hl >= sizeof(cfg->host))
+        return -EINVAL;
+    if (hl == 9 && memcmp(h, "localhost", 9) == 0)
+        cfg->dst_addr = 0x7F000001u;
+    else if (parse_ipv4(h, hl, &cfg->dst_addr) < 0)
+        return -EINVAL;
+    memcpy(cfg->host, h, hl);
+    cfg->host[hl] = '\0';
+    const char *rest = h + hl;
+    cfg->port = 80;
+    if (*rest == ':') {
+        rest++;
+        size_t pl = strspn(rest, "0123456789");
+        if (pl == 0 || pl > 5 || (rest[pl] != '\0' && rest[pl] != '/'))
+            return -EINVAL;
+        unsigned long p = strtoul(rest, NULL, 10);
+        if (p == 0 || p > 65535)
+            return -EINVAL;
+        cfg->port = (uint16_t)p;
+        rest += pl;
+    }
+    if (*rest == '\0')
+        rest = "/";
+    if (strlen(rest) >= sizeof(cfg->path))
+        return -EINVAL;
+    for (const char *c = rest; *c; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7F) /* no request splitting */
+            return -EINVAL;
+    strcpy(cfg->path, rest);
+    strcpy(cfg->url, url);
+    return 0;
+}
+
+static void addr_str(uint32_t a, char *buf, size_t len)
+{
+    struct in_addr in = {htonl(a)};
+    if (inet_ntop(AF_INET, &in, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "?");
+}
+
+int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_limits_t *lim,
+                   char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->concurrency = 256;
+    cfg->report_interval = 10;
+    cfg->handshake_timeout = 10;
+    cfg->retries = 5;
+    cfg->src_first = 0x7F010001u; /* 127.1.0.1 */
+    cfg->src_last = 0x7F01FFFEu;  /* 127.1.255.254 */
+    int have_url = 0, have_conns = 0, have_duration = 0;
+    uint64_t procs = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (strcmp(a, "--quiet") == 0) {
+            cfg->quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return fail(err, errlen, "unexpected argument '%s' (see --help)", a);
+        /* every other option takes a value: --opt VALUE or --opt=VALUE */
+        const char *eq = strchr(a, '=');
+        size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        char name[32];
+        if (nl >= sizeof(name))
+            return fail(err, errlen, "unknown option '%s' (see --help)", a);
+        memcpy(name, a, nl);
+        name[nl] = '\0';
+        if (v == NULL)
+            return fail(err, errlen, "%s needs a value", name);
+        uint64_t u;
+        double d;
+        if (strcmp(name, "--url") == 0) {
+            if (wsp_args_parse_url(cfg, v) < 0)
+                return fail(err, errlen,
+                            "malformed --url '%s': want ws://IPV4[:PORT][/PATH] (or localhost)", v);
+            have_url = 1;
+        } else if (strcmp(name, "--conns") == 0) {
+            if (parse_u64(v, &u) < 0 || u < 1 || u > 10000000)
+                return fail(err, errlen, "--conns must be an integer from 1 to 10000000, got '%s'",
+                            v);
+            cfg->conns = u;
+            have_conns = 1;
+        } else if (strcmp(name, "--duration") == 0) {
+            if (parse_num(v, &d) < 0 || d <= 0 || d > 7 * 86400)
+                return fail(err, errlen, "--duration must be seconds in (0, 604800], got '%s'", v);
+            cfg->duration = d;
+            have_duration = 1;
+        } else if (strcmp(name, "--procs") == 0) {
+            if (parse_u64(v, &u) < 0 || u < 1 || u > 1024)
+                return fail(err, errlen, "--procs must be an integer from 1 to 1024, got '%s'", v);
+            procs = u;
+        } else if (strcmp(name, "--sources") == 0) {
+            if (wsp_args_parse_range(v, &cfg->src_first, &cfg->src_last) < 0)
+                return fail(err, errlen,
+                            "malformed --sources '%s': want FIRST-LAST IPv4 addresses, "
+                            "FIRST <= LAST",
+                            v);
+        } else if (strcmp(name, "--concurrency") == 0) {
+            if (parse_u64(v, &u) < 0 || u < 1 || u > 10000)
+                return fail(err, errlen,
+                            "--concurrency must be an integer from 1 to 10000, got '%s'", v);
+            cfg->concurrency = (unsigned)u;
+        } else if (strcmp(name, "--rate") == 0) {
+            if (parse_num(v, &d) < 0 || d < 0)
+                return fail(err, errlen, "--rate must be >= 0 connections per second, got '%s'", v);
+            cfg->rate = d;
+        } else if (strcmp(name, "--report-interval") == 0) {
+            if (parse_num(v, &d) < 0 || d < 0.1 || d > 86400)
+                return fail(err, errlen,
+                            "--report-interval must be seconds in [0.1, 86400], got '%s'", v);
+            cfg->report_interval = d;
+        } else if (strcmp(name, "--handshake-timeout") == 0) {
+            if (parse_num(v, &d) < 0 || d < 0.1 || d > 3600)
+                return fail(err, errlen,
+                            "--handshake-timeout must be seconds in [0.1, 3600], got '%s'", v);
+            cfg->handshake_timeout = d;
+        } else if (strcmp(name, "--retries") == 0) {
+            if (parse_u64(v, &u) < 0 || u > 20)
+                return fail(err, errlen, "--retries must be an integer from 0 to 20, got '%s'", v);
+            cfg->retries = (unsigned)u;
+        } else if (strcmp(name, "--json") == 0) {
+            cfg->json = v;
+        } else if (strcmp(name, "--status-file") == 0) {
+            cfg->status_file = v;
+        } else {
+            return fail(err, errlen, "unknown option '%s' (see --help)", name);
+        }
+    }
+    if (!have_url || !have_conns || !have_duration)
+        return fail(err, errlen, "missing %s (see --help)",
+                    !have_url     ? "--url"
+                    : !have_conns ? "--conns"
+                                  : "--duration");
+
+    if (procs == 0)
+        procs = (cfg->conns + WSP_ARGS_CONNS_PER_PROC - 1) / WSP_ARGS_CONNS_PER_PROC;
+    if (procs > 1024)
+        return fail(err, errlen, "%llu connections need more than 1024 processes",
+                    (unsigned long long)cfg->conns);
+    if (procs > cfg->conns)
+        procs = cfg->conns;
+    cfg->procs = (unsigned)procs;
+
+    uint64_t per_proc = (cfg->conns + procs - 1) / procs;
+    if (lim->nofile && per_proc + 64 > lim->nofile)
+        return fail(err, errlen,
+                    "%llu connections per process exceed the open-file limit %llu: use --procs "
+                    ">= %llu",
+                    (unsigned long long)per_proc, (unsigned long long)lim->nofile,
+                    (unsigned long long)((cfg->conns + lim->nofile - 65) / (lim->nofile - 64)));
+
+    uint64_t nsrc = (uint64_t)cfg->src_last - cfg->src_first + 1;
+    uint64_t need = (cfg->conns + WSP_ARGS_PER_SOURCE - 1) / WSP_ARGS_PER_SOURCE;
+    if (need > nsrc) {
+        char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+        addr_str(cfg->src_first, a, sizeof(a));
+        addr_str(cfg->src_last, b, sizeof(b));
+        return fail(err, errlen,
+                    "--sources %s-%s has %llu addresses; %llu connections need %llu (<= %d each)",
+                    a, b, (unsigned long long)nsrc, (unsigned long long)cfg->conns,
+                    (unsigned long long)need, WSP_ARGS_PER_SOURCE);
+    }
+
+    if (lim->mem_available && cfg->conns * WSP_ARGS_BYTES_PER_CONN > lim->mem_available)
+        return fail(err, errlen,
+                    "%llu connections need ~%.1f GiB (%u B per loopback pair), MemAvailable is "
+                    "%.1f GiB",
+                    (unsigned long long)cfg->conns,
+                    (double)cfg->conns * WSP_ARGS_BYTES_PER_CONN / 1073741824.0,
+                    WSP_ARGS_BYTES_PER_CONN, (double)lim->mem_available / 1073741824.0);
+    return 0;
+}

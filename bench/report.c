@@ -1,0 +1,319 @@
+#include "report.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define SERIES_MAX 4000 /* points: a long run is sampled more coarsely */
+
+void wsp_report_init(wsp_report_t *r, const wsp_bench_cfg_t *cfg, uint64_t now_ns)
+{
+    memset(r, 0, sizeof(*r));
+    r->cfg = cfg;
+    r->sum = wsp_xmalloc(sizeof(*r->sum));
+    wsp_stats_init(r->sum);
+    wsp_meter_init(&r->msg_meter, now_ns);
+    wsp_meter_init(&r->setup_meter, now_ns);
+    r->start_ns = now_ns;
+    r->series_step = cfg->duration / SERIES_MAX > 1.0 ? cfg->duration / SERIES_MAX : 1.0;
+    r->cap = (size_t)(cfg->duration / r->series_step) + 16;
+    r->series = wsp_xcalloc(r->cap, sizeof(wsp_series_pt_t));
+    r->stopped_by = "duration";
+}
+
+void wsp_report_free(wsp_report_t *r)
+{
+    free(r->sum);
+    free(r->series);
+    r->sum = NULL;
+    r->series = NULL;
+}
+
+void wsp_report_merge(wsp_report_t *r, wsp_wstats_t *const *blocks, unsigned n)
+{
+    wsp_stats_init(r->sum);
+    for (unsigned i = 0; i < n; i++)
+        wsp_stats_merge(r->sum, blocks[i]);
+}
+
+uint64_t wsp_report_errors(const wsp_wstats_t *s)
+{
+    uint64_t e = 0;
+    for (int i = 0; i < WSP_ERR_KINDS; i++)
+        e += s->err[i];
+    return e;
+}
+
+void wsp_report_sample(wsp_report_t *r, uint64_t now_ns)
+{
+    const wsp_wstats_t *s = r->sum;
+    if (s->setups > r->marked_setups) {
+        wsp_meter_mark(&r->setup_meter, s->setups - r->marked_setups, now_ns);
+        r->marked_setups = s->setups;
+    }
+    if (s->messages > r->marked_msgs) {
+        wsp_meter_mark(&r->msg_meter, s->messages - r->marked_msgs, now_ns);
+        r->marked_msgs = s->messages;
+    }
+    double t = (double)(now_ns - r->start_ns) / 1e9;
+    if (t >= r->next_series_t && r->nseries < r->cap) {
+        r->series[r->nseries++] =
+            (wsp_series_pt_t){t, s->active, s->setups, wsp_report_errors(s), s->messages};
+        r->next_series_t += r->series_step;
+    }
+}
+
+static double ms(uint64_t us) { return (double)us / 1000.0; }
+
+static void print_codes(FILE *f, const char *what, const wsp_codes_t *t)
+{
+    int any = 0;
+    for (int i = 0; i < WSP_CODES; i++) {
+        if (t->count[i] == 0)
+            continue;
+        fprintf(f, "%s%u=%llu", any ? " " : "                          ", t->code[i],
+                (unsigned long long)t->count[i]);
+        any = 1;
+    }
+    if (t->other)
+        fprintf(f, "%sother=%llu", any ? " " : "                          ",
+                (unsigned long long)t->other);
+    if (any || t->other)
+        fprintf(f, "  (%s)\n", what);
+}
+
+static void print_meter(FILE *f, const char *name, wsp_meter_t *m, uint64_t now)
+{
+    fprintf(f,
+            "%-26scount = %llu  mean rate = %.1f  1-minute rate = %.1f  5-minute rate = %.1f  "
+            "15-minute rate = %.1f  events/second\n",
+            name, (unsigned long long)m->count, wsp_meter_mean_rate(m, now),
+            wsp_meter_rate(m, 0, now), wsp_meter_rate(m, 1, now), wsp_meter_rate(m, 2, now));
+}
+
+/* The broadcast figures of seq k, relative to its earliest server time. */
+static void seq_times(const wsp_seq_stat_t *s, double *first, double *last, double *spread)
+{
+    double base = (double)s->time_min_ms * 1000.0;
+    *first = s->first_us ? ((double)s->first_us - base) / 1000.0 : 0;
+    *last = s->last_us ? ((double)s->last_us - base) / 1000.0 : 0;
+    *spread = (double)(s->time_max_ms - s->time_min_ms);
+}
+
+void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->latency;
+    double t = (double)(now - r->start_ns) / 1e9;
+    fprintf(f, "-- wspush-bench t=%.1fs%s ", t, final ? " final" : "");
+    for (int i = 0; i < 50; i++)
+        fputc('-', f);
+    fputc('\n', f);
+    fprintf(f, "%-26scount = %llu  (target %llu, setups %llu, retries %llu)\n", "Active WebSockets",
+            (unsigned long long)s->active, (unsigned long long)r->cfg->conns,
+            (unsigned long long)s->setups, (unsigned long long)s->retries);
+    fprintf(f, "%-26scount = %llu ", "WebSocket Errors", (unsigned long long)wsp_report_errors(s));
+    for (int i = 0; i < WSP_ERR_KINDS; i++)
+        fprintf(f, " %s=%llu", wsp_stats_err_names[i], (unsigned long long)s->err[i]);
+    fputc('\n', f);
+    print_codes(f, "closed by server, by close code; 1006 = no close frame", &s->closed_codes);
+    print_codes(f, "handshake answers, by HTTP status", &s->statuses);
+    if (s->err[WSP_ERR_CONNECT] && s->last_errno)
+        fprintf(f, "%26slast connect error: %s\n", "", strerror((int)s->last_errno));
+    fprintf(f, "%-26scount = %llu  min = %.3f  max = %.3f  mean = %.3f  stddev = %.3f\n",
+            "Message latency (ms)", (unsigned long long)h->count, ms(h->count ? h->min : 0),
+            ms(h->max), wsp_hist_mean(h) / 1000.0, wsp_hist_stddev(h) / 1000.0);
+    fprintf(f,
+            "%26smedian = %.3f  75%% <= %.3f  95%% <= %.3f  98%% <= %.3f  99%% <= %.3f  "
+            "99.9%% <= %.3f\n",
+            "", ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.75)),
+            ms(wsp_hist_quantile(h, 0.95)), ms(wsp_hist_quantile(h, 0.98)),
+            ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
+    print_meter(f, "Message Rate", &r->msg_meter, now);
+    print_meter(f, "Setup Rate", &r->setup_meter, now);
+    if (s->setups && s->last_setup_us > s->first_connect_us) {
+        double span = (double)(s->last_setup_us - s->first_connect_us) / 1e6;
+        fprintf(f, "%-26s%llu upgraded in %.2f s = %.0f/s%s\n", "Ramp",
+                (unsigned long long)s->setups, span, (double)s->setups / span,
+                r->ramp_done ? "" : " (ramp still running)");
+    }
+    uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
+    uint64_t shown = 0;
+    for (uint64_t k = 1; k <= top; k++)
+        shown += s->seq[k].got || s->seq[k].missing || s->seq[k].dup;
+    if (shown) {
+        fprintf(f, "%-26s%6s %9s %8s %6s %10s %10s\n", "Broadcasts (ms after send)", "seq", "got",
+                "missing", "dup", "first", "last");
+        uint64_t skip = shown > 20 ? shown - 20 : 0; /* the JSON has all of them */
+        for (uint64_t k = 1; k <= top; k++) {
+            const wsp_seq_stat_t *q = &s->seq[k];
+            if (!(q->got || q->missing || q->dup) || (skip && skip--))
+                continue;
+            double first, last, spread;
+            seq_times(q, &first, &last, &spread);
+            fprintf(f, "%26s%6llu %9llu %8llu %6llu %10.3f %10.3f\n", "", (unsigned long long)k,
+                    (unsigned long long)q->got, (unsigned long long)q->missing,
+                    (unsigned long long)q->dup, first, last);
+        }
+    }
+    if (s->seq_overflow)
+        fprintf(f, "%26s%llu messages with seq >= %d are not in the table\n", "",
+                (unsigned long long)s->seq_overflow, WSP_SEQ_MAX);
+    fflush(f);
+}
+
+static void json_meter(FILE *f, const char *name, wsp_meter_t *m, uint64_t now)
+{
+    fprintf(f,
+            "  \"%s\": {\"count\": %llu, \"mean_rate\": %.3f, \"m1_rate\": %.3f, \"m5_rate\": "
+            "%.3f, \"m15_rate\": %.3f},\n",
+            name, (unsigned long long)m->count, wsp_meter_mean_rate(m, now),
+            wsp_meter_rate(m, 0, now), wsp_meter_rate(m, 1, now), wsp_meter_rate(m, 2, now));
+}
+
+static void json_codes(FILE *f, const wsp_codes_t *t)
+{
+    fputc('{', f);
+    int any = 0;
+    for (int i = 0; i < WSP_CODES; i++) {
+        if (t->count[i] == 0)
+            continue;
+        fprintf(f, "%s\"%u\": %llu", any ? ", " : "", t->code[i], (unsigned long long)t->count[i]);
+        any = 1;
+    }
+    if (t->other)
+        fprintf(f, "%s\"other\": %llu", any ? ", " : "", (unsigned long long)t->other);
+    fputc('}', f);
+}
+
+/* Writes s as a JSON string; our strings are paths and URLs, but escape anyway. */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -errno;
+    const wsp_bench_cfg_t *c = r->cfg;
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->latency;
+    char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+    struct in_addr ia = {htonl(c->src_first)}, ib = {htonl(c->src_last)};
+    inet_ntop(AF_INET, &ia, a, sizeof(a));
+    inet_ntop(AF_INET, &ib, b, sizeof(b));
+    fprintf(f, "{\n  \"tool\": \"wspush-bench\",\n  \"version\": \"%s\",\n", WSP_VERSION);
+    fprintf(f, "  \"config\": {\"url\": ");
+    json_str(f, c->url);
+    fprintf(f,
+            ", \"conns\": %llu, \"duration_s\": %.3f, \"procs\": %u, \"sources\": \"%s-%s\", "
+            "\"per_source\": %d, \"concurrency\": %u, \"rate\": %.3f, \"report_interval_s\": "
+            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u},\n",
+            (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
+            c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries);
+    fprintf(f, "  \"start_epoch_ms\": %llu,\n  \"elapsed_s\": %.3f,\n  \"stopped_by\": \"%s\",\n",
+            (unsigned long long)r->start_epoch_ms, (double)(now - r->start_ns) / 1e9,
+            r->stopped_by);
+    fprintf(f, "  \"active\": %llu,\n  \"setups\": %llu,\n  \"retries\": %llu,\n",
+            (unsigned long long)s->active, (unsigned long long)s->setups,
+            (unsigned long long)s->retries);
+    double span = s->last_setup_us > s->first_connect_us
+                      ? (double)(s->last_setup_us - s->first_connect_us) / 1e6
+                      : 0;
+    fprintf(f,
+            "  \"ramp\": {\"target\": %llu, \"done\": %s, \"connected\": %llu, \"seconds\": "
+            "%.3f, \"rate_per_s\": %.1f},\n",
+            (unsigned long long)c->conns, r->ramp_done ? "true" : "false",
+            (unsigned long long)s->setups, span, span > 0 ? (double)s->setups / span : 0);
+    fprintf(f, "  \"errors\": {\"total\": %llu", (unsigned long long)wsp_report_errors(s));
+    for (int i = 0; i < WSP_ERR_KINDS; i++)
+        fprintf(f, ", \"%s\": %llu", wsp_stats_err_names[i], (unsigned long long)s->err[i]);
+    fprintf(f, ", \"closed_in_handshake\": %llu, \"closed_codes\": ",
+            (unsigned long long)s->closed_in_handshake);
+    json_codes(f, &s->closed_codes);
+    fprintf(f, ", \"handshake_statuses\": ");
+    json_codes(f, &s->statuses);
+    fprintf(f, ", \"last_connect_error\": ");
+    json_str(f, s->last_errno ? strerror((int)s->last_errno) : "");
+    fprintf(f, "},\n");
+    fprintf(f,
+            "  \"messages\": {\"count\": %llu, \"pings_answered\": %llu, \"max_seq\": %llu, "
+            "\"seq_overflow\": %llu},\n",
+            (unsigned long long)s->messages, (unsigned long long)s->pings,
+            (unsigned long long)s->max_seq, (unsigned long long)s->seq_overflow);
+    fprintf(f,
+            "  \"latency_ms\": {\"count\": %llu, \"min\": %.3f, \"max\": %.3f, \"mean\": %.3f, "
+            "\"stddev\": %.3f, \"p50\": %.3f, \"p75\": %.3f, \"p90\": %.3f, \"p95\": %.3f, "
+            "\"p98\": %.3f, \"p99\": %.3f, \"p999\": %.3f},\n",
+            (unsigned long long)h->count, ms(h->count ? h->min : 0), ms(h->max),
+            wsp_hist_mean(h) / 1000.0, wsp_hist_stddev(h) / 1000.0, ms(wsp_hist_quantile(h, 0.5)),
+            ms(wsp_hist_quantile(h, 0.75)), ms(wsp_hist_quantile(h, 0.90)),
+            ms(wsp_hist_quantile(h, 0.95)), ms(wsp_hist_quantile(h, 0.98)),
+            ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
+    json_meter(f, "message_rate", &r->msg_meter, now);
+    json_meter(f, "setup_rate", &r->setup_meter, now);
+    fprintf(f,
+            "  \"bench_cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, \"us_per_message_overall\": "
+            "%.3f},\n",
+            r->cpu_user_s, r->cpu_sys_s,
+            s->messages ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)s->messages : 0);
+    fprintf(f, "  \"broadcasts\": [");
+    uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
+    int any = 0;
+    for (uint64_t k = 1; k <= top; k++) {
+        const wsp_seq_stat_t *q = &s->seq[k];
+        if (!(q->got || q->missing || q->dup))
+            continue;
+        double first, last, spread;
+        seq_times(q, &first, &last, &spread);
+        fprintf(f,
+                "%s\n    {\"seq\": %llu, \"got\": %llu, \"missing\": %llu, \"duplicates\": %llu, "
+                "\"time_ms\": %llu, \"first_ms\": %.3f, \"last_ms\": %.3f, \"time_spread_ms\": "
+                "%.0f}",
+                any ? "," : "", (unsigned long long)k, (unsigned long long)q->got,
+                (unsigned long long)q->missing, (unsigned long long)q->dup,
+                (unsigned long long)q->time_min_ms, first, last, spread);
+        any = 1;
+    }
+    fprintf(f, "%s],\n  \"latency_cdf\": [", any ? "\n  " : "");
+    uint64_t seen = 0;
+    any = 0;
+    for (unsigned i = 0; i < WSP_HIST_BUCKETS && h->count; i++) {
+        if (h->bucket[i] == 0)
+            continue;
+        seen += h->bucket[i];
+        uint64_t hi = i + 1 < WSP_HIST_BUCKETS ? wsp_hist_lower(i + 1) : wsp_hist_lower(i) + 1;
+        fprintf(f, "%s[%.3f, %.6f]", any ? ", " : "", ms(hi), (double)seen / (double)h->count);
+        any = 1;
+    }
+    fprintf(f, "],\n  \"series\": [");
+    for (size_t i = 0; i < r->nseries; i++) {
+        const wsp_series_pt_t *p = &r->series[i];
+        fprintf(f,
+                "%s\n    {\"t\": %.2f, \"active\": %llu, \"setups\": %llu, \"errors\": %llu, "
+                "\"messages\": %llu}",
+                i ? "," : "", p->t, (unsigned long long)p->active, (unsigned long long)p->setups,
+                (unsigned long long)p->errors, (unsigned long long)p->messages);
+    }
+    fprintf(f, "%s]\n}\n", r->nseries ? "\n  " : "");
+    if (ferror(f)) {
+        fclose(f);
+        return -EIO;
+    }
+    return fclose(f) == 0 ? 0 : -errno;
+}

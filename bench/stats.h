@@ -1,0 +1,77 @@
+#ifndef WSP_STATS_H
+#define WSP_STATS_H
+
+#include <stdint.h>
+
+#include "hist.h"
+
+/* Figures one worker process publishes in its own MAP_SHARED block: the worker is the only
+ * writer (plain stores), the parent reads a copy every report interval and accepts benign
+ * tearing between fields; the final figures are read after the worker exited. */
+
+#define WSP_SEQ_MAX 8192 /* broadcasts tracked one by one; later seqs count in seq_overflow */
+#define WSP_CODES 12     /* distinct close codes / HTTP statuses kept; the rest in "other" */
+
+enum {
+    WSP_ERR_CONNECT,           /* connect failed after every retry */
+    WSP_ERR_HANDSHAKE_STATUS,  /* answered with a status other than 101 */
+    WSP_ERR_HANDSHAKE_INVALID, /* malformed answer or wrong Sec-WebSocket-Accept */
+    WSP_ERR_CLOSED,            /* closed by the server: close frame code, or 1006 */
+    WSP_ERR_PROTOCOL,          /* a frame a server must not send */
+    WSP_ERR_TIMEOUT,           /* no 101 within --handshake-timeout */
+    WSP_ERR_BAD_MESSAGE,       /* a data message without "time" and "seq" (kept open) */
+    WSP_ERR_WORKER,            /* a worker process died: its connections are lost */
+    WSP_ERR_KINDS
+};
+
+extern const char *const wsp_stats_err_names[WSP_ERR_KINDS];
+
+typedef struct wsp_codes_s {
+    uint32_t code[WSP_CODES];
+    uint64_t count[WSP_CODES];
+    uint64_t other;
+} wsp_codes_t;
+
+typedef struct wsp_seq_stat_s {
+    uint64_t got, dup, missing;
+    uint64_t time_min_ms, time_max_ms; /* server times in the message; 0 = not seen */
+    uint64_t first_us, last_us;        /* receive times, epoch microseconds */
+} wsp_seq_stat_t;
+
+typedef struct wsp_wstats_s {
+    uint64_t active;   /* open WebSockets now */
+    uint64_t setups;   /* upgrades completed */
+    uint64_t resolved; /* slots done: upgraded or given up */
+    uint64_t inflight; /* connects and handshakes under way */
+    uint64_t retries;  /* connect attempts repeated */
+    uint64_t messages; /* data messages received with a tick */
+    uint64_t pings;    /* pings answered */
+    uint64_t seq_overflow;
+    uint64_t max_seq;
+    uint64_t first_connect_us, last_setup_us; /* epoch us: the ramp's span */
+    uint64_t closed_in_handshake;             /* part of WSP_ERR_CLOSED */
+    uint64_t last_errno;                      /* of the latest connect failure */
+    uint64_t cpu_user_us, cpu_sys_us;         /* the worker's rusage, written on exit */
+    uint64_t err[WSP_ERR_KINDS];
+    wsp_codes_t closed_codes, statuses;
+    wsp_hist_t latency; /* microseconds */
+    wsp_seq_stat_t seq[WSP_SEQ_MAX];
+} wsp_wstats_t;
+
+/* Parent to workers, written by the parent only. */
+typedef struct wsp_ctl_s {
+    volatile int stop_ramp;            /* open no more connections */
+    volatile uint64_t max_seq;         /* the highest seq any worker saw, set before stopping */
+    uint64_t seq_time_ms[WSP_SEQ_MAX]; /* earliest server time of each seq, for "missing" */
+} wsp_ctl_t;
+
+/* Empties s. */
+void wsp_stats_init(wsp_wstats_t *s);
+
+/* Adds n to code's counter in t. Single writer. */
+void wsp_stats_code_add(wsp_codes_t *t, uint32_t code, uint64_t n);
+
+/* Adds src into dst: counters, histogram, code tables, per-seq table. */
+void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src);
+
+#endif
