@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 int wsp_log_level = WSP_LOG_INFO;
+char wsp_log_tag[64];
 
 static const char *const wsp__level_names[] = {"error", "warn", "info", "debug"};
 
@@ -21,9 +22,9 @@ void wsp_log_write(int level, const char *fmt, ...)
     (void)gmtime_r(&tv.tv_sec, &tm);
     if (level < 0 || level > WSP_LOG_DEBUG)
         level = WSP_LOG_ERROR;
-    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), wsp__level_names[level]);
+    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s %s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000), wsp__level_names[level], wsp_log_tag);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -12,22 +12,26 @@
 
 void wsp_config_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: wspush [options]\n"
-            "  --threads N              shards (worker threads); default: online CPUs\n"
-            "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
-            "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
-            "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
-            "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
-            "                           clock; 0 = only on SIGUSR1; default 60\n"
-            "  --max-conns N            connections per process; default: the nofile limit\n"
-            "  --max-pending BYTES      queued bytes per connection before closing it with\n"
-            "                           1008; default 65536\n"
-            "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
-            "  --log-level LEVEL        error, warn, info or debug; default info\n"
-            "  --help, --version\n"
-            "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
-            "and exit 0.\n");
+    fprintf(f, "usage: wspush [options]\n"
+               "  --threads N              shards (worker threads); default: online CPUs\n"
+               "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
+               "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
+               "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
+               "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
+               "                           clock; 0 = only on SIGUSR1; default 60\n"
+               "  --max-conns N            connections per process; default: the nofile limit\n"
+               "  --max-pending BYTES      queued bytes per connection before closing it with\n"
+               "                           1008; default 65536\n"
+               "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
+               "  --log-level LEVEL        error, warn, info or debug; default info\n"
+               "  --procs P                worker processes under a supervisor, all on the same\n"
+               "                           port (SO_REUSEPORT); default 1 (no supervisor)\n"
+               "  --redis URL              redis://HOST:PORT[/DB]: broadcast what is published on\n"
+               "                           --channel (every worker subscribes); default off\n"
+               "  --channel NAME           Redis channel; default wspush\n"
+               "  --help, --version\n"
+               "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
+               "and exit 0.\n");
 }
 
 static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
@@ -56,6 +60,44 @@ static int wsp__num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
+int wsp_config_parse_redis_url(wsp_config_t *cfg, const char *url)
+{
+    static const char scheme[] = "redis://";
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return -EINVAL;
+    const char *host = url + sizeof(scheme) - 1;
+    const char *end = host + strcspn(host, ":/");
+    size_t hlen = (size_t)(end - host);
+    if (hlen == 0 || hlen >= sizeof(cfg->redis_host))
+        return -EINVAL;
+    uint64_t port = 6379, db = 0;
+    const char *p = end;
+    char num[16];
+    if (*p == ':') {
+        size_t n = strcspn(p + 1, "/");
+        if (n == 0 || n >= sizeof(num))
+            return -EINVAL;
+        memcpy(num, p + 1, n);
+        num[n] = '\0';
+        if (wsp__num(num, 1, 65535, &port) != 0)
+            return -EINVAL;
+        p += 1 + n;
+    }
+    if (*p == '/' && p[1] != '\0') {
+        if (wsp__num(p + 1, 0, 1000, &db) != 0)
+            return -EINVAL;
+    } else if (*p == '/' || *p == '\0') {
+        /* no database: 0 */
+    } else {
+        return -EINVAL;
+    }
+    memcpy(cfg->redis_host, host, hlen);
+    cfg->redis_host[hlen] = '\0';
+    cfg->redis_port = (int)port;
+    cfg->redis_db = (int)db;
+    return 0;
+}
+
 int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     enum {
@@ -70,6 +112,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         O_LOG_LEVEL,
         O_HELP,
         O_VERSION,
+        O_PROCS,
+        O_REDIS,
+        O_CHANNEL,
+        O_WORKER_FD,
+        O_WORKER_ID,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, O_THREADS},
@@ -81,6 +128,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"max-pending", required_argument, NULL, O_MAX_PENDING},
         {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
         {"log-level", required_argument, NULL, O_LOG_LEVEL},
+        {"procs", required_argument, NULL, O_PROCS},
+        {"redis", required_argument, NULL, O_REDIS},
+        {"channel", required_argument, NULL, O_CHANNEL},
+        {"worker-fd", required_argument, NULL, O_WORKER_FD}, /* internal: set by --procs */
+        {"worker-id", required_argument, NULL, O_WORKER_ID}, /* internal: set by --procs */
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -95,6 +147,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->max_pending = 65536;
     cfg->handshake_timeout = 10;
     cfg->log_level = WSP_LOG_INFO;
+    cfg->procs = 1;
+    cfg->worker_fd = -1;
+    strcpy(cfg->channel, "wspush");
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -159,6 +214,32 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             cfg->log_level = lv;
             break;
         }
+        case O_PROCS:
+            if (wsp__num(optarg, 1, 1024, &v) != 0)
+                return wsp__fail(err, errlen, "--procs wants 1..1024, got '%s'", optarg);
+            cfg->procs = (unsigned)v;
+            break;
+        case O_REDIS:
+            if (wsp_config_parse_redis_url(cfg, optarg) != 0)
+                return wsp__fail(err, errlen, "--redis wants redis://HOST:PORT[/DB], got '%s'",
+                                 optarg);
+            break;
+        case O_CHANNEL:
+            if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->channel))
+                return wsp__fail(err, errlen, "--channel wants 1..%zu bytes, got '%s'",
+                                 sizeof(cfg->channel) - 1, optarg);
+            strcpy(cfg->channel, optarg);
+            break;
+        case O_WORKER_FD:
+            if (wsp__num(optarg, 3, 65535, &v) != 0)
+                return wsp__fail(err, errlen, "--worker-fd is internal, got '%s'", optarg);
+            cfg->worker_fd = (int)v;
+            break;
+        case O_WORKER_ID:
+            if (wsp__num(optarg, 0, 1023, &v) != 0)
+                return wsp__fail(err, errlen, "--worker-id is internal, got '%s'", optarg);
+            cfg->worker_id = (unsigned)v;
+            break;
         case O_HELP:
             wsp_config_usage(stdout);
             return 1;

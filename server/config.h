@@ -16,10 +16,24 @@ typedef struct wsp_config_s {
     uint64_t max_pending;       /* bytes queued per connection before it is closed with 1008 */
     unsigned handshake_timeout; /* seconds to complete the HTTP upgrade */
     int log_level;              /* WSP_LOG_* */
+    unsigned procs;             /* worker processes; 1 = no supervisor */
+    int worker_fd;              /* set in a supervised worker: its socket to the supervisor */
+    unsigned worker_id;         /* a supervised worker's slot, for the logs */
+    char redis_host[256];       /* empty = no Redis */
+    int redis_port;
+    int redis_db;
+    char channel[128]; /* Redis channel every worker subscribes to */
 } wsp_config_t;
 
 /* The longest --handshake-timeout: shard deadlines are byte-sized ticks compared as int8. */
 #define WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT 120
+
+/* The largest payload accepted for publishing (Redis, the supervisor's pipe). */
+#define WSP_CONFIG_MAX_PUBLISH (64 * 1024)
+
+/* Parses redis://HOST:PORT[/DB] (HOST numeric or a name; PORT default 6379) into cfg.
+ * Returns 0 or -EINVAL. Any thread. */
+int wsp_config_parse_redis_url(wsp_config_t *cfg, const char *url);
 
 /* Fills cfg with defaults, then parses argv. Returns 0 to run, 1 when --help or --version
  * printed what was asked (exit 0), or -EINVAL with a one-line reason in err. Main thread. */

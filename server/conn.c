@@ -51,25 +51,13 @@ typedef struct wsp_wreq_s {
 static void on_conn_close(uv_handle_t *h);
 static void on_conn_write(uv_write_t *req, int status);
 
-static inline wsp_shard_t *conn_shard(const wsp_conn_t *c)
-{
-    return wsp_shard_of(c->tcp.loop);
-}
+static inline wsp_shard_t *conn_shard(const wsp_conn_t *c) { return wsp_shard_of(c->tcp.loop); }
 
-static inline uv_stream_t *conn_stream(wsp_conn_t *c)
-{
-    return (uv_stream_t *)&c->tcp;
-}
+static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c->tcp; }
 
-int wsp_conn_state(const wsp_conn_t *c)
-{
-    return c->state;
-}
+int wsp_conn_state(const wsp_conn_t *c) { return c->state; }
 
-void wsp_conn_set_idx(wsp_conn_t *c, uint32_t idx)
-{
-    c->idx = idx;
-}
+void wsp_conn_set_idx(wsp_conn_t *c, uint32_t idx) { c->idx = idx; }
 
 int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick)
 {
@@ -139,8 +127,7 @@ static void on_conn_write(uv_write_t *req, int status)
         wsp_conn_close(c);
         return;
     }
-    if (c->state == WSP_CONN_DRAINING &&
-        uv_stream_get_write_queue_size(conn_stream(c)) == 0)
+    if (c->state == WSP_CONN_DRAINING && uv_stream_get_write_queue_size(conn_stream(c)) == 0)
         wsp_conn_close(c); /* the final response or close frame is in the kernel */
 }
 

@@ -11,20 +11,22 @@
 
 #include "alloc.h"
 #include "frame.h"
+#include "ipc.h"
 #include "log.h"
 #include "net.h"
+#include "redis.h"
 #include "shard.h"
 
 typedef struct wsp_coord_s wsp_coord_t;
 
 struct wsp_bcast_s {
-    wsp_msg_t *msg;       /* one reference, dropped when every shard is done */
-    wsp_coord_t *co;      /* whom the last shard wakes */
-    uint64_t created_ns;  /* monotonic, when the coordinator built it */
-    unsigned shards;      /* shards it was posted to */
-    atomic_uint pending;  /* shards still walking their connections */
+    wsp_msg_t *msg;      /* one reference, dropped when every shard is done */
+    wsp_coord_t *co;     /* whom the last shard wakes */
+    uint64_t created_ns; /* monotonic, when the coordinator built it */
+    unsigned shards;     /* shards it was posted to */
+    atomic_uint pending; /* shards still walking their connections */
     atomic_uint_fast64_t first_start, last_end, written, failed;
-    wsp_bcast_t *next;    /* coordinator's in-flight list */
+    wsp_bcast_t *next; /* coordinator's in-flight list */
 };
 
 struct wsp_coord_s {
@@ -40,28 +42,27 @@ struct wsp_coord_s {
     wsp_bcast_t *inflight;
     int stopping;
     atomic_uint_fast64_t proc_conns;
+    wsp_redis_t *redis; /* NULL without --redis */
+    uv_pipe_t sup;      /* to the supervisor, in a supervised worker */
+    int sup_open;
+    wsp_ipc_reader_t sup_reader;
 };
 
-wsp_msg_t *wsp_bcast_msg(const wsp_bcast_t *b)
-{
-    return b->msg;
-}
+wsp_msg_t *wsp_bcast_msg(const wsp_bcast_t *b) { return b->msg; }
 
 static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)
 {
     uint_fast64_t cur = atomic_load_explicit(a, memory_order_relaxed);
-    while (v < cur &&
-           !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (v < cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
         ;
 }
 
 static void atomic_max_u64(atomic_uint_fast64_t *a, uint64_t v)
 {
     uint_fast64_t cur = atomic_load_explicit(a, memory_order_relaxed);
-    while (v > cur &&
-           !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (v > cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
         ;
 }
 
@@ -112,19 +113,13 @@ static void coord_reap(wsp_coord_t *co)
     }
 }
 
-static void on_coord_done(uv_async_t *a)
-{
-    coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done));
-}
+static void on_coord_done(uv_async_t *a) { coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done)); }
 
-/* Builds the time message once and hands the same bytes to every shard. */
-static void coord_broadcast(wsp_coord_t *co, const char *reason)
+/* Encodes payload once as a text frame and hands the same bytes to every shard. */
+static void coord_publish(wsp_coord_t *co, const uint8_t *payload, size_t len, uint64_t seq,
+                          const char *reason)
 {
-    char payload[96];
-    uint64_t seq = co->seq + 1;
-    int n = snprintf(payload, sizeof(payload), "{\"time\":%" PRIu64 ",\"seq\":%" PRIu64 "}",
-                     wsp_net_epoch_ms(), seq);
-    wsp_msg_t *m = wsp_frame_msg(WSP_OP_TEXT, payload, (size_t)n);
+    wsp_msg_t *m = wsp_frame_msg(WSP_OP_TEXT, payload, len);
     wsp_bcast_t *b = malloc(sizeof(*b));
     if (m == NULL || b == NULL) {
         WSP_LOG(WSP_LOG_ERROR, "event=broadcast_skipped reason=%s error=ENOMEM", reason);
@@ -133,7 +128,6 @@ static void coord_broadcast(wsp_coord_t *co, const char *reason)
         free(b);
         return;
     }
-    co->seq = seq;
     m->seq = seq;
     b->msg = m;
     b->co = co;
@@ -146,7 +140,8 @@ static void coord_broadcast(wsp_coord_t *co, const char *reason)
     atomic_init(&b->failed, 0);
     b->next = co->inflight;
     co->inflight = b;
-    WSP_LOG(WSP_LOG_DEBUG, "event=broadcast_start seq=%" PRIu64 " reason=%s", seq, reason);
+    WSP_LOG(WSP_LOG_DEBUG, "event=broadcast_start seq=%" PRIu64 " reason=%s bytes=%zu", seq, reason,
+            len);
     unsigned skipped = 0;
     for (unsigned i = 0; i < co->nshards; i++) {
         int rv = wsp_shard_post(co->shards[i], b);
@@ -157,9 +152,27 @@ static void coord_broadcast(wsp_coord_t *co, const char *reason)
             skipped++;
         }
     }
-    if (skipped && atomic_fetch_sub_explicit(&b->pending, skipped, memory_order_acq_rel) ==
-                       skipped)
+    if (skipped && atomic_fetch_sub_explicit(&b->pending, skipped, memory_order_acq_rel) == skipped)
         coord_reap(co);
+}
+
+/* The time message, numbered by this process. */
+static void coord_broadcast(wsp_coord_t *co, const char *reason)
+{
+    char payload[96];
+    co->seq++;
+    int n = snprintf(payload, sizeof(payload), "{\"time\":%" PRIu64 ",\"seq\":%" PRIu64 "}",
+                     wsp_net_epoch_ms(), co->seq);
+    coord_publish(co, (const uint8_t *)payload, (size_t)n, co->seq, reason);
+}
+
+static void on_coord_redis(void *user, const uint8_t *payload, size_t len)
+{
+    wsp_coord_t *co = user;
+    if (co->stopping)
+        return;
+    co->seq++;
+    coord_publish(co, payload, len, co->seq, "redis");
 }
 
 static void coord_arm_tick(wsp_coord_t *co);
@@ -181,14 +194,80 @@ static void on_coord_tick(uv_timer_t *t)
 /* Arms the next tick on the next wall-clock multiple of the interval (:00 for 60 s). */
 static void coord_arm_tick(wsp_coord_t *co)
 {
-    if (co->cfg->interval == 0 || co->stopping)
-        return;
+    if (co->cfg->interval == 0 || co->stopping || co->sup_open)
+        return; /* a supervised worker gets its ticks from the supervisor */
     uint64_t per = (uint64_t)co->cfg->interval * 1000u;
     uint64_t now = wsp_net_epoch_ms();
     co->next_tick_ms = (now / per + 1) * per;
     int rv = uv_timer_start(&co->tick, on_coord_tick, co->next_tick_ms - now, 0);
     if (rv < 0)
         WSP_LOG(WSP_LOG_ERROR, "event=tick_failed error=%s", uv_err_name(rv));
+}
+
+static void coord_stop(wsp_coord_t *co, const char *why);
+
+static void on_coord_sup_write(uv_write_t *req, int status)
+{
+    (void)status; /* a dead supervisor shows as EOF on the read side */
+    free(req);
+}
+
+/* Sends a packet to the supervisor. Coordinator thread. */
+static void coord_send_supervisor(wsp_coord_t *co, uint8_t type, uint64_t seq,
+                                  const uint8_t *payload, uint32_t len)
+{
+    uv_write_t *req = malloc(sizeof(*req) + WSP_IPC_HDR + len);
+    if (req == NULL) {
+        WSP_LOG(WSP_LOG_ERROR, "event=supervisor_write_failed error=ENOMEM");
+        return;
+    }
+    uint8_t *p = (uint8_t *)(req + 1);
+    wsp_ipc_header(p, type, seq, len);
+    if (len)
+        memcpy(p + WSP_IPC_HDR, payload, len);
+    uv_buf_t b = uv_buf_init((char *)p, WSP_IPC_HDR + len);
+    int rv = uv_write(req, (uv_stream_t *)&co->sup, &b, 1, on_coord_sup_write);
+    if (rv < 0) {
+        free(req);
+        WSP_LOG(WSP_LOG_ERROR, "event=supervisor_write_failed error=%s", uv_err_name(rv));
+    }
+}
+
+static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
+                                uint32_t len)
+{
+    wsp_coord_t *co = user;
+    if (type != WSP_IPC_BROADCAST || co->stopping)
+        return;
+    if (seq > co->seq)
+        co->seq = seq;
+    coord_publish(co, payload, len, seq, "supervisor");
+}
+
+static void on_coord_sup_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char rbuf[16384]; /* coordinator thread only */
+    *buf = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+static void on_coord_sup_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    wsp_coord_t *co = WSP_CONTAINER_OF(s, wsp_coord_t, sup);
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* The supervisor is gone: a worker never outlives it. */
+        WSP_LOG(WSP_LOG_WARN, "event=supervisor_lost error=%s", uv_err_name((int)nread));
+        coord_stop(co, "supervisor_lost");
+        return;
+    }
+    if (wsp_ipc_feed(&co->sup_reader, (const uint8_t *)buf->base, (size_t)nread,
+                     on_coord_sup_packet, co) < 0) {
+        WSP_LOG(WSP_LOG_ERROR, "event=supervisor_protocol_error");
+        coord_stop(co, "supervisor_protocol_error");
+    }
 }
 
 static void coord_stop(wsp_coord_t *co, const char *why)
@@ -199,6 +278,10 @@ static void coord_stop(wsp_coord_t *co, const char *why)
     WSP_LOG(WSP_LOG_INFO, "event=shutdown signal=%s", why);
     int rv = uv_timer_stop(&co->tick);
     (void)rv; /* cannot fail for an initialised timer */
+    wsp_redis_stop(co->redis);
+    co->redis = NULL;
+    if (co->sup_open)
+        (void)uv_read_stop((uv_stream_t *)&co->sup); /* cannot fail on an open pipe */
     for (unsigned i = 0; i < co->nshards; i++)
         wsp_shard_stop(co->shards[i]);
     /* Leave the loop: wsp_bcast_run() joins the shards, which may take the drain time. */
@@ -209,7 +292,11 @@ static void on_coord_signal(uv_signal_t *s, int signum)
 {
     wsp_coord_t *co = s->data;
     if (signum == SIGUSR1) {
-        if (!co->stopping)
+        if (co->stopping)
+            return;
+        if (co->sup_open) /* the supervisor numbers broadcasts for every worker */
+            coord_send_supervisor(co, WSP_IPC_TRIGGER, 0, NULL, 0);
+        else
             coord_broadcast(co, "sigusr1");
         return;
     }
@@ -294,6 +381,17 @@ int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns)
         (rv = coord_signal(co, &co->sig_int, SIGINT)) < 0 ||
         (rv = coord_signal(co, &co->sig_term, SIGTERM)) < 0)
         goto out;
+    if (cfg->worker_fd >= 0) {
+        if ((rv = uv_pipe_init(&co->loop, &co->sup, 0)) < 0 ||
+            (rv = uv_pipe_open(&co->sup, cfg->worker_fd)) < 0 ||
+            (rv = uv_read_start((uv_stream_t *)&co->sup, on_coord_sup_alloc, on_coord_sup_read)) <
+                0)
+            goto out;
+        co->sup_open = 1;
+    }
+    if (cfg->redis_host[0] != '\0' &&
+        (rv = wsp_redis_start(&co->redis, &co->loop, cfg, on_coord_redis, co)) < 0)
+        goto out;
     unsigned started = 0;
     for (; started < co->nshards; started++)
         if ((rv = wsp_shard_start(co->shards[started])) < 0)
@@ -316,6 +414,9 @@ int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns)
     }
     coord_reap(co); /* every shard has reported by now */
 out:
+    wsp_redis_stop(co->redis); /* on a failed start; coord_stop() did it otherwise */
+    co->redis = NULL;
+    wsp_ipc_reset(&co->sup_reader);
     for (unsigned i = 0; i < co->nshards; i++)
         wsp_shard_free(co->shards[i]);
     while (co->inflight) { /* only on a failed start */

@@ -4,19 +4,19 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
 #include "coordinator.h"
 #include "log.h"
 #include "net.h"
+#include "supervisor.h"
 
 /* Descriptors a process needs besides connections: stdio, epoll and eventfds per loop,
  * listeners, libuv's reserved EMFILE descriptor, signal pipes. */
-static uint64_t reserved_fds(unsigned threads)
-{
-    return 32 + 8ull * threads;
-}
+static uint64_t reserved_fds(unsigned threads) { return 32 + 8ull * threads; }
 
 int main(int argc, char **argv)
 {
@@ -31,6 +31,18 @@ int main(int argc, char **argv)
         return 2;
     }
     wsp_log_level = cfg.log_level;
+    int supervised = cfg.worker_fd >= 0;
+    if (supervised) {
+        snprintf(wsp_log_tag, sizeof(wsp_log_tag), "worker=%u pid=%d ", cfg.worker_id,
+                 (int)getpid());
+        /* A worker never outlives its supervisor, even one killed with SIGKILL. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() == 1) {
+            fprintf(stderr, "wspush: worker %u: supervisor gone\n", cfg.worker_id);
+            return 1;
+        }
+    } else if (cfg.procs > 1) {
+        snprintf(wsp_log_tag, sizeof(wsp_log_tag), "supervisor pid=%d ", (int)getpid());
+    }
 
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
@@ -38,23 +50,26 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    uint64_t limit = 0;
-    rv = wsp_net_raise_nofile(&limit);
-    if (rv < 0) {
-        fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
-        return 1;
+    if (cfg.procs > 1 && !supervised) {
+        rv = wsp_super_run(&cfg, argc, argv); /* each worker sizes itself to its own limit */
+    } else {
+        uint64_t limit = 0;
+        rv = wsp_net_raise_nofile(&limit);
+        if (rv < 0) {
+            fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
+            return 1;
+        }
+        uint64_t room = limit > reserved_fds(cfg.threads) ? limit - reserved_fds(cfg.threads) : 0;
+        WSP_LOG(WSP_LOG_INFO,
+                "event=nofile msg=\"nofile limit %llu: room for about %llu connections in this "
+                "process\"",
+                (unsigned long long)limit, (unsigned long long)room);
+        uint64_t max_conns = cfg.max_conns ? cfg.max_conns : room;
+        if (cfg.max_conns > room)
+            WSP_LOG(WSP_LOG_WARN, "event=max_conns_over_nofile max_conns=%llu room=%llu",
+                    (unsigned long long)cfg.max_conns, (unsigned long long)room);
+        rv = wsp_bcast_run(&cfg, max_conns);
     }
-    uint64_t room = limit > reserved_fds(cfg.threads) ? limit - reserved_fds(cfg.threads) : 0;
-    WSP_LOG(WSP_LOG_INFO,
-            "event=nofile msg=\"nofile limit %llu: room for about %llu connections in this "
-            "process\"",
-            (unsigned long long)limit, (unsigned long long)room);
-    uint64_t max_conns = cfg.max_conns ? cfg.max_conns : room;
-    if (cfg.max_conns > room)
-        WSP_LOG(WSP_LOG_WARN, "event=max_conns_over_nofile max_conns=%llu room=%llu",
-                (unsigned long long)cfg.max_conns, (unsigned long long)room);
-
-    rv = wsp_bcast_run(&cfg, max_conns);
     if (rv < 0) {
         if (rv == -EADDRINUSE || rv == -EACCES || rv == -EINVAL || rv == -EADDRNOTAVAIL)
             fprintf(stderr, "wspush: cannot listen on %s port %d: %s\n", cfg.bind, cfg.port,

@@ -12,10 +12,10 @@
 #include "net.h"
 #include "spsc.h"
 
-#define WSP_SHARD_RING 64              /* broadcasts a shard may lag behind */
-#define WSP_SHARD_RBUF (64 * 1024)     /* one read buffer for all of a shard's sockets */
-#define WSP_SHARD_BACKLOG 4096         /* the kernel caps it at net.core.somaxconn */
-#define WSP_SHARD_DRAIN_MS 5000        /* how long a stopping shard waits for writes */
+#define WSP_SHARD_RING 64          /* broadcasts a shard may lag behind */
+#define WSP_SHARD_RBUF (64 * 1024) /* one read buffer for all of a shard's sockets */
+#define WSP_SHARD_BACKLOG 4096     /* the kernel caps it at net.core.somaxconn */
+#define WSP_SHARD_DRAIN_MS 5000    /* how long a stopping shard waits for writes */
 
 typedef struct wsp_shard_table_s {
     wsp_conn_t **v;
@@ -34,9 +34,9 @@ struct wsp_shard_s {
     const wsp_config_t *cfg;
     wsp_spsc_t *ring;
     atomic_int stop_requested;
-    int stopping;         /* shard thread only */
-    int handles_closing;  /* shard thread only */
-    int accept_blocked;   /* an accepted connection is waiting for memory */
+    int stopping;        /* shard thread only */
+    int handles_closing; /* shard thread only */
+    int accept_blocked;  /* an accepted connection is waiting for memory */
     int loop_close_rv;
     int started;
     uint8_t tick;
@@ -55,45 +55,21 @@ static void on_shard_drain_timeout(uv_timer_t *t);
 static void on_shard_connection(uv_stream_t *server, int status);
 static void on_shard_handle_close(uv_handle_t *h);
 
-wsp_shard_t *wsp_shard_of(const uv_loop_t *loop)
-{
-    return loop->data;
-}
+wsp_shard_t *wsp_shard_of(const uv_loop_t *loop) { return loop->data; }
 
-const wsp_config_t *wsp_shard_config(const wsp_shard_t *sh)
-{
-    return sh->cfg;
-}
+const wsp_config_t *wsp_shard_config(const wsp_shard_t *sh) { return sh->cfg; }
 
-unsigned wsp_shard_id(const wsp_shard_t *sh)
-{
-    return sh->id;
-}
+unsigned wsp_shard_id(const wsp_shard_t *sh) { return sh->id; }
 
-wsp_shard_stats_t *wsp_shard_counters(wsp_shard_t *sh)
-{
-    return &sh->stats;
-}
+wsp_shard_stats_t *wsp_shard_counters(wsp_shard_t *sh) { return &sh->stats; }
 
-const wsp_shard_stats_t *wsp_shard_stats(const wsp_shard_t *sh)
-{
-    return &sh->stats;
-}
+const wsp_shard_stats_t *wsp_shard_stats(const wsp_shard_t *sh) { return &sh->stats; }
 
-uint8_t wsp_shard_tick(const wsp_shard_t *sh)
-{
-    return sh->tick;
-}
+uint8_t wsp_shard_tick(const wsp_shard_t *sh) { return sh->tick; }
 
-uv_buf_t wsp_shard_rbuf(wsp_shard_t *sh)
-{
-    return uv_buf_init((char *)sh->rbuf, WSP_SHARD_RBUF);
-}
+uv_buf_t wsp_shard_rbuf(wsp_shard_t *sh) { return uv_buf_init((char *)sh->rbuf, WSP_SHARD_RBUF); }
 
-int wsp_shard_stopping(const wsp_shard_t *sh)
-{
-    return sh->stopping;
-}
+int wsp_shard_stopping(const wsp_shard_t *sh) { return sh->stopping; }
 
 int wsp_shard_log_ok(wsp_shard_t *sh)
 {
@@ -161,10 +137,7 @@ static void shard_maybe_finish(wsp_shard_t *sh)
     uv_close((uv_handle_t *)&sh->drain_timer, NULL);
 }
 
-void wsp_shard_conn_freed(wsp_shard_t *sh)
-{
-    shard_maybe_finish(sh);
-}
+void wsp_shard_conn_freed(wsp_shard_t *sh) { shard_maybe_finish(sh); }
 
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
@@ -262,8 +235,7 @@ static void on_shard_connection(uv_stream_t *server, int status)
         if (wsp_shard_log_ok(sh))
             WSP_LOG(WSP_LOG_ERROR, "shard=%u event=accept_paused error=ENOMEM", sh->id);
     } else if (rv < 0 && wsp_shard_log_ok(sh)) {
-        WSP_LOG(WSP_LOG_INFO, "shard=%u event=conn_setup_failed error=%s", sh->id,
-                uv_err_name(rv));
+        WSP_LOG(WSP_LOG_INFO, "shard=%u event=conn_setup_failed error=%s", sh->id, uv_err_name(rv));
     }
 }
 
@@ -304,10 +276,7 @@ static void shard_main(void *arg)
     sh->loop_close_rv = uv_loop_close(&sh->loop);
 }
 
-static void on_shard_handle_close(uv_handle_t *h)
-{
-    (void)h;
-}
+static void on_shard_handle_close(uv_handle_t *h) { (void)h; }
 
 /* Closes the handles initialised so far (on a failed start) and the loop. */
 static void shard_teardown(wsp_shard_t *sh)

@@ -1,8 +1,8 @@
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -99,13 +99,40 @@ static void test_help_version(void **state)
     assert_int_equal(parse(&cfg, ARGV("--help"), err), 1);
 }
 
+static void test_redis_url(void **state)
+{
+    (void)state;
+    wsp_config_t cfg;
+    char err[256];
+    assert_int_equal(
+        parse(&cfg, ARGV("--redis", "redis://127.0.0.1:6390/2", "--channel", "c1", "--procs", "4"),
+              err),
+        0);
+    assert_string_equal(cfg.redis_host, "127.0.0.1");
+    assert_int_equal(cfg.redis_port, 6390);
+    assert_int_equal(cfg.redis_db, 2);
+    assert_string_equal(cfg.channel, "c1");
+    assert_int_equal(cfg.procs, 4);
+    assert_int_equal(parse(&cfg, ARGV("--redis", "redis://cache"), err), 0);
+    assert_string_equal(cfg.redis_host, "cache");
+    assert_int_equal(cfg.redis_port, 6379);
+    assert_int_equal(cfg.redis_db, 0);
+    assert_string_equal(cfg.channel, "wspush");
+    expect_bad(ARGV("--redis", "http://x"), "--redis");
+    expect_bad(ARGV("--redis", "redis://"), "--redis");
+    expect_bad(ARGV("--redis", "redis://h:0"), "--redis");
+    expect_bad(ARGV("--redis", "redis://h:99999"), "--redis");
+    expect_bad(ARGV("--redis", "redis://h:12/x"), "--redis");
+    expect_bad(ARGV("--procs", "0"), "--procs");
+    expect_bad(ARGV("--channel", ""), "--channel");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_all_flags),
-        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_flags),
+        cmocka_unit_test(test_bad_values), cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_redis_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

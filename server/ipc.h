@@ -1,0 +1,38 @@
+#ifndef WSP_IPC_H
+#define WSP_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Packets between the supervisor and its workers over a stream socketpair:
+ * [type:1][seq:8 LE][len:4 LE][payload:len]. */
+enum {
+    WSP_IPC_BROADCAST = 'B', /* supervisor -> worker: broadcast payload as text, this seq */
+    WSP_IPC_TRIGGER = 'T',   /* worker -> supervisor: broadcast the time now (SIGUSR1) */
+    WSP_IPC_PUBLISH = 'P',   /* worker -> supervisor: broadcast payload on every worker */
+};
+
+#define WSP_IPC_HDR 13
+#define WSP_IPC_MAX_PAYLOAD (64 * 1024)
+
+/* Writes a header into out (WSP_IPC_HDR bytes). Pure; any thread. */
+void wsp_ipc_header(uint8_t *out, uint8_t type, uint64_t seq, uint32_t len);
+
+/* Called for each complete packet; payload is valid only during the call. */
+typedef void (*wsp_ipc_packet_fn)(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
+                                  uint32_t len);
+
+/* Reassembles packets from a byte stream. */
+typedef struct wsp_ipc_reader_s {
+    uint8_t *buf; /* partial packet, NULL when none */
+    size_t len, cap;
+} wsp_ipc_reader_t;
+
+/* Feeds bytes; calls fn for each complete packet. Returns 0, -EBADMSG for an unknown type or
+ * an oversized length (the stream is unusable then), or -ENOMEM. Owner thread only. */
+int wsp_ipc_feed(wsp_ipc_reader_t *r, const uint8_t *p, size_t n, wsp_ipc_packet_fn fn, void *user);
+
+/* Frees what the reader holds; it may be fed again afterwards. Owner thread only. */
+void wsp_ipc_reset(wsp_ipc_reader_t *r);
+
+#endif

@@ -1,0 +1,190 @@
+#include "redis.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "utf8.h"
+
+#define WSP_REDIS_BACKOFF_MIN_MS 100
+#define WSP_REDIS_BACKOFF_MAX_MS 5000
+
+struct wsp_redis_s {
+    uv_timer_t retry; /* first member: the close callback frees the struct through it */
+    uv_loop_t *loop;
+    const wsp_config_t *cfg;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    wsp_redis_msg_fn fn;
+    void *user;
+    uint64_t backoff_ms;
+    uint64_t dropped;
+    int up;       /* subscribed */
+    int stopping; /* wsp_redis_stop() called */
+    int was_up;   /* for the log: "lost" versus "still unreachable" */
+};
+
+static void redis_connect(wsp_redis_t *r);
+
+static void on_redis_retry(uv_timer_t *t) { redis_connect((wsp_redis_t *)(void *)t); }
+
+static void redis_schedule(wsp_redis_t *r)
+{
+    if (r->stopping)
+        return;
+    int rv = uv_timer_start(&r->retry, on_redis_retry, r->backoff_ms, 0);
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=redis_retry_failed error=%s", uv_err_name(rv));
+    r->backoff_ms *= 2;
+    if (r->backoff_ms > WSP_REDIS_BACKOFF_MAX_MS)
+        r->backoff_ms = WSP_REDIS_BACKOFF_MAX_MS;
+}
+
+static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    wsp_redis_t *r = priv;
+    redisReply *rep = reply;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+        return; /* NULL: the context is going away */
+    redisReply *kind = rep->element[0];
+    if (kind->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(kind->str, "subscribe") == 0) {
+        r->up = 1;
+        r->was_up = 1;
+        r->backoff_ms = WSP_REDIS_BACKOFF_MIN_MS;
+        WSP_LOG(WSP_LOG_INFO, "event=redis_subscribed host=%s port=%d channel=%s",
+                r->cfg->redis_host, r->cfg->redis_port, r->cfg->channel);
+        return;
+    }
+    if (strcmp(kind->str, "message") != 0)
+        return;
+    redisReply *payload = rep->element[2];
+    if (payload->type != REDIS_REPLY_STRING)
+        return;
+    const uint8_t *p = (const uint8_t *)payload->str;
+    size_t len = payload->len;
+    if (len > WSP_CONFIG_MAX_PUBLISH || !wsp_utf8_valid(p, len)) {
+        r->dropped++;
+        WSP_LOG(WSP_LOG_WARN, "event=redis_message_dropped bytes=%zu reason=%s dropped=%llu", len,
+                len > WSP_CONFIG_MAX_PUBLISH ? "too_large" : "invalid_utf8",
+                (unsigned long long)r->dropped);
+        return;
+    }
+    r->fn(r->user, p, len);
+}
+
+static void on_redis_connect(const redisAsyncContext *ac, int status)
+{
+    wsp_redis_t *r = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees ac after this callback. */
+        r->ac = NULL;
+        if (r->was_up || r->backoff_ms == WSP_REDIS_BACKOFF_MIN_MS)
+            WSP_LOG(WSP_LOG_WARN,
+                    "event=redis_unreachable host=%s port=%d error=\"%s\" retry_ms=%llu",
+                    r->cfg->redis_host, r->cfg->redis_port, ac->errstr,
+                    (unsigned long long)r->backoff_ms);
+        r->was_up = 0;
+        redis_schedule(r);
+        return;
+    }
+    WSP_LOG(WSP_LOG_INFO, "event=redis_connected host=%s port=%d", r->cfg->redis_host,
+            r->cfg->redis_port);
+}
+
+static void on_redis_disconnect(const redisAsyncContext *ac, int status)
+{
+    wsp_redis_t *r = ac->data;
+    r->ac = NULL; /* hiredis frees ac after this callback */
+    int was = r->up;
+    r->up = 0;
+    if (r->stopping)
+        return;
+    WSP_LOG(WSP_LOG_WARN, "event=redis_link_lost status=%d subscribed=%d error=\"%s\"", status, was,
+            ac->errstr[0] ? ac->errstr : "closed");
+    redis_schedule(r);
+}
+
+static void redis_connect(wsp_redis_t *r)
+{
+    if (r->stopping || r->ac != NULL)
+        return;
+    /* A name is resolved here, blocking: use a numeric address or /etc/hosts. */
+    redisAsyncContext *ac = redisAsyncConnect(r->cfg->redis_host, r->cfg->redis_port);
+    if (ac == NULL) {
+        redis_schedule(r);
+        return;
+    }
+    if (ac->err) {
+        WSP_LOG(WSP_LOG_WARN, "event=redis_unreachable host=%s port=%d error=\"%s\"",
+                r->cfg->redis_host, r->cfg->redis_port, ac->errstr);
+        redisAsyncFree(ac);
+        redis_schedule(r);
+        return;
+    }
+    ac->data = r;
+    if (redisLibuvAttach(ac, r->loop) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, on_redis_connect) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, on_redis_disconnect) != REDIS_OK) {
+        redisAsyncFree(ac);
+        redis_schedule(r);
+        return;
+    }
+    r->ac = ac;
+    /* Queued now, sent once connected; pub/sub ignores the database number. */
+    if (redisAsyncCommand(ac, on_redis_message, r, "SUBSCRIBE %b", r->cfg->channel,
+                          strlen(r->cfg->channel)) != REDIS_OK) {
+        r->ac = NULL;
+        redisAsyncFree(ac);
+        redis_schedule(r);
+    }
+}
+
+int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
+                    wsp_redis_msg_fn fn, void *user)
+{
+    wsp_redis_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -ENOMEM;
+    int rv = uv_timer_init(loop, &r->retry);
+    if (rv < 0) {
+        free(r);
+        return rv;
+    }
+    r->loop = loop;
+    r->cfg = cfg;
+    r->fn = fn;
+    r->user = user;
+    r->backoff_ms = WSP_REDIS_BACKOFF_MIN_MS;
+    redis_connect(r);
+    *out = r;
+    return 0;
+}
+
+static void on_redis_closed(uv_handle_t *h)
+{
+    free(h); /* the timer is the struct's first member */
+}
+
+void wsp_redis_stop(wsp_redis_t *r)
+{
+    if (r == NULL)
+        return;
+    r->stopping = 1;
+    if (r->ac) {
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        redisAsyncFree(ac); /* calls on_redis_disconnect, closes the adapter's poll handle */
+    }
+    uv_close((uv_handle_t *)&r->retry, on_redis_closed);
+}
+
+int wsp_redis_up(const wsp_redis_t *r) { return r->up; }
+
+uint64_t wsp_redis_dropped(const wsp_redis_t *r) { return r->dropped; }

@@ -1,0 +1,34 @@
+#ifndef WSP_REDIS_H
+#define WSP_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+/* A Redis subscriber on the coordinator's loop: connects, SUBSCRIBEs to cfg->channel and
+ * reconnects with backoff (100 ms doubling to 5 s) whenever the link is down. */
+typedef struct wsp_redis_s wsp_redis_t;
+
+/* Called for each message published on the channel that is valid UTF-8 of at most
+ * WSP_CONFIG_MAX_PUBLISH bytes (others are dropped, logged and counted). payload is valid
+ * only during the call. Coordinator thread. */
+typedef void (*wsp_redis_msg_fn)(void *user, const uint8_t *payload, size_t len);
+
+/* Starts the subscriber; an unreachable Redis is not an error (it retries). Returns 0 or
+ * -ENOMEM. Coordinator thread. */
+int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
+                    wsp_redis_msg_fn fn, void *user);
+
+/* Disconnects and frees r once its handles have closed (run the loop afterwards).
+ * Coordinator thread. */
+void wsp_redis_stop(wsp_redis_t *r);
+
+/* 1 while subscribed. Coordinator thread. */
+int wsp_redis_up(const wsp_redis_t *r);
+
+/* Messages dropped because they were not valid UTF-8 or too large. Coordinator thread. */
+uint64_t wsp_redis_dropped(const wsp_redis_t *r);
+
+#endif

@@ -1,0 +1,14 @@
+#ifndef WSP_SUPERVISOR_H
+#define WSP_SUPERVISOR_H
+
+#include "config.h"
+
+/* Runs the prefork supervisor: starts cfg->procs workers (this binary again, each a full
+ * wspush on the same SO_REUSEPORT port with its own fd limit), restarts one that dies with
+ * backoff, owns the broadcast schedule (ticks and SIGUSR1) so every worker sends the same
+ * time and seq, forwards SIGTERM/SIGINT and returns once every worker has exited.
+ * argv is the supervisor's own command line, passed on to the workers. Returns 0, or a
+ * negative errno from startup (the port is checked first: -EADDRINUSE, ...). Main thread. */
+int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv);
+
+#endif
