@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -13,6 +12,7 @@
 
 #define WSP_REDIS_BACKOFF_MIN_MS 100
 #define WSP_REDIS_BACKOFF_MAX_MS 5000
+#define WSP_REDIS_CONNECT_TIMEOUT_MS 5000 /* hiredis 0.14 has no async connect timeout */
 
 struct wsp_redis_s {
     uv_timer_t retry; /* first member: the close callback frees the struct through it */
@@ -29,6 +29,89 @@ struct wsp_redis_s {
 };
 
 static void redis_connect(wsp_redis_t *r);
+
+/* Our own libuv adapter. Debian's hiredis 0.14 adapters/libuv.h ignores a poll error status,
+ * which is how libuv reports a refused non-blocking connect: hiredis would then wait forever.
+ * Here an error hands the socket to hiredis, which reads SO_ERROR and gives up cleanly. */
+typedef struct wsp_redis_ev_s {
+    uv_poll_t poll;
+    redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
+    int events;
+} wsp_redis_ev_t;
+
+static void on_redis_poll(uv_poll_t *h, int status, int events)
+{
+    wsp_redis_ev_t *ev = h->data;
+    if (status < 0)
+        events = ev->events; /* refused, reset: let hiredis find out from the socket */
+    if (ev->ac != NULL && (events & UV_READABLE))
+        redisAsyncHandleRead(ev->ac);
+    if (ev->ac != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(ev->ac);
+}
+
+static void redis_ev_update(wsp_redis_ev_t *ev, int events)
+{
+    ev->events = events;
+    int rv =
+        ev->events ? uv_poll_start(&ev->poll, ev->events, on_redis_poll) : uv_poll_stop(&ev->poll);
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=redis_poll_failed error=%s", uv_err_name(rv));
+}
+
+static void on_redis_add_read(void *p)
+{
+    wsp_redis_ev_t *ev = p;
+    redis_ev_update(ev, ev->events | UV_READABLE);
+}
+
+static void on_redis_del_read(void *p)
+{
+    wsp_redis_ev_t *ev = p;
+    redis_ev_update(ev, ev->events & ~UV_READABLE);
+}
+
+static void on_redis_add_write(void *p)
+{
+    wsp_redis_ev_t *ev = p;
+    redis_ev_update(ev, ev->events | UV_WRITABLE);
+}
+
+static void on_redis_del_write(void *p)
+{
+    wsp_redis_ev_t *ev = p;
+    redis_ev_update(ev, ev->events & ~UV_WRITABLE);
+}
+
+static void on_redis_ev_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_redis_cleanup(void *p)
+{
+    wsp_redis_ev_t *ev = p;
+    ev->ac = NULL; /* hiredis is freeing the context */
+    uv_close((uv_handle_t *)&ev->poll, on_redis_ev_closed);
+}
+
+static int redis_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    wsp_redis_ev_t *ev = calloc(1, sizeof(*ev));
+    if (ev == NULL)
+        return -ENOMEM;
+    int rv = uv_poll_init(loop, &ev->poll, ac->c.fd);
+    if (rv < 0) {
+        free(ev);
+        return rv;
+    }
+    ev->poll.data = ev;
+    ev->ac = ac;
+    ac->ev.data = ev;
+    ac->ev.addRead = on_redis_add_read;
+    ac->ev.delRead = on_redis_del_read;
+    ac->ev.addWrite = on_redis_add_write;
+    ac->ev.delWrite = on_redis_del_write;
+    ac->ev.cleanup = on_redis_cleanup;
+    return 0;
+}
 
 static void on_redis_retry(uv_timer_t *t) { redis_connect((wsp_redis_t *)(void *)t); }
 
@@ -58,6 +141,7 @@ static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
         r->up = 1;
         r->was_up = 1;
         r->backoff_ms = WSP_REDIS_BACKOFF_MIN_MS;
+        (void)uv_timer_stop(&r->retry); /* the connect deadline; cannot fail */
         WSP_LOG(WSP_LOG_INFO, "event=redis_subscribed host=%s port=%d channel=%s",
                 r->cfg->redis_host, r->cfg->redis_port, r->cfg->channel);
         return;
@@ -129,7 +213,7 @@ static void redis_connect(wsp_redis_t *r)
         return;
     }
     ac->data = r;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK ||
+    if (redis_attach(ac, r->loop) < 0 ||
         redisAsyncSetConnectCallback(ac, on_redis_connect) != REDIS_OK ||
         redisAsyncSetDisconnectCallback(ac, on_redis_disconnect) != REDIS_OK) {
         redisAsyncFree(ac);
@@ -143,7 +227,11 @@ static void redis_connect(wsp_redis_t *r)
         r->ac = NULL;
         redisAsyncFree(ac);
         redis_schedule(r);
+        return;
     }
+    int rv = uv_timer_start(&r->retry, on_redis_retry, WSP_REDIS_CONNECT_TIMEOUT_MS, 0);
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=redis_timer_failed error=%s", uv_err_name(rv));
 }
 
 int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
