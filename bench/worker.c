@@ -28,9 +28,17 @@
 enum { C_FREE = 0, C_CONNECTING, C_HANDSHAKE, C_OPEN };
 enum { C_F_FRAG = 1 }; /* inside a fragmented data message */
 
+/* What a connection carries between reads, allocated only while a frame or a fragmented
+ * message is split across reads (rare: a tick is one small frame). */
+typedef struct pend_s {
+    wsp_rx_t rx;              /* the split frame */
+    uint8_t msg[WSP_RX_KEEP]; /* the first bytes of a fragmented message, for its tick */
+    uint8_t mlen;
+} pend_t;
+
 /* Per connection, indexed by fd: the raw-epoll reference client needed 19 B, we keep 24. */
 typedef struct conn_s {
-    wsp_rx_t *rx;      /* a frame split across reads, else NULL (the common case) */
+    pend_t *pend;      /* NULL in the common case */
     uint32_t last_seq; /* highest seq received, for duplicates and gaps */
     uint32_t est_ms;   /* when the 101 arrived, ms after the worker started */
     uint16_t hs;       /* handshake context while CONNECTING or HANDSHAKE */
@@ -147,7 +155,7 @@ static void conn_drop(worker_t *w, int fd)
         hs_release(w, c->hs);
     else if (c->state == C_OPEN)
         w->st->active--;
-    free(c->rx);
+    free(c->pend);
     memset(c, 0, sizeof(*c));
     (void)close(fd); /* nothing to do about a failed close of a socket */
 }
@@ -333,6 +341,14 @@ static void on_tick(frame_ctx_t *x, conn_t *c, const uint8_t *p, size_t len)
 
 #define FRAME_CLOSE 1 /* the server sent a close frame */
 
+/* Appends the start of a fragment to the message prefix kept for its tick. */
+static void frag_keep(pend_t *pd, const uint8_t *p, size_t len)
+{
+    size_t k = WSP_RX_KEEP - pd->mlen < len ? WSP_RX_KEEP - pd->mlen : len;
+    memcpy(pd->msg + pd->mlen, p, k);
+    pd->mlen = (uint8_t)(pd->mlen + k);
+}
+
 static int on_frame(void *arg, const wsp_rx_frame_t *f)
 {
     frame_ctx_t *x = arg;
@@ -342,15 +358,24 @@ static int on_frame(void *arg, const wsp_rx_frame_t *f)
     case WSP_OP_BINARY:
         if (c->flags & C_F_FRAG)
             return -EPROTO; /* a new message inside a fragmented one */
-        if (!f->fin)
-            c->flags |= C_F_FRAG;
-        on_tick(x, c, f->payload, f->len); /* a fragmented tick counts on its first part */
+        if (f->fin) {
+            on_tick(x, c, f->payload, f->len);
+            return 0;
+        }
+        if (c->pend == NULL && (c->pend = calloc(1, sizeof(pend_t))) == NULL)
+            return -ENOMEM; /* costs this connection only; calloc left pend->rx idle */
+        c->pend->mlen = 0;
+        frag_keep(c->pend, f->payload, f->len);
+        c->flags |= C_F_FRAG;
         return 0;
     case WSP_OP_CONT:
         if (!(c->flags & C_F_FRAG))
             return -EPROTO;
-        if (f->fin)
+        frag_keep(c->pend, f->payload, f->len);
+        if (f->fin) {
             c->flags &= (uint8_t)~C_F_FRAG;
+            on_tick(x, c, c->pend->msg, c->pend->mlen);
+        }
         return 0;
     case WSP_OP_PING:
         send_control(x->w, x->fd, WSP_OP_PONG, f->payload, f->len);
@@ -372,36 +397,33 @@ static int conn_frames(worker_t *w, int fd, const uint8_t *p, size_t n, uint64_t
     conn_t *c = &w->conn[fd];
     frame_ctx_t x = {w, fd, 0, now_us};
     int rv;
-    if (c->rx) {
-        rv = wsp_rx_feed(c->rx, p, n, on_frame, &x);
-        if (rv == 0 && wsp_rx_idle(c->rx)) {
-            free(c->rx);
-            c->rx = NULL;
-        }
+    if (c->pend) {
+        rv = wsp_rx_feed(&c->pend->rx, p, n, on_frame, &x);
     } else {
-        wsp_rx_t tmp;
+        wsp_rx_t tmp; /* the common case: nothing carried over, nothing allocated */
         wsp_rx_reset(&tmp);
         rv = wsp_rx_feed(&tmp, p, n, on_frame, &x);
         if (rv == 0 && !wsp_rx_idle(&tmp)) {
-            /* A frame split across reads: the only per-connection allocation, rare. */
-            c->rx = malloc(sizeof(tmp));
-            if (c->rx == NULL) {
-                w->st->err[WSP_ERR_PROTOCOL]++;
-                conn_drop(w, fd);
-                return -1;
-            }
-            memcpy(c->rx, &tmp, sizeof(tmp));
+            if (c->pend == NULL && (c->pend = calloc(1, sizeof(pend_t))) == NULL)
+                rv = -ENOMEM;
+            else
+                memcpy(&c->pend->rx, &tmp, sizeof(tmp)); /* pend may hold a fragment */
         }
     }
-    if (rv == 0)
+    if (rv == 0) {
+        if (c->pend && wsp_rx_idle(&c->pend->rx) && !(c->flags & C_F_FRAG)) {
+            free(c->pend);
+            c->pend = NULL;
+        }
         return 0;
+    }
     if (rv == FRAME_CLOSE) {
         send_close(w, fd, x.close_code == 1005 ? 1000 : x.close_code); /* echo (RFC 6455 5.5.1) */
         w->st->err[WSP_ERR_CLOSED]++;
         wsp_stats_code_add(&w->st->closed_codes, x.close_code, 1);
     } else {
         send_close(w, fd, 1002);
-        w->st->err[WSP_ERR_PROTOCOL]++;
+        w->st->err[WSP_ERR_PROTOCOL]++; /* or out of memory for a split frame: as lost */
     }
     conn_drop(w, fd);
     return -1;
@@ -650,7 +672,7 @@ static void finish(worker_t *w)
             continue;
         if (c->state == C_OPEN && max > c->last_seq)
             count_missing(w, c, c->last_seq, max + 1);
-        free(c->rx);
+        free(c->pend);
         (void)close((int)fd); /* closing is all that is left; the kernel sends FIN */
     }
     struct rusage ru;

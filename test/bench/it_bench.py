@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""End to end: the real server on loopback, wspush-bench --conns 2000 --procs 2, two
+broadcasts once every connection is up. Asserts counts from the JSON, never timings.
+Usage: it_bench.py WSPUSH WSPUSH_BENCH"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+CONNS = 2000
+
+
+def wait_for(what, pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_status(path):
+    try:
+        with open(path) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except FileNotFoundError:
+        return {}
+
+
+def main():
+    server_bin, bench_bin = sys.argv[1], sys.argv[2]
+    started = []
+    tmp = tempfile.mkdtemp(prefix="wsp-it-bench-")
+    try:
+        srv_log = open(os.path.join(tmp, "server.log"), "w+")
+        srv = subprocess.Popen([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
+                                "--bind", "127.0.0.1"], stderr=srv_log)
+        started.append(srv)
+
+        def port():
+            srv_log.seek(0)
+            m = re.search(r"event=listening.* port=(\d+)", srv_log.read())
+            return m and int(m.group(1))
+        p = wait_for("the server's listening line", port, 10)
+
+        status, report = os.path.join(tmp, "status"), os.path.join(tmp, "report.json")
+        bench = subprocess.Popen([bench_bin, "--url", f"ws://127.0.0.1:{p}/", "--conns",
+                                  str(CONNS), "--procs", "2", "--duration", "60", "--json",
+                                  report, "--status-file", status, "--report-interval", "60"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        started.append(bench)
+        st = wait_for("every connection up",
+                      lambda: (s := read_status(status)).get("ramp_done") == "1" and s, 30)
+        assert int(st["active"]) == CONNS, st
+        for n in (1, 2):
+            srv.send_signal(signal.SIGUSR1)
+            wait_for(f"broadcast {n} everywhere",
+                     lambda: int(read_status(status).get("messages", 0)) >= n * CONNS, 30)
+            time.sleep(1.0)  # spaced apart; late duplicates would show up meanwhile
+        bench.send_signal(signal.SIGINT)
+        out, _ = bench.communicate(timeout=30)
+        sys.stdout.write(out.decode(errors="replace"))
+        assert bench.returncode == 0, f"bench exit {bench.returncode}"
+        with open(report) as f:
+            r = json.load(f)
+    finally:
+        for proc in reversed(started):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    # every field a consumer of the JSON relies on
+    for k in ("tool", "version", "config", "start_epoch_ms", "elapsed_s", "stopped_by", "active",
+              "setups", "retries", "ramp", "errors", "messages", "latency_ms", "message_rate",
+              "setup_rate", "bench_cpu", "broadcasts", "latency_cdf", "series"):
+        assert k in r, f"JSON lacks {k}"
+    for k in ("url", "conns", "duration_s", "procs", "sources", "per_source", "concurrency",
+              "rate", "report_interval_s", "handshake_timeout_s", "retries"):
+        assert k in r["config"], f"config lacks {k}"
+    for k in ("count", "min", "max", "mean", "stddev", "p50", "p75", "p95", "p98", "p99", "p999"):
+        assert k in r["latency_ms"], f"latency_ms lacks {k}"
+    for m in ("message_rate", "setup_rate"):
+        for k in ("count", "mean_rate", "m1_rate", "m5_rate", "m15_rate"):
+            assert k in r[m], f"{m} lacks {k}"
+    for k in ("total", "connect", "handshake_status", "handshake_invalid", "closed", "protocol",
+              "timeout", "bad_message", "worker_died", "closed_codes", "handshake_statuses"):
+        assert k in r["errors"], f"errors lacks {k}"
+    for k in ("target", "done", "connected", "seconds", "rate_per_s"):
+        assert k in r["ramp"], f"ramp lacks {k}"
+
+    assert r["config"]["conns"] == CONNS and r["config"]["procs"] == 2
+    assert r["stopped_by"] == "signal"
+    assert r["errors"]["total"] == 0, r["errors"]
+    assert r["active"] == CONNS and r["setups"] == CONNS, (r["active"], r["setups"])
+    assert r["ramp"]["done"] is True and r["ramp"]["connected"] == CONNS
+    assert r["messages"]["count"] == 2 * CONNS and r["messages"]["max_seq"] == 2, r["messages"]
+    assert r["latency_ms"]["count"] == 2 * CONNS
+    assert r["message_rate"]["count"] == 2 * CONNS and r["setup_rate"]["count"] == CONNS
+    # every connection received both broadcasts exactly once
+    b = {x["seq"]: x for x in r["broadcasts"]}
+    assert sorted(b) == [1, 2], r["broadcasts"]
+    for seq in (1, 2):
+        assert b[seq]["got"] == CONNS, b[seq]
+        assert b[seq]["missing"] == 0 and b[seq]["duplicates"] == 0, b[seq]
+        assert b[seq]["last_ms"] >= b[seq]["first_ms"], b[seq]
+    assert abs(r["latency_cdf"][-1][1] - 1.0) < 1e-9
+    assert len(r["series"]) > 0
+    print("ok: 2000 connections, 2 broadcasts, each received exactly once, 0 errors")
+
+
+if __name__ == "__main__":
+    main()
