@@ -16,6 +16,7 @@ enum {
     WSP_CONN_F_RESERVED = 1u << 1, /* holds a --max-conns slot */
     WSP_CONN_F_IN_WS = 1u << 2,    /* inside wsp_ws_feed(): closing must wait */
     WSP_CONN_F_CLOSE_PENDING = 1u << 3,
+    WSP_CONN_F_SHUTDOWN = 1u << 4, /* FIN sent; waiting for the peer's EOF or the deadline */
 };
 
 #define WSP_CONN_NO_TABLE 0xFFu
@@ -50,6 +51,7 @@ typedef struct wsp_wreq_s {
 
 static void on_conn_close(uv_handle_t *h);
 static void on_conn_write(uv_write_t *req, int status);
+static void conn_linger(wsp_conn_t *c);
 
 static inline wsp_shard_t *conn_shard(const wsp_conn_t *c) { return wsp_shard_of(c->tcp.loop); }
 
@@ -128,7 +130,30 @@ static void on_conn_write(uv_write_t *req, int status)
         return;
     }
     if (c->state == WSP_CONN_DRAINING && uv_stream_get_write_queue_size(conn_stream(c)) == 0)
-        wsp_conn_close(c); /* the final response or close frame is in the kernel */
+        conn_linger(c); /* the final response or close frame is in the kernel */
+}
+
+static void on_conn_shutdown(uv_shutdown_t *req, int status)
+{
+    wsp_conn_t *c = WSP_CONTAINER_OF(req->handle, wsp_conn_t, tcp);
+    free(req);
+    if (status < 0)
+        wsp_conn_close(c); /* includes UV_ECANCELED: closing already, a no-op */
+}
+
+/* Everything final is written: send FIN and keep reading until the peer's EOF (or the
+ * deadline), so that unread client bytes never turn our last response into a reset. */
+static void conn_linger(wsp_conn_t *c)
+{
+    if (c->flags & WSP_CONN_F_SHUTDOWN)
+        return;
+    c->flags |= WSP_CONN_F_SHUTDOWN;
+    /* Rare (closing connections only): one small allocation, freed in on_conn_shutdown. */
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req == NULL || uv_shutdown(req, conn_stream(c), on_conn_shutdown) < 0) {
+        free(req);
+        wsp_conn_close(c);
+    }
 }
 
 /* Writes len bytes, copying what the socket does not take into a queued request so that
@@ -208,9 +233,10 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
     if (c->state == WSP_CONN_OPEN)
         atomic_fetch_sub_explicit(&wsp_shard_counters(sh)->open, 1, memory_order_relaxed);
     c->state = WSP_CONN_DRAINING;
-    c->deadline = (uint8_t)(wsp_shard_tick(sh) + WSP_CONN_DRAIN_SECONDS);
+    /* +1: the current tick is already partly over; this gives at least the full time. */
+    c->deadline = (uint8_t)(wsp_shard_tick(sh) + WSP_CONN_DRAIN_SECONDS + 1);
     if (uv_stream_get_write_queue_size(conn_stream(c)) == 0)
-        wsp_conn_close(c); /* everything is in the kernel already */
+        conn_linger(c); /* everything is in the kernel already */
 }
 
 /* The handshake failed: answer status and close once it is written. */
@@ -398,7 +424,8 @@ int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server)
     }
     c->table = WSP_SHARD_T_TIMED;
     c->idx = idx;
-    c->deadline = (uint8_t)(wsp_shard_tick(sh) + wsp_shard_config(sh)->handshake_timeout);
+    /* +1: the current tick is already partly over; this gives at least the full timeout. */
+    c->deadline = (uint8_t)(wsp_shard_tick(sh) + wsp_shard_config(sh)->handshake_timeout + 1);
     rv = uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
     if (rv < 0) {
         wsp_conn_close(c);

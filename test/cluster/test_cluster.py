@@ -8,6 +8,7 @@ Every wait is bounded; only loopback; only processes this script started are sig
 import asyncio
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -249,6 +250,9 @@ def main():
     if len(sys.argv) != 2:
         print("usage: test_cluster.py WSPUSH", file=sys.stderr)
         return 2
+    # 1,000 client sockets in this process: raise the soft fd limit to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         asyncio.run(asyncio.wait_for(run(sys.argv[1]), 240))
     except Exception as e:  # a crash or timeout of the test itself is a failure
