@@ -253,7 +253,15 @@ static void conn_reject(wsp_conn_t *c, int status)
 
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
 {
-    return conn_write_copy(user, buf, len);
+    wsp_conn_t *c = user;
+    /* A peer that sends pings but never reads must not grow our queue without bound. */
+    if (uv_stream_get_write_queue_size(conn_stream(c)) + len >
+        wsp_shard_config(conn_shard(c))->max_pending) {
+        atomic_fetch_add_explicit(&wsp_shard_counters(conn_shard(c))->slow_closed, 1,
+                                  memory_order_relaxed);
+        return -ENOBUFS;
+    }
+    return conn_write_copy(c, buf, len);
 }
 
 /* Feeds client frames to the on-demand parser and acts on what it says, outside of it. */
