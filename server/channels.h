@@ -1,0 +1,30 @@
+#ifndef WSP_CHANNELS_H
+#define WSP_CHANNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Client channels: chosen at connect time with ?channels=a,b; no query = the default. */
+#define WSP_CHANNELS_MAX 8        /* channels per connection */
+#define WSP_CHANNEL_NAME_MAX 64   /* bytes per name: [A-Za-z0-9_.:-]{1,64} */
+#define WSP_CHANNEL_DEFAULT "time" /* receives the ticks; what a connection without a query gets */
+
+typedef struct wsp_chanlist_s {
+    unsigned n;
+    struct {
+        const char *name; /* points into the parsed query */
+        size_t len;
+    } v[WSP_CHANNELS_MAX];
+} wsp_chanlist_t;
+
+/* 1 when name[0..len) is a valid channel name ([A-Za-z0-9_.:-]{1,64}). Pure; any thread. */
+int wsp_channel_valid(const char *name, size_t len);
+
+/* Parses a request's query string (without '?'; NULL/0 = none) into out. The parameter
+ * `channels` holds a comma-separated list of 1..WSP_CHANNELS_MAX valid names; duplicates are
+ * merged; other parameters are ignored; no `channels` parameter gives the default channel.
+ * Percent-encoding is not decoded (the name alphabet needs none). Returns 0 or -EINVAL
+ * (empty list, empty or invalid name, too many, parameter repeated). Pure; any thread. */
+int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out);
+
+#endif
