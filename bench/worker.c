@@ -184,6 +184,43 @@ static void hs_fail(worker_t *w, int fd, int kind)
     conn_drop(w, fd);
 }
 
+/* Writes the upgrade request. Returns 1 if sent, 0 if not connected yet (wait for EPOLLOUT),
+ * -1 if the connection failed (counted, closed). */
+static int send_request(worker_t *w, int fd, uint64_t now)
+{
+    conn_t *c = &w->conn[fd];
+    hs_t *h = &w->hs[c->hs];
+    uint8_t raw[16];
+    uint64_t r1 = rng_next(w), r2 = rng_next(w);
+    memcpy(raw, &r1, 8);
+    memcpy(raw + 8, &r2, 8);
+    char req[sizeof(w->req_head) + 64];
+    memcpy(req, w->req_head, w->req_head_len);
+    char *key = req + w->req_head_len;
+    EVP_EncodeBlock((unsigned char *)key, raw, 16); /* 24 characters */
+    char cat[24 + 36];
+    memcpy(cat, key, 24);
+    memcpy(cat + 24, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
+    unsigned char sha[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)cat, sizeof(cat), sha);
+    EVP_EncodeBlock((unsigned char *)h->accept, sha, SHA_DIGEST_LENGTH); /* 28 + NUL */
+    memcpy(key + 24, "\r\n\r\n", 4);
+    size_t len = w->req_head_len + 28;
+    ssize_t n = send(fd, req, len, MSG_NOSIGNAL);
+    if (n == (ssize_t)len) {
+        c->state = C_HANDSHAKE;
+        return 1;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0; /* not connected yet: wait for EPOLLOUT */
+    if (n >= 0) {
+        hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID); /* a 200-byte write cut short: give up */
+        return -1;
+    }
+    connect_failed(w, fd, h->slot, h->retries, errno, now);
+    return -1;
+}
+
 static int start_connect(worker_t *w, uint64_t slot, unsigned retries, uint64_t now)
 {
     const wsp_bench_cfg_t *cfg = w->cfg;
@@ -214,15 +251,6 @@ static int start_connect(worker_t *w, uint64_t slot, unsigned retries, uint64_t 
         connect_failed(w, -1, slot, retries, err, now);
         return -1;
     }
-    /* Edge-triggered: EPOLLOUT once when connected, EPOLLIN per arrival; a short read means
-     * the socket is drained, so no read ends in EAGAIN in the common case. */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.fd = fd};
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        int err = errno;
-        (void)close(fd);
-        connect_failed(w, -1, slot, retries, err, now);
-        return -1;
-    }
     unsigned i = w->hs_free[--w->nfree];
     hs_t *h = &w->hs[i];
     h->deadline_ns = now + (uint64_t)(cfg->handshake_timeout * 1e9);
@@ -234,41 +262,19 @@ static int start_connect(worker_t *w, uint64_t slot, unsigned retries, uint64_t 
     conn_t *c = &w->conn[fd];
     c->state = C_CONNECTING;
     c->hs = (uint16_t)i;
+    /* On loopback the handshake has usually completed when connect() returns: send the
+     * upgrade now and skip an EPOLLOUT wake-up; if not yet connected, wait for EPOLLOUT.
+     * Edge-triggered: EPOLLIN per arrival, and a short read means the socket is drained, so
+     * no read ends in EAGAIN in the common case. */
+    int sent = send_request(w, fd, now);
+    if (sent < 0)
+        return -1; /* counted and closed */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET | (sent ? 0u : EPOLLOUT), .data.fd = fd};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        connect_failed(w, fd, slot, retries, errno, now);
+        return -1;
+    }
     return 0;
-}
-
-static void send_request(worker_t *w, int fd, uint64_t now)
-{
-    conn_t *c = &w->conn[fd];
-    hs_t *h = &w->hs[c->hs];
-    uint8_t raw[16];
-    uint64_t r1 = rng_next(w), r2 = rng_next(w);
-    memcpy(raw, &r1, 8);
-    memcpy(raw + 8, &r2, 8);
-    char req[sizeof(w->req_head) + 64];
-    memcpy(req, w->req_head, w->req_head_len);
-    char *key = req + w->req_head_len;
-    EVP_EncodeBlock((unsigned char *)key, raw, 16); /* 24 characters */
-    char cat[24 + 36];
-    memcpy(cat, key, 24);
-    memcpy(cat + 24, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
-    unsigned char sha[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)cat, sizeof(cat), sha);
-    EVP_EncodeBlock((unsigned char *)h->accept, sha, SHA_DIGEST_LENGTH); /* 28 + NUL */
-    memcpy(key + 24, "\r\n\r\n", 4);
-    size_t len = w->req_head_len + 28;
-    ssize_t n = send(fd, req, len, MSG_NOSIGNAL);
-    if (n == (ssize_t)len) {
-        c->state = C_HANDSHAKE;
-        return;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return; /* not connected after all: wait for the next EPOLLOUT */
-    if (n >= 0) {
-        hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID); /* a 200-byte write cut short: give up */
-        return;
-    }
-    connect_failed(w, fd, h->slot, h->retries, errno, now);
 }
 
 /* ---- frames ---- */
@@ -568,10 +574,9 @@ static void on_event(worker_t *w, int fd, uint32_t events, uint64_t now)
             connect_failed(w, fd, h->slot, h->retries, err, now);
             return;
         }
-        if (!(events & EPOLLOUT))
+        if (!(events & EPOLLOUT) || send_request(w, fd, now) <= 0)
             return;
-        send_request(w, fd, now);
-        if (c->state != C_HANDSHAKE || !(events & (EPOLLIN | EPOLLHUP)))
+        if (!(events & (EPOLLIN | EPOLLHUP)))
             return;
         hs_read(w, fd);
         return;

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# One whole C1000K experiment on this box, inside a network namespace this script creates:
+# S wspush processes on one port (SO_REUSEPORT), wspush-bench ramping N connections, B
+# broadcasts (SIGUSR1) spaced apart, memory and CPU sampled; then a summary. Everything it
+# starts has a bounded lifetime and is stopped by pid on exit or error; the namespace is
+# deleted. Needs root (ip netns). See docs/BENCHMARKS.md and ../shared/MEASURING.md.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SERVER=${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}
+BENCH=${WSPUSH_BENCH:-$ROOT/build/release/bench/wspush-bench}
+CONNS=10000
+BCASTS=3
+SERVERS=0 # 0 = one per 15,000 connections
+THREADS=1
+GAP=2
+OUT=""
+EHASH=0
+PLOT=0
+PORT=8080
+CONC=""
+
+usage() {
+    cat <<EOF
+usage: bench/run-local.sh [options]
+  -n, --conns N        connections (default $CONNS)
+  -b, --broadcasts B   broadcasts, SIGUSR1 to every server (default $BCASTS)
+  -s, --servers S      server processes (default: one per 15,000 connections)
+  -t, --threads T      --threads of each server (default $THREADS)
+  -g, --gap SEC        pause after each broadcast completes (default $GAP)
+  -c, --concurrency K  bench handshakes in flight per process (default: the bench's)
+  -o, --out DIR        results directory (default /tmp/wspush-run-DATE)
+  --ehash              4M-bucket established hash for the namespace (MEASURING.md)
+  --plot               also run bench/plot.sh on the report
+  --server PATH        server binary (env WSPUSH_SERVER; default build/release/server/wspush)
+  --bench PATH         bench binary (env WSPUSH_BENCH; default build/release/bench/wspush-bench)
+EOF
+}
+
+die() {
+    echo "run-local: $*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    -n | --conns) CONNS=$2; shift 2 ;;
+    -b | --broadcasts) BCASTS=$2; shift 2 ;;
+    -s | --servers) SERVERS=$2; shift 2 ;;
+    -t | --threads) THREADS=$2; shift 2 ;;
+    -g | --gap) GAP=$2; shift 2 ;;
+    -c | --concurrency) CONC=$2; shift 2 ;;
+    -o | --out) OUT=$2; shift 2 ;;
+    --ehash) EHASH=1; shift ;;
+    --plot) PLOT=1; shift ;;
+    --server) SERVER=$2; shift 2 ;;
+    --bench) BENCH=$2; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+    esac
+done
+for v in CONNS BCASTS SERVERS THREADS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run-local: ${v,,} must be an integer" >&2; exit 2; }
+done
+[[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
+[ "$CONNS" -ge 1 ] || { echo "run-local: --conns must be >= 1" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || die "needs root for ip netns"
+[ -x "$SERVER" ] || die "no server binary at $SERVER (make build, or --server PATH)"
+[ -x "$BENCH" ] || die "no bench binary at $BENCH (make build, or --bench PATH)"
+command -v python3 >/dev/null || die "needs python3 for the summary"
+[ "$SERVERS" -gt 0 ] || SERVERS=$(((CONNS + 14999) / 15000))
+PER_SERVER=$(((CONNS + SERVERS - 1) / SERVERS))
+# SO_REUSEPORT spreads by hash, not evenly: leave each process room under the 20,000 cap.
+[ "$PER_SERVER" -le 17000 ] || die "$CONNS connections need more than $SERVERS server processes (-s)"
+OUT=${OUT:-/tmp/wspush-run-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+NS=wsp_bench_$$
+HZ=$(getconf CLK_TCK)
+
+# Lifetimes: the ramp gets 60 s plus 1 s per 2,000 connections; each broadcast 30 s plus
+# 1 s per 20,000 connections.
+RAMP_MAX=$((60 + CONNS / 2000))
+BCAST_MAX=$((30 + CONNS / 20000))
+LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60))
+
+SERVER_TPIDS=() # the `timeout` wrappers
+SERVER_PIDS=()  # the servers themselves
+BENCH_TPID=""
+BENCH_PID=""
+EHASH_SET=0
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ -n "$BENCH_PID" ] && kill -INT "$BENCH_PID" 2>/dev/null || true
+    for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    local deadline=$((SECONDS + 20))
+    for p in $BENCH_TPID "${SERVER_TPIDS[@]}"; do
+        while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    for p in $BENCH_PID "${SERVER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+    [ "$EHASH_SET" = 1 ] && sysctl -qw net.ipv4.tcp_child_ehash_entries=0 || true
+    exit $rc
+}
+trap cleanup EXIT
+trap 'echo "run-local: interrupted" >&2; exit 130' INT TERM
+
+# Polled every 20 ms during a broadcast: bash builtins only, no fork per poll.
+meminfo() { # kB
+    local k v _
+    while read -r k v _; do
+        [ "$k" = "$1:" ] && { echo "$v"; return; }
+    done </proc/meminfo
+}
+declare -A ST
+st_read() { # the bench's status file into ST; zeros until it exists
+    local k v
+    ST=([active]=0 [messages]=0 [errors]=0 [ramp_done]=0)
+    [ -f "$OUT/status" ] || return 0
+    while IFS== read -r k v; do ST[$k]=$v; done <"$OUT/status"
+}
+status() { st_read; echo "${ST[$1]:-0}"; }
+child_of() { cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{ print $1 }'; }
+children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
+rss_kb() { # summed VmRSS of the given pids
+    local t=0 v
+    for p in "$@"; do
+        v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        t=$((t + ${v:-0}))
+    done
+    echo $t
+}
+cpu_ns() { # CPU time of every thread of the given pids, ns (schedstat: exact, unlike ticks)
+    local t=0 p f v
+    for p in "$@"; do
+        for f in /proc/"$p"/task/*/schedstat; do
+            read -r v _ <"$f" 2>/dev/null || continue
+            t=$((t + v))
+        done
+    done
+    echo $t
+}
+busy_ns() { # the whole machine's busy CPU time, ns
+    awk -v hz="$HZ" '/^cpu / { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz }' /proc/stat
+}
+sample() { # one line of samples.tsv
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$(status active)" \
+        "$(rss_kb "${SERVER_PIDS[@]}")" "$(meminfo Slab)" "$(meminfo MemAvailable)" \
+        "$(cpu_ns "${SERVER_PIDS[@]}")" >>"$OUT/samples.tsv"
+}
+
+echo "run-local: $CONNS connections, $SERVERS server process(es) x $THREADS thread(s), $BCASTS broadcasts; results in $OUT"
+if [ "$EHASH" = 1 ]; then
+    sysctl -qw net.ipv4.tcp_child_ehash_entries=4194304
+    EHASH_SET=1
+fi
+ip netns add "$NS"
+if [ "$EHASH_SET" = 1 ]; then
+    sysctl -qw net.ipv4.tcp_child_ehash_entries=0
+    EHASH_SET=0
+fi
+ip -n "$NS" link set lo up
+ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
+printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\n' >"$OUT/samples.tsv"
+
+for i in $(seq 1 "$SERVERS"); do
+    ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "$SERVER" --threads "$THREADS" \
+        --port "$PORT" --bind 127.0.0.1 --interval 0 --max-conns 19900 \
+        2>"$OUT/server-$i.log" &
+    SERVER_TPIDS+=($!)
+done
+deadline=$((SECONDS + 15))
+for i in $(seq 1 "$SERVERS"); do
+    until grep -q 'event=listening' "$OUT/server-$i.log" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || die "server $i did not start: $(tail -2 "$OUT/server-$i.log")"
+        sleep 0.05
+    done
+    p=$(child_of "${SERVER_TPIDS[$((i - 1))]}")
+    [ -n "$p" ] || die "server $i: no pid"
+    SERVER_PIDS+=("$p")
+done
+sleep 0.5
+RSS0=$(rss_kb "${SERVER_PIDS[@]}")
+SRV_CPU0=$(cpu_ns "${SERVER_PIDS[@]}")
+SLAB0=$(meminfo Slab)
+sample
+
+BENCH_DUR=$((LIFE - 30))
+ip netns exec "$NS" timeout -s INT -k 30 "$((BENCH_DUR + 20))" "$BENCH" \
+    --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" \
+    ${CONC:+--concurrency "$CONC"} --json "$OUT/report.json" --status-file "$OUT/status" \
+    --report-interval 10 >"$OUT/bench.out" 2>&1 &
+BENCH_TPID=$!
+deadline=$((SECONDS + 5))
+until [ -n "$BENCH_PID" ]; do
+    BENCH_PID=$(child_of "$BENCH_TPID")
+    [ $SECONDS -lt $deadline ] || die "the bench did not start: $(tail -2 "$OUT/bench.out")"
+    sleep 0.02
+done
+
+# The ramp: wait until every connection is resolved; guard memory.
+deadline=$((SECONDS + RAMP_MAX))
+next=0
+STOPPED=""
+while st_read && [ "${ST[ramp_done]}" != 1 ]; do
+    kill -0 "$BENCH_PID" 2>/dev/null || die "the bench exited during the ramp: $(tail -3 "$OUT/bench.out")"
+    [ $SECONDS -lt $deadline ] || die "ramp not done after ${RAMP_MAX}s"
+    avail=$(meminfo MemAvailable)
+    [ "$avail" -ge $((2 * 1024 * 1024)) ] || die "MemAvailable below 2 GiB: aborting"
+    if [ -z "$STOPPED" ] && [ "$avail" -lt $((3 * 1024 * 1024)) ]; then
+        kill -USR2 "$BENCH_PID"
+        STOPPED="MemAvailable fell below 3 GiB"
+        echo "run-local: $STOPPED: ramp stopped"
+    fi
+    if [ $SECONDS -ge $next ]; then
+        next=$((SECONDS + 1))
+        sample
+        echo "run-local: ramp: ${ST[active]}/$CONNS connected, errors ${ST[errors]}"
+    fi
+    sleep 0.1
+done
+sleep 1 # let the servers settle: the last upgrades' buffers
+# Dropped SYNs cost a 1 s retransmit each: they explain a slow ramp tail.
+ip netns exec "$NS" nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop \
+    TcpExtSyncookiesSent TcpRetransSegs 2>/dev/null | awk 'NR > 1 { printf "%s=%s ", $1, $2 }' \
+    >"$OUT/nstat.txt" || true
+ACTIVE=$(status active)
+WORKERS=$(children "$BENCH_PID")
+# The ramp's CPU per connection: the bench's is everything it used so far.
+RAMP_SRV_CPU=$(($(cpu_ns "${SERVER_PIDS[@]}") - SRV_CPU0))
+RAMP_BENCH_CPU=$(cpu_ns "$BENCH_PID" $WORKERS)
+RSS1=$(rss_kb "${SERVER_PIDS[@]}")
+SLAB1=$(meminfo Slab)
+sample
+echo "run-local: ramp done: $ACTIVE connected, errors $(status errors)"
+
+# The broadcasts: all servers at once, then wait for every active connection to have it.
+SRV_CPU=0 BENCH_CPU=0 BUSY=0 GOT=0
+for b in $(seq 1 "$BCASTS"); do
+    m0=$(status messages)
+    s0=$(cpu_ns "${SERVER_PIDS[@]}")
+    c0=$(cpu_ns $WORKERS)
+    u0=$(busy_ns)
+    kill -USR1 "${SERVER_PIDS[@]}"
+    deadline=$((SECONDS + BCAST_MAX))
+    while st_read && [ "${ST[messages]}" -lt $((m0 + ACTIVE)) ]; do
+        [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b incomplete after ${BCAST_MAX}s"; break; }
+        sleep 0.02
+    done
+    s1=$(cpu_ns "${SERVER_PIDS[@]}")
+    c1=$(cpu_ns $WORKERS)
+    u1=$(busy_ns)
+    m1=$(status messages)
+    SRV_CPU=$((SRV_CPU + s1 - s0))
+    BENCH_CPU=$((BENCH_CPU + c1 - c0))
+    BUSY=$((BUSY + u1 - u0))
+    GOT=$((GOT + m1 - m0))
+    sample
+    echo "run-local: broadcast $b: $((m1 - m0)) received"
+    sleep "$GAP"
+done
+
+kill -INT "$BENCH_PID"
+deadline=$((SECONDS + 60))
+while kill -0 "$BENCH_TPID" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "the bench did not stop"
+    sleep 0.1
+done
+BENCH_PID=""
+wait "$BENCH_TPID" 2>/dev/null || true
+BENCH_TPID=""
+[ -s "$OUT/report.json" ] || die "no report.json: $(tail -3 "$OUT/bench.out")"
+
+python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
+    "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
+    "${STOPPED:-}" <<'EOF' | tee "$OUT/summary.txt"
+import json, os, statistics, sys
+(out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
+ ehash, ramp_srv, ramp_bench, stopped) = sys.argv[1:]
+r = json.load(open(f"{out}/report.json"))
+active = r["active"] or 1
+got = int(got) or 1
+lat = r["latency_ms"]
+bc = r["broadcasts"]
+comp = statistics.median([b["last_ms"] for b in bc]) if bc else 0
+each = ", ".join("%.1f" % b["last_ms"] for b in bc)
+missing = sum(b["missing"] for b in bc)
+dups = sum(b["duplicates"] for b in bc)
+other = (int(busy) - int(srv_cpu) - int(bench_cpu)) / 1e9
+print(f"connections          {r['active']} of {conns} ({servers} server process(es) x {threads} thread(s), ehash {'4M' if ehash == '1' else 'default'})")
+if stopped:
+    print(f"ramp stopped         {stopped}")
+print(f"setup                {r['ramp']['seconds']:.2f} s, {r['ramp']['rate_per_s']:.0f} connections/s; "
+      f"CPU per connection: server {int(ramp_srv) / 1e3 / active:.1f} us, bench {int(ramp_bench) / 1e3 / active:.1f} us")
+print(f"server user space    {(int(rss1) - int(rss0)) * 1024 / active:.0f} B per connection (VmRSS delta)")
+print(f"kernel               {(int(slab1) - int(slab0)) * 1024 / active:.0f} B per connection pair (Slab delta)")
+print(f"broadcast completion {comp:.1f} ms median of {len(bc)} (last receive - message time); "
+      f"all: {each}")
+print(f"latency              p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, p99.9 {lat['p999']:.1f} ms, max {lat['max']:.1f} ms")
+print(f"server CPU           {int(srv_cpu) / 1e3 / got:.2f} us per delivered message")
+print(f"bench CPU            {int(bench_cpu) / 1e3 / got:.2f} us per received message")
+print(f"other CPU            {other:.2f} s during the broadcasts (the rest of the machine)")
+print(f"messages             {r['messages']['count']} received, {missing} missing, {dups} duplicates")
+e = r["errors"]
+print(f"errors               {e['total']}" + ("" if not e["total"] else
+      " (" + ", ".join(f"{k} {v}" for k, v in e.items() if isinstance(v, int) and v and k != "total") + ")"))
+nst = open(f"{out}/nstat.txt").read().strip() if os.path.exists(f"{out}/nstat.txt") else ""
+print(f"kernel counters      {nst or 'n/a'} (after the ramp)")
+print(f"files                {out}/report.json, bench.out, summary.txt, samples.tsv, server-*.log")
+EOF
+if [ "$PLOT" = 1 ]; then
+    "$ROOT/bench/plot.sh" "$OUT/report.json" "$OUT"
+fi
