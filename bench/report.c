@@ -7,7 +7,7 @@
 
 #include "alloc.h"
 
-#define SERIES_MAX 4000 /* points: a long run is sampled more coarsely */
+#define SERIES_MAX 4000 /* points at most */
 
 void wsp_report_init(wsp_report_t *r, const wsp_bench_cfg_t *cfg, uint64_t now_ns)
 {
@@ -18,7 +18,8 @@ void wsp_report_init(wsp_report_t *r, const wsp_bench_cfg_t *cfg, uint64_t now_n
     wsp_meter_init(&r->msg_meter, now_ns);
     wsp_meter_init(&r->setup_meter, now_ns);
     r->start_ns = now_ns;
-    r->series_step = cfg->duration / SERIES_MAX > 1.0 ? cfg->duration / SERIES_MAX : 1.0;
+    /* every status sample (0.25 s) for short runs, coarser for long ones */
+    r->series_step = cfg->duration / SERIES_MAX > 0.25 ? cfg->duration / SERIES_MAX : 0.25;
     r->cap = (size_t)(cfg->duration / r->series_step) + 16;
     r->series = wsp_xcalloc(r->cap, sizeof(wsp_series_pt_t));
     r->stopped_by = "duration";
