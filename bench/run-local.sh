@@ -143,8 +143,10 @@ cpu_ns() { # CPU time of every thread of the given pids, ns (schedstat: exact, u
     done
     echo $t
 }
-busy_ns() { # the whole machine's busy CPU time, ns
-    awk -v hz="$HZ" '/^cpu / { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz }' /proc/stat
+busy_ns() { # the whole machine's busy CPU time, ns (user, nice, system, irq, softirq; not steal)
+    local cpu u n s i w q sq _
+    read -r cpu u n s i w q sq _ </proc/stat
+    echo $(((u + n + s + q + sq) * 1000000000 / HZ))
 }
 sample() { # one line of samples.tsv
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$(status active)" \
@@ -259,7 +261,7 @@ for b in $(seq 1 "$BCASTS"); do
     BUSY=$((BUSY + u1 - u0))
     GOT=$((GOT + m1 - m0))
     sample
-    echo "run-local: broadcast $b: $((m1 - m0)) received"
+    echo "run-local: broadcast $b: $((m1 - m0)) received (CPU ms: server $(((s1 - s0) / 1000000)), bench $(((c1 - c0) / 1000000)), machine busy $(((u1 - u0) / 1000000)))"
     sleep "$GAP"
 done
 
@@ -273,6 +275,8 @@ BENCH_PID=""
 wait "$BENCH_TPID" 2>/dev/null || true
 BENCH_TPID=""
 [ -s "$OUT/report.json" ] || die "no report.json: $(tail -3 "$OUT/bench.out")"
+sed -n '/ final -/,$p' "$OUT/bench.out" # the bench's own final report
+echo "-- run-local summary ------------------------------------------------------"
 
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
@@ -302,7 +306,8 @@ print(f"broadcast completion {comp:.1f} ms median of {len(bc)} (last receive - m
 print(f"latency              p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, p99.9 {lat['p999']:.1f} ms, max {lat['max']:.1f} ms")
 print(f"server CPU           {int(srv_cpu) / 1e3 / got:.2f} us per delivered message")
 print(f"bench CPU            {int(bench_cpu) / 1e3 / got:.2f} us per received message")
-print(f"other CPU            {other:.2f} s during the broadcasts (the rest of the machine)")
+print(f"other CPU            {other:.2f} s busy outside server and bench during the broadcasts "
+      f"(softirq off task, this script, the rest of the machine)")
 print(f"messages             {r['messages']['count']} received, {missing} missing, {dups} duplicates")
 e = r["errors"]
 print(f"errors               {e['total']}" + ("" if not e["total"] else
