@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""Writes the seed corpora under test/fuzz/corpus/<target>/: one small file per input class.
+
+usage: /usr/bin/python3 test/fuzz/gen_corpus.py
+
+Deterministic (no randomness), so re-running it changes nothing unless this file changed.
+Seeds named crash-*, leak-*, timeout-* or regress-* are regression inputs from fuzzing; this
+script never writes or removes those. Input formats:
+  upgrade: the bytes a client sent before the upgrade (and possibly after it)
+  frame:   [split control][sink control][client byte stream]   (see fuzz.h, fuzz_frame.c)
+  ipc:     [split control][packet stream]                      (see fuzz_ipc.c)
+  utf8:    the bytes to validate
+"""
+
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "corpus")
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 section 1.3's sample key
+
+
+def write(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def request(method=b"GET", target=b"/", version=b"HTTP/1.1", headers=None, eol=b"\r\n"):
+    if headers is None:
+        headers = [(b"Host", b"example.com"), (b"Upgrade", b"websocket"),
+                   (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Key", KEY),
+                   (b"Sec-WebSocket-Version", b"13")]
+    lines = [method + b" " + target + b" " + version]
+    lines += [k + b": " + v for k, v in headers]
+    return eol.join(lines) + eol + eol
+
+
+def std_headers(drop=(), extra=(), replace=None):
+    hs = [(b"Host", b"example.com"), (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+          (b"Sec-WebSocket-Key", KEY), (b"Sec-WebSocket-Version", b"13")]
+    replace = replace or {}
+    out = []
+    for k, v in hs:
+        if k in drop:
+            continue
+        out.append((k, replace.get(k, v)))
+    return out + list(extra)
+
+
+def upgrade_seeds():
+    s = {}
+    # valid
+    s["valid-minimal"] = request()
+    s["valid-query"] = request(target=b"/feed?room=1&x=%20")
+    s["valid-lowercase-names"] = request(headers=[(k.lower(), v) for k, v in std_headers()])
+    s["valid-connection-list"] = request(
+        headers=std_headers(replace={b"Connection": b"keep-alive, Upgrade"}))
+    s["valid-upgrade-list"] = request(
+        headers=std_headers(replace={b"Upgrade": b"h2c , WebSocket"}))
+    s["valid-bare-lf"] = request(eol=b"\n")
+    s["valid-extra-headers"] = request(headers=std_headers(extra=[
+        (b"Origin", b"https://example.com"), (b"Sec-WebSocket-Protocol", b"chat, superchat"),
+        (b"Sec-WebSocket-Extensions", b"permessage-deflate; client_max_window_bits"),
+        (b"User-Agent", b"Mozilla/5.0 (X11; Linux x86_64)"), (b"Cookie", b"a=b; c=d")]))
+    s["valid-ows"] = request(headers=[(k, b" \t" + v + b"\t ") for k, v in std_headers()])
+    s["valid-then-frames"] = request() + bytes([0x81, 0x85, 0, 0, 0, 0]) + b"hello"
+    s["valid-long-path"] = request(target=b"/" + b"a" * 2000)
+    pad = 8192 - len(request(headers=std_headers(extra=[(b"X-Pad", b"")])))
+    s["valid-exactly-8k"] = request(headers=std_headers(extra=[(b"X-Pad", b"p" * pad)]))
+    # incomplete (-EAGAIN)
+    s["partial-request-line"] = b"GET / HTTP/1.1\r\n"
+    s["partial-no-final-crlf"] = request()[:-2]
+    s["partial-cr"] = request()[:-1]
+    # 400
+    s["400-http10"] = request(version=b"HTTP/1.0")
+    s["400-http2"] = request(version=b"HTTP/2.0")
+    s["400-no-host"] = request(headers=std_headers(drop=(b"Host",)))
+    s["400-two-hosts"] = request(headers=std_headers(extra=[(b"Host", b"other")]))
+    s["400-no-upgrade"] = request(headers=std_headers(drop=(b"Upgrade",)))
+    s["400-no-connection"] = request(headers=std_headers(drop=(b"Connection",)))
+    s["400-no-key"] = request(headers=std_headers(drop=(b"Sec-WebSocket-Key",)))
+    s["400-two-keys"] = request(headers=std_headers(extra=[(b"Sec-WebSocket-Key", KEY)]))
+    s["400-short-key"] = request(headers=std_headers(replace={b"Sec-WebSocket-Key": b"abc=="}))
+    s["400-key-bad-char"] = request(
+        headers=std_headers(replace={b"Sec-WebSocket-Key": b"dGhlIHNhbXBsZSBub25jZ!=="}))
+    s["400-absolute-form"] = request(target=b"http://example.com/")
+    s["400-asterisk"] = request(target=b"*")
+    s["400-fragment"] = request(target=b"/#frag")
+    s["400-space-before-colon"] = request(headers=std_headers(extra=[(b"Host ", b"x")]))
+    s["400-obs-fold"] = request()[:-2] + b" folded\r\n\r\n"
+    s["400-bare-cr"] = b"GET / HTTP/1.1\rHost: x\r\n\r\n"
+    s["400-nul-in-header"] = request(headers=std_headers(extra=[(b"X-Nul", b"a\x00b")]))
+    s["400-ctl-in-header"] = request(headers=std_headers(extra=[(b"X-Ctl", b"a\x01b")]))
+    s["400-no-colon"] = request()[:-2] + b"NoColonHere\r\n\r\n"
+    s["400-empty-name"] = request()[:-2] + b": value\r\n\r\n"
+    s["400-empty-request-line"] = b"\r\n\r\n"
+    s["400-lowercase-version"] = request(version=b"http/1.1")
+    s["400-tls-clienthello"] = bytes.fromhex(
+        "16030100c4010000c00303") + bytes(range(32)) + bytes.fromhex(
+        "0000020035010000950000000e000c0000096c6f63616c686f7374")
+    s["400-binary-garbage"] = bytes(range(256))
+    s["400-space-first"] = b" GET / HTTP/1.1\r\n\r\n"
+    # 405
+    s["405-post"] = request(method=b"POST")
+    s["405-lowercase-get"] = request(method=b"get")
+    s["405-connect"] = request(method=b"CONNECT", target=b"/x")
+    # 426
+    s["426-no-version"] = request(headers=std_headers(drop=(b"Sec-WebSocket-Version",)))
+    s["426-version-8"] = request(headers=std_headers(replace={b"Sec-WebSocket-Version": b"8"}))
+    # 431
+    s["431-too-many-fields"] = request(
+        headers=std_headers(extra=[(b"X-%d" % i, b"v") for i in range(101)]))
+    s["431-over-8k"] = request(headers=std_headers(extra=[(b"X-Pad", b"p" * (pad + 1))]))
+    s["431-endless-line"] = b"GET /" + b"a" * 8300
+    s["431-endless-headers"] = b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 1400
+    for name, data in s.items():
+        write("upgrade", name, data)
+
+
+def cframe(op, payload=b"", fin=True, mask=b"\0\0\0\0", rsv=0, masked=True, length=None,
+           ext=None):
+    """A client frame; length/ext force a (possibly non-minimal) length encoding."""
+    b0 = (0x80 if fin else 0) | rsv | op
+    n = len(payload) if length is None else length
+    mbit = 0x80 if masked else 0
+    if ext is None:
+        ext = 0 if n < 126 else (2 if n < 65536 else 8)
+    if ext == 0:
+        hdr = bytes([b0, mbit | n])
+    elif ext == 2:
+        hdr = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return hdr + payload
+    body = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    return hdr + mask + body
+
+
+def close(code=None, reason=b"", mask=b"\0\0\0\0"):
+    p = b"" if code is None else struct.pack(">H", code) + reason
+    return cframe(0x8, p, mask=mask)
+
+
+def frame_seeds():
+    TEXT, BIN, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+    k = b"\x37\xfa\x21\x3d"
+    s = {}
+    s["text"] = cframe(TEXT, b"hello")
+    s["text-masked"] = cframe(TEXT, b"hello", mask=k)
+    s["binary"] = cframe(BIN, bytes(range(100)))
+    s["empty-text"] = cframe(TEXT)
+    s["text-utf8"] = cframe(TEXT, "h\u00e9llo \u20ac \U0001F600".encode())
+    s["text-126"] = cframe(TEXT, b"x" * 200)
+    s["binary-4096"] = cframe(BIN, b"\xaa" * 4096)
+    s["binary-4097-1009"] = cframe(BIN, b"\xaa" * 4097)
+    s["len-127-huge-1009"] = cframe(BIN, length=1 << 40)[:14]
+    s["len-msb-set-1002"] = cframe(BIN, length=1 << 63)[:14]
+    s["len-nonminimal-2-1002"] = cframe(TEXT, b"abc", ext=2)
+    s["len-nonminimal-8-1002"] = cframe(TEXT, b"x" * 300, ext=8)
+    s["ping"] = cframe(PING, b"are you there")
+    s["ping-empty"] = cframe(PING)
+    s["ping-125"] = cframe(PING, b"p" * 125)
+    s["ping-126-1002"] = cframe(PING, b"p" * 126)
+    s["ping-nofin-1002"] = cframe(PING, b"x", fin=False)
+    s["pong"] = cframe(PONG, b"unsolicited")
+    s["pings-many"] = b"".join(cframe(PING, b"%d" % i) for i in range(40))
+    s["close-1000"] = close(1000, b"bye")
+    s["close-empty"] = close()
+    s["close-1byte-1002"] = cframe(CLOSE, b"\x03")
+    s["close-1005-1002"] = close(1005)
+    s["close-999-1002"] = close(999)
+    s["close-4000"] = close(4000, b"app")
+    s["close-reason-bad-utf8"] = close(1000, b"\xc3\x28")
+    s["close-reason-utf8"] = close(1001, "\u00e9t\u00e9".encode())
+    s["close-reason-125"] = close(1000, b"r" * 123)
+    s["close-masked"] = close(1000, b"bye", mask=k)
+    s["after-close"] = close(1000) + cframe(TEXT, b"late") + cframe(PING, b"late")
+    s["frag-text"] = cframe(TEXT, b"hel", fin=False) + cframe(CONT, b"lo", fin=False) + \
+        cframe(CONT, b"!")
+    s["frag-ping-between"] = cframe(TEXT, b"a", fin=False) + cframe(PING, b"mid") + \
+        cframe(CONT, b"b")
+    s["frag-utf8-split"] = cframe(TEXT, b"\xe2\x82", fin=False) + cframe(CONT, b"\xac")
+    s["frag-utf8-bad-1007"] = cframe(TEXT, b"\xe2\x82", fin=False) + cframe(CONT, b"\x28")
+    s["frag-over-4096-1009"] = cframe(BIN, b"a" * 3000, fin=False) + cframe(CONT, b"b" * 1100)
+    s["frag-empty-endless"] = cframe(TEXT, fin=False) + cframe(CONT, fin=False) * 200
+    s["frag-text-in-msg-1002"] = cframe(TEXT, b"a", fin=False) + cframe(TEXT, b"b")
+    s["cont-without-start-1002"] = cframe(CONT, b"x")
+    s["text-bad-utf8-1007"] = cframe(TEXT, b"\xff")
+    s["text-surrogate-1007"] = cframe(TEXT, b"\xed\xa0\x80")
+    s["text-truncated-utf8-1007"] = cframe(TEXT, b"ok\xe2\x82")
+    s["unmasked-1002"] = cframe(TEXT, b"hello", masked=False)
+    s["rsv1-1002"] = cframe(TEXT, b"x", rsv=0x40)
+    s["rsv3-1002"] = cframe(TEXT, b"x", rsv=0x10)
+    s["opcode-3-1002"] = cframe(0x3, b"x")
+    s["opcode-b-1002"] = cframe(0xB, b"x")
+    s["ping-then-bad"] = cframe(PING, b"1") + cframe(PING, b"2") + cframe(0x3)
+    s["http-as-frames-1002"] = b"GET / HTTP/1.1\r\n\r\n"
+    s["mixed"] = cframe(TEXT, b"a") + cframe(PING, b"b") + cframe(BIN, b"c") + \
+        cframe(PONG) + cframe(TEXT, b"d", fin=False) + cframe(CONT, b"e") + close(1000, b"x")
+    # Each class under several splits: whole, byte by byte, small, medium; and a few with a
+    # sink that refuses after 0, 8 and 64 bytes (--max-pending).
+    splits = [0x00, 0x10, 0x03, 0x07]
+    for name, data in s.items():
+        for sp in splits:
+            write("frame", "%s-s%02x" % (name, sp), bytes([sp, 0x00]) + data)
+    for name in ("pings-many", "ping-125", "mixed", "close-1000"):
+        for sink in (0x80, 0x81, 0x88):
+            write("frame", "%s-sink%02x" % (name, sink), bytes([0x05, sink]) + s[name])
+
+
+def ipc(t, seq, payload=b""):
+    return bytes([t]) + struct.pack("<QI", seq, len(payload)) + payload
+
+
+def ipc_seeds():
+    B, T, P = ord("B"), ord("T"), ord("P")
+    s = {}
+    s["broadcast"] = ipc(B, 1, b'{"time":1795755922337,"seq":1}')
+    s["trigger"] = ipc(T, 0)
+    s["publish"] = ipc(P, 0, b"hello")
+    s["sequence"] = ipc(T, 0) + ipc(B, 7, b"x" * 300) + ipc(P, 0, b"y") + ipc(B, 8, b"")
+    s["partial-header"] = ipc(B, 1, b"abc")[:7]
+    s["partial-payload"] = ipc(B, 1, b"abcdef")[:16]
+    s["max-payload"] = ipc(P, 0, b"m" * 65536)
+    s["over-max-payload"] = ipc(P, 0, b"")[:9] + struct.pack("<I", 65537)
+    s["huge-length"] = ipc(B, 0, b"")[:9] + struct.pack("<I", 0xFFFFFFFF)
+    s["unknown-type"] = ipc(ord("X"), 1, b"x")
+    s["unknown-after-good"] = ipc(T, 0) + ipc(0, 0)
+    s["seq-max"] = ipc(B, 0xFFFFFFFFFFFFFFFF, b"z")
+    for name, data in s.items():
+        for sp in (0x00, 0x10, 0x02, 0x0a):
+            write("ipc", "%s-s%02x" % (name, sp), bytes([sp]) + data)
+
+
+def utf8_seeds():
+    s = {
+        "empty": b"",
+        "ascii": b"hello, world",
+        "two-byte": "\u00e9\u00df".encode(),
+        "three-byte": "\u20ac\uffff".encode(),
+        "four-byte": "\U0001F600\U0010FFFF".encode(),
+        "boundaries": "\u007f\u0080\u07ff\u0800\ud7ff\ue000\ufffd\U00010000".encode(),
+        "overlong-2": b"\xc0\x80",
+        "overlong-2b": b"\xc1\xbf",
+        "overlong-3": b"\xe0\x80\x80",
+        "overlong-3b": b"\xe0\x9f\xbf",
+        "overlong-4": b"\xf0\x80\x80\x80",
+        "overlong-4b": b"\xf0\x8f\xbf\xbf",
+        "surrogate-lo": b"\xed\xa0\x80",
+        "surrogate-hi": b"\xed\xbf\xbf",
+        "above-10ffff": b"\xf4\x90\x80\x80",
+        "f5": b"\xf5\x80\x80\x80",
+        "ff": b"\xff",
+        "lone-continuation": b"\x80",
+        "truncated-2": b"a\xc3",
+        "truncated-3": b"a\xe2\x82",
+        "truncated-4": b"a\xf0\x9f\x98",
+        "bad-continuation": b"\xe2\x28\xa1",
+        "json": b'{"time":1795755922337,"seq":1,"msg":"caf\xc3\xa9"}',
+    }
+    for name, data in s.items():
+        write("utf8", name, data)
+
+
+if __name__ == "__main__":
+    upgrade_seeds()
+    frame_seeds()
+    ipc_seeds()
+    utf8_seeds()
