@@ -28,6 +28,8 @@ typedef struct wsp_bench_cfg_s {
     double report_interval;
     double handshake_timeout;
     unsigned retries;
+    unsigned coalesce_us;    /* after a small batch of events, once the ramp is done, sleep this
+                                long so the next epoll_wait() returns many: fewer wake-ups */
     const char *json;        /* NULL = no JSON file */
     const char *status_file; /* NULL = none */
     int quiet;               /* no periodic reports, only the final one */

@@ -224,9 +224,10 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     fprintf(f,
             ", \"conns\": %llu, \"duration_s\": %.3f, \"procs\": %u, \"sources\": \"%s-%s\", "
             "\"per_source\": %d, \"concurrency\": %u, \"rate\": %.3f, \"report_interval_s\": "
-            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u},\n",
+            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u},\n",
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
-            c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries);
+            c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
+            c->coalesce_us);
     fprintf(f, "  \"start_epoch_ms\": %llu,\n  \"elapsed_s\": %.3f,\n  \"stopped_by\": \"%s\",\n",
             (unsigned long long)r->start_epoch_ms, (double)(now - r->start_ns) / 1e9,
             r->stopped_by);

@@ -22,6 +22,7 @@
 
 #define HS_BUF 1024 /* a 101 answer is ~130 bytes; longer headers are refused */
 #define MAX_EVENTS 1024
+#define SMALL_BATCH 64         /* fewer events than this per epoll_wait() are worth coalescing */
 #define SWEEP_NS 100000000ull  /* handshake deadlines are checked every 100 ms */
 #define BACKOFF_NS 50000000ull /* first retry after 50 ms, doubling */
 
@@ -642,6 +643,21 @@ static void sweep(worker_t *w, uint64_t now)
     }
 }
 
+/* Whether this worker has nothing left to connect: no slot, handshake or retry pending. */
+static int ramp_over(const worker_t *w)
+{
+    if (w->st->inflight > 0)
+        return 0;
+    if (w->ctl->stop_ramp)
+        return 1;
+    if (w->next_slot < w->end_slot)
+        return 0;
+    for (unsigned lv = 1; lv <= w->cfg->retries; lv++)
+        if (w->retry[lv].len)
+            return 0;
+    return 1;
+}
+
 /* Milliseconds epoll may sleep before the ramp has something to do. */
 static int ramp_wait_ms(const worker_t *w, uint64_t now)
 {
@@ -740,6 +756,13 @@ int wsp_worker_run(const wsp_bench_cfg_t *cfg, uint64_t first, uint64_t end, wsp
         for (int i = 0; i < n; i++)
             on_event(w, evs[i].data.fd, evs[i].events, now);
         ramp(w, now);
+        /* A broadcast arrives a few messages per wake-up when the bench is faster than the
+         * server: each wake-up is a context switch that costs more than the recv(). Once
+         * this worker's ramp is over, let a small batch become a big one. */
+        if (n > 0 && n < SMALL_BATCH && cfg->coalesce_us && ramp_over(w)) {
+            struct timespec ts = {0, (long)cfg->coalesce_us * 1000};
+            (void)nanosleep(&ts, NULL); /* EINTR: SIGTERM, seen at the loop's top */
+        }
         if (now >= next_sweep) {
             sweep(w, now);
             next_sweep = now + SWEEP_NS;

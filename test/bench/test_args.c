@@ -52,6 +52,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.procs, 7); /* <= 15,000 per process */
     assert_int_equal(cfg.src_first, 0x7F010001u);
     assert_int_equal(cfg.concurrency, 256);
+    assert_int_equal(cfg.coalesce_us, 200);
     assert_true(cfg.rate == 0 && cfg.duration == 60 && cfg.report_interval == 10);
     assert_null(cfg.json);
     /* <= 1,000 connections per source address */
@@ -67,7 +68,8 @@ static void test_all_options(void **state)
     assert_int_equal(parse("--url=ws://localhost", "--conns=2000", "--duration=1.5", "--procs", "2",
                            "--sources", "10.0.0.1-10.0.0.2", "--concurrency", "8", "--rate", "500",
                            "--report-interval", "0.5", "--json", "/tmp/x.json", "--status-file",
-                           "/tmp/st", "--handshake-timeout", "2", "--retries", "0", "--quiet"),
+                           "/tmp/st", "--handshake-timeout", "2", "--retries", "0", "--coalesce-us",
+                           "0", "--quiet"),
                      0);
     assert_int_equal(cfg.dst_addr, 0x7F000001u);
     assert_int_equal(cfg.port, 80);
@@ -80,6 +82,7 @@ static void test_all_options(void **state)
     assert_string_equal(cfg.json, "/tmp/x.json");
     assert_string_equal(cfg.status_file, "/tmp/st");
     assert_int_equal(cfg.retries, 0);
+    assert_int_equal(cfg.coalesce_us, 0);
     assert_int_equal(cfg.quiet, 1);
 }
 
@@ -113,6 +116,8 @@ static void test_bad_numbers(void **state)
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--concurrency", "0"),
                  "--concurrency");
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--rate", "-1"), "--rate");
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--coalesce-us", "1e3"),
+                 "--coalesce-us");
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--bogus", "1"),
                  "unknown option '--bogus'");
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "extra"),
