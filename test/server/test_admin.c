@@ -1,0 +1,1076 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The module is compiled into the test, as h2o's unit tests do, only to shrink its
+ * timeouts from 30 s and 10 s; everything is driven through the public API. The static
+ * wsp_server library's admin.o is then never pulled in. */
+#define WSP_ADMIN_IDLE_MS 400
+#define WSP_ADMIN_REQUEST_MS 300
+#define WSP_ADMIN_LINGER_MS 300
+#include "admin.c"
+
+/* ---- fake owner ---- */
+
+typedef struct fake_s {
+    int publish_calls, metrics_calls, stats_calls, healthy_calls;
+    int publish_rv, metrics_rv, healthy;
+    int channel_null;
+    char channel[128];
+    size_t channel_len;
+    uint8_t *payload; /* copy of the last payload */
+    size_t len;
+    uint64_t seq, conns;
+    const char *metrics, *stats;
+    size_t metrics_repeat; /* metrics text appended this many times (for a big response) */
+} fake_t;
+
+static fake_t fake;
+
+static int fake_publish(void *user, const char *channel, size_t channel_len, const uint8_t *payload,
+                        size_t len, uint64_t *seq, uint64_t *conns)
+{
+    fake_t *f = user;
+    f->publish_calls++;
+    f->channel_null = channel == NULL;
+    f->channel_len = channel_len;
+    if (channel)
+        memcpy(f->channel, channel, channel_len < sizeof f->channel ? channel_len : 0);
+    free(f->payload);
+    f->payload = malloc(len + 1);
+    assert_non_null(f->payload);
+    memcpy(f->payload, payload, len);
+    f->len = len;
+    if (f->publish_rv < 0)
+        return f->publish_rv;
+    *seq = ++f->seq;
+    *conns = f->conns;
+    return 0;
+}
+
+static int fake_metrics(void *user, wsp_buf_t *out)
+{
+    fake_t *f = user;
+    f->metrics_calls++;
+    if (f->metrics_rv < 0)
+        return f->metrics_rv;
+    for (size_t i = 0; i < (f->metrics_repeat ? f->metrics_repeat : 1); i++)
+        wsp_buf_append(out, f->metrics, strlen(f->metrics));
+    return 0;
+}
+
+static int fake_stats(void *user, wsp_buf_t *out)
+{
+    fake_t *f = user;
+    f->stats_calls++;
+    return wsp_buf_append(out, f->stats, strlen(f->stats));
+}
+
+static int fake_healthy(void *user)
+{
+    fake_t *f = user;
+    f->healthy_calls++;
+    return f->healthy;
+}
+
+static const wsp_admin_ops_t fake_ops = {fake_publish, fake_metrics, fake_stats, fake_healthy};
+
+/* ---- the server under test, on a loop this thread drives between socket calls ---- */
+
+static uv_loop_t loop;
+static wsp_admin_t *admin;
+static int port;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits up to ms for the loop to have work, then runs what is ready. */
+static void pump(int ms)
+{
+    struct pollfd p = {.fd = uv_backend_fd(&loop), .events = POLLIN};
+    (void)poll(&p, 1, ms);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void start_with(const char *token)
+{
+    memset(&fake, 0, sizeof fake);
+    fake.healthy = 1;
+    fake.conns = 3;
+    fake.metrics = "# HELP x A thing.\n# TYPE x gauge\nx 1\n";
+    fake.stats = "{\"connections\":3}";
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(wsp_admin_start(&admin, &loop, "127.0.0.1", 0, token, &fake_ops, &fake), 0);
+    port = wsp_admin_port(admin);
+    assert_true(port > 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    start_with(NULL);
+    return 0;
+}
+
+static int setup_token(void **state)
+{
+    (void)state;
+    start_with("s3cret-token");
+    return 0;
+}
+
+/* Stops, runs the loop dry, and asserts nothing is left: ASan reports any leak. */
+static int teardown(void **state)
+{
+    (void)state;
+    wsp_admin_stop(admin);
+    admin = NULL;
+    uint64_t deadline = now_ms() + 2000;
+    while (uv_run(&loop, UV_RUN_NOWAIT) != 0 && now_ms() < deadline)
+        pump(5);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(fake.payload);
+    fake.payload = NULL;
+    return 0;
+}
+
+/* ---- a minimal blocking-free HTTP client ---- */
+
+typedef struct cli_s {
+    int fd;
+    size_t len, cap;
+    char *buf; /* grows: a test reads a 4 MiB response */
+} cli_t;
+
+typedef struct resp_s {
+    int status;
+    char head[8192]; /* status line and headers, NUL-terminated */
+    char *body;      /* NUL-terminated; free()d by resp_free() */
+    size_t body_len;
+} resp_t;
+
+static cli_t *cli_open(void)
+{
+    cli_t *c = malloc(sizeof *c);
+    assert_non_null(c);
+    c->len = 0;
+    c->cap = 4096;
+    c->buf = malloc(c->cap);
+    assert_non_null(c->buf);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c->fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* Completes from the kernel's backlog: the server accepts when the loop next runs. */
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    pump(0);
+    return c;
+}
+
+static void cli_close(cli_t *c)
+{
+    close(c->fd);
+    free(c->buf);
+    free(c);
+    pump(0);
+}
+
+/* Sends len bytes, running the server while the socket is full. Returns 0, or -errno when
+ * the server closed on us (what a 413 does). */
+static int cli_send(cli_t *c, const void *p, size_t len)
+{
+    const char *s = p;
+    uint64_t deadline = now_ms() + 3000;
+    while (len > 0) {
+        ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            s += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        assert_true(now_ms() < deadline);
+        pump(5);
+    }
+    pump(0);
+    return 0;
+}
+
+static void cli_sends(cli_t *c, const char *s) { assert_int_equal(cli_send(c, s, strlen(s)), 0); }
+
+/* Reads what is available; returns bytes read, 0 at EOF, -EAGAIN when nothing yet. */
+static ssize_t cli_recv_some(cli_t *c)
+{
+    if (c->cap - c->len < 4096) {
+        c->cap *= 2;
+        c->buf = realloc(c->buf, c->cap);
+        assert_non_null(c->buf);
+    }
+    /* One byte is kept free so a test can NUL-terminate what arrived. */
+    ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    c->len += (size_t)n;
+    return n;
+}
+
+static const char *find_header(const char *head, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p && p[2] != '\0'; p = strstr(p + 2, "\r\n"))
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':')
+            return p + 2 + n + 1 + strspn(p + 2 + n + 1, " ");
+    return NULL;
+}
+
+/* Copies header name's value into out ("" when absent). */
+static const char *header(const resp_t *r, const char *name, char *out, size_t cap)
+{
+    const char *v = find_header(r->head, name);
+    if (v == NULL) {
+        out[0] = '\0';
+        return out;
+    }
+    size_t n = strcspn(v, "\r");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* Takes one complete response off c's buffer: 1 when done, 0 when more is needed. */
+static int resp_take(cli_t *c, resp_t *r)
+{
+    const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (end == NULL)
+        return 0;
+    size_t head_len = (size_t)(end - c->buf) + 4;
+    assert_true(head_len < sizeof r->head);
+    memcpy(r->head, c->buf, head_len);
+    r->head[head_len] = '\0';
+    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
+    const char *cl = find_header(r->head, "Content-Length");
+    size_t body_len = 0;
+    if (r->status >= 200)
+        assert_non_null(cl);
+    if (cl)
+        body_len = strtoul(cl, NULL, 10);
+    if (c->len < head_len + body_len)
+        return 0;
+    r->body = malloc(body_len + 1);
+    assert_non_null(r->body);
+    memcpy(r->body, c->buf + head_len, body_len);
+    r->body[body_len] = '\0';
+    r->body_len = body_len;
+    memmove(c->buf, c->buf + head_len + body_len, c->len - head_len - body_len);
+    c->len -= head_len + body_len;
+    return 1;
+}
+
+/* Reads one response (an interim 1xx counts as one), running the server meanwhile. */
+static void cli_response(cli_t *c, resp_t *r)
+{
+    memset(r, 0, sizeof *r);
+    uint64_t deadline = now_ms() + 3000;
+    for (;;) {
+        if (resp_take(c, r))
+            return;
+        ssize_t n = cli_recv_some(c);
+        if (n == 0 || (n < 0 && n != -EAGAIN))
+            fail_msg("connection ended before a full response (%zd); have %zu bytes", n, c->len);
+        if (n == -EAGAIN) {
+            assert_true(now_ms() < deadline);
+            pump(5);
+        }
+    }
+}
+
+static void resp_free(resp_t *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* 1 when the server closes c within ms (EOF or reset), reading past any data. */
+static int cli_closed_within(cli_t *c, int ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)ms;
+    while (now_ms() < deadline) {
+        c->len = 0;
+        ssize_t n = cli_recv_some(c);
+        if (n == 0 || n == -ECONNRESET)
+            return 1;
+        if (n == -EAGAIN)
+            pump(5);
+    }
+    return 0;
+}
+
+/* Sends one request on a fresh connection and returns its response. */
+static void request(const char *req, resp_t *r)
+{
+    cli_t *c = cli_open();
+    cli_sends(c, req);
+    cli_response(c, r);
+    cli_close(c);
+}
+
+/* A publish head; the body, if any, follows the macro as another literal. */
+#define POST_PUBLISH(query, extra, len)                                                            \
+    "POST /publish" query " HTTP/1.1\r\nHost: x\r\n" extra "Content-Length: " len "\r\n\r\n"
+
+static void assert_json_error(const resp_t *r, int status, const char *error)
+{
+    char want[160], ct[128];
+    snprintf(want, sizeof want, "{\"error\":\"%s\"}", error);
+    assert_int_equal(r->status, status);
+    assert_string_equal(r->body, want);
+    assert_string_equal(header(r, "Content-Type", ct, sizeof ct), "application/json");
+}
+
+/* Connections the server holds open (reached through the included module). */
+static int a_conns(void) { return (int)admin->nconns; }
+
+/* ---- publish ---- */
+
+static void test_publish_no_token(void **state)
+{
+    (void)state;
+    resp_t r;
+    request("POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", &r);
+    char ct[128];
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"seq\":1,\"connections\":3}");
+    assert_string_equal(header(&r, "Content-Type", ct, sizeof ct), "application/json");
+    assert_int_equal(fake.publish_calls, 1);
+    assert_true(fake.channel_null);
+    assert_int_equal(fake.len, 5);
+    assert_memory_equal(fake.payload, "hello", 5);
+    resp_free(&r);
+
+    request("POST /publish?x=1&channel=news.eu HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"seq\":2,\"connections\":3}");
+    assert_false(fake.channel_null);
+    assert_int_equal(fake.channel_len, 7);
+    assert_memory_equal(fake.channel, "news.eu", 7);
+    resp_free(&r);
+}
+
+static void test_publish_empty_body(void **state)
+{
+    (void)state;
+    resp_t r;
+    request("POST /publish HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(fake.publish_calls, 1);
+    assert_int_equal(fake.len, 0);
+    resp_free(&r);
+}
+
+static void test_publish_token(void **state)
+{
+    (void)state;
+    resp_t r;
+    char v[128];
+    /* No header, and every wrong variant: 401 with the challenge, publish never called. */
+    const char *bad[] = {
+        "",
+        "Authorization: Bearer s3cret-tokeN\r\n",  /* same length, last byte differs */
+        "Authorization: Bearer x3cret-token\r\n",  /* same length, first byte differs */
+        "Authorization: Bearer s3cret-toke\r\n",   /* a prefix */
+        "Authorization: Bearer s3cret-token2\r\n", /* longer */
+        "Authorization: Bearer \r\n",
+        "Authorization: Basic s3cret-token\r\n",
+        "Authorization: s3cret-token\r\n",
+        "Authorization: Bearer s3cret-token\r\nAuthorization: Bearer s3cret-token\r\n",
+    };
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(bad); i++) {
+        char req[512];
+        snprintf(req, sizeof req, "POST /publish HTTP/1.1\r\n%sContent-Length: 5\r\n\r\nhello",
+                 bad[i]);
+        request(req, &r);
+        assert_json_error(&r, 401, "unauthorized");
+        assert_string_equal(header(&r, "WWW-Authenticate", v, sizeof v), "Bearer");
+        resp_free(&r);
+    }
+    assert_int_equal(fake.publish_calls, 0);
+
+    request(POST_PUBLISH("", "Authorization: Bearer s3cret-token\r\n", "2") "ok", &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"seq\":1,\"connections\":3}");
+    resp_free(&r);
+    /* The scheme is case-insensitive (RFC 9110 §11.1); trailing blanks are not the token. */
+    request(POST_PUBLISH("", "authorization: bearer   s3cret-token  \r\n", "2") "ok", &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    assert_int_equal(fake.publish_calls, 2);
+
+    /* GET endpoints need no token. */
+    request("GET /metrics HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    request("GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+static void test_publish_unauthorized_keeps_connection(void **state)
+{
+    (void)state;
+    /* A short body after a 401 is read and dropped; the connection stays usable. */
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, POST_PUBLISH("", "", "5") "hello");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    cli_sends(c, POST_PUBLISH("", "Authorization: Bearer s3cret-token\r\n", "5") "hello");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_publish_too_large(void **state)
+{
+    (void)state;
+    resp_t r;
+    /* Refused on the Content-Length alone: no body byte is sent, and the connection closes. */
+    cli_t *c = cli_open();
+    cli_sends(c, POST_PUBLISH("", "", "65537"));
+    cli_response(c, &r);
+    assert_json_error(&r, 413, "payload too large");
+    char v[64];
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    resp_free(&r);
+    assert_true(cli_closed_within(c, 1000));
+    cli_close(c);
+
+    /* Exactly the cap is fine. */
+    char *big = malloc(65536);
+    assert_non_null(big);
+    memset(big, 'a', 65536);
+    c = cli_open();
+    cli_sends(c, POST_PUBLISH("", "", "65536"));
+    assert_int_equal(cli_send(c, big, 65536), 0);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(fake.len, 65536);
+    resp_free(&r);
+    cli_close(c);
+
+    /* A chunked body is counted as it streams in. */
+    c = cli_open();
+    cli_sends(c, "POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    int rv = 0;
+    for (int i = 0; i < 3 && rv == 0; i++) {
+        cli_sends(c, "8000\r\n");
+        rv = cli_send(c, big, 0x8000);
+        if (rv == 0)
+            rv = cli_send(c, "\r\n", 2);
+    }
+    cli_response(c, &r);
+    assert_json_error(&r, 413, "payload too large");
+    resp_free(&r);
+    assert_true(cli_closed_within(c, 1000));
+    cli_close(c);
+    assert_int_equal(fake.publish_calls, 1);
+    free(big);
+}
+
+static void test_publish_chunked(void **state)
+{
+    (void)state;
+    resp_t r;
+    request("POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+            &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(fake.len, 7);
+    assert_memory_equal(fake.payload, "abcdefg", 7);
+    resp_free(&r);
+}
+
+static void test_publish_length_required(void **state)
+{
+    (void)state;
+    resp_t r;
+    request("POST /publish HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    assert_json_error(&r, 411, "length required");
+    resp_free(&r);
+    /* Content-Length with chunked is a smuggling vector: refused by the parser. */
+    request("POST /publish HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\n\r\n",
+            &r);
+    assert_json_error(&r, 400, "bad request");
+    resp_free(&r);
+    assert_int_equal(fake.publish_calls, 0);
+}
+
+static void test_publish_invalid_utf8(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, POST_PUBLISH("", "", "3") "a\xc0\xaf"); /* an overlong '/' */
+    cli_response(c, &r);
+    assert_json_error(&r, 400, "body is not valid UTF-8");
+    resp_free(&r);
+    cli_sends(c, POST_PUBLISH("", "", "4") "\xed\xa0\x80x"); /* a surrogate */
+    cli_response(c, &r);
+    assert_json_error(&r, 400, "body is not valid UTF-8");
+    resp_free(&r);
+    cli_sends(c, POST_PUBLISH("", "", "5") "caf\xc3\xa9");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    assert_int_equal(fake.publish_calls, 1);
+    cli_close(c);
+}
+
+static void test_publish_bad_channel(void **state)
+{
+    (void)state;
+    const char *queries[] = {
+        "?channel=",        "?channel", "?channel=a%20b", "?channel=a,b", "?channel=a&channel=b",
+        "?channel=\xc3\xa9"};
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(queries); i++) {
+        char req[256];
+        snprintf(req, sizeof req, "POST /publish%s HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+                 queries[i]);
+        resp_t r;
+        request(req, &r);
+        assert_json_error(&r, 400, "invalid channel");
+        resp_free(&r);
+    }
+    char req[256] = "POST /publish?channel=";
+    memset(req + strlen(req), 'c', 65);
+    strcat(req, " HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+    resp_t r;
+    request(req, &r);
+    assert_json_error(&r, 400, "invalid channel");
+    resp_free(&r);
+    assert_int_equal(fake.publish_calls, 0);
+}
+
+static void test_publish_draining_and_errors(void **state)
+{
+    (void)state;
+    resp_t r;
+    fake.publish_rv = -EAGAIN;
+    request(POST_PUBLISH("", "", "1") "x", &r);
+    assert_json_error(&r, 503, "draining");
+    resp_free(&r);
+    fake.publish_rv = -EIO;
+    request(POST_PUBLISH("", "", "1") "x", &r);
+    assert_int_equal(r.status, 500);
+    assert_string_equal(r.body, "{\"error\":\"i/o error\"}");
+    resp_free(&r);
+    assert_int_equal(fake.publish_calls, 2);
+}
+
+static void test_publish_expect_continue(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, POST_PUBLISH("", "Expect: 100-continue\r\n", "3"));
+    cli_response(c, &r);
+    assert_int_equal(r.status, 100);
+    resp_free(&r);
+    cli_sends(c, "abc");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    assert_memory_equal(fake.payload, "abc", 3);
+    resp_free(&r);
+    cli_close(c);
+}
+
+/* ---- GET endpoints, routing ---- */
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    resp_t r;
+    char ct[128];
+    request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Content-Type", ct, sizeof ct),
+                        "text/plain; version=0.0.4; charset=utf-8");
+    assert_string_equal(r.body, fake.metrics);
+    assert_int_equal(fake.metrics_calls, 1);
+    resp_free(&r);
+
+    fake.metrics_rv = -ENOMEM;
+    request("GET /metrics HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 500);
+    resp_free(&r);
+
+    /* HEAD: the same headers, no body. */
+    fake.metrics_rv = 0;
+    cli_t *c = cli_open();
+    cli_sends(c, "HEAD /metrics HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
+    uint64_t deadline = now_ms() + 2000;
+    while (memmem(c->buf, c->len, "ok\n", 3) == NULL && now_ms() < deadline)
+        if (cli_recv_some(c) <= 0)
+            pump(5);
+    c->buf[c->len] = '\0';
+    char want[64];
+    snprintf(want, sizeof want, "Content-Length: %zu\r\n", strlen(fake.metrics));
+    assert_non_null(strstr(c->buf, want));
+    assert_null(strstr(c->buf, "# HELP")); /* no body after HEAD */
+    assert_non_null(strstr(c->buf, "\r\n\r\nHTTP/1.1 200 OK\r\n"));
+    cli_close(c);
+}
+
+static void test_healthz(void **state)
+{
+    (void)state;
+    resp_t r;
+    request("GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    resp_free(&r);
+    fake.healthy = 0;
+    request("GET /healthz HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body, "draining\n");
+    resp_free(&r);
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    resp_t r;
+    char ct[128];
+    request("GET /stats HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Content-Type", ct, sizeof ct), "application/json");
+    assert_string_equal(r.body, "{\"connections\":3}");
+    assert_int_equal(fake.stats_calls, 1);
+    resp_free(&r);
+}
+
+static void test_not_found_and_method(void **state)
+{
+    (void)state;
+    resp_t r;
+    char v[64];
+    request("GET /nope HTTP/1.1\r\n\r\n", &r);
+    assert_json_error(&r, 404, "not found");
+    resp_free(&r);
+    request("GET /metrics/ HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    request("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_json_error(&r, 405, "method not allowed");
+    assert_string_equal(header(&r, "Allow", v, sizeof v), "GET, HEAD");
+    resp_free(&r);
+    request("GET /publish HTTP/1.1\r\n\r\n", &r);
+    assert_json_error(&r, 405, "method not allowed");
+    assert_string_equal(header(&r, "Allow", v, sizeof v), "POST");
+    resp_free(&r);
+    request("DELETE /stats HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 405);
+    resp_free(&r);
+    /* A query does not change the route. */
+    request("GET /healthz?verbose=1 HTTP/1.1\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    request("NOTAMETHOD / HTTP/1.1\r\n\r\n", &r);
+    assert_json_error(&r, 400, "bad request");
+    resp_free(&r);
+    char big[3000] = "GET /";
+    memset(big + 5, 'a', 2100);
+    strcat(big, " HTTP/1.1\r\n\r\n");
+    request(big, &r);
+    assert_int_equal(r.status, 414);
+    resp_free(&r);
+}
+
+/* ---- connection handling ---- */
+
+static void test_keep_alive(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    resp_t r;
+    char v[64];
+    cli_sends(c, "GET /healthz HTTP/1.1\r\n\r\n");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "");
+    resp_free(&r);
+    cli_sends(c, POST_PUBLISH("", "", "1") "x");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    cli_sends(c, "GET /stats HTTP/1.1\r\n\r\n");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(a_conns(), 1);
+    cli_close(c);
+}
+
+static void test_pipelined(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, POST_PUBLISH("", "", "3") "one" POST_PUBLISH("", "",
+                                                              "3") "two"
+                                                                   "GET /healthz HTTP/1.1\r\n\r\n");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"seq\":1,\"connections\":3}");
+    resp_free(&r);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"seq\":2,\"connections\":3}");
+    resp_free(&r);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    resp_free(&r);
+    assert_memory_equal(fake.payload, "two", 3);
+    cli_close(c);
+}
+
+static void test_pipelined_behind_slow_reader(void **state)
+{
+    (void)state;
+    /* A 4 MiB metrics answer cannot leave in one try_write, so the requests behind it must
+     * wait for the queued write and still come out in order. */
+    fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    fake.metrics_repeat = 65536;
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, "GET /metrics HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 20; i++)
+        pump(5);                        /* the server writes what the socket takes, then waits */
+    assert_true(admin->conns->writing); /* the queued-write path, not one try_write */
+    assert_false(admin->conns->reading);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 64 * 65536);
+    resp_free(&r);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_byte_by_byte(void **state)
+{
+    (void)state;
+    const char *req = POST_PUBLISH("?channel=time", "X-Long-Header: aaaaaaaaaaaaaa\r\n",
+                                   "11") "hello world"
+                                         "GET /healthz HTTP/1.1\r\n\r\n";
+    cli_t *c = cli_open();
+    resp_t r;
+    for (size_t i = 0; req[i] != '\0'; i++) {
+        assert_int_equal(cli_send(c, req + i, 1), 0);
+        pump(0);
+    }
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(fake.len, 11);
+    assert_memory_equal(fake.payload, "hello world", 11);
+    assert_memory_equal(fake.channel, "time", 4);
+    resp_free(&r);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_connection_close(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    resp_t r;
+    char v[64];
+    /* The request after the closing one is never answered. */
+    cli_sends(c, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\nGET /stats HTTP/1.1\r\n\r\n");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    resp_free(&r);
+    assert_true(cli_closed_within(c, 1000));
+    assert_int_equal(fake.stats_calls, 0);
+    cli_close(c);
+
+    /* HTTP/1.0 closes by default, stays with keep-alive. */
+    c = cli_open();
+    cli_sends(c, "GET /healthz HTTP/1.0\r\n\r\n");
+    cli_response(c, &r);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    resp_free(&r);
+    assert_true(cli_closed_within(c, 1000));
+    cli_close(c);
+    c = cli_open();
+    cli_sends(c, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    cli_response(c, &r);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "keep-alive");
+    resp_free(&r);
+    cli_sends(c, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(c);
+}
+
+/* A GET whose head is exactly len bytes. */
+static char *head_of(size_t len)
+{
+    const char *pre = "GET /healthz HTTP/1.1\r\nX-Pad: ";
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    size_t fixed = strlen(pre) + 4; /* the pad header's CRLF and the blank line */
+    assert_true(len > fixed);
+    memcpy(s, pre, strlen(pre));
+    memset(s + strlen(pre), 'p', len - fixed);
+    memcpy(s + len - 4, "\r\n\r\n", 5);
+    return s;
+}
+
+static void test_header_cap(void **state)
+{
+    (void)state;
+    resp_t r;
+    char *s = head_of(8192);
+    request(s, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(s);
+    s = head_of(8193);
+    request(s, &r);
+    assert_json_error(&r, 431, "request header fields too large");
+    resp_free(&r);
+    free(s);
+    /* Sent in pieces too, and far over the cap: answered as soon as it is crossed. */
+    s = head_of(40000);
+    cli_t *c = cli_open();
+    (void)cli_send(c, s, 9000);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 431);
+    resp_free(&r);
+    assert_true(cli_closed_within(c, 1000));
+    cli_close(c);
+    free(s);
+}
+
+static void test_max_connections(void **state)
+{
+    (void)state;
+    cli_t *c[WSP_ADMIN_MAX_CONNS + 1];
+    resp_t r;
+    for (int i = 0; i < WSP_ADMIN_MAX_CONNS; i++)
+        c[i] = cli_open();
+    for (int i = 0; i < 10; i++)
+        pump(1);
+    assert_int_equal(a_conns(), WSP_ADMIN_MAX_CONNS);
+    c[WSP_ADMIN_MAX_CONNS] = cli_open();
+    assert_true(cli_closed_within(c[WSP_ADMIN_MAX_CONNS], 1000));
+    cli_close(c[WSP_ADMIN_MAX_CONNS]);
+    /* The first 64 still work. */
+    cli_sends(c[0], "GET /healthz HTTP/1.1\r\n\r\n");
+    cli_response(c[0], &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* One leaves, one more fits. */
+    cli_close(c[1]);
+    for (int i = 0; i < 10 && a_conns() == WSP_ADMIN_MAX_CONNS; i++)
+        pump(1);
+    c[1] = cli_open();
+    cli_sends(c[1], "GET /healthz HTTP/1.1\r\n\r\n");
+    cli_response(c[1], &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < WSP_ADMIN_MAX_CONNS; i++)
+        cli_close(c[i]);
+}
+
+static void test_timeouts(void **state)
+{
+    (void)state;
+    /* Idle keep-alive connection: closed after WSP_ADMIN_IDLE_MS, not before. */
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, "GET /healthz HTTP/1.1\r\n\r\n");
+    cli_response(c, &r);
+    resp_free(&r);
+    uint64_t t0 = now_ms();
+    assert_true(cli_closed_within(c, 3000));
+    assert_true(now_ms() - t0 >= WSP_ADMIN_IDLE_MS - 100); /* loop time is cached */
+    cli_close(c);
+
+    /* A request trickling in must complete within WSP_ADMIN_REQUEST_MS of its first byte,
+     * however often bytes arrive. */
+    c = cli_open();
+    t0 = now_ms();
+    cli_sends(c, "GET /healthz HTTP/1.1\r\n");
+    int closed = 0;
+    while (!closed && now_ms() - t0 < 3000) {
+        if (cli_send(c, "X: y\r\n", 6) < 0)
+            break;
+        closed = cli_closed_within(c, 50);
+    }
+    assert_true(closed);
+    assert_true(now_ms() - t0 < WSP_ADMIN_REQUEST_MS + 2000); /* slack for a loaded box */
+    cli_close(c);
+}
+
+static void test_stop_with_connections(void **state)
+{
+    (void)state;
+    /* Mid-request, idle, and mid-write (a 4 MiB answer the client never reads) at once. */
+    fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    fake.metrics_repeat = 65536;
+    cli_t *idle = cli_open(), *partial = cli_open(), *slow = cli_open();
+    cli_sends(partial, "POST /publish HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    cli_sends(slow, "GET /metrics HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 10; i++)
+        pump(1);
+    assert_int_equal(a_conns(), 3);
+    int writing = 0;
+    for (admin_conn_t *ac = admin->conns; ac; ac = ac->next)
+        writing += ac->writing;
+    assert_int_equal(writing, 1);
+    teardown(state);  /* asserts uv_loop_close() == 0; ASan checks nothing leaked */
+    start_with(NULL); /* a fresh loop for the helpers below and the group teardown */
+    assert_true(cli_closed_within(idle, 1000));
+    assert_true(cli_closed_within(partial, 1000));
+    assert_true(cli_closed_within(slow, 1000));
+    cli_close(idle);
+    cli_close(partial);
+    cli_close(slow);
+}
+
+/* ---- start and token file ---- */
+
+static void test_start_errors(void **state)
+{
+    (void)state;
+    uv_loop_t l;
+    wsp_admin_t *a = NULL;
+    assert_int_equal(uv_loop_init(&l), 0);
+    assert_int_equal(wsp_admin_start(&a, &l, "not-an-ip", 0, NULL, &fake_ops, NULL), -EINVAL);
+    assert_null(a);
+    assert_int_equal(wsp_admin_start(&a, &l, "localhost", 0, NULL, &fake_ops, NULL), -EINVAL);
+    assert_int_equal(wsp_admin_start(&a, &l, "127.0.0.1", 70000, NULL, &fake_ops, NULL), -EINVAL);
+    assert_int_equal(wsp_admin_start(&a, &l, "127.0.0.1", port, NULL, &fake_ops, NULL),
+                     -EADDRINUSE);
+    assert_int_equal(wsp_admin_start(&a, &l, "127.0.0.1", 0, "", &fake_ops, NULL), -EINVAL);
+    assert_int_equal(wsp_admin_start(&a, &l, "127.0.0.1", 0, "a b", &fake_ops, NULL), -EINVAL);
+    char tok[WSP_ADMIN_TOKEN_MAX + 2];
+    memset(tok, 't', sizeof tok);
+    tok[WSP_ADMIN_TOKEN_MAX + 1] = '\0';
+    assert_int_equal(wsp_admin_start(&a, &l, "127.0.0.1", 0, tok, &fake_ops, NULL), -EINVAL);
+    tok[WSP_ADMIN_TOKEN_MAX] = '\0';
+    assert_int_equal(wsp_admin_start(&a, &l, "::1", 0, tok, &fake_ops, NULL), 0);
+    assert_true(wsp_admin_port(a) > 0);
+    wsp_admin_stop(a);
+    wsp_admin_stop(NULL);
+    assert_int_equal(uv_run(&l, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&l), 0);
+}
+
+static int read_token_from(const char *content, size_t len, char *out, size_t cap)
+{
+    char path[] = "/tmp/wsp_admin_tokenXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, len), (ssize_t)len);
+    close(fd);
+    int rv = wsp_admin_read_token(path, out, cap);
+    unlink(path);
+    return rv;
+}
+
+#define READ_TOKEN(s, out, cap) read_token_from((s), sizeof(s) - 1, (out), (cap))
+
+static void test_read_token(void **state)
+{
+    (void)state;
+    char out[WSP_ADMIN_TOKEN_MAX + 1];
+    assert_int_equal(READ_TOKEN("abc\n", out, sizeof out), 0);
+    assert_string_equal(out, "abc");
+    assert_int_equal(READ_TOKEN("abc", out, sizeof out), 0); /* no newline at all */
+    assert_string_equal(out, "abc");
+    assert_int_equal(READ_TOKEN("abc \t\r\nsecond line\n", out, sizeof out), 0);
+    assert_string_equal(out, "abc");
+    assert_int_equal(READ_TOKEN("", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("\nabc\n", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("   \n", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("a b\n", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("abcd\n", out, 4), -ENOBUFS);
+    assert_int_equal(READ_TOKEN("abc\n", out, 4), 0);
+
+    char big[WSP_ADMIN_TOKEN_MAX + 200];
+    memset(big, 'k', sizeof big);
+    big[WSP_ADMIN_TOKEN_MAX] = '\n';
+    assert_int_equal(read_token_from(big, WSP_ADMIN_TOKEN_MAX + 1, out, sizeof out), 0);
+    assert_int_equal(strlen(out), WSP_ADMIN_TOKEN_MAX);
+    big[WSP_ADMIN_TOKEN_MAX] = 'k';
+    big[WSP_ADMIN_TOKEN_MAX + 1] = '\n';
+    assert_int_equal(read_token_from(big, WSP_ADMIN_TOKEN_MAX + 2, out, sizeof out), -EINVAL);
+    assert_int_equal(read_token_from(big, sizeof big, out, sizeof out), -EINVAL);
+    assert_int_equal(wsp_admin_read_token("/nonexistent/token", out, sizeof out), -ENOENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_publish_no_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_empty_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_token, setup_token, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_unauthorized_keeps_connection, setup_token,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_publish_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_chunked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_length_required, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_invalid_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_bad_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_draining_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_healthz, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_behind_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_by_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
+        cmocka_unit_test(test_read_token),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
