@@ -2,7 +2,7 @@
 # `make run` and `make test` work as root on a fresh Debian 12 machine.
 
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
-        libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev redis-server redis-tools python3 \
+        libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev redis-server redis-tools prometheus python3 \
         python3-websockets iproute2 procps
 JOBS ?= $(shell nproc)
 BUILD ?= build

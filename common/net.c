@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -42,6 +43,22 @@ int wsp_net_bind_reuseport(const char *host, int port, int *fd)
     }
     freeaddrinfo(ai);
     *fd = s;
+    return 0;
+}
+
+int wsp_net_tune_listener(int fd, unsigned keepalive_s)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        return -errno;
+    if (keepalive_s == 0)
+        return 0;
+    int idle = (int)keepalive_s, intvl = keepalive_s < 30 ? (int)keepalive_s : 30, cnt = 4;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0)
+        return -errno;
     return 0;
 }
 

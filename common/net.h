@@ -9,6 +9,11 @@
  * (-EADDRINUSE, -EACCES, ...). Any thread. */
 int wsp_net_bind_reuseport(const char *host, int port, int *fd);
 
+/* Sets TCP_NODELAY and, when keepalive_s > 0, SO_KEEPALIVE with TCP_KEEPIDLE = keepalive_s,
+ * TCP_KEEPINTVL = min(keepalive_s, 30) and TCP_KEEPCNT = 4. On a listening socket Linux
+ * copies these to every accepted socket. Returns 0 or a negative errno. Any thread. */
+int wsp_net_tune_listener(int fd, unsigned keepalive_s);
+
 /* Returns the local port of a bound socket, or a negative errno. Any thread. */
 int wsp_net_local_port(int fd);
 

@@ -8,30 +8,40 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "log.h"
 
 void wsp_config_usage(FILE *f)
 {
-    fprintf(f, "usage: wspush [options]\n"
-               "  --threads N              shards (worker threads); default: online CPUs\n"
-               "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
-               "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
-               "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
-               "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
-               "                           clock; 0 = only on SIGUSR1; default 60\n"
-               "  --max-conns N            connections per process; default: the nofile limit\n"
-               "  --max-pending BYTES      queued bytes per connection before closing it with\n"
-               "                           1008; default 65536\n"
-               "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
-               "  --log-level LEVEL        error, warn, info or debug; default info\n"
-               "  --procs P                worker processes under a supervisor, all on the same\n"
-               "                           port (SO_REUSEPORT); default 1 (no supervisor)\n"
-               "  --redis URL              redis://HOST:PORT[/DB]: broadcast what is published on\n"
-               "                           --channel (every worker subscribes); default off\n"
-               "  --channel NAME           Redis channel; default wspush\n"
-               "  --help, --version\n"
-               "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
-               "and exit 0.\n");
+    fprintf(f,
+            "usage: wspush [options]\n"
+            "  --threads N              shards (worker threads); default: online CPUs\n"
+            "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
+            "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
+            "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
+            "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
+            "                           clock; 0 = only on SIGUSR1; default 60\n"
+            "  --max-conns N            connections per process; default: the nofile limit\n"
+            "  --max-pending BYTES      queued bytes per connection before closing it with\n"
+            "                           1008; default 65536\n"
+            "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
+            "  --log-level LEVEL        error, warn, info or debug; default info\n"
+            "  --procs P                worker processes under a supervisor, all on the same\n"
+            "                           port (SO_REUSEPORT); default 1 (no supervisor)\n"
+            "  --redis URL              redis://HOST:PORT[/DB]: broadcast what is published on\n"
+            "                           --channel (every worker subscribes); default off\n"
+            "  --channel NAME           Redis channel; default wspush\n"
+            "  --admin ADDR:PORT|off    admin HTTP API (publish, metrics, healthz, stats);\n"
+            "                           default 127.0.0.1:8081\n"
+            "  --admin-token-file FILE  require Authorization: Bearer <first line of FILE>\n"
+            "                           for POST /publish\n"
+            "  --tcp-keepalive SECONDS  TCP keepalive idle time; 0 = off; default 120\n"
+            "  --ping-interval SECONDS  WebSocket ping to every connection once per interval;\n"
+            "                           no answer by the next round closes it; default 0 = off\n"
+            "  --drain-seconds SECONDS  on SIGTERM, spread close 1001 over this long; default 10\n"
+            "  --help, --version\n"
+            "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
+            "and exit 0.\n");
 }
 
 static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
@@ -98,43 +108,78 @@ int wsp_config_parse_redis_url(wsp_config_t *cfg, const char *url)
     return 0;
 }
 
+int wsp_config_parse_hostport(const char *s, char *host, size_t hostcap, int *port)
+{
+    if (strcmp(s, "off") == 0) {
+        host[0] = '\0';
+        *port = 0;
+        return 0;
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return -EINVAL;
+    const char *h = s;
+    size_t hlen = (size_t)(colon - s);
+    if (h[0] == '[' && hlen >= 2 && h[hlen - 1] == ']') { /* [::1]:8081 */
+        h++;
+        hlen -= 2;
+    }
+    uint64_t p;
+    if (hlen == 0 || hlen >= hostcap || wsp__num(colon + 1, 0, 65535, &p) != 0)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
 int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     enum {
-        O_THREADS = 256,
-        O_PORT,
-        O_BIND,
-        O_PATH,
-        O_INTERVAL,
-        O_MAX_CONNS,
-        O_MAX_PENDING,
-        O_HS_TIMEOUT,
-        O_LOG_LEVEL,
-        O_HELP,
-        O_VERSION,
-        O_PROCS,
-        O_REDIS,
-        O_CHANNEL,
-        O_WORKER_FD,
-        O_WORKER_ID,
+        OPT_THREADS = 256,
+        OPT_PORT,
+        OPT_BIND,
+        OPT_PATH,
+        OPT_INTERVAL,
+        OPT_MAX_CONNS,
+        OPT_MAX_PENDING,
+        OPT_HS_TIMEOUT,
+        OPT_LOG_LEVEL,
+        OPT_HELP,
+        OPT_VERSION,
+        OPT_PROCS,
+        OPT_REDIS,
+        OPT_CHANNEL,
+        OPT_WORKER_FD,
+        OPT_WORKER_ID,
+        OPT_ADMIN,
+        OPT_ADMIN_TOKEN_FILE,
+        OPT_TCP_KEEPALIVE,
+        OPT_PING_INTERVAL,
+        OPT_DRAIN_SECONDS,
     };
     static const struct option opts[] = {
-        {"threads", required_argument, NULL, O_THREADS},
-        {"port", required_argument, NULL, O_PORT},
-        {"bind", required_argument, NULL, O_BIND},
-        {"path", required_argument, NULL, O_PATH},
-        {"interval", required_argument, NULL, O_INTERVAL},
-        {"max-conns", required_argument, NULL, O_MAX_CONNS},
-        {"max-pending", required_argument, NULL, O_MAX_PENDING},
-        {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
-        {"log-level", required_argument, NULL, O_LOG_LEVEL},
-        {"procs", required_argument, NULL, O_PROCS},
-        {"redis", required_argument, NULL, O_REDIS},
-        {"channel", required_argument, NULL, O_CHANNEL},
-        {"worker-fd", required_argument, NULL, O_WORKER_FD}, /* internal: set by --procs */
-        {"worker-id", required_argument, NULL, O_WORKER_ID}, /* internal: set by --procs */
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"bind", required_argument, NULL, OPT_BIND},
+        {"path", required_argument, NULL, OPT_PATH},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+        {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
+        {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"procs", required_argument, NULL, OPT_PROCS},
+        {"redis", required_argument, NULL, OPT_REDIS},
+        {"channel", required_argument, NULL, OPT_CHANNEL},
+        {"worker-fd", required_argument, NULL, OPT_WORKER_FD}, /* internal: set by --procs */
+        {"worker-id", required_argument, NULL, OPT_WORKER_ID}, /* internal: set by --procs */
+        {"admin", required_argument, NULL, OPT_ADMIN},
+        {"admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN_FILE},
+        {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
+        {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+        {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -150,6 +195,10 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->procs = 1;
     cfg->worker_fd = -1;
     strcpy(cfg->channel, "wspush");
+    strcpy(cfg->admin_host, "127.0.0.1");
+    cfg->admin_port = 8081;
+    cfg->tcp_keepalive = 120;
+    cfg->drain_seconds = 10;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -160,53 +209,53 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             break;
         uint64_t v;
         switch (c) {
-        case O_THREADS:
+        case OPT_THREADS:
             if (wsp__num(optarg, 1, 1024, &v) != 0)
                 return wsp__fail(err, errlen, "--threads wants 1..1024, got '%s'", optarg);
             cfg->threads = (unsigned)v;
             break;
-        case O_PORT:
+        case OPT_PORT:
             if (wsp__num(optarg, 0, 65535, &v) != 0)
                 return wsp__fail(err, errlen, "--port wants 0..65535, got '%s'", optarg);
             cfg->port = (int)v;
             break;
-        case O_BIND:
+        case OPT_BIND:
             if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->bind))
                 return wsp__fail(err, errlen, "--bind wants a numeric address, got '%s'", optarg);
             strcpy(cfg->bind, optarg);
             break;
-        case O_PATH:
+        case OPT_PATH:
             if (optarg[0] != '/' || strlen(optarg) >= sizeof(cfg->path) ||
                 strpbrk(optarg, "? \t\r\n") != NULL)
                 return wsp__fail(err, errlen, "--path wants /something without '?', got '%s'",
                                  optarg);
             strcpy(cfg->path, optarg);
             break;
-        case O_INTERVAL:
+        case OPT_INTERVAL:
             if (wsp__num(optarg, 0, 86400, &v) != 0)
                 return wsp__fail(err, errlen, "--interval wants 0..86400 seconds, got '%s'",
                                  optarg);
             cfg->interval = (unsigned)v;
             break;
-        case O_MAX_CONNS:
+        case OPT_MAX_CONNS:
             if (wsp__num(optarg, 1, UINT32_MAX, &v) != 0)
                 return wsp__fail(err, errlen, "--max-conns wants 1..%u, got '%s'", UINT32_MAX,
                                  optarg);
             cfg->max_conns = v;
             break;
-        case O_MAX_PENDING:
+        case OPT_MAX_PENDING:
             if (wsp__num(optarg, 64, 1u << 30, &v) != 0)
                 return wsp__fail(err, errlen, "--max-pending wants 64..%u bytes, got '%s'",
                                  1u << 30, optarg);
             cfg->max_pending = v;
             break;
-        case O_HS_TIMEOUT:
+        case OPT_HS_TIMEOUT:
             if (wsp__num(optarg, 1, WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, &v) != 0)
                 return wsp__fail(err, errlen, "--handshake-timeout wants 1..%d seconds, got '%s'",
                                  WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, optarg);
             cfg->handshake_timeout = (unsigned)v;
             break;
-        case O_LOG_LEVEL: {
+        case OPT_LOG_LEVEL: {
             int lv = wsp_log_level_parse(optarg);
             if (lv < 0)
                 return wsp__fail(err, errlen,
@@ -214,36 +263,67 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             cfg->log_level = lv;
             break;
         }
-        case O_PROCS:
+        case OPT_PROCS:
             if (wsp__num(optarg, 1, 1024, &v) != 0)
                 return wsp__fail(err, errlen, "--procs wants 1..1024, got '%s'", optarg);
             cfg->procs = (unsigned)v;
             break;
-        case O_REDIS:
+        case OPT_REDIS:
             if (wsp_config_parse_redis_url(cfg, optarg) != 0)
                 return wsp__fail(err, errlen, "--redis wants redis://HOST:PORT[/DB], got '%s'",
                                  optarg);
             break;
-        case O_CHANNEL:
+        case OPT_CHANNEL:
             if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->channel))
                 return wsp__fail(err, errlen, "--channel wants 1..%zu bytes, got '%s'",
                                  sizeof(cfg->channel) - 1, optarg);
             strcpy(cfg->channel, optarg);
             break;
-        case O_WORKER_FD:
+        case OPT_WORKER_FD:
             if (wsp__num(optarg, 3, 65535, &v) != 0)
                 return wsp__fail(err, errlen, "--worker-fd is internal, got '%s'", optarg);
             cfg->worker_fd = (int)v;
             break;
-        case O_WORKER_ID:
+        case OPT_WORKER_ID:
             if (wsp__num(optarg, 0, 1023, &v) != 0)
                 return wsp__fail(err, errlen, "--worker-id is internal, got '%s'", optarg);
             cfg->worker_id = (unsigned)v;
             break;
-        case O_HELP:
+        case OPT_ADMIN:
+            if (wsp_config_parse_hostport(optarg, cfg->admin_host, sizeof(cfg->admin_host),
+                                          &cfg->admin_port) != 0)
+                return wsp__fail(err, errlen, "--admin wants ADDR:PORT or off, got '%s'", optarg);
+            break;
+        case OPT_ADMIN_TOKEN_FILE: {
+            int rv = wsp_admin_read_token(optarg, cfg->admin_token, sizeof(cfg->admin_token));
+            if (rv < 0)
+                return wsp__fail(
+                    err, errlen,
+                    "--admin-token-file: cannot read a 1..256 byte token from '%s': %s", optarg,
+                    rv == -EINVAL ? "empty or too long" : strerror(-rv));
+            break;
+        }
+        case OPT_TCP_KEEPALIVE:
+            if (wsp__num(optarg, 0, 86400, &v) != 0)
+                return wsp__fail(err, errlen, "--tcp-keepalive wants 0..86400 seconds, got '%s'",
+                                 optarg);
+            cfg->tcp_keepalive = (unsigned)v;
+            break;
+        case OPT_PING_INTERVAL:
+            if (wsp__num(optarg, 0, 3600, &v) != 0)
+                return wsp__fail(err, errlen, "--ping-interval wants 0..3600 seconds, got '%s'",
+                                 optarg);
+            cfg->ping_interval = (unsigned)v;
+            break;
+        case OPT_DRAIN_SECONDS:
+            if (wsp__num(optarg, 0, 3600, &v) != 0)
+                return wsp__fail(err, errlen, "--drain-seconds wants 0..3600, got '%s'", optarg);
+            cfg->drain_seconds = (unsigned)v;
+            break;
+        case OPT_HELP:
             wsp_config_usage(stdout);
             return 1;
-        case O_VERSION:
+        case OPT_VERSION:
             printf("wspush %s\n", WSP_VERSION);
             return 1;
         case ':':

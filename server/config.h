@@ -22,7 +22,13 @@ typedef struct wsp_config_s {
     char redis_host[256];       /* empty = no Redis */
     int redis_port;
     int redis_db;
-    char channel[128]; /* Redis channel every worker subscribes to */
+    char channel[128];   /* Redis channel every worker subscribes to */
+    char admin_host[64]; /* admin API address; empty = off */
+    int admin_port;
+    char admin_token[257];  /* bearer token for POST /publish; empty = none */
+    unsigned tcp_keepalive; /* seconds idle before TCP keepalive probes; 0 = off */
+    unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
+    unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
 } wsp_config_t;
 
 /* The longest --handshake-timeout: shard deadlines are byte-sized ticks compared as int8. */
@@ -34,6 +40,9 @@ typedef struct wsp_config_s {
 /* Parses redis://HOST:PORT[/DB] (HOST numeric or a name; PORT default 6379) into cfg.
  * Returns 0 or -EINVAL. Any thread. */
 int wsp_config_parse_redis_url(wsp_config_t *cfg, const char *url);
+
+/* Parses ADDR:PORT ([v6]:PORT too) or "off" (host set to ""). Returns 0 or -EINVAL. */
+int wsp_config_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
 
 /* Fills cfg with defaults, then parses argv. Returns 0 to run, 1 when --help or --version
  * printed what was asked (exit 0), or -EINVAL with a one-line reason in err. Main thread. */

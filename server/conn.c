@@ -6,34 +6,59 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "channels.h"
 #include "log.h"
 #include "upgrade.h"
 #include "ws.h"
 
 /* Flags. */
 enum {
-    WSP_CONN_F_UPGRADED = 1u << 0, /* tcp.data is a wsp_ws_t (else a handshake buffer) */
+    WSP_CONN_F_UPGRADED = 1u << 0, /* tcp.data is parser state (else a handshake buffer) */
     WSP_CONN_F_RESERVED = 1u << 1, /* holds a --max-conns slot */
     WSP_CONN_F_IN_WS = 1u << 2,    /* inside wsp_ws_feed(): closing must wait */
     WSP_CONN_F_CLOSE_PENDING = 1u << 3,
-    WSP_CONN_F_SHUTDOWN = 1u << 4, /* FIN sent; waiting for the peer's EOF or the deadline */
+    WSP_CONN_F_SHUTDOWN = 1u << 4,   /* FIN sent; waiting for the peer's EOF or the deadline */
+    WSP_CONN_F_PING_OUT = 1u << 5,   /* a ping is unanswered (no byte since it was sent) */
+    WSP_CONN_F_EXT = 1u << 6,        /* tcp.data is a wsp_connext_t (chose channels) */
+    WSP_CONN_F_NO_DEFAULT = 1u << 7, /* chose channels without the default one */
 };
 
-#define WSP_CONN_NO_TABLE 0xFFu
+#define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
 
 /* 256 bytes: the allocator's 256 B size class. tcp.data carries the one per-state pointer
- * (handshake buffer, then the on-demand wslay state) so the struct needs no extra word, and
- * the owning shard is tcp.loop->data. */
+ * (handshake buffer, then the on-demand wslay state or the channel extension) so the struct
+ * needs no extra word, and the owning shard is tcp.loop->data. */
 struct wsp_conn_s {
     uv_tcp_t tcp;     /* first member: libuv hands &tcp back to every callback */
-    uint32_t idx;     /* slot in the shard table named by `table` */
-    uint8_t state;    /* WSP_CONN_* */
+    uint32_t idx;     /* slot in the shard table named by the table bits */
+    uint8_t st;       /* state (bits 0-1, WSP_CONN_*) and table (bits 2-3, WSP_SHARD_T_*) */
     uint8_t flags;    /* WSP_CONN_F_* */
     uint8_t deadline; /* shard tick at which a HANDSHAKE or DRAINING connection is dropped */
-    uint8_t table;    /* WSP_SHARD_T_* or WSP_CONN_NO_TABLE */
+    uint8_t reason;   /* WSP_CLOSE_* + 1 once decided; 0 = not yet */
 };
 static_assert(sizeof(struct wsp_conn_s) <= 256, "bytes per connection: update docs/BENCHMARKS.md");
+
+/* Only for connections that chose channels: their subscriptions and the parser state. */
+typedef struct wsp_connext_s {
+    wsp_ws_t *ws;
+    uint8_t n;
+    struct {
+        wsp_chan_t *ch;
+        uint32_t idx;
+    } sub[];
+} wsp_connext_t;
+
+static inline unsigned conn_state(const wsp_conn_t *c) { return c->st & 3u; }
+static inline unsigned conn_table(const wsp_conn_t *c) { return (c->st >> 2) & 3u; }
+static inline void conn_set_state(wsp_conn_t *c, unsigned s)
+{
+    c->st = (uint8_t)((c->st & ~3u) | s);
+}
+static inline void conn_set_table(wsp_conn_t *c, unsigned t)
+{
+    c->st = (uint8_t)((c->st & ~12u) | (t << 2));
+}
 
 /* A partial handshake, kept only while the request is incomplete. */
 typedef struct wsp_hsbuf_s {
@@ -57,62 +82,113 @@ static inline wsp_shard_t *conn_shard(const wsp_conn_t *c) { return wsp_shard_of
 
 static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c->tcp; }
 
-int wsp_conn_state(const wsp_conn_t *c) { return c->state; }
+static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c)
+{
+    return wsp_shard_counters(conn_shard(c));
+}
+
+int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
 void wsp_conn_set_idx(wsp_conn_t *c, uint32_t idx) { c->idx = idx; }
 
+int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
+
+void wsp_conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
+{
+    wsp_connext_t *x = c->tcp.data;
+    for (unsigned i = 0; i < x->n; i++)
+        if (x->sub[i].ch == ch)
+            x->sub[i].idx = idx;
+}
+
+/* Where the on-demand parser state lives: tcp.data, or the channel extension. */
+static wsp_ws_t **conn_ws_slot(wsp_conn_t *c)
+{
+    if (c->flags & WSP_CONN_F_EXT)
+        return &((wsp_connext_t *)c->tcp.data)->ws;
+    return (wsp_ws_t **)&c->tcp.data;
+}
+
 int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick)
 {
-    if (c->state != WSP_CONN_HANDSHAKE && c->state != WSP_CONN_DRAINING)
+    unsigned s = conn_state(c);
+    if (s != WSP_CONN_HANDSHAKE && s != WSP_CONN_DRAINING)
         return 0;
     /* Byte-sized ticks: the signed difference is right for deadlines < 128 s away. */
     return (int8_t)(uint8_t)(tick - c->deadline) >= 0;
 }
 
-static int conn_move(wsp_conn_t *c, int table)
+/* Leaves every channel: the connection no longer receives broadcasts. */
+static void conn_unsubscribe_all(wsp_conn_t *c)
+{
+    if (!(c->flags & WSP_CONN_F_EXT))
+        return;
+    wsp_connext_t *x = c->tcp.data;
+    while (x->n > 0) {
+        x->n--;
+        wsp_shard_unsubscribe(conn_shard(c), x->sub[x->n].ch, x->sub[x->n].idx);
+    }
+}
+
+static int conn_move(wsp_conn_t *c, unsigned table)
 {
     wsp_shard_t *sh = conn_shard(c);
-    if (c->table == table)
+    unsigned cur = conn_table(c);
+    if (cur == table)
         return 0;
     uint32_t idx;
-    int rv = wsp_shard_track(sh, table, c, &idx);
+    int rv = wsp_shard_track(sh, (int)table, c, &idx);
     if (rv < 0)
         return rv;
-    if (c->table != WSP_CONN_NO_TABLE)
-        wsp_shard_untrack(sh, c->table, c->idx);
-    c->table = (uint8_t)table;
+    if (cur != WSP_CONN_NO_TABLE)
+        wsp_shard_untrack(sh, (int)cur, c->idx);
+    conn_set_table(c, table);
     c->idx = idx;
+    if (cur == WSP_SHARD_T_OPEN)
+        conn_unsubscribe_all(c);
     return 0;
 }
 
 void wsp_conn_close(wsp_conn_t *c)
 {
-    if (c->state == WSP_CONN_CLOSING)
+    unsigned s = conn_state(c);
+    if (s == WSP_CONN_CLOSING)
         return;
     if (c->flags & WSP_CONN_F_IN_WS) { /* wslay still uses the state: close on the way out */
         c->flags |= WSP_CONN_F_CLOSE_PENDING;
         return;
     }
-    if (c->state == WSP_CONN_OPEN)
-        atomic_fetch_sub_explicit(&wsp_shard_counters(conn_shard(c))->open, 1,
-                                  memory_order_relaxed);
-    c->state = WSP_CONN_CLOSING;
+    if (s == WSP_CONN_OPEN)
+        atomic_fetch_sub_explicit(&conn_stats(c)->open, 1, memory_order_relaxed);
+    conn_set_state(c, WSP_CONN_CLOSING);
     uv_close((uv_handle_t *)&c->tcp, on_conn_close); /* on_conn_close() is the only free() */
+}
+
+void wsp_conn_close_why(wsp_conn_t *c, int reason)
+{
+    if (c->reason == 0)
+        c->reason = (uint8_t)(reason + 1);
+    wsp_conn_close(c);
 }
 
 static void on_conn_close(uv_handle_t *h)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(h, wsp_conn_t, tcp);
     wsp_shard_t *sh = conn_shard(c);
-    if (c->table != WSP_CONN_NO_TABLE)
-        wsp_shard_untrack(sh, c->table, c->idx);
-    if (c->flags & WSP_CONN_F_UPGRADED)
-        wsp_ws_free(c->tcp.data);
-    else
+    conn_unsubscribe_all(c);
+    if (conn_table(c) != WSP_CONN_NO_TABLE)
+        wsp_shard_untrack(sh, (int)conn_table(c), c->idx);
+    if (c->flags & WSP_CONN_F_UPGRADED) {
+        wsp_ws_free(*conn_ws_slot(c));
+        if (c->flags & WSP_CONN_F_EXT)
+            free(c->tcp.data);
+    } else {
         free(c->tcp.data);
+    }
     if (c->flags & WSP_CONN_F_RESERVED)
         wsp_shard_conn_release(sh);
-    atomic_fetch_add_explicit(&wsp_shard_counters(sh)->closed, 1, memory_order_relaxed);
+    int reason = c->reason ? c->reason - 1 : WSP_CLOSE_CLIENT;
+    atomic_fetch_add_explicit(&wsp_shard_counters(sh)->closed[reason], 1, memory_order_relaxed);
     free(c);
     wsp_shard_conn_freed(sh);
 }
@@ -126,10 +202,10 @@ static void on_conn_write(uv_write_t *req, int status)
     free(w);
     /* UV_ECANCELED: the handle is closing and c lives until on_conn_close(). */
     if (status < 0) {
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, WSP_CLOSE_CLIENT); /* the peer reset or went away */
         return;
     }
-    if (c->state == WSP_CONN_DRAINING && uv_stream_get_write_queue_size(conn_stream(c)) == 0)
+    if (conn_state(c) == WSP_CONN_DRAINING && uv_stream_get_write_queue_size(conn_stream(c)) == 0)
         conn_linger(c); /* the final response or close frame is in the kernel */
 }
 
@@ -186,8 +262,12 @@ int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m)
     wsp_shard_t *sh = conn_shard(c);
     uv_stream_t *s = conn_stream(c);
     size_t queued = uv_stream_get_write_queue_size(s);
-    if (queued + m->len > wsp_shard_config(sh)->max_pending) {
-        atomic_fetch_add_explicit(&wsp_shard_counters(sh)->slow_closed, 1, memory_order_relaxed);
+    /* The cap is on the backlog: a message may be larger than it, but never queue behind
+     * more than --max-pending bytes. */
+    if (queued > 0 && queued + m->len > wsp_shard_config(sh)->max_pending) {
+        if (c->reason == 0)
+            c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
+        atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
         wsp_conn_drain(c, 1008); /* slow consumer: best-effort close frame behind the queue */
         return -ENOBUFS;
     }
@@ -215,28 +295,49 @@ int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m)
 
 void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
 {
-    if (c->state == WSP_CONN_DRAINING || c->state == WSP_CONN_CLOSING)
+    unsigned s = conn_state(c);
+    if (s == WSP_CONN_DRAINING || s == WSP_CONN_CLOSING)
         return;
     wsp_shard_t *sh = conn_shard(c);
     if (code != 0) {
+        if (c->reason == 0)
+            c->reason = (uint8_t)(wsp_metrics_close_reason(code) + 1);
         uint8_t frame[4] = {0x88, 0x02, (uint8_t)(code >> 8), (uint8_t)code};
         if (conn_write_copy(c, frame, sizeof(frame)) < 0) {
             wsp_conn_close(c);
             return;
         }
     }
-    /* Out of the OPEN table first: it must stop receiving broadcasts. */
+    /* Out of the OPEN table (and every channel) first: it must stop receiving broadcasts. */
     if (conn_move(c, WSP_SHARD_T_TIMED) < 0) {
         wsp_conn_close(c);
         return;
     }
-    if (c->state == WSP_CONN_OPEN)
-        atomic_fetch_sub_explicit(&wsp_shard_counters(sh)->open, 1, memory_order_relaxed);
-    c->state = WSP_CONN_DRAINING;
+    if (s == WSP_CONN_OPEN)
+        atomic_fetch_sub_explicit(&conn_stats(c)->open, 1, memory_order_relaxed);
+    conn_set_state(c, WSP_CONN_DRAINING);
     /* +1: the current tick is already partly over; this gives at least the full time. */
     c->deadline = (uint8_t)(wsp_shard_tick(sh) + WSP_CONN_DRAIN_SECONDS + 1);
     if (uv_stream_get_write_queue_size(conn_stream(c)) == 0)
         conn_linger(c); /* everything is in the kernel already */
+}
+
+int wsp_conn_ping(wsp_conn_t *c)
+{
+    if (conn_state(c) != WSP_CONN_OPEN)
+        return -EINVAL;
+    if (c->flags & WSP_CONN_F_PING_OUT) { /* silent for a whole round */
+        wsp_conn_close_why(c, WSP_CLOSE_PING_TIMEOUT);
+        return -ETIMEDOUT;
+    }
+    static const uint8_t ping[2] = {0x89, 0x00}; /* FIN ping, empty payload */
+    int rv = conn_write_copy(c, ping, sizeof(ping));
+    if (rv < 0) {
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+        return rv;
+    }
+    c->flags |= WSP_CONN_F_PING_OUT;
+    return 0;
 }
 
 /* The handshake failed: answer status and close once it is written. */
@@ -244,6 +345,10 @@ static void conn_reject(wsp_conn_t *c, int status)
 {
     size_t len;
     const char *resp = wsp_upgrade_error(status, &len);
+    atomic_fetch_add_explicit(&conn_stats(c)->hs_failed[wsp_metrics_hs_index(status)], 1,
+                              memory_order_relaxed);
+    if (c->reason == 0)
+        c->reason = (uint8_t)((status == 503 ? WSP_CLOSE_REFUSED : WSP_CLOSE_HS_FAILED) + 1);
     if (conn_write_copy(c, resp, len) < 0) {
         wsp_conn_close(c);
         return;
@@ -255,10 +360,11 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
 {
     wsp_conn_t *c = user;
     /* A peer that sends pings but never reads must not grow our queue without bound. */
-    if (uv_stream_get_write_queue_size(conn_stream(c)) + len >
-        wsp_shard_config(conn_shard(c))->max_pending) {
-        atomic_fetch_add_explicit(&wsp_shard_counters(conn_shard(c))->slow_closed, 1,
-                                  memory_order_relaxed);
+    size_t queued = uv_stream_get_write_queue_size(conn_stream(c));
+    if (queued > 0 && queued + len > wsp_shard_config(conn_shard(c))->max_pending) {
+        if (c->reason == 0)
+            c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
+        atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
         return -ENOBUFS;
     }
     return conn_write_copy(c, buf, len);
@@ -267,26 +373,64 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
 /* Feeds client frames to the on-demand parser and acts on what it says, outside of it. */
 static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
-    if (n == 0 || c->state != WSP_CONN_OPEN)
+    if (n == 0 || conn_state(c) != WSP_CONN_OPEN)
         return;
-    wsp_ws_t *ws = c->tcp.data;
+    c->flags &= (uint8_t)~WSP_CONN_F_PING_OUT; /* any byte from the peer shows it is alive */
+    wsp_ws_t **slot = conn_ws_slot(c);
+    wsp_ws_t *ws = *slot;
     int code = 0;
     c->flags |= WSP_CONN_F_IN_WS;
     int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, c, &code);
     c->flags &= (uint8_t)~WSP_CONN_F_IN_WS;
-    c->tcp.data = ws;
+    *slot = ws;
     if (c->flags & WSP_CONN_F_CLOSE_PENDING) {
         wsp_conn_close(c);
         return;
     }
     if (rv == WSP_WS_CLOSE) {
-        if (code == 1002 || code == 1007 || code == 1009) /* our verdict, not an echo */
-            atomic_fetch_add_explicit(&wsp_shard_counters(conn_shard(c))->proto_closed, 1,
-                                      memory_order_relaxed);
+        if (c->reason == 0)
+            c->reason = (uint8_t)(wsp_metrics_close_reason(code) + 1);
         wsp_conn_drain(c, 0); /* the close frame is written already */
     } else if (rv < 0) {
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, rv == -ENOBUFS ? WSP_CLOSE_SLOW_CONSUMER : WSP_CLOSE_ERROR);
     }
+}
+
+/* Joins the channels chosen in the query; a connection without ?channels= costs nothing. */
+static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
+{
+    int wants_default = 0;
+    unsigned named = 0;
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (cl->v[i].len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
+            memcmp(cl->v[i].name, WSP_CHANNEL_DEFAULT, cl->v[i].len) == 0)
+            wants_default = 1;
+        else
+            named++;
+    }
+    if (!wants_default)
+        c->flags |= WSP_CONN_F_NO_DEFAULT;
+    if (named == 0)
+        return 0;
+    /* Only for connections that chose channels: the subscriptions and the parser slot. */
+    wsp_connext_t *x = malloc(sizeof(*x) + named * sizeof(x->sub[0]));
+    if (x == NULL)
+        return -ENOMEM;
+    x->ws = c->tcp.data;
+    x->n = 0;
+    c->tcp.data = x;
+    c->flags |= WSP_CONN_F_EXT;
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (cl->v[i].len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
+            memcmp(cl->v[i].name, WSP_CHANNEL_DEFAULT, cl->v[i].len) == 0)
+            continue;
+        int rv = wsp_shard_subscribe(conn_shard(c), cl->v[i].name, cl->v[i].len, c,
+                                     &x->sub[x->n].ch, &x->sub[x->n].idx);
+        if (rv < 0)
+            return rv;
+        x->n++;
+    }
+    return 0;
 }
 
 static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
@@ -308,7 +452,7 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
                 cap = WSP_UPGRADE_MAX_HEADER;
             wsp_hsbuf_t *nb = realloc(hb, sizeof(*hb) + cap);
             if (nb == NULL) {
-                wsp_conn_close(c);
+                wsp_conn_close_why(c, WSP_CLOSE_ERROR);
                 return;
             }
             hb = nb;
@@ -334,7 +478,7 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
                 cap = WSP_UPGRADE_MAX_HEADER;
             hb = malloc(sizeof(*hb) + cap);
             if (hb == NULL) {
-                wsp_conn_close(c);
+                wsp_conn_close_why(c, WSP_CLOSE_ERROR);
                 return;
             }
             hb->cap = cap;
@@ -344,11 +488,12 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
         }
         return;
     }
-    wsp_shard_stats_t *st = wsp_shard_counters(sh);
-    if (rv < 0 || r.path_len != strlen(cfg->path) || memcmp(r.path, cfg->path, r.path_len) != 0) {
-        if (rv >= 0)
-            status = 404;
-        atomic_fetch_add_explicit(&st->hs_failed, 1, memory_order_relaxed);
+    wsp_chanlist_t cl;
+    if (rv >= 0 && (r.path_len != strlen(cfg->path) || memcmp(r.path, cfg->path, r.path_len) != 0))
+        status = 404, rv = -EBADMSG;
+    else if (rv >= 0 && wsp_channels_parse_query(r.query, r.query_len, &cl) < 0)
+        status = 400, rv = -EBADMSG; /* before the upgrade, so the client sees why */
+    if (rv < 0) {
         if (wsp_shard_log_ok(sh))
             WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d", wsp_shard_id(sh),
                     status);
@@ -359,14 +504,20 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     int len = wsp_upgrade_response(r.key, r.key_len, resp, sizeof(resp));
     if (len < 0 || conn_write_copy(c, resp, (size_t)len) < 0 ||
         conn_move(c, WSP_SHARD_T_OPEN) < 0) {
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return;
     }
-    c->tcp.data = NULL; /* from now on: the on-demand wslay state */
+    c->tcp.data = NULL; /* from now on: the on-demand wslay state (or the channel extension) */
     c->flags |= WSP_CONN_F_UPGRADED;
-    c->state = WSP_CONN_OPEN;
+    conn_set_state(c, WSP_CONN_OPEN);
+    wsp_shard_stats_t *st = conn_stats(c);
     atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
+    if (conn_subscribe(c, &cl) < 0) {
+        free(hb);
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+        return;
+    }
     /* Frames that came with the request are processed, not lost: first what the handshake
      * buffer holds past the request, then what did not fit into it. */
     conn_feed(c, req + rv, reqlen - (size_t)rv);
@@ -387,11 +538,11 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return; /* EAGAIN */
     if (nread < 0) {
-        wsp_conn_close(c); /* EOF or error */
+        wsp_conn_close_why(c, WSP_CLOSE_CLIENT); /* EOF or error */
         return;
     }
     const uint8_t *p = (const uint8_t *)buf->base;
-    switch (c->state) {
+    switch (conn_state(c)) {
     case WSP_CONN_HANDSHAKE:
         conn_handshake(c, p, (size_t)nread);
         break;
@@ -409,47 +560,41 @@ int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server)
     if (c == NULL)
         return -ENOMEM; /* not accepted: the shard retries on its next tick */
     memset(c, 0, sizeof(*c));
-    c->table = WSP_CONN_NO_TABLE;
-    c->state = WSP_CONN_HANDSHAKE;
+    conn_set_table(c, WSP_CONN_NO_TABLE);
+    conn_set_state(c, WSP_CONN_HANDSHAKE);
     int rv = uv_tcp_init(server->loop, &c->tcp);
     if (rv < 0) {
         free(c);
         return -ENOMEM; /* uv_tcp_init only fails to allocate; nothing was accepted */
     }
     c->tcp.data = NULL;
-    wsp_shard_stats_t *st = wsp_shard_counters(sh);
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv < 0) {
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
-    atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
+    /* TCP_NODELAY and keepalive come from the listener: accepted sockets inherit them, which
+     * saves two syscalls per connection. */
+    atomic_fetch_add_explicit(&wsp_shard_counters(sh)->accepted, 1, memory_order_relaxed);
     uint32_t idx;
     rv = wsp_shard_track(sh, WSP_SHARD_T_TIMED, c, &idx);
     if (rv < 0) {
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
-    c->table = WSP_SHARD_T_TIMED;
+    conn_set_table(c, WSP_SHARD_T_TIMED);
     c->idx = idx;
     /* +1: the current tick is already partly over; this gives at least the full timeout. */
     c->deadline = (uint8_t)(wsp_shard_tick(sh) + wsp_shard_config(sh)->handshake_timeout + 1);
     rv = uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
     if (rv < 0) {
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
     if (wsp_shard_conn_reserve(sh) < 0) {
-        atomic_fetch_add_explicit(&st->refused, 1, memory_order_relaxed);
         conn_reject(c, 503);
         return 0;
     }
     c->flags |= WSP_CONN_F_RESERVED;
-    /* Small frames must leave at once; Nagle would hold the second of two close broadcasts. */
-    rv = uv_tcp_nodelay(&c->tcp, 1);
-    if (rv < 0) {
-        wsp_conn_close(c);
-        return rv;
-    }
     return 0;
 }

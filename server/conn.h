@@ -31,6 +31,19 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code);
 /* Starts closing c; safe to call twice and from any error path. Owning shard thread only. */
 void wsp_conn_close(wsp_conn_t *c);
 
+/* As wsp_conn_close(), recording why (WSP_CLOSE_*) unless a reason was recorded already. */
+void wsp_conn_close_why(wsp_conn_t *c, int reason);
+
+/* Sends a ping, or closes c (ping timeout) when the previous one got no answer: any bytes
+ * from the peer count as an answer. Returns 0 when a ping was sent. Owning shard thread. */
+int wsp_conn_ping(wsp_conn_t *c);
+
+/* 1 when c receives the default channel (no ?channels=, or "time" among them). Shard. */
+int wsp_conn_wants_default(const wsp_conn_t *c);
+
+/* Records c's new slot in channel ch after the shard moved it. Shard thread. */
+void wsp_conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx);
+
 /* c's WSP_CONN_* state. Owning shard thread. */
 int wsp_conn_state(const wsp_conn_t *c);
 

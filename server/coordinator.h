@@ -20,6 +20,9 @@ int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns);
 /* The encoded frame of b; valid while the caller holds b (until wsp_bcast_done). Shard. */
 wsp_msg_t *wsp_bcast_msg(const wsp_bcast_t *b);
 
+/* The channel b is for, or NULL for the default channel; *len gets its length. Shard. */
+const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len);
+
 /* Reports one shard's pass over b (monotonic ns, connections written and failed) and gives
  * up the shard's hold on b; the last shard wakes the coordinator. Shard thread, once per b. */
 void wsp_bcast_done(wsp_bcast_t *b, uint64_t start_ns, uint64_t end_ns, uint64_t written,

@@ -94,3 +94,28 @@ void wsp_ipc_reset(wsp_ipc_reader_t *r)
     r->buf = NULL;
     r->len = r->cap = 0;
 }
+
+int wsp_ipc_pack_channel(uint8_t *out, size_t cap, const char *chan, size_t chan_len,
+                         const uint8_t *msg, size_t len)
+{
+    if (chan_len > 255 || 1 + chan_len + len > cap || 1 + chan_len + len > WSP_IPC_MAX_PAYLOAD)
+        return -ENOBUFS;
+    out[0] = (uint8_t)chan_len;
+    if (chan_len)
+        memcpy(out + 1, chan, chan_len);
+    if (len)
+        memcpy(out + 1 + chan_len, msg, len);
+    return (int)(1 + chan_len + len);
+}
+
+int wsp_ipc_split_channel(const uint8_t *p, size_t len, const char **chan, size_t *chan_len,
+                          const uint8_t **msg, size_t *msg_len)
+{
+    if (len < 1 || (size_t)p[0] + 1 > len)
+        return -EBADMSG;
+    *chan_len = p[0];
+    *chan = p[0] ? (const char *)p + 1 : NULL;
+    *msg = p + 1 + p[0];
+    *msg_len = len - 1 - p[0];
+    return 0;
+}

@@ -13,10 +13,21 @@ enum {
 };
 
 #define WSP_IPC_HDR 13
-#define WSP_IPC_MAX_PAYLOAD (64 * 1024)
+/* A broadcast's payload: [channel length:1][channel][message], 64 KiB messages at most. */
+#define WSP_IPC_MAX_PAYLOAD (64 * 1024 + 1 + 255)
 
 /* Writes a header into out (WSP_IPC_HDR bytes). Pure; any thread. */
 void wsp_ipc_header(uint8_t *out, uint8_t type, uint64_t seq, uint32_t len);
+
+/* Packs a channel (NULL/0 = the default) and a message into out[0..cap) as a BROADCAST or
+ * PUBLISH payload. Returns its length or -ENOBUFS. Pure; any thread. */
+int wsp_ipc_pack_channel(uint8_t *out, size_t cap, const char *chan, size_t chan_len,
+                         const uint8_t *msg, size_t len);
+
+/* Splits such a payload; *chan is NULL for the default channel. Returns 0 or -EBADMSG.
+ * Pure; any thread. */
+int wsp_ipc_split_channel(const uint8_t *p, size_t len, const char **chan, size_t *chan_len,
+                          const uint8_t **msg, size_t *msg_len);
 
 /* Called for each complete packet; payload is valid only during the call. */
 typedef void (*wsp_ipc_packet_fn)(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,

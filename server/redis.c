@@ -7,6 +7,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "channels.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -18,7 +19,8 @@ struct wsp_redis_s {
     uv_timer_t retry; /* first member: the close callback frees the struct through it */
     uv_loop_t *loop;
     const wsp_config_t *cfg;
-    redisAsyncContext *ac; /* NULL while disconnected */
+    redisAsyncContext *ac;  /* subscriber; NULL while disconnected */
+    redisAsyncContext *pub; /* publisher, made on first use; NULL while disconnected */
     wsp_redis_msg_fn fn;
     void *user;
     uint64_t backoff_ms;
@@ -137,30 +139,50 @@ static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *kind = rep->element[0];
     if (kind->type != REDIS_REPLY_STRING)
         return;
-    if (strcmp(kind->str, "subscribe") == 0) {
-        r->up = 1;
-        r->was_up = 1;
-        r->backoff_ms = WSP_REDIS_BACKOFF_MIN_MS;
-        (void)uv_timer_stop(&r->retry); /* the connect deadline; cannot fail */
-        WSP_LOG(WSP_LOG_INFO, "event=redis_subscribed host=%s port=%d channel=%s",
-                r->cfg->redis_host, r->cfg->redis_port, r->cfg->channel);
+    if (strcmp(kind->str, "subscribe") == 0 || strcmp(kind->str, "psubscribe") == 0) {
+        if (strcmp(kind->str, "psubscribe") == 0) { /* the second of our two subscriptions */
+            r->up = 1;
+            r->was_up = 1;
+            r->backoff_ms = WSP_REDIS_BACKOFF_MIN_MS;
+            (void)uv_timer_stop(&r->retry); /* the connect deadline; cannot fail */
+            WSP_LOG(WSP_LOG_INFO, "event=redis_subscribed host=%s port=%d channel=%s",
+                    r->cfg->redis_host, r->cfg->redis_port, r->cfg->channel);
+        }
         return;
     }
-    if (strcmp(kind->str, "message") != 0)
+    /* message: [kind, channel, payload]; pmessage: [kind, pattern, channel, payload] */
+    int pm = strcmp(kind->str, "pmessage") == 0;
+    if (!pm && strcmp(kind->str, "message") != 0)
         return;
-    redisReply *payload = rep->element[2];
-    if (payload->type != REDIS_REPLY_STRING)
+    if (rep->elements < (size_t)(pm ? 4 : 3))
         return;
+    redisReply *channel = rep->element[pm ? 2 : 1];
+    redisReply *payload = rep->element[pm ? 3 : 2];
+    if (payload->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING)
+        return;
+    const char *chan = NULL;
+    size_t chan_len = 0;
+    if (pm) { /* NAME:<chan> */
+        size_t plen = strlen(r->cfg->channel) + 1;
+        chan = channel->str + plen;
+        chan_len = channel->len - plen;
+    }
     const uint8_t *p = (const uint8_t *)payload->str;
     size_t len = payload->len;
-    if (len > WSP_CONFIG_MAX_PUBLISH || !wsp_utf8_valid(p, len)) {
+    const char *why = NULL;
+    if (len > WSP_CONFIG_MAX_PUBLISH)
+        why = "too_large";
+    else if (!wsp_utf8_valid(p, len))
+        why = "invalid_utf8";
+    else if (pm && !wsp_channel_valid(chan, chan_len))
+        why = "invalid_channel";
+    if (why) {
         r->dropped++;
         WSP_LOG(WSP_LOG_WARN, "event=redis_message_dropped bytes=%zu reason=%s dropped=%llu", len,
-                len > WSP_CONFIG_MAX_PUBLISH ? "too_large" : "invalid_utf8",
-                (unsigned long long)r->dropped);
+                why, (unsigned long long)r->dropped);
         return;
     }
-    r->fn(r->user, p, len);
+    r->fn(r->user, chan, chan_len, p, len);
 }
 
 static void on_redis_connect(const redisAsyncContext *ac, int status)
@@ -197,7 +219,7 @@ static void on_redis_disconnect(const redisAsyncContext *ac, int status)
 
 static void redis_connect(wsp_redis_t *r)
 {
-    if (r->stopping || r->ac != NULL)
+    if (r->stopping || r->ac != NULL || r->fn == NULL)
         return;
     /* A name is resolved here, blocking: use a numeric address or /etc/hosts. */
     redisAsyncContext *ac = redisAsyncConnect(r->cfg->redis_host, r->cfg->redis_port);
@@ -221,8 +243,11 @@ static void redis_connect(wsp_redis_t *r)
         return;
     }
     r->ac = ac;
-    /* Queued now, sent once connected; pub/sub ignores the database number. */
+    /* Queued now, sent once connected; pub/sub ignores the database number. NAME carries
+     * the default client channel, NAME:<chan> the named ones. */
     if (redisAsyncCommand(ac, on_redis_message, r, "SUBSCRIBE %b", r->cfg->channel,
+                          strlen(r->cfg->channel)) != REDIS_OK ||
+        redisAsyncCommand(ac, on_redis_message, r, "PSUBSCRIBE %b:*", r->cfg->channel,
                           strlen(r->cfg->channel)) != REDIS_OK) {
         r->ac = NULL;
         redisAsyncFree(ac);
@@ -260,11 +285,81 @@ static void on_redis_closed(uv_handle_t *h)
     free(h); /* the timer is the struct's first member */
 }
 
+static void on_redis_pub_connect(const redisAsyncContext *ac, int status)
+{
+    wsp_redis_t *r = ac->data;
+    if (status != REDIS_OK) {
+        r->pub = NULL; /* hiredis frees ac after this callback; the next publish retries */
+        WSP_LOG(WSP_LOG_WARN, "event=redis_publish_unreachable host=%s port=%d error=\"%s\"",
+                r->cfg->redis_host, r->cfg->redis_port, ac->errstr);
+    }
+}
+
+static void on_redis_pub_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    wsp_redis_t *r = ac->data;
+    r->pub = NULL; /* hiredis frees ac after this callback; the next publish reconnects */
+}
+
+static void on_redis_published(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    (void)priv;
+    redisReply *rep = reply;
+    if (rep == NULL)
+        WSP_LOG(WSP_LOG_WARN, "event=redis_publish_failed error=\"link lost\"");
+    else if (rep->type == REDIS_REPLY_ERROR)
+        WSP_LOG(WSP_LOG_WARN, "event=redis_publish_failed error=\"%s\"", rep->str);
+    else if (rep->type == REDIS_REPLY_INTEGER)
+        WSP_LOG(WSP_LOG_DEBUG, "event=redis_published subscribers=%lld", rep->integer);
+}
+
+int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
+                      size_t len)
+{
+    if (r->stopping)
+        return -ESHUTDOWN;
+    if (r->pub == NULL) {
+        redisAsyncContext *ac = redisAsyncConnect(r->cfg->redis_host, r->cfg->redis_port);
+        if (ac == NULL)
+            return -ENOMEM;
+        if (ac->err) {
+            WSP_LOG(WSP_LOG_WARN, "event=redis_publish_unreachable host=%s port=%d error=\"%s\"",
+                    r->cfg->redis_host, r->cfg->redis_port, ac->errstr);
+            redisAsyncFree(ac);
+            return -ECONNREFUSED;
+        }
+        ac->data = r;
+        if (redis_attach(ac, r->loop) < 0 ||
+            redisAsyncSetConnectCallback(ac, on_redis_pub_connect) != REDIS_OK ||
+            redisAsyncSetDisconnectCallback(ac, on_redis_pub_disconnect) != REDIS_OK) {
+            redisAsyncFree(ac);
+            return -ENOMEM;
+        }
+        r->pub = ac;
+    }
+    int rv;
+    if (chan == NULL)
+        rv = redisAsyncCommand(r->pub, on_redis_published, NULL, "PUBLISH %b %b", r->cfg->channel,
+                               strlen(r->cfg->channel), payload, len);
+    else
+        rv =
+            redisAsyncCommand(r->pub, on_redis_published, NULL, "PUBLISH %b:%b %b", r->cfg->channel,
+                              strlen(r->cfg->channel), chan, chan_len, payload, len);
+    return rv == REDIS_OK ? 0 : -ENOMEM;
+}
+
 void wsp_redis_stop(wsp_redis_t *r)
 {
     if (r == NULL)
         return;
     r->stopping = 1;
+    if (r->pub) {
+        redisAsyncContext *ac = r->pub;
+        r->pub = NULL;
+        redisAsyncFree(ac);
+    }
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;

@@ -11,19 +11,28 @@
  * reconnects with backoff (100 ms doubling to 5 s) whenever the link is down. */
 typedef struct wsp_redis_s wsp_redis_t;
 
-/* Called for each message published on the channel that is valid UTF-8 of at most
- * WSP_CONFIG_MAX_PUBLISH bytes (others are dropped, logged and counted). payload is valid
- * only during the call. Coordinator thread. */
-typedef void (*wsp_redis_msg_fn)(void *user, const uint8_t *payload, size_t len);
+/* Called for each message that is valid UTF-8 of at most WSP_CONFIG_MAX_PUBLISH bytes
+ * (others are dropped, logged and counted). A message on the Redis channel NAME (--channel)
+ * is for the default client channel: chan is NULL; one on NAME:<chan> is for client channel
+ * <chan> (a valid channel name, else dropped). Pointers are valid only during the call.
+ * Coordinator thread. */
+typedef void (*wsp_redis_msg_fn)(void *user, const char *chan, size_t chan_len,
+                                 const uint8_t *payload, size_t len);
 
-/* Starts the subscriber; an unreachable Redis is not an error (it retries). Returns 0 or
- * -ENOMEM. Coordinator thread. */
+/* Starts the subscriber (fn non-NULL) or only a publisher (fn NULL: the supervisor); an
+ * unreachable Redis is not an error (it retries). Returns 0 or -ENOMEM. Loop thread. */
 int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
                     wsp_redis_msg_fn fn, void *user);
 
 /* Disconnects and frees r once its handles have closed (run the loop afterwards).
  * Coordinator thread. */
 void wsp_redis_stop(wsp_redis_t *r);
+
+/* Publishes payload for client channel chan (NULL = the default) on a separate publishing
+ * connection (made on first use), so that every subscribed worker of every machine
+ * broadcasts it. Fire-and-forget: 0 means queued. Returns 0 or -ENOMEM. Loop thread. */
+int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
+                      size_t len);
 
 /* 1 while subscribed. Coordinator thread. */
 int wsp_redis_up(const wsp_redis_t *r);

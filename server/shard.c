@@ -7,51 +7,71 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "channels.h"
 #include "conn.h"
 #include "log.h"
 #include "net.h"
 #include "spsc.h"
 
-#define WSP_SHARD_RING 64          /* broadcasts a shard may lag behind */
-#define WSP_SHARD_RBUF (64 * 1024) /* one read buffer for all of a shard's sockets */
-#define WSP_SHARD_BACKLOG 4096     /* the kernel caps it at net.core.somaxconn */
-#define WSP_SHARD_DRAIN_MS 5000    /* how long a stopping shard waits for writes */
+#define WSP_SHARD_RING 64            /* broadcasts a shard may lag behind */
+#define WSP_SHARD_RBUF (64 * 1024)   /* one read buffer for all of a shard's sockets */
+#define WSP_SHARD_BACKLOG 4096       /* the kernel caps it at net.core.somaxconn */
+#define WSP_SHARD_STEP_MS 100        /* drain and ping slices */
+#define WSP_SHARD_FLUSH_S 5          /* after the drain window, time for the last writes */
+#define WSP_SHARD_MAX_IDX (1u << 24) /* conn.c keeps table slots in 32 bits; be generous */
 
 typedef struct wsp_shard_table_s {
     wsp_conn_t **v;
     uint32_t n, cap;
 } wsp_shard_table_t;
 
+struct wsp_chan_s {
+    wsp_shard_table_t subs;
+    wsp_chan_t *next; /* hash chain */
+    int walking;      /* a broadcast walks subs: an empty channel is freed after the walk */
+    uint8_t len;
+    char name[WSP_CHANNEL_NAME_MAX + 1];
+};
+
 struct wsp_shard_s {
     uv_loop_t loop; /* loop.data = the shard */
     uv_tcp_t listener;
     uv_async_t wake;
     uv_timer_t tick_timer;
-    uv_timer_t drain_timer;
+    uv_timer_t step_timer; /* drain slices while stopping, ping slices otherwise */
     uv_thread_t thread;
     unsigned id;
-    unsigned nhandles; /* handles initialised, closed in reverse on teardown */
+    unsigned nhandles; /* handles initialised, closed on teardown */
     const wsp_config_t *cfg;
     wsp_spsc_t *ring;
     atomic_int stop_requested;
-    int stopping;        /* shard thread only */
-    int handles_closing; /* shard thread only */
-    int accept_blocked;  /* an accepted connection is waiting for memory */
+    atomic_int exited;
+    uv_async_t *exited_async; /* the coordinator's */
+    int stopping;             /* shard thread only */
+    int handles_closing;      /* shard thread only */
+    int accept_blocked;       /* an accepted connection is waiting for memory */
     int loop_close_rv;
     int started;
     uint8_t tick;
     uint8_t log_tick;
     uint64_t log_suppressed;
+    uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
+    uint32_t drain_per_step;
+    uint32_t ping_cursor;   /* next OPEN slot to ping in this round */
+    uint32_t ping_step;     /* steps into the current round */
+    uint32_t ping_per_step; /* connections per step in this round */
     wsp_shard_table_t table[2];
+    wsp_chan_t **chans; /* hash buckets, a power of two */
+    uint32_t nchans, chan_buckets;
     atomic_uint_fast64_t *proc_conns;
     uint64_t max_conns;
     uint8_t *rbuf;
-    wsp_shard_stats_t stats;
+    wsp_shard_stats_t *stats;
 };
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
-static void on_shard_drain_timeout(uv_timer_t *t);
+static void on_shard_step(uv_timer_t *t);
 static void on_shard_connection(uv_stream_t *server, int status);
 static void on_shard_handle_close(uv_handle_t *h);
 
@@ -61,15 +81,18 @@ const wsp_config_t *wsp_shard_config(const wsp_shard_t *sh) { return sh->cfg; }
 
 unsigned wsp_shard_id(const wsp_shard_t *sh) { return sh->id; }
 
-wsp_shard_stats_t *wsp_shard_counters(wsp_shard_t *sh) { return &sh->stats; }
-
-const wsp_shard_stats_t *wsp_shard_stats(const wsp_shard_t *sh) { return &sh->stats; }
+wsp_shard_stats_t *wsp_shard_counters(wsp_shard_t *sh) { return sh->stats; }
 
 uint8_t wsp_shard_tick(const wsp_shard_t *sh) { return sh->tick; }
 
 uv_buf_t wsp_shard_rbuf(wsp_shard_t *sh) { return uv_buf_init((char *)sh->rbuf, WSP_SHARD_RBUF); }
 
 int wsp_shard_stopping(const wsp_shard_t *sh) { return sh->stopping; }
+
+int wsp_shard_exited(const wsp_shard_t *sh)
+{
+    return atomic_load_explicit(&sh->exited, memory_order_acquire);
+}
 
 int wsp_shard_log_ok(wsp_shard_t *sh)
 {
@@ -82,11 +105,12 @@ int wsp_shard_log_ok(wsp_shard_t *sh)
     return 1;
 }
 
-int wsp_shard_track(wsp_shard_t *sh, int t, wsp_conn_t *c, uint32_t *idx)
+static int table_push(wsp_shard_table_t *tb, wsp_conn_t *c, uint32_t *idx)
 {
-    wsp_shard_table_t *tb = &sh->table[t];
     if (tb->n == tb->cap) {
-        uint32_t cap = tb->cap ? tb->cap * 2 : 1024;
+        if (tb->cap >= WSP_SHARD_MAX_IDX)
+            return -ENOMEM;
+        uint32_t cap = tb->cap ? tb->cap * 2 : 64;
         wsp_conn_t **v = realloc(tb->v, (size_t)cap * sizeof(*v));
         if (v == NULL)
             return -ENOMEM;
@@ -96,6 +120,11 @@ int wsp_shard_track(wsp_shard_t *sh, int t, wsp_conn_t *c, uint32_t *idx)
     *idx = tb->n;
     tb->v[tb->n++] = c;
     return 0;
+}
+
+int wsp_shard_track(wsp_shard_t *sh, int t, wsp_conn_t *c, uint32_t *idx)
+{
+    return table_push(&sh->table[t], c, idx);
 }
 
 void wsp_shard_untrack(wsp_shard_t *sh, int t, uint32_t idx)
@@ -108,6 +137,100 @@ void wsp_shard_untrack(wsp_shard_t *sh, int t, uint32_t idx)
         tb->v[idx] = last;
         wsp_conn_set_idx(last, idx);
     }
+}
+
+/* FNV-1a: channel names are short and chosen by clients; the table only needs spread. */
+static uint32_t chan_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+static wsp_chan_t *chan_find(wsp_shard_t *sh, const char *name, size_t len)
+{
+    if (sh->chan_buckets == 0)
+        return NULL;
+    wsp_chan_t *ch = sh->chans[chan_hash(name, len) & (sh->chan_buckets - 1)];
+    while (ch && !(ch->len == len && memcmp(ch->name, name, len) == 0))
+        ch = ch->next;
+    return ch;
+}
+
+static int chan_grow(wsp_shard_t *sh)
+{
+    uint32_t nb = sh->chan_buckets ? sh->chan_buckets * 2 : 64;
+    wsp_chan_t **b = calloc(nb, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < sh->chan_buckets; i++) {
+        wsp_chan_t *ch = sh->chans[i];
+        while (ch) {
+            wsp_chan_t *next = ch->next;
+            uint32_t k = chan_hash(ch->name, ch->len) & (nb - 1);
+            ch->next = b[k];
+            b[k] = ch;
+            ch = next;
+        }
+    }
+    free(sh->chans);
+    sh->chans = b;
+    sh->chan_buckets = nb;
+    return 0;
+}
+
+static void chan_free(wsp_shard_t *sh, wsp_chan_t *ch)
+{
+    wsp_chan_t **pp = &sh->chans[chan_hash(ch->name, ch->len) & (sh->chan_buckets - 1)];
+    while (*pp != ch)
+        pp = &(*pp)->next;
+    *pp = ch->next;
+    sh->nchans--;
+    free(ch->subs.v);
+    free(ch);
+}
+
+int wsp_shard_subscribe(wsp_shard_t *sh, const char *name, size_t len, wsp_conn_t *c,
+                        wsp_chan_t **out, uint32_t *idx)
+{
+    wsp_chan_t *ch = chan_find(sh, name, len);
+    if (ch == NULL) {
+        if (len > WSP_CHANNEL_NAME_MAX)
+            return -EINVAL;
+        if (sh->nchans >= sh->chan_buckets && chan_grow(sh) < 0)
+            return -ENOMEM;
+        /* One per channel name in use in this shard; freed when its last subscriber goes. */
+        ch = calloc(1, sizeof(*ch));
+        if (ch == NULL)
+            return -ENOMEM;
+        memcpy(ch->name, name, len);
+        ch->len = (uint8_t)len;
+        uint32_t k = chan_hash(name, len) & (sh->chan_buckets - 1);
+        ch->next = sh->chans[k];
+        sh->chans[k] = ch;
+        sh->nchans++;
+    }
+    int rv = table_push(&ch->subs, c, idx);
+    if (rv < 0) {
+        if (ch->subs.n == 0 && !ch->walking)
+            chan_free(sh, ch);
+        return rv;
+    }
+    *out = ch;
+    return 0;
+}
+
+void wsp_shard_unsubscribe(wsp_shard_t *sh, wsp_chan_t *ch, uint32_t idx)
+{
+    wsp_shard_table_t *tb = &ch->subs;
+    wsp_conn_t *last = tb->v[--tb->n];
+    if (idx != tb->n) {
+        tb->v[idx] = last;
+        wsp_conn_set_chan_idx(last, ch, idx);
+    }
+    if (tb->n == 0 && !ch->walking)
+        chan_free(sh, ch);
 }
 
 int wsp_shard_conn_reserve(wsp_shard_t *sh)
@@ -134,39 +257,62 @@ static void shard_maybe_finish(wsp_shard_t *sh)
     sh->handles_closing = 1;
     uv_close((uv_handle_t *)&sh->wake, NULL);
     uv_close((uv_handle_t *)&sh->tick_timer, NULL);
-    uv_close((uv_handle_t *)&sh->drain_timer, NULL);
+    uv_close((uv_handle_t *)&sh->step_timer, NULL);
 }
 
 void wsp_shard_conn_freed(wsp_shard_t *sh) { shard_maybe_finish(sh); }
 
+/* Writes m to every connection of tb, from the end down: a slow consumer leaves the table
+ * during the walk (swap-remove), which only moves an already visited entry. */
+static void shard_walk(wsp_shard_table_t *tb, wsp_msg_t *m, int time_only, uint64_t *written,
+                       uint64_t *failed)
+{
+    for (uint32_t i = tb->n; i-- > 0;) {
+        wsp_conn_t *c = tb->v[i];
+        if (time_only && !wsp_conn_wants_default(c))
+            continue;
+        int rv = wsp_conn_send(c, m);
+        if (rv == 0) {
+            (*written)++;
+            continue;
+        }
+        (*failed)++;
+        if (rv != -ENOBUFS) /* -ENOBUFS: draining with 1008 already */
+            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+    }
+}
+
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_msg_t *m = wsp_bcast_msg(b);
-    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_OPEN];
-    uint32_t n = tb->n;
+    size_t clen;
+    const char *cname = wsp_bcast_channel(b, &clen);
     uint64_t written = 0, failed = 0;
+    uint32_t n = 0;
     uint64_t t0 = wsp_net_mono_ns();
-    /* From the end down: a slow consumer leaves the table during the walk (swap-remove). */
-    for (uint32_t i = n; i-- > 0;) {
-        wsp_conn_t *c = tb->v[i];
-        int rv = wsp_conn_send(c, m);
-        if (rv == 0) {
-            written++;
-            continue;
+    if (cname == NULL) { /* the default channel: every open connection that did not opt out */
+        n = sh->table[WSP_SHARD_T_OPEN].n;
+        shard_walk(&sh->table[WSP_SHARD_T_OPEN], m, 1, &written, &failed);
+    } else {
+        wsp_chan_t *ch = chan_find(sh, cname, clen);
+        if (ch) {
+            n = ch->subs.n;
+            ch->walking = 1;
+            shard_walk(&ch->subs, m, 0, &written, &failed);
+            ch->walking = 0;
+            if (ch->subs.n == 0)
+                chan_free(sh, ch);
         }
-        failed++;
-        if (rv != -ENOBUFS) /* -ENOBUFS: draining with 1008 already */
-            wsp_conn_close(c);
     }
     uint64_t t1 = wsp_net_mono_ns();
-    atomic_fetch_add_explicit(&sh->stats.broadcasts, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->stats.msgs_written, written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->stats.bytes_written, written * m->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->stats->broadcasts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->stats->msgs_written, written, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->stats->bytes_written, written * m->len, memory_order_relaxed);
     WSP_LOG(WSP_LOG_INFO,
-            "shard=%u event=shard_broadcast seq=%llu conns=%u written=%llu failed=%llu "
-            "pass_ms=%.3f",
-            sh->id, (unsigned long long)m->seq, n, (unsigned long long)written,
-            (unsigned long long)failed, (double)(t1 - t0) / 1e6);
+            "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
+            "failed=%llu pass_ms=%.3f",
+            sh->id, (unsigned long long)m->seq, cname ? (int)clen : 4, cname ? cname : "time", n,
+            (unsigned long long)written, (unsigned long long)failed, (double)(t1 - t0) / 1e6);
     wsp_bcast_done(b, t0, t1, written, failed);
 }
 
@@ -175,36 +321,80 @@ static void shard_close_all(wsp_shard_t *sh)
     /* wsp_conn_close() never untracks (on_conn_close does), so plain walks are safe. */
     for (int t = 0; t < 2; t++)
         for (uint32_t i = sh->table[t].n; i-- > 0;)
-            wsp_conn_close(sh->table[t].v[i]);
+            wsp_conn_close_why(sh->table[t].v[i], WSP_CLOSE_SHUTDOWN);
+}
+
+/* One drain slice: close 1001 to the next few open connections; past the deadline, close
+ * whatever is left. */
+static void shard_drain_step(wsp_shard_t *sh)
+{
+    if (uv_now(&sh->loop) >= sh->stop_deadline_ms) {
+        uint32_t left = sh->table[0].n + sh->table[1].n;
+        if (left)
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=drain_timeout closing=%u", sh->id, left);
+        shard_close_all(sh);
+        (void)uv_timer_stop(&sh->step_timer); /* cannot fail */
+        return;
+    }
+    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_OPEN];
+    /* From the end: each drained connection leaves the OPEN table. */
+    for (uint32_t k = 0; k < sh->drain_per_step && tb->n > 0; k++)
+        wsp_conn_drain(tb->v[tb->n - 1], 1001);
 }
 
 static void shard_begin_stop(wsp_shard_t *sh)
 {
     sh->stopping = 1;
     uv_close((uv_handle_t *)&sh->listener, NULL); /* stop accepting */
-    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_OPEN];
-    uint32_t n = tb->n;
-    /* From the end down: each drained connection moves to the TIMED table. */
-    for (uint32_t i = n; i-- > 0;)
-        wsp_conn_drain(tb->v[i], 1001);
     wsp_shard_table_t *tt = &sh->table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tt->n; i-- > 0;)
         if (wsp_conn_state(tt->v[i]) == WSP_CONN_HANDSHAKE)
-            wsp_conn_close(tt->v[i]);
-    WSP_LOG(WSP_LOG_INFO, "shard=%u event=shard_stopping closing=%u", sh->id, n);
-    int rv = uv_timer_start(&sh->drain_timer, on_shard_drain_timeout, WSP_SHARD_DRAIN_MS, 0);
-    if (rv < 0) /* cannot wait: close now rather than hang */
+            wsp_conn_close_why(tt->v[i], WSP_CLOSE_SHUTDOWN);
+    uint32_t n = sh->table[WSP_SHARD_T_OPEN].n;
+    /* Spread the closes so that clients do not all reconnect at the same moment. */
+    uint64_t steps = (uint64_t)sh->cfg->drain_seconds * 1000 / WSP_SHARD_STEP_MS;
+    sh->drain_per_step = steps ? (uint32_t)((n + steps - 1) / steps) : n;
+    if (sh->drain_per_step == 0)
+        sh->drain_per_step = 1;
+    sh->stop_deadline_ms =
+        uv_now(&sh->loop) + ((uint64_t)sh->cfg->drain_seconds + WSP_SHARD_FLUSH_S) * 1000;
+    WSP_LOG(WSP_LOG_INFO, "shard=%u event=shard_stopping closing=%u drain_seconds=%u", sh->id, n,
+            sh->cfg->drain_seconds);
+    shard_drain_step(sh); /* the first slice now */
+    int rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
+    if (rv < 0) /* cannot pace: close now rather than hang */
         shard_close_all(sh);
     shard_maybe_finish(sh);
 }
 
-static void on_shard_drain_timeout(uv_timer_t *t)
+/* One ping slice: every open connection is visited once per --ping-interval. One still
+ * waiting since the previous round is closed; the others get a ping. */
+static void shard_ping_step(wsp_shard_t *sh)
 {
-    wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, drain_timer);
-    uint32_t left = sh->table[0].n + sh->table[1].n;
-    if (left)
-        WSP_LOG(WSP_LOG_WARN, "shard=%u event=drain_timeout closing=%u", sh->id, left);
-    shard_close_all(sh);
+    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_OPEN];
+    uint32_t steps = sh->cfg->ping_interval * 1000 / WSP_SHARD_STEP_MS;
+    if (sh->ping_step++ == 0) /* a round starts: its size decides the slice */
+        sh->ping_per_step = (tb->n + steps - 1) / steps;
+    /* Slots move when connections leave, so a round is approximate: a connection may be
+     * skipped once and is then checked in the next round. */
+    for (uint32_t k = 0; k < sh->ping_per_step && sh->ping_cursor < tb->n; k++) {
+        wsp_conn_t *c = tb->v[sh->ping_cursor++];
+        if (wsp_conn_ping(c) == 0)
+            atomic_fetch_add_explicit(&sh->stats->pings, 1, memory_order_relaxed);
+    }
+    if (sh->ping_step >= steps) { /* the round took the whole interval: start the next */
+        sh->ping_step = 0;
+        sh->ping_cursor = 0;
+    }
+}
+
+static void on_shard_step(uv_timer_t *t)
+{
+    wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, step_timer);
+    if (sh->stopping)
+        shard_drain_step(sh);
+    else
+        shard_ping_step(sh);
 }
 
 static void on_shard_wake(uv_async_t *a)
@@ -258,9 +448,8 @@ static void on_shard_tick(uv_timer_t *t)
         wsp_conn_t *c = tb->v[i];
         if (!wsp_conn_expired(c, sh->tick))
             continue;
-        if (wsp_conn_state(c) == WSP_CONN_HANDSHAKE)
-            atomic_fetch_add_explicit(&sh->stats.hs_timeout, 1, memory_order_relaxed);
-        wsp_conn_close(c);
+        wsp_conn_close_why(c, wsp_conn_state(c) == WSP_CONN_HANDSHAKE ? WSP_CLOSE_HS_TIMEOUT
+                                                                      : WSP_CLOSE_CLIENT);
     }
 }
 
@@ -274,6 +463,9 @@ static void shard_main(void *arg)
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         wsp_bcast_done(b, 0, 0, 0, 0);
     sh->loop_close_rv = uv_loop_close(&sh->loop);
+    atomic_store_explicit(&sh->exited, 1, memory_order_release);
+    rv = uv_async_send(sh->exited_async);
+    (void)rv; /* only fails for a non-async handle */
 }
 
 static void on_shard_handle_close(uv_handle_t *h) { (void)h; }
@@ -282,7 +474,7 @@ static void on_shard_handle_close(uv_handle_t *h) { (void)h; }
 static void shard_teardown(wsp_shard_t *sh)
 {
     uv_handle_t *hs[] = {(uv_handle_t *)&sh->wake, (uv_handle_t *)&sh->tick_timer,
-                         (uv_handle_t *)&sh->drain_timer, (uv_handle_t *)&sh->listener};
+                         (uv_handle_t *)&sh->step_timer, (uv_handle_t *)&sh->listener};
     for (unsigned i = 0; i < sh->nhandles; i++)
         uv_close(hs[i], on_shard_handle_close);
     (void)uv_run(&sh->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
@@ -290,15 +482,19 @@ static void shard_teardown(wsp_shard_t *sh)
 }
 
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  atomic_uint_fast64_t *proc_conns, uint64_t max_conns)
+                  atomic_uint_fast64_t *proc_conns, uint64_t max_conns, wsp_shard_stats_t *stats,
+                  uv_async_t *exited)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
     sh->id = id;
     sh->cfg = cfg;
     sh->proc_conns = proc_conns;
     sh->max_conns = max_conns;
+    sh->stats = stats;
+    sh->exited_async = exited;
     sh->log_tick = 0xFF;
     atomic_init(&sh->stop_requested, 0);
+    atomic_init(&sh->exited, 0);
     sh->ring = wsp_spsc_new(WSP_SHARD_RING);
     sh->rbuf = malloc(WSP_SHARD_RBUF);
     int rv = uv_loop_init(&sh->loop);
@@ -318,7 +514,7 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
     if ((rv = uv_timer_init(&sh->loop, &sh->tick_timer)) < 0)
         goto fail;
     sh->nhandles++;
-    if ((rv = uv_timer_init(&sh->loop, &sh->drain_timer)) < 0)
+    if ((rv = uv_timer_init(&sh->loop, &sh->step_timer)) < 0)
         goto fail;
     sh->nhandles++;
     if ((rv = uv_tcp_init(&sh->loop, &sh->listener)) < 0)
@@ -330,6 +526,9 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
     if ((rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection)) < 0)
         goto fail;
     if ((rv = uv_timer_start(&sh->tick_timer, on_shard_tick, 1000, 1000)) < 0)
+        goto fail;
+    if (cfg->ping_interval && (rv = uv_timer_start(&sh->step_timer, on_shard_step,
+                                                   WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS)) < 0)
         goto fail;
     *out = sh;
     return 0;
@@ -389,6 +588,16 @@ void wsp_shard_free(wsp_shard_t *sh)
         return;
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
+    for (uint32_t i = 0; i < sh->chan_buckets; i++) {
+        wsp_chan_t *ch = sh->chans[i];
+        while (ch) { /* none remain after a stop: every connection left its channels */
+            wsp_chan_t *next = ch->next;
+            free(ch->subs.v);
+            free(ch);
+            ch = next;
+        }
+    }
+    free(sh->chans);
     wsp_spsc_free(sh->ring);
     free(sh->table[0].v);
     free(sh->table[1].v);

@@ -6,15 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "alloc.h"
 #include "ipc.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
+#include "redis.h"
 
-#define WSP_SUPER_KILL_MS 15000 /* SIGTERM to SIGKILL: the workers' 5 s drain, and room */
+#define WSP_SUPER_KILL_EXTRA_MS 10000 /* SIGTERM to SIGKILL: the workers' drain, and room */
 #define WSP_SUPER_BACKOFF_MIN_MS 100
 #define WSP_SUPER_BACKOFF_MAX_MS 5000
 #define WSP_SUPER_STABLE_MS 10000 /* a worker that lived this long resets the backoff */
@@ -52,6 +56,10 @@ struct wsp_super_s {
     uint64_t next_tick_ms;
     int stopping;
     int finished;
+    int metrics_fd;          /* memfd holding every worker's counters */
+    wsp_proc_stats_t *stats; /* its mapping: n slots */
+    wsp_admin_t *admin;
+    wsp_redis_t *redis; /* publisher only: the workers subscribe */
 };
 
 static void super_spawn(wsp_super_t *s, unsigned i);
@@ -89,18 +97,19 @@ static int super_send(wsp_worker_t *w, uint8_t type, uint64_t seq, const uint8_t
     return rv;
 }
 
-/* Hands the same payload and seq to every live worker. */
-static void super_publish(wsp_super_t *s, const uint8_t *payload, uint32_t len, const char *why)
+/* Hands the same payload (channel + message, packed) and seq to every live worker. */
+static uint64_t super_publish_packed(wsp_super_t *s, const uint8_t *packed, uint32_t len,
+                                     const char *why)
 {
     if (s->stopping)
-        return;
+        return 0;
     s->seq++;
     unsigned sent = 0;
     for (unsigned i = 0; i < s->n; i++) {
         wsp_worker_t *w = s->slots[i].w;
         if (w == NULL)
             continue;
-        int rv = super_send(w, WSP_IPC_BROADCAST, s->seq, payload, len);
+        int rv = super_send(w, WSP_IPC_BROADCAST, s->seq, packed, len);
         if (rv < 0)
             WSP_LOG(WSP_LOG_WARN, "event=worker_send_failed worker=%u error=%s", i,
                     uv_err_name(rv));
@@ -109,6 +118,26 @@ static void super_publish(wsp_super_t *s, const uint8_t *payload, uint32_t len, 
     }
     WSP_LOG(WSP_LOG_INFO, "event=supervisor_broadcast seq=%" PRIu64 " reason=%s workers=%u", s->seq,
             why, sent);
+    return s->seq;
+}
+
+static int super_publish(wsp_super_t *s, const char *chan, size_t chan_len, const uint8_t *payload,
+                         size_t len, const char *why, uint64_t *seq)
+{
+    /* Off the hot path (one per broadcast, not per connection): a packed copy. */
+    uint8_t *packed = malloc(1 + chan_len + len);
+    if (packed == NULL)
+        return -ENOMEM;
+    int n = wsp_ipc_pack_channel(packed, 1 + chan_len + len, chan, chan_len, payload, len);
+    if (n < 0) {
+        free(packed);
+        return n;
+    }
+    uint64_t q = super_publish_packed(s, packed, (uint32_t)n, why);
+    free(packed);
+    if (seq)
+        *seq = q;
+    return 0;
 }
 
 static void super_broadcast_time(wsp_super_t *s, const char *why)
@@ -116,7 +145,7 @@ static void super_broadcast_time(wsp_super_t *s, const char *why)
     char payload[96];
     int n = snprintf(payload, sizeof(payload), "{\"time\":%" PRIu64 ",\"seq\":%" PRIu64 "}",
                      wsp_net_epoch_ms(), s->seq + 1);
-    super_publish(s, (const uint8_t *)payload, (uint32_t)n, why);
+    (void)super_publish(s, NULL, 0, (const uint8_t *)payload, (size_t)n, why, NULL);
 }
 
 static void on_worker_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
@@ -127,7 +156,7 @@ static void on_worker_packet(void *user, uint8_t type, uint64_t seq, const uint8
     if (type == WSP_IPC_TRIGGER)
         super_broadcast_time(w->s, "worker_sigusr1");
     else if (type == WSP_IPC_PUBLISH)
-        super_publish(w->s, payload, len, "worker_publish");
+        (void)super_publish_packed(w->s, payload, len, "worker_publish");
 }
 
 static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -157,6 +186,10 @@ static void super_finish(wsp_super_t *s)
     if (s->finished)
         return;
     s->finished = 1;
+    wsp_admin_stop(s->admin); /* /healthz answered 503 until every worker had drained */
+    s->admin = NULL;
+    wsp_redis_stop(s->redis);
+    s->redis = NULL;
     uv_close((uv_handle_t *)&s->sig_usr1, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -242,7 +275,7 @@ static void super_spawn(wsp_super_t *s, unsigned i)
     while (argv[k])
         k++;
     argv[k - 1] = id; /* the last argument is the id's value */
-    uv_stdio_container_t stdio[4];
+    uv_stdio_container_t stdio[5];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_INHERIT_FD;
     stdio[1].data.fd = 1;
@@ -250,12 +283,14 @@ static void super_spawn(wsp_super_t *s, unsigned i)
     stdio[2].data.fd = 2;
     stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
     stdio[3].data.stream = (uv_stream_t *)&w->pipe;
+    stdio[4].flags = UV_INHERIT_FD; /* the shared counters: the worker maps its slot */
+    stdio[4].data.fd = s->metrics_fd;
     uv_process_options_t opts;
     memset(&opts, 0, sizeof(opts));
     opts.file = "/proc/self/exe"; /* this very binary, even if the path changed since */
     opts.args = argv;
     opts.exit_cb = on_worker_exit;
-    opts.stdio_count = 4;
+    opts.stdio_count = 5;
     opts.stdio = stdio;
     rv = uv_spawn(&s->loop, &w->proc, &opts);
     argv[k - 1] = "0"; /* never left pointing at the stack */
@@ -308,7 +343,8 @@ static void super_stop(wsp_super_t *s, int signum)
         super_finish(s);
         return;
     }
-    int rv = uv_timer_start(&s->kill_timer, on_kill_timeout, WSP_SUPER_KILL_MS, 0);
+    int rv = uv_timer_start(&s->kill_timer, on_kill_timeout,
+                            (uint64_t)s->cfg->drain_seconds * 1000 + WSP_SUPER_KILL_EXTRA_MS, 0);
     if (rv < 0)
         on_kill_timeout(&s->kill_timer);
 }
@@ -365,6 +401,64 @@ static void on_super_walk_close(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+static int on_admin_publish(void *user, const char *channel, size_t channel_len,
+                            const uint8_t *payload, size_t len, uint64_t *seq, uint64_t *conns)
+{
+    wsp_super_t *s = user;
+    if (s->stopping)
+        return -EAGAIN;
+    *conns = wsp_metrics_sum_open(s->stats, s->n);
+    if (s->redis) { /* through Redis, so that every machine delivers it */
+        *seq = 0;
+        return wsp_redis_publish(s->redis, channel, channel_len, payload, len);
+    }
+    return super_publish(s, channel, channel_len, payload, len, "admin", seq);
+}
+
+static int on_admin_metrics(void *user, wsp_buf_t *out)
+{
+    wsp_super_t *s = user;
+    return wsp_metrics_render(s->stats, s->n, out);
+}
+
+static int on_admin_stats(void *user, wsp_buf_t *out)
+{
+    wsp_super_t *s = user;
+    return wsp_metrics_stats_json(s->stats, s->n, s->stopping, out);
+}
+
+static int on_admin_healthy(void *user) { return !((wsp_super_t *)user)->stopping; }
+
+static const wsp_admin_ops_t wsp_super_admin_ops = {
+    .publish = on_admin_publish,
+    .metrics = on_admin_metrics,
+    .stats = on_admin_stats,
+    .healthy = on_admin_healthy,
+};
+
+/* One slot of counters per worker in a memfd that every worker maps: /metrics sums them. */
+static int super_metrics_init(wsp_super_t *s)
+{
+    size_t len = (size_t)s->n * sizeof(wsp_proc_stats_t);
+    int fd = memfd_create("wspush-metrics", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)len) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    s->metrics_fd = fd;
+    s->stats = p;
+    return 0;
+}
+
 int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
 {
     /* Holding a bound socket on the port checks it now (one clear error instead of P dying
@@ -382,6 +476,13 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
     s->cfg = cfg;
     s->n = cfg->procs;
     s->slots = wsp_xcalloc(s->n, sizeof(*s->slots));
+    s->metrics_fd = -1;
+    if ((rv = super_metrics_init(s)) < 0) {
+        close(port_fd);
+        free(s->slots);
+        free(s);
+        return rv;
+    }
     /* Workers: the same command line, then the port chosen here and the worker flags; later
      * flags win. The last value is the id, patched per spawn. */
     char portstr[16], fdstr[16];
@@ -402,6 +503,8 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
 
     if ((rv = uv_loop_init(&s->loop)) < 0) {
         close(port_fd);
+        close(s->metrics_fd);
+        (void)munmap(s->stats, (size_t)s->n * sizeof(wsp_proc_stats_t));
         free(s->wargv);
         free(s->slots);
         free(s);
@@ -420,20 +523,38 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
             goto out;
         s->slots[i].restart.data = s;
     }
-    WSP_LOG(WSP_LOG_INFO, "event=supervisor_listening bind=%s port=%d procs=%u threads=%u",
-            cfg->bind, port, s->n, cfg->threads);
+    if (cfg->admin_host[0] != '\0' &&
+        (rv = wsp_admin_start(&s->admin, &s->loop, cfg->admin_host, cfg->admin_port,
+                              cfg->admin_token[0] ? cfg->admin_token : NULL, &wsp_super_admin_ops,
+                              s)) < 0) {
+        WSP_LOG(WSP_LOG_ERROR, "event=admin_listen_failed addr=%s port=%d error=%s",
+                cfg->admin_host, cfg->admin_port, uv_err_name(rv));
+        goto out;
+    }
+    if (cfg->redis_host[0] != '\0' &&
+        (rv = wsp_redis_start(&s->redis, &s->loop, cfg, NULL, NULL)) < 0)
+        goto out;
+    WSP_LOG(WSP_LOG_INFO,
+            "event=supervisor_listening bind=%s port=%d procs=%u threads=%u admin_port=%d",
+            cfg->bind, port, s->n, cfg->threads, s->admin ? wsp_admin_port(s->admin) : 0);
     for (unsigned i = 0; i < s->n; i++)
         super_spawn(s, i);
     super_arm_tick(s);
     (void)uv_run(&s->loop, UV_RUN_DEFAULT); /* until every worker exited after a signal */
     WSP_LOG(WSP_LOG_INFO, "event=stopped");
 out:
+    wsp_admin_stop(s->admin);
+    s->admin = NULL;
+    wsp_redis_stop(s->redis);
+    s->redis = NULL;
     uv_walk(&s->loop, on_super_walk_close, NULL);
     (void)uv_run(&s->loop, UV_RUN_DEFAULT);
     int crv = uv_loop_close(&s->loop);
     if (crv < 0)
         WSP_LOG(WSP_LOG_ERROR, "event=loop_close_failed error=%s", uv_err_name(crv));
     close(port_fd);
+    close(s->metrics_fd);
+    (void)munmap(s->stats, (size_t)s->n * sizeof(wsp_proc_stats_t)); /* our own mapping */
     free(s->wargv);
     free(s->slots);
     free(s);

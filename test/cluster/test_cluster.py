@@ -77,13 +77,14 @@ class Server:
                                                delete=False)
         self.proc = subprocess.Popen(
             [binary, "--procs", "2", "--threads", "1", "--port", "0", "--bind", "127.0.0.1",
-             "--interval", "0", "--redis", f"redis://127.0.0.1:{redis_port}",
+             "--interval", "0", "--admin", "127.0.0.1:0",
+             "--redis", f"redis://127.0.0.1:{redis_port}",
              "--channel", channel],
             stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = None
         deadline = time.time() + 10
         while time.time() < deadline and self.port is None:
-            m = re.search(r"event=supervisor_listening .*port=(\d+)", self.text())
+            m = re.search(r"event=supervisor_listening .*? port=(\d+)", self.text())
             if m:
                 self.port = int(m.group(1))
             time.sleep(0.05)

@@ -52,12 +52,12 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="wspush-it-py-", suffix=".log")
         self.proc = subprocess.Popen(
             [binary, "--threads", "2", "--port", "0", "--bind", "127.0.0.1",
-             "--interval", "0"],
+             "--interval", "0", "--admin", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.proc.poll() is None:
-            m = re.search(r"event=listening .*\bport=(\d+)", self.read_log())
+            m = re.search(r"event=listening .*? port=(\d+)", self.read_log())
             if m:
                 self.port = int(m.group(1))
                 return

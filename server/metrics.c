@@ -1,0 +1,267 @@
+#include "metrics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS] = {
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60,
+};
+
+static const char *const wsp__close_names[WSP_CLOSE__N] = {
+    "client",  "handshake_timeout", "handshake_failed", "refused",  "slow_consumer", "protocol",
+    "too_big", "invalid_utf8",      "ping_timeout",     "shutdown", "error",
+};
+
+static const char *const wsp__hs_names[WSP_HS__N] = {"400", "404", "405", "426", "431", "503"};
+
+#define LOAD(c) ((unsigned long long)atomic_load_explicit(&(c), memory_order_relaxed))
+
+void wsp_metrics_bcast_observe(wsp_proc_stats_t *p, uint64_t ns)
+{
+    double s = (double)ns / 1e9;
+    int i = 0;
+    while (i < WSP_METRICS_BCAST_BUCKETS && s > wsp_metrics_bcast_bounds[i])
+        i++;
+    if (i < WSP_METRICS_BCAST_BUCKETS) /* beyond the last bound counts only in +Inf */
+        atomic_fetch_add_explicit(&p->bcast_bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->bcast_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->bcast_sum_us, ns / 1000, memory_order_relaxed);
+}
+
+int wsp_metrics_sample_self(wsp_proc_stats_t *p)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return -errno;
+    unsigned long size = 0, resident = 0;
+    int n = fscanf(f, "%lu %lu", &size, &resident);
+    fclose(f);
+    if (n != 2)
+        return -EIO;
+    long page = sysconf(_SC_PAGESIZE);
+    atomic_store_explicit(&p->rss_bytes, (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096),
+                          memory_order_relaxed);
+    /* Counting /proc/self/fd costs one readdir pass over ~20K entries: once a second. */
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -errno;
+    uint64_t fds = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            fds++;
+    closedir(d);
+    atomic_store_explicit(&p->open_fds, fds ? fds - 1 : 0, memory_order_relaxed); /* the DIR */
+    return 0;
+}
+
+void wsp_metrics_reset_gauges(wsp_proc_stats_t *p)
+{
+    for (unsigned s = 0; s < WSP_METRICS_MAX_SHARDS; s++)
+        atomic_store_explicit(&p->shard[s].open, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->redis_up, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->up, 0, memory_order_relaxed);
+}
+
+uint64_t wsp_metrics_sum_open(const wsp_proc_stats_t *procs, unsigned n)
+{
+    uint64_t sum = 0;
+    for (unsigned w = 0; w < n; w++) {
+        unsigned ns = (unsigned)LOAD(procs[w].nshards);
+        for (unsigned s = 0; s < ns && s < WSP_METRICS_MAX_SHARDS; s++)
+            sum += LOAD(procs[w].shard[s].open);
+    }
+    return sum;
+}
+
+/* One family with a value per shard. */
+static void render_shard_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n,
+                                const char *name, const char *type, const char *help, size_t offset)
+{
+    wsp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (unsigned w = 0; w < n; w++) {
+        unsigned ns = (unsigned)LOAD(procs[w].nshards);
+        for (unsigned s = 0; s < ns && s < WSP_METRICS_MAX_SHARDS; s++) {
+            const wsp_counter_t *c =
+                (const wsp_counter_t *)(const void *)((const char *)&procs[w].shard[s] + offset);
+            wsp_buf_printf(out, "%s{worker=\"%u\",shard=\"%u\"} %llu\n", name, w, s,
+                           (unsigned long long)atomic_load_explicit(c, memory_order_relaxed));
+        }
+    }
+}
+
+/* One family with a value per process. */
+static void render_proc_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n,
+                               const char *name, const char *type, const char *help, size_t offset)
+{
+    wsp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (unsigned w = 0; w < n; w++) {
+        const wsp_counter_t *c =
+            (const wsp_counter_t *)(const void *)((const char *)&procs[w] + offset);
+        wsp_buf_printf(out, "%s{worker=\"%u\"} %llu\n", name, w,
+                       (unsigned long long)atomic_load_explicit(c, memory_order_relaxed));
+    }
+}
+
+int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)
+{
+    render_shard_family(out, procs, n, "wspush_connections", "gauge",
+                        "Upgraded WebSocket connections receiving broadcasts.",
+                        offsetof(wsp_shard_stats_t, open));
+    render_shard_family(out, procs, n, "wspush_connections_accepted_total", "counter",
+                        "TCP connections accepted.", offsetof(wsp_shard_stats_t, accepted));
+    render_shard_family(out, procs, n, "wspush_connections_upgraded_total", "counter",
+                        "Connections upgraded to WebSocket (101 sent).",
+                        offsetof(wsp_shard_stats_t, upgraded));
+
+    wsp_buf_printf(out, "# HELP wspush_connections_closed_total Connections closed, by reason.\n"
+                        "# TYPE wspush_connections_closed_total counter\n");
+    for (int r = 0; r < WSP_CLOSE__N; r++) {
+        unsigned long long sum = 0;
+        for (unsigned w = 0; w < n; w++)
+            for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
+                sum += LOAD(procs[w].shard[s].closed[r]);
+        wsp_buf_printf(out, "wspush_connections_closed_total{reason=\"%s\"} %llu\n",
+                       wsp__close_names[r], sum);
+    }
+    wsp_buf_printf(out,
+                   "# HELP wspush_handshake_failures_total Upgrade requests answered with an HTTP "
+                   "error, by status.\n# TYPE wspush_handshake_failures_total counter\n");
+    for (int h = 0; h < WSP_HS__N; h++) {
+        unsigned long long sum = 0;
+        for (unsigned w = 0; w < n; w++)
+            for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
+                sum += LOAD(procs[w].shard[s].hs_failed[h]);
+        wsp_buf_printf(out, "wspush_handshake_failures_total{status=\"%s\"} %llu\n",
+                       wsp__hs_names[h], sum);
+    }
+    {
+        unsigned long long sum = 0;
+        for (unsigned w = 0; w < n; w++)
+            for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
+                sum += LOAD(procs[w].shard[s].slow_consumers);
+        wsp_buf_printf(out,
+                       "# HELP wspush_slow_consumer_closes_total Connections given close 1008 "
+                       "for exceeding --max-pending (counted when decided).\n"
+                       "# TYPE wspush_slow_consumer_closes_total counter\n"
+                       "wspush_slow_consumer_closes_total %llu\n",
+                       sum);
+    }
+    render_shard_family(out, procs, n, "wspush_broadcast_passes_total", "counter",
+                        "Broadcast passes over a shard's connections.",
+                        offsetof(wsp_shard_stats_t, broadcasts));
+    render_shard_family(out, procs, n, "wspush_messages_written_total", "counter",
+                        "Broadcast frames written (to the kernel or queued).",
+                        offsetof(wsp_shard_stats_t, msgs_written));
+    render_shard_family(out, procs, n, "wspush_bytes_written_total", "counter",
+                        "Bytes of broadcast frames written.",
+                        offsetof(wsp_shard_stats_t, bytes_written));
+    render_shard_family(out, procs, n, "wspush_pings_total", "counter", "WebSocket pings sent.",
+                        offsetof(wsp_shard_stats_t, pings));
+    render_proc_family(out, procs, n, "wspush_broadcasts_total", "counter",
+                       "Broadcasts started by the process.", offsetof(wsp_proc_stats_t, publishes));
+
+    wsp_buf_printf(out, "# HELP wspush_broadcast_duration_seconds One broadcast, from the first "
+                        "shard's start to the last shard's end.\n"
+                        "# TYPE wspush_broadcast_duration_seconds histogram\n");
+    for (unsigned w = 0; w < n; w++) {
+        unsigned long long cum = 0;
+        for (int b = 0; b < WSP_METRICS_BCAST_BUCKETS; b++) {
+            cum += LOAD(procs[w].bcast_bucket[b]);
+            wsp_buf_printf(out,
+                           "wspush_broadcast_duration_seconds_bucket{worker=\"%u\",le=\"%g\"} "
+                           "%llu\n",
+                           w, wsp_metrics_bcast_bounds[b], cum);
+        }
+        wsp_buf_printf(out,
+                       "wspush_broadcast_duration_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n"
+                       "wspush_broadcast_duration_seconds_sum{worker=\"%u\"} %.6f\n"
+                       "wspush_broadcast_duration_seconds_count{worker=\"%u\"} %llu\n",
+                       w, LOAD(procs[w].bcast_count), w, (double)LOAD(procs[w].bcast_sum_us) / 1e6,
+                       w, LOAD(procs[w].bcast_count));
+    }
+    render_proc_family(out, procs, n, "wspush_redis_up", "gauge",
+                       "1 while subscribed to Redis (0 without --redis).",
+                       offsetof(wsp_proc_stats_t, redis_up));
+    render_proc_family(out, procs, n, "wspush_redis_dropped_total", "counter",
+                       "Redis messages dropped: not valid UTF-8 or over 64 KiB.",
+                       offsetof(wsp_proc_stats_t, redis_dropped));
+    render_proc_family(out, procs, n, "wspush_up", "gauge", "1 while the worker process runs.",
+                       offsetof(wsp_proc_stats_t, up));
+    render_proc_family(out, procs, n, "process_resident_memory_bytes", "gauge",
+                       "Resident memory of the worker process (sampled once a second).",
+                       offsetof(wsp_proc_stats_t, rss_bytes));
+    render_proc_family(out, procs, n, "process_open_fds", "gauge",
+                       "Open file descriptors of the worker process (sampled once a second).",
+                       offsetof(wsp_proc_stats_t, open_fds));
+    return out->oom ? -ENOMEM : 0;
+}
+
+int wsp_metrics_stats_json(const wsp_proc_stats_t *procs, unsigned n, int draining, wsp_buf_t *out)
+{
+    wsp_buf_printf(out, "{\"draining\":%s,\"connections\":%llu,\"workers\":[",
+                   draining ? "true" : "false", (unsigned long long)wsp_metrics_sum_open(procs, n));
+    for (unsigned w = 0; w < n; w++) {
+        const wsp_proc_stats_t *p = &procs[w];
+        wsp_buf_printf(out,
+                       "%s{\"worker\":%u,\"pid\":%llu,\"up\":%llu,\"rss_bytes\":%llu,"
+                       "\"open_fds\":%llu,\"redis_up\":%llu,\"broadcasts\":%llu,\"shards\":[",
+                       w ? "," : "", w, LOAD(p->pid), LOAD(p->up), LOAD(p->rss_bytes),
+                       LOAD(p->open_fds), LOAD(p->redis_up), LOAD(p->publishes));
+        unsigned ns = (unsigned)LOAD(p->nshards);
+        for (unsigned s = 0; s < ns && s < WSP_METRICS_MAX_SHARDS; s++) {
+            const wsp_shard_stats_t *st = &p->shard[s];
+            unsigned long long closed = 0;
+            for (int r = 0; r < WSP_CLOSE__N; r++)
+                closed += LOAD(st->closed[r]);
+            wsp_buf_printf(out,
+                           "%s{\"shard\":%u,\"connections\":%llu,\"accepted\":%llu,"
+                           "\"closed\":%llu,\"messages_written\":%llu}",
+                           s ? "," : "", s, LOAD(st->open), LOAD(st->accepted), closed,
+                           LOAD(st->msgs_written));
+        }
+        wsp_buf_printf(out, "]}");
+    }
+    wsp_buf_printf(out, "]}\n");
+    return out->oom ? -ENOMEM : 0;
+}
+
+int wsp_metrics_close_reason(int code)
+{
+    switch (code) {
+    case 1002:
+        return WSP_CLOSE_PROTOCOL;
+    case 1007:
+        return WSP_CLOSE_INVALID_UTF8;
+    case 1009:
+        return WSP_CLOSE_TOO_BIG;
+    case 1008:
+        return WSP_CLOSE_SLOW_CONSUMER;
+    case 1001:
+        return WSP_CLOSE_SHUTDOWN;
+    default:
+        return WSP_CLOSE_CLIENT; /* an echo of the client's own close */
+    }
+}
+
+int wsp_metrics_hs_index(int status)
+{
+    switch (status) {
+    case 404:
+        return WSP_HS_404;
+    case 405:
+        return WSP_HS_405;
+    case 426:
+        return WSP_HS_426;
+    case 431:
+        return WSP_HS_431;
+    case 503:
+        return WSP_HS_503;
+    default:
+        return WSP_HS_400;
+    }
+}
