@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -114,6 +115,45 @@ static void test_raise_nofile(void **state)
     assert_true(rl.rlim_cur == rl.rlim_max);
 }
 
+/* The server sets TCP_NODELAY and keepalive once on its listeners and relies on Linux
+ * copying them to every accepted socket: check that it does. */
+static void test_tuned_listener_is_inherited(void **state)
+{
+    (void)state;
+    int lfd;
+    assert_int_equal(wsp_net_bind_reuseport("127.0.0.1", 0, &lfd), 0);
+    assert_int_equal(wsp_net_tune_listener(lfd, 77), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    int port = wsp_net_local_port(lfd);
+    int cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(cfd >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int afd = -1;
+    for (int i = 0; i < 200 && afd < 0; i++) { /* the listener is non-blocking */
+        afd = accept(lfd, NULL, NULL);
+        if (afd < 0)
+            usleep(5000);
+    }
+    assert_true(afd >= 0);
+    int v = 0;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(getsockopt(afd, SOL_SOCKET, SO_KEEPALIVE, &v, &len), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &len), 0);
+    assert_int_equal(v, 77);
+    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_KEEPINTVL, &v, &len), 0);
+    assert_int_equal(v, 30);
+    close(afd);
+    close(cfd);
+    close(lfd);
+}
+
 static void test_clocks(void **state)
 {
     (void)state;
@@ -130,10 +170,15 @@ static void test_clocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bind_ephemeral), cmocka_unit_test(test_two_binds_share_port),
-        cmocka_unit_test(test_bad_address),    cmocka_unit_test(test_ipv6_loopback),
-        cmocka_unit_test(test_port_in_use),    cmocka_unit_test(test_local_port_errors),
-        cmocka_unit_test(test_raise_nofile),   cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_bind_ephemeral),
+        cmocka_unit_test(test_two_binds_share_port),
+        cmocka_unit_test(test_bad_address),
+        cmocka_unit_test(test_ipv6_loopback),
+        cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_local_port_errors),
+        cmocka_unit_test(test_raise_nofile),
+        cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_tuned_listener_is_inherited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
