@@ -18,7 +18,7 @@ const char wsp_args_usage[] =
     "  --handshake-timeout S  connect + upgrade deadline, counted as timeout (default 10)\n"
     "  --retries N            connect retries with backoff (default 5)\n"
     "  --coalesce-us US       once connected, wait US after a small batch of events so the\n"
-    "                         next one is bigger: fewer wake-ups per message (default 200,\n"
+    "                         next one is bigger: fewer wake-ups per message (default 1000,\n"
     "                         0 = off; receive times are taken after the wait)\n"
     "  --json FILE            write the final report, per-broadcast table and config\n"
     "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
@@ -149,7 +149,7 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
     cfg->report_interval = 10;
     cfg->handshake_timeout = 10;
     cfg->retries = 5;
-    cfg->coalesce_us = 200;
+    cfg->coalesce_us = 1000;
     cfg->src_first = 0x7F010001u; /* 127.1.0.1 */
     cfg->src_last = 0x7F01FFFEu;  /* 127.1.255.254 */
     int have_url = 0, have_conns = 0, have_duration = 0;

@@ -19,6 +19,7 @@ EHASH=0
 PLOT=0
 PORT=8080
 CONC=""
+BENCH_ARGS=""
 
 usage() {
     cat <<EOF
@@ -30,6 +31,7 @@ usage: bench/run-local.sh [options]
   -g, --gap SEC        pause after each broadcast completes (default $GAP)
   -c, --concurrency K  bench handshakes in flight per process (default: the bench's)
   -o, --out DIR        results directory (default /tmp/wspush-run-DATE)
+  --bench-args "ARGS"  more wspush-bench options, e.g. "--coalesce-us 500"
   --ehash              4M-bucket established hash for the namespace (MEASURING.md)
   --plot               also run bench/plot.sh on the report
   --server PATH        server binary (env WSPUSH_SERVER; default build/release/server/wspush)
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     -g | --gap) GAP=$2; shift 2 ;;
     -c | --concurrency) CONC=$2; shift 2 ;;
     -o | --out) OUT=$2; shift 2 ;;
+    --bench-args) BENCH_ARGS=$2; shift 2 ;;
     --ehash) EHASH=1; shift ;;
     --plot) PLOT=1; shift ;;
     --server) SERVER=$2; shift 2 ;;
@@ -194,7 +197,7 @@ BENCH_DUR=$((LIFE - 30))
 ip netns exec "$NS" timeout -s INT -k 30 "$((BENCH_DUR + 20))" "$BENCH" \
     --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" \
     ${CONC:+--concurrency "$CONC"} --json "$OUT/report.json" --status-file "$OUT/status" \
-    --report-interval 10 >"$OUT/bench.out" 2>&1 &
+    --report-interval 10 $BENCH_ARGS >"$OUT/bench.out" 2>&1 &
 BENCH_TPID=$!
 deadline=$((SECONDS + 5))
 until [ -n "$BENCH_PID" ]; do

@@ -52,7 +52,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.procs, 7); /* <= 15,000 per process */
     assert_int_equal(cfg.src_first, 0x7F010001u);
     assert_int_equal(cfg.concurrency, 256);
-    assert_int_equal(cfg.coalesce_us, 200);
+    assert_int_equal(cfg.coalesce_us, 1000);
     assert_true(cfg.rate == 0 && cfg.duration == 60 && cfg.report_interval == 10);
     assert_null(cfg.json);
     /* <= 1,000 connections per source address */
