@@ -564,8 +564,7 @@ int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns)
         if ((rv = wsp_admin_start(&co->admin, &co->loop, cfg->admin_host, cfg->admin_port,
                                   cfg->admin_token[0] ? cfg->admin_token : NULL,
                                   &wsp_coord_admin_ops, co)) < 0) {
-            WSP_LOG(WSP_LOG_ERROR, "event=admin_listen_failed addr=%s port=%d error=%s",
-                    cfg->admin_host, cfg->admin_port, uv_err_name(rv));
+            rv = -(WSP_EADMIN - rv); /* main() names the admin port */
             goto out;
         }
     }

@@ -10,6 +10,10 @@
  * the coordinator, read by shards through their rings; only its atomics are written by them. */
 typedef struct wsp_bcast_s wsp_bcast_t;
 
+/* wsp_bcast_run() and wsp_super_run() return -(WSP_EADMIN + errno) when the admin listener
+ * could not be opened, so that main() can say which port failed. */
+#define WSP_EADMIN 10000
+
 /* Runs the server on the calling thread, which becomes the coordinator: binds cfg->threads
  * reuseport listeners, starts the shards, schedules broadcasts (ticks, SIGUSR1) and returns
  * after SIGINT/SIGTERM once every shard has drained and everything is freed. Returns 0, or a

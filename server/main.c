@@ -70,6 +70,13 @@ int main(int argc, char **argv)
                     (unsigned long long)cfg.max_conns, (unsigned long long)room);
         rv = wsp_bcast_run(&cfg, max_conns);
     }
+    if (rv <= -WSP_EADMIN) {
+        int aerr = -rv - WSP_EADMIN;
+        fprintf(stderr, "wspush: cannot open the admin API on %s port %d: %s\n", cfg.admin_host,
+                cfg.admin_port,
+                aerr == EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(aerr));
+        return 1;
+    }
     if (rv < 0) {
         if (rv == -EADDRINUSE || rv == -EACCES || rv == -EINVAL || rv == -EADDRNOTAVAIL)
             fprintf(stderr, "wspush: cannot listen on %s port %d: %s\n", cfg.bind, cfg.port,

@@ -12,6 +12,7 @@
 
 #include "admin.h"
 #include "alloc.h"
+#include "coordinator.h"
 #include "ipc.h"
 #include "log.h"
 #include "metrics.h"
@@ -527,8 +528,7 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
         (rv = wsp_admin_start(&s->admin, &s->loop, cfg->admin_host, cfg->admin_port,
                               cfg->admin_token[0] ? cfg->admin_token : NULL, &wsp_super_admin_ops,
                               s)) < 0) {
-        WSP_LOG(WSP_LOG_ERROR, "event=admin_listen_failed addr=%s port=%d error=%s",
-                cfg->admin_host, cfg->admin_port, uv_err_name(rv));
+        rv = -(WSP_EADMIN - rv); /* main() names the admin port */
         goto out;
     }
     if (cfg->redis_host[0] != '\0' &&
