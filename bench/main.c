@@ -146,7 +146,7 @@ int main(int argc, char **argv)
     set_handler(SIGUSR2, on_stop_ramp);
     signal(SIGPIPE, SIG_IGN);
     int tty = isatty(STDOUT_FILENO);
-    printf("wspush-bench: %llu connections to %s, %u processes, %.0f s\n",
+    printf("wspush-bench: %llu connections to %s, %u worker process(es), %.0f s\n",
            (unsigned long long)cfg.conns, cfg.url, cfg.procs, cfg.duration);
     fflush(stdout);
 
@@ -194,6 +194,8 @@ int main(int argc, char **argv)
                 pids[i] = 0;
                 alive--;
                 blocks[i]->err[WSP_ERR_WORKER]++;
+                blocks[i]->active = 0; /* its connections died with it; the writer is gone */
+                blocks[i]->inflight = 0;
                 fprintf(stderr, "wspush-bench: worker %d ended early (%s %d)\n", (int)pid,
                         WIFSIGNALED(ws) ? "signal" : "exit",
                         WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
@@ -210,7 +212,7 @@ int main(int argc, char **argv)
         wsp_report_merge(&rep, blocks, started);
         wsp_report_sample(&rep, now);
         const wsp_wstats_t *s = rep.sum;
-        if (now - prev_setups_ns >= 1000000000ull) {
+        if (now - prev_setups_ns >= 500000000ull) { /* the setup rate over the last 0.5 s */
             inst_rate = (double)(s->setups - prev_setups) / ((double)(now - prev_setups_ns) / 1e9);
             prev_setups = s->setups;
             prev_setups_ns = now;
