@@ -23,23 +23,22 @@ deps:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-$(BUILD)/release/build.ninja $(BUILD)/release/Makefile: | deps
-	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DWSP_WERROR=ON
-
+# No -Werror here: a newer compiler's new warning must not stop a user from running it.
 build: deps
-	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DWSP_WERROR=ON
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DWSP_WERROR=OFF
 	cmake --build $(BUILD)/release -j $(JOBS)
 
 run: build
 	$(BUILD)/release/server/wspush $(ARGS)
 
-# The whole suite: a -Werror debug build, the same under ASan+UBSan, the threaded tests
+# The whole suite: a -Werror release build, a debug build under ASan+UBSan, the threaded tests
 # under TSan.
 test: deps test-dev test-asan test-tsan
 	@echo "all test configurations passed"
 
+# Optimised like the shipped binary: some warnings only appear at -O3.
 test-dev: deps
-	cmake -S . -B $(BUILD)/dev -DCMAKE_BUILD_TYPE=Debug -DWSP_WERROR=ON
+	cmake -S . -B $(BUILD)/dev -DCMAKE_BUILD_TYPE=Release -DWSP_WERROR=ON
 	cmake --build $(BUILD)/dev -j $(JOBS)
 	cd $(BUILD)/dev && ctest --output-on-failure -j $(JOBS)
 

@@ -46,9 +46,9 @@ static int ipc_buffer(wsp_ipc_reader_t *r, const uint8_t *p, size_t n)
 
 int wsp_ipc_feed(wsp_ipc_reader_t *r, const uint8_t *p, size_t n, wsp_ipc_packet_fn fn, void *user)
 {
-    uint8_t type;
-    uint64_t seq;
-    uint32_t len;
+    uint8_t type = 0;
+    uint64_t seq = 0;
+    uint32_t len = 0;
     while (n > 0) {
         if (r->len == 0 && n >= WSP_IPC_HDR) {
             /* Fast path: whole packets straight from the caller's buffer. */

@@ -27,6 +27,8 @@ static void test_capacity_rounding(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         wsp_spsc_t *q = wsp_spsc_new(cases[i][0]);
         assert_non_null(q);
+        if (q == NULL) /* cmocka's asserts are not noreturn: tell the optimizer */
+            return;
         assert_int_equal(wsp_spsc_capacity(q), cases[i][1]);
         wsp_spsc_free(q);
     }
