@@ -32,7 +32,7 @@ void wsp_metrics_bcast_observe(wsp_proc_stats_t *p, uint64_t ns)
     atomic_fetch_add_explicit(&p->bcast_sum_us, ns / 1000, memory_order_relaxed);
 }
 
-int wsp_metrics_sample_self(wsp_proc_stats_t *p)
+int wsp_metrics_sample_self(wsp_proc_stats_t *p, int with_fds)
 {
     FILE *f = fopen("/proc/self/statm", "r");
     if (f == NULL)
@@ -45,7 +45,8 @@ int wsp_metrics_sample_self(wsp_proc_stats_t *p)
     long page = sysconf(_SC_PAGESIZE);
     atomic_store_explicit(&p->rss_bytes, (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096),
                           memory_order_relaxed);
-    /* Counting /proc/self/fd costs one readdir pass over ~20K entries: once a second. */
+    if (!with_fds)
+        return 0;
     DIR *d = opendir("/proc/self/fd");
     if (d == NULL)
         return -errno;

@@ -72,8 +72,10 @@ extern const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS];
 /* Records one broadcast's duration. Owning process's coordinator. */
 void wsp_metrics_bcast_observe(wsp_proc_stats_t *p, uint64_t ns);
 
-/* Samples RSS and open fds of the calling process into p. Returns 0 or a negative errno. */
-int wsp_metrics_sample_self(wsp_proc_stats_t *p);
+/* Samples RSS and, when with_fds, the open fds of the calling process into p (counting fds
+ * walks /proc/self/fd: ~1 ms at 20K sockets, so callers do it rarely). Returns 0 or a
+ * negative errno. */
+int wsp_metrics_sample_self(wsp_proc_stats_t *p, int with_fds);
 
 /* Zeroes the gauges of p (a restarted worker reuses its slot: counters continue). */
 void wsp_metrics_reset_gauges(wsp_proc_stats_t *p);

@@ -78,7 +78,7 @@ static void test_sample_self(void **state)
 {
     (void)state;
     wsp_proc_stats_t *p = make(1);
-    assert_int_equal(wsp_metrics_sample_self(p), 0);
+    assert_int_equal(wsp_metrics_sample_self(p, 1), 0);
     assert_true(atomic_load(&p->rss_bytes) > 0);
     assert_true(atomic_load(&p->open_fds) >= 3); /* stdio at least */
     free(p);
