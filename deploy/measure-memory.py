@@ -94,7 +94,7 @@ def upgrade(port):
 def one_run(server, conns, threads):
     proc = subprocess.Popen(
         ["timeout", "300", server, "--threads", str(threads), "--bind", "127.0.0.1", "--port", "0",
-         "--interval", "0", "--log-level", "info"],
+         "--interval", "0", "--log-level", "info", "--admin", "off"],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     socks = []
     try:
