@@ -2,13 +2,13 @@
 # `make run` and `make test` work as root on a fresh Debian 12 machine.
 
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
-        libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev redis-server redis-tools prometheus python3 \
+        libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev redis-server redis-tools prometheus gnuplot-nox python3 \
         python3-websockets iproute2 procps
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ARGS ?=
 
-.PHONY: all deps build run test test-dev test-asan test-tsan clean format
+.PHONY: all deps build run demo test test-dev test-asan test-tsan clean format
 
 all: build
 
@@ -30,6 +30,12 @@ build: deps
 
 run: build
 	$(BUILD)/release/server/wspush $(ARGS)
+
+# The whole experiment in under a minute: 10,000 connections in a private network namespace,
+# 3 broadcasts, then the report (needs root for ip netns).
+demo: build
+	bench/run-local.sh --conns 10000 --broadcasts 3 \
+	    --server $(BUILD)/release/server/wspush --bench $(BUILD)/release/bench/wspush-bench
 
 # The whole suite: a -Werror release build, a debug build under ASan+UBSan, the threaded tests
 # under TSan.

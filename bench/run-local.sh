@@ -128,10 +128,10 @@ st_read() { # the bench's status file into ST; zeros until it exists
 status() { st_read; echo "${ST[$1]:-0}"; }
 child_of() { cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{ print $1 }'; }
 children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
-rss_kb() { # summed VmRSS of the given pids
-    local t=0 v
+rss_kb() { # summed VmRSS (or the field in $RSS_FIELD) of the given pids
+    local t=0 v f=${RSS_FIELD:-VmRSS}
     for p in "$@"; do
-        v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        v=$(awk -v k="$f:" '$1 == k { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
         t=$((t + ${v:-0}))
     done
     echo $t
@@ -173,7 +173,7 @@ printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\n' >"$
 
 for i in $(seq 1 "$SERVERS"); do
     ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "$SERVER" --threads "$THREADS" \
-        --port "$PORT" --bind 127.0.0.1 --interval 0 --max-conns 19900 \
+        --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off --max-conns 19900 \
         2>"$OUT/server-$i.log" &
     SERVER_TPIDS+=($!)
 done
@@ -189,6 +189,7 @@ for i in $(seq 1 "$SERVERS"); do
 done
 sleep 0.5
 RSS0=$(rss_kb "${SERVER_PIDS[@]}")
+ANON0=$(RSS_FIELD=RssAnon rss_kb "${SERVER_PIDS[@]}")
 SRV_CPU0=$(cpu_ns "${SERVER_PIDS[@]}")
 SLAB0=$(meminfo Slab)
 sample
@@ -238,6 +239,7 @@ WORKERS=$(children "$BENCH_PID")
 RAMP_SRV_CPU=$(($(cpu_ns "${SERVER_PIDS[@]}") - SRV_CPU0))
 RAMP_BENCH_CPU=$(cpu_ns "$BENCH_PID" $WORKERS)
 RSS1=$(rss_kb "${SERVER_PIDS[@]}")
+ANON1=$(RSS_FIELD=RssAnon rss_kb "${SERVER_PIDS[@]}")
 SLAB1=$(meminfo Slab)
 sample
 echo "run-local: ramp done: $ACTIVE connected, errors $(status errors)"
@@ -283,10 +285,10 @@ echo "-- run-local summary -----------------------------------------------------
 
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
-    "${STOPPED:-}" <<'EOF' | tee "$OUT/summary.txt"
+    "${STOPPED:-}" "$ANON0" "$ANON1" <<'EOF' | tee "$OUT/summary.txt"
 import json, os, statistics, sys
 (out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
- ehash, ramp_srv, ramp_bench, stopped) = sys.argv[1:]
+ ehash, ramp_srv, ramp_bench, stopped, anon0, anon1) = sys.argv[1:]
 r = json.load(open(f"{out}/report.json"))
 active = r["active"] or 1
 got = int(got) or 1
@@ -302,7 +304,10 @@ if stopped:
     print(f"ramp stopped         {stopped}")
 print(f"setup                {r['ramp']['seconds']:.2f} s, {r['ramp']['rate_per_s']:.0f} connections/s; "
       f"CPU per connection: server {int(ramp_srv) / 1e3 / active:.1f} us, bench {int(ramp_bench) / 1e3 / active:.1f} us")
-print(f"server user space    {(int(rss1) - int(rss0)) * 1024 / active:.0f} B per connection (VmRSS delta)")
+# VmRSS also grows by the shared-library pages the first handshake touches (libcrypto's
+# SHA-1 and its tables: ~3 MB once per process), which are not per-connection memory.
+print(f"server user space    {(int(anon1) - int(anon0)) * 1024 / active:.0f} B per connection (RssAnon delta; "
+      f"VmRSS delta {(int(rss1) - int(rss0)) * 1024 / active:.0f} B includes library pages faulted in once)")
 print(f"kernel               {(int(slab1) - int(slab0)) * 1024 / active:.0f} B per connection pair (Slab delta)")
 print(f"broadcast completion {comp:.1f} ms median of {len(bc)} (last receive - message time); "
       f"all: {each}")

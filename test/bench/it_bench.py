@@ -39,6 +39,7 @@ def main():
     try:
         srv_log = open(os.path.join(tmp, "server.log"), "w+")
         srv = subprocess.Popen([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
+                                "--admin", "127.0.0.1:0",
                                 "--bind", "127.0.0.1"], stderr=srv_log)
         started.append(srv)
 
