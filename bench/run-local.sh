@@ -20,6 +20,8 @@ PLOT=0
 PORT=8080
 CONC=""
 BENCH_ARGS=""
+PREFORK=0
+HOLD=0
 
 usage() {
     cat <<EOF
@@ -32,6 +34,10 @@ usage: bench/run-local.sh [options]
   -c, --concurrency K  bench handshakes in flight per process (default: the bench's)
   -o, --out DIR        results directory (default /tmp/wspush-run-DATE)
   --bench-args "ARGS"  more wspush-bench options, e.g. "--coalesce-us 500"
+  --prefork            one supervisor, wspush --procs S (instead of S separate processes);
+                       broadcasts are SIGUSR1 to the supervisor
+  --hold SEC           keep the connections at least SEC seconds after the ramp, the
+                       broadcasts spread over that time (overrides --gap)
   --ehash              4M-bucket established hash for the namespace (MEASURING.md)
   --plot               also run bench/plot.sh on the report
   --server PATH        server binary (env WSPUSH_SERVER; default build/release/server/wspush)
@@ -54,6 +60,8 @@ while [ $# -gt 0 ]; do
     -c | --concurrency) CONC=$2; shift 2 ;;
     -o | --out) OUT=$2; shift 2 ;;
     --bench-args) BENCH_ARGS=$2; shift 2 ;;
+    --prefork) PREFORK=1; shift ;;
+    --hold) HOLD=$2; shift 2 ;;
     --ehash) EHASH=1; shift ;;
     --plot) PLOT=1; shift ;;
     --server) SERVER=$2; shift 2 ;;
@@ -62,7 +70,7 @@ while [ $# -gt 0 ]; do
     *) usage >&2; exit 2 ;;
     esac
 done
-for v in CONNS BCASTS SERVERS THREADS; do
+for v in CONNS BCASTS SERVERS THREADS HOLD; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run-local: ${v,,} must be an integer" >&2; exit 2; }
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
@@ -75,6 +83,9 @@ command -v python3 >/dev/null || die "needs python3 for the summary"
 PER_SERVER=$(((CONNS + SERVERS - 1) / SERVERS))
 # SO_REUSEPORT spreads by hash, not evenly: leave each process room under the 20,000 cap.
 [ "$PER_SERVER" -le 17000 ] || die "$CONNS connections need more than $SERVERS server processes (-s)"
+# --hold: the broadcasts are spaced so that the last one ends no earlier than HOLD seconds
+# after the ramp.
+[ "$HOLD" -eq 0 ] || GAP=$(((HOLD + BCASTS - 1) / BCASTS))
 OUT=${OUT:-/tmp/wspush-run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 NS=wsp_bench_$$
@@ -87,7 +98,8 @@ BCAST_MAX=$((30 + CONNS / 20000))
 LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60))
 
 SERVER_TPIDS=() # the `timeout` wrappers
-SERVER_PIDS=()  # the servers themselves
+SERVER_PIDS=()  # the servers themselves (with --prefork: the supervisor and its workers)
+SIGNAL_PIDS=()  # who gets SIGUSR1 for a broadcast
 BENCH_TPID=""
 BENCH_PID=""
 EHASH_SET=0
@@ -96,7 +108,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [ -n "$BENCH_PID" ] && kill -INT "$BENCH_PID" 2>/dev/null || true
-    for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${SIGNAL_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     local deadline=$((SECONDS + 20))
     for p in $BENCH_TPID "${SERVER_TPIDS[@]}"; do
         while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
@@ -171,22 +183,40 @@ ip -n "$NS" link set lo up
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
 printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\n' >"$OUT/samples.tsv"
 
-for i in $(seq 1 "$SERVERS"); do
-    ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "$SERVER" --threads "$THREADS" \
-        --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off --max-conns 19900 \
-        2>"$OUT/server-$i.log" &
+if [ "$PREFORK" = 1 ]; then
+    ip netns exec "$NS" timeout -s TERM -k 30 "$LIFE" "$SERVER" --procs "$SERVERS" \
+        --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off \
+        --max-conns 19900 2>"$OUT/server-1.log" &
     SERVER_TPIDS+=($!)
-done
-deadline=$((SECONDS + 15))
-for i in $(seq 1 "$SERVERS"); do
-    until grep -q 'event=listening' "$OUT/server-$i.log" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || die "server $i did not start: $(tail -2 "$OUT/server-$i.log")"
+    deadline=$((SECONDS + 30))
+    until [ "$(grep -c ' event=listening' "$OUT/server-1.log" 2>/dev/null)" -ge "$SERVERS" ]; do
+        [ $SECONDS -lt $deadline ] || die "workers did not start: $(tail -2 "$OUT/server-1.log")"
         sleep 0.05
     done
-    p=$(child_of "${SERVER_TPIDS[$((i - 1))]}")
-    [ -n "$p" ] || die "server $i: no pid"
-    SERVER_PIDS+=("$p")
-done
+    sup=$(child_of "${SERVER_TPIDS[0]}")
+    [ -n "$sup" ] || die "supervisor: no pid"
+    SIGNAL_PIDS=("$sup")
+    SERVER_PIDS=("$sup" $(children "$sup"))
+    [ "${#SERVER_PIDS[@]}" -eq $((SERVERS + 1)) ] || die "expected $SERVERS workers, found $((${#SERVER_PIDS[@]} - 1))"
+else
+    for i in $(seq 1 "$SERVERS"); do
+        ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "$SERVER" --threads "$THREADS" \
+            --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off --max-conns 19900 \
+            2>"$OUT/server-$i.log" &
+        SERVER_TPIDS+=($!)
+    done
+    deadline=$((SECONDS + 15))
+    for i in $(seq 1 "$SERVERS"); do
+        until grep -q 'event=listening' "$OUT/server-$i.log" 2>/dev/null; do
+            [ $SECONDS -lt $deadline ] || die "server $i did not start: $(tail -2 "$OUT/server-$i.log")"
+            sleep 0.05
+        done
+        p=$(child_of "${SERVER_TPIDS[$((i - 1))]}")
+        [ -n "$p" ] || die "server $i: no pid"
+        SERVER_PIDS+=("$p")
+    done
+    SIGNAL_PIDS=("${SERVER_PIDS[@]}")
+fi
 sleep 0.5
 RSS0=$(rss_kb "${SERVER_PIDS[@]}")
 ANON0=$(RSS_FIELD=RssAnon rss_kb "${SERVER_PIDS[@]}")
@@ -251,7 +281,7 @@ for b in $(seq 1 "$BCASTS"); do
     s0=$(cpu_ns "${SERVER_PIDS[@]}")
     c0=$(cpu_ns $WORKERS)
     u0=$(busy_ns)
-    kill -USR1 "${SERVER_PIDS[@]}"
+    kill -USR1 "${SIGNAL_PIDS[@]}"
     deadline=$((SECONDS + BCAST_MAX))
     while st_read && [ "${ST[messages]}" -lt $((m0 + ACTIVE)) ]; do
         [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b incomplete after ${BCAST_MAX}s"; break; }
