@@ -284,6 +284,17 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
     if (len == 0)
         return WSP_WS_OK;
     if (ws == NULL) {
+        /* Fast path for the answers to our pings: whole masked pongs (FIN, no RSV, <= 125
+         * bytes) at a frame boundary need no parser state, which would cost a wslay context
+         * (~8.7 KB allocated and zeroed) per pong. A pong's payload needs no validation. */
+        size_t skip = 0;
+        while (len - skip >= 6 && buf[skip] == (0x80u | WSP_OP_PONG) && (buf[skip + 1] & 0x80u) &&
+               (buf[skip + 1] & 0x7Fu) <= 125 && len - skip >= 6u + (buf[skip + 1] & 0x7Fu))
+            skip += 6u + (buf[skip + 1] & 0x7Fu);
+        if (skip == len)
+            return WSP_WS_OK;
+        buf += skip; /* the rest starts at a frame boundary */
+        len -= skip;
         int rv = ws_new(&ws);
         if (rv < 0)
             return rv;

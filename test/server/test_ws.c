@@ -255,6 +255,42 @@ static void test_pong_from_client_ignored(void **state)
     expect_quiet_idle(b, client_frame(b, 0x8A, "x", 1));
 }
 
+/* Answers to our pings take a path without parser state; what follows them still goes
+ * through the full parser, and an unmasked or oversized pong is still an error. */
+static void test_pong_fast_path(void **state)
+{
+    (void)state;
+    uint8_t b[512], pl[125];
+    memset(pl, 'q', sizeof(pl));
+    size_t n = client_frame(b, 0x8A, NULL, 0);
+    n += client_frame(b + n, 0x8A, pl, 125);
+    n += client_frame(b + n, 0x8A, "x", 1);
+    expect_quiet_idle(b, n); /* three pongs: no state, no output */
+
+    size_t m = n + client_frame(b + n, 0x89, "hi", 2); /* pongs, then a ping */
+    wsp_ws_t *ws = NULL;
+    struct sink s = {0};
+    int code = -1;
+    assert_int_equal(feed(&ws, &s, b, m, &code), WSP_WS_OK);
+    assert_one_pong(&s, "hi", 2);
+    assert_null(ws);
+
+    m = n + client_frame(b + n, 0x81, "partial", 7) - 3; /* pongs, then half a text frame */
+    s.len = 0;
+    assert_int_equal(feed(&ws, &s, b, m, &code), WSP_WS_OK);
+    assert_non_null(ws); /* the partial frame keeps state */
+    assert_int_equal(feed(&ws, &s, b + m, 3, &code), WSP_WS_OK);
+    assert_null(ws);
+    assert_int_equal(s.len, 0);
+
+    n = client_frame(b, 0x8A, "x", 1);
+    b[1] &= 0x7Fu; /* unmasked */
+    expect_close(b, n - 4, 1002);
+    n = client_frame(b, 0x8A, pl, 125);
+    b[0] = 0x0A; /* a fragmented pong */
+    expect_close(b, n, 1002);
+}
+
 static void test_close_echo(void **state)
 {
     (void)state;
@@ -770,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_two_pings_one_buffer),
         cmocka_unit_test(test_text_then_ping),
         cmocka_unit_test(test_pong_from_client_ignored),
+        cmocka_unit_test(test_pong_fast_path),
         cmocka_unit_test(test_close_echo),
         cmocka_unit_test(test_close_split_reason),
         cmocka_unit_test(test_text_and_binary_dropped),
