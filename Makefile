@@ -84,7 +84,10 @@ image-deps:
 image: deps image-deps
 	cmake -S . -B $(BUILD)/image -DCMAKE_BUILD_TYPE=Release -DWSP_BUILD_TESTS=OFF
 	cmake --build $(BUILD)/image -j $(JOBS) --target wspush wspush-bench
-	deploy/stage-rootfs.sh $(BUILD)/image/server/wspush $(BUILD)/image/context
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $(BUILD)/image/wspush-entry \
+	    deploy/wspush-entry.c
+	deploy/stage-rootfs.sh $(BUILD)/image/context $(BUILD)/image/server/wspush \
+	    $(BUILD)/image/wspush-entry
 	@old=$$($(BUILDAH) images -q $(IMAGE) 2>/dev/null || true); \
 	$(BUILDAH) bud --isolation chroot -f deploy/Containerfile -t $(IMAGE) $(BUILD)/image/context && \
 	new=$$($(BUILDAH) images -q $(IMAGE)) && \
@@ -94,3 +97,28 @@ image: deps image-deps
 # Runs the image with buildah run on loopback: 500 clients, a broadcast through Redis, drain.
 image-test: image
 	timeout 300 test/deploy/image-test.sh $(IMAGE) $(BUILD)/image/bench/wspush-bench
+
+# Redis for deploy/compose.yaml where docker.io/library/redis cannot be pulled: Debian's
+# redis-server, FROM scratch like the wspush image.
+REDIS_IMAGE ?= localhost/wspush-redis:latest
+
+.PHONY: redis-image compose-test
+
+redis-image: deps image-deps
+	deploy/stage-rootfs.sh --user redis:10002 $(BUILD)/redis-image/context /usr/bin/redis-server
+	@old=$$($(BUILDAH) images -q $(REDIS_IMAGE) 2>/dev/null || true); \
+	$(BUILDAH) bud --isolation chroot -f deploy/redis/Containerfile -t $(REDIS_IMAGE) \
+	    $(BUILD)/redis-image/context && \
+	new=$$($(BUILDAH) images -q $(REDIS_IMAGE)) && \
+	if [ -n "$$old" ] && [ "$$old" != "$$new" ]; then $(BUILDAH) rmi "$$old" >/dev/null 2>&1 || true; fi
+	@$(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.ID}} {{.Size}}' $(REDIS_IMAGE)
+
+# deploy/compose.yaml under podman-compose, in a network namespace of its own: 200 clients
+# per instance, one publish reaching both through Redis. runc: crun refuses hosts with
+# hybrid cgroups; dnsname: service names on the compose network.
+COMPOSE_DEBS := podman podman-compose runc golang-github-containernetworking-plugin-dnsname curl
+
+compose-test: image redis-image
+	@$(MAKE) --no-print-directory deps DEBS="$(COMPOSE_DEBS)"
+	WSP_IMAGE=$(IMAGE) WSP_REDIS_IMAGE=$(REDIS_IMAGE) timeout 300 \
+	    test/deploy/compose-test.sh deploy/compose.yaml $(BUILD)/image/bench/wspush-bench
