@@ -3,7 +3,7 @@
 
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
         libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev redis-server redis-tools prometheus gnuplot-nox python3 \
-        python3-websockets iproute2 procps
+        python3-websockets iproute2 procps systemd strace curl
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ARGS ?=

@@ -185,6 +185,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     memset(cfg, 0, sizeof(*cfg));
     cfg->threads = cpus > 0 ? (unsigned)cpus : 1;
+    if (cfg->threads > WSP_CONFIG_MAX_THREADS)
+        cfg->threads = WSP_CONFIG_MAX_THREADS;
     cfg->port = 8080;
     strcpy(cfg->bind, "0.0.0.0");
     strcpy(cfg->path, "/");
@@ -210,8 +212,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         uint64_t v;
         switch (c) {
         case OPT_THREADS:
-            if (wsp__num(optarg, 1, 1024, &v) != 0)
-                return wsp__fail(err, errlen, "--threads wants 1..1024, got '%s'", optarg);
+            if (wsp__num(optarg, 1, WSP_CONFIG_MAX_THREADS, &v) != 0)
+                return wsp__fail(err, errlen, "--threads wants 1..%d, got '%s'",
+                                 WSP_CONFIG_MAX_THREADS, optarg);
             cfg->threads = (unsigned)v;
             break;
         case OPT_PORT:

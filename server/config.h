@@ -31,6 +31,9 @@ typedef struct wsp_config_s {
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
 } wsp_config_t;
 
+/* The most shards per process (the metrics keep a fixed slot per shard). */
+#define WSP_CONFIG_MAX_THREADS 64
+
 /* The longest --handshake-timeout: shard deadlines are byte-sized ticks compared as int8. */
 #define WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT 120
 

@@ -35,8 +35,10 @@ int main(int argc, char **argv)
     if (supervised) {
         snprintf(wsp_log_tag, sizeof(wsp_log_tag), "worker=%u pid=%d ", cfg.worker_id,
                  (int)getpid());
-        /* A worker never outlives its supervisor, even one killed with SIGKILL. */
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() == 1) {
+        /* A worker never outlives its supervisor, even one killed with SIGKILL. If it died
+         * before this call, the pipe to it reads EOF and the coordinator drains anyway (no
+         * getppid() == 1 test: a supervisor may itself be PID 1 in a container). */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
             fprintf(stderr, "wspush: worker %u: supervisor gone\n", cfg.worker_id);
             return 1;
         }

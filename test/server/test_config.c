@@ -75,6 +75,7 @@ static void test_bad_values(void **state)
     (void)state;
     expect_bad(ARGV("--threads", "0"), "--threads");
     expect_bad(ARGV("--threads", "two"), "--threads");
+    expect_bad(ARGV("--threads", "65"), "--threads");
     expect_bad(ARGV("--port", "65536"), "--port");
     expect_bad(ARGV("--port", "-1"), "--port");
     expect_bad(ARGV("--port", "80x"), "--port");
