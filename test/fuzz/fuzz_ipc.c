@@ -2,7 +2,8 @@
  * fed in pieces. Input: [split control byte][stream]. Checks, besides memory safety, that the
  * split never changes what is parsed (packets and the error), that packets re-encode to
  * exactly the bytes they were parsed from, and that a partial packet is the only thing the
- * reader holds (bounded by the largest packet). */
+ * reader holds (bounded by the largest packet), and that BROADCAST/PUBLISH payloads split
+ * into channel and message within bounds and pack back to themselves. */
 #include <errno.h>
 #include <string.h>
 
@@ -32,6 +33,26 @@ static uint32_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
+/* BROADCAST and PUBLISH payloads carry [channel length][channel][message]: the split stays
+ * inside the payload and packs back into the same bytes. */
+static void check_channel(const uint8_t *p, uint32_t len)
+{
+    const char *chan = (const char *)p;
+    const uint8_t *msg = NULL;
+    size_t chan_len = 0, msg_len = 0;
+    int rv = wsp_ipc_split_channel(p, len, &chan, &chan_len, &msg, &msg_len);
+    if (rv < 0) {
+        WSP_FUZZ_CHECK(rv == -EBADMSG && (len == 0 || (size_t)p[0] + 1 > len));
+        return;
+    }
+    WSP_FUZZ_CHECK(rv == 0 && chan_len == p[0] && 1 + chan_len + msg_len == len);
+    WSP_FUZZ_CHECK(chan_len == 0 ? chan == NULL : chan == (const char *)p + 1);
+    WSP_FUZZ_CHECK(msg == p + 1 + chan_len);
+    static uint8_t again[WSP_IPC_MAX_PAYLOAD];
+    int n = wsp_ipc_pack_channel(again, sizeof(again), chan, chan_len, msg, msg_len);
+    WSP_FUZZ_CHECK(n == (int)len && memcmp(again, p, len) == 0);
+}
+
 static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload, uint32_t len)
 {
     struct record *r = user;
@@ -44,6 +65,8 @@ static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *pay
     WSP_FUZZ_CHECK(memcmp(r->stream + r->off, hdr, WSP_IPC_HDR) == 0);
     WSP_FUZZ_CHECK(len == 0 || memcmp(r->stream + r->off + WSP_IPC_HDR, payload, len) == 0);
     r->off += WSP_IPC_HDR + len;
+    if (type != WSP_IPC_TRIGGER)
+        check_channel(payload, len);
     WSP_FUZZ_CHECK(r->n < MAX_PACKETS);
     r->p[r->n].type = type;
     r->p[r->n].seq = seq;

@@ -10,6 +10,7 @@ script never writes or removes those. Input formats:
   frame:   [split control][sink control][client byte stream]   (see fuzz.h, fuzz_frame.c)
   ipc:     [split control][packet stream]                      (see fuzz_ipc.c)
   utf8:    the bytes to validate
+  channels: a request's query string, without the '?'
 """
 
 import os
@@ -230,6 +231,13 @@ def ipc_seeds():
     s["unknown-type"] = ipc(ord("X"), 1, b"x")
     s["unknown-after-good"] = ipc(T, 0) + ipc(0, 0)
     s["seq-max"] = ipc(B, 0xFFFFFFFFFFFFFFFF, b"z")
+    # BROADCAST/PUBLISH payloads: [channel length][channel][message]
+    s["chan-default"] = ipc(B, 3, b"\x00" + b'{"time":1,"seq":3}')
+    s["chan-named"] = ipc(P, 0, b"\x07news:eu" + b"hello")
+    s["chan-empty-msg"] = ipc(B, 4, b"\x04time")
+    s["chan-255"] = ipc(P, 0, b"\xff" + b"c" * 255 + b"m")
+    s["chan-len-past-end"] = ipc(B, 5, b"\x09abc")
+    s["chan-empty-payload"] = ipc(P, 0, b"")
     for name, data in s.items():
         for sp in (0x00, 0x10, 0x02, 0x0a):
             write("ipc", "%s-s%02x" % (name, sp), bytes([sp]) + data)
@@ -265,7 +273,38 @@ def utf8_seeds():
         write("utf8", name, data)
 
 
+def channels_seeds():
+    s = {
+        "none": b"",
+        "one": b"channels=news",
+        "several": b"channels=news,sport.1,a:b,x-y_z",
+        "with-others": b"x=1&channels=news:eu,sport&y=&z",
+        "duplicates": b"channels=a,b,a,b",
+        "eight": b"channels=" + b",".join(b"c%d" % i for i in range(8)),
+        "nine": b"channels=" + b",".join(b"c%d" % i for i in range(9)),
+        "nine-with-dup": b"channels=" + b",".join(b"c%d" % i for i in range(8)) + b",c0",
+        "name-64": b"channels=" + b"n" * 64,
+        "name-65": b"channels=" + b"n" * 65,
+        "empty-value": b"channels=",
+        "no-equals": b"channels",
+        "repeated": b"channels=a&channels=b",
+        "empty-item": b"channels=a,,b",
+        "leading-comma": b"channels=,a",
+        "trailing-comma": b"channels=a,",
+        "percent": b"channels=a%20b",
+        "space": b"channels=a b",
+        "other-key": b"channelsX=a&xchannels=b",
+        "ampersands": b"&&&channels=a&&",
+        "uppercase-key": b"CHANNELS=a",
+        "utf8-name": "channels=caf\u00e9".encode(),
+        "nul": b"channels=a\x00b",
+    }
+    for name, data in s.items():
+        write("channels", name, data)
+
+
 if __name__ == "__main__":
+    channels_seeds()
     upgrade_seeds()
     frame_seeds()
     ipc_seeds()

@@ -2,7 +2,7 @@
 # Builds one libFuzzer target with clang and runs it for a bounded time.
 #
 # usage: test/fuzz/run.sh TARGET SECONDS [libFuzzer flags...]
-#   TARGET   upgrade | frame | ipc | utf8
+#   TARGET   upgrade | frame | ipc | utf8 | channels
 #   SECONDS  -max_total_time; 0 only replays the seeds (-runs=0)
 # env: WSP_FUZZ_BUILD  build directory (default: <repo>/build/fuzz)
 #
@@ -13,7 +13,7 @@
 # test/fuzz/corpus/TARGET/ as crash-<what> once the fix is in.
 set -eu
 
-usage() { echo "usage: $0 upgrade|frame|ipc|utf8 SECONDS [libFuzzer flags...]" >&2; exit 2; }
+usage() { echo "usage: $0 upgrade|frame|ipc|utf8|channels SECONDS [libFuzzer flags...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 target=$1
 secs=$2
@@ -23,6 +23,7 @@ upgrade) max_len=10240 ;; # past the 8 KiB header cap
 frame) max_len=8192 ;;    # past the 4 KiB message cap
 ipc) max_len=4096 ;;      # lengths up to 64 KiB are reached through the header alone
 utf8) max_len=1024 ;;
+channels) max_len=1024 ;; # 8 names of 64 bytes fit
 *) usage ;;
 esac
 case $secs in '' | *[!0-9]*) usage ;; esac
