@@ -52,6 +52,7 @@ typedef struct wsp_wstats_s {
     uint64_t closed_in_handshake;             /* part of WSP_ERR_CLOSED */
     uint64_t last_errno;                      /* of the latest connect failure */
     uint64_t cpu_user_us, cpu_sys_us;         /* the worker's rusage, written on exit */
+    uint64_t figures_final; /* 1 once every figure is final: only closing sockets is left */
     uint64_t err[WSP_ERR_KINDS];
     wsp_codes_t closed_codes, statuses;
     wsp_hist_t latency; /* microseconds */
