@@ -22,6 +22,7 @@ CONC=""
 BENCH_ARGS=""
 PREFORK=0
 HOLD=0
+SERVER_ARGS=""
 
 usage() {
     cat <<EOF
@@ -34,6 +35,7 @@ usage: bench/run-local.sh [options]
   -c, --concurrency K  bench handshakes in flight per process (default: the bench's)
   -o, --out DIR        results directory (default /tmp/wspush-run-DATE)
   --bench-args "ARGS"  more wspush-bench options, e.g. "--coalesce-us 500"
+  --server-args "ARGS" more wspush options, e.g. "--tcp-keepalive 0"
   --prefork            one supervisor, wspush --procs S (instead of S separate processes);
                        broadcasts are SIGUSR1 to the supervisor
   --hold SEC           keep the connections at least SEC seconds after the ramp, the
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
     -o | --out) OUT=$2; shift 2 ;;
     --bench-args) BENCH_ARGS=$2; shift 2 ;;
     --prefork) PREFORK=1; shift ;;
+    --server-args) SERVER_ARGS=$2; shift 2 ;;
     --hold) HOLD=$2; shift 2 ;;
     --ehash) EHASH=1; shift ;;
     --plot) PLOT=1; shift ;;
@@ -169,7 +172,7 @@ sample() { # one line of samples.tsv
         "$(cpu_ns "${SERVER_PIDS[@]}")" >>"$OUT/samples.tsv"
 }
 
-echo "run-local: $CONNS connections, $SERVERS server process(es) x $THREADS thread(s), $BCASTS broadcasts; results in $OUT"
+echo "run-local: $CONNS connections, $SERVERS server process(es) x $THREADS thread(s), $BCASTS broadcasts${SERVER_ARGS:+, server args: $SERVER_ARGS}; results in $OUT"
 if [ "$EHASH" = 1 ]; then
     sysctl -qw net.ipv4.tcp_child_ehash_entries=4194304
     EHASH_SET=1
@@ -186,7 +189,7 @@ printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\n' >"$
 if [ "$PREFORK" = 1 ]; then
     ip netns exec "$NS" timeout -s TERM -k 30 "$LIFE" "$SERVER" --procs "$SERVERS" \
         --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off \
-        --max-conns 19900 2>"$OUT/server-1.log" &
+        --max-conns 19900 $SERVER_ARGS 2>"$OUT/server-1.log" &
     SERVER_TPIDS+=($!)
     deadline=$((SECONDS + 30))
     until [ "$(grep -c ' event=listening' "$OUT/server-1.log" 2>/dev/null)" -ge "$SERVERS" ]; do
@@ -202,7 +205,7 @@ else
     for i in $(seq 1 "$SERVERS"); do
         ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "$SERVER" --threads "$THREADS" \
             --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off --max-conns 19900 \
-            2>"$OUT/server-$i.log" &
+            $SERVER_ARGS 2>"$OUT/server-$i.log" &
         SERVER_TPIDS+=($!)
     done
     deadline=$((SECONDS + 15))
