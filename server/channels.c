@@ -61,8 +61,10 @@ int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out)
     wsp_chanlist_t l = {.n = 0};
     int seen = 0;
     size_t start = 0;
-    if (query == NULL)
+    if (query == NULL) { /* no '?': NULL + 0 below would be undefined */
+        query = "";
         len = 0;
+    }
     for (size_t i = 0; i <= len; i++) {
         if (i < len && query[i] != '&')
             continue;

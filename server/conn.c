@@ -354,6 +354,10 @@ static void conn_reject(wsp_conn_t *c, int status)
         return;
     }
     wsp_conn_drain(c, 0);
+    /* A refused client gets a second, not five, to read the answer and hang up: its socket
+     * counts against the fd budget meanwhile. */
+    if (conn_state(c) == WSP_CONN_DRAINING)
+        c->deadline = (uint8_t)(wsp_shard_tick(conn_shard(c)) + 2);
 }
 
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
@@ -568,6 +572,7 @@ int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server)
         return -ENOMEM; /* uv_tcp_init only fails to allocate; nothing was accepted */
     }
     c->tcp.data = NULL;
+    wsp_shard_fd_taken(sh); /* given back in on_conn_close(), whatever happens next */
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);

@@ -53,7 +53,7 @@ struct wsp_coord_s {
     uint64_t next_tick_ms; /* wall-clock target of the armed tick */
     wsp_bcast_t *inflight;
     int stopping;
-    atomic_uint_fast64_t proc_conns;
+    wsp_limits_t lim;
     wsp_redis_t *redis; /* NULL without --redis */
     wsp_admin_t *admin; /* NULL without --admin or in a supervised worker */
     uv_pipe_t sup;      /* to the supervisor, in a supervised worker */
@@ -502,13 +502,16 @@ static void coord_stats_free(wsp_coord_t *co)
     co->stats = NULL;
 }
 
-int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns)
+int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget)
 {
     if (cfg->threads > WSP_METRICS_MAX_SHARDS)
         return -EINVAL;
     wsp_coord_t *co = wsp_xcalloc(1, sizeof(*co));
     co->cfg = cfg;
-    atomic_init(&co->proc_conns, 0);
+    co->lim.max_conns = max_conns;
+    co->lim.fd_budget = fd_budget;
+    atomic_init(&co->lim.conns, 0);
+    atomic_init(&co->lim.fds, 0);
     int rv = coord_stats_init(co);
     if (rv < 0) {
         free(co);
@@ -537,8 +540,8 @@ int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns)
     }
     for (unsigned i = 0; i < cfg->threads; i++) {
         if (rv == 0)
-            rv = wsp_shard_new(&co->shards[i], i, cfg, fds[i], &co->proc_conns, max_conns,
-                               &co->stats->shard[i], &co->exited);
+            rv = wsp_shard_new(&co->shards[i], i, cfg, fds[i], &co->lim, &co->stats->shard[i],
+                               &co->exited);
         else
             close(fds[i]); /* an earlier shard failed: nobody will own it */
         if (rv == 0)

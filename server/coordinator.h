@@ -15,11 +15,12 @@ typedef struct wsp_bcast_s wsp_bcast_t;
 #define WSP_EADMIN 10000
 
 /* Runs the server on the calling thread, which becomes the coordinator: binds cfg->threads
- * reuseport listeners, starts the shards, schedules broadcasts (ticks, SIGUSR1) and returns
+ * reuseport listeners, starts the shards (admitting max_conns connections and holding at
+ * most fd_budget accepted sockets), schedules broadcasts (ticks, SIGUSR1) and returns
  * after SIGINT/SIGTERM once every shard has drained and everything is freed. Returns 0, or a
  * negative errno from startup (bind: -EADDRINUSE, -EINVAL for a bad address, ...), before
  * which nothing keeps running. Main thread only, once. */
-int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns);
+int wsp_bcast_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget);
 
 /* The encoded frame of b; valid while the caller holds b (until wsp_bcast_done). Shard. */
 wsp_msg_t *wsp_bcast_msg(const wsp_bcast_t *b);

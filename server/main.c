@@ -66,11 +66,18 @@ int main(int argc, char **argv)
                 "event=nofile msg=\"nofile limit %llu: room for about %llu connections in this "
                 "process\"",
                 (unsigned long long)limit, (unsigned long long)room);
-        uint64_t max_conns = cfg.max_conns ? cfg.max_conns : room;
+        /* room is the fd budget: accepting pauses there, well before EMFILE. By default a
+         * margin of it is kept for the 503 answers to clients over --max-conns. */
+        uint64_t margin = room / 16 < 1024 ? room / 16 : 1024;
+        uint64_t max_conns = cfg.max_conns ? cfg.max_conns : room - margin;
         if (cfg.max_conns > room)
-            WSP_LOG(WSP_LOG_WARN, "event=max_conns_over_nofile max_conns=%llu room=%llu",
+            WSP_LOG(WSP_LOG_WARN,
+                    "event=max_conns_over_nofile max_conns=%llu room=%llu msg=\"accepting pauses "
+                    "at the nofile room\"",
                     (unsigned long long)cfg.max_conns, (unsigned long long)room);
-        rv = wsp_bcast_run(&cfg, max_conns);
+        WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
+                (unsigned long long)max_conns, (unsigned long long)room);
+        rv = wsp_bcast_run(&cfg, max_conns, room);
     }
     if (rv <= -WSP_EADMIN) {
         int aerr = -rv - WSP_EADMIN;

@@ -63,8 +63,7 @@ struct wsp_shard_s {
     wsp_shard_table_t table[2];
     wsp_chan_t **chans; /* hash buckets, a power of two */
     uint32_t nchans, chan_buckets;
-    atomic_uint_fast64_t *proc_conns;
-    uint64_t max_conns;
+    wsp_limits_t *lim;
     uint8_t *rbuf;
     wsp_shard_stats_t *stats;
 };
@@ -235,9 +234,9 @@ void wsp_shard_unsubscribe(wsp_shard_t *sh, wsp_chan_t *ch, uint32_t idx)
 
 int wsp_shard_conn_reserve(wsp_shard_t *sh)
 {
-    uint_fast64_t n = atomic_fetch_add_explicit(sh->proc_conns, 1, memory_order_relaxed);
-    if (n >= sh->max_conns) {
-        atomic_fetch_sub_explicit(sh->proc_conns, 1, memory_order_relaxed);
+    uint_fast64_t n = atomic_fetch_add_explicit(&sh->lim->conns, 1, memory_order_relaxed);
+    if (n >= sh->lim->max_conns) {
+        atomic_fetch_sub_explicit(&sh->lim->conns, 1, memory_order_relaxed);
         return -EMFILE;
     }
     return 0;
@@ -245,7 +244,17 @@ int wsp_shard_conn_reserve(wsp_shard_t *sh)
 
 void wsp_shard_conn_release(wsp_shard_t *sh)
 {
-    atomic_fetch_sub_explicit(sh->proc_conns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&sh->lim->conns, 1, memory_order_relaxed);
+}
+
+void wsp_shard_fd_taken(wsp_shard_t *sh)
+{
+    atomic_fetch_add_explicit(&sh->lim->fds, 1, memory_order_relaxed);
+}
+
+static int shard_over_fd_budget(const wsp_shard_t *sh)
+{
+    return atomic_load_explicit(&sh->lim->fds, memory_order_relaxed) >= sh->lim->fd_budget;
 }
 
 /* Closes the shard's own handles once a stopping shard has no connection left; the loop then
@@ -260,7 +269,19 @@ static void shard_maybe_finish(wsp_shard_t *sh)
     uv_close((uv_handle_t *)&sh->step_timer, NULL);
 }
 
-void wsp_shard_conn_freed(wsp_shard_t *sh) { shard_maybe_finish(sh); }
+static void on_shard_connection(uv_stream_t *server, int status);
+
+void wsp_shard_conn_freed(wsp_shard_t *sh)
+{
+    atomic_fetch_sub_explicit(&sh->lim->fds, 1, memory_order_relaxed);
+    /* A listener paused at the budget resumes here (or, if another shard freed the socket,
+     * on this shard's next tick). */
+    if (sh->accept_blocked && !sh->stopping && !shard_over_fd_budget(sh)) {
+        sh->accept_blocked = 0;
+        on_shard_connection((uv_stream_t *)&sh->listener, 0);
+    }
+    shard_maybe_finish(sh);
+}
 
 /* Writes m to every connection of tb, from the end down: a slow consumer leaves the table
  * during the walk (swap-remove), which only moves an already visited entry. */
@@ -418,6 +439,15 @@ static void on_shard_connection(uv_stream_t *server, int status)
                     uv_err_name(status));
         return;
     }
+    if (shard_over_fd_budget(sh)) {
+        /* Not accepted: libuv stops watching this listener until we accept, and the
+         * kernel's backlog holds the rest. Resumed when a socket is freed or on the tick. */
+        sh->accept_blocked = 1;
+        if (wsp_shard_log_ok(sh))
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_paused reason=fd_budget budget=%llu",
+                    sh->id, (unsigned long long)sh->lim->fd_budget);
+        return;
+    }
     int rv = wsp_conn_accept(sh, server);
     if (rv == -ENOMEM) {
         /* Left unaccepted: libuv pauses this listener until we accept; the tick retries. */
@@ -482,14 +512,12 @@ static void shard_teardown(wsp_shard_t *sh)
 }
 
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  atomic_uint_fast64_t *proc_conns, uint64_t max_conns, wsp_shard_stats_t *stats,
-                  uv_async_t *exited)
+                  wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
     sh->id = id;
     sh->cfg = cfg;
-    sh->proc_conns = proc_conns;
-    sh->max_conns = max_conns;
+    sh->lim = lim;
     sh->stats = stats;
     sh->exited_async = exited;
     sh->log_tick = 0xFF;

@@ -18,14 +18,23 @@ typedef struct wsp_chan_s wsp_chan_t; /* a named channel's subscribers in one sh
  * broadcasts. A connection that chose channels is also in each channel's table. */
 enum { WSP_SHARD_T_TIMED = 0, WSP_SHARD_T_OPEN = 1 };
 
+/* Process-wide admission limits, shared by every shard of a process (the coordinator owns
+ * it). Accepting pauses at fd_budget sockets, below the nofile limit: libuv's EMFILE
+ * fallback (one reserved descriptor per loop) is not safe with several loops in a process,
+ * and a shard at EMFILE could spin in accept() for good. */
+typedef struct wsp_limits_s {
+    uint64_t max_conns;         /* connections admitted; more are answered 503 */
+    uint64_t fd_budget;         /* accepted sockets of any state; more wait in the backlog */
+    atomic_uint_fast64_t conns; /* admitted connections now */
+    atomic_uint_fast64_t fds;   /* accepted sockets now */
+} wsp_limits_t;
+
 /* Creates shard id over the bound socket listen_fd (ownership passes to the shard, even on
- * failure). proc_conns is the process-wide connection count checked against max_conns;
- * stats are the shard's counters (owned by the caller, outliving the shard); exited is
- * signalled when the shard's thread is about to end. Returns 0 or a negative errno.
- * Coordinator thread, before wsp_shard_start(). */
+ * failure). lim holds the process-wide limits; stats are the shard's counters (both owned by
+ * the caller, outliving the shard); exited is signalled when the shard's thread is about to
+ * end. Returns 0 or a negative errno. Coordinator thread, before wsp_shard_start(). */
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  atomic_uint_fast64_t *proc_conns, uint64_t max_conns, wsp_shard_stats_t *stats,
-                  uv_async_t *exited);
+                  wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited);
 
 /* Starts the shard's thread, which listens and runs its loop. Returns 0 or a negative errno.
  * Coordinator thread. */
@@ -78,7 +87,10 @@ void wsp_shard_unsubscribe(wsp_shard_t *sh, wsp_chan_t *ch, uint32_t idx);
 int wsp_shard_conn_reserve(wsp_shard_t *sh);
 /* Gives back a slot taken by wsp_shard_conn_reserve(). */
 void wsp_shard_conn_release(wsp_shard_t *sh);
-/* Called by conn.c after a connection is freed; lets a stopping shard finish. */
+/* Counts an accepted socket against the fd budget (wsp_shard_conn_freed() gives it back). */
+void wsp_shard_fd_taken(wsp_shard_t *sh);
+/* Called by conn.c after a connection (and its socket) is freed: gives back its place in the
+ * fd budget, resumes a paused listener and lets a stopping shard finish. */
 void wsp_shard_conn_freed(wsp_shard_t *sh);
 /* 1 while the shard is stopping (no new connections). */
 int wsp_shard_stopping(const wsp_shard_t *sh);

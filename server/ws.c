@@ -36,6 +36,7 @@ struct wsp_ws_s {
     int werr;         /* what write returned when it failed; 0 otherwise */
     uint64_t rem;     /* payload bytes of the current frame not yet seen */
     uint32_t msg_len; /* payload bytes so far of the fragmented data message in progress */
+    uint32_t frags;   /* frames so far of that message */
     uint8_t hdr[10];  /* the current header up to its extended length (the mask key is skipped) */
     uint8_t hdr_len;  /* header bytes seen, mask key included; 0 at a frame boundary */
     bool in_msg;      /* a data message is fragmented: only continuations may follow */
@@ -156,6 +157,8 @@ static int check_hdr_len(const wsp_ws_t *ws)
         return WS_CLOSE_PROTOCOL; /* RFC 6455 5.2: the minimal length encoding, MSB 0 */
     if (!(ws->hdr[0] & 0x08u) && len > WSP_WS_MAX_MSG - (uint64_t)ws->msg_len)
         return WS_CLOSE_TOO_BIG; /* data frame: counts toward the whole message */
+    if (!(ws->hdr[0] & 0x08u) && ws->in_msg && ws->frags >= WSP_WS_MAX_FRAGMENTS)
+        return WS_CLOSE_TOO_BIG; /* a continuation past the fragment cap */
     return 0;
 }
 
@@ -206,8 +209,11 @@ static struct scan_res scan(wsp_ws_t *ws, const uint8_t *p, size_t n)
             ws->rem = hdr_payload_len(ws);
             ws->hdr_len = 0;
             if (!(ws->hdr[0] & 0x08u)) { /* data frame: track the message it belongs to */
+                ws->frags = ws->in_msg ? ws->frags + 1 : 1;
                 ws->in_msg = !(ws->hdr[0] & 0x80u);
                 ws->msg_len = ws->in_msg ? ws->msg_len + (uint32_t)ws->rem : 0;
+                if (!ws->in_msg)
+                    ws->frags = 0;
             }
         }
         if (ws->hdr_len == 0 && ws->rem == 0 && (ws->hdr[0] & 0x0Fu) == WSP_OP_PING && i < n) {

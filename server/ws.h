@@ -11,6 +11,10 @@ typedef struct wsp_ws_s wsp_ws_t;
 /* The largest client text/binary message accepted (and dropped); larger closes with 1009. */
 #define WSP_WS_MAX_MSG 4096
 
+/* The most frames one client message may come in; more closes with 1009 (empty fragments
+ * would otherwise keep a message, and a core, busy forever without reaching 4 KiB). */
+#define WSP_WS_MAX_FRAGMENTS 1024
+
 /* Sink for bytes the protocol writes (pong, close). It must take all len bytes, queueing what
  * the socket refuses, so frames never interleave with broadcasts. Returns 0 or a negative
  * errno. Called only from inside wsp_ws_feed(). */

@@ -511,8 +511,13 @@ def fd_phase(binary, ck, slow, storm):
         m = re.search(r"room for about (\d+) connections", srv.log())
         room = int(m.group(1)) if m else 0
         ck.check(f"{name}: server sized itself to the limit", 100 <= room < 200, f"room {room}")
+        # --max-conns defaults to the room less a margin kept for 503 answers.
+        m = re.search(r"event=limits max_conns=(\d+)", srv.log())
+        max_conns = int(m.group(1)) if m else room
+        ck.check(f"{name}: --max-conns within the room", 90 <= max_conns <= room,
+                 f"max_conns {max_conns}, room {room}")
         legit = []
-        for _ in range(room - 10):
+        for _ in range(max_conns - 10):
             legit.append(h.ws_connect(HOST, srv.port, timeout=5))
         # fd_limit stays 3 descriptors clear of the limit, whatever the server uses itself.
         n_503 = 0 if storm else min(20, 200 - srv.nfds() - 10 - 3)

@@ -291,6 +291,25 @@ static void test_pong_fast_path(void **state)
     expect_close(b, n, 1002);
 }
 
+/* A message in more than WSP_WS_MAX_FRAGMENTS frames is closed with 1009, however small. */
+static void test_fragment_cap(void **state)
+{
+    (void)state;
+    static uint8_t b[(WSP_WS_MAX_FRAGMENTS + 2) * 6];
+    for (int over = 0; over <= 1; over++) {
+        size_t frames = WSP_WS_MAX_FRAGMENTS + (size_t)over, n = 0;
+        n += client_frame(b + n, 0x01, NULL, 0); /* text, not FIN */
+        for (size_t i = 1; i + 1 < frames; i++)
+            n += client_frame(b + n, 0x00, NULL, 0); /* empty continuations */
+        n += client_frame(b + n, 0x80, NULL, 0);     /* the final continuation */
+        if (over) {
+            expect_close(b, n, 1009);
+        } else {
+            expect_quiet_idle(b, n);
+        }
+    }
+}
+
 static void test_close_echo(void **state)
 {
     (void)state;
@@ -807,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_text_then_ping),
         cmocka_unit_test(test_pong_from_client_ignored),
         cmocka_unit_test(test_pong_fast_path),
+        cmocka_unit_test(test_fragment_cap),
         cmocka_unit_test(test_close_echo),
         cmocka_unit_test(test_close_split_reason),
         cmocka_unit_test(test_text_and_binary_dropped),
