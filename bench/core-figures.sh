@@ -23,25 +23,10 @@ case $WHAT in mem | pass | syscalls) ;; *)
     echo "usage: bench/core-figures.sh mem|pass|syscalls [-n CONNS] [-t THREADS] [-b BROADCASTS] [-q '?channels=a,b']" >&2
     exit 2 ;;
 esac
-[ "$(id -u)" = 0 ] || { echo "core-figures: needs root for ip netns" >&2; exit 1; }
 [ "$N" -le 17000 ] || { echo "core-figures: one server process holds at most ~17,000" >&2; exit 2; }
+. "$ROOT/bench/netns.sh"
+netns_start core
 OUT=$(mktemp -d /tmp/wspush-core-XXXXXX)
-NS=wsp_core_$$
-PIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-    exit $rc
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
-NSX="ip netns exec $NS"
 
 $NSX timeout 300 "$SERVER" --threads "$T" --port 8080 --bind 127.0.0.1 --interval 0 \
     --admin off 2>"$OUT/server.log" &

@@ -14,22 +14,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/ping-cost.sh [-n CONNS] [-i PING_INTERVAL] [-w WINDOW_S]" >&2; exit 2 ;;
     esac
 done
-[ "$(id -u)" = 0 ] || { echo "ping-cost: needs root for ip netns" >&2; exit 1; }
-NS=wsp_ping_$$
-PIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-    exit $rc
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
+. "$ROOT/bench/netns.sh"
+netns_start ping
 cpu_ns() { local t=0 v; for f in /proc/"$1"/task/*/schedstat; do read -r v _ <"$f"; t=$((t + v)); done; echo $t; }
 run() { # $1 = ping interval (0 = off); prints "cpu_ns pings"
     local out log st

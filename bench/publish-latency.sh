@@ -19,28 +19,13 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/publish-latency.sh [-n CONNS] [-b PUBLISHES] [-t THREADS]" >&2; exit 2 ;;
     esac
 done
-[ "$(id -u)" = 0 ] || { echo "publish-latency: needs root for ip netns" >&2; exit 1; }
 [ "$CONNS" -le 17000 ] || { echo "publish-latency: one server process holds at most ~17,000" >&2; exit 2; }
 for c in redis-server redis-cli curl; do
     command -v $c >/dev/null || { echo "publish-latency: needs $c" >&2; exit 1; }
 done
+. "$ROOT/bench/netns.sh"
+netns_start pub
 OUT=$(mktemp -d /tmp/wspush-publish-XXXXXX)
-NS=wsp_pub_$$
-PIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-    exit $rc
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
-NSX="ip netns exec $NS"
 
 $NSX timeout 600 redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no \
     >"$OUT/redis.log" 2>&1 &
