@@ -79,6 +79,18 @@ uint64_t wsp_metrics_sum_open(const wsp_proc_stats_t *procs, unsigned n)
     return sum;
 }
 
+/* The sum of one shard counter (at offset in wsp_shard_stats_t) over every shard. */
+static unsigned long long sum_shards(const wsp_proc_stats_t *procs, unsigned n, size_t offset)
+{
+    unsigned long long sum = 0;
+    for (unsigned w = 0; w < n; w++)
+        for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
+            sum += atomic_load_explicit(
+                (const wsp_counter_t *)(const void *)((const char *)&procs[w].shard[s] + offset),
+                memory_order_relaxed);
+    return sum;
+}
+
 /* One family with a value per shard. */
 static void render_shard_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n,
                                 const char *name, const char *type, const char *help, size_t offset)
@@ -121,37 +133,25 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
 
     wsp_buf_printf(out, "# HELP wspush_connections_closed_total Connections closed, by reason.\n"
                         "# TYPE wspush_connections_closed_total counter\n");
-    for (int r = 0; r < WSP_CLOSE__N; r++) {
-        unsigned long long sum = 0;
-        for (unsigned w = 0; w < n; w++)
-            for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
-                sum += LOAD(procs[w].shard[s].closed[r]);
-        wsp_buf_printf(out, "wspush_connections_closed_total{reason=\"%s\"} %llu\n",
-                       wsp__close_names[r], sum);
-    }
+    for (int r = 0; r < WSP_CLOSE__N; r++)
+        wsp_buf_printf(
+            out, "wspush_connections_closed_total{reason=\"%s\"} %llu\n", wsp__close_names[r],
+            sum_shards(procs, n,
+                       offsetof(wsp_shard_stats_t, closed) + (size_t)r * sizeof(wsp_counter_t)));
     wsp_buf_printf(out,
                    "# HELP wspush_handshake_failures_total Upgrade requests answered with an HTTP "
                    "error, by status.\n# TYPE wspush_handshake_failures_total counter\n");
-    for (int h = 0; h < WSP_HS__N; h++) {
-        unsigned long long sum = 0;
-        for (unsigned w = 0; w < n; w++)
-            for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
-                sum += LOAD(procs[w].shard[s].hs_failed[h]);
-        wsp_buf_printf(out, "wspush_handshake_failures_total{status=\"%s\"} %llu\n",
-                       wsp__hs_names[h], sum);
-    }
-    {
-        unsigned long long sum = 0;
-        for (unsigned w = 0; w < n; w++)
-            for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++)
-                sum += LOAD(procs[w].shard[s].slow_consumers);
-        wsp_buf_printf(out,
-                       "# HELP wspush_slow_consumer_closes_total Connections given close 1008 "
-                       "for exceeding --max-pending (counted when decided).\n"
-                       "# TYPE wspush_slow_consumer_closes_total counter\n"
-                       "wspush_slow_consumer_closes_total %llu\n",
-                       sum);
-    }
+    for (int h = 0; h < WSP_HS__N; h++)
+        wsp_buf_printf(
+            out, "wspush_handshake_failures_total{status=\"%s\"} %llu\n", wsp__hs_names[h],
+            sum_shards(procs, n,
+                       offsetof(wsp_shard_stats_t, hs_failed) + (size_t)h * sizeof(wsp_counter_t)));
+    wsp_buf_printf(out,
+                   "# HELP wspush_slow_consumer_closes_total Connections given close 1008 "
+                   "for exceeding --max-pending (counted when decided).\n"
+                   "# TYPE wspush_slow_consumer_closes_total counter\n"
+                   "wspush_slow_consumer_closes_total %llu\n",
+                   sum_shards(procs, n, offsetof(wsp_shard_stats_t, slow_consumers)));
     render_shard_family(out, procs, n, "wspush_broadcast_passes_total", "counter",
                         "Broadcast passes over a shard's connections.",
                         offsetof(wsp_shard_stats_t, broadcasts));
@@ -197,7 +197,7 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                        "Resident memory of the worker process (sampled once a second).",
                        offsetof(wsp_proc_stats_t, rss_bytes));
     render_proc_family(out, procs, n, "process_open_fds", "gauge",
-                       "Open file descriptors of the worker process (sampled once a second).",
+                       "Open file descriptors of the worker process (sampled every 10 s).",
                        offsetof(wsp_proc_stats_t, open_fds));
     return out->oom ? -ENOMEM : 0;
 }
