@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int wsp_net_bind_reuseport(const char *host, int port, int *fd)
+int wsp_net_bind(const char *host, int port, int reuseport, int *fd)
 {
     if (port < 0 || port > 65535)
         return -EINVAL;
@@ -32,9 +32,10 @@ int wsp_net_bind_reuseport(const char *host, int port, int *fd)
         return err;
     }
     int one = 1;
-    /* Unlike lwan, fail when SO_REUSEPORT is refused: the shards could not share the port. */
+    /* SO_REUSEADDR: a restart must not wait for the old process's TIME_WAIT sockets. Unlike
+     * lwan, fail when SO_REUSEPORT is refused: the shards could not share the port. */
     if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (reuseport && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         bind(s, ai->ai_addr, ai->ai_addrlen) != 0) {
         int err = -errno;
         freeaddrinfo(ai);
@@ -44,6 +45,11 @@ int wsp_net_bind_reuseport(const char *host, int port, int *fd)
     freeaddrinfo(ai);
     *fd = s;
     return 0;
+}
+
+int wsp_net_bind_reuseport(const char *host, int port, int *fd)
+{
+    return wsp_net_bind(host, port, 1, fd);
 }
 
 int wsp_net_tune_listener(int fd, unsigned keepalive_s)

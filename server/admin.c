@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -878,30 +877,15 @@ static int token_ok(const char *t, size_t len)
  * the admin port. Numeric addresses only. Returns the fd or a negative errno. */
 static int admin_bind(const char *host, int port)
 {
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-    if (getaddrinfo(host, portstr, &hints, &ai) != 0 || ai == NULL)
-        return -EINVAL;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        int err = -errno;
-        freeaddrinfo(ai);
-        return err;
-    }
-    int one = 1;
-    /* SO_REUSEADDR: a restart must not wait for the old process's TIME_WAIT sockets. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-        int err = -errno;
-        freeaddrinfo(ai);
+    int fd;
+    int rv = wsp_net_bind(host, port, 0, &fd);
+    if (rv < 0)
+        return rv;
+    if (listen(fd, 64) != 0) {
+        rv = -errno;
         close(fd);
-        return err;
+        return rv;
     }
-    freeaddrinfo(ai);
     return fd;
 }
 
