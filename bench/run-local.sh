@@ -166,10 +166,19 @@ busy_ns() { # the whole machine's busy CPU time, ns (user, nice, system, irq, so
     read -r cpu u n s i w q sq _ </proc/stat
     echo $(((u + n + s + q + sq) * 1000000000 / HZ))
 }
+fds() { # open descriptors of the given pids (a readdir each: only for soak sampling)
+    local t=0 p n
+    for p in "$@"; do
+        n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
+        t=$((t + n))
+    done
+    echo $t
+}
 sample() { # one line of samples.tsv
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$(status active)" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$(status active)" \
         "$(rss_kb "${SERVER_PIDS[@]}")" "$(meminfo Slab)" "$(meminfo MemAvailable)" \
-        "$(cpu_ns "${SERVER_PIDS[@]}")" >>"$OUT/samples.tsv"
+        "$(cpu_ns "${SERVER_PIDS[@]}")" "$(fds "${SERVER_PIDS[@]}")" "$(status messages)" \
+        >>"$OUT/samples.tsv"
 }
 
 echo "run-local: $CONNS connections, $SERVERS server process(es) x $THREADS thread(s), $BCASTS broadcasts${SERVER_ARGS:+, server args: $SERVER_ARGS}; results in $OUT"
@@ -184,8 +193,11 @@ if [ "$EHASH_SET" = 1 ]; then
 fi
 ip -n "$NS" link set lo up
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
-printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\n' >"$OUT/samples.tsv"
+printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\tserver_fds\tmessages\n' \
+    >"$OUT/samples.tsv"
 
+# --procs 1 is a plain single process (no supervisor): the ordinary path.
+[ "$SERVERS" -ge 2 ] || PREFORK=0
 if [ "$PREFORK" = 1 ]; then
     ip netns exec "$NS" timeout -s TERM -k 30 "$LIFE" "$SERVER" --procs "$SERVERS" \
         --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off \
