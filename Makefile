@@ -3,12 +3,12 @@
 
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
         libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev redis-server redis-tools prometheus gnuplot-nox python3 \
-        python3-websockets iproute2 procps systemd strace curl
+        python3-websockets iproute2 procps systemd strace curl clang libclang-rt-14-dev
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ARGS ?=
 
-.PHONY: all deps build run demo test test-dev test-asan test-tsan clean format
+.PHONY: all deps build run demo test test-dev test-asan test-tsan test-fuzz clean format
 
 all: build
 
@@ -39,7 +39,7 @@ demo: build
 
 # The whole suite: a -Werror release build, a debug build under ASan+UBSan, the threaded tests
 # under TSan.
-test: deps test-dev test-asan test-tsan
+test: deps test-dev test-asan test-tsan test-fuzz
 	@echo "all test configurations passed"
 
 # Optimised like the shipped binary: some warnings only appear at -O3.
@@ -59,6 +59,18 @@ test-tsan: deps
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    ctest --output-on-failure -j $(JOBS) -L threaded
+
+# Each libFuzzer target (clang, ASan+UBSan) for a bounded 20 s from the seed corpus; every
+# build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
+FUZZ_TARGETS := upgrade frame ipc utf8 channels
+FUZZ_SECONDS ?= 20
+test-fuzz: deps
+	@mkdir -p $(BUILD); for t in $(FUZZ_TARGETS); do \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	    WSP_FUZZ_BUILD=$(BUILD)/fuzz test/fuzz/run.sh $$t $(FUZZ_SECONDS) >$(BUILD)/fuzz-$$t.log 2>&1 \
+	        || { tail -40 $(BUILD)/fuzz-$$t.log; echo "fuzz: $$t FAILED"; exit 1; }; \
+	    grep -E "^Done|#[0-9]+.*DONE" $(BUILD)/fuzz-$$t.log | tail -1; \
+	done
 
 clean:
 	rm -rf $(BUILD)
