@@ -86,8 +86,6 @@ uint8_t wsp_shard_tick(const wsp_shard_t *sh) { return sh->tick; }
 
 uv_buf_t wsp_shard_rbuf(wsp_shard_t *sh) { return uv_buf_init((char *)sh->rbuf, WSP_SHARD_RBUF); }
 
-int wsp_shard_stopping(const wsp_shard_t *sh) { return sh->stopping; }
-
 int wsp_shard_exited(const wsp_shard_t *sh)
 {
     return atomic_load_explicit(&sh->exited, memory_order_acquire);

@@ -92,7 +92,5 @@ void wsp_shard_fd_taken(wsp_shard_t *sh);
 /* Called by conn.c after a connection (and its socket) is freed: gives back its place in the
  * fd budget, resumes a paused listener and lets a stopping shard finish. */
 void wsp_shard_conn_freed(wsp_shard_t *sh);
-/* 1 while the shard is stopping (no new connections). */
-int wsp_shard_stopping(const wsp_shard_t *sh);
 
 #endif
