@@ -295,8 +295,12 @@ async def drain(binary):
         clients = [await websockets.connect(srv.url(), ping_interval=None) for _ in range(40)]
         t0 = time.time()
         srv.proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)
-        st, _, body = srv.http("GET", "/healthz")
+        st, body = None, b""
+        for _ in range(50):  # the signal is handled asynchronously: poll, bounded at 5 s
+            st, _, body = srv.http("GET", "/healthz")
+            if st == 503:
+                break
+            await asyncio.sleep(0.1)
         check(st == 503, f"/healthz is 503 while draining ({st} {body!r})")
 
         async def closed_at(ws):
