@@ -23,6 +23,8 @@ BENCH_ARGS=""
 PREFORK=0
 HOLD=0
 SERVER_ARGS=""
+SERVER_CMD=""
+STOP_BENCH=0
 
 usage() {
     cat <<EOF
@@ -44,6 +46,12 @@ usage: bench/run-local.sh [options]
   --plot               also run bench/plot.sh on the report
   --server PATH        server binary (env WSPUSH_SERVER; default build/release/server/wspush)
   --bench PATH         bench binary (env WSPUSH_BENCH; default build/release/bench/wspush-bench)
+  --server-cmd "CMD"   run another server instead of wspush: CMD --port PORT --bind 127.0.0.1
+                       (CMD split on spaces), one process that logs 'event=listening' and
+                       'event=broadcast seq=' to stderr and broadcasts on SIGUSR1 (bench/peers/);
+                       -s, -t and --prefork do not apply
+  --stop-bench         send side only: SIGSTOP the bench for each broadcast until every server
+                       logged 'event=broadcast seq=' (the pass), then SIGCONT and let it drain
 EOF
 }
 
@@ -69,6 +77,8 @@ while [ $# -gt 0 ]; do
     --plot) PLOT=1; shift ;;
     --server) SERVER=$2; shift 2 ;;
     --bench) BENCH=$2; shift 2 ;;
+    --server-cmd) SERVER_CMD=$2; shift 2 ;;
+    --stop-bench) STOP_BENCH=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
@@ -79,7 +89,11 @@ done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
 [ "$CONNS" -ge 1 ] || { echo "run-local: --conns must be >= 1" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root for ip netns"
-[ -x "$SERVER" ] || die "no server binary at $SERVER (make build, or --server PATH)"
+if [ -n "$SERVER_CMD" ]; then
+    SERVERS=1 PREFORK=0
+else
+    [ -x "$SERVER" ] || die "no server binary at $SERVER (make build, or --server PATH)"
+fi
 [ -x "$BENCH" ] || die "no bench binary at $BENCH (make build, or --bench PATH)"
 command -v python3 >/dev/null || die "needs python3 for the summary"
 [ "$SERVERS" -gt 0 ] || SERVERS=$(((CONNS + 14999) / 15000))
@@ -105,11 +119,13 @@ SERVER_PIDS=()  # the servers themselves (with --prefork: the supervisor and its
 SIGNAL_PIDS=()  # who gets SIGUSR1 for a broadcast
 BENCH_TPID=""
 BENCH_PID=""
+WORKERS=""
 EHASH_SET=0
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    [ -n "$BENCH_PID" ] && kill -CONT "$BENCH_PID" $WORKERS 2>/dev/null || true # --stop-bench
     [ -n "$BENCH_PID" ] && kill -INT "$BENCH_PID" 2>/dev/null || true
     for p in "${SIGNAL_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     local deadline=$((SECONDS + 20))
@@ -181,7 +197,11 @@ sample() { # one line of samples.tsv
         >>"$OUT/samples.tsv"
 }
 
-echo "run-local: $CONNS connections, $SERVERS server process(es) x $THREADS thread(s), $BCASTS broadcasts${SERVER_ARGS:+, server args: $SERVER_ARGS}; results in $OUT"
+if [ -n "$SERVER_CMD" ]; then
+    echo "run-local: $CONNS connections, server: $SERVER_CMD, $BCASTS broadcasts${SERVER_ARGS:+, server args: $SERVER_ARGS}; results in $OUT"
+else
+    echo "run-local: $CONNS connections, $SERVERS server process(es) x $THREADS thread(s), $BCASTS broadcasts${SERVER_ARGS:+, server args: $SERVER_ARGS}; results in $OUT"
+fi
 if [ "$EHASH" = 1 ]; then
     sysctl -qw net.ipv4.tcp_child_ehash_entries=4194304
     EHASH_SET=1
@@ -214,9 +234,15 @@ if [ "$PREFORK" = 1 ]; then
     SERVER_PIDS=("$sup" $(children "$sup"))
     [ "${#SERVER_PIDS[@]}" -eq $((SERVERS + 1)) ] || die "expected $SERVERS workers, found $((${#SERVER_PIDS[@]} - 1))"
 else
+    if [ -n "$SERVER_CMD" ]; then
+        read -r -a srv_cmd <<<"$SERVER_CMD"
+        srv_cmd+=(--port "$PORT" --bind 127.0.0.1)
+    else
+        srv_cmd=("$SERVER" --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0
+            --admin off --max-conns 19900)
+    fi
     for i in $(seq 1 "$SERVERS"); do
-        ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "$SERVER" --threads "$THREADS" \
-            --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off --max-conns 19900 \
+        ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "${srv_cmd[@]}" \
             $SERVER_ARGS 2>"$OUT/server-$i.log" &
         SERVER_TPIDS+=($!)
     done
@@ -290,13 +316,30 @@ sample
 echo "run-local: ramp done: $ACTIVE connected, errors $(status errors)"
 
 # The broadcasts: all servers at once, then wait for every active connection to have it.
-SRV_CPU=0 BENCH_CPU=0 BUSY=0 GOT=0
+SRV_CPU=0 BENCH_CPU=0 BUSY=0 GOT=0 SEND_CPU=0
+passes_logged() { cat "$OUT"/server-*.log 2>/dev/null | grep -c 'event=broadcast seq=' || true; }
 for b in $(seq 1 "$BCASTS"); do
     m0=$(status messages)
     s0=$(cpu_ns "${SERVER_PIDS[@]}")
     c0=$(cpu_ns $WORKERS)
     u0=$(busy_ns)
-    kill -USR1 "${SIGNAL_PIDS[@]}"
+    if [ "$STOP_BENCH" = 1 ]; then
+        # Nothing reads while the servers write: the pass lands in the socket buffers.
+        p0=$(passes_logged)
+        kill -STOP "$BENCH_PID" $WORKERS
+        kill -USR1 "${SIGNAL_PIDS[@]}"
+        deadline=$((SECONDS + BCAST_MAX))
+        until [ "$(passes_logged)" -ge $((p0 + SERVERS)) ]; do
+            [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b: no pass logged after ${BCAST_MAX}s"; break; }
+            sleep 0.02
+        done
+        sm=$(cpu_ns "${SERVER_PIDS[@]}")
+        SEND_CPU=$((SEND_CPU + sm - s0))
+        kill -CONT "$BENCH_PID" $WORKERS
+        echo "run-local: broadcast $b: send side with the bench stopped: server CPU $(((sm - s0) / 1000000)) ms"
+    else
+        kill -USR1 "${SIGNAL_PIDS[@]}"
+    fi
     deadline=$((SECONDS + BCAST_MAX))
     while st_read && [ "${ST[messages]}" -lt $((m0 + ACTIVE)) ]; do
         [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b incomplete after ${BCAST_MAX}s"; break; }
@@ -331,10 +374,10 @@ echo "-- run-local summary -----------------------------------------------------
 
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
-    "${STOPPED:-}" "$ANON0" "$ANON1" <<'EOF' | tee "$OUT/summary.txt"
+    "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" <<'EOF' | tee "$OUT/summary.txt"
 import json, os, statistics, sys
 (out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
- ehash, ramp_srv, ramp_bench, stopped, anon0, anon1) = sys.argv[1:]
+ ehash, ramp_srv, ramp_bench, stopped, anon0, anon1, send_cpu, stop_bench, server_cmd) = sys.argv[1:]
 r = json.load(open(f"{out}/report.json"))
 active = r["active"] or 1
 got = int(got) or 1
@@ -345,7 +388,8 @@ each = ", ".join("%.1f" % b["last_ms"] for b in bc)
 missing = sum(b["missing"] for b in bc)
 dups = sum(b["duplicates"] for b in bc)
 other = (int(busy) - int(srv_cpu) - int(bench_cpu)) / 1e9
-print(f"connections          {r['active']} of {conns} ({servers} server process(es) x {threads} thread(s), ehash {'4M' if ehash == '1' else 'default'})")
+what = f"server: {server_cmd}" if server_cmd else f"{servers} server process(es) x {threads} thread(s)"
+print(f"connections          {r['active']} of {conns} ({what}, ehash {'4M' if ehash == '1' else 'default'})")
 if stopped:
     print(f"ramp stopped         {stopped}")
 print(f"setup                {r['ramp']['seconds']:.2f} s, {r['ramp']['rate_per_s']:.0f} connections/s; "
@@ -359,6 +403,9 @@ print(f"broadcast completion {comp:.1f} ms median of {len(bc)} (last receive - m
       f"all: {each}")
 print(f"latency              p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, p99.9 {lat['p999']:.1f} ms, max {lat['max']:.1f} ms")
 print(f"server CPU           {int(srv_cpu) / 1e3 / got:.2f} us per delivered message")
+if stop_bench == "1":
+    print(f"send side            {int(send_cpu) / 1e3 / got:.2f} us of server CPU per message, trigger until every "
+          f"pass was logged, the bench stopped (latency and completion include the stop)")
 print(f"bench CPU            {int(bench_cpu) / 1e3 / got:.2f} us per received message")
 print(f"other CPU            {other:.2f} s busy outside server and bench during the broadcasts "
       f"(softirq off task, this script, the rest of the machine)")
@@ -368,7 +415,21 @@ print(f"errors               {e['total']}" + ("" if not e["total"] else
       " (" + ", ".join(f"{k} {v}" for k, v in e.items() if isinstance(v, int) and v and k != "total") + ")"))
 nst = open(f"{out}/nstat.txt").read().strip() if os.path.exists(f"{out}/nstat.txt") else ""
 print(f"kernel counters      {nst or 'n/a'} (after the ramp)")
-print(f"files                {out}/report.json, bench.out, summary.txt, samples.tsv, server-*.log")
+print(f"files                {out}/report.json, bench.out, summary.txt, summary.json, samples.tsv, server-*.log")
+# The same figures for scripts (bench/compare.sh, bench/shard-scaling.sh).
+json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["active"],
+           "servers": int(servers), "threads": int(threads),
+           "setup_s": r["ramp"]["seconds"], "setup_rate_per_s": r["ramp"]["rate_per_s"],
+           "rss_b_per_conn": (int(rss1) - int(rss0)) * 1024 / active,
+           "anon_b_per_conn": (int(anon1) - int(anon0)) * 1024 / active,
+           "slab_b_per_pair": (int(slab1) - int(slab0)) * 1024 / active,
+           "completion_ms": [b["last_ms"] for b in bc], "completion_median_ms": comp,
+           "latency_ms": {k: lat[k] for k in ("p50", "p99", "p999", "max")},
+           "server_cpu_us_per_msg": int(srv_cpu) / 1e3 / got, "bench_cpu_us_per_msg": int(bench_cpu) / 1e3 / got,
+           "send_side_cpu_us_per_msg": int(send_cpu) / 1e3 / got if stop_bench == "1" else None,
+           "other_cpu_s": other, "messages": r["messages"]["count"], "delivered": int(got),
+           "missing": missing, "duplicates": dups, "errors": e["total"]},
+          open(f"{out}/summary.json", "w"), indent=1)
 EOF
 if [ "$PLOT" = 1 ]; then
     "$ROOT/bench/plot.sh" "$OUT/report.json" "$OUT"
