@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# What a second shard buys: wspush --threads 1 against --threads 2, at 15,000 connections (one
+# process) and at 100,000 (--prefork, one worker process per 15,000), each in two modes:
+#   full  the ordinary run-local.sh broadcasts: the bench reads while the server writes
+#   send  send side only: the bench is SIGSTOPped, the broadcast lands in the socket buffers
+#         (nothing reads), the server's pass time and CPU are taken, then SIGCONT and the
+#         drain is checked: every connection must get every message (0 missing)
+# From the server logs (`shard=N event=shard_broadcast ... pass_ms=`): per-shard pass time and
+# its cost per message; from run-local.sh: server CPU per message, completion, errors. One
+# Markdown table (results.md in the output directory, and printed); per-shard rows in
+# shards.tsv.
+#   bench/shard-scaling.sh [-n "15000 100000"] [-t "1 2"] [-m "full send"] [-b 3] [-p 15000] [-o DIR]
+# Needs root (ip netns) and make build. Every run is bounded by run-local.sh.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NS_LIST="15000 100000" T_LIST="1 2" MODES="full send" B=3 PER=15000 GAP=2 OUT=""
+
+usage() {
+    cat <<EOF
+usage: bench/shard-scaling.sh [options]
+  -n "N ..."     connection counts (default "$NS_LIST")
+  -t "T ..."     wspush --threads values (default "$T_LIST")
+  -m "MODE ..."  full and/or send (default "$MODES")
+  -b B           broadcasts per run (default $B)
+  -p PER         connections per server process; more than PER runs --prefork with
+                 ceil(N / PER) workers (default $PER: the 20,000 open-file cap)
+  -g SEC         pause after each broadcast (default $GAP)
+  -o DIR         results directory (default /tmp/wspush-shards-DATE)
+EOF
+}
+while getopts 'n:t:m:b:p:g:o:h' o; do
+    case $o in
+    n) NS_LIST=$OPTARG ;; t) T_LIST=$OPTARG ;; m) MODES=$OPTARG ;; b) B=$OPTARG ;;
+    p) PER=$OPTARG ;; g) GAP=$OPTARG ;; o) OUT=$OPTARG ;; h) usage; exit 0 ;; *) usage >&2; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || { usage >&2; exit 2; }
+for v in $NS_LIST $T_LIST $B $PER; do
+    [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "shard-scaling: '$v' is not a positive integer" >&2; exit 2; }
+done
+for m in $MODES; do
+    case $m in full | send) ;; *) echo "shard-scaling: mode '$m': full or send" >&2; exit 2 ;; esac
+done
+[ "$PER" -le 17000 ] || { echo "shard-scaling: -p at most 17,000 (nofile 20,000)" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "shard-scaling: needs python3" >&2; exit 1; }
+OUT=${OUT:-/tmp/wspush-shards-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+echo "shard-scaling: connections $NS_LIST; threads $T_LIST; modes $MODES; $B broadcasts; results in $OUT"
+
+RUNS=()
+for n in $NS_LIST; do
+    procs=$(((n + PER - 1) / PER))
+    for t in $T_LIST; do
+        for m in $MODES; do
+            name=n$n-p$procs-t$t-$m
+            args=(-n "$n" -s "$procs" -t "$t" -b "$B" -g "$GAP" -o "$OUT/$name")
+            [ "$procs" -lt 2 ] || args+=(--prefork)
+            [ "$m" = full ] || args+=(--stop-bench)
+            echo "== $name: run-local.sh ${args[*]}"
+            rm -f "$OUT/$name/summary.json"
+            "$ROOT/bench/run-local.sh" "${args[@]}" >"$OUT/$name.log" 2>&1 ||
+                echo "shard-scaling: $name: run-local.sh failed: $(tail -1 "$OUT/$name.log")"
+            grep -E '^run-local: broadcast [0-9]+: |^(broadcast completion|server CPU|send side|messages|errors) ' \
+                "$OUT/$name.log" || true
+            RUNS+=("$name")
+        done
+    done
+done
+
+python3 - "$OUT" "$B" "${RUNS[@]}" <<'EOF'
+import glob, json, os, re, statistics, sys
+out, bcasts, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+shard_re = re.compile(r"(?:pid=(\d+) )?shard=(\d+) event=shard_broadcast seq=(\d+) .*?"
+                      r"written=(\d+) failed=(\d+) pass_ms=([0-9.]+)")
+total_re = re.compile(r"event=broadcast seq=\d+ .*?written=(\d+) .*?total_ms=([0-9.]+)")
+med = statistics.median
+rows = ["| connections | processes × threads | mode | shards | pass per shard, ms: median (min–max) | "
+        "µs per message in a pass, median | process pass (first shard start → last end), ms median | "
+        "server CPU µs/msg | completion, ms median | delivered / missing / dup / errors |",
+        "|" + "---|" * 10]
+tsv = ["run\tpid\tshard\tseq\twritten\tfailed\tpass_ms\tus_per_msg"]
+for run in runs:
+    n, p, t, mode = re.match(r"n(\d+)-p(\d+)-t(\d+)-(\w+)", run).groups()
+    what = f"| {int(n):,} | {p} × {t} | {'send side only (bench stopped)' if mode == 'send' else 'full'} |"
+    sj = f"{out}/{run}/summary.json"
+    if not os.path.exists(sj):
+        rows.append(what + f" run failed (see {run}.log) |" + " |" * 6)
+        continue
+    j = json.load(open(sj))
+    passes, totals = [], []
+    for log in sorted(glob.glob(f"{out}/{run}/server-*.log")):
+        for line in open(log, errors="replace"):
+            m = shard_re.search(line)
+            if m:
+                pid, shard, seq, written, failed, ms = m.groups()
+                w, ms = int(written), float(ms)
+                passes.append((log, pid, int(shard), ms, 1e3 * ms / w if w else 0.0))
+                tsv.append(f"{run}\t{pid or '-'}\t{shard}\t{seq}\t{written}\t{failed}\t{ms}\t"
+                           f"{1e3 * ms / w if w else 0:.2f}")
+                continue
+            m = total_re.search(line)
+            if m:
+                totals.append(float(m.group(2)))
+    shards = len({(log, pid, shard) for log, pid, shard, _, _ in passes})
+    ms = [x[3] for x in passes]
+    per = [x[4] for x in passes if x[4] > 0]
+    pass_col = f"{med(ms):.1f} ({min(ms):.1f}–{max(ms):.1f})" if ms else "no passes logged"
+    if passes and len(passes) != shards * bcasts:
+        pass_col += f" ⚠ {len(passes)} passes for {shards} shards × {bcasts}"
+    cpu = j["send_side_cpu_us_per_msg"] if mode == "send" else j["server_cpu_us_per_msg"]
+    comp = "– (includes the stop)" if mode == "send" else f"{j['completion_median_ms']:.1f}"
+    ok = j["delivered"] == j["active"] * bcasts and not (j["missing"] or j["duplicates"] or j["errors"])
+    rows.append(what + f" {shards} | {pass_col} | {med(per) if per else 0:.2f} | "
+                f"{med(totals) if totals else 0:.1f} | {cpu:.2f} | {comp} | "
+                f"{j['delivered']:,} / {j['missing']} / {j['duplicates']} / {j['errors']}"
+                f"{'' if ok else ' ⚠'} |")
+md = "\n".join(["wspush shard scaling (bench/shard-scaling.sh): per-shard pass time from the server "
+                "log (`event=shard_broadcast ... pass_ms=`), server CPU per message from "
+                "/proc/PID/task/*/schedstat (full: across the broadcasts until every client had it; "
+                "send side: trigger until every process logged its pass, the bench stopped).", ""]
+               + rows + ["", f"{bcasts} broadcasts per run; ⚠ marks a run with fewer deliveries than "
+                         "connections × broadcasts, or any missing, duplicate or error."])
+open(f"{out}/results.md", "w").write(md + "\n")
+open(f"{out}/shards.tsv", "w").write("\n".join(tsv) + "\n")
+print(md)
+print(f"\nfiles: {out}/results.md, {out}/shards.tsv, one run-local.sh directory and log per run")
+EOF
