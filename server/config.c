@@ -39,6 +39,9 @@ void wsp_config_usage(FILE *f)
             "  --ping-interval SECONDS  WebSocket ping to every connection once per interval;\n"
             "                           no answer by the next round closes it; default 0 = off\n"
             "  --drain-seconds SECONDS  on SIGTERM, spread close 1001 over this long; default 10\n"
+            "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
+            "                           to one send per connection where io_uring is\n"
+            "                           unavailable, on refuses to start; default auto\n"
             "  --help, --version\n"
             "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
             "and exit 0.\n");
@@ -157,6 +160,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_TCP_KEEPALIVE,
         OPT_PING_INTERVAL,
         OPT_DRAIN_SECONDS,
+        OPT_IO_URING,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -178,6 +182,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
+        {"io-uring", required_argument, NULL, OPT_IO_URING},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -322,6 +327,16 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             if (wsp__num(optarg, 0, 3600, &v) != 0)
                 return wsp__fail(err, errlen, "--drain-seconds wants 0..3600, got '%s'", optarg);
             cfg->drain_seconds = (unsigned)v;
+            break;
+        case OPT_IO_URING:
+            if (strcmp(optarg, "auto") == 0)
+                cfg->io_uring = WSP_CONFIG_URING_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                cfg->io_uring = WSP_CONFIG_URING_ON;
+            else if (strcmp(optarg, "off") == 0)
+                cfg->io_uring = WSP_CONFIG_URING_OFF;
+            else
+                return wsp__fail(err, errlen, "--io-uring wants auto, on or off, got '%s'", optarg);
             break;
         case OPT_HELP:
             wsp_config_usage(stdout);

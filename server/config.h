@@ -29,7 +29,12 @@ typedef struct wsp_config_s {
     unsigned tcp_keepalive; /* seconds idle before TCP keepalive probes; 0 = off */
     unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
+    int io_uring;           /* WSP_CONFIG_URING_*: how the broadcast pass sends */
 } wsp_config_t;
+
+/* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists
+ * (startup fails without), off keeps one uv_try_write per connection. */
+enum { WSP_CONFIG_URING_AUTO = 0, WSP_CONFIG_URING_ON = 1, WSP_CONFIG_URING_OFF = 2 };
 
 /* The most shards per process (the metrics keep a fixed slot per shard). */
 #define WSP_CONFIG_MAX_THREADS 64

@@ -277,20 +277,35 @@ int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m)
         return 0; /* the common case: one syscall, no allocation */
     if (n < 0 && n != UV_EAGAIN)
         return n;
-    size_t done = n > 0 ? (size_t)n : 0;
+    return wsp_conn_send_rest(c, m, n > 0 ? (size_t)n : 0);
+}
+
+int wsp_conn_send_rest(wsp_conn_t *c, wsp_msg_t *m, size_t done)
+{
     /* The socket is full: queue the tail, holding a reference to the shared frame bytes
      * ("the buffers must remain valid until the callback is called"). */
     wsp_wreq_t *w = malloc(sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
     w->msg = wsp_msg_ref(m);
-    b = uv_buf_init((char *)m->bytes + done, m->len - (unsigned)done);
-    int rv = uv_write(&w->req, s, &b, 1, on_conn_write);
+    uv_buf_t b = uv_buf_init((char *)m->bytes + done, m->len - (unsigned)done);
+    int rv = uv_write(&w->req, conn_stream(c), &b, 1, on_conn_write);
     if (rv < 0) { /* libuv will never call on_conn_write: undo here */
         wsp_msg_unref(w->msg);
         free(w);
     }
     return rv;
+}
+
+int wsp_conn_direct_fd(wsp_conn_t *c)
+{
+    uv_stream_t *s = conn_stream(c);
+    uv_os_fd_t fd;
+    /* Anything queued in libuv must go first: only an idle socket may be written around it. */
+    if (conn_state(c) != WSP_CONN_OPEN || uv_stream_get_write_queue_size(s) != 0 ||
+        uv_fileno((uv_handle_t *)s, &fd) != 0)
+        return -1;
+    return fd;
 }
 
 void wsp_conn_drain(wsp_conn_t *c, uint16_t code)

@@ -24,6 +24,15 @@ int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server);
  * draining with close 1008), or a negative errno (caller closes). Owning shard thread. */
 int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m);
 
+/* Queues m's bytes from offset done on with libuv (a reference to m held until written):
+ * the rest of a frame a direct send did not finish. Returns 0 or a negative errno (caller
+ * closes). Owning shard thread. */
+int wsp_conn_send_rest(wsp_conn_t *c, wsp_msg_t *m, size_t done);
+
+/* c's socket when c is OPEN and nothing waits in its libuv write queue, so a frame may be
+ * sent on it directly (the io_uring pass); else -1. Owning shard thread. */
+int wsp_conn_direct_fd(wsp_conn_t *c);
+
 /* Queues a close frame with code, stops broadcasts to c and closes TCP once it is flushed or
  * after 5 s. Idempotent; owning shard thread. */
 void wsp_conn_drain(wsp_conn_t *c, uint16_t code);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "net.h"
 #include "supervisor.h"
+#include "uring.h"
 
 /* Descriptors a process needs besides connections: stdio, epoll and eventfds per loop,
  * listeners, libuv's reserved EMFILE descriptor, signal pipes. */
@@ -50,6 +51,25 @@ int main(int argc, char **argv)
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));
         return 1;
+    }
+
+    /* Once here, before any worker or shard exists: `on` must fail at startup, not later. */
+    if (cfg.io_uring != WSP_CONFIG_URING_OFF) {
+        rv = wsp_uring_probe();
+        if (rv < 0 && cfg.io_uring == WSP_CONFIG_URING_ON) {
+            fprintf(stderr,
+                    "wspush: --io-uring on: io_uring is not available here: %s (an old kernel, "
+                    "kernel.io_uring_disabled or a seccomp profile); use --io-uring auto or off\n",
+                    strerror(-rv));
+            return 1;
+        }
+        if (rv < 0) {
+            WSP_LOG(WSP_LOG_INFO,
+                    "event=io_uring_unavailable error=%s msg=\"broadcasting with one send per "
+                    "connection\"",
+                    uv_err_name(rv));
+            cfg.io_uring = WSP_CONFIG_URING_OFF;
+        }
     }
 
     if (cfg.procs > 1 && !supervised) {

@@ -163,6 +163,16 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                         offsetof(wsp_shard_stats_t, bytes_written));
     render_shard_family(out, procs, n, "wspush_pings_total", "counter", "WebSocket pings sent.",
                         offsetof(wsp_shard_stats_t, pings));
+    render_shard_family(out, procs, n, "wspush_uring_sends_total", "counter",
+                        "Broadcast frames sent with batched io_uring sends (--io-uring).",
+                        offsetof(wsp_shard_stats_t, uring_sends));
+    render_shard_family(out, procs, n, "wspush_uring_submits_total", "counter",
+                        "io_uring_enter calls that carried the batched sends.",
+                        offsetof(wsp_shard_stats_t, uring_enters));
+    render_shard_family(out, procs, n, "wspush_uring_short_sends_total", "counter",
+                        "io_uring sends the socket did not take whole; the rest went through "
+                        "the libuv write queue.",
+                        offsetof(wsp_shard_stats_t, uring_short));
     render_proc_family(out, procs, n, "wspush_broadcasts_total", "counter",
                        "Broadcasts started by the process.", offsetof(wsp_proc_stats_t, publishes));
 

@@ -45,6 +45,9 @@ typedef struct wsp_shard_stats_s {
     wsp_counter_t bytes_written;
     wsp_counter_t pings;          /* pings sent */
     wsp_counter_t slow_consumers; /* connections given close 1008 for --max-pending */
+    wsp_counter_t uring_sends;    /* broadcast frames sent through the shard's io_uring */
+    wsp_counter_t uring_enters;   /* io_uring_enter calls that carried them */
+    wsp_counter_t uring_short;    /* io_uring sends that left bytes for the libuv path */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */

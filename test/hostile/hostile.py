@@ -112,6 +112,8 @@ class Server:
                                "--interval", "0"]
         if _help_has(binary, "--admin"):
             args += ["--admin", "127.0.0.1:0"]  # parallel tests must not share a fixed port
+        if os.environ.get("WSP_IT_IO_URING"):  # ctest picks the broadcast send path
+            args += ["--io-uring", os.environ["WSP_IT_IO_URING"]]
         args += list(extra)
         self.args = args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,

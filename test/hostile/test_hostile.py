@@ -810,6 +810,78 @@ def scenario_publish_64k(binary, ck, slow):
         redis.close()
 
 
+def scenario_short_sends(binary, ck, slow):
+    """Sends the socket does not take whole: 5 clients with a tiny receive buffer read nothing
+    while 40 distinct ~60 KiB messages are published (--max-pending 8 MiB keeps them), then
+    read everything. Each must get every message exactly once, in order, byte for byte: the
+    first short send (io_uring or uv_try_write) hands its tail to the libuv queue and later
+    broadcasts queue behind it. With WSP_IT_IO_URING=on the server's log must show io_uring
+    sends that came back short; with off, none through io_uring at all."""
+    path = os.environ.get("WSP_IT_IO_URING", "")
+    redis = Redis()
+    srv = None
+    total = 40
+    try:
+        srv = h.Server(binary, extra=["--redis", f"redis://127.0.0.1:{redis.port}",
+                                      "--max-pending", str(8 << 20)])
+        ck.check("short_sends: subscribed", srv.wait_log("event=redis_subscribed", timeout=15))
+        ck.check("short_sends: the send path is logged",
+                 srv.wait_log("event=send_path path=" +
+                              ("io_uring" if path == "on" else "uv_try_write"), timeout=5)
+                 if path in ("on", "off") else True)
+        cs = [h.ws_connect(HOST, srv.port, rcvbuf=1024) for _ in range(5)]
+
+        def body(i):
+            head = b'{"seq":%d,"pad":"' % i
+            fill = bytes([0x61 + i % 26]) * (60000 + i * 7 - len(head) - 2)
+            return head + fill + b'"}'
+
+        for i in range(1, total + 1):
+            n = redis.publish(b"wspush", body(i))
+            if n != 1:
+                raise RuntimeError(f"PUBLISH reached {n} subscribers")
+        srv.wait_log(f"event=broadcast seq={total} ", timeout=20)
+        for c in cs:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        got = {c: [] for c in cs}
+        deadline = h.now() + (60 if slow else 30)
+        while h.now() < deadline and any(len(v) < total for v in got.values()):
+            for c in h.ready([c for c in cs if len(got[c]) < total and not c.eof], 0.2):
+                c.fill(h.now())
+                while True:
+                    f = h.parse_frame(c.buf)
+                    if not f:
+                        break
+                    del c.buf[:f[3]]
+                    got[c].append(f[2] if f[1] == h.OP_TEXT and f[0] else (f[0], f[1]))
+        want = [body(i) for i in range(1, total + 1)]
+        bad = [i for i, c in enumerate(cs) if got[c] != want]
+        ck.check("short_sends: every client got all messages once, in order, intact", not bad,
+                 f"clients {bad}: counts {[len(got[cs[i]]) for i in bad]}")
+        ck.check("short_sends: nothing more arrived",
+                 all(not c.buf and not h.ready([c], 0.2) for c in cs))
+        sends = short = 0
+        for m in re.finditer(r"event=shard_broadcast .*?uring_sends=(\d+) uring_short=(\d+)",
+                             srv.log()):
+            sends += int(m.group(1))
+            short += int(m.group(2))
+        ck.note(f"io_uring sends {sends}, of which short {short}")
+        ck.check("short_sends: no io_uring failure logged", srv.count("event=io_uring_failed") == 0)
+        if path == "on":
+            ck.check("short_sends: io_uring sends came back short (the tested path)",
+                     sends > 0 and short > 0, f"sends={sends} short={short}")
+        elif path == "off":
+            ck.check("short_sends: --io-uring off sends nothing through io_uring", sends == 0,
+                     f"sends={sends}")
+        for c in cs:
+            c.close()
+        ck.check("short_sends: server exits 0", srv.stop() == 0)
+    finally:
+        if srv:
+            srv.close()
+        redis.close()
+
+
 # ---- floods ----
 
 def scenario_floods(binary, ck, slow):

@@ -179,10 +179,15 @@ int wsp_it_server_start(wsp_it_server_t *s, const char *const *extra)
 {
     memset(s, 0, sizeof(*s));
     /* --admin on an ephemeral port: tests run in parallel and must not share 8081. */
-    const char *argv[64] = {wsp_it_binary, "--threads",  "2",          "--port",
-                            "0",           "--bind",     "127.0.0.1",  "--interval",
-                            "0",           "--admin",    "127.0.0.1:0"};
+    const char *argv[64] = {wsp_it_binary, "--threads",  "2", "--port",  "0",          "--bind",
+                            "127.0.0.1",   "--interval", "0", "--admin", "127.0.0.1:0"};
     size_t n = 11;
+    /* ctest runs the suite once per send path: WSP_IT_IO_URING=on|off|auto. */
+    const char *uring = getenv("WSP_IT_IO_URING");
+    if (uring != NULL && *uring != '\0') {
+        argv[n++] = "--io-uring";
+        argv[n++] = uring;
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         if (n + 1 >= sizeof(argv) / sizeof(argv[0]))
             return -E2BIG;

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -108,9 +109,16 @@ static void test_bad_flags(void **state)
 {
     (void)state;
     static const char *const cases[][3] = {
-        {"--bogus", NULL}, {"--threads", "0", NULL},      {"--port", "65536", NULL},
-        {"--port", NULL},  {"--interval", "-1", NULL},    {"--handshake-timeout", "0", NULL},
-        {"stray", NULL},   {"--log-level", "loud", NULL}, {"--path", "noslash", NULL},
+        {"--bogus", NULL},
+        {"--threads", "0", NULL},
+        {"--port", "65536", NULL},
+        {"--port", NULL},
+        {"--interval", "-1", NULL},
+        {"--handshake-timeout", "0", NULL},
+        {"stray", NULL},
+        {"--log-level", "loud", NULL},
+        {"--path", "noslash", NULL},
+        {"--io-uring", "maybe", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out = NULL, *err = NULL;
@@ -186,6 +194,94 @@ static void test_port_in_use(void **state)
     free(err);
 }
 
+/* Each shard logs its send path once at startup; counts the shards that chose path. */
+static int shards_on_path(const wsp_it_server_t *srv, const char *path)
+{
+    char *log = wsp_it_server_log(srv);
+    assert_non_null(log);
+    const char *const needles[] = {"event=send_path", path, NULL};
+    int n = wsp_it_count_lines(log, needles);
+    free(log);
+    return n;
+}
+
+/* Every client gets the SIGUSR1 broadcast, whatever path sends it. */
+static void broadcast_reaches(wsp_it_server_t *srv, size_t n)
+{
+    wsp_it_client_t cs[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(wsp_it_ws_connect(&cs[i], srv->port, "/", T), 0);
+    assert_int_equal(wsp_it_server_signal(srv, SIGUSR1), 0);
+    static wsp_it_frame_t f;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t ms, seq;
+        assert_int_equal(wsp_it_read_frame(&cs[i], &f, T), 0);
+        assert_int_equal(f.opcode, WSP_OP_TEXT);
+        assert_int_equal(wsp_it_parse_time_msg(f.payload, f.len, &ms, &seq), 0);
+        wsp_it_close(&cs[i]);
+    }
+}
+
+/* io_uring refused (the probe forced to fail with EPERM, as kernel.io_uring_disabled or a
+ * container's seccomp profile would): auto says so and broadcasts with one send per
+ * connection; on refuses to start, naming the reason. */
+static void test_io_uring_unavailable(void **state)
+{
+    wsp_it_server_t *srv = *state;
+    assert_int_equal(setenv("WSP_TEST_URING_FAIL", "1", 1), 0); /* EPERM */
+    const char *const autoargs[] = {"--io-uring", "auto", NULL};
+    int rv = wsp_it_server_start(srv, autoargs);
+    if (rv == 0) {
+        const char *const why[] = {"event=io_uring_unavailable", "error=EPERM", NULL};
+        rv = wsp_it_server_wait_log(srv, why, T);
+    }
+    const char *const onargs[] = {"--io-uring", "on",      "--port", "0", "--bind",
+                                  "127.0.0.1",  "--admin", "off",    NULL};
+    char *out = NULL, *err = NULL;
+    int onrv = wsp_it_run(wsp_it_binary, onargs, T, &out, &err);
+    assert_int_equal(unsetenv("WSP_TEST_URING_FAIL"), 0);
+    assert_int_equal(rv, 0);
+    assert_int_equal(shards_on_path(srv, "path=uv_try_write"), 2);
+    assert_int_equal(shards_on_path(srv, "path=io_uring"), 0);
+    broadcast_reaches(srv, 4);
+    assert_int_equal(wsp_it_server_stop(srv), 0);
+
+    assert_non_null(out);
+    assert_non_null(err);
+    if (onrv != 1)
+        fprintf(stderr, "--io-uring on without io_uring: exit %d, stderr:\n%s", onrv, err);
+    assert_int_equal(onrv, 1);
+    assert_non_null(strstr(err, "--io-uring on: io_uring is not available here"));
+    assert_non_null(strstr(err, strerror(EPERM)));
+    assert_null(strstr(err, "event=listening"));
+    free(out);
+    free(err);
+}
+
+/* Where io_uring works (this machine, CI), on and auto use it in every shard. */
+static void test_io_uring_used(void **state)
+{
+    wsp_it_server_t *srv = *state;
+    const char *const args[] = {"--io-uring", "auto", NULL};
+    assert_int_equal(wsp_it_server_start(srv, args), 0);
+    assert_int_equal(shards_on_path(srv, "path=io_uring"), 2);
+    broadcast_reaches(srv, 4);
+    /* The shards log their passes before the coordinator logs the broadcast as done. */
+    const char *const done[] = {"event=broadcast seq=1 ", NULL};
+    assert_int_equal(wsp_it_server_wait_log(srv, done, T), 0);
+    char *log = wsp_it_server_log(srv);
+    assert_non_null(log);
+    unsigned long long sends = 0;
+    for (const char *p = log; (p = strstr(p, " uring_sends=")) != NULL; p++)
+        sends += strtoull(p + 13, NULL, 10);
+    int failed = strstr(log, "event=io_uring_failed") != NULL;
+    free(log);
+    assert_int_equal(sends, 4); /* every frame went through the rings */
+    assert_false(failed);
+    assert_int_equal(wsp_it_server_stop(srv), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -203,6 +299,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test_setup_teardown(test_io_uring_unavailable, wsp_it_fixture_setup,
+                                        wsp_it_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_io_uring_used, wsp_it_fixture_setup,
+                                        wsp_it_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,9 +50,12 @@ class Server:
 
     def __init__(self, binary):
         self.log = tempfile.NamedTemporaryFile(prefix="wspush-it-py-", suffix=".log")
+        args = [binary, "--threads", "2", "--port", "0", "--bind", "127.0.0.1",
+                "--interval", "0", "--admin", "127.0.0.1:0"]
+        if os.environ.get("WSP_IT_IO_URING"):  # ctest runs the suite once per send path
+            args += ["--io-uring", os.environ["WSP_IT_IO_URING"]]
         self.proc = subprocess.Popen(
-            [binary, "--threads", "2", "--port", "0", "--bind", "127.0.0.1",
-             "--interval", "0", "--admin", "127.0.0.1:0"],
+            args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = None
         deadline = time.monotonic() + 10
