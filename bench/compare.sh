@@ -68,6 +68,8 @@ command -v python3 >/dev/null || { echo "compare: needs python3" >&2; exit 1; }
 
 OUT=${OUT:-/tmp/wspush-compare-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+# run-local.sh cleans up after itself and exits 130 on ^C; stop here too, not at the next run.
+trap 'echo "compare: interrupted" >&2; exit 130' INT TERM
 VERS=$ROOT/build/peers/VERSIONS.txt
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -88,7 +90,7 @@ for s in "${NAMES[@]}"; do
     fi
     "$ROOT/bench/run-local.sh" -n "$N" -b "$B" -g "$GAP" -o "$OUT/$s" "${args[@]}" \
         >"$OUT/$s.log" 2>&1 || echo "compare: $s: run-local.sh failed: $(tail -1 "$OUT/$s.log")"
-    grep -E '^(connections|setup|server user|broadcast completion|latency|server CPU|messages|errors) ' \
+    grep -E '^(connections|setup|server user|broadcast completion|latency|server CPU|messages|errors|kernel counters) ' \
         "$OUT/$s.log" || true
 done
 

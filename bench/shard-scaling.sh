@@ -46,6 +46,8 @@ done
 command -v python3 >/dev/null || { echo "shard-scaling: needs python3" >&2; exit 1; }
 OUT=${OUT:-/tmp/wspush-shards-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+# run-local.sh cleans up after itself and exits 130 on ^C; stop here too, not at the next run.
+trap 'echo "shard-scaling: interrupted" >&2; exit 130' INT TERM
 echo "shard-scaling: connections $NS_LIST; threads $T_LIST; modes $MODES; $B broadcasts; results in $OUT"
 
 RUNS=()
