@@ -9,11 +9,11 @@
 # its cost per message; from run-local.sh: server CPU per message, completion, errors. One
 # Markdown table (results.md in the output directory, and printed); per-shard rows in
 # shards.tsv.
-#   bench/shard-scaling.sh [-n "15000 100000"] [-t "1 2"] [-m "full send"] [-b 3] [-p 15000] [-o DIR]
+#   bench/shard-scaling.sh [-n "15000 100000"] [-t "1 2"] [-m "full send"] [-b 3] [-p 15000] [-a ARGS] [-o DIR]
 # Needs root (ip netns) and make build. Every run is bounded by run-local.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-NS_LIST="15000 100000" T_LIST="1 2" MODES="full send" B=3 PER=15000 GAP=2 OUT=""
+NS_LIST="15000 100000" T_LIST="1 2" MODES="full send" B=3 PER=15000 GAP=2 OUT="" SARGS=""
 
 usage() {
     cat <<EOF
@@ -26,12 +26,15 @@ usage: bench/shard-scaling.sh [options]
                  ceil(N / PER) workers (default $PER: the 20,000 open-file cap)
   -g SEC         pause after each broadcast (default $GAP)
   -o DIR         results directory (default /tmp/wspush-shards-DATE)
+  -a "ARGS"      more wspush options for every run (run-local.sh --server-args), e.g.
+                 "--io-uring off"
 EOF
 }
-while getopts 'n:t:m:b:p:g:o:h' o; do
+while getopts 'n:t:m:b:p:g:o:a:h' o; do
     case $o in
     n) NS_LIST=$OPTARG ;; t) T_LIST=$OPTARG ;; m) MODES=$OPTARG ;; b) B=$OPTARG ;;
-    p) PER=$OPTARG ;; g) GAP=$OPTARG ;; o) OUT=$OPTARG ;; h) usage; exit 0 ;; *) usage >&2; exit 2 ;;
+    p) PER=$OPTARG ;; g) GAP=$OPTARG ;; o) OUT=$OPTARG ;; a) SARGS=$OPTARG ;; h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -48,7 +51,7 @@ OUT=${OUT:-/tmp/wspush-shards-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 # run-local.sh cleans up after itself and exits 130 on ^C; stop here too, not at the next run.
 trap 'echo "shard-scaling: interrupted" >&2; exit 130' INT TERM
-echo "shard-scaling: connections $NS_LIST; threads $T_LIST; modes $MODES; $B broadcasts; results in $OUT"
+echo "shard-scaling: connections $NS_LIST; threads $T_LIST; modes $MODES; $B broadcasts${SARGS:+; server args $SARGS}; results in $OUT"
 
 RUNS=()
 for n in $NS_LIST; do
@@ -59,6 +62,7 @@ for n in $NS_LIST; do
             args=(-n "$n" -s "$procs" -t "$t" -b "$B" -g "$GAP" -o "$OUT/$name")
             [ "$procs" -lt 2 ] || args+=(--prefork)
             [ "$m" = full ] || args+=(--stop-bench)
+            [ -z "$SARGS" ] || args+=(--server-args "$SARGS")
             echo "== $name: run-local.sh ${args[*]}"
             rm -f "$OUT/$name/summary.json"
             "$ROOT/bench/run-local.sh" "${args[@]}" >"$OUT/$name.log" 2>&1 ||
@@ -70,40 +74,39 @@ for n in $NS_LIST; do
     done
 done
 
-python3 - "$OUT" "$B" "${RUNS[@]}" <<'EOF'
+python3 - "$OUT" "$B" "$SARGS" "${RUNS[@]}" <<'EOF'
 import glob, json, os, re, statistics, sys
-out, bcasts, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-shard_re = re.compile(r"(?:pid=(\d+) )?shard=(\d+) event=shard_broadcast seq=(\d+) .*?"
-                      r"written=(\d+) failed=(\d+) pass_ms=([0-9.]+)")
-total_re = re.compile(r"event=broadcast seq=\d+ .*?written=(\d+) .*?total_ms=([0-9.]+)")
+out, bcasts, sargs, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+kv = re.compile(r"(\w+)=(\S+)") # log lines are key=value; fields get added (uring_sends=)
 med = statistics.median
 rows = ["| connections | processes × threads | mode | shards | pass per shard, ms: median (min–max) | "
         "µs per message in a pass, median | process pass (first shard start → last end), ms median | "
-        "server CPU µs/msg | completion, ms median | delivered / missing / dup / errors |",
-        "|" + "---|" * 10]
-tsv = ["run\tpid\tshard\tseq\twritten\tfailed\tpass_ms\tus_per_msg"]
+        "io_uring sends per pass, median | server CPU µs/msg | completion, ms median | "
+        "delivered / missing / dup / errors |",
+        "|" + "---|" * 11]
+tsv = ["run\tpid\tshard\tseq\twritten\tfailed\turing_sends\tpass_ms\tus_per_msg"]
 for run in runs:
     n, p, t, mode = re.match(r"n(\d+)-p(\d+)-t(\d+)-(\w+)", run).groups()
     what = f"| {int(n):,} | {p} × {t} | {'send side only (bench stopped)' if mode == 'send' else 'full'} |"
     sj = f"{out}/{run}/summary.json"
     if not os.path.exists(sj):
-        rows.append(what + f" run failed (see {run}.log) |" + " |" * 6)
+        rows.append(what + f" run failed (see {run}.log) |" + " |" * 7)
         continue
     j = json.load(open(sj))
-    passes, totals = [], []
+    passes, totals, uring = [], [], []
     for log in sorted(glob.glob(f"{out}/{run}/server-*.log")):
         for line in open(log, errors="replace"):
-            m = shard_re.search(line)
-            if m:
-                pid, shard, seq, written, failed, ms = m.groups()
-                w, ms = int(written), float(ms)
-                passes.append((log, pid, int(shard), ms, 1e3 * ms / w if w else 0.0))
-                tsv.append(f"{run}\t{pid or '-'}\t{shard}\t{seq}\t{written}\t{failed}\t{ms}\t"
+            f = dict(kv.findall(line))
+            if f.get("event") == "shard_broadcast" and "pass_ms" in f:
+                w, ms = int(f["written"]), float(f["pass_ms"])
+                passes.append((log, f.get("pid"), f["shard"], ms, 1e3 * ms / w if w else 0.0))
+                if "uring_sends" in f:
+                    uring.append(int(f["uring_sends"]))
+                tsv.append(f"{run}\t{f.get('pid', '-')}\t{f['shard']}\t{f['seq']}\t{w}\t"
+                           f"{f.get('failed', '')}\t{f.get('uring_sends', '')}\t{ms}\t"
                            f"{1e3 * ms / w if w else 0:.2f}")
-                continue
-            m = total_re.search(line)
-            if m:
-                totals.append(float(m.group(2)))
+            elif f.get("event") == "broadcast" and "total_ms" in f:
+                totals.append(float(f["total_ms"]))
     shards = len({(log, pid, shard) for log, pid, shard, _, _ in passes})
     ms = [x[3] for x in passes]
     per = [x[4] for x in passes if x[4] > 0]
@@ -114,14 +117,15 @@ for run in runs:
     comp = "– (includes the stop)" if mode == "send" else f"{j['completion_median_ms']:.1f}"
     ok = j["delivered"] == j["active"] * bcasts and not (j["missing"] or j["duplicates"] or j["errors"])
     rows.append(what + f" {shards} | {pass_col} | {med(per) if per else 0:.2f} | "
-                f"{med(totals) if totals else 0:.1f} | {cpu:.2f} | {comp} | "
+                f"{med(totals) if totals else 0:.1f} | {f"{med(uring):.0f}" if uring else "–"} | {cpu:.2f} | {comp} | "
                 f"{j['delivered']:,} / {j['missing']} / {j['duplicates']} / {j['errors']}"
                 f"{'' if ok else ' ⚠'} |")
 md = "\n".join(["wspush shard scaling (bench/shard-scaling.sh): per-shard pass time from the server "
                 "log (`event=shard_broadcast ... pass_ms=`), server CPU per message from "
                 "/proc/PID/task/*/schedstat (full: across the broadcasts until every client had it; "
                 "send side: trigger until every process logged its pass, the bench stopped).", ""]
-               + rows + ["", f"{bcasts} broadcasts per run; ⚠ marks a run with fewer deliveries than "
+               + rows + ["", f"{bcasts} broadcasts per run; wspush options: "
+                         f"{sargs or 'defaults'} (plus run-local.sh's --interval 0 --admin off); ⚠ marks a run with fewer deliveries than "
                          "connections × broadcasts, or any missing, duplicate or error."])
 open(f"{out}/results.md", "w").write(md + "\n")
 open(f"{out}/shards.tsv", "w").write("\n".join(tsv) + "\n")
