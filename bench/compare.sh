@@ -3,12 +3,12 @@
 # server at a time, each in its own bench/run-local.sh run: N connections from one bench
 # process, B broadcasts (SIGUSR1 to the server), then one table for all of them (Markdown,
 # written to the output directory and printed) and a gnuplot bar chart (compare.png).
-#   bench/compare.sh [-n 15000] [-b 5] [-S wspush,node,netty,go] [-t 2] [-g 2] [-o DIR]
+#   bench/compare.sh [-n 15000] [-b 5] [-S wspush,node,netty,go] [-t 2] [-g 2] [-a ARGS] [-o DIR]
 # Build first: make build; bench/peers/build.sh. Needs root (ip netns). Every run is bounded
 # by run-local.sh (lifetimes, cleanup by pid, its own namespace).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-N=15000 B=5 T=2 GAP=2 OUT="" LIST="wspush,node,netty,go"
+N=15000 B=5 T=2 GAP=2 OUT="" LIST="wspush,node,netty,go" SARGS=""
 
 usage() {
     cat <<EOF
@@ -21,12 +21,13 @@ usage: bench/compare.sh [options]
               peers get their runtimes' defaults)
   -g SEC      pause after each broadcast completes (default $GAP)
   -o DIR      results directory (default /tmp/wspush-compare-DATE)
+  -a "ARGS"   more wspush options (run-local.sh --server-args), e.g. "--io-uring off"
 EOF
 }
-while getopts 'n:b:S:t:g:o:h' o; do
+while getopts 'n:b:S:t:g:o:a:h' o; do
     case $o in
     n) N=$OPTARG ;; b) B=$OPTARG ;; S) LIST=$OPTARG ;; t) T=$OPTARG ;; g) GAP=$OPTARG ;;
-    o) OUT=$OPTARG ;; h) usage; exit 0 ;; *) usage >&2; exit 2 ;;
+    o) OUT=$OPTARG ;; a) SARGS=$OPTARG ;; h) usage; exit 0 ;; *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -73,7 +74,7 @@ trap 'echo "compare: interrupted" >&2; exit 130' INT TERM
 VERS=$ROOT/build/peers/VERSIONS.txt
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "wspush: $("${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}" --version 2>&1 | head -1), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), --threads $T"
+    echo "wspush: $("${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}" --version 2>&1 | head -1), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), --threads $T${SARGS:+ $SARGS}"
     [ -f "$VERS" ] && cat "$VERS"
 } >"$OUT/versions.txt"
 echo "compare: ${NAMES[*]}; $N connections, $B broadcasts each; results in $OUT"
@@ -85,6 +86,7 @@ for s in "${NAMES[@]}"; do
     rm -f "$OUT/$s/summary.json"
     if [ "$s" = wspush ]; then
         args=(-s 1 -t "$T")
+        [ -z "$SARGS" ] || args+=(--server-args "$SARGS")
     else
         args=(--server-cmd "$ROOT/bench/peers/run.sh $(peer_of "$s")")
     fi
