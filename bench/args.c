@@ -20,6 +20,8 @@ const char wsp_args_usage[] =
     "  --coalesce-us US       once connected, wait US after a small batch of events so the\n"
     "                         next one is bigger: fewer wake-ups per message (default 1000,\n"
     "                         0 = off; receive times are taken after the wait)\n"
+    "  --io-uring on|off      receive the open connections' data of each epoll batch with\n"
+    "                         one io_uring submission instead of a recv() each (default off)\n"
     "  --json FILE            write the final report, per-broadcast table and config\n"
     "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
     "  --quiet                only the final report\n"
@@ -232,6 +234,10 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                 return fail(err, errlen,
                             "--coalesce-us must be an integer from 0 to 100000, got '%s'", v);
             cfg->coalesce_us = (unsigned)u;
+        } else if (strcmp(name, "--io-uring") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+                return fail(err, errlen, "--io-uring must be on or off, got '%s'", v);
+            cfg->io_uring = strcmp(v, "on") == 0;
         } else if (strcmp(name, "--json") == 0) {
             cfg->json = v;
         } else if (strcmp(name, "--status-file") == 0) {

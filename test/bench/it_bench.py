@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End to end: the real server on loopback, wspush-bench --conns 2000 --procs 2, two
 broadcasts once every connection is up. Asserts counts from the JSON, never timings.
-Usage: it_bench.py WSPUSH WSPUSH_BENCH"""
+Usage: it_bench.py WSPUSH WSPUSH_BENCH [BENCH_OPTION...]; WSP_IT_IO_URING=on|off picks the
+server's send path."""
 import json
 import os
 import re
@@ -33,14 +34,16 @@ def read_status(path):
 
 
 def main():
-    server_bin, bench_bin = sys.argv[1], sys.argv[2]
+    server_bin, bench_bin, bench_extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+    uring = ["--io-uring", os.environ["WSP_IT_IO_URING"]] if os.environ.get("WSP_IT_IO_URING") \
+        else []
     started = []
     tmp = tempfile.mkdtemp(prefix="wsp-it-bench-")
     try:
         srv_log = open(os.path.join(tmp, "server.log"), "w+")
         srv = subprocess.Popen([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
                                 "--admin", "127.0.0.1:0",
-                                "--bind", "127.0.0.1"], stderr=srv_log)
+                                "--bind", "127.0.0.1"] + uring, stderr=srv_log)
         started.append(srv)
 
         def port():
@@ -52,7 +55,8 @@ def main():
         status, report = os.path.join(tmp, "status"), os.path.join(tmp, "report.json")
         bench = subprocess.Popen([bench_bin, "--url", f"ws://127.0.0.1:{p}/", "--conns",
                                   str(CONNS), "--procs", "2", "--duration", "60", "--json",
-                                  report, "--status-file", status, "--report-interval", "60"],
+                                  report, "--status-file", status, "--report-interval", "60"]
+                                 + bench_extra,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         started.append(bench)
         st = wait_for("every connection up",
