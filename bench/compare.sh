@@ -75,12 +75,13 @@ VERS=$ROOT/build/peers/VERSIONS.txt
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "wspush: $("${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}" --version 2>&1 | head -1), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), --threads $T${SARGS:+ $SARGS}"
-    [ -f "$VERS" ] && cat "$VERS"
+    if [ -f "$VERS" ]; then cat "$VERS"; else echo "peers: no $VERS (bench/peers/build.sh)"; fi
 } >"$OUT/versions.txt"
 echo "compare: ${NAMES[*]}; $N connections, $B broadcasts each; results in $OUT"
 cat "$OUT/versions.txt"
 
 # One run-local.sh per server; a failed run leaves its row empty and the others go on.
+FAILED=()
 for s in "${NAMES[@]}"; do
     echo "== $s"
     rm -f "$OUT/$s/summary.json"
@@ -91,7 +92,10 @@ for s in "${NAMES[@]}"; do
         args=(--server-cmd "$ROOT/bench/peers/run.sh $(peer_of "$s")")
     fi
     "$ROOT/bench/run-local.sh" -n "$N" -b "$B" -g "$GAP" -o "$OUT/$s" "${args[@]}" \
-        >"$OUT/$s.log" 2>&1 || echo "compare: $s: run-local.sh failed: $(tail -1 "$OUT/$s.log")"
+        >"$OUT/$s.log" 2>&1 || {
+        echo "compare: $s: run-local.sh failed: $(tail -1 "$OUT/$s.log")"
+        FAILED+=("$s")
+    }
     grep -E '^(connections|setup|server user|broadcast completion|latency|server CPU|messages|errors|kernel counters) ' \
         "$OUT/$s.log" || true
 done
@@ -136,7 +140,7 @@ EOF
 
 if ! command -v gnuplot >/dev/null; then
     echo "compare: gnuplot missing (apt-get install gnuplot-nox): no chart" >&2
-    exit 0
+    exit $((${#FAILED[@]} > 0))
 fi
 [ -s "$OUT/compare.dat" ] || { echo "compare: no run succeeded: no chart" >&2; exit 1; }
 # One bar panel: title, label format, then one or two "column:colour:key" series side by side
@@ -189,3 +193,4 @@ GP
 } >"$OUT/compare.gp"
 gnuplot "$OUT/compare.gp"
 echo "compare: $OUT/results.md, $OUT/compare.png"
+[ ${#FAILED[@]} -eq 0 ] || { echo "compare: failed runs: ${FAILED[*]}" >&2; exit 1; }

@@ -53,7 +53,7 @@ mkdir -p "$OUT"
 trap 'echo "shard-scaling: interrupted" >&2; exit 130' INT TERM
 echo "shard-scaling: connections $NS_LIST; threads $T_LIST; modes $MODES; $B broadcasts${SARGS:+; server args $SARGS}; results in $OUT"
 
-RUNS=()
+RUNS=() FAILED=()
 for n in $NS_LIST; do
     procs=$(((n + PER - 1) / PER))
     for t in $T_LIST; do
@@ -65,8 +65,10 @@ for n in $NS_LIST; do
             [ -z "$SARGS" ] || args+=(--server-args "$SARGS")
             echo "== $name: run-local.sh ${args[*]}"
             rm -f "$OUT/$name/summary.json"
-            "$ROOT/bench/run-local.sh" "${args[@]}" >"$OUT/$name.log" 2>&1 ||
+            "$ROOT/bench/run-local.sh" "${args[@]}" >"$OUT/$name.log" 2>&1 || {
                 echo "shard-scaling: $name: run-local.sh failed: $(tail -1 "$OUT/$name.log")"
+                FAILED+=("$name")
+            }
             grep -E '^run-local: broadcast [0-9]+: |^(broadcast completion|server CPU|send side|messages|errors) ' \
                 "$OUT/$name.log" || true
             RUNS+=("$name")
@@ -113,11 +115,12 @@ for run in runs:
     pass_col = f"{med(ms):.1f} ({min(ms):.1f}–{max(ms):.1f})" if ms else "no passes logged"
     if passes and len(passes) != shards * bcasts:
         pass_col += f" ⚠ {len(passes)} passes for {shards} shards × {bcasts}"
+    uring_col = f"{med(uring):.0f}" if uring else "–"
     cpu = j["send_side_cpu_us_per_msg"] if mode == "send" else j["server_cpu_us_per_msg"]
     comp = "– (includes the stop)" if mode == "send" else f"{j['completion_median_ms']:.1f}"
     ok = j["delivered"] == j["active"] * bcasts and not (j["missing"] or j["duplicates"] or j["errors"])
     rows.append(what + f" {shards} | {pass_col} | {med(per) if per else 0:.2f} | "
-                f"{med(totals) if totals else 0:.1f} | {f"{med(uring):.0f}" if uring else "–"} | {cpu:.2f} | {comp} | "
+                f"{med(totals) if totals else 0:.1f} | {uring_col} | {cpu:.2f} | {comp} | "
                 f"{j['delivered']:,} / {j['missing']} / {j['duplicates']} / {j['errors']}"
                 f"{'' if ok else ' ⚠'} |")
 md = "\n".join(["wspush shard scaling (bench/shard-scaling.sh): per-shard pass time from the server "
@@ -132,3 +135,4 @@ open(f"{out}/shards.tsv", "w").write("\n".join(tsv) + "\n")
 print(md)
 print(f"\nfiles: {out}/results.md, {out}/shards.tsv, one run-local.sh directory and log per run")
 EOF
+[ ${#FAILED[@]} -eq 0 ] || { echo "shard-scaling: failed runs: ${FAILED[*]}" >&2; exit 1; }
