@@ -87,6 +87,8 @@ wait_log 'event=redis_subscribed' "$tmp/server.log" 20
 port=$(sed -n 's/.*event=listening .* port=\([0-9]*\) .*/\1/p' "$tmp/server.log")
 grep -q 'event=listening .* threads=2 ' "$tmp/server.log" || fail "WSP_THREADS=2 not applied"
 grep -q 'nofile limit 4096' "$tmp/server.log" || fail "the container's nofile limit is not 4096"
+# Informational: io_uring depends on the runtime's seccomp profile (--io-uring auto falls back).
+echo "info: broadcast send path in the container: $(grep -o 'event=send_path path=[a-z_]*' "$tmp/server.log" | sort -u | sed 's/.*path=//' | tr '\n' ' ')"
 echo "ok: the entrypoint started wspush on port $port with threads=2, nofile 4096, Redis by name"
 
 server=""
