@@ -367,13 +367,13 @@ static void shard_walk(wsp_shard_t *sh, wsp_shard_table_t *tb, wsp_msg_t *m, int
             shard_send_uv(c, m, written, failed);
             continue;
         }
-        if (wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) == -ENOSPC) {
+        int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
+        if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
             shard_uring_flush(sh, &bt);
-            if (sh->uring == NULL || wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) < 0) {
-                shard_send_uv(c, m, written, failed);
-                continue;
-            }
+            q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
         }
+        if (q < 0) /* not queued: never skip a connection */
+            shard_send_uv(c, m, written, failed);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
         shard_uring_flush(sh, &bt);
