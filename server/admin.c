@@ -511,6 +511,8 @@ static int query_channel(const char *q, size_t len, const char **name, size_t *n
     const size_t klen = sizeof key - 1;
     *name = NULL;
     *nlen = 0;
+    if (q == NULL) /* no '?' in the target; q + 0 below would be undefined on NULL */
+        return 0;
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i < len && q[i] != '&')

@@ -573,6 +573,21 @@ static void test_publish_bad_channel(void **state)
     assert_int_equal(fake.publish_calls, 0);
 }
 
+/* A target without '?' reaches query_channel() with NULL: it used to compute NULL + 0, which
+ * clang's UBSan aborts on (fuzz_admin's first finding; gcc's UBSan does not check it). */
+static void test_query_channel_no_query(void **state)
+{
+    (void)state;
+    const char *name = "x";
+    size_t len = 1;
+    assert_int_equal(query_channel(NULL, 0, &name, &len), 0);
+    assert_null(name);
+    assert_int_equal(len, 0);
+    assert_int_equal(query_channel("a=1&channel=news", 16, &name, &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(name, "news", 4);
+}
+
 static void test_publish_draining_and_errors(void **state)
 {
     (void)state;
@@ -1054,6 +1069,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_length_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_bad_channel, setup, teardown),
+        cmocka_unit_test(test_query_channel_no_query),
         cmocka_unit_test_setup_teardown(test_publish_draining_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
