@@ -11,6 +11,7 @@ script never writes or removes those. Input formats:
   ipc:     [split control][packet stream]                      (see fuzz_ipc.c)
   utf8:    the bytes to validate
   channels: a request's query string, without the '?'
+  admin:   [split control][ops control][client byte stream]          (see fuzz_admin.c)
 """
 
 import os
@@ -303,9 +304,145 @@ def channels_seeds():
         write("channels", name, data)
 
 
+ADMIN_TOKEN = b"fuzz-token"  # fuzz_admin.c's FUZZ_TOKEN
+# fuzz_admin.c's ops control bits
+DRAINING, PUB_EAGAIN, PUB_FAIL, METRICS_FAIL, STATS_FAIL, BIG, NO_TOKEN = (1 << i for i in range(7))
+
+
+def hreq(method=b"GET", target=b"/healthz", version=b"HTTP/1.1", headers=(), body=b"",
+         length=True):
+    """An admin request; Content-Length is added for a body unless length is False."""
+    hs = [(b"Host", b"127.0.0.1")] + list(headers)
+    if body and length:
+        hs.append((b"Content-Length", b"%d" % len(body)))
+    lines = [method + b" " + target + b" " + version] + [k + b": " + v for k, v in hs]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def auth(token=ADMIN_TOKEN):
+    return (b"Authorization", b"Bearer " + token)
+
+
+def publish(body=b"hello", target=b"/publish", headers=None, **kw):
+    return hreq(b"POST", target, headers=[auth()] if headers is None else headers, body=body,
+                **kw)
+
+
+def chunked(body, size=16):
+    out = b"".join(b"%x\r\n" % len(body[i:i + size]) + body[i:i + size] + b"\r\n"
+                   for i in range(0, len(body), size))
+    return out + b"0\r\n\r\n"
+
+
+def admin_seeds():
+    te = (b"Transfer-Encoding", b"chunked")
+    s = {}  # name: (ops control, stream)
+    s["get-healthz"] = (0, hreq())
+    s["get-metrics"] = (0, hreq(target=b"/metrics"))
+    s["get-stats"] = (0, hreq(target=b"/stats"))
+    s["head-metrics"] = (0, hreq(b"HEAD", b"/metrics"))
+    s["head-then-get"] = (0, hreq(b"HEAD", b"/stats") + hreq(target=b"/stats"))
+    s["healthz-draining"] = (DRAINING, hreq())
+    s["metrics-fail"] = (METRICS_FAIL, hreq(target=b"/metrics"))
+    s["stats-fail"] = (STATS_FAIL, hreq(target=b"/stats"))
+    s["metrics-query"] = (0, hreq(target=b"/metrics?x=1#frag"))
+    s["publish"] = (0, publish())
+    s["publish-channel"] = (0, publish(target=b"/publish?channel=news:eu"))
+    s["publish-channel-other-params"] = (0, publish(target=b"/publish?a=1&channel=x&b"))
+    s["publish-channel-twice"] = (0, publish(target=b"/publish?channel=a&channel=b"))
+    s["publish-channel-empty"] = (0, publish(target=b"/publish?channel="))
+    s["publish-channel-novalue"] = (0, publish(target=b"/publish?channel"))
+    s["publish-channel-bad"] = (0, publish(target=b"/publish?channel=a%20b"))
+    s["publish-channel-65"] = (0, publish(target=b"/publish?channel=" + b"c" * 65))
+    s["publish-empty"] = (0, hreq(b"POST", b"/publish", headers=[auth(), (b"Content-Length",
+                                                                          b"0")]))
+    s["publish-utf8"] = (0, publish("caf\u00e9 \u20ac \U0001F600".encode()))
+    s["publish-bad-utf8"] = (0, publish(b"\xc3\x28"))
+    s["publish-no-token"] = (0, publish(headers=[]))
+    s["publish-wrong-token"] = (0, publish(headers=[auth(b"fuzz-tokem")]))
+    s["publish-token-prefix"] = (0, publish(headers=[auth(b"fuzz-toke")]))
+    s["publish-two-auth"] = (0, publish(headers=[auth(), auth()]))
+    s["publish-basic-auth"] = (0, publish(headers=[(b"Authorization", b"Basic Zm9vOmJhcg==")]))
+    s["publish-auth-lowercase"] = (0, publish(headers=[(b"authorization",
+                                                        b"bearer   " + ADMIN_TOKEN + b" \t")]))
+    s["publish-auth-folded"] = (0, publish(headers=[(b"Authorization",
+                                                     b"Bearer fuzz-\r\n token")]))
+    s["publish-no-token-server"] = (NO_TOKEN, publish(headers=[]))
+    s["publish-no-length"] = (0, publish(body=b"", headers=[auth()]))
+    s["publish-chunked"] = (0, publish(chunked(b"hello chunked world", 5),
+                                       headers=[auth(), te], length=False))
+    s["publish-chunked-ext"] = (0, publish(b"5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
+                                           headers=[auth(), te], length=False))
+    s["publish-chunked-bad"] = (0, publish(b"zz\r\nhello\r\n0\r\n\r\n",
+                                           headers=[auth(), te], length=False))
+    s["publish-cl-and-te"] = (0, publish(chunked(b"abc"), headers=[auth(), te]))
+    s["publish-two-cl"] = (0, publish(headers=[auth(), (b"Content-Length", b"5")]))
+    s["publish-cl-too-big"] = (0, hreq(b"POST", b"/publish", headers=[
+        auth(), (b"Content-Length", b"65537")]) + b"x" * 100)
+    s["publish-cl-huge"] = (0, hreq(b"POST", b"/publish", headers=[
+        auth(), (b"Content-Length", b"99999999999999999999")]))
+    s["publish-expect"] = (0, publish(headers=[auth(), (b"Expect", b"100-continue")]))
+    s["publish-expect-unauthorized"] = (0, publish(headers=[(b"Expect", b"100-continue")]))
+    s["publish-expect-unknown"] = (0, publish(headers=[auth(), (b"Expect", b"200-ok")]))
+    s["publish-draining"] = (PUB_EAGAIN, publish())
+    s["publish-fail"] = (PUB_FAIL, publish())
+    s["publish-partial-body"] = (0, publish(b"hello world")[:-4])
+    s["publish-then-get"] = (0, publish(b"one") + hreq(target=b"/stats") + publish(b"two"))
+    s["get-publish"] = (0, hreq(target=b"/publish"))
+    s["post-metrics"] = (0, hreq(b"POST", b"/metrics", body=b"x"))
+    s["delete-stats"] = (0, hreq(b"DELETE", b"/stats"))
+    s["not-found"] = (0, hreq(target=b"/"))
+    s["not-found-body"] = (0, hreq(b"POST", b"/nope", body=b"dropped") + hreq())
+    s["get-with-body"] = (0, hreq(target=b"/healthz", body=b"ignored") + hreq())
+    s["keep-alive"] = (0, hreq() + hreq(target=b"/metrics") + hreq(target=b"/stats"))
+    s["pipelined-many"] = (0, b"".join(hreq(target=t) for t in (
+        b"/healthz", b"/metrics", b"/stats", b"/nope", b"/publish") * 8))
+    s["pipelined-big"] = (BIG, hreq(target=b"/metrics") * 6 + publish())
+    s["big-head"] = (BIG, hreq(b"HEAD", b"/metrics") + hreq(target=b"/metrics"))
+    s["connection-close"] = (0, hreq(headers=[(b"Connection", b"close")]) + hreq())
+    s["http10"] = (0, hreq(version=b"HTTP/1.0") + hreq())
+    s["http10-keep-alive"] = (0, hreq(version=b"HTTP/1.0",
+                                      headers=[(b"Connection", b"keep-alive")]) + hreq())
+    s["http09"] = (0, b"GET /healthz\r\n\r\n")
+    s["http2-preface"] = (0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    s["upgrade"] = (0, hreq(headers=[(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]) +
+                    b"\x81\x80\0\0\0\0")
+    s["connect"] = (0, b"CONNECT 127.0.0.1:80 HTTP/1.1\r\n\r\n")
+    s["absolute-form"] = (0, hreq(target=b"http://127.0.0.1/metrics"))
+    s["leading-crlf"] = (0, b"\r\n\r\n" + hreq())
+    s["bare-lf"] = (0, hreq().replace(b"\r\n", b"\n"))
+    s["lowercase-method"] = (0, hreq(b"get"))
+    s["url-2048"] = (0, hreq(target=b"/healthz?" + b"q" * 2039))
+    s["url-2049"] = (0, hreq(target=b"/healthz?" + b"q" * 2040))
+    pad = 8192 - len(hreq(headers=[(b"X-Pad", b"")]))
+    s["head-8192"] = (0, hreq(headers=[(b"X-Pad", b"p" * pad)]) + hreq())
+    s["head-8193"] = (0, hreq(headers=[(b"X-Pad", b"p" * (pad + 1))]) + hreq())
+    s["head-many-fields"] = (0, hreq(headers=[(b"X-%d" % i, b"v") for i in range(500)]))
+    s["head-endless"] = (0, b"GET /healthz HTTP/1.1\r\n" + b"X: y\r\n" * 1500)
+    s["partial-request-line"] = (0, b"GET /metr")
+    s["partial-headers"] = (0, hreq()[:-2])
+    s["empty"] = (0, b"")
+    s["nul-in-header"] = (0, hreq(headers=[(b"X-Nul", b"a\x00b")]))
+    s["garbage"] = (0, bytes(range(256)))
+    s["tls-clienthello"] = (0, bytes.fromhex("16030100c4010000c00303") + bytes(range(32)))
+    # Whole, then in random pieces of up to 32 bytes; a few also byte by byte.
+    for name, (ops, data) in s.items():
+        for sp in (0x00, 0x05):
+            write("admin", "%s-s%02x" % (name, sp), bytes([sp, ops]) + data)
+    for name in ("publish", "publish-chunked", "keep-alive", "publish-expect", "head-then-get"):
+        ops, data = s[name]
+        write("admin", "%s-s10" % name, bytes([0x10, ops]) + data)
+    # The body cap: exactly 64 KiB, then one byte over it in chunks (whole only: they are big).
+    body = b"\xe2\x82\xac" * (65536 // 3) + b"a"  # 65536 bytes of UTF-8
+    write("admin", "publish-64k-s00", bytes([0, 0]) + publish(body) + hreq())
+    write("admin", "publish-chunked-over-64k-s00",
+          bytes([0, 0]) + publish(chunked(body + b"b", 4096), headers=[auth(), te], length=False))
+
+
 if __name__ == "__main__":
     channels_seeds()
     upgrade_seeds()
     frame_seeds()
     ipc_seeds()
     utf8_seeds()
+    admin_seeds()
