@@ -30,10 +30,24 @@ mkdir -p "$OUT"
 CONFIGS=("A off off" "B on off" "C on on")
 [ "$C1M" = 1 ] && CONFIGS=("A off off" "B on off") && R=1
 
+# Another run-local.sh (namespace wsp_bench_*) on the same two cores would distort both:
+# wait for it (bounded), and flag a run that overlapped one anyway.
+others() { ip netns list 2>/dev/null | grep -c '^wsp_bench_' || true; }
+wait_alone() {
+    local i
+    for i in $(seq 1 180); do
+        [ "$(others)" = 0 ] && return 0
+        [ "$i" = 1 ] && echo "uring-compare: another benchmark runs; waiting (at most 15 min)" >&2
+        sleep 5
+    done
+    echo "uring-compare: still not alone after 15 min; going on (flagged)" >&2
+}
+
 run_one() { # name spath bpath round [extra...]
     local name=$1 spath=$2 bpath=$3 round=$4
     shift 4
     local dir="$OUT/$name-$round"
+    wait_alone
     echo "uring-compare: $name round $round (server --io-uring $spath, bench --io-uring $bpath) -> $dir" >&2
     if [ "$C1M" = 1 ]; then
         "$ROOT/bench/c1m.sh" -n "$N" -b "$B" --hold 60 --ehash -o "$dir" \
@@ -46,6 +60,7 @@ run_one() { # name spath bpath round [extra...]
             --server-args "--io-uring $spath" --bench-args "--io-uring $bpath" "$@" \
             >"$dir.log" 2>&1 || true
     fi
+    [ "$(others)" = 0 ] || echo "OVERLAP: another benchmark ran at the end of $name-$round" | tee -a "$OUT/overlaps.txt" >&2
     [ -s "$dir/summary.json" ] || { echo "uring-compare: $name round $round: no summary (see $dir.log)" >&2; return 0; }
 }
 
