@@ -26,5 +26,7 @@ done
 # One worker process per 15,000 connections: the per-process open-file cap is 20,000 here
 # and SO_REUSEPORT spreads by hash, not evenly.
 PROCS=$(((CONNS + 14999) / 15000))
-exec "$ROOT/bench/run-local.sh" -n "$CONNS" -s "$PROCS" -t 1 --prefork -b "$BCASTS" \
+# Read whole before it starts (bash reads a file as it runs): an edit meanwhile cannot land
+# in the running experiment.
+exec bash -c "$(cat "$ROOT/bench/run-local.sh")" "$ROOT/bench/run-local.sh" -n "$CONNS" -s "$PROCS" -t 1 --prefork -b "$BCASTS" \
     --hold "$HOLD" --plot "${ARGS[@]}"

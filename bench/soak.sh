@@ -17,7 +17,9 @@ done
 # A broadcast every 10 s: each completes in ~1 s at 100,000 here, then a 9 s gap.
 B=$((M * 6))
 PROCS=$(((N + 14999) / 15000))
-"$ROOT/bench/run-local.sh" -n "$N" -s "$PROCS" -t 1 --prefork -b "$B" -g 9 -o "$OUT" |
+# The script's text is read whole before it starts: bash reads a file as it runs, and an edit
+# to run-local.sh during the hour would otherwise land in the running soak.
+bash -c "$(cat "$ROOT/bench/run-local.sh")" "$ROOT/bench/run-local.sh" -n "$N" -s "$PROCS" -t 1 --prefork -b "$B" -g 9 -o "$OUT" |
     grep -v "^run-local: broadcast [0-9]*: .* received" || true
 [ -s "$OUT/samples.tsv" ] || { echo "soak: no samples" >&2; exit 1; }
 command -v gnuplot >/dev/null || { echo "soak: gnuplot missing: no plot" >&2; exit 0; }
