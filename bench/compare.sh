@@ -74,7 +74,8 @@ trap 'echo "compare: interrupted" >&2; exit 130' INT TERM
 VERS=$ROOT/build/peers/VERSIONS.txt
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "wspush: $("${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}" --version 2>&1 | head -1), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), --threads $T${SARGS:+ $SARGS}"
+    srv=${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}
+    echo "wspush: $("$srv" --version 2>&1 | head -1) ($srv), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), --threads $T${SARGS:+ $SARGS}"
     if [ -f "$VERS" ]; then cat "$VERS"; else echo "peers: no $VERS (bench/peers/build.sh)"; fi
 } >"$OUT/versions.txt"
 echo "compare: ${NAMES[*]}; $N connections, $B broadcasts each; results in $OUT"
@@ -84,6 +85,10 @@ cat "$OUT/versions.txt"
 FAILED=()
 for s in "${NAMES[@]}"; do
     echo "== $s"
+    # Two benchmarks on the same two cores distort each other: say so where it happened.
+    others=$(ip netns list 2>/dev/null | grep -o '^wsp_[a-z]*_[0-9]*' | tr '\n' ' ' || true)
+    [ -z "$others" ] || echo "overlap: the $s run started beside other benchmark namespaces: $others" |
+        tee -a "$OUT/versions.txt"
     rm -f "$OUT/$s/summary.json"
     if [ "$s" = wspush ]; then
         args=(-s 1 -t "$T")
