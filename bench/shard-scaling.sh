@@ -65,6 +65,9 @@ for n in $NS_LIST; do
             [ -z "$SARGS" ] || args+=(--server-args "$SARGS")
             echo "== $name: run-local.sh ${args[*]}"
             rm -f "$OUT/$name/summary.json"
+            others=$(ip netns list 2>/dev/null | grep -o '^wsp_[a-z]*_[0-9]*' | tr '\n' ' ' || true)
+            [ -z "$others" ] || echo "overlap: $name started beside other benchmark namespaces: $others" |
+                tee -a "$OUT/overlaps.txt"
             "$ROOT/bench/run-local.sh" "${args[@]}" >"$OUT/$name.log" 2>&1 || {
                 echo "shard-scaling: $name: run-local.sh failed: $(tail -1 "$OUT/$name.log")"
                 FAILED+=("$name")
@@ -130,6 +133,8 @@ md = "\n".join(["wspush shard scaling (bench/shard-scaling.sh): per-shard pass t
                + rows + ["", f"{bcasts} broadcasts per run; wspush options: "
                          f"{sargs or 'defaults'} (plus run-local.sh's --interval 0 --admin off); ⚠ marks a run with fewer deliveries than "
                          "connections × broadcasts, or any missing, duplicate or error."])
+if os.path.exists(f"{out}/overlaps.txt"):
+    md += "\n\n" + open(f"{out}/overlaps.txt").read().rstrip()
 open(f"{out}/results.md", "w").write(md + "\n")
 open(f"{out}/shards.tsv", "w").write("\n".join(tsv) + "\n")
 print(md)
