@@ -25,6 +25,7 @@ Prints one line per failed check, notes on measured behaviour, and a final summa
 on any failure, 77 when the scenario cannot run here (ctest reports a skip).
 """
 
+import contextlib
 import json
 import os
 import random
@@ -752,18 +753,29 @@ class Redis:
         self.proc.wait(10)
 
 
+@contextlib.contextmanager
+def subscribed_server(binary, ck, name, extra=()):
+    """A throwaway redis-server and a wspush subscribed to it (a checked step of the
+    scenario); yields (redis, server) and closes both whatever happens."""
+    redis = Redis()
+    srv = None
+    try:
+        srv = h.Server(binary, extra=["--redis", f"redis://127.0.0.1:{redis.port}", *extra])
+        ck.check(f"{name}: subscribed", srv.wait_log("event=redis_subscribed", timeout=15))
+        yield redis, srv
+    finally:
+        if srv:
+            srv.close()
+        redis.close()
+
+
 def scenario_slow_consumers(binary, ck, slow):
     """64 KiB messages published through Redis, default --max-pending (64 KiB). Time frames
     (SIGUSR1) are too small for this: Linux autotunes a loopback socket's send buffer to
     tcp_wmem's maximum (4 MiB), which ~40-byte frames take ~100,000 broadcasts to fill; 64 KiB
     messages fill it in ~60, then --max-pending's 64 KiB in one more."""
     h.raise_nofile()
-    redis = Redis()
-    srv = None
-    try:
-        srv = h.Server(binary, extra=["--redis", f"redis://127.0.0.1:{redis.port}"])
-        ck.check("slow_consumers: subscribed",
-                 srv.wait_log("event=redis_subscribed", timeout=15))
+    with subscribed_server(binary, ck, "slow_consumers") as (redis, srv):
         count = [0]
         readers_payload = b'{"time":0,"seq":%d,"pad":"'
 
@@ -779,21 +791,13 @@ def scenario_slow_consumers(binary, ck, slow):
         slow_consumers(ck, srv, slow, publish, "slow_consumers", max_msgs=300,
                        parse=parse_redis_msg)
         ck.check("slow_consumers: server exits 0", srv.stop() == 0)
-    finally:
-        if srv:
-            srv.close()
-        redis.close()
 
 
 def scenario_publish_64k(binary, ck, slow):
     """A reader with nothing queued must receive the largest message the server accepts for
     publishing (64 KiB), whose frame (65,546 bytes) is larger than --max-pending's default
     (65,536): the limit applies to bytes queued behind others, not to one frame."""
-    redis = Redis()
-    srv = None
-    try:
-        srv = h.Server(binary, extra=["--redis", f"redis://127.0.0.1:{redis.port}"])
-        ck.check("publish_64k: subscribed", srv.wait_log("event=redis_subscribed", timeout=15))
+    with subscribed_server(binary, ck, "publish_64k") as (redis, srv):
         c = h.ws_connect(HOST, srv.port)
         for size in (65536 - 10, 65536):
             redis.publish(b"wspush", b"x" * size)
@@ -804,10 +808,6 @@ def scenario_publish_64k(binary, ck, slow):
                      f"{f[2][:2] if f and f[1] == h.OP_CLOSE else ''}")
         c.close()
         ck.check("publish_64k: server exits 0", srv.stop() == 0)
-    finally:
-        if srv:
-            srv.close()
-        redis.close()
 
 
 def scenario_short_sends(binary, ck, slow):
@@ -818,13 +818,9 @@ def scenario_short_sends(binary, ck, slow):
     broadcasts queue behind it. With WSP_IT_IO_URING=on the server's log must show io_uring
     sends that came back short; with off, none through io_uring at all."""
     path = os.environ.get("WSP_IT_IO_URING", "")
-    redis = Redis()
-    srv = None
     total = 40
-    try:
-        srv = h.Server(binary, extra=["--redis", f"redis://127.0.0.1:{redis.port}",
-                                      "--max-pending", str(8 << 20)])
-        ck.check("short_sends: subscribed", srv.wait_log("event=redis_subscribed", timeout=15))
+    keep_all = ["--max-pending", str(8 << 20)]
+    with subscribed_server(binary, ck, "short_sends", extra=keep_all) as (redis, srv):
         ck.check("short_sends: the send path is logged",
                  srv.wait_log("event=send_path path=" +
                               ("io_uring" if path == "on" else "uv_try_write"), timeout=5)
@@ -866,7 +862,8 @@ def scenario_short_sends(binary, ck, slow):
             sends += int(m.group(1))
             short += int(m.group(2))
         ck.note(f"io_uring sends {sends}, of which short {short}")
-        ck.check("short_sends: no io_uring failure logged", srv.count("event=io_uring_failed") == 0)
+        ck.check("short_sends: no io_uring failure logged",
+                 srv.count("event=io_uring_failed") == 0)
         if path == "on":
             ck.check("short_sends: io_uring sends came back short (the tested path)",
                      sends > 0 and short > 0, f"sends={sends} short={short}")
@@ -876,10 +873,6 @@ def scenario_short_sends(binary, ck, slow):
         for c in cs:
             c.close()
         ck.check("short_sends: server exits 0", srv.stop() == 0)
-    finally:
-        if srv:
-            srv.close()
-        redis.close()
 
 
 # ---- floods ----
