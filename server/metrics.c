@@ -120,17 +120,68 @@ static void render_proc_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, un
     }
 }
 
+/* One metric family read from a fixed offset of the per-shard or per-process counters. */
+typedef struct wsp__family_s {
+    const char *name, *type, *help;
+    size_t offset;
+} wsp__family_t;
+
+#define WSP__SHARD(name, type, help, field)                                                        \
+    {                                                                                              \
+        name, type, help, offsetof(wsp_shard_stats_t, field)                                       \
+    }
+#define WSP__PROC(name, type, help, field)                                                         \
+    {                                                                                              \
+        name, type, help, offsetof(wsp_proc_stats_t, field)                                        \
+    }
+
+static const wsp__family_t wsp__conn_families[] = {
+    WSP__SHARD("wspush_connections", "gauge",
+               "Upgraded WebSocket connections receiving broadcasts.", open),
+    WSP__SHARD("wspush_connections_accepted_total", "counter", "TCP connections accepted.",
+               accepted),
+    WSP__SHARD("wspush_connections_upgraded_total", "counter",
+               "Connections upgraded to WebSocket (101 sent).", upgraded),
+};
+
+static const wsp__family_t wsp__send_families[] = {
+    WSP__SHARD("wspush_broadcast_passes_total", "counter",
+               "Broadcast passes over a shard's connections.", broadcasts),
+    WSP__SHARD("wspush_messages_written_total", "counter",
+               "Broadcast frames written (to the kernel or queued).", msgs_written),
+    WSP__SHARD("wspush_bytes_written_total", "counter", "Bytes of broadcast frames written.",
+               bytes_written),
+    WSP__SHARD("wspush_pings_total", "counter", "WebSocket pings sent.", pings),
+    WSP__SHARD("wspush_uring_sends_total", "counter",
+               "Broadcast frames sent with batched io_uring sends (--io-uring).", uring_sends),
+    WSP__SHARD("wspush_uring_submits_total", "counter",
+               "io_uring_enter calls that carried the batched sends.", uring_enters),
+    WSP__SHARD("wspush_uring_short_sends_total", "counter",
+               "io_uring sends the socket did not take whole; the rest went through the libuv "
+               "write queue.",
+               uring_short),
+};
+
+static const wsp__family_t wsp__proc_families[] = {
+    WSP__PROC("wspush_redis_up", "gauge", "1 while subscribed to Redis (0 without --redis).",
+              redis_up),
+    WSP__PROC("wspush_redis_dropped_total", "counter",
+              "Redis messages dropped: not valid UTF-8 or over 64 KiB.", redis_dropped),
+    WSP__PROC("wspush_up", "gauge", "1 while the worker process runs.", up),
+    WSP__PROC("process_resident_memory_bytes", "gauge",
+              "Resident memory of the worker process (sampled once a second).", rss_bytes),
+    WSP__PROC("process_open_fds", "gauge",
+              "Open file descriptors of the worker process (sampled every 10 s).", open_fds),
+};
+
+#define WSP__NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)
 {
-    render_shard_family(out, procs, n, "wspush_connections", "gauge",
-                        "Upgraded WebSocket connections receiving broadcasts.",
-                        offsetof(wsp_shard_stats_t, open));
-    render_shard_family(out, procs, n, "wspush_connections_accepted_total", "counter",
-                        "TCP connections accepted.", offsetof(wsp_shard_stats_t, accepted));
-    render_shard_family(out, procs, n, "wspush_connections_upgraded_total", "counter",
-                        "Connections upgraded to WebSocket (101 sent).",
-                        offsetof(wsp_shard_stats_t, upgraded));
-
+    for (size_t i = 0; i < WSP__NELEM(wsp__conn_families); i++) {
+        const wsp__family_t *f = &wsp__conn_families[i];
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
+    }
     wsp_buf_printf(out, "# HELP wspush_connections_closed_total Connections closed, by reason.\n"
                         "# TYPE wspush_connections_closed_total counter\n");
     for (int r = 0; r < WSP_CLOSE__N; r++)
@@ -152,27 +203,10 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                    "# TYPE wspush_slow_consumer_closes_total counter\n"
                    "wspush_slow_consumer_closes_total %llu\n",
                    sum_shards(procs, n, offsetof(wsp_shard_stats_t, slow_consumers)));
-    render_shard_family(out, procs, n, "wspush_broadcast_passes_total", "counter",
-                        "Broadcast passes over a shard's connections.",
-                        offsetof(wsp_shard_stats_t, broadcasts));
-    render_shard_family(out, procs, n, "wspush_messages_written_total", "counter",
-                        "Broadcast frames written (to the kernel or queued).",
-                        offsetof(wsp_shard_stats_t, msgs_written));
-    render_shard_family(out, procs, n, "wspush_bytes_written_total", "counter",
-                        "Bytes of broadcast frames written.",
-                        offsetof(wsp_shard_stats_t, bytes_written));
-    render_shard_family(out, procs, n, "wspush_pings_total", "counter", "WebSocket pings sent.",
-                        offsetof(wsp_shard_stats_t, pings));
-    render_shard_family(out, procs, n, "wspush_uring_sends_total", "counter",
-                        "Broadcast frames sent with batched io_uring sends (--io-uring).",
-                        offsetof(wsp_shard_stats_t, uring_sends));
-    render_shard_family(out, procs, n, "wspush_uring_submits_total", "counter",
-                        "io_uring_enter calls that carried the batched sends.",
-                        offsetof(wsp_shard_stats_t, uring_enters));
-    render_shard_family(out, procs, n, "wspush_uring_short_sends_total", "counter",
-                        "io_uring sends the socket did not take whole; the rest went through "
-                        "the libuv write queue.",
-                        offsetof(wsp_shard_stats_t, uring_short));
+    for (size_t i = 0; i < WSP__NELEM(wsp__send_families); i++) {
+        const wsp__family_t *f = &wsp__send_families[i];
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
+    }
     render_proc_family(out, procs, n, "wspush_broadcasts_total", "counter",
                        "Broadcasts started by the process.", offsetof(wsp_proc_stats_t, publishes));
 
@@ -195,20 +229,10 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                        w, LOAD(procs[w].bcast_count), w, (double)LOAD(procs[w].bcast_sum_us) / 1e6,
                        w, LOAD(procs[w].bcast_count));
     }
-    render_proc_family(out, procs, n, "wspush_redis_up", "gauge",
-                       "1 while subscribed to Redis (0 without --redis).",
-                       offsetof(wsp_proc_stats_t, redis_up));
-    render_proc_family(out, procs, n, "wspush_redis_dropped_total", "counter",
-                       "Redis messages dropped: not valid UTF-8 or over 64 KiB.",
-                       offsetof(wsp_proc_stats_t, redis_dropped));
-    render_proc_family(out, procs, n, "wspush_up", "gauge", "1 while the worker process runs.",
-                       offsetof(wsp_proc_stats_t, up));
-    render_proc_family(out, procs, n, "process_resident_memory_bytes", "gauge",
-                       "Resident memory of the worker process (sampled once a second).",
-                       offsetof(wsp_proc_stats_t, rss_bytes));
-    render_proc_family(out, procs, n, "process_open_fds", "gauge",
-                       "Open file descriptors of the worker process (sampled every 10 s).",
-                       offsetof(wsp_proc_stats_t, open_fds));
+    for (size_t i = 0; i < WSP__NELEM(wsp__proc_families); i++) {
+        const wsp__family_t *f = &wsp__proc_families[i];
+        render_proc_family(out, procs, n, f->name, f->type, f->help, f->offset);
+    }
     return out->oom ? -ENOMEM : 0;
 }
 
