@@ -91,6 +91,18 @@ static unsigned long long sum_shards(const wsp_proc_stats_t *procs, unsigned n, 
     return sum;
 }
 
+/* One counter family summed over every shard, a series per label value: count counters
+ * side by side from offset in wsp_shard_stats_t, labelled names[i]. */
+static void render_labelled_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n,
+                                   const char *name, const char *help, const char *label,
+                                   const char *const *names, int count, size_t offset)
+{
+    wsp_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = 0; i < count; i++)
+        wsp_buf_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, names[i],
+                       sum_shards(procs, n, offset + (size_t)i * sizeof(wsp_counter_t)));
+}
+
 /* One family with a value per shard. */
 static void render_shard_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n,
                                 const char *name, const char *type, const char *help, size_t offset)
@@ -182,21 +194,12 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
         const wsp__family_t *f = &wsp__conn_families[i];
         render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
     }
-    wsp_buf_printf(out, "# HELP wspush_connections_closed_total Connections closed, by reason.\n"
-                        "# TYPE wspush_connections_closed_total counter\n");
-    for (int r = 0; r < WSP_CLOSE__N; r++)
-        wsp_buf_printf(
-            out, "wspush_connections_closed_total{reason=\"%s\"} %llu\n", wsp__close_names[r],
-            sum_shards(procs, n,
-                       offsetof(wsp_shard_stats_t, closed) + (size_t)r * sizeof(wsp_counter_t)));
-    wsp_buf_printf(out,
-                   "# HELP wspush_handshake_failures_total Upgrade requests answered with an HTTP "
-                   "error, by status.\n# TYPE wspush_handshake_failures_total counter\n");
-    for (int h = 0; h < WSP_HS__N; h++)
-        wsp_buf_printf(
-            out, "wspush_handshake_failures_total{status=\"%s\"} %llu\n", wsp__hs_names[h],
-            sum_shards(procs, n,
-                       offsetof(wsp_shard_stats_t, hs_failed) + (size_t)h * sizeof(wsp_counter_t)));
+    render_labelled_family(out, procs, n, "wspush_connections_closed_total",
+                           "Connections closed, by reason.", "reason", wsp__close_names,
+                           WSP_CLOSE__N, offsetof(wsp_shard_stats_t, closed));
+    render_labelled_family(out, procs, n, "wspush_handshake_failures_total",
+                           "Upgrade requests answered with an HTTP error, by status.", "status",
+                           wsp__hs_names, WSP_HS__N, offsetof(wsp_shard_stats_t, hs_failed));
     wsp_buf_printf(out,
                    "# HELP wspush_slow_consumer_closes_total Connections given close 1008 "
                    "for exceeding --max-pending (counted when decided).\n"
