@@ -86,13 +86,22 @@ static void print_codes(FILE *f, const char *what, const wsp_codes_t *t)
         fprintf(f, "  (%s)\n", what);
 }
 
-static void print_meter(FILE *f, const char *name, wsp_meter_t *m, uint64_t now)
+/* A meter as a report line or as a JSON member. */
+static void put_meter(FILE *f, int json, const char *name, wsp_meter_t *m, uint64_t now)
 {
-    fprintf(f,
-            "%-26scount = %llu  mean rate = %.1f  1-minute rate = %.1f  5-minute rate = %.1f  "
-            "15-minute rate = %.1f  events/second\n",
-            name, (unsigned long long)m->count, wsp_meter_mean_rate(m, now),
-            wsp_meter_rate(m, 0, now), wsp_meter_rate(m, 1, now), wsp_meter_rate(m, 2, now));
+    unsigned long long n = m->count;
+    double mean = wsp_meter_mean_rate(m, now), r1 = wsp_meter_rate(m, 0, now),
+           r5 = wsp_meter_rate(m, 1, now), r15 = wsp_meter_rate(m, 2, now);
+    if (json)
+        fprintf(f,
+                "  \"%s\": {\"count\": %llu, \"mean_rate\": %.3f, \"m1_rate\": %.3f, "
+                "\"m5_rate\": %.3f, \"m15_rate\": %.3f},\n",
+                name, n, mean, r1, r5, r15);
+    else
+        fprintf(f,
+                "%-26scount = %llu  mean rate = %.1f  1-minute rate = %.1f  5-minute rate = "
+                "%.1f  15-minute rate = %.1f  events/second\n",
+                name, n, mean, r1, r5, r15);
 }
 
 /* The broadcast figures of seq k, relative to its earliest server time. */
@@ -133,8 +142,8 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
             "", ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.75)),
             ms(wsp_hist_quantile(h, 0.95)), ms(wsp_hist_quantile(h, 0.98)),
             ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
-    print_meter(f, "Message Rate", &r->msg_meter, now);
-    print_meter(f, "Setup Rate", &r->setup_meter, now);
+    put_meter(f, 0, "Message Rate", &r->msg_meter, now);
+    put_meter(f, 0, "Setup Rate", &r->setup_meter, now);
     if (s->setups && s->last_setup_us > s->first_connect_us) {
         double span = (double)(s->last_setup_us - s->first_connect_us) / 1e6;
         fprintf(f, "%-26s%llu upgraded in %.2f s = %.0f/s%s\n", "Ramp",
@@ -164,15 +173,6 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
         fprintf(f, "%26s%llu messages with seq >= %d are not in the table\n", "",
                 (unsigned long long)s->seq_overflow, WSP_SEQ_MAX);
     fflush(f);
-}
-
-static void json_meter(FILE *f, const char *name, wsp_meter_t *m, uint64_t now)
-{
-    fprintf(f,
-            "  \"%s\": {\"count\": %llu, \"mean_rate\": %.3f, \"m1_rate\": %.3f, \"m5_rate\": "
-            "%.3f, \"m15_rate\": %.3f},\n",
-            name, (unsigned long long)m->count, wsp_meter_mean_rate(m, now),
-            wsp_meter_rate(m, 0, now), wsp_meter_rate(m, 1, now), wsp_meter_rate(m, 2, now));
 }
 
 static void json_codes(FILE *f, const wsp_codes_t *t)
@@ -206,19 +206,13 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
+/* "config": what the run was asked to do. */
+static void json_config(FILE *f, const wsp_bench_cfg_t *c)
 {
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -errno;
-    const wsp_bench_cfg_t *c = r->cfg;
-    const wsp_wstats_t *s = r->sum;
-    const wsp_hist_t *h = &s->latency;
     char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
     struct in_addr ia = {htonl(c->src_first)}, ib = {htonl(c->src_last)};
     inet_ntop(AF_INET, &ia, a, sizeof(a));
     inet_ntop(AF_INET, &ib, b, sizeof(b));
-    fprintf(f, "{\n  \"tool\": \"wspush-bench\",\n  \"version\": \"%s\",\n", WSP_VERSION);
     fprintf(f, "  \"config\": {\"url\": ");
     json_str(f, c->url);
     fprintf(f,
@@ -228,6 +222,12 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
             c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
             c->coalesce_us);
+}
+
+/* The connections: how many, the ramp. */
+static void json_conns(FILE *f, const wsp_report_t *r, uint64_t now)
+{
+    const wsp_wstats_t *s = r->sum;
     fprintf(f, "  \"start_epoch_ms\": %llu,\n  \"elapsed_s\": %.3f,\n  \"stopped_by\": \"%s\",\n",
             (unsigned long long)r->start_epoch_ms, (double)(now - r->start_ns) / 1e9,
             r->stopped_by);
@@ -240,8 +240,12 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     fprintf(f,
             "  \"ramp\": {\"target\": %llu, \"done\": %s, \"connected\": %llu, \"seconds\": "
             "%.3f, \"rate_per_s\": %.1f},\n",
-            (unsigned long long)c->conns, r->ramp_done ? "true" : "false",
+            (unsigned long long)r->cfg->conns, r->ramp_done ? "true" : "false",
             (unsigned long long)s->setups, span, span > 0 ? (double)s->setups / span : 0);
+}
+
+static void json_errors(FILE *f, const wsp_wstats_t *s)
+{
     fprintf(f, "  \"errors\": {\"total\": %llu", (unsigned long long)wsp_report_errors(s));
     for (int i = 0; i < WSP_ERR_KINDS; i++)
         fprintf(f, ", \"%s\": %llu", wsp_stats_err_names[i], (unsigned long long)s->err[i]);
@@ -253,6 +257,13 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     fprintf(f, ", \"last_connect_error\": ");
     json_str(f, s->last_errno ? strerror((int)s->last_errno) : "");
     fprintf(f, "},\n");
+}
+
+/* The messages: counts, latency, rates, the bench's own CPU. */
+static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->latency;
     fprintf(f,
             "  \"messages\": {\"count\": %llu, \"pings_answered\": %llu, \"max_seq\": %llu, "
             "\"seq_overflow\": %llu},\n",
@@ -267,13 +278,18 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
             ms(wsp_hist_quantile(h, 0.75)), ms(wsp_hist_quantile(h, 0.90)),
             ms(wsp_hist_quantile(h, 0.95)), ms(wsp_hist_quantile(h, 0.98)),
             ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
-    json_meter(f, "message_rate", &r->msg_meter, now);
-    json_meter(f, "setup_rate", &r->setup_meter, now);
+    put_meter(f, 1, "message_rate", &r->msg_meter, now);
+    put_meter(f, 1, "setup_rate", &r->setup_meter, now);
     fprintf(f,
             "  \"bench_cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, \"us_per_message_overall\": "
             "%.3f},\n",
             r->cpu_user_s, r->cpu_sys_s,
             s->messages ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)s->messages : 0);
+}
+
+/* "broadcasts": one entry per seq. */
+static void json_broadcasts(FILE *f, const wsp_wstats_t *s)
+{
     fprintf(f, "  \"broadcasts\": [");
     uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
     int any = 0;
@@ -292,9 +308,16 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
                 (unsigned long long)q->time_min_ms, first, last, spread);
         any = 1;
     }
-    fprintf(f, "%s],\n  \"latency_cdf\": [", any ? "\n  " : "");
+    fprintf(f, "%s],\n", any ? "\n  " : "");
+}
+
+/* "latency_cdf" and "series": what bench/plot.sh draws. */
+static void json_plots(FILE *f, const wsp_report_t *r)
+{
+    const wsp_hist_t *h = &r->sum->latency;
+    fprintf(f, "  \"latency_cdf\": [");
     uint64_t seen = 0;
-    any = 0;
+    int any = 0;
     for (unsigned i = 0; i < WSP_HIST_BUCKETS && h->count; i++) {
         if (h->bucket[i] == 0)
             continue;
@@ -312,7 +335,22 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
                 i ? "," : "", p->t, (unsigned long long)p->active, (unsigned long long)p->setups,
                 (unsigned long long)p->errors, (unsigned long long)p->messages);
     }
-    fprintf(f, "%s]\n}\n", r->nseries ? "\n  " : "");
+    fprintf(f, "%s]\n", r->nseries ? "\n  " : "");
+}
+
+int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -errno;
+    fprintf(f, "{\n  \"tool\": \"wspush-bench\",\n  \"version\": \"%s\",\n", WSP_VERSION);
+    json_config(f, r->cfg);
+    json_conns(f, r, now);
+    json_errors(f, r->sum);
+    json_messages(f, r, now);
+    json_broadcasts(f, r->sum);
+    json_plots(f, r);
+    fprintf(f, "}\n");
     if (ferror(f)) {
         fclose(f);
         return -EIO;

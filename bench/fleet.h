@@ -1,0 +1,44 @@
+#ifndef WSP_FLEET_H
+#define WSP_FLEET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "args.h"
+#include "stats.h"
+
+/* The bench's worker processes as the parent sees them: the shared memory they write (one
+ * figures block each, one control block from the parent), forking them, noticing the ones
+ * that end early, stopping the rest. Parent process only. */
+typedef struct wsp_fleet_s {
+    const wsp_bench_cfg_t *cfg;
+    uint8_t *shm; /* every shared block, one mapping */
+    size_t shm_len;
+    wsp_ctl_t *ctl;
+    wsp_wstats_t **blocks; /* [cfg->procs], worker i writes blocks[i] */
+    pid_t *pids;           /* [cfg->procs], 0 once reaped */
+    unsigned started;      /* workers forked: blocks [0, started) are in use */
+    unsigned alive;
+} wsp_fleet_t;
+
+/* Maps the shared blocks for cfg's workers, before any fork. Returns 0 or a negative errno. */
+int wsp_fleet_map(wsp_fleet_t *f, const wsp_bench_cfg_t *cfg);
+
+/* Forks the workers; worker i opens connection slots [conns * i / procs, conns * (i + 1) /
+ * procs). Returns 0, or a negative errno if a fork failed (the workers forked so far run). */
+int wsp_fleet_fork(wsp_fleet_t *f);
+
+/* Reaps the workers that ended, without waiting: each one that ended early counts as a
+ * worker_died error in its block, which then shows no active connection and nothing in
+ * flight. Returns how many ended now. */
+unsigned wsp_fleet_reap(wsp_fleet_t *f);
+
+/* Asks every live worker to stop (SIGTERM), waits up to grace_ns, then kills the rest; one
+ * killed before its figures were final counts as worker_died. Returns how many did. */
+unsigned wsp_fleet_stop(wsp_fleet_t *f, uint64_t grace_ns);
+
+/* Unmaps and frees what wsp_fleet_map() set up. */
+void wsp_fleet_free(wsp_fleet_t *f);
+
+#endif
