@@ -4,8 +4,10 @@
 #include <assert.h>
 #include <stdint.h>
 
-/* One client connection of a bench worker, in a table indexed by its fd. Header only: the
- * record and its states. */
+/* One client connection of a bench worker, in a table indexed by its fd. The worker is the
+ * only writer; the table lives in shared memory so that at the end the parent counts what
+ * each connection still open missed (bench/tally.c), also for a worker that died. Header
+ * only: the record and its states. */
 
 enum { WSP_BCONN_FREE = 0, WSP_BCONN_CONNECTING, WSP_BCONN_HANDSHAKE, WSP_BCONN_OPEN };
 
@@ -14,6 +16,7 @@ struct wsp_bpend_s; /* the worker's carry-over of a split frame; never read by t
 /* The raw-epoll reference client needed 19 B per connection; we keep 24. */
 typedef struct wsp_bconn_s {
     struct wsp_bpend_s *pend; /* NULL in the common case */
+    uint32_t first_seq;       /* first broadcast received; 0 = none yet */
     uint32_t last_seq;        /* highest broadcast received, for duplicates and gaps */
     uint32_t est_ms;          /* when the 101 arrived, ms after the worker's epoch0_ms */
     uint16_t hs;              /* handshake context while CONNECTING or HANDSHAKE */

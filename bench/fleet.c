@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,14 +31,29 @@ static size_t page_round(size_t n)
     return (n + page - 1) / page * page;
 }
 
+/* Entries of a connection table: the worker's fds are below its open-file limit, and it holds
+ * at most one socket per slot, plus what it inherited; an fd beyond the table is refused as
+ * EMFILE (a connect error). Mapped, not touched: pages cost only once used. */
+static size_t table_entries(const wsp_bench_cfg_t *cfg)
+{
+    size_t n = (size_t)((cfg->conns + cfg->procs - 1) / cfg->procs) + 4096;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < n)
+        n = (size_t)rl.rlim_max;
+    return n;
+}
+
 int wsp_fleet_map(wsp_fleet_t *f, const wsp_bench_cfg_t *cfg)
 {
     memset(f, 0, sizeof(*f));
     f->cfg = cfg;
-    /* One block per worker, shared before fork: the worker writes, the parent reads. */
+    /* One figures block and one connection table per worker, shared before fork: the worker
+     * writes, the parent reads. */
     size_t ctl_sz = page_round(sizeof(wsp_ctl_t));
     size_t blk_sz = page_round(sizeof(wsp_wstats_t));
-    f->shm_len = ctl_sz + blk_sz * cfg->procs;
+    f->table_len = table_entries(cfg);
+    size_t tab_sz = page_round(f->table_len * sizeof(wsp_bconn_t));
+    f->shm_len = ctl_sz + (blk_sz + tab_sz) * cfg->procs;
     f->shm = mmap(NULL, f->shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (f->shm == MAP_FAILED) {
         f->shm = NULL;
@@ -45,10 +61,13 @@ int wsp_fleet_map(wsp_fleet_t *f, const wsp_bench_cfg_t *cfg)
     }
     f->ctl = (wsp_ctl_t *)(void *)f->shm;
     f->blocks = wsp_xcalloc(cfg->procs, sizeof(*f->blocks));
+    f->tables = wsp_xcalloc(cfg->procs, sizeof(*f->tables));
     f->pids = wsp_xcalloc(cfg->procs, sizeof(*f->pids));
+    uint8_t *tabs = f->shm + ctl_sz + blk_sz * cfg->procs;
     for (unsigned i = 0; i < cfg->procs; i++) {
         f->blocks[i] = (wsp_wstats_t *)(void *)(f->shm + ctl_sz + blk_sz * i);
         wsp_stats_init(f->blocks[i]);
+        f->tables[i] = (wsp_bconn_t *)(void *)(tabs + tab_sz * i); /* zeroed: all FREE */
     }
     return 0;
 }
@@ -72,7 +91,8 @@ static int run_worker(const wsp_fleet_t *f, unsigned i, pid_t parent)
     (void)sigaction(SIGTERM, &sa, NULL);       /* a valid signal number: cannot fail */
     alarm((unsigned)ceil(cfg->duration) + 60); /* a lifetime bound even if the parent hangs */
     uint64_t first = cfg->conns * i / cfg->procs, end = cfg->conns * (i + 1) / cfg->procs;
-    int rv = wsp_worker_run(cfg, first, end, f->blocks[i], f->ctl, &worker_stop);
+    int rv = wsp_worker_run(cfg, first, end, f->blocks[i], f->ctl, f->tables[i], f->table_len,
+                            &worker_stop);
     if (rv < 0) {
         fprintf(stderr, "wspush-bench: worker %d: %s\n", (int)getpid(), strerror(-rv));
         return 1;
@@ -176,9 +196,26 @@ unsigned wsp_fleet_stop(wsp_fleet_t *f, uint64_t grace_ns)
     return lost;
 }
 
+uint64_t wsp_fleet_tally(wsp_fleet_t *f, const wsp_tally_win_t *w, uint64_t *dead_open)
+{
+    uint64_t missed = 0;
+    *dead_open = 0;
+    for (unsigned i = 0; i < f->started; i++) {
+        wsp_wstats_t *b = f->blocks[i];
+        uint64_t open;
+        missed += wsp_tally_table(f->tables[i], f->table_len, b->epoch0_ms, w, b->seq, &open);
+        if (w->hi > b->seq_top)
+            b->seq_top = w->hi; /* so that merging reads what the tally wrote */
+        if (b->err[WSP_ERR_WORKER])
+            *dead_open += open;
+    }
+    return missed;
+}
+
 void wsp_fleet_free(wsp_fleet_t *f)
 {
     free(f->blocks);
+    free(f->tables);
     free(f->pids);
     if (f->shm)
         (void)munmap(f->shm, f->shm_len); /* exiting anyway */

@@ -15,6 +15,7 @@
 #include "net.h"
 #include "report.h"
 #include "stats.h"
+#include "tally.h"
 
 #define LOOP_NS 50000000ull          /* the parent wakes every 50 ms */
 #define STATUS_NS 250000000ull       /* status file and terminal progress */
@@ -193,7 +194,23 @@ static void take_cpu(wsp_report_t *rep)
                      (double)(self_ru.ru_stime.tv_usec + kids.ru_stime.tv_usec) / 1e6;
 }
 
-/* Stops the workers and writes the final report. Returns 1 if that found a failure. */
+/* Once every worker stopped: which broadcasts were expected, and what each connection still
+ * open (in a live or a dead worker) missed of them (bench/tally.h). */
+static void tally(wsp_report_t *rep, wsp_fleet_t *fl)
+{
+    wsp_report_merge(rep, fl->blocks, fl->started);
+    wsp_tally_win_t win;
+    wsp_tally_window(&win, rep->sum->seq, rep->cfg->expect_bcasts);
+    wsp_fleet_tally(fl, &win, &rep->dead_open);
+    wsp_report_merge(rep, fl->blocks, fl->started);
+    win.seq = rep->sum->seq; /* the merge replaced the table's contents, not the table */
+    rep->win = win;
+    wsp_tally_sum(&win, rep->sum, &rep->delivery);
+    rep->tallied = 1;
+}
+
+/* Stops the workers and writes the final report. Returns 0 if the run delivered (every
+ * broadcast to every connection open for it, once, no error), else 1. */
 static int finish(mon_t *m)
 {
     wsp_report_t *rep = m->rep;
@@ -201,7 +218,7 @@ static int finish(mon_t *m)
     fl->ctl->stop_ramp = 1;
     int status = wsp_fleet_stop(fl, STOP_GRACE_NS) > 0;
     uint64_t now = wsp_net_mono_ns();
-    wsp_report_merge(rep, fl->blocks, fl->started);
+    tally(rep, fl);
     wsp_report_sample(rep, now);
     take_cpu(rep);
     if (m->tty && !rep->ramp_done)
@@ -216,7 +233,8 @@ static int finish(mon_t *m)
             status = 1;
         }
     }
-    return status;
+    wsp_report_verdict(stdout, rep);
+    return status || !wsp_report_ok(rep);
 }
 
 /* The arguments, or the exit status to leave with (-1 = go on). */

@@ -113,15 +113,10 @@ static void seq_times(const wsp_seq_stat_t *s, double *first, double *last, doub
     *spread = (double)(s->time_max_ms - s->time_min_ms);
 }
 
-void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
+/* The connections and the errors. */
+static void print_conns(FILE *f, const wsp_report_t *r)
 {
     const wsp_wstats_t *s = r->sum;
-    const wsp_hist_t *h = &s->latency;
-    double t = (double)(now - r->start_ns) / 1e9;
-    fprintf(f, "-- wspush-bench t=%.1fs%s ", t, final ? " final" : "");
-    for (int i = 0; i < 50; i++)
-        fputc('-', f);
-    fputc('\n', f);
     fprintf(f, "%-26scount = %llu  (target %llu, setups %llu, retries %llu)\n", "Active WebSockets",
             (unsigned long long)s->active, (unsigned long long)r->cfg->conns,
             (unsigned long long)s->setups, (unsigned long long)s->retries);
@@ -133,6 +128,18 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
     print_codes(f, "handshake answers, by HTTP status", &s->statuses);
     if (s->err[WSP_ERR_CONNECT] && s->last_errno)
         fprintf(f, "%26slast connect error: %s\n", "", strerror((int)s->last_errno));
+    if (r->dead_open)
+        fprintf(f,
+                "%26s%llu connections were open in workers that died: what they did not get "
+                "is missing\n",
+                "", (unsigned long long)r->dead_open);
+}
+
+/* Latency, the meters, the ramp. */
+static void print_rates(FILE *f, wsp_report_t *r, uint64_t now)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->latency;
     fprintf(f, "%-26scount = %llu  min = %.3f  max = %.3f  mean = %.3f  stddev = %.3f\n",
             "Message latency (ms)", (unsigned long long)h->count, ms(h->count ? h->min : 0),
             ms(h->max), wsp_hist_mean(h) / 1000.0, wsp_hist_stddev(h) / 1000.0);
@@ -150,17 +157,37 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
                 (unsigned long long)s->setups, span, (double)s->setups / span,
                 r->ramp_done ? "" : " (ramp still running)");
     }
-    uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
-    uint64_t shown = 0;
+}
+
+/* The highest seq of the per-broadcast table, and whether seq k is in it: every seq a
+ * connection got or missed, and at the end every seq expected. */
+static uint64_t seq_top(const wsp_report_t *r)
+{
+    uint64_t top = r->sum->max_seq;
+    if (r->tallied && r->win.hi > top)
+        top = r->win.hi;
+    return top < WSP_SEQ_MAX ? top : WSP_SEQ_MAX - 1;
+}
+
+static int seq_shown(const wsp_report_t *r, uint64_t k)
+{
+    const wsp_seq_stat_t *q = &r->sum->seq[k];
+    return q->got || q->missing || q->dup || (r->tallied && k >= r->win.lo && k <= r->win.hi);
+}
+
+static void print_broadcasts(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    uint64_t top = seq_top(r), shown = 0;
     for (uint64_t k = 1; k <= top; k++)
-        shown += s->seq[k].got || s->seq[k].missing || s->seq[k].dup;
+        shown += seq_shown(r, k);
     if (shown) {
         fprintf(f, "%-26s%6s %9s %8s %6s %10s %10s\n", "Broadcasts (ms after send)", "seq", "got",
                 "missing", "dup", "first", "last");
         uint64_t skip = shown > 20 ? shown - 20 : 0; /* the JSON has all of them */
         for (uint64_t k = 1; k <= top; k++) {
             const wsp_seq_stat_t *q = &s->seq[k];
-            if (!(q->got || q->missing || q->dup) || (skip && skip--))
+            if (!seq_shown(r, k) || (skip && skip--))
                 continue;
             double first, last, spread;
             seq_times(q, &first, &last, &spread);
@@ -172,6 +199,87 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
     if (s->seq_overflow)
         fprintf(f, "%26s%llu messages with seq >= %d are not in the table\n", "",
                 (unsigned long long)s->seq_overflow, WSP_SEQ_MAX);
+}
+
+/* The seqs of the window some connection missed, comma-separated; at most max of them, then
+ * how many more (max 0: all). */
+static void put_missing_seqs(FILE *f, const wsp_report_t *r, uint64_t max)
+{
+    uint64_t n = 0;
+    for (uint64_t k = r->win.lo; k <= r->win.hi; k++) {
+        if (r->sum->seq[k].missing == 0)
+            continue;
+        if (max == 0 || n < max)
+            fprintf(f, "%s%llu", n ? ", " : "", (unsigned long long)k);
+        n++;
+    }
+    if (max && n > max)
+        fprintf(f, " and %llu more", (unsigned long long)(n - max));
+}
+
+static void print_delivery(FILE *f, const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    fprintf(f, "%-26sexpected = %llu  delivered = %llu  missing = %llu  duplicates = %llu",
+            "Delivery", (unsigned long long)d->expected, (unsigned long long)d->delivered,
+            (unsigned long long)d->missing, (unsigned long long)d->duplicates);
+    if (r->win.given)
+        fprintf(f, "  unexpected = %llu  (broadcasts 1-%llu expected)\n",
+                (unsigned long long)d->unexpected, (unsigned long long)r->win.hi);
+    else if (r->win.lo <= r->win.hi)
+        fprintf(f, "  (broadcasts %llu-%llu, as received)\n", (unsigned long long)r->win.lo,
+                (unsigned long long)r->win.hi);
+    else
+        fprintf(f, "  (no broadcast received)\n");
+    if (d->missing) {
+        fprintf(f, "%26smissing seqs: ", "");
+        put_missing_seqs(f, r, 20);
+        fputc('\n', f);
+    }
+}
+
+void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
+{
+    double t = (double)(now - r->start_ns) / 1e9;
+    fprintf(f, "-- wspush-bench t=%.1fs%s ", t, final ? " final" : "");
+    for (int i = 0; i < 50; i++)
+        fputc('-', f);
+    fputc('\n', f);
+    print_conns(f, r);
+    print_rates(f, r, now);
+    print_broadcasts(f, r);
+    if (r->tallied)
+        print_delivery(f, r);
+    fflush(f);
+}
+
+int wsp_report_ok(const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    return r->tallied && wsp_report_errors(r->sum) == 0 && d->missing == 0 && d->duplicates == 0 &&
+           d->unexpected == 0;
+}
+
+void wsp_report_verdict(FILE *f, const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    unsigned long long errors = wsp_report_errors(r->sum);
+    if (wsp_report_ok(r)) {
+        fprintf(f,
+                "wspush-bench: ok: every connection got every broadcast it was open for, once "
+                "(expected = delivered = %llu), 0 errors\n",
+                (unsigned long long)d->delivered);
+    } else {
+        fprintf(f, "wspush-bench: FAIL: %llu missing", (unsigned long long)d->missing);
+        if (d->missing) {
+            fprintf(f, " (seqs ");
+            put_missing_seqs(f, r, 20);
+            fputc(')', f);
+        }
+        fprintf(f, ", %llu duplicates, %llu unexpected, %llu errors (of %llu expected)\n",
+                (unsigned long long)d->duplicates, (unsigned long long)d->unexpected, errors,
+                (unsigned long long)d->expected);
+    }
     fflush(f);
 }
 
@@ -288,14 +396,14 @@ static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
 }
 
 /* "broadcasts": one entry per seq. */
-static void json_broadcasts(FILE *f, const wsp_wstats_t *s)
+static void json_broadcasts(FILE *f, const wsp_report_t *r)
 {
     fprintf(f, "  \"broadcasts\": [");
-    uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
+    uint64_t top = seq_top(r);
     int any = 0;
     for (uint64_t k = 1; k <= top; k++) {
-        const wsp_seq_stat_t *q = &s->seq[k];
-        if (!(q->got || q->missing || q->dup))
+        const wsp_seq_stat_t *q = &r->sum->seq[k];
+        if (!seq_shown(r, k))
             continue;
         double first, last, spread;
         seq_times(q, &first, &last, &spread);
@@ -309,6 +417,26 @@ static void json_broadcasts(FILE *f, const wsp_wstats_t *s)
         any = 1;
     }
     fprintf(f, "%s],\n", any ? "\n  " : "");
+}
+
+/* The delivery verdict: what bench/tally.h counted. */
+static void json_delivery(FILE *f, const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    if (r->win.given)
+        fprintf(f, "  \"expect_broadcasts\": %llu,\n", (unsigned long long)r->win.hi);
+    else
+        fprintf(f, "  \"expect_broadcasts\": null,\n");
+    fprintf(f,
+            "  \"expected\": %llu,\n  \"delivered\": %llu,\n  \"missing\": %llu,\n"
+            "  \"duplicates\": %llu,\n  \"unexpected\": %llu,\n  \"seq_first\": %llu,\n"
+            "  \"seq_last\": %llu,\n  \"dead_worker_conns\": %llu,\n  \"missing_seqs\": [",
+            (unsigned long long)d->expected, (unsigned long long)d->delivered,
+            (unsigned long long)d->missing, (unsigned long long)d->duplicates,
+            (unsigned long long)d->unexpected, (unsigned long long)r->win.lo,
+            (unsigned long long)r->win.hi, (unsigned long long)r->dead_open);
+    put_missing_seqs(f, r, 0);
+    fprintf(f, "],\n  \"ok\": %s,\n", wsp_report_ok(r) ? "true" : "false");
 }
 
 /* "latency_cdf" and "series": what bench/plot.sh draws. */
@@ -348,7 +476,8 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     json_conns(f, r, now);
     json_errors(f, r->sum);
     json_messages(f, r, now);
-    json_broadcasts(f, r->sum);
+    json_delivery(f, r);
+    json_broadcasts(f, r);
     json_plots(f, r);
     fprintf(f, "}\n");
     if (ferror(f)) {

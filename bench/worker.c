@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "net.h"
 #include "rx.h"
+#include "tally.h"
 #include "worker_int.h"
 
 #define MAX_EVENTS 1024
@@ -69,28 +70,6 @@ typedef struct frame_ctx_s {
     uint64_t now_us;
 } frame_ctx_t;
 
-static uint64_t seq_time(const wsp_worker_t *w, uint64_t k)
-{
-    uint64_t t = w->st->seq[k].time_min_ms;
-    uint64_t g = w->ctl->seq_time_ms[k];
-    return t == 0 ? g : (g != 0 && g < t) ? g : t;
-}
-
-/* Counts seqs in (from, to) this connection should have had but did not. */
-static void count_missing(wsp_worker_t *w, const wsp_bconn_t *c, uint64_t from, uint64_t to)
-{
-    uint64_t est = w->epoch0_ms + c->est_ms;
-    if (to > WSP_SEQ_MAX)
-        to = WSP_SEQ_MAX;
-    for (uint64_t k = to; k-- > from + 1;) {
-        uint64_t t = seq_time(w, k);
-        if (t != 0 && t <= est)
-            break; /* sent before this connection was open: older ones too */
-        if (t != 0)
-            w->st->seq[k].missing++;
-    }
-}
-
 static void on_tick(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len)
 {
     wsp_worker_t *w = x->w;
@@ -114,8 +93,10 @@ static void on_tick(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len
         s->dup++; /* TCP keeps order: an old seq again is a duplicate */
         return;
     }
-    if (seq > c->last_seq + 1u)
-        count_missing(w, c, c->last_seq, seq);
+    if (c->last_seq == 0)
+        c->first_seq = (uint32_t)seq; /* what came before it is judged at the end */
+    else if (seq > c->last_seq + 1u)
+        wsp_tally_gap(st->seq, c->last_seq, seq); /* open at last, so open for the gap */
     c->last_seq = (uint32_t)seq;
     s->got++;
     if (s->time_min_ms == 0 || t < s->time_min_ms)
@@ -297,17 +278,10 @@ static void batch_events(wsp_worker_t *w, const struct epoll_event *evs, int n, 
     }
 }
 
-/* At the end: seqs an open connection never got, counted against the parent's list of
- * every seq seen by any worker. */
+/* At the end: the figures are final once the CPU time is in; the parent counts what the
+ * connections still open missed, from the table it shares with us. */
 static void finish(wsp_worker_t *w)
 {
-    uint64_t max = w->ctl->max_seq > w->st->max_seq ? w->ctl->max_seq : w->st->max_seq;
-    w->st->max_seq = max;
-    for (size_t fd = 0; fd < w->nconn; fd++) {
-        wsp_bconn_t *c = &w->conn[fd];
-        if (c->state == WSP_BCONN_OPEN && max > c->last_seq)
-            count_missing(w, c, c->last_seq, max + 1);
-    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         w->st->cpu_user_us =
@@ -336,8 +310,8 @@ static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t fir
     w->cfg = cfg;
     w->next_slot = first;
     w->end_slot = end;
-    w->nconn = nofile;
-    w->conn = wsp_xcalloc(w->nconn, sizeof(wsp_bconn_t));
+    if (nofile < w->nconn)
+        w->nconn = nofile; /* an fd at or above nconn is refused (EMFILE) */
     w->hs = wsp_xcalloc(cfg->concurrency, sizeof(wsp_hs_t));
     w->hs_free = wsp_xcalloc(cfg->concurrency, sizeof(uint16_t));
     for (size_t i = 0; i < cfg->concurrency; i++) {
@@ -351,6 +325,7 @@ static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t fir
     }
     w->per_ns = cfg->rate > 0 ? cfg->rate / cfg->procs / 1e9 : 0;
     w->epoch0_ms = wsp_net_epoch_ms();
+    w->st->epoch0_ms = w->epoch0_ms;
     w->rng = wsp_net_mono_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
     int hl = snprintf(w->req_head, sizeof(w->req_head),
                       "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
@@ -406,11 +381,14 @@ static int worker_loop(wsp_worker_t *w, volatile sig_atomic_t *stop)
 }
 
 int wsp_worker_run(const wsp_bench_cfg_t *cfg, uint64_t first, uint64_t end, wsp_wstats_t *st,
-                   const wsp_ctl_t *ctl, volatile sig_atomic_t *stop)
+                   const wsp_ctl_t *ctl, wsp_bconn_t *table, size_t table_len,
+                   volatile sig_atomic_t *stop)
 {
     wsp_worker_t *w = wsp_xcalloc(1, sizeof(*w));
     w->st = st;
     w->ctl = ctl;
+    w->conn = table;
+    w->nconn = table_len;
     int rv = worker_init(w, cfg, first, end);
     if (rv == 0)
         rv = worker_loop(w, stop);
