@@ -4,7 +4,12 @@ none makes the bench hang or crash, and the bench exits non-zero whenever someth
 wrong. The broadcast modes check delivery: a broadcast skipped for every connection or for
 some, and a bench worker killed mid-run, show up as missing, by seq, in the report, the JSON
 and the exit status. Usage: badserver.py BENCH MODE (see MODES). No fixed sleeps: every wait
-polls the bench's status file or a socket, with a bound."""
+polls the bench's status file or a socket, with a bound.
+
+badserver.py serve [--drop K] --port P --bind ADDR [other options, ignored]: a push server for
+bench/run-local.sh --server-cmd (or as WSPUSH_SERVER): logs event=listening, and on each
+SIGUSR1 sends {"time", "seq"} to every connection, except seq K, which it skips for everyone
+(but logs as sent). SIGTERM or SIGINT stops it."""
 import base64
 import hashlib
 import json
@@ -80,9 +85,12 @@ def tick(seq, pad=0, t_ms=None):
     return json.dumps(d, separators=(",", ":")).encode()
 
 
+HOLD = [BOUND + 10]  # seconds a connection is held at most; serve: as long as the process
+
+
 def wait_eof(c):
-    """Holds the connection until the bench closes it (bounded)."""
-    c.settimeout(BOUND + 10)
+    """Holds the connection until the bench closes it."""
+    c.settimeout(HOLD[0])
     while c.recv(4096):
         pass
 
@@ -296,26 +304,54 @@ def check_delivery(mode, text, r):
     assert f"FAIL: {lost} missing (seqs {seqs})" in text, text[-500:]
 
 
-def main():
-    bench, mode = sys.argv[1], sys.argv[2]
-    assert mode in MODES, f"mode {mode}: one of {MODES}"
+def listen(host, port, mode, backlog):
+    """A listening socket whose connections serve_conn() handles in mode, one thread each."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", 0))
-    port = ls.getsockname()[1]
-    if mode == "refused":
-        ls.close()  # nothing listens there now
-    else:
-        ls.listen(128)
+    ls.bind((host, port))
+    ls.listen(backlog)
 
-        def acceptor():
-            while True:
-                try:
-                    c, _ = ls.accept()
-                except OSError:
-                    return
-                threading.Thread(target=serve_conn, args=(c, mode), daemon=True).start()
-        threading.Thread(target=acceptor, daemon=True).start()
+    def acceptor():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_conn, args=(c, mode), daemon=True).start()
+    threading.Thread(target=acceptor, daemon=True).start()
+    return ls
+
+
+def serve(argv):
+    """The serve mode: a server that loses broadcast --drop for every connection."""
+    opt = dict(zip(argv[::2], argv[1::2]))  # every flag run-local passes takes a value
+    drop = int(opt.get("--drop", 0))
+    HOLD[0] = None  # run-local bounds the process's life
+    sigs = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, sigs)  # every thread; sigwait() takes them
+    ls = listen(opt.get("--bind", "127.0.0.1"), int(opt.get("--port", 0)), "drop_all", 4096)
+    print(f"event=listening port={ls.getsockname()[1]}", file=sys.stderr, flush=True)
+    seq = 0
+    while signal.sigwait(sigs) == signal.SIGUSR1:
+        seq += 1
+        with lock:
+            sent = 0 if seq == drop else broadcast(seq)
+        print(f"event=broadcast seq={seq} written={sent}", file=sys.stderr, flush=True)
+    ls.close()
+
+
+def main():
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2:])
+        return
+    bench, mode = sys.argv[1], sys.argv[2]
+    assert mode in MODES, f"mode {mode}: one of {MODES}"
+    if mode == "refused":
+        with socket.socket() as ls:  # a port that was free a moment ago: nothing listens there
+            ls.bind(("127.0.0.1", 0))
+            port = ls.getsockname()[1]
+    else:
+        port = listen("127.0.0.1", 0, mode, 128).getsockname()[1]
     rc, text, r = run_bench(bench, mode, port)
     check_errors(mode, rc, text, r)
     if mode in BROADCAST | {"frames"}:

@@ -1,4 +1,6 @@
 """What the bench harnesses of test/bench share: bounded polling and the bench's status file."""
+import re
+import subprocess
 import time
 
 
@@ -21,3 +23,20 @@ def read_status(path):
     except FileNotFoundError:
         return {}
     return {k: int(v) if v.lstrip("-").isdigit() else v for k, v in pairs}
+
+
+def start_server(argv, log):
+    """Starts a server that logs event=listening ... port=N on stderr (wspush with --port 0)
+    into the open file log; returns the process and its port."""
+    proc = subprocess.Popen(argv, stderr=log)
+
+    def port():
+        log.seek(0)
+        m = re.search(r"event=listening.* port=(\d+)", log.read())
+        return m and int(m.group(1))
+    try:
+        return proc, wait_for("the server's listening line", port, 10)
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise

@@ -6,13 +6,12 @@ Usage: it_bench.py WSPUSH WSPUSH_BENCH [BENCH_OPTION...]; WSP_IT_IO_URING=on|off
 server's send path."""
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 
-from benchutil import read_status, wait_for
+from benchutil import read_status, start_server, wait_for
 
 CONNS = 2000
 BCASTS = 3
@@ -26,16 +25,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wsp-it-bench-")
     try:
         srv_log = open(os.path.join(tmp, "server.log"), "w+")
-        srv = subprocess.Popen([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
-                                "--admin", "127.0.0.1:0",
-                                "--bind", "127.0.0.1"] + uring, stderr=srv_log)
+        srv, p = start_server([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
+                               "--admin", "127.0.0.1:0", "--bind", "127.0.0.1"] + uring, srv_log)
         started.append(srv)
-
-        def port():
-            srv_log.seek(0)
-            m = re.search(r"event=listening.* port=(\d+)", srv_log.read())
-            return m and int(m.group(1))
-        p = wait_for("the server's listening line", port, 10)
 
         status, report = os.path.join(tmp, "status"), os.path.join(tmp, "report.json")
         bench = subprocess.Popen([bench_bin, "--url", f"ws://127.0.0.1:{p}/", "--conns",
