@@ -16,7 +16,7 @@ struct wsp_bpend_s; /* the worker's carry-over of a split frame; never read by t
 /* The raw-epoll reference client needed 19 B per connection; we keep 24. */
 typedef struct wsp_bconn_s {
     struct wsp_bpend_s *pend; /* NULL in the common case */
-    uint32_t first_seq;       /* first broadcast received; 0 = none yet */
+    uint32_t first_seq;       /* first broadcast received if not 1; 0 = none yet, or 1 */
     uint32_t last_seq;        /* highest broadcast received, for duplicates and gaps */
     uint32_t est_ms;          /* when the 101 arrived, ms after the worker's epoch0_ms */
     uint16_t hs;              /* handshake context while CONNECTING or HANDSHAKE */

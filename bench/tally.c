@@ -35,8 +35,10 @@ uint64_t wsp_tally_conn(const wsp_bconn_t *c, uint64_t est_ms, const wsp_tally_w
             n++;
         }
     /* Before the first one it received (or all, if none): the ones sent after its upgrade.
-     * Times grow with seqs, so once one was sent before, every older one was too. */
-    uint64_t top = c->first_seq > 0 && c->first_seq - 1 < w->hi ? c->first_seq - 1 : w->hi;
+     * Times grow with seqs, so once one was sent before, every older one was too. The worker
+     * leaves first_seq 0 when the first one was 1. */
+    uint64_t first = c->first_seq ? c->first_seq : c->last_seq ? 1 : 0;
+    uint64_t top = first > 0 && first - 1 < w->hi ? first - 1 : w->hi;
     for (uint64_t k = top; k >= w->lo && k > 0; k--) {
         uint64_t t = w->seq[k].time_min_ms;
         if (t != 0 && t <= est_ms)

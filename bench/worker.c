@@ -93,10 +93,12 @@ static void on_tick(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len
         s->dup++; /* TCP keeps order: an old seq again is a duplicate */
         return;
     }
-    if (c->last_seq == 0)
-        c->first_seq = (uint32_t)seq; /* what came before it is judged at the end */
-    else if (seq > c->last_seq + 1u)
-        wsp_tally_gap(st->seq, c->last_seq, seq); /* open at last, so open for the gap */
+    if (seq > c->last_seq + 1u) { /* one compare per message, as before first_seq existed */
+        if (c->last_seq == 0)
+            c->first_seq = (uint32_t)seq; /* what came before it is judged at the end */
+        else
+            wsp_tally_gap(st->seq, c->last_seq, seq); /* open at last, so open for the gap */
+    }
     c->last_seq = (uint32_t)seq;
     s->got++;
     if (s->time_min_ms == 0 || t < s->time_min_ms)

@@ -29,7 +29,7 @@ static wsp_bconn_t open_conn(uint32_t first, uint32_t last)
     wsp_bconn_t c;
     memset(&c, 0, sizeof(c));
     c.state = WSP_BCONN_OPEN;
-    c.first_seq = first;
+    c.first_seq = first == 1 ? 0 : first; /* as the worker stores it */
     c.last_seq = last;
     return c;
 }
