@@ -72,6 +72,12 @@ int wsp_fleet_map(wsp_fleet_t *f, const wsp_bench_cfg_t *cfg)
     return 0;
 }
 
+/* The first connection slot of worker i (of cfg->procs; i = procs: the end). */
+static uint64_t first_slot(const wsp_bench_cfg_t *cfg, unsigned i)
+{
+    return cfg->conns * i / cfg->procs;
+}
+
 /* A worker's whole life; returns its exit status. */
 static int run_worker(const wsp_fleet_t *f, unsigned i, pid_t parent)
 {
@@ -90,9 +96,8 @@ static int run_worker(const wsp_fleet_t *f, unsigned i, pid_t parent)
     sigemptyset(&sa.sa_mask);
     (void)sigaction(SIGTERM, &sa, NULL);       /* a valid signal number: cannot fail */
     alarm((unsigned)ceil(cfg->duration) + 60); /* a lifetime bound even if the parent hangs */
-    uint64_t first = cfg->conns * i / cfg->procs, end = cfg->conns * (i + 1) / cfg->procs;
-    int rv = wsp_worker_run(cfg, first, end, f->blocks[i], f->ctl, f->tables[i], f->table_len,
-                            &worker_stop);
+    int rv = wsp_worker_run(cfg, first_slot(cfg, i), first_slot(cfg, i + 1), f->blocks[i], f->ctl,
+                            f->tables[i], f->table_len, &worker_stop);
     if (rv < 0) {
         fprintf(stderr, "wspush-bench: worker %d: %s\n", (int)getpid(), strerror(-rv));
         return 1;
@@ -141,6 +146,8 @@ unsigned wsp_fleet_reap(wsp_fleet_t *f)
         b->err[WSP_ERR_WORKER]++;
         b->active = 0; /* its connections died with it; the writer is gone */
         b->inflight = 0;
+        /* Its slots will never be opened: given up, so that the ramp can end. */
+        b->resolved = first_slot(f->cfg, (unsigned)i + 1) - first_slot(f->cfg, (unsigned)i);
         fprintf(stderr, "wspush-bench: worker %d ended early (%s %d)\n", (int)pid,
                 WIFSIGNALED(ws) ? "signal" : "exit",
                 WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));

@@ -35,8 +35,8 @@ int wsp_fleet_map(wsp_fleet_t *f, const wsp_bench_cfg_t *cfg);
 int wsp_fleet_fork(wsp_fleet_t *f);
 
 /* Reaps the workers that ended, without waiting: each one that ended early counts as a
- * worker_died error in its block, which then shows no active connection and nothing in
- * flight. Returns how many ended now. */
+ * worker_died error in its block, which then shows no active connection, nothing in flight,
+ * and its slots given up (the ramp can end). Returns how many ended now. */
 unsigned wsp_fleet_reap(wsp_fleet_t *f);
 
 /* Asks every live worker to stop (SIGTERM), waits up to grace_ns, then kills the rest; one
