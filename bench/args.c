@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stats.h"
+
 const char wsp_args_usage[] =
     "usage: wspush-bench --url ws://HOST:PORT/PATH --conns N --duration S [options]\n"
     "  --procs P              worker processes (default: one per 15,000 connections)\n"
@@ -22,10 +24,18 @@ const char wsp_args_usage[] =
     "                         0 = off; receive times are taken after the wait)\n"
     "  --io-uring on|off      receive the open connections' data of each epoll batch with\n"
     "                         one io_uring submission instead of a recv() each (default off)\n"
+    "  --expect-broadcasts N  the server sends broadcasts seq 1..N during the run: each one a\n"
+    "                         connection was open for and did not get counts as missing,\n"
+    "                         also one that no connection got (default: the seqs received)\n"
     "  --json FILE            write the final report, per-broadcast table and config\n"
     "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
     "  --quiet                only the final report\n"
-    "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n";
+    "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n"
+    "Exit status: 0 when every connection got every broadcast it was open for, once, with no\n"
+    "error; 1 otherwise (FAIL: missing, duplicate or unexpected broadcasts, or errors, with\n"
+    "the missing seqs); 2 for bad arguments. Open for broadcast k: upgraded before the\n"
+    "server's \"time\" of k (or having received an earlier broadcast) and still open at the\n"
+    "end, or a gap between two broadcasts received (docs/BENCHMARKS.md section 2).\n";
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -154,6 +164,7 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
     cfg->coalesce_us = 1000;
     cfg->src_first = 0x7F010001u; /* 127.1.0.1 */
     cfg->src_last = 0x7F01FFFEu;  /* 127.1.255.254 */
+    cfg->expect_bcasts = -1;
     int have_url = 0, have_conns = 0, have_duration = 0;
     uint64_t procs = 0;
 
@@ -238,6 +249,12 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
             if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
                 return fail(err, errlen, "--io-uring must be on or off, got '%s'", v);
             cfg->io_uring = strcmp(v, "on") == 0;
+        } else if (strcmp(name, "--expect-broadcasts") == 0) {
+            if (parse_u64(v, &u) < 0 || u >= WSP_SEQ_MAX)
+                return fail(err, errlen,
+                            "--expect-broadcasts must be an integer from 0 to %d, got '%s'",
+                            WSP_SEQ_MAX - 1, v);
+            cfg->expect_bcasts = (int64_t)u;
         } else if (strcmp(name, "--json") == 0) {
             cfg->json = v;
         } else if (strcmp(name, "--status-file") == 0) {

@@ -31,6 +31,7 @@ typedef struct wsp_bench_cfg_s {
     unsigned coalesce_us;    /* after a small batch of events, once the ramp is done, sleep this
                                 long so the next epoll_wait() returns many: fewer wake-ups */
     int io_uring;            /* receive each epoll batch with one io_uring submission */
+    int64_t expect_bcasts;   /* --expect-broadcasts: seqs 1..N are expected; -1 = not given */
     const char *json;        /* NULL = no JSON file */
     const char *status_file; /* NULL = none */
     int quiet;               /* no periodic reports, only the final one */

@@ -6,8 +6,10 @@
 #   bench/c1m.sh --ehash         # the same with a 4M-bucket established hash (MEASURING.md)
 #   bench/c1m.sh --probe         # capacity: ramp towards 2.1M until MemAvailable < 3 GiB,
 #                                # then one broadcast to every connection held
-# Other run-local.sh options pass through (e.g. -n, -b, --hold, -o). Needs root; takes
-# about 8 minutes (the probe about 6). See docs/BENCHMARKS.md.
+# Other run-local.sh options pass through (e.g. -n, -b, --hold, -o, --netns; --help shows them).
+# Like run-local.sh it prints FAIL and exits 1 unless every connection got every broadcast,
+# once, with no error. Needs root; takes about 8 minutes (the probe about 6). See
+# docs/BENCHMARKS.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONNS=1000000

@@ -2,7 +2,9 @@
 # wspush against the minimal push servers of bench/peers/ (Node.js ws, Netty, Go gorilla), one
 # server at a time, each in its own bench/run-local.sh run: N connections from one bench
 # process, B broadcasts (SIGUSR1 to the server), then one table for all of them (Markdown,
-# written to the output directory and printed) and a gnuplot bar chart (compare.png).
+# written to the output directory and printed) and a gnuplot bar chart (compare.png). A run in
+# which a connection missed a broadcast, got one twice, or saw an error is a FAIL: its row
+# says so, and the script exits 1 after the table.
 #   bench/compare.sh [-n 15000] [-b 5] [-S wspush,node,netty,go] [-t 2] [-g 2] [-a ARGS] [-o DIR]
 # Build first: make build; bench/peers/build.sh. Needs root (ip netns). Every run is bounded
 # by run-local.sh (lifetimes, cleanup by pid, its own namespace).
@@ -22,6 +24,9 @@ usage: bench/compare.sh [options]
   -g SEC      pause after each broadcast completes (default $GAP)
   -o DIR      results directory (default /tmp/wspush-compare-DATE)
   -a "ARGS"   more wspush options (run-local.sh --server-args), e.g. "--io-uring off"
+Each server's run must deliver every broadcast to every connection, once, with no error
+(run-local.sh's check: delivered = expected = connections x broadcasts); otherwise it prints
+FAIL and the script exits 1. The table shows errors, missing, duplicates and retries.
 EOF
 }
 while getopts 'n:b:S:t:g:o:a:h' o; do
@@ -81,7 +86,7 @@ VERS=$ROOT/build/peers/VERSIONS.txt
 echo "compare: ${NAMES[*]}; $N connections, $B broadcasts each; results in $OUT"
 cat "$OUT/versions.txt"
 
-# One run-local.sh per server; a failed run leaves its row empty and the others go on.
+# One run-local.sh per server; a failed run is marked FAIL in its row and the others go on.
 FAILED=()
 for s in "${NAMES[@]}"; do
     echo "== $s"
@@ -98,10 +103,10 @@ for s in "${NAMES[@]}"; do
     fi
     "$ROOT/bench/run-local.sh" -n "$N" -b "$B" -g "$GAP" -o "$OUT/$s" "${args[@]}" \
         >"$OUT/$s.log" 2>&1 || {
-        echo "compare: $s: run-local.sh failed: $(tail -1 "$OUT/$s.log")"
+        echo "compare: FAIL: $s: $(grep -m1 '^run-local: FAIL: ' "$OUT/$s.log" || tail -1 "$OUT/$s.log")"
         FAILED+=("$s")
     }
-    grep -E '^(connections|setup|server user|broadcast completion|latency|server CPU|messages|errors|kernel counters) ' \
+    grep -E '^(connections|setup|server user|broadcast completion|latency|server CPU|messages|delivery|errors|kernel counters|result) ' \
         "$OUT/$s.log" || true
 done
 
@@ -110,22 +115,24 @@ import json, os, sys
 out, n, b, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 head = ("| server | connections | setup rate (/s) | RSS B/conn (VmRSS) | RssAnon B/conn | "
         "broadcast completion, median (ms) | latency p50 (ms) | latency p99 (ms) | "
-        "server CPU µs/msg | errors / missing / dup | other CPU (s) |")
+        "server CPU µs/msg | errors / missing / dup / retries | other CPU (s) |")
 rows = [head, "|" + "---|" * (head.count("|") - 1)]
 dat, info = [], []
 for i, s in enumerate(names):
     p = f"{out}/{s}/summary.json"
     if not os.path.exists(p):
         rows.append(f"| {s} | run failed (see {s}.log) |" + " |" * 9)
-        info.append(f"{s}: run failed")
+        info.append(f"{s}: run failed (FAIL)")
         continue
     j = json.load(open(p))
     lat = j["latency_ms"]
     rows.append(f"| {s} | {j['active']:,} | {j['setup_rate_per_s']:,.0f} | {j['rss_b_per_conn']:,.0f} | "
                 f"{j['anon_b_per_conn']:,.0f} | {j['completion_median_ms']:.1f} | {lat['p50']:.1f} | "
                 f"{lat['p99']:.1f} | {j['server_cpu_us_per_msg']:.2f} | "
-                f"{j['errors']} / {j['missing']} / {j['duplicates']} | {j['other_cpu_s']:.2f} |")
-    info.append(f"{s}: {j['active']:,} connected; {j['errors']} / {j['missing']} / {j['duplicates']}")
+                f"{j['errors']} / {j['missing']} / {j['duplicates']} / {j['retries']}"
+                f"{'' if j['ok'] else ' **FAIL**'} | {j['other_cpu_s']:.2f} |")
+    info.append(f"{s}: {j['active']:,} connected; {j['errors']} / {j['missing']} / {j['duplicates']}"
+                f" / {j['retries']}{'' if j['ok'] else ' FAIL'}")
     dat.append(f"{i} {s} {j['setup_rate_per_s']} {j['rss_b_per_conn']} {j['anon_b_per_conn']} "
                f"{j['completion_median_ms']} {lat['p50']} {lat['p99']} {j['server_cpu_us_per_msg']}")
 md = "\n".join([f"{n} connections per server, {b} broadcasts, one server at a time "
@@ -135,16 +142,18 @@ md = "\n".join([f"{n} connections per server, {b} broadcasts, one server at a ti
     "RssAnon is the same delta for anonymous memory only. Completion: last receive - the time "
     "in the message (stamped when the server got SIGUSR1). Server CPU: utime+stime of all its "
     "threads across the broadcasts / messages delivered. Other CPU: the machine's busy time "
-    "outside server and bench during the broadcasts.", "", "```",
+    "outside server and bench during the broadcasts. FAIL: a connection missed a broadcast, got "
+    "one twice, or an error occurred (run-local.sh's summary says which).", "", "```",
     open(f"{out}/versions.txt").read().rstrip(), "```", ""])
 open(f"{out}/results.md", "w").write(md)
 open(f"{out}/compare.dat", "w").write("\n".join(dat) + "\n")
-open(f"{out}/compare-info.gp", "w").write('info = "%s"\n' % "\\n".join(["errors / missing / duplicates", ""] + info))
+open(f"{out}/compare-info.gp", "w").write('info = "%s"\n' % "\\n".join(["errors / missing / duplicates / retries", ""] + info))
 print(md)
 EOF
 
 if ! command -v gnuplot >/dev/null; then
     echo "compare: gnuplot missing (apt-get install gnuplot-nox): no chart" >&2
+    [ ${#FAILED[@]} -eq 0 ] || echo "compare: FAIL: ${FAILED[*]}" >&2
     exit $((${#FAILED[@]} > 0))
 fi
 [ -s "$OUT/compare.dat" ] || { echo "compare: no run succeeded: no chart" >&2; exit 1; }
@@ -198,4 +207,4 @@ GP
 } >"$OUT/compare.gp"
 gnuplot "$OUT/compare.gp"
 echo "compare: $OUT/results.md, $OUT/compare.png"
-[ ${#FAILED[@]} -eq 0 ] || { echo "compare: failed runs: ${FAILED[*]}" >&2; exit 1; }
+[ ${#FAILED[@]} -eq 0 ] || { echo "compare: FAIL: ${FAILED[*]} (see their .log)" >&2; exit 1; }

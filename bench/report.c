@@ -86,13 +86,22 @@ static void print_codes(FILE *f, const char *what, const wsp_codes_t *t)
         fprintf(f, "  (%s)\n", what);
 }
 
-static void print_meter(FILE *f, const char *name, wsp_meter_t *m, uint64_t now)
+/* A meter as a report line or as a JSON member. */
+static void put_meter(FILE *f, int json, const char *name, wsp_meter_t *m, uint64_t now)
 {
-    fprintf(f,
-            "%-26scount = %llu  mean rate = %.1f  1-minute rate = %.1f  5-minute rate = %.1f  "
-            "15-minute rate = %.1f  events/second\n",
-            name, (unsigned long long)m->count, wsp_meter_mean_rate(m, now),
-            wsp_meter_rate(m, 0, now), wsp_meter_rate(m, 1, now), wsp_meter_rate(m, 2, now));
+    unsigned long long n = m->count;
+    double mean = wsp_meter_mean_rate(m, now), r1 = wsp_meter_rate(m, 0, now),
+           r5 = wsp_meter_rate(m, 1, now), r15 = wsp_meter_rate(m, 2, now);
+    if (json)
+        fprintf(f,
+                "  \"%s\": {\"count\": %llu, \"mean_rate\": %.3f, \"m1_rate\": %.3f, "
+                "\"m5_rate\": %.3f, \"m15_rate\": %.3f},\n",
+                name, n, mean, r1, r5, r15);
+    else
+        fprintf(f,
+                "%-26scount = %llu  mean rate = %.1f  1-minute rate = %.1f  5-minute rate = "
+                "%.1f  15-minute rate = %.1f  events/second\n",
+                name, n, mean, r1, r5, r15);
 }
 
 /* The broadcast figures of seq k, relative to its earliest server time. */
@@ -104,15 +113,10 @@ static void seq_times(const wsp_seq_stat_t *s, double *first, double *last, doub
     *spread = (double)(s->time_max_ms - s->time_min_ms);
 }
 
-void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
+/* The connections and the errors. */
+static void print_conns(FILE *f, const wsp_report_t *r)
 {
     const wsp_wstats_t *s = r->sum;
-    const wsp_hist_t *h = &s->latency;
-    double t = (double)(now - r->start_ns) / 1e9;
-    fprintf(f, "-- wspush-bench t=%.1fs%s ", t, final ? " final" : "");
-    for (int i = 0; i < 50; i++)
-        fputc('-', f);
-    fputc('\n', f);
     fprintf(f, "%-26scount = %llu  (target %llu, setups %llu, retries %llu)\n", "Active WebSockets",
             (unsigned long long)s->active, (unsigned long long)r->cfg->conns,
             (unsigned long long)s->setups, (unsigned long long)s->retries);
@@ -124,6 +128,18 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
     print_codes(f, "handshake answers, by HTTP status", &s->statuses);
     if (s->err[WSP_ERR_CONNECT] && s->last_errno)
         fprintf(f, "%26slast connect error: %s\n", "", strerror((int)s->last_errno));
+    if (r->dead_open)
+        fprintf(f,
+                "%26s%llu connections were open in workers that died: what they did not get "
+                "is missing\n",
+                "", (unsigned long long)r->dead_open);
+}
+
+/* Latency, the meters, the ramp. */
+static void print_rates(FILE *f, wsp_report_t *r, uint64_t now)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->latency;
     fprintf(f, "%-26scount = %llu  min = %.3f  max = %.3f  mean = %.3f  stddev = %.3f\n",
             "Message latency (ms)", (unsigned long long)h->count, ms(h->count ? h->min : 0),
             ms(h->max), wsp_hist_mean(h) / 1000.0, wsp_hist_stddev(h) / 1000.0);
@@ -133,25 +149,45 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
             "", ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.75)),
             ms(wsp_hist_quantile(h, 0.95)), ms(wsp_hist_quantile(h, 0.98)),
             ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
-    print_meter(f, "Message Rate", &r->msg_meter, now);
-    print_meter(f, "Setup Rate", &r->setup_meter, now);
+    put_meter(f, 0, "Message Rate", &r->msg_meter, now);
+    put_meter(f, 0, "Setup Rate", &r->setup_meter, now);
     if (s->setups && s->last_setup_us > s->first_connect_us) {
         double span = (double)(s->last_setup_us - s->first_connect_us) / 1e6;
         fprintf(f, "%-26s%llu upgraded in %.2f s = %.0f/s%s\n", "Ramp",
                 (unsigned long long)s->setups, span, (double)s->setups / span,
                 r->ramp_done ? "" : " (ramp still running)");
     }
-    uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
-    uint64_t shown = 0;
+}
+
+/* The highest seq of the per-broadcast table, and whether seq k is in it: every seq a
+ * connection got or missed, and at the end every seq expected. */
+static uint64_t seq_top(const wsp_report_t *r)
+{
+    uint64_t top = r->sum->max_seq;
+    if (r->tallied && r->win.hi > top)
+        top = r->win.hi;
+    return top < WSP_SEQ_MAX ? top : WSP_SEQ_MAX - 1;
+}
+
+static int seq_shown(const wsp_report_t *r, uint64_t k)
+{
+    const wsp_seq_stat_t *q = &r->sum->seq[k];
+    return q->got || q->missing || q->dup || (r->tallied && k >= r->win.lo && k <= r->win.hi);
+}
+
+static void print_broadcasts(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    uint64_t top = seq_top(r), shown = 0;
     for (uint64_t k = 1; k <= top; k++)
-        shown += s->seq[k].got || s->seq[k].missing || s->seq[k].dup;
+        shown += seq_shown(r, k);
     if (shown) {
         fprintf(f, "%-26s%6s %9s %8s %6s %10s %10s\n", "Broadcasts (ms after send)", "seq", "got",
                 "missing", "dup", "first", "last");
         uint64_t skip = shown > 20 ? shown - 20 : 0; /* the JSON has all of them */
         for (uint64_t k = 1; k <= top; k++) {
             const wsp_seq_stat_t *q = &s->seq[k];
-            if (!(q->got || q->missing || q->dup) || (skip && skip--))
+            if (!seq_shown(r, k) || (skip && skip--))
                 continue;
             double first, last, spread;
             seq_times(q, &first, &last, &spread);
@@ -163,16 +199,88 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
     if (s->seq_overflow)
         fprintf(f, "%26s%llu messages with seq >= %d are not in the table\n", "",
                 (unsigned long long)s->seq_overflow, WSP_SEQ_MAX);
+}
+
+/* The seqs of the window some connection missed, comma-separated; at most max of them, then
+ * how many more (max 0: all). */
+static void put_missing_seqs(FILE *f, const wsp_report_t *r, uint64_t max)
+{
+    uint64_t n = 0;
+    for (uint64_t k = r->win.lo; k <= r->win.hi; k++) {
+        if (r->sum->seq[k].missing == 0)
+            continue;
+        if (max == 0 || n < max)
+            fprintf(f, "%s%llu", n ? ", " : "", (unsigned long long)k);
+        n++;
+    }
+    if (max && n > max)
+        fprintf(f, " and %llu more", (unsigned long long)(n - max));
+}
+
+static void print_delivery(FILE *f, const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    fprintf(f, "%-26sexpected = %llu  delivered = %llu  missing = %llu  duplicates = %llu",
+            "Delivery", (unsigned long long)d->expected, (unsigned long long)d->delivered,
+            (unsigned long long)d->missing, (unsigned long long)d->duplicates);
+    if (r->win.given)
+        fprintf(f, "  unexpected = %llu  (broadcasts 1-%llu expected)\n",
+                (unsigned long long)d->unexpected, (unsigned long long)r->win.hi);
+    else if (r->win.lo <= r->win.hi)
+        fprintf(f, "  (broadcasts %llu-%llu, as received)\n", (unsigned long long)r->win.lo,
+                (unsigned long long)r->win.hi);
+    else
+        fprintf(f, "  (no broadcast received)\n");
+    if (d->missing) {
+        fprintf(f, "%26smissing seqs: ", "");
+        put_missing_seqs(f, r, 20);
+        fputc('\n', f);
+    }
+}
+
+void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
+{
+    double t = (double)(now - r->start_ns) / 1e9;
+    fprintf(f, "-- wspush-bench t=%.1fs%s ", t, final ? " final" : "");
+    for (int i = 0; i < 50; i++)
+        fputc('-', f);
+    fputc('\n', f);
+    print_conns(f, r);
+    print_rates(f, r, now);
+    print_broadcasts(f, r);
+    if (r->tallied)
+        print_delivery(f, r);
     fflush(f);
 }
 
-static void json_meter(FILE *f, const char *name, wsp_meter_t *m, uint64_t now)
+int wsp_report_ok(const wsp_report_t *r)
 {
-    fprintf(f,
-            "  \"%s\": {\"count\": %llu, \"mean_rate\": %.3f, \"m1_rate\": %.3f, \"m5_rate\": "
-            "%.3f, \"m15_rate\": %.3f},\n",
-            name, (unsigned long long)m->count, wsp_meter_mean_rate(m, now),
-            wsp_meter_rate(m, 0, now), wsp_meter_rate(m, 1, now), wsp_meter_rate(m, 2, now));
+    const wsp_tally_sum_t *d = &r->delivery;
+    return r->tallied && wsp_report_errors(r->sum) == 0 && d->missing == 0 && d->duplicates == 0 &&
+           d->unexpected == 0;
+}
+
+void wsp_report_verdict(FILE *f, const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    unsigned long long errors = wsp_report_errors(r->sum);
+    if (wsp_report_ok(r)) {
+        fprintf(f,
+                "wspush-bench: ok: every connection got every broadcast it was open for, once "
+                "(expected = delivered = %llu), 0 errors\n",
+                (unsigned long long)d->delivered);
+    } else {
+        fprintf(f, "wspush-bench: FAIL: %llu missing", (unsigned long long)d->missing);
+        if (d->missing) {
+            fprintf(f, " (seqs ");
+            put_missing_seqs(f, r, 20);
+            fputc(')', f);
+        }
+        fprintf(f, ", %llu duplicates, %llu unexpected, %llu errors (of %llu expected)\n",
+                (unsigned long long)d->duplicates, (unsigned long long)d->unexpected, errors,
+                (unsigned long long)d->expected);
+    }
+    fflush(f);
 }
 
 static void json_codes(FILE *f, const wsp_codes_t *t)
@@ -206,19 +314,13 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
+/* "config": what the run was asked to do. */
+static void json_config(FILE *f, const wsp_bench_cfg_t *c)
 {
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return -errno;
-    const wsp_bench_cfg_t *c = r->cfg;
-    const wsp_wstats_t *s = r->sum;
-    const wsp_hist_t *h = &s->latency;
     char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
     struct in_addr ia = {htonl(c->src_first)}, ib = {htonl(c->src_last)};
     inet_ntop(AF_INET, &ia, a, sizeof(a));
     inet_ntop(AF_INET, &ib, b, sizeof(b));
-    fprintf(f, "{\n  \"tool\": \"wspush-bench\",\n  \"version\": \"%s\",\n", WSP_VERSION);
     fprintf(f, "  \"config\": {\"url\": ");
     json_str(f, c->url);
     fprintf(f,
@@ -228,6 +330,12 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
             c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
             c->coalesce_us);
+}
+
+/* The connections: how many, the ramp. */
+static void json_conns(FILE *f, const wsp_report_t *r, uint64_t now)
+{
+    const wsp_wstats_t *s = r->sum;
     fprintf(f, "  \"start_epoch_ms\": %llu,\n  \"elapsed_s\": %.3f,\n  \"stopped_by\": \"%s\",\n",
             (unsigned long long)r->start_epoch_ms, (double)(now - r->start_ns) / 1e9,
             r->stopped_by);
@@ -240,8 +348,12 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     fprintf(f,
             "  \"ramp\": {\"target\": %llu, \"done\": %s, \"connected\": %llu, \"seconds\": "
             "%.3f, \"rate_per_s\": %.1f},\n",
-            (unsigned long long)c->conns, r->ramp_done ? "true" : "false",
+            (unsigned long long)r->cfg->conns, r->ramp_done ? "true" : "false",
             (unsigned long long)s->setups, span, span > 0 ? (double)s->setups / span : 0);
+}
+
+static void json_errors(FILE *f, const wsp_wstats_t *s)
+{
     fprintf(f, "  \"errors\": {\"total\": %llu", (unsigned long long)wsp_report_errors(s));
     for (int i = 0; i < WSP_ERR_KINDS; i++)
         fprintf(f, ", \"%s\": %llu", wsp_stats_err_names[i], (unsigned long long)s->err[i]);
@@ -253,6 +365,13 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     fprintf(f, ", \"last_connect_error\": ");
     json_str(f, s->last_errno ? strerror((int)s->last_errno) : "");
     fprintf(f, "},\n");
+}
+
+/* The messages: counts, latency, rates, the bench's own CPU. */
+static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->latency;
     fprintf(f,
             "  \"messages\": {\"count\": %llu, \"pings_answered\": %llu, \"max_seq\": %llu, "
             "\"seq_overflow\": %llu},\n",
@@ -267,19 +386,24 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
             ms(wsp_hist_quantile(h, 0.75)), ms(wsp_hist_quantile(h, 0.90)),
             ms(wsp_hist_quantile(h, 0.95)), ms(wsp_hist_quantile(h, 0.98)),
             ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
-    json_meter(f, "message_rate", &r->msg_meter, now);
-    json_meter(f, "setup_rate", &r->setup_meter, now);
+    put_meter(f, 1, "message_rate", &r->msg_meter, now);
+    put_meter(f, 1, "setup_rate", &r->setup_meter, now);
     fprintf(f,
             "  \"bench_cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, \"us_per_message_overall\": "
             "%.3f},\n",
             r->cpu_user_s, r->cpu_sys_s,
             s->messages ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)s->messages : 0);
+}
+
+/* "broadcasts": one entry per seq. */
+static void json_broadcasts(FILE *f, const wsp_report_t *r)
+{
     fprintf(f, "  \"broadcasts\": [");
-    uint64_t top = s->max_seq < WSP_SEQ_MAX ? s->max_seq : WSP_SEQ_MAX - 1;
+    uint64_t top = seq_top(r);
     int any = 0;
     for (uint64_t k = 1; k <= top; k++) {
-        const wsp_seq_stat_t *q = &s->seq[k];
-        if (!(q->got || q->missing || q->dup))
+        const wsp_seq_stat_t *q = &r->sum->seq[k];
+        if (!seq_shown(r, k))
             continue;
         double first, last, spread;
         seq_times(q, &first, &last, &spread);
@@ -292,9 +416,36 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
                 (unsigned long long)q->time_min_ms, first, last, spread);
         any = 1;
     }
-    fprintf(f, "%s],\n  \"latency_cdf\": [", any ? "\n  " : "");
+    fprintf(f, "%s],\n", any ? "\n  " : "");
+}
+
+/* The delivery verdict: what bench/tally.h counted. */
+static void json_delivery(FILE *f, const wsp_report_t *r)
+{
+    const wsp_tally_sum_t *d = &r->delivery;
+    if (r->win.given)
+        fprintf(f, "  \"expect_broadcasts\": %llu,\n", (unsigned long long)r->win.hi);
+    else
+        fprintf(f, "  \"expect_broadcasts\": null,\n");
+    fprintf(f,
+            "  \"expected\": %llu,\n  \"delivered\": %llu,\n  \"missing\": %llu,\n"
+            "  \"duplicates\": %llu,\n  \"unexpected\": %llu,\n  \"seq_first\": %llu,\n"
+            "  \"seq_last\": %llu,\n  \"dead_worker_conns\": %llu,\n  \"missing_seqs\": [",
+            (unsigned long long)d->expected, (unsigned long long)d->delivered,
+            (unsigned long long)d->missing, (unsigned long long)d->duplicates,
+            (unsigned long long)d->unexpected, (unsigned long long)r->win.lo,
+            (unsigned long long)r->win.hi, (unsigned long long)r->dead_open);
+    put_missing_seqs(f, r, 0);
+    fprintf(f, "],\n  \"ok\": %s,\n", wsp_report_ok(r) ? "true" : "false");
+}
+
+/* "latency_cdf" and "series": what bench/plot.sh draws. */
+static void json_plots(FILE *f, const wsp_report_t *r)
+{
+    const wsp_hist_t *h = &r->sum->latency;
+    fprintf(f, "  \"latency_cdf\": [");
     uint64_t seen = 0;
-    any = 0;
+    int any = 0;
     for (unsigned i = 0; i < WSP_HIST_BUCKETS && h->count; i++) {
         if (h->bucket[i] == 0)
             continue;
@@ -312,7 +463,23 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
                 i ? "," : "", p->t, (unsigned long long)p->active, (unsigned long long)p->setups,
                 (unsigned long long)p->errors, (unsigned long long)p->messages);
     }
-    fprintf(f, "%s]\n}\n", r->nseries ? "\n  " : "");
+    fprintf(f, "%s]\n", r->nseries ? "\n  " : "");
+}
+
+int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -errno;
+    fprintf(f, "{\n  \"tool\": \"wspush-bench\",\n  \"version\": \"%s\",\n", WSP_VERSION);
+    json_config(f, r->cfg);
+    json_conns(f, r, now);
+    json_errors(f, r->sum);
+    json_messages(f, r, now);
+    json_delivery(f, r);
+    json_broadcasts(f, r);
+    json_plots(f, r);
+    fprintf(f, "}\n");
     if (ferror(f)) {
         fclose(f);
         return -EIO;

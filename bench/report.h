@@ -7,6 +7,7 @@
 #include "args.h"
 #include "meter.h"
 #include "stats.h"
+#include "tally.h"
 
 /* One point of the time series the plots are made from. */
 typedef struct wsp_series_pt_s {
@@ -30,6 +31,10 @@ typedef struct wsp_report_s {
     double cpu_user_s, cpu_sys_s; /* all bench processes, set at the end */
     int ramp_done;
     double ramp_done_t;
+    int tallied;              /* set at the end: win, delivery and dead_open are final */
+    wsp_tally_win_t win;      /* the broadcasts expected */
+    wsp_tally_sum_t delivery; /* expected, delivered, missing, ... over win */
+    uint64_t dead_open;       /* connections open in workers that died */
 } wsp_report_t;
 
 /* Prepares r for a run of cfg starting now. */
@@ -50,8 +55,15 @@ uint64_t wsp_report_errors(const wsp_wstats_t *s);
 /* Prints the reference tool's figures for the whole run so far. */
 void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now_ns, int final);
 
-/* Writes the final report, the per-broadcast table, the series and the configuration as JSON
- * to path. Returns 0 or a negative errno. */
+/* Whether the run delivered: tallied, no error, nothing missing, duplicated or unexpected. */
+int wsp_report_ok(const wsp_report_t *r);
+
+/* Prints the one-line verdict: "wspush-bench: ok: ..." or "wspush-bench: FAIL: ..." with the
+ * counts and the missing seqs. */
+void wsp_report_verdict(FILE *f, const wsp_report_t *r);
+
+/* Writes the final report, the delivery verdict, the per-broadcast table, the series and the
+ * configuration as JSON to path. Returns 0 or a negative errno. */
 int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now_ns);
 
 #endif

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One whole C1000K experiment on this box, inside a network namespace this script creates:
 # S wspush processes on one port (SO_REUSEPORT), wspush-bench ramping N connections, B
-# broadcasts (SIGUSR1) spaced apart, memory and CPU sampled; then a summary. Everything it
-# starts has a bounded lifetime and is stopped by pid on exit or error; the namespace is
-# deleted. Needs root (ip netns). See docs/BENCHMARKS.md and ../shared/MEASURING.md.
+# broadcasts (SIGUSR1) spaced apart, memory and CPU sampled; then a summary. The bench is told
+# how many broadcasts to expect: the run FAILs (exit 1) unless every connection got every
+# broadcast, once, with no error. Everything it starts has a bounded lifetime and is stopped
+# by pid on exit or error; the namespace is deleted. Needs root (ip netns). See
+# docs/BENCHMARKS.md and ../shared/MEASURING.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,8 @@ HOLD=0
 SERVER_ARGS=""
 SERVER_CMD=""
 STOP_BENCH=0
+NS=${WSP_NETNS:-wsp_bench_$$}
+BCAST_WAIT=${WSP_BCAST_WAIT:-}
 
 usage() {
     cat <<EOF
@@ -52,6 +56,14 @@ usage: bench/run-local.sh [options]
                        -s, -t and --prefork do not apply
   --stop-bench         send side only: SIGSTOP the bench for each broadcast until every server
                        logged 'event=broadcast seq=' (the pass), then SIGCONT and let it drain
+  --wait SEC           how long to wait for a broadcast to reach every connection before
+                       going on (env WSP_BCAST_WAIT; default 30 s + 1 s per 20,000)
+  --netns NAME         the network namespace to create (env WSP_NETNS; default wsp_bench_PID):
+                       one name per concurrent run
+The bench runs with --expect-broadcasts B. The run passes (exit 0, "result ok" in the
+summary) only if the bench does: every connection open for a broadcast got it, once
+(delivered = expected = connections x B), 0 missing, 0 duplicates, 0 errors. Otherwise the
+summary says FAIL, with the missing seqs, and the script exits 1 (2: bad arguments).
 EOF
 }
 
@@ -79,15 +91,20 @@ while [ $# -gt 0 ]; do
     --bench) BENCH=$2; shift 2 ;;
     --server-cmd) SERVER_CMD=$2; shift 2 ;;
     --stop-bench) STOP_BENCH=1; shift ;;
+    --netns) NS=$2; shift 2 ;;
+    --wait) BCAST_WAIT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
 done
-for v in CONNS BCASTS SERVERS THREADS HOLD; do
+for v in CONNS BCASTS SERVERS THREADS HOLD ${BCAST_WAIT:+BCAST_WAIT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run-local: ${v,,} must be an integer" >&2; exit 2; }
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
 [ "$CONNS" -ge 1 ] || { echo "run-local: --conns must be >= 1" >&2; exit 2; }
+[ "$BCASTS" -le 8191 ] || { echo "run-local: at most 8191 broadcasts (the bench's seq table)" >&2; exit 2; }
+[[ $NS =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || { echo "run-local: --netns: letters, digits, _ . - only" >&2; exit 2; }
+! ip netns list 2>/dev/null | grep -q "^$NS\( \|$\)" || { echo "run-local: namespace $NS exists" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root for ip netns"
 if [ -n "$SERVER_CMD" ]; then
     SERVERS=1 PREFORK=0
@@ -105,13 +122,12 @@ PER_SERVER=$(((CONNS + SERVERS - 1) / SERVERS))
 [ "$HOLD" -eq 0 ] || GAP=$(((HOLD + BCASTS - 1) / BCASTS))
 OUT=${OUT:-/tmp/wspush-run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-NS=wsp_bench_$$
 HZ=$(getconf CLK_TCK)
 
 # Lifetimes: the ramp gets 60 s plus 1 s per 2,000 connections; each broadcast 30 s plus
 # 1 s per 20,000 connections.
 RAMP_MAX=$((60 + CONNS / 2000))
-BCAST_MAX=$((30 + CONNS / 20000))
+BCAST_MAX=${BCAST_WAIT:-$((30 + CONNS / 20000))}
 LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60))
 
 SERVER_TPIDS=() # the `timeout` wrappers
@@ -269,7 +285,7 @@ BENCH_DUR=$((LIFE - 30))
 ip netns exec "$NS" timeout -s INT -k 30 "$((BENCH_DUR + 20))" "$BENCH" \
     --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" \
     ${CONC:+--concurrency "$CONC"} --json "$OUT/report.json" --status-file "$OUT/status" \
-    --report-interval 10 $BENCH_ARGS >"$OUT/bench.out" 2>&1 &
+    --report-interval 10 --expect-broadcasts "$BCASTS" $BENCH_ARGS >"$OUT/bench.out" 2>&1 &
 BENCH_TPID=$!
 deadline=$((SECONDS + 5))
 until [ -n "$BENCH_PID" ]; do
@@ -342,7 +358,7 @@ for b in $(seq 1 "$BCASTS"); do
     fi
     deadline=$((SECONDS + BCAST_MAX))
     while st_read && [ "${ST[messages]}" -lt $((m0 + ACTIVE)) ]; do
-        [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b incomplete after ${BCAST_MAX}s"; break; }
+        [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b incomplete after ${BCAST_MAX}s (the summary will say FAIL)"; break; }
         sleep 0.02
     done
     s1=$(cpu_ns "${SERVER_PIDS[@]}")
@@ -366,30 +382,34 @@ while kill -0 "$BENCH_TPID" 2>/dev/null; do
     sleep 0.1
 done
 BENCH_PID=""
-wait "$BENCH_TPID" 2>/dev/null || true
+BENCH_RC=0
+wait "$BENCH_TPID" 2>/dev/null || BENCH_RC=$? # 1: the bench's own FAIL (missing, errors)
 BENCH_TPID=""
 [ -s "$OUT/report.json" ] || die "no report.json: $(tail -3 "$OUT/bench.out")"
-sed -n '/ final -/,$p' "$OUT/bench.out" # the bench's own final report
+sed -n '/ final -/,$p' "$OUT/bench.out" # the bench's own final report and verdict
 echo "-- run-local summary ------------------------------------------------------"
 
+SUMMARY_RC=0
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
-    "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" <<'EOF' | tee "$OUT/summary.txt"
+    "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" "$BENCH_RC" \
+    <<'EOF' | tee "$OUT/summary.txt" || SUMMARY_RC=$?
 import json, os, statistics, sys
 (out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
- ehash, ramp_srv, ramp_bench, stopped, anon0, anon1, send_cpu, stop_bench, server_cmd) = sys.argv[1:]
+ ehash, ramp_srv, ramp_bench, stopped, anon0, anon1, send_cpu, stop_bench, server_cmd,
+ bench_rc) = sys.argv[1:]
 r = json.load(open(f"{out}/report.json"))
 active = r["active"] or 1
 got = int(got) or 1
 lat = r["latency_ms"]
-bc = r["broadcasts"]
+bc = [b for b in r["broadcasts"] if b["got"]]
 comp = statistics.median([b["last_ms"] for b in bc]) if bc else 0
 each = ", ".join("%.1f" % b["last_ms"] for b in bc)
-missing = sum(b["missing"] for b in bc)
-dups = sum(b["duplicates"] for b in bc)
 other = (int(busy) - int(srv_cpu) - int(bench_cpu)) / 1e9
+e = r["errors"]
 what = f"server: {server_cmd}" if server_cmd else f"{servers} server process(es) x {threads} thread(s)"
-print(f"connections          {r['active']} of {conns} ({what}, ehash {'4M' if ehash == '1' else 'default'})")
+print(f"connections          {r['active']} of {conns}, {r['retries']} retries ({what}, "
+      f"ehash {'4M' if ehash == '1' else 'default'})")
 if stopped:
     print(f"ramp stopped         {stopped}")
 print(f"setup                {r['ramp']['seconds']:.2f} s, {r['ramp']['rate_per_s']:.0f} connections/s; "
@@ -409,16 +429,34 @@ if stop_bench == "1":
 print(f"bench CPU            {int(bench_cpu) / 1e3 / got:.2f} us per received message")
 print(f"other CPU            {other:.2f} s busy outside server and bench during the broadcasts "
       f"(softirq off task, this script, the rest of the machine)")
-print(f"messages             {r['messages']['count']} received, {missing} missing, {dups} duplicates")
-e = r["errors"]
+print(f"messages             {r['messages']['count']} received, {r['missing']} missing, {r['duplicates']} duplicates")
+print(f"delivery             expected {r['expected']} = {r['active']} connections x {bcasts} broadcasts? "
+      f"{'yes' if r['expected'] == r['active'] * int(bcasts) else 'NO'}; delivered {r['delivered']}, "
+      f"missing {r['missing']}" + (f" (seqs {', '.join(map(str, r['missing_seqs']))})" if r['missing'] else "")
+      + f", duplicates {r['duplicates']}, unexpected {r['unexpected']}")
 print(f"errors               {e['total']}" + ("" if not e["total"] else
       " (" + ", ".join(f"{k} {v}" for k, v in e.items() if isinstance(v, int) and v and k != "total") + ")"))
 nst = open(f"{out}/nstat.txt").read().strip() if os.path.exists(f"{out}/nstat.txt") else ""
 print(f"kernel counters      {nst or 'n/a'} (after the ramp)")
 print(f"files                {out}/report.json, bench.out, summary.txt, summary.json, samples.tsv, server-*.log")
-# The same figures for scripts (bench/compare.sh, bench/shard-scaling.sh).
+# The verdict: the bench's own (it knew how many broadcasts to expect), and the arithmetic.
+why = []
+if bench_rc != "0":
+    why.append(f"wspush-bench exited {bench_rc}")
+if r["missing"] or r["duplicates"] or r["unexpected"] or e["total"]:
+    seqs = f" (seqs {', '.join(map(str, r['missing_seqs']))})" if r["missing"] else ""
+    why.append(f"{r['missing']} missing{seqs}, {r['duplicates']} duplicates, {r['unexpected']} "
+               f"unexpected, {e['total']} errors")
+if not (r["delivered"] == r["expected"] == r["active"] * int(bcasts)) or r["active"] == 0:
+    why.append(f"delivered {r['delivered']}, expected {r['expected']}, connections x broadcasts "
+               f"{r['active'] * int(bcasts)}")
+ok = not why
+print(f"result               " + (f"ok: every connection got all {bcasts} broadcasts once" if ok else
+                                  "FAIL: " + "; ".join(why)))
+# The same figures for scripts (bench/compare.sh, bench/shard-scaling.sh, bench/uring-compare.sh).
 json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["active"],
-           "servers": int(servers), "threads": int(threads),
+           "servers": int(servers), "threads": int(threads), "broadcasts": int(bcasts),
+           "retries": r["retries"],
            "setup_s": r["ramp"]["seconds"], "setup_rate_per_s": r["ramp"]["rate_per_s"],
            "rss_b_per_conn": (int(rss1) - int(rss0)) * 1024 / active,
            "anon_b_per_conn": (int(anon1) - int(anon0)) * 1024 / active,
@@ -427,10 +465,17 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "latency_ms": {k: lat[k] for k in ("p50", "p99", "p999", "max")},
            "server_cpu_us_per_msg": int(srv_cpu) / 1e3 / got, "bench_cpu_us_per_msg": int(bench_cpu) / 1e3 / got,
            "send_side_cpu_us_per_msg": int(send_cpu) / 1e3 / got if stop_bench == "1" else None,
-           "other_cpu_s": other, "messages": r["messages"]["count"], "delivered": int(got),
-           "missing": missing, "duplicates": dups, "errors": e["total"]},
+           "other_cpu_s": other, "messages": r["messages"]["count"], "expected": r["expected"],
+           "delivered": r["delivered"], "missing": r["missing"], "missing_seqs": r["missing_seqs"],
+           "duplicates": r["duplicates"], "unexpected": r["unexpected"], "errors": e["total"],
+           "bench_exit": int(bench_rc), "ok": ok, "fail": "; ".join(why) or None},
           open(f"{out}/summary.json", "w"), indent=1)
+sys.exit(0 if ok else 1)
 EOF
 if [ "$PLOT" = 1 ]; then
     "$ROOT/bench/plot.sh" "$OUT/report.json" "$OUT"
+fi
+if [ "$SUMMARY_RC" != 0 ]; then
+    echo "run-local: FAIL: $(sed -n 's/^result *FAIL: //p' "$OUT/summary.txt") ($OUT)" >&2
+    exit 1
 fi

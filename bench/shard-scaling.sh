@@ -8,7 +8,8 @@
 # From the server logs (`shard=N event=shard_broadcast ... pass_ms=`): per-shard pass time and
 # its cost per message; from run-local.sh: server CPU per message, completion, errors. One
 # Markdown table (results.md in the output directory, and printed); per-shard rows in
-# shards.tsv.
+# shards.tsv. A run in which a connection missed a broadcast, got one twice, or saw an error is
+# a FAIL: marked in the table, and the script exits 1 after it.
 #   bench/shard-scaling.sh [-n "15000 100000"] [-t "1 2"] [-m "full send"] [-b 3] [-p 15000] [-a ARGS] [-o DIR]
 # Needs root (ip netns) and make build. Every run is bounded by run-local.sh.
 set -euo pipefail
@@ -28,6 +29,9 @@ usage: bench/shard-scaling.sh [options]
   -o DIR         results directory (default /tmp/wspush-shards-DATE)
   -a "ARGS"      more wspush options for every run (run-local.sh --server-args), e.g.
                  "--io-uring off"
+Every run must deliver every broadcast to every connection, once, with no error (run-local.sh's
+check: delivered = expected = connections x broadcasts); a run that does not prints FAIL and
+the script exits 1. The table shows delivered, missing, duplicates, errors and retries.
 EOF
 }
 while getopts 'n:t:m:b:p:g:o:a:h' o; do
@@ -69,10 +73,10 @@ for n in $NS_LIST; do
             [ -z "$others" ] || echo "overlap: $name started beside other benchmark namespaces: $others" |
                 tee -a "$OUT/overlaps.txt"
             "$ROOT/bench/run-local.sh" "${args[@]}" >"$OUT/$name.log" 2>&1 || {
-                echo "shard-scaling: $name: run-local.sh failed: $(tail -1 "$OUT/$name.log")"
+                echo "shard-scaling: FAIL: $name: $(grep -m1 '^run-local: FAIL: ' "$OUT/$name.log" || tail -1 "$OUT/$name.log")"
                 FAILED+=("$name")
             }
-            grep -E '^run-local: broadcast [0-9]+: |^(broadcast completion|server CPU|send side|messages|errors) ' \
+            grep -E '^run-local: broadcast [0-9]+: |^(broadcast completion|server CPU|send side|messages|delivery|errors|result) ' \
                 "$OUT/$name.log" || true
             RUNS+=("$name")
         done
@@ -87,7 +91,7 @@ med = statistics.median
 rows = ["| connections | processes × threads | mode | shards | pass per shard, ms: median (min–max) | "
         "µs per message in a pass, median | process pass (first shard start → last end), ms median | "
         "io_uring sends per pass, median | server CPU µs/msg | completion, ms median | "
-        "delivered / missing / dup / errors |",
+        "delivered / missing / dup / errors / retries |",
         "|" + "---|" * 11]
 tsv = ["run\tpid\tshard\tseq\twritten\tfailed\turing_sends\tpass_ms\tus_per_msg"]
 for run in runs:
@@ -121,17 +125,18 @@ for run in runs:
     uring_col = f"{med(uring):.0f}" if uring else "–"
     cpu = j["send_side_cpu_us_per_msg"] if mode == "send" else j["server_cpu_us_per_msg"]
     comp = "– (includes the stop)" if mode == "send" else f"{j['completion_median_ms']:.1f}"
-    ok = j["delivered"] == j["active"] * bcasts and not (j["missing"] or j["duplicates"] or j["errors"])
+    ok = j["ok"] and j["delivered"] == j["active"] * bcasts and not (
+        j["missing"] or j["duplicates"] or j["errors"])
     rows.append(what + f" {shards} | {pass_col} | {med(per) if per else 0:.2f} | "
                 f"{med(totals) if totals else 0:.1f} | {uring_col} | {cpu:.2f} | {comp} | "
-                f"{j['delivered']:,} / {j['missing']} / {j['duplicates']} / {j['errors']}"
-                f"{'' if ok else ' ⚠'} |")
+                f"{j['delivered']:,} / {j['missing']} / {j['duplicates']} / {j['errors']} / "
+                f"{j['retries']}{'' if ok else ' ⚠ FAIL'} |")
 md = "\n".join(["wspush shard scaling (bench/shard-scaling.sh): per-shard pass time from the server "
                 "log (`event=shard_broadcast ... pass_ms=`), server CPU per message from "
                 "/proc/PID/task/*/schedstat (full: across the broadcasts until every client had it; "
                 "send side: trigger until every process logged its pass, the bench stopped).", ""]
                + rows + ["", f"{bcasts} broadcasts per run; wspush options: "
-                         f"{sargs or 'defaults'} (plus run-local.sh's --interval 0 --admin off); ⚠ marks a run with fewer deliveries than "
+                         f"{sargs or 'defaults'} (plus run-local.sh's --interval 0 --admin off); ⚠ FAIL marks a run with fewer deliveries than "
                          "connections × broadcasts, or any missing, duplicate or error."])
 if os.path.exists(f"{out}/overlaps.txt"):
     md += "\n\n" + open(f"{out}/overlaps.txt").read().rstrip()
@@ -140,4 +145,4 @@ open(f"{out}/shards.tsv", "w").write("\n".join(tsv) + "\n")
 print(md)
 print(f"\nfiles: {out}/results.md, {out}/shards.tsv, one run-local.sh directory and log per run")
 EOF
-[ ${#FAILED[@]} -eq 0 ] || { echo "shard-scaling: failed runs: ${FAILED[*]}" >&2; exit 1; }
+[ ${#FAILED[@]} -eq 0 ] || { echo "shard-scaling: FAIL: ${FAILED[*]} (see their .log)" >&2; exit 1; }

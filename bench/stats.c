@@ -60,7 +60,9 @@ void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src)
     codes_merge(&dst->closed_codes, &src->closed_codes);
     codes_merge(&dst->statuses, &src->statuses);
     wsp_hist_merge(&dst->latency, &src->latency);
-    uint64_t top = src->max_seq < WSP_SEQ_MAX ? src->max_seq + 1 : WSP_SEQ_MAX;
+    uint64_t used = max_u(src->max_seq, src->seq_top);
+    dst->seq_top = max_u(dst->seq_top, src->seq_top);
+    uint64_t top = used < WSP_SEQ_MAX ? used + 1 : WSP_SEQ_MAX;
     for (uint64_t i = 0; i < top; i++) {
         const wsp_seq_stat_t *s = &src->seq[i];
         wsp_seq_stat_t *d = &dst->seq[i];

@@ -33,7 +33,7 @@ typedef struct wsp_codes_s {
 } wsp_codes_t;
 
 typedef struct wsp_seq_stat_s {
-    uint64_t got, dup, missing;
+    uint64_t got, dup, missing; /* connections: got it once, again, not at all (bench/tally.h) */
     uint64_t time_min_ms, time_max_ms; /* server times in the message; 0 = not seen */
     uint64_t first_us, last_us;        /* receive times, epoch microseconds */
 } wsp_seq_stat_t;
@@ -48,11 +48,13 @@ typedef struct wsp_wstats_s {
     uint64_t pings;    /* pings answered */
     uint64_t seq_overflow;
     uint64_t max_seq;
+    uint64_t seq_top; /* the parent's tally may count missing up to here, above max_seq */
     uint64_t first_connect_us, last_setup_us; /* epoch us: the ramp's span */
     uint64_t closed_in_handshake;             /* part of WSP_ERR_CLOSED */
     uint64_t last_errno;                      /* of the latest connect failure */
     uint64_t cpu_user_us, cpu_sys_us;         /* the worker's rusage, written on exit */
     uint64_t figures_final; /* 1 once every figure is final: only closing sockets is left */
+    uint64_t epoch0_ms;     /* the worker's clock origin: its connections' est_ms count from it */
     uint64_t err[WSP_ERR_KINDS];
     wsp_codes_t closed_codes, statuses;
     wsp_hist_t latency; /* microseconds */
@@ -61,9 +63,7 @@ typedef struct wsp_wstats_s {
 
 /* Parent to workers, written by the parent only. */
 typedef struct wsp_ctl_s {
-    volatile int stop_ramp;            /* open no more connections */
-    volatile uint64_t max_seq;         /* the highest seq any worker saw, set before stopping */
-    uint64_t seq_time_ms[WSP_SEQ_MAX]; /* earliest server time of each seq, for "missing" */
+    volatile int stop_ramp; /* open no more connections */
 } wsp_ctl_t;
 
 /* Empties s. */

@@ -8,6 +8,8 @@
 # (SIGSTOP) during each pass, so the server's send CPU is measured without the bench
 # competing for the two cores. --c1m: 1,000,000 connections through bench/c1m.sh (A and B,
 # one round each, about 6 minutes each). Prints a Markdown table; everything stays in DIR.
+# A run in which a connection missed a broadcast, got one twice, or saw an error is a FAIL:
+# marked in the table, and the script exits 1 after it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N= B=5 R=3 OUT=/tmp/wspush-uring-$(date +%Y%m%d-%H%M%S) SEND_SIDE=0 C1M=0
@@ -19,7 +21,21 @@ while [ $# -gt 0 ]; do
     -o) OUT=$2; shift 2 ;;
     --send-side) SEND_SIDE=1; shift ;;
     --c1m) C1M=1; shift ;;
-    *) echo "usage: bench/uring-compare.sh [-n N] [-b B] [-r ROUNDS] [-o DIR] [--send-side] [--c1m]" >&2
+    -h | --help)
+        cat <<EOF
+usage: bench/uring-compare.sh [-n N] [-b B] [-r ROUNDS] [-o DIR] [--send-side] [--c1m]
+  -n N         connections (default 15000; 1000000 with --c1m)
+  -b B         broadcasts per run (default 5)
+  -r ROUNDS    rounds of A, B, C (default 3; 1 with --c1m)
+  -o DIR       results directory (default /tmp/wspush-uring-DATE)
+  --send-side  also runs with the bench stopped during each pass (S-off, S-on)
+  --c1m        1,000,000 connections through bench/c1m.sh (A and B)
+Every run must deliver every broadcast to every connection, once, with no error
+(run-local.sh's check); a run that does not prints FAIL and the script exits 1. The table
+shows missing, errors and retries per run.
+EOF
+        exit 0 ;;
+    *) echo "usage: bench/uring-compare.sh [-n N] [-b B] [-r ROUNDS] [-o DIR] [--send-side] [--c1m] (--help)" >&2
        exit 2 ;;
     esac
 done
@@ -43,8 +59,9 @@ wait_alone() {
     echo "uring-compare: still not alone after 15 min; going on (flagged)" >&2
 }
 
+FAILED=()
 run_one() { # name spath bpath round [extra...]
-    local name=$1 spath=$2 bpath=$3 round=$4
+    local name=$1 spath=$2 bpath=$3 round=$4 rc=0
     shift 4
     local dir="$OUT/$name-$round"
     wait_alone
@@ -52,15 +69,19 @@ run_one() { # name spath bpath round [extra...]
     if [ "$C1M" = 1 ]; then
         "$ROOT/bench/c1m.sh" -n "$N" -b "$B" --hold 60 --ehash -o "$dir" \
             --server-args "--io-uring $spath" --bench-args "--io-uring $bpath" "$@" \
-            >"$dir.log" 2>&1 || true
+            >"$dir.log" 2>&1 || rc=$?
     else
         local procs=$(((N + 14999) / 15000)) pre=()
         [ "$procs" -gt 1 ] && pre=(-s "$procs" --prefork)
         "$ROOT/bench/run-local.sh" -n "$N" -b "$B" -t 1 "${pre[@]}" -o "$dir" \
             --server-args "--io-uring $spath" --bench-args "--io-uring $bpath" "$@" \
-            >"$dir.log" 2>&1 || true
+            >"$dir.log" 2>&1 || rc=$?
     fi
     [ "$(others)" = 0 ] || echo "OVERLAP: another benchmark ran at the end of $name-$round" | tee -a "$OUT/overlaps.txt" >&2
+    if [ "$rc" != 0 ]; then
+        echo "uring-compare: FAIL: $name round $round: $(grep -m1 '^run-local: FAIL: ' "$dir.log" || tail -1 "$dir.log")" >&2
+        FAILED+=("$name-$round")
+    fi
     [ -s "$dir/summary.json" ] || { echo "uring-compare: $name round $round: no summary (see $dir.log)" >&2; return 0; }
 }
 
@@ -81,8 +102,9 @@ import glob, json, os, statistics, sys
 out = sys.argv[1]
 rows = {}
 print("| run | server path | bench receive | conns | completion median ms | p50 ms | p99 ms "
-      "| server CPU us/msg | send-side server CPU us/msg | bench CPU us/msg | missing | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "| server CPU us/msg | send-side server CPU us/msg | bench CPU us/msg | missing | errors "
+      "| retries | result |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for f in sorted(glob.glob(os.path.join(out, "*", "summary.json"))):
     run = os.path.basename(os.path.dirname(f))
     s = json.load(open(f))
@@ -93,7 +115,8 @@ for f in sorted(glob.glob(os.path.join(out, "*", "summary.json"))):
     print(f"| {run} | {spath} | {'io_uring' if name == 'C' else 'recv'} | {s['active']} "
           f"| {s['completion_median_ms']} | {s['latency_ms']['p50']} | {s['latency_ms']['p99']} "
           f"| {s['server_cpu_us_per_msg']:.2f} | {f'{side:.2f}' if side else '-'} "
-          f"| {s['bench_cpu_us_per_msg']:.2f} | {s['missing']} | {s['errors']} |")
+          f"| {s['bench_cpu_us_per_msg']:.2f} | {s['missing']} | {s['errors']} | {s.get('retries', '-')} "
+          f"| {'ok' if s.get('ok') else '**FAIL**' if 'ok' in s else '-'} |")
 def med(v):
     v = [x for x in v if x is not None]
     return f"{statistics.median(v):.2f}" if v else "-"
@@ -110,3 +133,4 @@ for name in ("A", "B", "C", "S-off", "S-on"):
               f"| {med([s['bench_cpu_us_per_msg'] for s in r])} |")
 PY
 echo "uring-compare: table in $OUT/table.md" >&2
+[ ${#FAILED[@]} -eq 0 ] || { echo "uring-compare: FAIL: ${FAILED[*]} (see their .log)" >&2; exit 1; }

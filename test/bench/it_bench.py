@@ -1,36 +1,20 @@
 #!/usr/bin/env python3
-"""End to end: the real server on loopback, wspush-bench --conns 2000 --procs 2, two
-broadcasts once every connection is up. Asserts counts from the JSON, never timings.
+"""End to end: the real server on loopback, wspush-bench --conns 2000 --procs 2
+--expect-broadcasts 3, three broadcasts once every connection is up. Asserts counts from the
+JSON and the exit status, never timings.
 Usage: it_bench.py WSPUSH WSPUSH_BENCH [BENCH_OPTION...]; WSP_IT_IO_URING=on|off picks the
 server's send path."""
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+from benchutil import read_status, start_server, wait_for
 
 CONNS = 2000
-
-
-def wait_for(what, pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def read_status(path):
-    try:
-        with open(path) as f:
-            return dict(line.strip().split("=", 1) for line in f if "=" in line)
-    except FileNotFoundError:
-        return {}
+BCASTS = 3
 
 
 def main():
@@ -41,32 +25,27 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wsp-it-bench-")
     try:
         srv_log = open(os.path.join(tmp, "server.log"), "w+")
-        srv = subprocess.Popen([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
-                                "--admin", "127.0.0.1:0",
-                                "--bind", "127.0.0.1"] + uring, stderr=srv_log)
+        srv, p = start_server([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
+                               "--admin", "127.0.0.1:0", "--bind", "127.0.0.1"] + uring, srv_log)
         started.append(srv)
-
-        def port():
-            srv_log.seek(0)
-            m = re.search(r"event=listening.* port=(\d+)", srv_log.read())
-            return m and int(m.group(1))
-        p = wait_for("the server's listening line", port, 10)
 
         status, report = os.path.join(tmp, "status"), os.path.join(tmp, "report.json")
         bench = subprocess.Popen([bench_bin, "--url", f"ws://127.0.0.1:{p}/", "--conns",
                                   str(CONNS), "--procs", "2", "--duration", "60", "--json",
-                                  report, "--status-file", status, "--report-interval", "60"]
+                                  report, "--status-file", status, "--report-interval", "60",
+                                  "--expect-broadcasts", str(BCASTS)]
                                  + bench_extra,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         started.append(bench)
         st = wait_for("every connection up",
-                      lambda: (s := read_status(status)).get("ramp_done") == "1" and s, 30)
+                      lambda: (s := read_status(status)).get("ramp_done") == 1 and s, 30)
         assert int(st["active"]) == CONNS, st
-        for n in (1, 2):
+        # A duplicate of one broadcast would arrive before the next (TCP keeps order): each
+        # broadcast is the marker for the one before it.
+        for n in range(1, BCASTS + 1):
             srv.send_signal(signal.SIGUSR1)
             wait_for(f"broadcast {n} everywhere",
-                     lambda: int(read_status(status).get("messages", 0)) >= n * CONNS, 30)
-            time.sleep(1.0)  # spaced apart; late duplicates would show up meanwhile
+                     lambda: read_status(status).get("messages", 0) >= n * CONNS, 30)
         bench.send_signal(signal.SIGINT)
         out, _ = bench.communicate(timeout=30)
         sys.stdout.write(out.decode(errors="replace"))
@@ -86,7 +65,9 @@ def main():
     # every field a consumer of the JSON relies on
     for k in ("tool", "version", "config", "start_epoch_ms", "elapsed_s", "stopped_by", "active",
               "setups", "retries", "ramp", "errors", "messages", "latency_ms", "message_rate",
-              "setup_rate", "bench_cpu", "broadcasts", "latency_cdf", "series"):
+              "setup_rate", "bench_cpu", "broadcasts", "latency_cdf", "series", "expected",
+              "delivered", "missing", "duplicates", "unexpected", "missing_seqs", "ok",
+              "expect_broadcasts", "seq_first", "seq_last", "dead_worker_conns"):
         assert k in r, f"JSON lacks {k}"
     for k in ("url", "conns", "duration_s", "procs", "sources", "per_source", "concurrency",
               "rate", "report_interval_s", "handshake_timeout_s", "retries"):
@@ -107,19 +88,24 @@ def main():
     assert r["errors"]["total"] == 0, r["errors"]
     assert r["active"] == CONNS and r["setups"] == CONNS, (r["active"], r["setups"])
     assert r["ramp"]["done"] is True and r["ramp"]["connected"] == CONNS
-    assert r["messages"]["count"] == 2 * CONNS and r["messages"]["max_seq"] == 2, r["messages"]
-    assert r["latency_ms"]["count"] == 2 * CONNS
-    assert r["message_rate"]["count"] == 2 * CONNS and r["setup_rate"]["count"] == CONNS
-    # every connection received both broadcasts exactly once
+    n = BCASTS * CONNS
+    assert r["messages"]["count"] == n and r["messages"]["max_seq"] == BCASTS, r["messages"]
+    assert r["latency_ms"]["count"] == n
+    assert r["message_rate"]["count"] == n and r["setup_rate"]["count"] == CONNS
+    # every connection received every broadcast exactly once, and the bench says so
+    assert (r["expected"], r["delivered"], r["missing"], r["duplicates"]) == (n, n, 0, 0), r
+    assert r["unexpected"] == 0 and r["missing_seqs"] == [] and r["ok"] is True
+    assert r["expect_broadcasts"] == BCASTS and r["dead_worker_conns"] == 0
+    assert "wspush-bench: ok: " in out.decode(), out.decode()[-300:]
     b = {x["seq"]: x for x in r["broadcasts"]}
-    assert sorted(b) == [1, 2], r["broadcasts"]
-    for seq in (1, 2):
+    assert sorted(b) == list(range(1, BCASTS + 1)), r["broadcasts"]
+    for seq in b:
         assert b[seq]["got"] == CONNS, b[seq]
         assert b[seq]["missing"] == 0 and b[seq]["duplicates"] == 0, b[seq]
         assert b[seq]["last_ms"] >= b[seq]["first_ms"], b[seq]
     assert abs(r["latency_cdf"][-1][1] - 1.0) < 1e-9
     assert len(r["series"]) > 0
-    print("ok: 2000 connections, 2 broadcasts, each received exactly once, 0 errors")
+    print(f"ok: {CONNS} connections, {BCASTS} broadcasts, each received exactly once, 0 errors")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.concurrency, 256);
     assert_int_equal(cfg.coalesce_us, 1000);
     assert_int_equal(cfg.io_uring, 0);
+    assert_int_equal(cfg.expect_bcasts, -1); /* not given: the seqs received are expected */
     assert_true(cfg.rate == 0 && cfg.duration == 60 && cfg.report_interval == 10);
     assert_null(cfg.json);
     /* <= 1,000 connections per source address */
@@ -70,7 +71,7 @@ static void test_all_options(void **state)
                            "--sources", "10.0.0.1-10.0.0.2", "--concurrency", "8", "--rate", "500",
                            "--report-interval", "0.5", "--json", "/tmp/x.json", "--status-file",
                            "/tmp/st", "--handshake-timeout", "2", "--retries", "0", "--coalesce-us",
-                           "0", "--quiet", "--io-uring", "on"),
+                           "0", "--quiet", "--io-uring", "on", "--expect-broadcasts", "8191"),
                      0);
     assert_int_equal(cfg.dst_addr, 0x7F000001u);
     assert_int_equal(cfg.port, 80);
@@ -86,6 +87,11 @@ static void test_all_options(void **state)
     assert_int_equal(cfg.coalesce_us, 0);
     assert_int_equal(cfg.quiet, 1);
     assert_int_equal(cfg.io_uring, 1);
+    assert_int_equal(cfg.expect_bcasts, 8191);
+    assert_int_equal(parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1",
+                           "--expect-broadcasts", "0"),
+                     0);
+    assert_int_equal(cfg.expect_bcasts, 0);
 }
 
 static void test_help(void **state)
@@ -122,6 +128,11 @@ static void test_bad_numbers(void **state)
                  "--coalesce-us");
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--io-uring", "yes"),
                  "--io-uring must be on or off");
+    assert_error(
+        parse("--url", u, "--conns", "1", "--duration", "1", "--expect-broadcasts", "8192"),
+        "--expect-broadcasts must be an integer from 0 to 8191");
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--expect-broadcasts", "-1"),
+                 "--expect-broadcasts");
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--bogus", "1"),
                  "unknown option '--bogus'");
     assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "extra"),
