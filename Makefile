@@ -2,7 +2,7 @@
 # `make run` and `make test` work as root on a fresh Debian 12 machine.
 
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
-        libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev liburing-dev redis-server redis-tools prometheus gnuplot-nox python3 \
+        libcmocka-dev libssl-dev libdeflate-dev zlib1g-dev libhiredis-dev libhttp-parser-dev liburing-dev redis-server redis-tools prometheus gnuplot-nox python3 \
         python3-websockets iproute2 procps systemd strace curl clang libclang-rt-14-dev
 JOBS ?= $(shell nproc)
 BUILD ?= build
