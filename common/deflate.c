@@ -15,9 +15,12 @@ struct wsp_deflate_s {
 };
 
 /* What RFC 7692 section 7.2.2 appends (the rest of an empty stored block whose header bits end
- * the message), then an empty final block of fixed codes (BFINAL=1, BTYPE=01, end-of-block):
- * libdeflate decodes whole streams only and needs the BFINAL block to know where one ends. */
-static const uint8_t tail[] = {0x00, 0x00, 0xff, 0xff, 0x03, 0x00};
+ * the message), then an empty final stored block (BFINAL=1, BTYPE=00): libdeflate decodes
+ * whole streams only and needs a BFINAL block to know where one ends. Stored, not an empty
+ * block of fixed codes ({0x03, 0x00}, shorter): that one makes libdeflate rebuild its fixed
+ * Huffman tables after every dynamic block, 6.1 instead of 4.0 us per 2 KiB zlib-compressed
+ * message (CPU time, this machine, 2026-12-06). */
+static const uint8_t tail[] = {0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff};
 
 wsp_deflate_t *wsp_deflate_new(int level)
 {

@@ -7,8 +7,9 @@
  *                                       or "400" (malformed)
  *        deflate_tool inflate CAP       inflates each hex line of stdin within CAP bytes:
  *                                       prints the hex result, EMSGSIZE or EBADMSG
- *        deflate_tool measure [ROUNDS]  compress and inflate times on a 2 KiB JSON payload */
+ *        deflate_tool measure [ROUNDS]  compress and inflate CPU times on a 2 KiB JSON payload */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,10 +140,12 @@ static int inflate_lines(wsp_deflate_t *z, size_t cap)
     return 0;
 }
 
+/* CPU time of this thread: what a compress costs the shard, and what other processes on a
+ * shared machine disturb least (they still share caches and cores). */
 static double now_us(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
@@ -159,108 +162,115 @@ static int cmp_double(const void *a, const void *b)
 static void report(const char *what, double *t, int rounds, size_t in, size_t out)
 {
     qsort(t, (size_t)rounds, sizeof(*t), cmp_double);
-    printf("%-24s %6zu -> %6zu B (%.3f)  us/call min %.2f median %.2f max %.2f\n", what, in, out,
+    printf("%-22s %5zu -> %5zu B (%.3f)  us/call min %7.2f median %7.2f max %7.2f\n", what, in, out,
            (double)out / (double)in, t[0], t[rounds / 2], t[rounds - 1]);
 }
 
-/* zlib the way a no-context-takeover server would use it: one z_stream reset per message,
- * sync flush, 00 00 ff ff removed. Returns the payload length. */
-static size_t zlib_once(z_stream *s, const void *p, size_t len, uint8_t *out, size_t cap)
+enum { V_DEFLATE, V_ZLIB, V_INFLATE, V_ZINFLATE };
+
+/* One thing measured: its state, output size and per-round times. */
+struct variant {
+    int kind, level;
+    wsp_deflate_t *z;
+    z_stream s;
+    size_t out;
+    double t[MAX_ROUNDS];
+};
+
+/* Times ITERS calls of v on json[0..len) (or on the compressed comp[0..clen) for inflates).
+ * zlib is used the way a no-context-takeover server would: one z_stream reset per message,
+ * sync flush, 00 00 ff ff removed (compress) or appended (inflate). */
+static int run_round(struct variant *v, const char *json, size_t len, const uint8_t *comp,
+                     size_t clen, uint8_t *buf, size_t cap)
 {
-    deflateReset(s);
-    s->next_in = (Bytef *)(uintptr_t)p;
-    s->avail_in = (uInt)len;
-    s->next_out = out;
-    s->avail_out = (uInt)cap;
-    if (deflate(s, Z_SYNC_FLUSH) != Z_OK)
-        return 0;
-    return cap - s->avail_out - 4;
+    for (int i = 0; i < ITERS; i++) {
+        if (v->kind == V_DEFLATE) {
+            wsp_msg_t *m = NULL;
+            if (wsp_deflate_frame(v->z, WSP_OP_TEXT, json, len, &m) < 0)
+                return -ENOMEM;
+            v->out = m->len - 4; /* a 4-byte header at this size */
+            wsp_msg_unref(m);
+        } else if (v->kind == V_ZLIB) {
+            deflateReset(&v->s);
+            v->s.next_in = (Bytef *)(uintptr_t)json;
+            v->s.avail_in = (uInt)len;
+            v->s.next_out = buf;
+            v->s.avail_out = (uInt)cap;
+            if (deflate(&v->s, Z_SYNC_FLUSH) != Z_OK)
+                return -EIO;
+            v->out = cap - v->s.avail_out - 4;
+        } else if (v->kind == V_INFLATE) {
+            if (wsp_deflate_inflate(v->z, comp, clen, buf, cap, &v->out) < 0 || v->out != len)
+                return -EBADMSG;
+        } else {
+            inflateReset(&v->s);
+            v->s.next_in = (Bytef *)(uintptr_t)comp; /* comp has 00 00 ff ff after clen */
+            v->s.avail_in = (uInt)(clen + 4);
+            v->s.next_out = buf;
+            v->s.avail_out = (uInt)cap;
+            int r = inflate(&v->s, Z_SYNC_FLUSH);
+            v->out = cap - v->s.avail_out;
+            if ((r != Z_OK && r != Z_STREAM_END) || v->out != len)
+                return -EBADMSG;
+        }
+    }
+    return 0;
 }
 
+/* Every variant once per round, interleaved, so that the machine's drift hits them alike. */
 static int measure(int rounds)
 {
     static char json[4096];
-    static uint8_t buf[8192];
-    size_t len = wsp_sample_json(json, sizeof(json), 1750, 1);
-    double t[MAX_ROUNDS];
-    const int levels[] = {1, 6, 9, 12};
-    for (size_t li = 0; li < sizeof(levels) / sizeof(levels[0]); li++) {
-        wsp_deflate_t *z = wsp_deflate_new(levels[li]);
-        if (z == NULL)
+    static uint8_t comp[8192], buf[8192];
+    size_t len = wsp_sample_json(json, sizeof(json), 1750, 1), clen = 0;
+    static struct variant v[] = {
+        {.kind = V_DEFLATE, .level = 1},  {.kind = V_DEFLATE, .level = 6},
+        {.kind = V_DEFLATE, .level = 9},  {.kind = V_DEFLATE, .level = 12},
+        {.kind = V_ZLIB, .level = 1},     {.kind = V_ZLIB, .level = 6},
+        {.kind = V_ZLIB, .level = 9},     {.kind = V_INFLATE, .level = WSP_DEFLATE_LEVEL},
+        {.kind = V_ZINFLATE, .level = 0},
+    };
+    const size_t nv = sizeof(v) / sizeof(v[0]);
+    for (size_t i = 0; i < nv; i++) {
+        int bad = v[i].kind == V_ZLIB       ? deflateInit2(&v[i].s, v[i].level, Z_DEFLATED, -15, 8,
+                                                           Z_DEFAULT_STRATEGY) != Z_OK
+                  : v[i].kind == V_ZINFLATE ? inflateInit2(&v[i].s, -15) != Z_OK
+                                            : (v[i].z = wsp_deflate_new(v[i].level)) == NULL;
+        if (bad)
             return -ENOMEM;
-        size_t clen = 0;
-        for (int r = 0; r < rounds; r++) {
-            double t0 = now_us();
-            for (int i = 0; i < ITERS; i++) {
-                wsp_msg_t *m = NULL;
-                if (wsp_deflate_frame(z, WSP_OP_TEXT, json, len, &m) < 0)
-                    return -ENOMEM;
-                clen = m->len - 4; /* a 4-byte header at this size */
-                wsp_msg_unref(m);
-            }
-            t[r] = (now_us() - t0) / ITERS;
-        }
-        char what[64];
-        snprintf(what, sizeof(what), "libdeflate level %d", levels[li]);
-        report(what, t, rounds, len, clen);
-        wsp_deflate_free(z);
     }
-    for (int level = 1; level <= 9; level += level == 1 ? 5 : 3) {
-        z_stream s;
-        memset(&s, 0, sizeof(s));
-        if (deflateInit2(&s, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            return -ENOMEM;
-        size_t clen = 0;
-        for (int r = 0; r < rounds; r++) {
-            double t0 = now_us();
-            for (int i = 0; i < ITERS; i++)
-                clen = zlib_once(&s, json, len, buf, sizeof(buf));
-            t[r] = (now_us() - t0) / ITERS;
-        }
-        deflateEnd(&s);
-        char what[64];
-        snprintf(what, sizeof(what), "zlib level %d", level);
-        report(what, t, rounds, len, clen);
-    }
-    /* Inflating what the chosen level produced, as the bench (and a server) does. */
-    wsp_deflate_t *z = wsp_deflate_new(WSP_DEFLATE_LEVEL);
+    /* What the chosen level produced is what the inflates read. */
     wsp_msg_t *m = NULL;
-    if (z == NULL || wsp_deflate_frame(z, WSP_OP_TEXT, json, len, &m) < 0)
+    if (wsp_deflate_frame(v[7].z, WSP_OP_TEXT, json, len, &m) < 0)
         return -ENOMEM;
-    size_t olen = 0;
-    for (int r = 0; r < rounds; r++) {
-        double t0 = now_us();
-        for (int i = 0; i < ITERS; i++)
-            if (wsp_deflate_inflate(z, m->bytes + 4, m->len - 4, buf, 4096, &olen) < 0 ||
-                olen != len)
-                return -EBADMSG;
-        t[r] = (now_us() - t0) / ITERS;
-    }
-    report("libdeflate inflate", t, rounds, m->len - 4, olen);
-    z_stream s;
-    memset(&s, 0, sizeof(s));
-    if (inflateInit2(&s, -15) != Z_OK)
-        return -ENOMEM;
-    memcpy(buf + 4096, m->bytes + 4, m->len - 4);
-    memcpy(buf + 4096 + m->len - 4, "\x00\x00\xff\xff", 4);
-    for (int r = 0; r < rounds; r++) {
-        double t0 = now_us();
-        for (int i = 0; i < ITERS; i++) {
-            inflateReset(&s);
-            s.next_in = buf + 4096;
-            s.avail_in = m->len;
-            s.next_out = buf;
-            s.avail_out = 4096;
-            int zr = inflate(&s, Z_SYNC_FLUSH);
-            if ((zr != Z_OK && zr != Z_STREAM_END) || s.total_out != len)
-                return -EBADMSG;
-        }
-        t[r] = (now_us() - t0) / ITERS;
-    }
-    inflateEnd(&s);
-    report("zlib inflate", t, rounds, m->len - 4, len);
+    clen = m->len - 4;
+    memcpy(comp, m->bytes + 4, clen);
+    memcpy(comp + clen, "\x00\x00\xff\xff", 4);
     wsp_msg_unref(m);
-    wsp_deflate_free(z);
+    for (int r = 0; r < rounds; r++) {
+        for (size_t i = 0; i < nv; i++) {
+            double t0 = now_us();
+            int rv = run_round(&v[i], json, len, comp, clen, buf, 4096);
+            if (rv < 0)
+                return rv;
+            v[i].t[r] = (now_us() - t0) / ITERS;
+        }
+    }
+    static const char *const names[] = {"libdeflate", "zlib", "libdeflate inflate", "zlib inflate"};
+    for (size_t i = 0; i < nv; i++) {
+        char what[64];
+        bool in = v[i].kind >= V_INFLATE;
+        if (in)
+            snprintf(what, sizeof(what), "%s", names[v[i].kind]);
+        else
+            snprintf(what, sizeof(what), "%s level %d", names[v[i].kind], v[i].level);
+        report(what, v[i].t, rounds, in ? clen : len, v[i].out);
+        if (v[i].kind == V_ZLIB)
+            deflateEnd(&v[i].s);
+        else if (v[i].kind == V_ZINFLATE)
+            inflateEnd(&v[i].s);
+        wsp_deflate_free(v[i].z);
+    }
     return 0;
 }
 
