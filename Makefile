@@ -2,7 +2,7 @@
 # `make run` and `make test` work as root on a fresh Debian 12 machine.
 
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
-        libcmocka-dev libssl-dev libhiredis-dev libhttp-parser-dev liburing-dev redis-server redis-tools prometheus gnuplot-nox python3 \
+        libcmocka-dev libssl-dev libdeflate-dev zlib1g-dev libhiredis-dev libhttp-parser-dev liburing-dev redis-server redis-tools prometheus gnuplot-nox python3 \
         python3-websockets iproute2 procps systemd strace curl clang libclang-rt-14-dev
 JOBS ?= $(shell nproc)
 BUILD ?= build
@@ -70,7 +70,7 @@ test-tsan: deps
 
 # Each libFuzzer target (clang, ASan+UBSan) for a bounded 20 s from the seed corpus; every
 # build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
-FUZZ_TARGETS := upgrade frame ipc utf8 channels admin
+FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate
 FUZZ_SECONDS ?= 20
 test-fuzz: deps
 	@mkdir -p $(BUILD); for t in $(FUZZ_TARGETS); do \

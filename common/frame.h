@@ -18,6 +18,10 @@ enum {
 
 #define WSP_FRAME_HDR_MAX 14
 
+/* RSV1 in a header's first byte: "compressed" under permessage-deflate (RFC 7692 section 6),
+ * set on a message's first frame only. */
+#define WSP_FRAME_RSV1 0x40u
+
 /* Writes the header of a final (FIN) frame with opcode and payload length len into out
  * (>= WSP_FRAME_HDR_MAX bytes). mask non-NULL sets the mask bit and key (client frames).
  * Returns the header length, 2 to 14. Pure; any thread. */

@@ -12,10 +12,13 @@ script never writes or removes those. Input formats:
   utf8:    the bytes to validate
   channels: a request's query string, without the '?'
   admin:   [split control][ops control][client byte stream]          (see fuzz_admin.c)
+  pmd:     Sec-WebSocket-Extensions values, one per line
+  inflate: [bound control][form][bit lo][bit hi][data]             (see fuzz_inflate.c)
 """
 
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
@@ -439,6 +442,76 @@ def admin_seeds():
           bytes([0, 0]) + publish(chunked(body + b"b", 4096), headers=[auth(), te], length=False))
 
 
+def pmd_seeds():
+    s = {
+        "empty": b"",
+        "plain": b"permessage-deflate",
+        "browser": b"permessage-deflate; client_max_window_bits",
+        "all-params": b"permessage-deflate; server_no_context_takeover; "
+                      b"client_no_context_takeover; server_max_window_bits=10; "
+                      b"client_max_window_bits=12",
+        "rfc-fallback": b"permessage-deflate; client_max_window_bits; server_max_window_bits=10, "
+                        b"permessage-deflate; client_max_window_bits",
+        "two-lines": b"x-foo; a=1\npermessage-deflate; server_max_window_bits=9",
+        "quoted": b'permessage-deflate; server_max_window_bits="1\\1"; x="a\\"b"',
+        "whitespace": b" \t permessage-deflate \t; server_max_window_bits = 13 , x ; y = z ,",
+        "declined": b"permessage-deflate; foo, permessage-deflate; server_max_window_bits=08, "
+                    b"permessage-deflate; server_no_context_takeover; "
+                    b"server_no_context_takeover, permessage-deflate",
+        "case": b"Permessage-Deflate; Server_No_Context_Takeover",
+        "many": b", ".join([b"permessage-deflate; x"] * 9 + [b"permessage-deflate"]),
+        "answer": b"permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                  b"server_max_window_bits=12",
+        "unterminated": b'permessage-deflate; x="abc\npermessage-deflate"',
+        "bad-trailing-semicolon": b"permessage-deflate;",
+        "bad-utf8": "perm\u00e9ssage-deflate".encode(),
+    }
+    for name, data in s.items():
+        write("pmd", name, data)
+
+
+def raw_deflate(data, level=6, final=False):
+    """What clients send: raw DEFLATE, sync-flushed and 00 00 ff ff removed (RFC 7692 7.2.1);
+    final=True: a BFINAL stream plus one zero byte, as libdeflate-based senders do."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    if final:
+        return c.compress(data) + c.flush(zlib.Z_FINISH) + b"\x00"
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def inflate_seeds():
+    json = b'{"subscribe":["news","sport"],"since":1733480000,"id":"c-4821"}'
+    raw = {  # form 0: payloads as they come
+        "hello-7.2.3.1": bytes.fromhex("f248cdc9c90700"),
+        "stored-7.2.3.3": bytes.fromhex("000500faff48656c6c6f00"),
+        "bfinal-7.2.3.4": bytes.fromhex("f348cdc9c9070000"),
+        "two-blocks-7.2.3.5": bytes.fromhex("f24805000000ffffcac9c90700"),
+        "empty-7.2.3.6": b"\x00",
+        "context-7.2.3.2": bytes.fromhex("f200110000"),
+        "none": b"",
+        "json": raw_deflate(json * 8),
+        "json-bfinal": raw_deflate(json * 8, final=True),
+        "two-streams": raw_deflate(b"Hello", final=True) + raw_deflate(b" world", final=True),
+        "bomb": raw_deflate(bytes(1 << 20), 9),
+        "corrupt": bytes.fromhex("ff0700faff"),
+    }
+    plain = {  # forms 1-3: plain text zlib compresses
+        "json": json * 8,
+        "text": b"Hello, world! " * 50,
+        "binary": bytes((i * 7919 + 13) % 251 for i in range(3000)),
+        "zeros": bytes(8000),
+        "empty": b"",
+    }
+    for bound in (0x40, 0x02):  # 4096 bytes; 128 bytes
+        for name, data in raw.items():
+            write("inflate", "%s-b%02x" % (name, bound), bytes([bound, 0, 0, 0]) + data)
+        for name, data in plain.items():
+            for form in (0x19, 0x1a, 0x1b, 0x01, 0x99, 0x59):
+                write("inflate", "%s-f%02x-b%02x" % (name, form, bound),
+                      bytes([bound, form, 0x35, 0x01]) + data)
+
 if __name__ == "__main__":
     channels_seeds()
     upgrade_seeds()
@@ -446,3 +519,5 @@ if __name__ == "__main__":
     ipc_seeds()
     utf8_seeds()
     admin_seeds()
+    pmd_seeds()
+    inflate_seeds()
