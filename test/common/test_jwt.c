@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,8 @@ static const wsp_jwt_policy_t strict = {AUD, ISS, 5};
 static struct {
     char dir[64];
     char script[4096];
-    char *line[128]; /* "NAME TOKEN", split in place */
-    const char *tok[128];
+    char text[1 << 16]; /* pyjwt.txt: "NAME TOKEN" lines, split in place */
+    const char *name[128], *tok[128];
     int n;
 } fx;
 
@@ -92,19 +93,17 @@ static int group_setup(void **state)
     if (run(argv) != 0)
         return -1;
     FILE *f = fopen(path("pyjwt.txt"), "r");
-    char buf[8192];
-    while (f != NULL && fx.n < 128 && fgets(buf, sizeof(buf), f) != NULL) {
-        buf[strcspn(buf, "\n")] = '\0';
-        char *sp = strchr(buf, ' ');
-        if (sp == NULL)
-            break;
+    if (f == NULL)
+        return -1;
+    fx.text[fread(fx.text, 1, sizeof(fx.text) - 1, f)] = '\0';
+    fclose(f);
+    char *save = NULL, *sp;
+    for (char *l = strtok_r(fx.text, "\n", &save); l != NULL && fx.n < 128 && (sp = strchr(l, ' '));
+         l = strtok_r(NULL, "\n", &save)) {
         *sp = '\0';
-        fx.line[fx.n] = strdup(buf);
-        fx.tok[fx.n] = strdup(sp + 1);
-        fx.n++;
+        fx.name[fx.n] = l;
+        fx.tok[fx.n++] = sp + 1;
     }
-    if (f != NULL)
-        fclose(f);
     return fx.n > 40 ? 0 : -1;
 }
 
@@ -117,17 +116,13 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 static int group_teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < fx.n; i++) {
-        free(fx.line[i]);
-        free((char *)fx.tok[i]);
-    }
     return nftw(fx.dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static const char *tok(const char *name)
 {
     for (int i = 0; i < fx.n; i++)
-        if (strcmp(fx.line[i], name) == 0)
+        if (strcmp(fx.name[i], name) == 0)
             return fx.tok[i];
     fail_msg("no fixture token %s", name);
     return NULL;
@@ -149,11 +144,7 @@ static int verify_at(const wsp_jwt_key_t *k, const wsp_jwt_policy_t *p, const ch
     return wsp_jwt_verify(k, p, t, strlen(t), now, c);
 }
 
-static int verify(const wsp_jwt_key_t *k, const wsp_jwt_policy_t *p, const char *t,
-                  wsp_jwt_claims_t *c)
-{
-    return verify_at(k, p, t, time(NULL), c);
-}
+#define verify(k, p, t, c) verify_at((k), (p), (t), time(NULL), (c))
 
 static void test_names(void **state)
 {
@@ -687,15 +678,12 @@ static void test_key_rules(void **state)
     refused(WSP_JWT_HS256, "empty.key", 0, "empty");
     refused(WSP_JWT_HS256, "rsa.pub", 0, "PEM");
     refused(WSP_JWT_HS512, "ec256.pem", 1, "PEM");
-    wsp_jwt_key_t *k = load(WSP_JWT_HS256, "hs.key", 0); /* 58 bytes */
-    assert_int_equal(wsp_jwt_key_weak(k), 0);
-    wsp_jwt_key_free(k);
-    k = load(WSP_JWT_HS512, "hs.key", 0);
-    assert_int_equal(wsp_jwt_key_weak(k), 1);
-    wsp_jwt_key_free(k);
-    k = load(WSP_JWT_ES256, "ec256.pub", 0);
-    assert_int_equal(wsp_jwt_key_weak(k), 0);
-    wsp_jwt_key_free(k);
+    const int weak_alg[] = {WSP_JWT_HS256, WSP_JWT_HS512, WSP_JWT_ES256}; /* hs.key: 58 B */
+    for (int i = 0; i < 3; i++) {
+        wsp_jwt_key_t *k = load(weak_alg[i], i < 2 ? "hs.key" : "ec256.pub", 0);
+        assert_int_equal(wsp_jwt_key_weak(k), i == 1);
+        wsp_jwt_key_free(k);
+    }
     /* Types, sizes, curves, and public against private. */
     refused(WSP_JWT_RS256, "rsa.pem", 0, "a private key");
     refused(WSP_JWT_RS256, "rsa.pub", 1, "a public key");
@@ -714,7 +702,7 @@ static void test_key_rules(void **state)
     write_file("huge.pem", huge, sizeof(huge));
     refused(WSP_JWT_RS256, "huge.pem", 0, "larger than");
     /* EC PARAMETERS before the key, as `openssl ecparam -genkey` writes it. */
-    k = load(WSP_JWT_ES256, "ec256-traditional.pem", 1);
+    wsp_jwt_key_t *k = load(WSP_JWT_ES256, "ec256-traditional.pem", 1);
     char t[1024];
     assert_true(wsp_jwt_sign(k, "{\"sub\":\"u\",\"exp\":9999999999}", t, sizeof(t)) > 0);
     assert_int_equal(verify(k, &plain, t, NULL), 0);
@@ -756,6 +744,46 @@ static void test_sign_errors(void **state)
     assert_string_equal(t, "-_8"); /* the URL-safe digits */
 }
 
+/* Shard threads verify with one shared key: two threads at once, good and tampered tokens. */
+struct shared {
+    const wsp_jwt_key_t *k;
+    char good[1024], bad[1024];
+};
+
+static void *verify_many(void *arg)
+{
+    const struct shared *sh = arg;
+    for (int i = 0; i < 200; i++)
+        if (verify(sh->k, &plain, sh->good, NULL) != 0 || verify(sh->k, &plain, sh->bad, NULL) == 0)
+            return arg;
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    const char *files[][2] = {{"hs.key", "hs.key"}, {"ec256.pem", "ec256.pub"}};
+    for (int a = 0; a < 2; a++) {
+        int alg = a == 0 ? WSP_JWT_HS256 : WSP_JWT_ES256;
+        wsp_jwt_key_t *signer = load(alg, files[a][0], 1), *k = load(alg, files[a][1], 0);
+        struct shared sh = {.k = k};
+        assert_true(wsp_jwt_sign(signer, "{\"sub\":\"u\",\"exp\":9999999999}", sh.good, 1024) > 0);
+        strcpy(sh.bad, sh.good);
+        char *c = sh.bad + strlen(sh.bad) - 5;
+        *c = *c == 'A' ? 'B' : 'A'; /* one signature bit */
+        pthread_t th[2];
+        void *rv[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, verify_many, &sh), 0);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(pthread_join(th[i], &rv[i]), 0);
+            assert_null(rv[i]);
+        }
+        wsp_jwt_key_free(signer);
+        wsp_jwt_key_free(k);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -764,7 +792,7 @@ int main(void)
         cmocka_unit_test(test_json),          cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_alg_confusion), cmocka_unit_test(test_leeway),
         cmocka_unit_test(test_mint_interop),  cmocka_unit_test(test_key_rules),
-        cmocka_unit_test(test_sign_errors),
+        cmocka_unit_test(test_sign_errors),   cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
