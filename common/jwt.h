@@ -72,10 +72,11 @@ typedef struct wsp_jwt_claims_s {
     bool channels_present; /* the "channels" claim was there (possibly empty) */
     uint8_t sub_len;       /* 1..WSP_JWT_SUB_MAX */
     uint8_t n_channels;    /* 0..WSP_JWT_CHANNELS_MAX */
-    uint8_t channel_len[WSP_JWT_CHANNELS_MAX];                    /* each 1..WSP_JWT_CHANNEL_MAX */
-    char sub[WSP_JWT_SUB_MAX + 1];                                /* the "sub" claim */
-    char channels[WSP_JWT_CHANNELS_MAX][WSP_JWT_CHANNEL_MAX + 1]; /* in token order, as sent:
-        the caller checks the channel-name alphabet and removes duplicates */
+    uint8_t channel_len[WSP_JWT_CHANNELS_MAX]; /* each 1..WSP_JWT_CHANNEL_MAX */
+    char sub[WSP_JWT_SUB_MAX + 1];             /* the "sub" claim */
+    /* In token order, as sent: the caller checks the channel-name alphabet (the server's
+     * rule, not this module's) and removes duplicates. */
+    char channels[WSP_JWT_CHANNELS_MAX][WSP_JWT_CHANNEL_MAX + 1];
 } wsp_jwt_claims_t;
 
 /* Parses an algorithm name ("HS256" ... "ES384", case-sensitive as RFC 7515 says); returns
@@ -93,13 +94,13 @@ const char *wsp_jwt_reason_name(int rv);
  * file's bytes are the secret, minus ONE trailing "\n" or "\r\n" (what `echo` and editors
  * add), then 1..WSP_JWT_SECRET_MAX bytes, and not PEM text (an HS key holding a public key is
  * the algorithm-confusion setup); private_key is ignored (one secret signs and verifies).
- * RS*: an RSA key of at least 2048 bits (RFC 7518 section 3.3); ES256/ES384: an EC key on
+ * RS*: an RSA key of 2048 (RFC 7518 section 3.3) to 8192 bits; ES256/ES384: an EC key on
  * P-256/P-384. For those, private_key = 0 wants a PEM public key (-----BEGIN PUBLIC KEY-----,
  * what `openssl pkey -pubout` writes, or PKCS#1's RSA PUBLIC KEY) and verifies; 1 wants a PEM
  * private key (PKCS#8 or traditional; encrypted keys are refused, never prompted for) and
- * mints, and verifies too. Returns 0 or a
- * negative errno, with a one-line reason in err (path and algorithm, never key bytes) when
- * errlen > 0. Any thread; the file is read whole and the copy wiped. */
+ * mints, and verifies too. Returns 0 or a negative errno, with a one-line reason in err (path
+ * and algorithm, never key bytes) when errlen > 0. Any thread; the file is read whole (at
+ * most 64 KiB) and the copy wiped. */
 int wsp_jwt_key_load(wsp_jwt_key_t **out, int alg, const char *path, int private_key, char *err,
                      size_t errlen);
 
@@ -120,23 +121,26 @@ int wsp_jwt_key_weak(const wsp_jwt_key_t *key);
 void wsp_jwt_key_free(wsp_jwt_key_t *key);
 
 /* Verifies token[0..len) (no NUL needed) with key under policy (NULL: no aud/iss, leeway 0)
- * at time now (seconds since the epoch). Returns 0 and fills *claims (when not NULL) or returns a
- * WSP_JWT_* reason and leaves *claims untouched. Precedence, cheap checks first, the signature
- * before any claim is believed: missing, too_large, malformed (form, base64url, header JSON, "alg"
- * absent or not a string, "crit" present), algorithm, malformed (payload not a JSON object),
- * signature, malformed (claims: exp absent or not a number, nbf/iat not numbers, sub not a string
- * of 1..64 bytes, channels not an array of at most 8 strings of 1..64 bytes, aud/iss of the wrong
- * type when the policy checks them), expired, not_yet_valid (nbf, then iat), audience,
+ * at time now (seconds since the epoch). Returns 0 and fills *claims (when not NULL) or
+ * returns a WSP_JWT_* reason and leaves *claims untouched. Precedence, cheap checks first, the
+ * signature before any claim is believed: missing, too_large, malformed (form, base64url,
+ * header JSON, "alg" absent or not a string, "crit" present), algorithm, malformed (payload
+ * not a JSON object), signature (wrong length for the algorithm, or does not verify),
+ * malformed (claims: exp absent or not a number, nbf/iat not numbers, sub not a string of
+ * 1..64 bytes, channels not an array of at most 8 strings of 1..64 bytes, aud/iss of the
+ * wrong type when the policy checks them), expired, not_yet_valid (nbf, then iat), audience,
  * issuer. An allocation or libcrypto failure fails closed with the reason of the step it hit.
- * Concurrent calls with the same key are fine (it is only read); any thread. */
+ * Allocates only for the call (jansson's trees, one duplicated libcrypto context) and frees
+ * all of it before returning. Concurrent calls with the same key are fine (it is only read);
+ * any thread. */
 int wsp_jwt_verify(const wsp_jwt_key_t *key, const wsp_jwt_policy_t *policy, const char *token,
                    size_t len, int64_t now, wsp_jwt_claims_t *claims);
 
 /* Mints a compact token for claims_json (used as given, not checked: tests mint bad claims
  * on purpose) with the header {"alg":"<key's alg>","typ":"JWT"}, signed with key (an HS*
  * key, or an RS/ES key loaded with private_key = 1). Writes it NUL-terminated to out[0..cap);
- * returns its length, or -ENOSPC (cap too small), -EINVAL (a public key), -ENOMEM or -EIO
- * (libcrypto failed). Any thread, concurrently with the same key. */
+ * returns its length, or -ENOSPC (cap too small), -EINVAL (a public key) or -EIO (libcrypto
+ * failed, out of memory included). Any thread, concurrently with the same key. */
 int wsp_jwt_sign(const wsp_jwt_key_t *key, const char *claims_json, char *out, size_t cap);
 
 /* wsp_jwt_sign() with header_json used as given instead of the standard header: tests and
