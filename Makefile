@@ -4,6 +4,9 @@
 DEBS := build-essential cmake pkg-config libuv1-dev libwslay-dev libjemalloc-dev \
         libcmocka-dev libssl-dev libdeflate-dev zlib1g-dev libhiredis-dev libhttp-parser-dev liburing-dev redis-server redis-tools prometheus gnuplot-nox python3 \
         python3-websockets iproute2 procps systemd strace curl clang libclang-rt-14-dev
+# JWT (common/jwt.c): jansson parses; libjwt and PyJWT (with cryptography, for RS/ES) check
+# our tokens in the tests, whose keys the openssl CLI makes.
+DEBS += libjansson-dev libjwt-dev python3-jwt python3-cryptography openssl
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ARGS ?=
@@ -70,7 +73,7 @@ test-tsan: deps
 
 # Each libFuzzer target (clang, ASan+UBSan) for a bounded 20 s from the seed corpus; every
 # build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
-FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate
+FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt
 FUZZ_SECONDS ?= 20
 test-fuzz: deps
 	@mkdir -p $(BUILD); for t in $(FUZZ_TARGETS); do \

@@ -14,8 +14,13 @@ script never writes or removes those. Input formats:
   admin:   [split control][ops control][client byte stream]          (see fuzz_admin.c)
   pmd:     Sec-WebSocket-Extensions values, one per line
   inflate: [bound control][form][bit lo][bit hi][data]             (see fuzz_inflate.c)
+  jwt:     [mode/policy/leeway control][token, or JSON text to sign]  (see fuzz_jwt.c)
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import struct
 import zlib
@@ -512,6 +517,85 @@ def inflate_seeds():
                 write("inflate", "%s-f%02x-b%02x" % (name, form, bound),
                       bytes([bound, form, 0x35, 0x01]) + data)
 
+JWT_SECRET = b"fuzz-only-hs256-secret-not-for-production-use!!"  # fuzz_jwt.c's secret
+JWT_NOW = 1700000000  # fuzz_jwt.c's NOW
+# fuzz_jwt.c's control byte: mode in bits 0-1, a policy with aud and iss in bit 2, the leeway
+# in bits 3-7.
+HS_TOKEN, ES_TOKEN, SIGN_HEADER, SIGN_CLAIMS = 0, 1, 2, 3
+POLICY = 4
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def jwt_hs256(claims, header=None):
+    """A token signed with the fuzz secret; claims and header are dicts or raw bytes."""
+    h = header if header is not None else {"alg": "HS256", "typ": "JWT"}
+    enc = [b64u(x if isinstance(x, bytes) else json.dumps(x, separators=(",", ":")).encode())
+           for x in (h, claims)]
+    signing = b".".join(enc)
+    return signing + b"." + b64u(hmac.new(JWT_SECRET, signing, hashlib.sha256).digest())
+
+
+def jwt_seeds():
+    now = JWT_NOW
+    ok = {"sub": "user-1", "exp": now + 3600, "iat": now}
+    full = dict(ok, aud=["other", "wspush"], iss="issuer-1", nbf=now - 10,
+                channels=["news", "sport:eu"])
+    s = {}
+    good = jwt_hs256(ok)
+    s["hs-valid"] = (HS_TOKEN, good)
+    s["hs-valid-policy"] = (HS_TOKEN | POLICY | 5 << 3, jwt_hs256(full))
+    s["hs-channels-8"] = (HS_TOKEN, jwt_hs256(dict(ok, channels=["c%d" % i for i in range(8)])))
+    s["hs-float-exp"] = (HS_TOKEN, jwt_hs256(dict(ok, exp=now + 0.5)))
+    s["hs-typ-at-jwt"] = (HS_TOKEN, jwt_hs256(ok, {"alg": "HS256", "typ": "at+jwt"}))
+    s["hs-expired-leeway"] = (HS_TOKEN | 31 << 3, jwt_hs256(dict(ok, exp=now - 31)))
+    s["hs-expired"] = (HS_TOKEN, jwt_hs256(dict(ok, exp=now)))
+    s["hs-nbf-future"] = (HS_TOKEN, jwt_hs256(dict(ok, nbf=now + 1)))
+    s["hs-iat-future"] = (HS_TOKEN, jwt_hs256(dict(ok, iat=now + 1)))
+    s["hs-aud-wrong"] = (HS_TOKEN | POLICY, jwt_hs256(dict(full, aud="other")))
+    s["hs-iss-wrong"] = (HS_TOKEN | POLICY, jwt_hs256(dict(full, iss="evil")))
+    s["hs-exp-string"] = (HS_TOKEN, jwt_hs256(dict(ok, exp="soon")))
+    s["hs-sub-65"] = (HS_TOKEN, jwt_hs256(dict(ok, sub="s" * 65)))
+    s["hs-dup-sub"] = (HS_TOKEN, jwt_hs256(b'{"sub":"a","sub":"b","exp":1700003600}'))
+    s["hs-crit"] = (HS_TOKEN, jwt_hs256(ok, {"alg": "HS256", "crit": ["exp"]}))
+    s["hs-alg-none"] = (HS_TOKEN, jwt_hs256(ok, {"alg": "none"}).rsplit(b".", 1)[0] + b".")
+    s["hs-alg-hs384"] = (HS_TOKEN, jwt_hs256(ok, {"alg": "HS384"}))
+    s["hs-bad-sig"] = (HS_TOKEN, good[:-3] + (b"AAA" if good[-3:] != b"AAA" else b"BAA"))
+    s["hs-two-parts"] = (HS_TOKEN, good.rsplit(b".", 1)[0])
+    s["hs-four-parts"] = (HS_TOKEN, good + b".AAAA")
+    s["hs-padding"] = (HS_TOKEN, good + b"=")
+    s["hs-bad-char"] = (HS_TOKEN, good[:5] + b"!" + good[6:])
+    s["hs-empty"] = (HS_TOKEN, b"")
+    s["hs-dots"] = (HS_TOKEN, b"..")
+    s["hs-4097"] = (HS_TOKEN, b"A" * 4097)
+    s["hs-5k"] = (HS_TOKEN, jwt_hs256(dict(ok, x="x" * 3800)))
+    es_body = b64u(b'{"alg":"ES256","typ":"JWT"}') + b"." + b64u(json.dumps(ok).encode())
+    s["es-sig-64"] = (ES_TOKEN, es_body + b"." + b64u(bytes(range(1, 65))))
+    s["es-sig-zero"] = (ES_TOKEN, es_body + b"." + b64u(bytes(64)))
+    s["es-sig-63"] = (ES_TOKEN, es_body + b"." + b64u(bytes(range(1, 64))))
+    s["es-sig-der"] = (ES_TOKEN, es_body + b"." + b64u(bytes.fromhex("3044022001") + bytes(67)))
+    s["es-alg-hs256"] = (ES_TOKEN, good)
+    s["sign-header"] = (SIGN_HEADER, b'{"alg":"HS256","kid":"k1"}\n' + json.dumps(ok).encode())
+    s["sign-header-none"] = (SIGN_HEADER, b'{"alg":"none"}\n' + json.dumps(ok).encode())
+    s["sign-header-bad"] = (SIGN_HEADER, b'{"alg":\n{}')
+    claims = {
+        "ok": ok, "full": full, "channels-9": dict(ok, channels=["c%d" % i for i in range(9)]),
+        "channels-mixed": dict(ok, channels=["a", 1, None]), "channels-empty": dict(ok, channels=[]),
+        "aud-array-number": dict(full, aud=["wspush", 7]), "iss-number": dict(full, iss=1),
+        "exp-huge": dict(ok, exp=2 ** 63 - 1), "exp-negative": dict(ok, exp=-2 ** 63 + 1),
+        "exp-1e300": dict(ok, exp=1e300), "nbf-null": dict(ok, nbf=None),
+        "sub-utf8": dict(ok, sub="\u00fc" * 32), "sub-number": dict(ok, sub=7),
+    }
+    for name, c in claims.items():
+        s["sign-claims-" + name] = (SIGN_CLAIMS | POLICY | 5 << 3, json.dumps(c).encode())
+    s["sign-claims-bad-json"] = (SIGN_CLAIMS, b'{"sub":"u","exp":')
+    s["sign-claims-nul"] = (SIGN_CLAIMS, b'{"sub":"a\\u0000b","exp":1700003600}')
+    for name, (ctl, data) in s.items():
+        write("jwt", name, bytes([ctl]) + data)
+
+
 if __name__ == "__main__":
     channels_seeds()
     upgrade_seeds()
@@ -521,3 +605,4 @@ if __name__ == "__main__":
     admin_seeds()
     pmd_seeds()
     inflate_seeds()
+    jwt_seeds()

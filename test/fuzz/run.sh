@@ -2,7 +2,7 @@
 # Builds one libFuzzer target with clang and runs it for a bounded time.
 #
 # usage: test/fuzz/run.sh TARGET SECONDS [libFuzzer flags...]
-#   TARGET   upgrade | frame | ipc | utf8 | channels | admin | pmd | inflate
+#   TARGET   upgrade | frame | ipc | utf8 | channels | admin | pmd | inflate | jwt
 #   SECONDS  -max_total_time; 0 only replays the seeds (-runs=0)
 # env: WSP_FUZZ_BUILD  build directory (default: <repo>/build/fuzz)
 #
@@ -13,7 +13,7 @@
 # test/fuzz/corpus/TARGET/ as crash-<what> once the fix is in.
 set -eu
 
-usage() { echo "usage: $0 upgrade|frame|ipc|utf8|channels|admin|pmd|inflate SECONDS [libFuzzer flags...]" >&2; exit 2; }
+usage() { echo "usage: $0 upgrade|frame|ipc|utf8|channels|admin|pmd|inflate|jwt SECONDS [libFuzzer flags...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 target=$1
 secs=$2
@@ -27,6 +27,7 @@ channels) max_len=1024 ;; # 8 names of 64 bytes fit
 admin) max_len=70000 ;;   # past the 64 KiB body cap with a head: see below
 pmd) max_len=4096 ;;      # header lines; the parser is linear, longer adds nothing
 inflate) max_len=9000 ;;  # a 4 KiB message stored, and bounds up to 8 KiB
+jwt) max_len=5120 ;;      # past the 4 KiB token cap
 *) usage ;;
 esac
 # admin: 70,000 bytes hold a head and a body over the 64 KiB cap (413 mid-body, chunked). The
