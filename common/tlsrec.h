@@ -92,17 +92,19 @@ int wsp_tlsrec_init12(wsp_tlsrec_t *t, uint16_t suite, const uint8_t master[48],
  * 2^14 bytes or part of it (0 for len 0). Pure; any thread. */
 size_t wsp_tlsrec_sealed_size(const wsp_tlsrec_t *t, size_t len);
 
-/* Seals p[0..len) as application_data records (no padding) at out. Returns the bytes written
- * (wsp_tlsrec_sealed_size(t, len)); -ENOBUFS if cap is smaller; -EKEYEXPIRED if the records
- * would take the write sequence past the AEAD's limit, less two kept for a KeyUpdate and an
- * alert (nothing written: TLS 1.3 may wsp_tlsrec_key_update() and retry, TLS 1.2 must close);
- * -EIO on a crypto failure. No allocation. Owner thread; cx is that thread's. */
+/* Seals p[0..len) as application_data records (no padding) at out, which must not overlap p.
+ * Returns the bytes written (wsp_tlsrec_sealed_size(t, len)); -ENOBUFS if cap is smaller;
+ * -EKEYEXPIRED if the records would take the write sequence past the AEAD's limit, less two
+ * kept for a KeyUpdate and an alert (nothing written: TLS 1.3 may wsp_tlsrec_key_update() and
+ * retry, TLS 1.2 must close); -EIO on a crypto failure. No allocation. Owner thread; cx is
+ * that thread's. */
 ssize_t wsp_tlsrec_seal(wsp_tlsrec_t *t, EVP_CIPHER_CTX *cx, const uint8_t *p, size_t len,
                         uint8_t *out, size_t cap);
 
-/* Opens ONE record from in[0..len) into out (cap >= WSP_TLSREC_OPEN_MAX; no overlap with in).
- * 0: r->used, r->type, r->len are set and the read sequence advanced. -EAGAIN: incomplete,
- * r->need says how many bytes the record needs. Errors leave t as it was and set r->alert:
+/* Opens ONE record from in[0..len) into out (cap >= WSP_TLSREC_OPEN_MAX, else -ENOBUFS; no
+ * overlap with in). 0: r->used, r->type, r->len are set and the read sequence advanced.
+ * -EAGAIN: incomplete, r->need says how many bytes the record needs. Errors leave t as it was
+ * and set r->alert:
  * -EBADMSG bad_record_mac (or too short to hold a tag), -EMSGSIZE record_overflow, -EPROTO
  * (protocol_version: legacy version not 0x0303; unexpected_message: CCS, an unknown type, a
  * TLS 1.3 record that is not application_data outside or holds no type inside),
