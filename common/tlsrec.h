@@ -144,9 +144,10 @@ int wsp_tlsrec_ktls_info(const wsp_tlsrec_t *t, int tx, void *buf, size_t cap);
 
 /* Kernel TLS: attaches the "tls" ULP to the connected TCP socket fd and hands it the write
  * direction (and the read one if rx). 0, or -errno (-ENOENT: the kernel has no tls ULP; the
- * caller keeps sealing in user space). From then on the kernel owns those sequence numbers:
- * t's copies are stale. NOT TESTED on the development machine (its kernel has no tls ULP).
- * Owner thread. */
+ * caller keeps sealing in user space). From then on the kernel owns those keys and sequence
+ * numbers: t's copies are stale, so nothing may be sealed from t any more, including the
+ * answer wsp_tlsrec_control() gives to a KeyUpdate that requests one (close such a connection
+ * instead). NOT TESTED on the development machine (its kernel has no tls ULP). Owner thread. */
 int wsp_tlsrec_ktls_enable(const wsp_tlsrec_t *t, int fd, int rx);
 
 #endif
