@@ -15,6 +15,8 @@ script never writes or removes those. Input formats:
   pmd:     Sec-WebSocket-Extensions values, one per line
   inflate: [bound control][form][bit lo][bit hi][data]             (see fuzz_inflate.c)
   jwt:     [mode/policy/leeway control][token, or JSON text to sign]  (see fuzz_jwt.c)
+  tlsrec:  [split control][suite][items: op, length (2 bytes), bytes]   (see fuzz_tlsrec.c)
+  tlshs:   [split control][client byte stream]                       (see fuzz_tlshs.c)
 """
 
 import base64
@@ -594,6 +596,122 @@ def jwt_seeds():
     s["sign-claims-nul"] = (SIGN_CLAIMS, b'{"sub":"a\\u0000b","exp":1700003600}')
     for name, (ctl, data) in s.items():
         write("jwt", name, bytes([ctl]) + data)
+def tls_ext(t, body):
+    return struct.pack(">HH", t, len(body)) + body
+
+
+def tls_list16(values):
+    return b"".join(struct.pack(">H", v) for v in values)
+
+
+X25519_PUB = bytes.fromhex("99381de560e4bd43d23d8e435a7dbafeb3c06e51c13cae4d5413691e529aaf2c")
+ALL_SUITES = (0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8)
+
+
+def client_hello(versions=(0x0304, 0x0303), suites=ALL_SUITES, alpn=(b"http/1.1",),
+                 legacy=0x0303, groups=(0x001D, 0x0017, 0x0018), share=0x001D):
+    """A ClientHello handshake message with fixed random, session id and key share."""
+    exts = tls_ext(0, struct.pack(">HBH", 12, 0, 9) + b"localhost")
+    exts += tls_ext(10, struct.pack(">H", 2 * len(groups)) + tls_list16(groups))
+    exts += tls_ext(11, b"\x01\x00")
+    exts += tls_ext(35, b"")
+    if alpn:
+        lst = b"".join(bytes([len(a)]) + a for a in alpn)
+        exts += tls_ext(16, struct.pack(">H", len(lst)) + lst)
+    exts += tls_ext(23, b"")
+    sigs = (0x0403, 0x0503, 0x0603, 0x0807, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601)
+    exts += tls_ext(13, struct.pack(">H", 2 * len(sigs)) + tls_list16(sigs))
+    if versions:
+        exts += tls_ext(43, bytes([2 * len(versions)]) + tls_list16(versions))
+        if 0x0304 in versions:
+            exts += tls_ext(45, b"\x01\x01")
+            ks = struct.pack(">HH", share, 32) + X25519_PUB
+            exts += tls_ext(51, struct.pack(">H", len(ks)) + ks)
+    body = (struct.pack(">H", legacy) + bytes(range(32)) + bytes([32]) + bytes(range(32, 64)) +
+            struct.pack(">H", 2 * len(suites)) + tls_list16(suites) + b"\x01\x00" +
+            struct.pack(">H", len(exts)) + exts)
+    return b"\x01" + struct.pack(">I", len(body))[1:] + body
+
+
+def tls_record(ct, payload, version=0x0301):
+    return bytes([ct]) + struct.pack(">HH", version, len(payload)) + payload
+
+
+def lcg_bytes(n, seed):
+    """Deterministic noise."""
+    out, x = bytearray(), seed
+    for _ in range(n):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        out.append(x >> 16 & 0xFF)
+    return bytes(out)
+
+
+def tlshs_seeds():
+    ch = client_hello()
+    s = {
+        "tls13": tls_record(22, ch),
+        "tls12-only": tls_record(22, client_hello(versions=None)),
+        "tls13-only": tls_record(22, client_hello(versions=(0x0304,))),
+        "alpn-h2-only": tls_record(22, client_hello(alpn=(b"h2",))),
+        "no-alpn": tls_record(22, client_hello(alpn=())),
+        "tls11-only": tls_record(22, client_hello(versions=None, legacy=0x0302,
+                                                  suites=(0xC013, 0x002F))),
+        "no-shared-suite": tls_record(22, client_hello(suites=(0x002F, 0x1304))),
+        "hello-retry": tls_record(22, client_hello(groups=(0x001E, 0x001D), share=0x001E)),
+        "p256-only": tls_record(22, client_hello(groups=(0x0017,), share=0x0017)),
+        "two-records": tls_record(22, ch[:100]) + tls_record(22, ch[100:]),
+        "then-ccs-and-noise": tls_record(22, ch) + tls_record(20, b"\x01", 0x0303) +
+        tls_record(23, lcg_bytes(53, 7), 0x0303),
+        "then-alert": tls_record(22, ch) + tls_record(21, b"\x02\x28", 0x0303),
+        "truncated": tls_record(22, ch)[:150],
+        "record-version-0303": tls_record(22, ch, 0x0303),
+        "alert-first": tls_record(21, b"\x02\x28"),
+        "empty-record": tls_record(22, b""),
+        "huge-header": b"\x16\x03\x01\xff\xff" + b"\x01" * 64,
+        "http-get": b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "sslv2-hello": bytes.fromhex("802e0103010015000000100000390000380000350000330000320000"
+                                     "2f0000070500800300800100800080") + bytes(16),
+        "noise": lcg_bytes(300, 1),
+        "noise-16-03": b"\x16\x03" + lcg_bytes(300, 2),
+    }
+    for name, data in s.items():
+        for sp in (0x00, 0x03):
+            write("tlshs", "%s-s%02x" % (name, sp), bytes([sp]) + data)
+
+
+def tls_item(op, payload=b""):
+    return bytes([op]) + struct.pack(">H", len(payload)) + payload
+
+
+def tlsrec_seeds():
+    s = {}
+    for i, suite in enumerate(ALL_SUITES):
+        t13 = suite >> 8 == 0x13
+        s["%04x-data" % suite] = (i, tls_item(1, b"hello") + tls_item(1, b"x" * 30))
+        s["%04x-two-records" % suite] = (i, tls_item(1, lcg_bytes(16385, 3)))
+        s["%04x-close" % suite] = (i, tls_item(1, b"bye") +
+                                   (tls_item(2, b"\x01\x00\x15") if t13 else tls_item(2, b"\x00")))
+        s["%04x-bad-mac" % suite] = (i, tls_item(0, b"\x17\x03\x03\x00\x20" + bytes(32)))
+    for i in (0, 2):  # TLS 1.3 only: KeyUpdate and odd inner plaintexts
+        suite = ALL_SUITES[i]
+        s["%04x-keyupdate" % suite] = (i, tls_item(1, b"a") + tls_item(3) + tls_item(1, b"b") +
+                                       tls_item(7) + tls_item(1, b"c") + tls_item(3))
+        s["%04x-inner-padding" % suite] = (i, tls_item(2, b"hi\x17" + bytes(40)))
+        s["%04x-inner-zeros" % suite] = (i, tls_item(2, bytes(20)))
+        s["%04x-inner-ccs" % suite] = (i, tls_item(2, b"\x01\x14"))
+        s["%04x-inner-nst" % suite] = (i, tls_item(2, b"\x04\x00\x00\x00\x16"))
+        s["%04x-inner-kup-bad" % suite] = (i, tls_item(2, b"\x18\x00\x00\x01\x02\x16"))
+        s["%04x-inner-alert" % suite] = (i, tls_item(2, b"\x02\x28\x15"))
+        s["%04x-inner-too-long" % suite] = (i, tls_item(2, b"a" * 16385 + b"\x17"))
+    s["ccs"] = (3, tls_item(1, b"a") + tls_item(0, b"\x14\x03\x03\x00\x01\x01"))
+    s["bad-version"] = (0, tls_item(0, b"\x17\x03\x01\x00\x20" + bytes(32)))
+    s["oversize"] = (0, tls_item(0, b"\x17\x03\x03\x41\x01"))
+    s["oversize-12"] = (3, tls_item(0, b"\x17\x03\x03\x48\x01"))
+    s["short"] = (4, tls_item(0, b"\x17\x03\x03\x00\x05abcde"))
+    s["truncated"] = (1, tls_item(1, b"z" * 100) + tls_item(0, b"\x17\x03\x03\x01\x00"))
+    for name, (suite, data) in s.items():
+        for sp in (0x00, 0x05):
+            write("tlsrec", "%s-s%02x" % (name, sp), bytes([sp, suite]) + data)
 
 
 if __name__ == "__main__":
@@ -606,3 +724,5 @@ if __name__ == "__main__":
     pmd_seeds()
     inflate_seeds()
     jwt_seeds()
+    tlshs_seeds()
+    tlsrec_seeds()
