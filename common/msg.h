@@ -10,7 +10,6 @@
 typedef struct wsp_msg_s {
     atomic_uint refs;
     uint32_t len;
-    uint64_t seq;   /* broadcast sequence number, informational */
     uint8_t bytes[]; /* len bytes, never written after wsp_msg_new() returns to the caller */
 } wsp_msg_t;
 

@@ -1,5 +1,6 @@
 /* wspush: a WebSocket push server. main() parses flags, sizes the process to its fd limit and
- * hands over to the coordinator (server/coordinator.c). */
+ * hands over to the coordinator (server/coordinator.c), or under --procs to the supervisor
+ * (server/supervisor.c). docs/ARCHITECTURE.md maps the modules. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "coordinator.h"
 #include "log.h"
 #include "net.h"
+#include "publisher.h"
 #include "supervisor.h"
 #include "uring.h"
 
@@ -97,10 +99,10 @@ int main(int argc, char **argv)
                     (unsigned long long)cfg.max_conns, (unsigned long long)room);
         WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
                 (unsigned long long)max_conns, (unsigned long long)room);
-        rv = wsp_bcast_run(&cfg, max_conns, room);
+        rv = wsp_coord_run(&cfg, max_conns, room);
     }
-    if (rv <= -WSP_EADMIN) {
-        int aerr = -rv - WSP_EADMIN;
+    if (rv <= -WSP_PUB_EADMIN) {
+        int aerr = -rv - WSP_PUB_EADMIN;
         fprintf(stderr, "wspush: cannot open the admin API on %s port %d: %s\n", cfg.admin_host,
                 cfg.admin_port,
                 aerr == EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(aerr));
