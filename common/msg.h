@@ -1,12 +1,13 @@
 #ifndef WSP_MSG_H
 #define WSP_MSG_H
 
+/* An immutable, refcounted byte buffer: the only thing that crosses threads. The body is
+ * public on purpose: the broadcast pass reads len and bytes for every connection. */
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* An immutable, refcounted byte buffer: the only thing that crosses threads. The body is
- * public on purpose: the broadcast pass reads len and bytes for every connection. */
 typedef struct wsp_msg_s {
     atomic_uint refs;
     uint32_t len;

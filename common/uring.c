@@ -23,7 +23,7 @@ struct wsp_uring_s {
  * spares the owner thread interrupts for task work it collects anyway when it enters. Not
  * SINGLE_ISSUER: a server shard's ring is created by the coordinator thread and used by the
  * shard thread, which that flag refuses (-EEXIST on every submit). */
-static const unsigned wsp__uring_flags[] = {
+static const unsigned uring_setup_flags[] = {
     IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
     0,
 };
@@ -56,9 +56,9 @@ int wsp_uring_new(wsp_uring_t **out, unsigned entries)
         return -ENOMEM;
     }
     int rv = -EINVAL;
-    for (size_t i = 0; rv == -EINVAL && i < sizeof(wsp__uring_flags) / sizeof(*wsp__uring_flags);
+    for (size_t i = 0; rv == -EINVAL && i < sizeof(uring_setup_flags) / sizeof(*uring_setup_flags);
          i++)
-        rv = io_uring_queue_init(entries, &r->ring, wsp__uring_flags[i]);
+        rv = io_uring_queue_init(entries, &r->ring, uring_setup_flags[i]);
     if (rv < 0) {
         uring_free_mem(r);
         return rv;

@@ -1,13 +1,14 @@
 #ifndef WSP_URING_H
 #define WSP_URING_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 /* A small io_uring batch: queue many non-blocking sends or receives, enter the kernel once,
  * get every result back in the same call. Nothing stays in flight between two flushes, so
  * the caller's objects (ud) only have to live until wsp_uring_flush() returns. One thread
  * owns a ring; it is never shared. */
+
+#include <stddef.h>
+#include <stdint.h>
+
 typedef struct wsp_uring_s wsp_uring_t;
 
 /* One result: ud as queued, res = bytes transferred or a negative errno (-EAGAIN when the

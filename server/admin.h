@@ -1,12 +1,6 @@
 #ifndef WSP_ADMIN_H
 #define WSP_ADMIN_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <uv.h>
-
-#include "buf.h"
-
 /* The admin API, on the loop of the process's publisher (server/publisher.c): the single
  * process or the supervisor. Routes and answers here; HTTP/1.1 itself (keep-alive,
  * pipelining, limits, timeouts) is server/httpd.c:
@@ -17,6 +11,13 @@
  *   GET /healthz  -> 200 "ok" while serving, 503 "draining" while draining
  *   GET /stats    -> JSON
  * Other paths 404, wrong methods 405 (with Allow). */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+
 typedef struct wsp_admin_s wsp_admin_t;
 
 /* What the admin API asks of its owner; every call happens on the owner's loop thread. */

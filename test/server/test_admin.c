@@ -18,9 +18,11 @@
 /* The admin API and its HTTP plumbing are compiled into the test, as h2o's unit tests do,
  * only to shrink httpd.c's timeouts from 30 s and 10 s and to count its connections;
  * everything is driven through the public API. The static wsp_server library's httpd.o and
- * admin.o are then never pulled in. */
+ * admin.o are then never pulled in. The request timeout is also the stalled-write deadline:
+ * the slow-reader tests hold a 4 MiB answer mid-write, which a loaded machine (other test
+ * runs on 2 cores) can stall for a few hundred ms, so it stays well above that. */
 #define WSP_HTTPD_IDLE_MS 400
-#define WSP_HTTPD_REQUEST_MS 300
+#define WSP_HTTPD_REQUEST_MS 1500
 #define WSP_HTTPD_LINGER_MS 300
 #include "admin.c"
 #include "httpd.c"
@@ -786,6 +788,7 @@ static void test_pipelined_behind_slow_reader(void **state)
     cli_sends(c, "GET /metrics HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
     for (int i = 0; i < 20; i++)
         pump(5); /* the server writes what the socket takes, then waits */
+    assert_non_null(admin->http->conns);
     assert_true(admin->http->conns->writing); /* the queued-write path, not one try_write */
     assert_false(admin->http->conns->reading);
     cli_response(c, &r);
