@@ -9,6 +9,7 @@
 #include "chan.h"
 #include "channels.h"
 #include "log.h"
+#include "table.h"
 #include "upgrade.h"
 #include "ws.h"
 

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "chan.h"
 #include "conn.h"
 #include "log.h"
 #include "net.h"
 #include "spsc.h"
+#include "table.h"
 #include "uring.h"
 
 #define WSP_SHARD_RING 64      /* broadcasts a shard may lag behind */
