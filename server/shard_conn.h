@@ -6,8 +6,9 @@
  * limit of per-connection log lines. A shard (server/shard.c) embeds one and points its loop's
  * data at it, so conn.c reaches it from any handle (wsp_shard_conn_of()). It sits below both:
  * a shard calls its connections (server/conn.h), a connection calls only this, and tells the
- * shard that it is gone through one callback (on_conn_freed). Internal to shard.c and conn.c;
- * owning shard thread only, except the atomics of wsp_limits_t. */
+ * shard that it is gone through one callback (on_conn_freed). Internal to shard.c and conn.c,
+ * but for wsp_limits_t, which the coordinator owns (shard.h passes it on); owning shard
+ * thread only, except the atomics of wsp_limits_t. */
 
 #include <stdatomic.h>
 #include <stdint.h>
