@@ -106,11 +106,9 @@ image-deps:
 # Prints the image's size; the previous image of the same tag is removed once replaced.
 image: deps image-deps
 	cmake -S . -B $(BUILD)/image -DCMAKE_BUILD_TYPE=Release -DWSP_BUILD_TESTS=OFF
-	cmake --build $(BUILD)/image -j $(JOBS) --target wspush wspush-bench
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $(BUILD)/image/wspush-entry \
-	    deploy/wspush-entry.c
+	cmake --build $(BUILD)/image -j $(JOBS) --target wspush wspush-bench wspush-entry
 	deploy/stage-rootfs.sh $(BUILD)/image/context $(BUILD)/image/server/wspush \
-	    $(BUILD)/image/wspush-entry
+	    $(BUILD)/image/deploy/wspush-entry
 	@old=$$($(BUILDAH) images -q $(IMAGE) 2>/dev/null || true); \
 	$(BUILDAH) bud --isolation chroot -f deploy/Containerfile -t $(IMAGE) $(BUILD)/image/context && \
 	new=$$($(BUILDAH) images -q $(IMAGE)) && \

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void wsp__oom(size_t n) __attribute__((noreturn, cold));
+static void alloc_oom(size_t n) __attribute__((noreturn, cold));
 
-static void wsp__oom(size_t n)
+static void alloc_oom(size_t n)
 {
     /* No logger here: it may allocate. One line, then abort for a core dump. */
     fprintf(stderr, "level=fatal event=oom bytes=%zu\n", n);
@@ -16,7 +16,7 @@ void *wsp_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (p == NULL)
-        wsp__oom(n);
+        alloc_oom(n);
     return p;
 }
 
@@ -24,14 +24,6 @@ void *wsp_xcalloc(size_t count, size_t size)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (p == NULL)
-        wsp__oom(count * size);
+        alloc_oom(count * size);
     return p;
-}
-
-void *wsp_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (q == NULL)
-        wsp__oom(n);
-    return q;
 }

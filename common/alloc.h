@@ -1,6 +1,9 @@
 #ifndef WSP_ALLOC_H
 #define WSP_ALLOC_H
 
+/* Allocation that aborts on OOM (startup tables and small fixed objects only) and two small
+ * macros every module uses. */
+
 #include <stddef.h>
 
 /* Casts a member pointer back to its container; through void * so -Wcast-align stays quiet. */
@@ -14,8 +17,5 @@ void *wsp_xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
 
 /* calloc that aborts on OOM; same rules as wsp_xmalloc(). Any thread. */
 void *wsp_xcalloc(size_t count, size_t size) __attribute__((malloc, returns_nonnull));
-
-/* realloc that aborts on OOM; same rules as wsp_xmalloc(). Any thread. */
-void *wsp_xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
 
 #endif

@@ -1,10 +1,12 @@
 #ifndef WSP_BUF_H
 #define WSP_BUF_H
 
+/* A growable byte buffer for building responses off the hot path (admin API, metrics). An
+ * append that fails sets a sticky flag, so a caller checks once at the end. */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growable byte buffer for building responses off the hot path (admin API, metrics). */
 typedef struct wsp_buf_s {
     char *data;
     size_t len, cap;

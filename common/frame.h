@@ -1,6 +1,9 @@
 #ifndef WSP_FRAME_H
 #define WSP_FRAME_H
 
+/* WebSocket frame encoding (RFC 6455 section 5.2): headers, masking, and a server frame
+ * encoded once into a shared message. Pure; any thread. */
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -11,7 +11,7 @@
 int wsp_log_level = WSP_LOG_INFO;
 char wsp_log_tag[64];
 
-static const char *const wsp__level_names[] = {"error", "warn", "info", "debug"};
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void wsp_log_write(int level, const char *fmt, ...)
 {
@@ -24,7 +24,7 @@ void wsp_log_write(int level, const char *fmt, ...)
         level = WSP_LOG_ERROR;
     int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s %s",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), wsp__level_names[level], wsp_log_tag);
+                     (int)(tv.tv_usec / 1000), level_names[level], wsp_log_tag);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
@@ -41,7 +41,7 @@ void wsp_log_write(int level, const char *fmt, ...)
 int wsp_log_level_parse(const char *s)
 {
     for (int i = 0; i <= WSP_LOG_DEBUG; i++)
-        if (strcmp(s, wsp__level_names[i]) == 0)
+        if (strcmp(s, level_names[i]) == 0)
             return i;
     return -EINVAL;
 }

@@ -12,7 +12,6 @@ wsp_msg_t *wsp_msg_new(size_t len)
         return NULL;
     atomic_init(&m->refs, 1);
     m->len = (uint32_t)len;
-    m->seq = 0;
     return m;
 }
 

@@ -1,16 +1,16 @@
 #ifndef WSP_MSG_H
 #define WSP_MSG_H
 
+/* An immutable, refcounted byte buffer: the only thing that crosses threads. The body is
+ * public on purpose: the broadcast pass reads len and bytes for every connection. */
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* An immutable, refcounted byte buffer: the only thing that crosses threads. The body is
- * public on purpose: the broadcast pass reads len and bytes for every connection. */
 typedef struct wsp_msg_s {
     atomic_uint refs;
     uint32_t len;
-    uint64_t seq;   /* broadcast sequence number, informational */
     uint8_t bytes[]; /* len bytes, never written after wsp_msg_new() returns to the caller */
 } wsp_msg_t;
 

@@ -1,6 +1,9 @@
 #ifndef WSP_NET_H
 #define WSP_NET_H
 
+/* Sockets and clocks: bound listening sockets (SO_REUSEPORT by hand: libuv 1.44 has no
+ * UV_TCP_REUSEPORT), listener tuning, the nofile limit, wall-clock and monotonic time. */
+
 #include <stdint.h>
 
 /* Creates a non-blocking TCP socket with SO_REUSEADDR (and SO_REUSEPORT when reuseport)

@@ -1,9 +1,11 @@
 #ifndef WSP_SPSC_H
 #define WSP_SPSC_H
 
+/* A bounded lock-free single-producer single-consumer ring of pointers: how the coordinator
+ * hands broadcasts to a shard. */
+
 #include <stddef.h>
 
-/* A bounded lock-free single-producer single-consumer ring of pointers. */
 typedef struct wsp_spsc_s wsp_spsc_t;
 
 /* Creates a ring holding at least capacity pointers (rounded up to a power of two, >= 2).

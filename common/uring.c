@@ -6,6 +6,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#ifdef WSP_TEST_HOOKS
+#include <stdatomic.h>
+#include <stdio.h>
+#endif
+
 /* A flush retries io_uring_enter this often on EINTR/EAGAIN/EBUSY before giving up. */
 #define WSP_URING_RETRIES 64
 
@@ -23,10 +28,40 @@ struct wsp_uring_s {
  * spares the owner thread interrupts for task work it collects anyway when it enters. Not
  * SINGLE_ISSUER: a server shard's ring is created by the coordinator thread and used by the
  * shard thread, which that flag refuses (-EEXIST on every submit). */
-static const unsigned wsp__uring_flags[] = {
+static const unsigned uring_setup_flags[] = {
     IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
     0,
 };
+
+#ifdef WSP_TEST_HOOKS
+/* Fault injection, compiled only into test builds (uring.h). */
+
+/* WSP_TEST_URING_FAIL=<errno>: the error every wsp_uring_new() returns; 0 = none. */
+static int hook_new_error(void)
+{
+    const char *v = getenv("WSP_TEST_URING_FAIL");
+    if (v == NULL || *v == '\0')
+        return 0;
+    int e = atoi(v);
+    return e > 0 ? -e : -ENOSYS;
+}
+
+/* WSP_TEST_URING_FAIL_SUBMIT=<n>:<errno>: the error the n-th submission of the process
+ * returns, counting from 1 while the variable is set (unset resets the count); 0 = none. */
+static int hook_submit_error(void)
+{
+    static atomic_uint submits;
+    const char *v = getenv("WSP_TEST_URING_FAIL_SUBMIT");
+    unsigned n, e;
+    if (v == NULL || sscanf(v, "%u:%u", &n, &e) != 2 || n == 0 || e == 0) {
+        atomic_store_explicit(&submits, 0, memory_order_relaxed);
+        return 0;
+    }
+    return atomic_fetch_add_explicit(&submits, 1, memory_order_relaxed) + 1 == n ? -(int)e : 0;
+}
+#else
+static inline int hook_new_error(void) { return 0; }
+#endif
 
 static void uring_free_mem(wsp_uring_t *r)
 {
@@ -40,11 +75,9 @@ int wsp_uring_new(wsp_uring_t **out, unsigned entries)
     *out = NULL;
     if (entries == 0 || entries > 32768 || (entries & (entries - 1)) != 0)
         return -EINVAL;
-    const char *forced = getenv("WSP_TEST_URING_FAIL");
-    if (forced != NULL && *forced != '\0') {
-        int e = atoi(forced);
-        return e > 0 ? -e : -ENOSYS;
-    }
+    int forced = hook_new_error();
+    if (forced < 0)
+        return forced;
     wsp_uring_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return -ENOMEM;
@@ -56,9 +89,9 @@ int wsp_uring_new(wsp_uring_t **out, unsigned entries)
         return -ENOMEM;
     }
     int rv = -EINVAL;
-    for (size_t i = 0; rv == -EINVAL && i < sizeof(wsp__uring_flags) / sizeof(*wsp__uring_flags);
+    for (size_t i = 0; rv == -EINVAL && i < sizeof(uring_setup_flags) / sizeof(*uring_setup_flags);
          i++)
-        rv = io_uring_queue_init(entries, &r->ring, wsp__uring_flags[i]);
+        rv = io_uring_queue_init(entries, &r->ring, uring_setup_flags[i]);
     if (rv < 0) {
         uring_free_mem(r);
         return rv;
@@ -155,6 +188,20 @@ static unsigned uring_reap(wsp_uring_t *r, wsp_uring_cb cb, void *arg)
     return n;
 }
 
+/* io_uring_submit_and_wait(), where a test build may refuse a submission (one that carries
+ * entries: a wait alone is never failed, the kernel would not fail it after running them). */
+static int uring_enter(wsp_uring_t *r, unsigned wait)
+{
+#ifdef WSP_TEST_HOOKS
+    if (io_uring_sq_ready(&r->ring) > 0) {
+        int forced = hook_submit_error();
+        if (forced < 0)
+            return forced;
+    }
+#endif
+    return io_uring_submit_and_wait(&r->ring, wait);
+}
+
 int wsp_uring_flush(wsp_uring_t *r, wsp_uring_cb cb, void *arg)
 {
     unsigned want = r->queued, got = 0;
@@ -164,7 +211,7 @@ int wsp_uring_flush(wsp_uring_t *r, wsp_uring_cb cb, void *arg)
     while (got < want) {
         /* The first call submits everything; later ones only wait (a non-blocking socket
          * operation normally completes inside the submitting call). */
-        rv = io_uring_submit_and_wait(&r->ring, want - got);
+        rv = uring_enter(r, want - got);
         r->stats.enters++;
         if (rv < 0 &&
             !((rv == -EINTR || rv == -EAGAIN || rv == -EBUSY) && ++tries < WSP_URING_RETRIES))

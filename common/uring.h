@@ -1,13 +1,14 @@
 #ifndef WSP_URING_H
 #define WSP_URING_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 /* A small io_uring batch: queue many non-blocking sends or receives, enter the kernel once,
  * get every result back in the same call. Nothing stays in flight between two flushes, so
  * the caller's objects (ud) only have to live until wsp_uring_flush() returns. One thread
  * owns a ring; it is never shared. */
+
+#include <stddef.h>
+#include <stdint.h>
+
 typedef struct wsp_uring_s wsp_uring_t;
 
 /* One result: ud as queued, res = bytes transferred or a negative errno (-EAGAIN when the
@@ -20,10 +21,16 @@ typedef struct wsp_uring_stats_s {
     uint64_t enters; /* io_uring_enter calls (kernel entries) */
 } wsp_uring_stats_t;
 
+/* Test hooks: built with WSP_TEST_HOOKS (the test builds' wspush-testhooks and unit tests,
+ * never the shipped wspush), the environment injects faults:
+ *   WSP_TEST_URING_FAIL=<errno>            wsp_uring_new() (so the probe too) fails with it;
+ *   WSP_TEST_URING_FAIL_SUBMIT=<n>:<errno> the n-th submission of the process (counted from 1
+ *                                          while the variable is set) fails with it, as a
+ *                                          kernel refusing the ring in the middle of a pass. */
+
 /* Creates a ring of entries slots (a power of two, 1..32768). Returns 0 or a negative errno:
- * -ENOSYS (old kernel), -EPERM (kernel.io_uring_disabled, seccomp), -ENOMEM. The environment
- * variable WSP_TEST_URING_FAIL=<errno> makes it fail with that code (a test hook for the
- * fallback path). Any thread; the ring then belongs to the caller. */
+ * -ENOSYS (old kernel), -EPERM (kernel.io_uring_disabled, seccomp), -ENOMEM. Any thread; the
+ * ring then belongs to the caller. */
 int wsp_uring_new(wsp_uring_t **out, unsigned entries);
 
 /* Frees r; nothing is in flight outside wsp_uring_flush(). Owner thread. */

@@ -1,6 +1,8 @@
 #ifndef WSP_UTF8_H
 #define WSP_UTF8_H
 
+/* UTF-8 validation, for published messages (Redis, the admin API). */
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,13 +1,9 @@
 #ifndef WSP_ADMIN_H
 #define WSP_ADMIN_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <uv.h>
-
-#include "buf.h"
-
-/* The admin HTTP/1.1 API (keep-alive), on the coordinator's (or supervisor's) loop:
+/* The admin API, on the loop of the process's publisher (server/publisher.c): the single
+ * process or the supervisor. Routes and answers here; HTTP/1.1 itself (keep-alive,
+ * pipelining, limits, timeouts) is server/httpd.c:
  *   POST /publish[?channel=NAME]  body = the message (<= 64 KiB, valid UTF-8)
  *        -> 202 {"seq":N,"connections":N}; 400/413 with {"error":"..."}; 401 without the
  *           bearer token when one is configured
@@ -15,6 +11,13 @@
  *   GET /healthz  -> 200 "ok" while serving, 503 "draining" while draining
  *   GET /stats    -> JSON
  * Other paths 404, wrong methods 405 (with Allow). */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+
 typedef struct wsp_admin_s wsp_admin_t;
 
 /* What the admin API asks of its owner; every call happens on the owner's loop thread. */
@@ -33,7 +36,8 @@ typedef struct wsp_admin_ops_s {
 } wsp_admin_ops_t;
 
 /* Listens on host:port (numeric address) on loop. token (NULL = none) is the required
- * bearer token for POST /publish, compared in constant time; it is copied. Returns 0 or a
+ * bearer token for POST /publish (wsp_config_token_ok()), compared in constant time; it is
+ * copied. Returns 0 or a
  * negative errno (-EADDRINUSE, -EINVAL for a bad address, ...). Loop thread. */
 int wsp_admin_start(wsp_admin_t **out, uv_loop_t *loop, const char *host, int port,
                     const char *token, const wsp_admin_ops_t *ops, void *user);
@@ -44,9 +48,5 @@ int wsp_admin_port(const wsp_admin_t *a);
 /* Closes the listener and every admin connection; frees once their close callbacks ran
  * (run the loop afterwards). NULL is fine. Loop thread. */
 void wsp_admin_stop(wsp_admin_t *a);
-
-/* Reads a bearer token file: the first line, trailing whitespace trimmed, 1..256 bytes,
- * into out (NUL-terminated). Returns 0, -EINVAL (empty/too long) or a negative errno. */
-int wsp_admin_read_token(const char *path, char *out, size_t cap);
 
 #endif

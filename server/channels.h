@@ -1,13 +1,18 @@
 #ifndef WSP_CHANNELS_H
 #define WSP_CHANNELS_H
 
+/* Channel names and the ?channels= query: which channels a client chose at connect time
+ * (?channels=a,b; no query = the default channel). Pure parsing, no state. The other places
+ * channels appear: a shard's channel table and each channel's state there (server/chan.c),
+ * and the Redis channel NAME:<chan> that carries a channel's messages (server/redis.c). */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Client channels: chosen at connect time with ?channels=a,b; no query = the default. */
-#define WSP_CHANNELS_MAX 8        /* channels per connection */
-#define WSP_CHANNEL_NAME_MAX 64   /* bytes per name: [A-Za-z0-9_.:-]{1,64} */
-#define WSP_CHANNEL_DEFAULT "time" /* receives the ticks; what a connection without a query gets */
+#define WSP_CHANNELS_MAX 8      /* channels per connection */
+#define WSP_CHANNEL_NAME_MAX 64 /* bytes per name: [A-Za-z0-9_.:-]{1,64} */
+/* The default channel: it receives the ticks, and is what a connection without a query gets. */
+#define WSP_CHANNEL_DEFAULT "time"
 
 typedef struct wsp_chanlist_s {
     unsigned n;

@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin.h"
+#include <openssl/crypto.h>
+
 #include "log.h"
 
 void wsp_config_usage(FILE *f)
@@ -47,10 +48,10 @@ void wsp_config_usage(FILE *f)
             "and exit 0.\n");
 }
 
-static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
+static int config_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
+static int config_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -60,7 +61,7 @@ static int wsp__fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Parses a whole decimal number in [lo, hi]; 0 or -EINVAL. */
-static int wsp__num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+static int config_num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
         return -EINVAL;
@@ -71,6 +72,46 @@ static int wsp__num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
         return -EINVAL;
     *out = v;
     return 0;
+}
+
+int wsp_config_token_ok(const char *t, size_t len)
+{
+    if (len == 0 || len > WSP_CONFIG_TOKEN_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+int wsp_config_read_token(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -errno;
+    /* Enough for a 256-byte token, a CR and generous trailing blanks; more is refused. */
+    char line[WSP_CONFIG_TOKEN_MAX + 64];
+    size_t n = fread(line, 1, sizeof line, f);
+    int err = ferror(f) ? -EIO : 0;
+    fclose(f);
+    size_t len = 0;
+    while (len < n && line[len] != '\n')
+        len++;
+    if (err == 0 && len == sizeof line)
+        err = -EINVAL; /* no newline in reach: the first line is too long */
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r' ||
+                       line[len - 1] == '\v' || line[len - 1] == '\f'))
+        len--;
+    if (err == 0 && !wsp_config_token_ok(line, len))
+        err = -EINVAL;
+    if (err == 0 && len + 1 > cap)
+        err = -ENOBUFS;
+    if (err == 0) {
+        memcpy(out, line, len);
+        out[len] = '\0';
+    }
+    OPENSSL_cleanse(line, sizeof line); /* the secret does not linger on the stack */
+    return err;
 }
 
 int wsp_config_parse_redis_url(wsp_config_t *cfg, const char *url)
@@ -92,12 +133,12 @@ int wsp_config_parse_redis_url(wsp_config_t *cfg, const char *url)
             return -EINVAL;
         memcpy(num, p + 1, n);
         num[n] = '\0';
-        if (wsp__num(num, 1, 65535, &port) != 0)
+        if (config_num(num, 1, 65535, &port) != 0)
             return -EINVAL;
         p += 1 + n;
     }
     if (*p == '/' && p[1] != '\0') {
-        if (wsp__num(p + 1, 0, 1000, &db) != 0)
+        if (config_num(p + 1, 0, 1000, &db) != 0)
             return -EINVAL;
     } else if (*p == '/' || *p == '\0') {
         /* no database: 0 */
@@ -128,7 +169,7 @@ int wsp_config_parse_hostport(const char *s, char *host, size_t hostcap, int *po
         hlen -= 2;
     }
     uint64_t p;
-    if (hlen == 0 || hlen >= hostcap || wsp__num(colon + 1, 0, 65535, &p) != 0)
+    if (hlen == 0 || hlen >= hostcap || config_num(colon + 1, 0, 65535, &p) != 0)
         return -EINVAL;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
@@ -217,115 +258,115 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         uint64_t v;
         switch (c) {
         case OPT_THREADS:
-            if (wsp__num(optarg, 1, WSP_CONFIG_MAX_THREADS, &v) != 0)
-                return wsp__fail(err, errlen, "--threads wants 1..%d, got '%s'",
-                                 WSP_CONFIG_MAX_THREADS, optarg);
+            if (config_num(optarg, 1, WSP_CONFIG_MAX_THREADS, &v) != 0)
+                return config_fail(err, errlen, "--threads wants 1..%d, got '%s'",
+                                   WSP_CONFIG_MAX_THREADS, optarg);
             cfg->threads = (unsigned)v;
             break;
         case OPT_PORT:
-            if (wsp__num(optarg, 0, 65535, &v) != 0)
-                return wsp__fail(err, errlen, "--port wants 0..65535, got '%s'", optarg);
+            if (config_num(optarg, 0, 65535, &v) != 0)
+                return config_fail(err, errlen, "--port wants 0..65535, got '%s'", optarg);
             cfg->port = (int)v;
             break;
         case OPT_BIND:
             if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->bind))
-                return wsp__fail(err, errlen, "--bind wants a numeric address, got '%s'", optarg);
+                return config_fail(err, errlen, "--bind wants a numeric address, got '%s'", optarg);
             strcpy(cfg->bind, optarg);
             break;
         case OPT_PATH:
             if (optarg[0] != '/' || strlen(optarg) >= sizeof(cfg->path) ||
                 strpbrk(optarg, "? \t\r\n") != NULL)
-                return wsp__fail(err, errlen, "--path wants /something without '?', got '%s'",
-                                 optarg);
+                return config_fail(err, errlen, "--path wants /something without '?', got '%s'",
+                                   optarg);
             strcpy(cfg->path, optarg);
             break;
         case OPT_INTERVAL:
-            if (wsp__num(optarg, 0, 86400, &v) != 0)
-                return wsp__fail(err, errlen, "--interval wants 0..86400 seconds, got '%s'",
-                                 optarg);
+            if (config_num(optarg, 0, 86400, &v) != 0)
+                return config_fail(err, errlen, "--interval wants 0..86400 seconds, got '%s'",
+                                   optarg);
             cfg->interval = (unsigned)v;
             break;
         case OPT_MAX_CONNS:
-            if (wsp__num(optarg, 1, UINT32_MAX, &v) != 0)
-                return wsp__fail(err, errlen, "--max-conns wants 1..%u, got '%s'", UINT32_MAX,
-                                 optarg);
+            if (config_num(optarg, 1, UINT32_MAX, &v) != 0)
+                return config_fail(err, errlen, "--max-conns wants 1..%u, got '%s'", UINT32_MAX,
+                                   optarg);
             cfg->max_conns = v;
             break;
         case OPT_MAX_PENDING:
-            if (wsp__num(optarg, 64, 1u << 30, &v) != 0)
-                return wsp__fail(err, errlen, "--max-pending wants 64..%u bytes, got '%s'",
-                                 1u << 30, optarg);
+            if (config_num(optarg, 64, 1u << 30, &v) != 0)
+                return config_fail(err, errlen, "--max-pending wants 64..%u bytes, got '%s'",
+                                   1u << 30, optarg);
             cfg->max_pending = v;
             break;
         case OPT_HS_TIMEOUT:
-            if (wsp__num(optarg, 1, WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, &v) != 0)
-                return wsp__fail(err, errlen, "--handshake-timeout wants 1..%d seconds, got '%s'",
-                                 WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, optarg);
+            if (config_num(optarg, 1, WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, &v) != 0)
+                return config_fail(err, errlen, "--handshake-timeout wants 1..%d seconds, got '%s'",
+                                   WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT, optarg);
             cfg->handshake_timeout = (unsigned)v;
             break;
         case OPT_LOG_LEVEL: {
             int lv = wsp_log_level_parse(optarg);
             if (lv < 0)
-                return wsp__fail(err, errlen,
-                                 "--log-level wants error, warn, info or debug, got '%s'", optarg);
+                return config_fail(
+                    err, errlen, "--log-level wants error, warn, info or debug, got '%s'", optarg);
             cfg->log_level = lv;
             break;
         }
         case OPT_PROCS:
-            if (wsp__num(optarg, 1, 1024, &v) != 0)
-                return wsp__fail(err, errlen, "--procs wants 1..1024, got '%s'", optarg);
+            if (config_num(optarg, 1, 1024, &v) != 0)
+                return config_fail(err, errlen, "--procs wants 1..1024, got '%s'", optarg);
             cfg->procs = (unsigned)v;
             break;
         case OPT_REDIS:
             if (wsp_config_parse_redis_url(cfg, optarg) != 0)
-                return wsp__fail(err, errlen, "--redis wants redis://HOST:PORT[/DB], got '%s'",
-                                 optarg);
+                return config_fail(err, errlen, "--redis wants redis://HOST:PORT[/DB], got '%s'",
+                                   optarg);
             break;
         case OPT_CHANNEL:
             if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->channel))
-                return wsp__fail(err, errlen, "--channel wants 1..%zu bytes, got '%s'",
-                                 sizeof(cfg->channel) - 1, optarg);
+                return config_fail(err, errlen, "--channel wants 1..%zu bytes, got '%s'",
+                                   sizeof(cfg->channel) - 1, optarg);
             strcpy(cfg->channel, optarg);
             break;
         case OPT_WORKER_FD:
-            if (wsp__num(optarg, 3, 65535, &v) != 0)
-                return wsp__fail(err, errlen, "--worker-fd is internal, got '%s'", optarg);
+            if (config_num(optarg, 3, 65535, &v) != 0)
+                return config_fail(err, errlen, "--worker-fd is internal, got '%s'", optarg);
             cfg->worker_fd = (int)v;
             break;
         case OPT_WORKER_ID:
-            if (wsp__num(optarg, 0, 1023, &v) != 0)
-                return wsp__fail(err, errlen, "--worker-id is internal, got '%s'", optarg);
+            if (config_num(optarg, 0, 1023, &v) != 0)
+                return config_fail(err, errlen, "--worker-id is internal, got '%s'", optarg);
             cfg->worker_id = (unsigned)v;
             break;
         case OPT_ADMIN:
             if (wsp_config_parse_hostport(optarg, cfg->admin_host, sizeof(cfg->admin_host),
                                           &cfg->admin_port) != 0)
-                return wsp__fail(err, errlen, "--admin wants ADDR:PORT or off, got '%s'", optarg);
+                return config_fail(err, errlen, "--admin wants ADDR:PORT or off, got '%s'", optarg);
             break;
         case OPT_ADMIN_TOKEN_FILE: {
-            int rv = wsp_admin_read_token(optarg, cfg->admin_token, sizeof(cfg->admin_token));
+            int rv = wsp_config_read_token(optarg, cfg->admin_token, sizeof(cfg->admin_token));
             if (rv < 0)
-                return wsp__fail(
+                return config_fail(
                     err, errlen,
                     "--admin-token-file: cannot read a 1..256 byte token from '%s': %s", optarg,
                     rv == -EINVAL ? "empty or too long" : strerror(-rv));
             break;
         }
         case OPT_TCP_KEEPALIVE:
-            if (wsp__num(optarg, 0, 86400, &v) != 0)
-                return wsp__fail(err, errlen, "--tcp-keepalive wants 0..86400 seconds, got '%s'",
-                                 optarg);
+            if (config_num(optarg, 0, 86400, &v) != 0)
+                return config_fail(err, errlen, "--tcp-keepalive wants 0..86400 seconds, got '%s'",
+                                   optarg);
             cfg->tcp_keepalive = (unsigned)v;
             break;
         case OPT_PING_INTERVAL:
-            if (wsp__num(optarg, 0, 3600, &v) != 0)
-                return wsp__fail(err, errlen, "--ping-interval wants 0..3600 seconds, got '%s'",
-                                 optarg);
+            if (config_num(optarg, 0, 3600, &v) != 0)
+                return config_fail(err, errlen, "--ping-interval wants 0..3600 seconds, got '%s'",
+                                   optarg);
             cfg->ping_interval = (unsigned)v;
             break;
         case OPT_DRAIN_SECONDS:
-            if (wsp__num(optarg, 0, 3600, &v) != 0)
-                return wsp__fail(err, errlen, "--drain-seconds wants 0..3600, got '%s'", optarg);
+            if (config_num(optarg, 0, 3600, &v) != 0)
+                return config_fail(err, errlen, "--drain-seconds wants 0..3600, got '%s'", optarg);
             cfg->drain_seconds = (unsigned)v;
             break;
         case OPT_IO_URING:
@@ -336,7 +377,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             else if (strcmp(optarg, "off") == 0)
                 cfg->io_uring = WSP_CONFIG_URING_OFF;
             else
-                return wsp__fail(err, errlen, "--io-uring wants auto, on or off, got '%s'", optarg);
+                return config_fail(err, errlen, "--io-uring wants auto, on or off, got '%s'",
+                                   optarg);
             break;
         case OPT_HELP:
             wsp_config_usage(stdout);
@@ -345,12 +387,12 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             printf("wspush %s\n", WSP_VERSION);
             return 1;
         case ':':
-            return wsp__fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+            return config_fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
         default:
-            return wsp__fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+            return config_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return wsp__fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+        return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     return 0;
 }

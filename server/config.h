@@ -1,11 +1,17 @@
 #ifndef WSP_CONFIG_H
 #define WSP_CONFIG_H
 
+/* The configuration: the command line, parsed once in main() (and the files it names, such as
+ * --admin-token-file, read there too), then read-only and shared by every thread. A leaf: it
+ * depends on no other server module, and every module may read it. */
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-/* The command line, parsed once in main() and read-only afterwards (shared by every thread). */
+/* The longest bearer token for the admin API. */
+#define WSP_CONFIG_TOKEN_MAX 256
+
 typedef struct wsp_config_s {
     unsigned threads;           /* shards; default: online CPUs */
     int port;                   /* 0 = ephemeral, the same chosen port for every shard */
@@ -25,7 +31,7 @@ typedef struct wsp_config_s {
     char channel[128];   /* Redis channel every worker subscribes to */
     char admin_host[64]; /* admin API address; empty = off */
     int admin_port;
-    char admin_token[257];  /* bearer token for POST /publish; empty = none */
+    char admin_token[WSP_CONFIG_TOKEN_MAX + 1]; /* bearer token for POST /publish; "" = none */
     unsigned tcp_keepalive; /* seconds idle before TCP keepalive probes; 0 = off */
     unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
@@ -55,6 +61,15 @@ int wsp_config_parse_hostport(const char *s, char *host, size_t hostcap, int *po
 /* Fills cfg with defaults, then parses argv. Returns 0 to run, 1 when --help or --version
  * printed what was asked (exit 0), or -EINVAL with a one-line reason in err. Main thread. */
 int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Reads a bearer token file: the first line, trailing whitespace trimmed, into out
+ * (NUL-terminated). Returns 0, -EINVAL when it is not a token (wsp_config_token_ok()),
+ * -ENOBUFS when cap is too small, or a negative errno from reading. Any thread. */
+int wsp_config_read_token(const char *path, char *out, size_t cap);
+
+/* 1 when t[0..len) can be a token: 1..WSP_CONFIG_TOKEN_MAX visible ASCII bytes, all a header
+ * value and an unquoted command-line argument can carry. Pure; any thread. */
+int wsp_config_token_ok(const char *t, size_t len);
 
 /* Prints the usage text to f. Any thread. */
 void wsp_config_usage(FILE *f);

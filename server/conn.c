@@ -6,16 +6,19 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "chan.h"
 #include "channels.h"
 #include "log.h"
+#include "table.h"
 #include "upgrade.h"
 #include "ws.h"
 
-/* Flags. */
+/* What a connection is and holds besides its state (wsp_conn_s.flags, one byte). */
 enum {
     WSP_CONN_F_UPGRADED = 1u << 0, /* tcp.data is parser state (else a handshake buffer) */
     WSP_CONN_F_RESERVED = 1u << 1, /* holds a --max-conns slot */
     WSP_CONN_F_IN_WS = 1u << 2,    /* inside wsp_ws_feed(): closing must wait */
+    /* wsp_conn_close() came while IN_WS: conn_feed() closes once wslay has returned */
     WSP_CONN_F_CLOSE_PENDING = 1u << 3,
     WSP_CONN_F_SHUTDOWN = 1u << 4,   /* FIN sent; waiting for the peer's EOF or the deadline */
     WSP_CONN_F_PING_OUT = 1u << 5,   /* a ping is unanswered (no byte since it was sent) */
@@ -78,22 +81,21 @@ static void on_conn_close(uv_handle_t *h);
 static void on_conn_write(uv_write_t *req, int status);
 static void conn_linger(wsp_conn_t *c);
 
-static inline wsp_shard_t *conn_shard(const wsp_conn_t *c) { return wsp_shard_of(c->tcp.loop); }
+static inline wsp_shard_conn_t *conn_shard(const wsp_conn_t *c)
+{
+    return wsp_shard_conn_of(c->tcp.loop);
+}
 
 static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c->tcp; }
 
-static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c)
-{
-    return wsp_shard_counters(conn_shard(c));
-}
+static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_shard(c)->stats; }
 
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
-void wsp_conn_set_idx(wsp_conn_t *c, uint32_t idx) { c->idx = idx; }
-
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
 
-void wsp_conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
+/* Records c's new slot in channel ch after another connection left it. */
+static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 {
     wsp_connext_t *x = c->tcp.data;
     for (unsigned i = 0; i < x->n; i++)
@@ -126,22 +128,36 @@ static void conn_unsubscribe_all(wsp_conn_t *c)
     wsp_connext_t *x = c->tcp.data;
     while (x->n > 0) {
         x->n--;
-        wsp_shard_unsubscribe(conn_shard(c), x->sub[x->n].ch, x->sub[x->n].idx);
+        wsp_chan_t *ch = x->sub[x->n].ch;
+        uint32_t idx = x->sub[x->n].idx;
+        wsp_conn_t *moved = wsp_chan_unsubscribe(&conn_shard(c)->chans, ch, idx);
+        if (moved)
+            conn_set_chan_idx(moved, ch, idx);
     }
 }
 
+/* Takes c out of its shard table (swap with the last entry, whose slot is updated). */
+static void conn_untrack(wsp_conn_t *c)
+{
+    unsigned t = conn_table(c);
+    wsp_conn_t *moved = wsp_table_remove(&conn_shard(c)->table[t], c->idx);
+    if (moved)
+        moved->idx = c->idx;
+    conn_set_table(c, WSP_CONN_NO_TABLE);
+}
+
+/* Moves c into shard table t (from the one it is in, if any). 0 or -ENOMEM (c unmoved). */
 static int conn_move(wsp_conn_t *c, unsigned table)
 {
-    wsp_shard_t *sh = conn_shard(c);
     unsigned cur = conn_table(c);
     if (cur == table)
         return 0;
     uint32_t idx;
-    int rv = wsp_shard_track(sh, (int)table, c, &idx);
+    int rv = wsp_table_push(&conn_shard(c)->table[table], c, &idx);
     if (rv < 0)
         return rv;
     if (cur != WSP_CONN_NO_TABLE)
-        wsp_shard_untrack(sh, (int)cur, c->idx);
+        conn_untrack(c);
     conn_set_table(c, table);
     c->idx = idx;
     if (cur == WSP_SHARD_T_OPEN)
@@ -174,10 +190,10 @@ void wsp_conn_close_why(wsp_conn_t *c, int reason)
 static void on_conn_close(uv_handle_t *h)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(h, wsp_conn_t, tcp);
-    wsp_shard_t *sh = conn_shard(c);
+    wsp_shard_conn_t *sc = conn_shard(c);
     conn_unsubscribe_all(c);
     if (conn_table(c) != WSP_CONN_NO_TABLE)
-        wsp_shard_untrack(sh, (int)conn_table(c), c->idx);
+        conn_untrack(c);
     if (c->flags & WSP_CONN_F_UPGRADED) {
         wsp_ws_free(*conn_ws_slot(c));
         if (c->flags & WSP_CONN_F_EXT)
@@ -186,11 +202,11 @@ static void on_conn_close(uv_handle_t *h)
         free(c->tcp.data);
     }
     if (c->flags & WSP_CONN_F_RESERVED)
-        wsp_shard_conn_release(sh);
+        wsp_shard_conn_release(sc);
     int reason = c->reason ? c->reason - 1 : WSP_CLOSE_CLIENT;
-    atomic_fetch_add_explicit(&wsp_shard_counters(sh)->closed[reason], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sc->stats->closed[reason], 1, memory_order_relaxed);
     free(c);
-    wsp_shard_conn_freed(sh);
+    wsp_shard_conn_freed(sc);
 }
 
 static void on_conn_write(uv_write_t *req, int status)
@@ -259,12 +275,11 @@ static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
 
 int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m)
 {
-    wsp_shard_t *sh = conn_shard(c);
     uv_stream_t *s = conn_stream(c);
     size_t queued = uv_stream_get_write_queue_size(s);
     /* The cap is on the backlog: a message may be larger than it, but never queue behind
      * more than --max-pending bytes. */
-    if (queued > 0 && queued + m->len > wsp_shard_config(sh)->max_pending) {
+    if (queued > 0 && queued + m->len > conn_shard(c)->cfg->max_pending) {
         if (c->reason == 0)
             c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
         atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
@@ -313,7 +328,6 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
     unsigned s = conn_state(c);
     if (s == WSP_CONN_DRAINING || s == WSP_CONN_CLOSING)
         return;
-    wsp_shard_t *sh = conn_shard(c);
     if (code != 0) {
         if (c->reason == 0)
             c->reason = (uint8_t)(wsp_metrics_close_reason(code) + 1);
@@ -332,7 +346,7 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
         atomic_fetch_sub_explicit(&conn_stats(c)->open, 1, memory_order_relaxed);
     conn_set_state(c, WSP_CONN_DRAINING);
     /* +1: the current tick is already partly over; this gives at least the full time. */
-    c->deadline = (uint8_t)(wsp_shard_tick(sh) + WSP_CONN_DRAIN_SECONDS + 1);
+    c->deadline = (uint8_t)(conn_shard(c)->tick + WSP_CONN_DRAIN_SECONDS + 1);
     if (uv_stream_get_write_queue_size(conn_stream(c)) == 0)
         conn_linger(c); /* everything is in the kernel already */
 }
@@ -372,7 +386,7 @@ static void conn_reject(wsp_conn_t *c, int status)
     /* A refused client gets a second, not five, to read the answer and hang up: its socket
      * counts against the fd budget meanwhile. */
     if (conn_state(c) == WSP_CONN_DRAINING)
-        c->deadline = (uint8_t)(wsp_shard_tick(conn_shard(c)) + 2);
+        c->deadline = (uint8_t)(conn_shard(c)->tick + 2);
 }
 
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
@@ -380,7 +394,7 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
     wsp_conn_t *c = user;
     /* A peer that sends pings but never reads must not grow our queue without bound. */
     size_t queued = uv_stream_get_write_queue_size(conn_stream(c));
-    if (queued > 0 && queued + len > wsp_shard_config(conn_shard(c))->max_pending) {
+    if (queued > 0 && queued + len > conn_shard(c)->cfg->max_pending) {
         if (c->reason == 0)
             c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
         atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
@@ -443,8 +457,8 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
         if (cl->v[i].len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
             memcmp(cl->v[i].name, WSP_CHANNEL_DEFAULT, cl->v[i].len) == 0)
             continue;
-        int rv = wsp_shard_subscribe(conn_shard(c), cl->v[i].name, cl->v[i].len, c,
-                                     &x->sub[x->n].ch, &x->sub[x->n].idx);
+        int rv = wsp_chan_subscribe(&conn_shard(c)->chans, cl->v[i].name, cl->v[i].len, c,
+                                    &x->sub[x->n].ch, &x->sub[x->n].idx);
         if (rv < 0)
             return rv;
         x->n++;
@@ -452,95 +466,142 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
     return 0;
 }
 
+/* The size of a handshake buffer for need bytes: doubling from cap, at most the header cap. */
+static uint32_t hs_cap(uint32_t cap, size_t need)
+{
+    while (cap < need)
+        cap *= 2;
+    return cap > WSP_UPGRADE_MAX_HEADER ? WSP_UPGRADE_MAX_HEADER : cap;
+}
+
+/* Handshake, step 1: the bytes to parse. A request is parsed straight from the shard's read
+ * buffer; only one split over several reads has a buffer of its own (conn_hs_keep()), to which p
+ * is appended here, at most up to the header cap (the parser answers 431 past it). Sets *req
+ * and *len to what to parse and *taken to how much of p[0..n) that holds. Returns 0 or
+ * -ENOMEM. */
+static int conn_hs_buffer(wsp_conn_t *c, const uint8_t *p, size_t n, const uint8_t **req,
+                          size_t *len, size_t *taken)
+{
+    wsp_hsbuf_t *hb = c->tcp.data;
+    *req = p;
+    *len = *taken = n;
+    if (hb == NULL)
+        return 0;
+    size_t room = WSP_UPGRADE_MAX_HEADER - hb->len;
+    *taken = n < room ? n : room;
+    if (hb->len + *taken > hb->cap) {
+        uint32_t cap = hs_cap(hb->cap * 2, hb->len + *taken);
+        wsp_hsbuf_t *nb = realloc(hb, sizeof(*hb) + cap);
+        if (nb == NULL)
+            return -ENOMEM;
+        hb = nb;
+        hb->cap = cap;
+        c->tcp.data = hb;
+    }
+    memcpy(hb->data + hb->len, p, *taken);
+    hb->len += (uint32_t)*taken;
+    *req = hb->data;
+    *len = hb->len;
+    return 0;
+}
+
+/* The request is incomplete: keep what arrived (rare, most arrive in one segment) until it
+ * completes or the handshake times out. Returns 0 or -ENOMEM. */
+static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
+{
+    if (c->tcp.data != NULL)
+        return 0; /* conn_hs_buffer() appended it already */
+    uint32_t cap = hs_cap(512, n);
+    wsp_hsbuf_t *hb = malloc(sizeof(*hb) + cap);
+    if (hb == NULL)
+        return -ENOMEM;
+    hb->cap = cap;
+    hb->len = (uint32_t)(n < cap ? n : cap);
+    memcpy(hb->data, p, hb->len);
+    c->tcp.data = hb;
+    return 0;
+}
+
+/* What admission grants a connection. Later: its identity (a verified token), the
+ * subprotocol (wspush.v1) and the extensions (permessage-deflate) it gets. */
+typedef struct conn_grant_s {
+    wsp_chanlist_t channels; /* what ?channels= chose */
+} conn_grant_t;
+
+/* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
+ * is the single place where a check says yes, or no with an HTTP status; it only decides, and
+ * records what it grants in *g. Today: the path (404) and the ?channels= list (400, before
+ * the upgrade, so that the client sees why). To come here: a token (Authorization or a
+ * cookie: 401), per-client limits (429), subprotocol and extension negotiation. The process's
+ * connection limit (--max-conns: 503) is taken at accept, before any byte. Returns 0 or the
+ * HTTP status. */
+static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
+{
+    const char *path = sc->cfg->path;
+    if (r->path_len != strlen(path) || memcmp(r->path, path, r->path_len) != 0)
+        return 404;
+    if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
+        return 400;
+    return 0;
+}
+
+/* Handshake, step 3: writes the 101, moves c to OPEN and applies what was granted. Returns 0
+ * or a negative errno (the caller closes c). */
+static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
+{
+    char resp[256];
+    int len = wsp_upgrade_response(r->key, r->key_len, resp, sizeof(resp));
+    if (len < 0)
+        return len;
+    int rv = conn_write_copy(c, resp, (size_t)len);
+    if (rv < 0 || (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
+        return rv;
+    c->flags |= WSP_CONN_F_UPGRADED; /* tcp.data: the on-demand wslay state (or extension) */
+    conn_set_state(c, WSP_CONN_OPEN);
+    wsp_shard_stats_t *st = conn_stats(c);
+    atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
+    return conn_subscribe(c, &g->channels);
+}
+
+/* Bytes of a connection in HANDSHAKE: buffer -> parse -> admit -> upgrade, then the frames
+ * that came with the request. */
 static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
-    wsp_shard_t *sh = conn_shard(c);
-    const wsp_config_t *cfg = wsp_shard_config(sh);
-    wsp_hsbuf_t *hb = c->tcp.data;
-    const uint8_t *req = p;
-    size_t reqlen = n, taken = n;
-    if (hb != NULL) {
-        /* Append at most up to the header cap: the parser answers 431 past it. */
-        size_t room = WSP_UPGRADE_MAX_HEADER - hb->len;
-        taken = n < room ? n : room;
-        if (hb->len + taken > hb->cap) {
-            uint32_t cap = hb->cap * 2;
-            while (cap < hb->len + taken)
-                cap *= 2;
-            if (cap > WSP_UPGRADE_MAX_HEADER)
-                cap = WSP_UPGRADE_MAX_HEADER;
-            wsp_hsbuf_t *nb = realloc(hb, sizeof(*hb) + cap);
-            if (nb == NULL) {
-                wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-                return;
-            }
-            hb = nb;
-            hb->cap = cap;
-            c->tcp.data = hb;
-        }
-        memcpy(hb->data + hb->len, p, taken);
-        hb->len += (uint32_t)taken;
-        req = hb->data;
-        reqlen = hb->len;
+    wsp_shard_conn_t *sc = conn_shard(c);
+    const uint8_t *req;
+    size_t reqlen, taken;
+    if (conn_hs_buffer(c, p, n, &req, &reqlen, &taken) < 0) {
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+        return;
     }
     wsp_upgrade_req_t r;
     int status = 400;
     int rv = wsp_upgrade_parse(req, reqlen, &r, &status);
     if (rv == -EAGAIN) {
-        if (hb == NULL) {
-            /* A partial request (rare: most arrive in one segment) is kept per connection
-             * until it completes or the handshake times out. */
-            uint32_t cap = 512;
-            while (cap < n)
-                cap *= 2;
-            if (cap > WSP_UPGRADE_MAX_HEADER)
-                cap = WSP_UPGRADE_MAX_HEADER;
-            hb = malloc(sizeof(*hb) + cap);
-            if (hb == NULL) {
-                wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-                return;
-            }
-            hb->cap = cap;
-            hb->len = (uint32_t)(n < cap ? n : cap);
-            memcpy(hb->data, p, hb->len);
-            c->tcp.data = hb;
-        }
+        if (conn_hs_keep(c, p, n) < 0)
+            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return;
     }
-    wsp_chanlist_t cl;
-    if (rv >= 0 && (r.path_len != strlen(cfg->path) || memcmp(r.path, cfg->path, r.path_len) != 0))
-        status = 404, rv = -EBADMSG;
-    else if (rv >= 0 && wsp_channels_parse_query(r.query, r.query_len, &cl) < 0)
-        status = 400, rv = -EBADMSG; /* before the upgrade, so the client sees why */
+    conn_grant_t g;
+    if (rv >= 0 && (status = conn_admit(sc, &r, &g)) != 0)
+        rv = -EBADMSG;
     if (rv < 0) {
-        if (wsp_shard_log_ok(sh))
-            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d", wsp_shard_id(sh),
-                    status);
+        if (wsp_shard_conn_log_ok(sc))
+            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d", sc->id, status);
         conn_reject(c, status);
         return;
     }
-    char resp[256];
-    int len = wsp_upgrade_response(r.key, r.key_len, resp, sizeof(resp));
-    if (len < 0 || conn_write_copy(c, resp, (size_t)len) < 0 ||
-        conn_move(c, WSP_SHARD_T_OPEN) < 0) {
+    wsp_hsbuf_t *hb = c->tcp.data; /* ours from here: req may point into it */
+    c->tcp.data = NULL;
+    if (conn_upgrade(c, &r, &g) < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return;
+    } else {
+        /* Frames that came with the request are processed, not lost: first what the
+         * handshake buffer holds past the request, then what did not fit into it. */
+        conn_feed(c, req + rv, reqlen - (size_t)rv);
+        conn_feed(c, p + taken, n - taken);
     }
-    c->tcp.data = NULL; /* from now on: the on-demand wslay state (or the channel extension) */
-    c->flags |= WSP_CONN_F_UPGRADED;
-    conn_set_state(c, WSP_CONN_OPEN);
-    wsp_shard_stats_t *st = conn_stats(c);
-    atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
-    if (conn_subscribe(c, &cl) < 0) {
-        free(hb);
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return;
-    }
-    /* Frames that came with the request are processed, not lost: first what the handshake
-     * buffer holds past the request, then what did not fit into it. */
-    conn_feed(c, req + rv, reqlen - (size_t)rv);
-    conn_feed(c, p + taken, n - taken);
     free(hb);
 }
 
@@ -548,7 +609,7 @@ static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     /* One read buffer per shard: every read is consumed before the next is made. */
-    *buf = wsp_shard_rbuf(wsp_shard_of(h->loop));
+    *buf = uv_buf_init((char *)wsp_shard_conn_of(h->loop)->rbuf, WSP_SHARD_RBUF);
 }
 
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -573,7 +634,7 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server)
+int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
 {
     wsp_conn_t *c = malloc(sizeof(*c));
     if (c == NULL)
@@ -587,7 +648,7 @@ int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server)
         return -ENOMEM; /* uv_tcp_init only fails to allocate; nothing was accepted */
     }
     c->tcp.data = NULL;
-    wsp_shard_fd_taken(sh); /* given back in on_conn_close(), whatever happens next */
+    wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
@@ -595,24 +656,21 @@ int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server)
     }
     /* TCP_NODELAY and keepalive come from the listener: accepted sockets inherit them, which
      * saves two syscalls per connection. */
-    atomic_fetch_add_explicit(&wsp_shard_counters(sh)->accepted, 1, memory_order_relaxed);
-    uint32_t idx;
-    rv = wsp_shard_track(sh, WSP_SHARD_T_TIMED, c, &idx);
+    atomic_fetch_add_explicit(&sc->stats->accepted, 1, memory_order_relaxed);
+    rv = conn_move(c, WSP_SHARD_T_TIMED);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
-    conn_set_table(c, WSP_SHARD_T_TIMED);
-    c->idx = idx;
     /* +1: the current tick is already partly over; this gives at least the full timeout. */
-    c->deadline = (uint8_t)(wsp_shard_tick(sh) + wsp_shard_config(sh)->handshake_timeout + 1);
+    c->deadline = (uint8_t)(sc->tick + sc->cfg->handshake_timeout + 1);
     rv = uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
-    if (wsp_shard_conn_reserve(sh) < 0) {
-        conn_reject(c, 503);
+    if (wsp_shard_conn_reserve(sc) < 0) {
+        conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
         return 0;
     }
     c->flags |= WSP_CONN_F_RESERVED;

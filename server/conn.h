@@ -1,11 +1,17 @@
 #ifndef WSP_CONN_H
 #define WSP_CONN_H
 
+/* A client connection, from accept to free, on the thread of the shard that accepted it:
+ * the HTTP upgrade (buffer -> admit -> upgrade), broadcasts written to it (directly, or
+ * queued when the socket is full), the client's frames (server/ws.c), pings, draining and
+ * closing. The shard (server/shard.c) calls these; a connection reaches its shard only
+ * through server/shard_conn.h. */
+
 #include <stdint.h>
 #include <uv.h>
 
 #include "msg.h"
-#include "shard.h"
+#include "shard_conn.h"
 
 /* Connection states; changed only in conn.c. */
 enum {
@@ -17,7 +23,7 @@ enum {
 
 /* Accepts one connection from the shard's listener and starts reading its handshake.
  * Returns 0 or a negative errno (the connection, if any, is already being closed). Shard. */
-int wsp_conn_accept(wsp_shard_t *sh, uv_stream_t *server);
+int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server);
 
 /* Writes m (a complete frame) to c, queueing what the socket does not take with a reference
  * to m. Returns 0, -ENOBUFS when more than --max-pending bytes would be queued (c is then
@@ -50,16 +56,10 @@ int wsp_conn_ping(wsp_conn_t *c);
 /* 1 when c receives the default channel (no ?channels=, or "time" among them). Shard. */
 int wsp_conn_wants_default(const wsp_conn_t *c);
 
-/* Records c's new slot in channel ch after the shard moved it. Shard thread. */
-void wsp_conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx);
-
 /* c's WSP_CONN_* state. Owning shard thread. */
 int wsp_conn_state(const wsp_conn_t *c);
 
 /* 1 when c has a deadline (HANDSHAKE or DRAINING) that tick has reached. Shard thread. */
 int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick);
-
-/* Records c's new slot after the shard moved it within its table. Shard thread. */
-void wsp_conn_set_idx(wsp_conn_t *c, uint32_t idx);
 
 #endif

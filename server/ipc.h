@@ -1,6 +1,10 @@
 #ifndef WSP_IPC_H
 #define WSP_IPC_H
 
+/* The supervisor <-> worker protocol, as bytes: packet headers, the channel + message
+ * payload of a broadcast, and a reader that reassembles packets from a stream. Pure (no I/O):
+ * server/link.c moves the bytes. */
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,5 +1,6 @@
 /* wspush: a WebSocket push server. main() parses flags, sizes the process to its fd limit and
- * hands over to the coordinator (server/coordinator.c). */
+ * hands over to the coordinator (server/coordinator.c), or under --procs to the supervisor
+ * (server/supervisor.c). docs/ARCHITECTURE.md maps the modules. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,12 +13,107 @@
 #include "coordinator.h"
 #include "log.h"
 #include "net.h"
+#include "publisher.h"
 #include "supervisor.h"
 #include "uring.h"
 
 /* Descriptors a process needs besides connections: stdio, epoll and eventfds per loop,
  * listeners, libuv's reserved EMFILE descriptor, signal pipes. */
 static uint64_t reserved_fds(unsigned threads) { return 32 + 8ull * threads; }
+
+/* Who this process is (single, supervisor or worker), for the log lines and, in a worker,
+ * its supervisor's death. Returns 0 or 1 (exit status). */
+static int main_role(const wsp_config_t *cfg)
+{
+    if (cfg->worker_fd >= 0) {
+        snprintf(wsp_log_tag, sizeof(wsp_log_tag), "worker=%u pid=%d ", cfg->worker_id,
+                 (int)getpid());
+        /* A worker never outlives its supervisor, even one killed with SIGKILL. If it died
+         * before this call, the pipe to it reads EOF and the coordinator drains anyway (no
+         * getppid() == 1 test: a supervisor may itself be PID 1 in a container). */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+            fprintf(stderr, "wspush: worker %u: supervisor gone\n", cfg->worker_id);
+            return 1;
+        }
+    } else if (cfg->procs > 1) {
+        snprintf(wsp_log_tag, sizeof(wsp_log_tag), "supervisor pid=%d ", (int)getpid());
+    }
+    return 0;
+}
+
+/* Once, before any worker or shard exists: `--io-uring on` must fail at startup, not later;
+ * auto falls back to off. Returns 0 or 1 (exit status). */
+static int main_probe_uring(wsp_config_t *cfg)
+{
+    if (cfg->io_uring == WSP_CONFIG_URING_OFF)
+        return 0;
+    int rv = wsp_uring_probe();
+    if (rv < 0 && cfg->io_uring == WSP_CONFIG_URING_ON) {
+        fprintf(stderr,
+                "wspush: --io-uring on: io_uring is not available here: %s (an old kernel, "
+                "kernel.io_uring_disabled or a seccomp profile); use --io-uring auto or off\n",
+                strerror(-rv));
+        return 1;
+    }
+    if (rv < 0) {
+        WSP_LOG(WSP_LOG_INFO,
+                "event=io_uring_unavailable error=%s msg=\"broadcasting with one send per "
+                "connection\"",
+                uv_err_name(rv));
+        cfg->io_uring = WSP_CONFIG_URING_OFF;
+    }
+    return 0;
+}
+
+/* A serving process: sized to its nofile limit, then the coordinator. Returns what
+ * wsp_coord_run() returned, or 1 when the limit cannot be read (said on stderr). */
+static int main_serve(const wsp_config_t *cfg)
+{
+    uint64_t limit = 0;
+    int rv = wsp_net_raise_nofile(&limit);
+    if (rv < 0) {
+        fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
+        return 1;
+    }
+    uint64_t room = limit > reserved_fds(cfg->threads) ? limit - reserved_fds(cfg->threads) : 0;
+    WSP_LOG(WSP_LOG_INFO,
+            "event=nofile msg=\"nofile limit %llu: room for about %llu connections in this "
+            "process\"",
+            (unsigned long long)limit, (unsigned long long)room);
+    /* room is the fd budget: accepting pauses there, well before EMFILE. By default a
+     * margin of it is kept for the 503 answers to clients over --max-conns. */
+    uint64_t margin = room / 16 < 1024 ? room / 16 : 1024;
+    uint64_t max_conns = cfg->max_conns ? cfg->max_conns : room - margin;
+    if (cfg->max_conns > room)
+        WSP_LOG(WSP_LOG_WARN,
+                "event=max_conns_over_nofile max_conns=%llu room=%llu msg=\"accepting pauses "
+                "at the nofile room\"",
+                (unsigned long long)cfg->max_conns, (unsigned long long)room);
+    WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
+            (unsigned long long)max_conns, (unsigned long long)room);
+    return wsp_coord_run(cfg, max_conns, room);
+}
+
+/* Says why startup failed. Returns the exit status: 0 when rv is 0, else 1. */
+static int main_exit(const wsp_config_t *cfg, int rv)
+{
+    if (rv <= -WSP_PUB_EADMIN) {
+        int aerr = -rv - WSP_PUB_EADMIN;
+        fprintf(stderr, "wspush: cannot open the admin API on %s port %d: %s\n", cfg->admin_host,
+                cfg->admin_port,
+                aerr == EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(aerr));
+        return 1;
+    }
+    if (rv < 0) {
+        if (rv == -EADDRINUSE || rv == -EACCES || rv == -EINVAL || rv == -EADDRNOTAVAIL)
+            fprintf(stderr, "wspush: cannot listen on %s port %d: %s\n", cfg->bind, cfg->port,
+                    rv == -EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(-rv));
+        else
+            fprintf(stderr, "wspush: cannot start: %s\n", uv_strerror(rv));
+        return 1;
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -32,87 +128,18 @@ int main(int argc, char **argv)
         return 2;
     }
     wsp_log_level = cfg.log_level;
-    int supervised = cfg.worker_fd >= 0;
-    if (supervised) {
-        snprintf(wsp_log_tag, sizeof(wsp_log_tag), "worker=%u pid=%d ", cfg.worker_id,
-                 (int)getpid());
-        /* A worker never outlives its supervisor, even one killed with SIGKILL. If it died
-         * before this call, the pipe to it reads EOF and the coordinator drains anyway (no
-         * getppid() == 1 test: a supervisor may itself be PID 1 in a container). */
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
-            fprintf(stderr, "wspush: worker %u: supervisor gone\n", cfg.worker_id);
-            return 1;
-        }
-    } else if (cfg.procs > 1) {
-        snprintf(wsp_log_tag, sizeof(wsp_log_tag), "supervisor pid=%d ", (int)getpid());
-    }
-
+    if (main_role(&cfg) != 0)
+        return 1;
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));
         return 1;
     }
-
-    /* Once here, before any worker or shard exists: `on` must fail at startup, not later. */
-    if (cfg.io_uring != WSP_CONFIG_URING_OFF) {
-        rv = wsp_uring_probe();
-        if (rv < 0 && cfg.io_uring == WSP_CONFIG_URING_ON) {
-            fprintf(stderr,
-                    "wspush: --io-uring on: io_uring is not available here: %s (an old kernel, "
-                    "kernel.io_uring_disabled or a seccomp profile); use --io-uring auto or off\n",
-                    strerror(-rv));
-            return 1;
-        }
-        if (rv < 0) {
-            WSP_LOG(WSP_LOG_INFO,
-                    "event=io_uring_unavailable error=%s msg=\"broadcasting with one send per "
-                    "connection\"",
-                    uv_err_name(rv));
-            cfg.io_uring = WSP_CONFIG_URING_OFF;
-        }
-    }
-
-    if (cfg.procs > 1 && !supervised) {
+    if (main_probe_uring(&cfg) != 0)
+        return 1;
+    if (cfg.procs > 1 && cfg.worker_fd < 0)
         rv = wsp_super_run(&cfg, argc, argv); /* each worker sizes itself to its own limit */
-    } else {
-        uint64_t limit = 0;
-        rv = wsp_net_raise_nofile(&limit);
-        if (rv < 0) {
-            fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
-            return 1;
-        }
-        uint64_t room = limit > reserved_fds(cfg.threads) ? limit - reserved_fds(cfg.threads) : 0;
-        WSP_LOG(WSP_LOG_INFO,
-                "event=nofile msg=\"nofile limit %llu: room for about %llu connections in this "
-                "process\"",
-                (unsigned long long)limit, (unsigned long long)room);
-        /* room is the fd budget: accepting pauses there, well before EMFILE. By default a
-         * margin of it is kept for the 503 answers to clients over --max-conns. */
-        uint64_t margin = room / 16 < 1024 ? room / 16 : 1024;
-        uint64_t max_conns = cfg.max_conns ? cfg.max_conns : room - margin;
-        if (cfg.max_conns > room)
-            WSP_LOG(WSP_LOG_WARN,
-                    "event=max_conns_over_nofile max_conns=%llu room=%llu msg=\"accepting pauses "
-                    "at the nofile room\"",
-                    (unsigned long long)cfg.max_conns, (unsigned long long)room);
-        WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
-                (unsigned long long)max_conns, (unsigned long long)room);
-        rv = wsp_bcast_run(&cfg, max_conns, room);
-    }
-    if (rv <= -WSP_EADMIN) {
-        int aerr = -rv - WSP_EADMIN;
-        fprintf(stderr, "wspush: cannot open the admin API on %s port %d: %s\n", cfg.admin_host,
-                cfg.admin_port,
-                aerr == EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(aerr));
+    else if ((rv = main_serve(&cfg)) == 1)
         return 1;
-    }
-    if (rv < 0) {
-        if (rv == -EADDRINUSE || rv == -EACCES || rv == -EINVAL || rv == -EADDRNOTAVAIL)
-            fprintf(stderr, "wspush: cannot listen on %s port %d: %s\n", cfg.bind, cfg.port,
-                    rv == -EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(-rv));
-        else
-            fprintf(stderr, "wspush: cannot start: %s\n", uv_strerror(rv));
-        return 1;
-    }
-    return 0;
+    return main_exit(&cfg, rv);
 }

@@ -7,16 +7,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
+
 const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS] = {
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60,
 };
 
-static const char *const wsp__close_names[WSP_CLOSE__N] = {
+static const char *const close_names[WSP_CLOSE__N] = {
     "client",  "handshake_timeout", "handshake_failed", "refused",  "slow_consumer", "protocol",
     "too_big", "invalid_utf8",      "ping_timeout",     "shutdown", "error",
 };
 
-static const char *const wsp__hs_names[WSP_HS__N] = {"400", "404", "405", "426", "431", "503"};
+static const char *const hs_names[WSP_HS__N] = {"400", "404", "405", "426", "431", "503"};
 
 #define LOAD(c) ((unsigned long long)atomic_load_explicit(&(c), memory_order_relaxed))
 
@@ -133,81 +135,79 @@ static void render_proc_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, un
 }
 
 /* One metric family read from a fixed offset of the per-shard or per-process counters. */
-typedef struct wsp__family_s {
+typedef struct metrics_family_s {
     const char *name, *type, *help;
     size_t offset;
-} wsp__family_t;
+} metrics_family_t;
 
-#define WSP__SHARD(name, type, help, field)                                                        \
+#define FAMILY_SHARD(name, type, help, field)                                                      \
     {                                                                                              \
         name, type, help, offsetof(wsp_shard_stats_t, field)                                       \
     }
-#define WSP__PROC(name, type, help, field)                                                         \
+#define FAMILY_PROC(name, type, help, field)                                                       \
     {                                                                                              \
         name, type, help, offsetof(wsp_proc_stats_t, field)                                        \
     }
 
-static const wsp__family_t wsp__conn_families[] = {
-    WSP__SHARD("wspush_connections", "gauge",
-               "Upgraded WebSocket connections receiving broadcasts.", open),
-    WSP__SHARD("wspush_connections_accepted_total", "counter", "TCP connections accepted.",
-               accepted),
-    WSP__SHARD("wspush_connections_upgraded_total", "counter",
-               "Connections upgraded to WebSocket (101 sent).", upgraded),
+static const metrics_family_t conn_families[] = {
+    FAMILY_SHARD("wspush_connections", "gauge",
+                 "Upgraded WebSocket connections receiving broadcasts.", open),
+    FAMILY_SHARD("wspush_connections_accepted_total", "counter", "TCP connections accepted.",
+                 accepted),
+    FAMILY_SHARD("wspush_connections_upgraded_total", "counter",
+                 "Connections upgraded to WebSocket (101 sent).", upgraded),
 };
 
-static const wsp__family_t wsp__send_families[] = {
-    WSP__SHARD("wspush_broadcast_passes_total", "counter",
-               "Broadcast passes over a shard's connections.", broadcasts),
-    WSP__SHARD("wspush_messages_written_total", "counter",
-               "Broadcast frames written (to the kernel or queued).", msgs_written),
-    WSP__SHARD("wspush_bytes_written_total", "counter", "Bytes of broadcast frames written.",
-               bytes_written),
-    WSP__SHARD("wspush_pings_total", "counter", "WebSocket pings sent.", pings),
-    WSP__SHARD("wspush_uring_sends_total", "counter",
-               "Broadcast frames sent with batched io_uring sends (--io-uring).", uring_sends),
-    WSP__SHARD("wspush_uring_submits_total", "counter",
-               "io_uring_enter calls that carried the batched sends.", uring_enters),
-    WSP__SHARD("wspush_uring_short_sends_total", "counter",
-               "io_uring sends the socket did not take whole; the rest went through the libuv "
-               "write queue.",
-               uring_short),
+static const metrics_family_t send_families[] = {
+    FAMILY_SHARD("wspush_broadcast_passes_total", "counter",
+                 "Broadcast passes over a shard's connections.", broadcasts),
+    FAMILY_SHARD("wspush_messages_written_total", "counter",
+                 "Broadcast frames written (to the kernel or queued).", msgs_written),
+    FAMILY_SHARD("wspush_bytes_written_total", "counter", "Bytes of broadcast frames written.",
+                 bytes_written),
+    FAMILY_SHARD("wspush_pings_total", "counter", "WebSocket pings sent.", pings),
+    FAMILY_SHARD("wspush_uring_sends_total", "counter",
+                 "Broadcast frames sent with batched io_uring sends (--io-uring).", uring_sends),
+    FAMILY_SHARD("wspush_uring_submits_total", "counter",
+                 "io_uring_enter calls that carried the batched sends.", uring_enters),
+    FAMILY_SHARD("wspush_uring_short_sends_total", "counter",
+                 "io_uring sends the socket did not take whole; the rest went through the libuv "
+                 "write queue.",
+                 uring_short),
 };
 
-static const wsp__family_t wsp__proc_families[] = {
-    WSP__PROC("wspush_redis_up", "gauge", "1 while subscribed to Redis (0 without --redis).",
-              redis_up),
-    WSP__PROC("wspush_redis_dropped_total", "counter",
-              "Redis messages dropped: not valid UTF-8 or over 64 KiB.", redis_dropped),
-    WSP__PROC("wspush_up", "gauge", "1 while the worker process runs.", up),
-    WSP__PROC("process_resident_memory_bytes", "gauge",
-              "Resident memory of the worker process (sampled once a second).", rss_bytes),
-    WSP__PROC("process_open_fds", "gauge",
-              "Open file descriptors of the worker process (sampled every 10 s).", open_fds),
+static const metrics_family_t proc_families[] = {
+    FAMILY_PROC("wspush_redis_up", "gauge", "1 while subscribed to Redis (0 without --redis).",
+                redis_up),
+    FAMILY_PROC("wspush_redis_dropped_total", "counter",
+                "Redis messages dropped: not valid UTF-8 or over 64 KiB.", redis_dropped),
+    FAMILY_PROC("wspush_up", "gauge", "1 while the worker process runs.", up),
+    FAMILY_PROC("process_resident_memory_bytes", "gauge",
+                "Resident memory of the worker process (sampled once a second).", rss_bytes),
+    FAMILY_PROC("process_open_fds", "gauge",
+                "Open file descriptors of the worker process (sampled every 10 s).", open_fds),
 };
-
-#define WSP__NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)
 {
-    for (size_t i = 0; i < WSP__NELEM(wsp__conn_families); i++) {
-        const wsp__family_t *f = &wsp__conn_families[i];
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(conn_families); i++) {
+        const metrics_family_t *f = &conn_families[i];
         render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
     }
     render_labelled_family(out, procs, n, "wspush_connections_closed_total",
-                           "Connections closed, by reason.", "reason", wsp__close_names,
-                           WSP_CLOSE__N, offsetof(wsp_shard_stats_t, closed));
+                           "Connections closed, by reason.", "reason", close_names, WSP_CLOSE__N,
+                           offsetof(wsp_shard_stats_t, closed));
     render_labelled_family(out, procs, n, "wspush_handshake_failures_total",
                            "Upgrade requests answered with an HTTP error, by status.", "status",
-                           wsp__hs_names, WSP_HS__N, offsetof(wsp_shard_stats_t, hs_failed));
+                           hs_names, WSP_HS__N, offsetof(wsp_shard_stats_t, hs_failed));
     wsp_buf_printf(out,
                    "# HELP wspush_slow_consumer_closes_total Connections given close 1008 "
                    "for exceeding --max-pending (counted when decided).\n"
                    "# TYPE wspush_slow_consumer_closes_total counter\n"
                    "wspush_slow_consumer_closes_total %llu\n",
                    sum_shards(procs, n, offsetof(wsp_shard_stats_t, slow_consumers)));
-    for (size_t i = 0; i < WSP__NELEM(wsp__send_families); i++) {
-        const wsp__family_t *f = &wsp__send_families[i];
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(send_families); i++) {
+        const metrics_family_t *f = &send_families[i];
         render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
     }
     render_proc_family(out, procs, n, "wspush_broadcasts_total", "counter",
@@ -232,8 +232,8 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                        w, LOAD(procs[w].bcast_count), w, (double)LOAD(procs[w].bcast_sum_us) / 1e6,
                        w, LOAD(procs[w].bcast_count));
     }
-    for (size_t i = 0; i < WSP__NELEM(wsp__proc_families); i++) {
-        const wsp__family_t *f = &wsp__proc_families[i];
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(proc_families); i++) {
+        const metrics_family_t *f = &proc_families[i];
         render_proc_family(out, procs, n, f->name, f->type, f->help, f->offset);
     }
     return out->oom ? -ENOMEM : 0;

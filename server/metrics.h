@@ -1,14 +1,16 @@
 #ifndef WSP_METRICS_H
 #define WSP_METRICS_H
 
+/* The server's counters and their two renderings, Prometheus text (/metrics) and JSON
+ * (/stats). Counters live in plain memory that a supervisor can map into every worker (a
+ * memfd), so one /metrics covers all workers and shards. Lock-free atomics are address-free,
+ * so they work across processes. Writers: the owning shard or coordinator, relaxed. Readers:
+ * anyone. */
+
 #include <stdatomic.h>
 #include <stdint.h>
 
 #include "buf.h"
-
-/* Counters live in plain memory that a supervisor can map into every worker (a memfd), so
- * one /metrics covers all workers and shards. Lock-free atomics are address-free, so they
- * work across processes. Writers: the owning shard or coordinator, relaxed. Readers: anyone. */
 
 #define WSP_METRICS_MAX_SHARDS 64
 
@@ -83,11 +85,12 @@ int wsp_metrics_sample_self(wsp_proc_stats_t *p, int with_fds);
 /* Zeroes the gauges of p (a restarted worker reuses its slot: counters continue). */
 void wsp_metrics_reset_gauges(wsp_proc_stats_t *p);
 
-/* Appends the Prometheus text exposition for procs[0..n) (workers labelled by index) and
- * the extra gauges given (redis_up of a supervisor: -1 = omit). Returns 0 or -ENOMEM. */
+/* Appends the Prometheus text exposition for procs[0..n) (workers labelled by index).
+ * Returns 0 or -ENOMEM. */
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out);
 
-/* Sums a counter over every shard of procs[0..n): used for /stats and logs. */
+/* The open connections (the open gauge) summed over every shard of procs[0..n): for /stats
+ * and the admin API's publish answer. */
 uint64_t wsp_metrics_sum_open(const wsp_proc_stats_t *procs, unsigned n);
 
 /* Appends /stats JSON for procs[0..n). Returns 0 or -ENOMEM. */

@@ -244,7 +244,8 @@ static void redis_connect(wsp_redis_t *r)
     }
     r->ac = ac;
     /* Queued now, sent once connected; pub/sub ignores the database number. NAME carries
-     * the default client channel, NAME:<chan> the named ones. */
+     * the default client channel, NAME:<chan> the named ones (names: server/channels.c; a
+     * shard's channels and their state: server/chan.c). */
     if (redisAsyncCommand(ac, on_redis_message, r, "SUBSCRIBE %b", r->cfg->channel,
                           strlen(r->cfg->channel)) != REDIS_OK ||
         redisAsyncCommand(ac, on_redis_message, r, "PSUBSCRIBE %b:*", r->cfg->channel,

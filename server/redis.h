@@ -1,21 +1,26 @@
 #ifndef WSP_REDIS_H
 #define WSP_REDIS_H
 
+/* The Redis link of a publisher (server/publisher.c), on its loop: a subscriber that
+ * connects, SUBSCRIBEs to cfg->channel and PSUBSCRIBEs to cfg->channel:* and reconnects with
+ * backoff (100 ms doubling to 5 s) whenever the link is down, and a publishing connection made
+ * on first use. Channel naming: the Redis channel NAME (--channel) carries the default client
+ * channel, NAME:<chan> the client channel <chan>; names are checked by server/channels.c, and
+ * a shard's channels live in server/chan.c. */
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "config.h"
 
-/* A Redis subscriber on the coordinator's loop: connects, SUBSCRIBEs to cfg->channel and
- * reconnects with backoff (100 ms doubling to 5 s) whenever the link is down. */
 typedef struct wsp_redis_s wsp_redis_t;
 
 /* Called for each message that is valid UTF-8 of at most WSP_CONFIG_MAX_PUBLISH bytes
  * (others are dropped, logged and counted). A message on the Redis channel NAME (--channel)
  * is for the default client channel: chan is NULL; one on NAME:<chan> is for client channel
  * <chan> (a valid channel name, else dropped). Pointers are valid only during the call.
- * Coordinator thread. */
+ * Loop thread. */
 typedef void (*wsp_redis_msg_fn)(void *user, const char *chan, size_t chan_len,
                                  const uint8_t *payload, size_t len);
 
@@ -25,7 +30,7 @@ int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
                     wsp_redis_msg_fn fn, void *user);
 
 /* Disconnects and frees r once its handles have closed (run the loop afterwards).
- * Coordinator thread. */
+ * Loop thread. */
 void wsp_redis_stop(wsp_redis_t *r);
 
 /* Publishes payload for client channel chan (NULL = the default) on a separate publishing
@@ -34,10 +39,10 @@ void wsp_redis_stop(wsp_redis_t *r);
 int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
                       size_t len);
 
-/* 1 while subscribed. Coordinator thread. */
+/* 1 while subscribed. Loop thread. */
 int wsp_redis_up(const wsp_redis_t *r);
 
-/* Messages dropped because they were not valid UTF-8 or too large. Coordinator thread. */
+/* Messages dropped because they were not valid UTF-8 or too large. Loop thread. */
 uint64_t wsp_redis_dropped(const wsp_redis_t *r);
 
 #endif

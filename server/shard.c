@@ -7,46 +7,31 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "channels.h"
+#include "chan.h"
 #include "conn.h"
 #include "log.h"
 #include "net.h"
 #include "spsc.h"
+#include "table.h"
 #include "uring.h"
 
-#define WSP_SHARD_RING 64            /* broadcasts a shard may lag behind */
-#define WSP_SHARD_RBUF (64 * 1024)   /* one read buffer for all of a shard's sockets */
-#define WSP_SHARD_BACKLOG 4096       /* the kernel caps it at net.core.somaxconn */
-#define WSP_SHARD_STEP_MS 100        /* drain and ping slices */
-#define WSP_SHARD_FLUSH_S 5          /* after the drain window, time for the last writes */
-#define WSP_SHARD_MAX_IDX (1u << 24) /* conn.c keeps table slots in 32 bits; be generous */
+#define WSP_SHARD_RING 64      /* broadcasts a shard may lag behind */
+#define WSP_SHARD_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
+#define WSP_SHARD_STEP_MS 100  /* drain and ping slices */
+#define WSP_SHARD_FLUSH_S 5    /* after the drain window, time for the last writes */
 /* Sends per io_uring_enter in a broadcast pass: 0.66x the CPU of one send() each at 128 here
  * already, 0.62-0.70x from 1,024 on; a bigger batch only costs ring memory (SQ + CQ, 48 KiB). */
 #define WSP_SHARD_URING 1024
 
-typedef struct wsp_shard_table_s {
-    wsp_conn_t **v;
-    uint32_t n, cap;
-} wsp_shard_table_t;
-
-struct wsp_chan_s {
-    wsp_shard_table_t subs;
-    wsp_chan_t *next; /* hash chain */
-    int walking;      /* a broadcast walks subs: an empty channel is freed after the walk */
-    uint8_t len;
-    char name[WSP_CHANNEL_NAME_MAX + 1];
-};
-
 struct wsp_shard_s {
-    uv_loop_t loop; /* loop.data = the shard */
+    wsp_shard_conn_t sc; /* what its connections see: loop.data points here */
+    uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t wake;
     uv_timer_t tick_timer;
     uv_timer_t step_timer; /* drain slices while stopping, ping slices otherwise */
     uv_thread_t thread;
-    unsigned id;
     unsigned nhandles; /* handles initialised, closed on teardown */
-    const wsp_config_t *cfg;
     wsp_spsc_t *ring;
     atomic_int stop_requested;
     atomic_int exited;
@@ -54,23 +39,16 @@ struct wsp_shard_s {
     int stopping;             /* shard thread only */
     int handles_closing;      /* shard thread only */
     int accept_blocked;       /* an accepted connection is waiting for memory */
+    int listen_fd;            /* until the listener handle owns it; -1 after */
+    int loop_open;
     int loop_close_rv;
     int started;
-    uint8_t tick;
-    uint8_t log_tick;
-    uint64_t log_suppressed;
     uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
     uint32_t drain_per_step;
     uint32_t ping_cursor;   /* next OPEN slot to ping in this round */
     uint32_t ping_step;     /* steps into the current round */
     uint32_t ping_per_step; /* connections per step in this round */
-    wsp_shard_table_t table[2];
-    wsp_chan_t **chans; /* hash buckets, a power of two */
-    uint32_t nchans, chan_buckets;
-    wsp_limits_t *lim;
-    uint8_t *rbuf;
-    wsp_shard_stats_t *stats;
-    wsp_uring_t *uring; /* NULL: one uv_try_write per connection */
+    wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
 };
 
 /* What a batch of io_uring sends reports into. */
@@ -86,192 +64,22 @@ static void on_shard_step(uv_timer_t *t);
 static void on_shard_connection(uv_stream_t *server, int status);
 static void on_shard_handle_close(uv_handle_t *h);
 
-wsp_shard_t *wsp_shard_of(const uv_loop_t *loop) { return loop->data; }
-
-const wsp_config_t *wsp_shard_config(const wsp_shard_t *sh) { return sh->cfg; }
-
-unsigned wsp_shard_id(const wsp_shard_t *sh) { return sh->id; }
-
-wsp_shard_stats_t *wsp_shard_counters(wsp_shard_t *sh) { return sh->stats; }
-
-uint8_t wsp_shard_tick(const wsp_shard_t *sh) { return sh->tick; }
-
-uv_buf_t wsp_shard_rbuf(wsp_shard_t *sh) { return uv_buf_init((char *)sh->rbuf, WSP_SHARD_RBUF); }
+static inline wsp_shard_t *shard_of(wsp_shard_conn_t *sc)
+{
+    return WSP_CONTAINER_OF(sc, wsp_shard_t, sc);
+}
 
 int wsp_shard_exited(const wsp_shard_t *sh)
 {
     return atomic_load_explicit(&sh->exited, memory_order_acquire);
 }
 
-int wsp_shard_log_ok(wsp_shard_t *sh)
-{
-    /* Peers must not fill the disk: one per-connection line per shard per tick. */
-    if (sh->log_tick == sh->tick) {
-        sh->log_suppressed++;
-        return 0;
-    }
-    sh->log_tick = sh->tick;
-    return 1;
-}
-
-static int table_push(wsp_shard_table_t *tb, wsp_conn_t *c, uint32_t *idx)
-{
-    if (tb->n == tb->cap) {
-        if (tb->cap >= WSP_SHARD_MAX_IDX)
-            return -ENOMEM;
-        uint32_t cap = tb->cap ? tb->cap * 2 : 64;
-        wsp_conn_t **v = realloc(tb->v, (size_t)cap * sizeof(*v));
-        if (v == NULL)
-            return -ENOMEM;
-        tb->v = v;
-        tb->cap = cap;
-    }
-    *idx = tb->n;
-    tb->v[tb->n++] = c;
-    return 0;
-}
-
-int wsp_shard_track(wsp_shard_t *sh, int t, wsp_conn_t *c, uint32_t *idx)
-{
-    return table_push(&sh->table[t], c, idx);
-}
-
-void wsp_shard_untrack(wsp_shard_t *sh, int t, uint32_t idx)
-{
-    wsp_shard_table_t *tb = &sh->table[t];
-    /* Swap with the last entry. Walks that may untrack go from the end down, so the entry
-     * moved into idx has been visited already. */
-    wsp_conn_t *last = tb->v[--tb->n];
-    if (idx != tb->n) {
-        tb->v[idx] = last;
-        wsp_conn_set_idx(last, idx);
-    }
-}
-
-/* FNV-1a: channel names are short and chosen by clients; the table only needs spread. */
-static uint32_t chan_hash(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
-}
-
-static wsp_chan_t *chan_find(wsp_shard_t *sh, const char *name, size_t len)
-{
-    if (sh->chan_buckets == 0)
-        return NULL;
-    wsp_chan_t *ch = sh->chans[chan_hash(name, len) & (sh->chan_buckets - 1)];
-    while (ch && !(ch->len == len && memcmp(ch->name, name, len) == 0))
-        ch = ch->next;
-    return ch;
-}
-
-static int chan_grow(wsp_shard_t *sh)
-{
-    uint32_t nb = sh->chan_buckets ? sh->chan_buckets * 2 : 64;
-    wsp_chan_t **b = calloc(nb, sizeof(*b));
-    if (b == NULL)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < sh->chan_buckets; i++) {
-        wsp_chan_t *ch = sh->chans[i];
-        while (ch) {
-            wsp_chan_t *next = ch->next;
-            uint32_t k = chan_hash(ch->name, ch->len) & (nb - 1);
-            ch->next = b[k];
-            b[k] = ch;
-            ch = next;
-        }
-    }
-    free(sh->chans);
-    sh->chans = b;
-    sh->chan_buckets = nb;
-    return 0;
-}
-
-static void chan_free(wsp_shard_t *sh, wsp_chan_t *ch)
-{
-    wsp_chan_t **pp = &sh->chans[chan_hash(ch->name, ch->len) & (sh->chan_buckets - 1)];
-    while (*pp != ch)
-        pp = &(*pp)->next;
-    *pp = ch->next;
-    sh->nchans--;
-    free(ch->subs.v);
-    free(ch);
-}
-
-int wsp_shard_subscribe(wsp_shard_t *sh, const char *name, size_t len, wsp_conn_t *c,
-                        wsp_chan_t **out, uint32_t *idx)
-{
-    wsp_chan_t *ch = chan_find(sh, name, len);
-    if (ch == NULL) {
-        if (len > WSP_CHANNEL_NAME_MAX)
-            return -EINVAL;
-        if (sh->nchans >= sh->chan_buckets && chan_grow(sh) < 0)
-            return -ENOMEM;
-        /* One per channel name in use in this shard; freed when its last subscriber goes. */
-        ch = calloc(1, sizeof(*ch));
-        if (ch == NULL)
-            return -ENOMEM;
-        memcpy(ch->name, name, len);
-        ch->len = (uint8_t)len;
-        uint32_t k = chan_hash(name, len) & (sh->chan_buckets - 1);
-        ch->next = sh->chans[k];
-        sh->chans[k] = ch;
-        sh->nchans++;
-    }
-    int rv = table_push(&ch->subs, c, idx);
-    if (rv < 0) {
-        if (ch->subs.n == 0 && !ch->walking)
-            chan_free(sh, ch);
-        return rv;
-    }
-    *out = ch;
-    return 0;
-}
-
-void wsp_shard_unsubscribe(wsp_shard_t *sh, wsp_chan_t *ch, uint32_t idx)
-{
-    wsp_shard_table_t *tb = &ch->subs;
-    wsp_conn_t *last = tb->v[--tb->n];
-    if (idx != tb->n) {
-        tb->v[idx] = last;
-        wsp_conn_set_chan_idx(last, ch, idx);
-    }
-    if (tb->n == 0 && !ch->walking)
-        chan_free(sh, ch);
-}
-
-int wsp_shard_conn_reserve(wsp_shard_t *sh)
-{
-    uint_fast64_t n = atomic_fetch_add_explicit(&sh->lim->conns, 1, memory_order_relaxed);
-    if (n >= sh->lim->max_conns) {
-        atomic_fetch_sub_explicit(&sh->lim->conns, 1, memory_order_relaxed);
-        return -EMFILE;
-    }
-    return 0;
-}
-
-void wsp_shard_conn_release(wsp_shard_t *sh)
-{
-    atomic_fetch_sub_explicit(&sh->lim->conns, 1, memory_order_relaxed);
-}
-
-void wsp_shard_fd_taken(wsp_shard_t *sh)
-{
-    atomic_fetch_add_explicit(&sh->lim->fds, 1, memory_order_relaxed);
-}
-
-static int shard_over_fd_budget(const wsp_shard_t *sh)
-{
-    return atomic_load_explicit(&sh->lim->fds, memory_order_relaxed) >= sh->lim->fd_budget;
-}
-
 /* Closes the shard's own handles once a stopping shard has no connection left; the loop then
  * runs out of handles and the thread ends. */
 static void shard_maybe_finish(wsp_shard_t *sh)
 {
-    if (!sh->stopping || sh->handles_closing || sh->table[0].n || sh->table[1].n)
+    if (!sh->stopping || sh->handles_closing || sh->sc.table[WSP_SHARD_T_TIMED].n ||
+        sh->sc.table[WSP_SHARD_T_OPEN].n)
         return;
     sh->handles_closing = 1;
     uv_close((uv_handle_t *)&sh->wake, NULL);
@@ -279,14 +87,13 @@ static void shard_maybe_finish(wsp_shard_t *sh)
     uv_close((uv_handle_t *)&sh->step_timer, NULL);
 }
 
-static void on_shard_connection(uv_stream_t *server, int status);
-
-void wsp_shard_conn_freed(wsp_shard_t *sh)
+/* A connection of this shard was freed (wsp_shard_conn_freed() gave its fd back). */
+static void on_shard_conn_freed(wsp_shard_conn_t *sc)
 {
-    atomic_fetch_sub_explicit(&sh->lim->fds, 1, memory_order_relaxed);
+    wsp_shard_t *sh = shard_of(sc);
     /* A listener paused at the budget resumes here (or, if another shard freed the socket,
      * on this shard's next tick). */
-    if (sh->accept_blocked && !sh->stopping && !shard_over_fd_budget(sh)) {
+    if (sh->accept_blocked && !sh->stopping && !wsp_shard_conn_over_budget(&sh->sc)) {
         sh->accept_blocked = 0;
         on_shard_connection((uv_stream_t *)&sh->listener, 0);
     }
@@ -322,7 +129,7 @@ static void on_shard_sent(void *ud, int res, void *arg)
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
-        atomic_fetch_add_explicit(&bt->sh->stats->uring_short, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
         if (wsp_conn_send_rest(c, bt->m, res > 0 ? (size_t)res : 0) == 0) {
             bt->written++;
             return;
@@ -339,11 +146,12 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
     const wsp_uring_stats_t *st = wsp_uring_stats(sh->uring);
     uint64_t enters = st->enters, ops = st->ops;
     int rv = wsp_uring_flush(sh->uring, on_shard_sent, bt);
-    atomic_fetch_add_explicit(&sh->stats->uring_enters, st->enters - enters, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->stats->uring_sends, st->ops - ops, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->sc.stats->uring_enters, st->enters - enters,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->sc.stats->uring_sends, st->ops - ops, memory_order_relaxed);
     if (rv < 0) {
-        WSP_LOG(WSP_LOG_ERROR, "shard=%u event=io_uring_failed error=%s path=uv_try_write", sh->id,
-                uv_err_name(rv));
+        WSP_LOG(WSP_LOG_ERROR, "shard=%u event=io_uring_failed error=%s path=uv_try_write",
+                sh->sc.id, uv_err_name(rv));
         wsp_uring_free(sh->uring);
         sh->uring = NULL;
     }
@@ -354,7 +162,7 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
  * idle sockets get their frame through batched io_uring sends, all completed before this
  * returns (so no connection can be freed while its send is in flight); a connection with
  * queued libuv writes keeps the libuv path, behind its queue. */
-static void shard_walk(wsp_shard_t *sh, wsp_shard_table_t *tb, wsp_msg_t *m, int time_only,
+static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_msg_t *m, int time_only,
                        uint64_t *written, uint64_t *failed)
 {
     wsp_shard_batch_t bt = {.sh = sh, .m = m};
@@ -381,55 +189,54 @@ static void shard_walk(wsp_shard_t *sh, wsp_shard_table_t *tb, wsp_msg_t *m, int
     *failed += bt.failed;
 }
 
+/* One shard's pass over b: the default channel walks OPEN, a named one its subscribers. */
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
-    wsp_msg_t *m = wsp_bcast_msg(b);
+    wsp_shard_stats_t *st = sh->sc.stats;
+    wsp_msg_t *m = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every connection is plain so far */
     size_t clen;
     const char *cname = wsp_bcast_channel(b, &clen);
-    uint64_t written = 0, failed = 0;
+    wsp_bcast_report_t rep = {0};
     uint32_t n = 0;
     /* Only this thread writes its counters: plain before/after deltas for the log line. */
-    uint64_t us0 = atomic_load_explicit(&sh->stats->uring_sends, memory_order_relaxed);
-    uint64_t ushort0 = atomic_load_explicit(&sh->stats->uring_short, memory_order_relaxed);
-    uint64_t t0 = wsp_net_mono_ns();
+    uint64_t us0 = atomic_load_explicit(&st->uring_sends, memory_order_relaxed);
+    uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
+    rep.start_ns = wsp_net_mono_ns();
     if (cname == NULL) { /* the default channel: every open connection that did not opt out */
-        n = sh->table[WSP_SHARD_T_OPEN].n;
-        shard_walk(sh, &sh->table[WSP_SHARD_T_OPEN], m, 1, &written, &failed);
+        n = sh->sc.table[WSP_SHARD_T_OPEN].n;
+        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], m, 1, &rep.written, &rep.failed);
     } else {
-        wsp_chan_t *ch = chan_find(sh, cname, clen);
+        wsp_chan_t *ch = wsp_chan_find(&sh->sc.chans, cname, clen);
         if (ch) {
-            n = ch->subs.n;
-            ch->walking = 1;
-            shard_walk(sh, &ch->subs, m, 0, &written, &failed);
-            ch->walking = 0;
-            if (ch->subs.n == 0)
-                chan_free(sh, ch);
+            wsp_table_t *subs = wsp_chan_walk_begin(ch);
+            n = subs->n;
+            shard_walk(sh, subs, m, 0, &rep.written, &rep.failed);
+            wsp_chan_walk_end(&sh->sc.chans, ch);
         }
     }
-    uint64_t t1 = wsp_net_mono_ns();
-    atomic_fetch_add_explicit(&sh->stats->broadcasts, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->stats->msgs_written, written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->stats->bytes_written, written * m->len, memory_order_relaxed);
+    rep.end_ns = wsp_net_mono_ns();
+    atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, rep.written * m->len, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
         "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f",
-        sh->id, (unsigned long long)m->seq, cname ? (int)clen : 4, cname ? cname : "time", n,
-        (unsigned long long)written, (unsigned long long)failed,
-        (unsigned long long)(atomic_load_explicit(&sh->stats->uring_sends, memory_order_relaxed) -
-                             us0),
-        (unsigned long long)(atomic_load_explicit(&sh->stats->uring_short, memory_order_relaxed) -
+        sh->sc.id, (unsigned long long)wsp_bcast_seq(b), cname ? (int)clen : 4,
+        cname ? cname : "time", n, (unsigned long long)rep.written, (unsigned long long)rep.failed,
+        (unsigned long long)(atomic_load_explicit(&st->uring_sends, memory_order_relaxed) - us0),
+        (unsigned long long)(atomic_load_explicit(&st->uring_short, memory_order_relaxed) -
                              ushort0),
-        (double)(t1 - t0) / 1e6);
-    wsp_bcast_done(b, t0, t1, written, failed);
+        (double)(rep.end_ns - rep.start_ns) / 1e6);
+    wsp_bcast_done(b, &rep);
 }
 
 static void shard_close_all(wsp_shard_t *sh)
 {
     /* wsp_conn_close() never untracks (on_conn_close does), so plain walks are safe. */
-    for (int t = 0; t < 2; t++)
-        for (uint32_t i = sh->table[t].n; i-- > 0;)
-            wsp_conn_close_why(sh->table[t].v[i], WSP_CLOSE_SHUTDOWN);
+    for (int t = 0; t < WSP_SHARD_T_N; t++)
+        for (uint32_t i = sh->sc.table[t].n; i-- > 0;)
+            wsp_conn_close_why(sh->sc.table[t].v[i], WSP_CLOSE_SHUTDOWN);
 }
 
 /* One drain slice: close 1001 to the next few open connections; past the deadline, close
@@ -437,14 +244,14 @@ static void shard_close_all(wsp_shard_t *sh)
 static void shard_drain_step(wsp_shard_t *sh)
 {
     if (uv_now(&sh->loop) >= sh->stop_deadline_ms) {
-        uint32_t left = sh->table[0].n + sh->table[1].n;
+        uint32_t left = sh->sc.table[WSP_SHARD_T_TIMED].n + sh->sc.table[WSP_SHARD_T_OPEN].n;
         if (left)
-            WSP_LOG(WSP_LOG_WARN, "shard=%u event=drain_timeout closing=%u", sh->id, left);
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=drain_timeout closing=%u", sh->sc.id, left);
         shard_close_all(sh);
         (void)uv_timer_stop(&sh->step_timer); /* cannot fail */
         return;
     }
-    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_OPEN];
+    wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_OPEN];
     /* From the end: each drained connection leaves the OPEN table. */
     for (uint32_t k = 0; k < sh->drain_per_step && tb->n > 0; k++)
         wsp_conn_drain(tb->v[tb->n - 1], 1001);
@@ -454,20 +261,20 @@ static void shard_begin_stop(wsp_shard_t *sh)
 {
     sh->stopping = 1;
     uv_close((uv_handle_t *)&sh->listener, NULL); /* stop accepting */
-    wsp_shard_table_t *tt = &sh->table[WSP_SHARD_T_TIMED];
+    wsp_table_t *tt = &sh->sc.table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tt->n; i-- > 0;)
         if (wsp_conn_state(tt->v[i]) == WSP_CONN_HANDSHAKE)
             wsp_conn_close_why(tt->v[i], WSP_CLOSE_SHUTDOWN);
-    uint32_t n = sh->table[WSP_SHARD_T_OPEN].n;
+    uint32_t n = sh->sc.table[WSP_SHARD_T_OPEN].n;
     /* Spread the closes so that clients do not all reconnect at the same moment. */
-    uint64_t steps = (uint64_t)sh->cfg->drain_seconds * 1000 / WSP_SHARD_STEP_MS;
+    uint64_t steps = (uint64_t)sh->sc.cfg->drain_seconds * 1000 / WSP_SHARD_STEP_MS;
     sh->drain_per_step = steps ? (uint32_t)((n + steps - 1) / steps) : n;
     if (sh->drain_per_step == 0)
         sh->drain_per_step = 1;
     sh->stop_deadline_ms =
-        uv_now(&sh->loop) + ((uint64_t)sh->cfg->drain_seconds + WSP_SHARD_FLUSH_S) * 1000;
-    WSP_LOG(WSP_LOG_INFO, "shard=%u event=shard_stopping closing=%u drain_seconds=%u", sh->id, n,
-            sh->cfg->drain_seconds);
+        uv_now(&sh->loop) + ((uint64_t)sh->sc.cfg->drain_seconds + WSP_SHARD_FLUSH_S) * 1000;
+    WSP_LOG(WSP_LOG_INFO, "shard=%u event=shard_stopping closing=%u drain_seconds=%u", sh->sc.id, n,
+            sh->sc.cfg->drain_seconds);
     shard_drain_step(sh); /* the first slice now */
     int rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
     if (rv < 0) /* cannot pace: close now rather than hang */
@@ -479,8 +286,8 @@ static void shard_begin_stop(wsp_shard_t *sh)
  * waiting since the previous round is closed; the others get a ping. */
 static void shard_ping_step(wsp_shard_t *sh)
 {
-    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_OPEN];
-    uint32_t steps = sh->cfg->ping_interval * 1000 / WSP_SHARD_STEP_MS;
+    wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_OPEN];
+    uint32_t steps = sh->sc.cfg->ping_interval * 1000 / WSP_SHARD_STEP_MS;
     if (sh->ping_step++ == 0) /* a round starts: its size decides the slice */
         sh->ping_per_step = (tb->n + steps - 1) / steps;
     /* Slots move when connections leave, so a round is approximate: a connection may be
@@ -488,7 +295,7 @@ static void shard_ping_step(wsp_shard_t *sh)
     for (uint32_t k = 0; k < sh->ping_per_step && sh->ping_cursor < tb->n; k++) {
         wsp_conn_t *c = tb->v[sh->ping_cursor++];
         if (wsp_conn_ping(c) == 0)
-            atomic_fetch_add_explicit(&sh->stats->pings, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&sh->sc.stats->pings, 1, memory_order_relaxed);
     }
     if (sh->ping_step >= steps) { /* the round took the whole interval: start the next */
         sh->ping_step = 0;
@@ -518,52 +325,53 @@ static void on_shard_wake(uv_async_t *a)
 
 static void on_shard_connection(uv_stream_t *server, int status)
 {
-    wsp_shard_t *sh = wsp_shard_of(server->loop);
+    wsp_shard_t *sh = shard_of(wsp_shard_conn_of(server->loop));
     if (status < 0) {
         /* libuv already dropped the connection (EMFILE trick) or the accept failed. */
-        if (wsp_shard_log_ok(sh))
-            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_failed error=%s", sh->id,
+        if (wsp_shard_conn_log_ok(&sh->sc))
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_failed error=%s", sh->sc.id,
                     uv_err_name(status));
         return;
     }
-    if (shard_over_fd_budget(sh)) {
+    if (wsp_shard_conn_over_budget(&sh->sc)) {
         /* Not accepted: libuv stops watching this listener until we accept, and the
          * kernel's backlog holds the rest. Resumed when a socket is freed or on the tick. */
         sh->accept_blocked = 1;
-        if (wsp_shard_log_ok(sh))
+        if (wsp_shard_conn_log_ok(&sh->sc))
             WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_paused reason=fd_budget budget=%llu",
-                    sh->id, (unsigned long long)sh->lim->fd_budget);
+                    sh->sc.id, (unsigned long long)sh->sc.lim->fd_budget);
         return;
     }
-    int rv = wsp_conn_accept(sh, server);
+    int rv = wsp_conn_accept(&sh->sc, server);
     if (rv == -ENOMEM) {
         /* Left unaccepted: libuv pauses this listener until we accept; the tick retries. */
         sh->accept_blocked = 1;
-        if (wsp_shard_log_ok(sh))
-            WSP_LOG(WSP_LOG_ERROR, "shard=%u event=accept_paused error=ENOMEM", sh->id);
-    } else if (rv < 0 && wsp_shard_log_ok(sh)) {
-        WSP_LOG(WSP_LOG_INFO, "shard=%u event=conn_setup_failed error=%s", sh->id, uv_err_name(rv));
+        if (wsp_shard_conn_log_ok(&sh->sc))
+            WSP_LOG(WSP_LOG_ERROR, "shard=%u event=accept_paused error=ENOMEM", sh->sc.id);
+    } else if (rv < 0 && wsp_shard_conn_log_ok(&sh->sc)) {
+        WSP_LOG(WSP_LOG_INFO, "shard=%u event=conn_setup_failed error=%s", sh->sc.id,
+                uv_err_name(rv));
     }
 }
 
 static void on_shard_tick(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, tick_timer);
-    sh->tick++;
+    sh->sc.tick++;
     if (sh->accept_blocked && !sh->stopping) {
         sh->accept_blocked = 0;
         on_shard_connection((uv_stream_t *)&sh->listener, 0);
     }
-    if (sh->log_suppressed && sh->log_tick != sh->tick) {
-        WSP_LOG(WSP_LOG_INFO, "shard=%u event=logs_suppressed count=%llu", sh->id,
-                (unsigned long long)sh->log_suppressed);
-        sh->log_suppressed = 0;
+    if (sh->sc.log_suppressed && sh->sc.log_tick != sh->sc.tick) {
+        WSP_LOG(WSP_LOG_INFO, "shard=%u event=logs_suppressed count=%llu", sh->sc.id,
+                (unsigned long long)sh->sc.log_suppressed);
+        sh->sc.log_suppressed = 0;
     }
     /* Only HANDSHAKE and DRAINING connections live here: idle OPEN ones cost nothing. */
-    wsp_shard_table_t *tb = &sh->table[WSP_SHARD_T_TIMED];
+    wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tb->n; i-- > 0;) {
         wsp_conn_t *c = tb->v[i];
-        if (!wsp_conn_expired(c, sh->tick))
+        if (!wsp_conn_expired(c, sh->sc.tick))
             continue;
         wsp_conn_close_why(c, wsp_conn_state(c) == WSP_CONN_HANDSHAKE ? WSP_CLOSE_HS_TIMEOUT
                                                                       : WSP_CLOSE_CLIENT);
@@ -577,8 +385,9 @@ static void shard_main(void *arg)
     (void)rv; /* non-zero only if handles remain, which uv_loop_close() reports below */
     /* Broadcasts queued after the last wake still owe their report. */
     wsp_bcast_t *b;
+    static const wsp_bcast_report_t none = {0}; /* not walked: counts nothing */
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
-        wsp_bcast_done(b, 0, 0, 0, 0);
+        wsp_bcast_done(b, &none);
     sh->loop_close_rv = uv_loop_close(&sh->loop);
     atomic_store_explicit(&sh->exited, 1, memory_order_release);
     rv = uv_async_send(sh->exited_async);
@@ -587,84 +396,101 @@ static void shard_main(void *arg)
 
 static void on_shard_handle_close(uv_handle_t *h) { (void)h; }
 
-/* Closes the handles initialised so far (on a failed start) and the loop. */
+/* Closes what a shard that never ran holds: the listening socket if no handle took it, the
+ * handles initialised so far and the loop. */
 static void shard_teardown(wsp_shard_t *sh)
 {
+    if (sh->listen_fd >= 0)
+        close(sh->listen_fd);
+    sh->listen_fd = -1;
+    if (!sh->loop_open)
+        return;
     uv_handle_t *hs[] = {(uv_handle_t *)&sh->wake, (uv_handle_t *)&sh->tick_timer,
                          (uv_handle_t *)&sh->step_timer, (uv_handle_t *)&sh->listener};
     for (unsigned i = 0; i < sh->nhandles; i++)
         uv_close(hs[i], on_shard_handle_close);
     (void)uv_run(&sh->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
     sh->loop_close_rv = uv_loop_close(&sh->loop);
+    sh->loop_open = 0;
+}
+
+/* The loop and its handles: wake-up, 1 s tick, step timer, listener. Whatever fails is
+ * undone by shard_teardown(). */
+static int shard_open(wsp_shard_t *sh)
+{
+    int rv = uv_loop_init(&sh->loop);
+    if (rv < 0)
+        return rv;
+    sh->loop_open = 1;
+    sh->loop.data = &sh->sc; /* what conn.c finds through any handle */
+    if ((rv = uv_async_init(&sh->loop, &sh->wake, on_shard_wake)) < 0)
+        return rv;
+    sh->nhandles++;
+    if ((rv = uv_timer_init(&sh->loop, &sh->tick_timer)) < 0)
+        return rv;
+    sh->nhandles++;
+    if ((rv = uv_timer_init(&sh->loop, &sh->step_timer)) < 0)
+        return rv;
+    sh->nhandles++;
+    if ((rv = uv_tcp_init(&sh->loop, &sh->listener)) < 0)
+        return rv;
+    sh->nhandles++;
+    if ((rv = uv_tcp_open(&sh->listener, sh->listen_fd)) < 0)
+        return rv;
+    sh->listen_fd = -1; /* the handle owns it now */
+    if ((rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection)) < 0)
+        return rv;
+    if ((rv = uv_timer_start(&sh->tick_timer, on_shard_tick, 1000, 1000)) < 0)
+        return rv;
+    if (sh->sc.cfg->ping_interval)
+        rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
+    return rv;
+}
+
+/* Picks how the pass sends: a ring of its own (--io-uring auto or on), else uv_try_write. */
+static int shard_send_path(wsp_shard_t *sh)
+{
+    const wsp_config_t *cfg = sh->sc.cfg;
+    if (cfg->io_uring != WSP_CONFIG_URING_OFF) {
+        int rv = wsp_uring_new(&sh->uring, WSP_SHARD_URING);
+        if (rv < 0 && cfg->io_uring == WSP_CONFIG_URING_ON)
+            return rv;
+        if (rv < 0)
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=io_uring_unavailable error=%s", sh->sc.id,
+                    uv_err_name(rv));
+    }
+    WSP_LOG(WSP_LOG_INFO, "shard=%u event=send_path path=%s", sh->sc.id,
+            sh->uring ? "io_uring" : "uv_try_write");
+    return 0;
 }
 
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
                   wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
-    sh->id = id;
-    sh->cfg = cfg;
-    sh->lim = lim;
-    sh->stats = stats;
+    sh->sc.id = id;
+    sh->sc.cfg = cfg;
+    sh->sc.lim = lim;
+    sh->sc.stats = stats;
+    sh->sc.log_tick = 0xFF;
+    sh->sc.on_conn_freed = on_shard_conn_freed;
+    sh->listen_fd = listen_fd;
     sh->exited_async = exited;
-    sh->log_tick = 0xFF;
     atomic_init(&sh->stop_requested, 0);
     atomic_init(&sh->exited, 0);
     sh->ring = wsp_spsc_new(WSP_SHARD_RING);
-    sh->rbuf = malloc(WSP_SHARD_RBUF);
-    int rv = uv_loop_init(&sh->loop);
-    if (rv < 0 || sh->ring == NULL || sh->rbuf == NULL) {
-        if (rv == 0)
-            (void)uv_loop_close(&sh->loop);
-        close(listen_fd);
-        wsp_spsc_free(sh->ring);
-        free(sh->rbuf);
-        free(sh);
-        return rv < 0 ? rv : -ENOMEM;
+    sh->sc.rbuf = malloc(WSP_SHARD_RBUF);
+    int rv = sh->ring && sh->sc.rbuf ? 0 : -ENOMEM;
+    if (rv == 0)
+        rv = shard_open(sh);
+    if (rv == 0)
+        rv = shard_send_path(sh);
+    if (rv < 0) {
+        wsp_shard_free(sh); /* never started: tears down what shard_open() made */
+        return rv;
     }
-    sh->loop.data = sh;
-    if ((rv = uv_async_init(&sh->loop, &sh->wake, on_shard_wake)) < 0)
-        goto fail;
-    sh->nhandles++;
-    if ((rv = uv_timer_init(&sh->loop, &sh->tick_timer)) < 0)
-        goto fail;
-    sh->nhandles++;
-    if ((rv = uv_timer_init(&sh->loop, &sh->step_timer)) < 0)
-        goto fail;
-    sh->nhandles++;
-    if ((rv = uv_tcp_init(&sh->loop, &sh->listener)) < 0)
-        goto fail;
-    sh->nhandles++;
-    if ((rv = uv_tcp_open(&sh->listener, listen_fd)) < 0)
-        goto fail;
-    listen_fd = -1; /* the handle owns it now */
-    if ((rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection)) < 0)
-        goto fail;
-    if ((rv = uv_timer_start(&sh->tick_timer, on_shard_tick, 1000, 1000)) < 0)
-        goto fail;
-    if (cfg->ping_interval && (rv = uv_timer_start(&sh->step_timer, on_shard_step,
-                                                   WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS)) < 0)
-        goto fail;
-    if (cfg->io_uring != WSP_CONFIG_URING_OFF) {
-        rv = wsp_uring_new(&sh->uring, WSP_SHARD_URING);
-        if (rv < 0 && cfg->io_uring == WSP_CONFIG_URING_ON)
-            goto fail;
-        if (rv < 0)
-            WSP_LOG(WSP_LOG_WARN, "shard=%u event=io_uring_unavailable error=%s", sh->id,
-                    uv_err_name(rv));
-    }
-    WSP_LOG(WSP_LOG_INFO, "shard=%u event=send_path path=%s", sh->id,
-            sh->uring ? "io_uring" : "uv_try_write");
     *out = sh;
     return 0;
-fail:
-    if (listen_fd >= 0)
-        close(listen_fd);
-    shard_teardown(sh);
-    wsp_spsc_free(sh->ring);
-    free(sh->rbuf);
-    free(sh);
-    return rv;
 }
 
 int wsp_shard_start(wsp_shard_t *sh)
@@ -713,20 +539,11 @@ void wsp_shard_free(wsp_shard_t *sh)
         return;
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
-    for (uint32_t i = 0; i < sh->chan_buckets; i++) {
-        wsp_chan_t *ch = sh->chans[i];
-        while (ch) { /* none remain after a stop: every connection left its channels */
-            wsp_chan_t *next = ch->next;
-            free(ch->subs.v);
-            free(ch);
-            ch = next;
-        }
-    }
-    free(sh->chans);
+    wsp_chan_table_free(&sh->sc.chans); /* empty after a stop: every connection left */
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
-    free(sh->table[0].v);
-    free(sh->table[1].v);
-    free(sh->rbuf);
+    for (int t = 0; t < WSP_SHARD_T_N; t++)
+        wsp_table_free(&sh->sc.table[t]);
+    free(sh->sc.rbuf);
     free(sh);
 }

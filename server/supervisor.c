@@ -10,31 +10,29 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "admin.h"
 #include "alloc.h"
-#include "coordinator.h"
-#include "ipc.h"
+#include "link.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
-#include "redis.h"
+#include "publisher.h"
 
 #define WSP_SUPER_KILL_EXTRA_MS 10000 /* SIGTERM to SIGKILL: the workers' drain, and room */
 #define WSP_SUPER_BACKOFF_MIN_MS 100
 #define WSP_SUPER_BACKOFF_MAX_MS 5000
 #define WSP_SUPER_STABLE_MS 10000 /* a worker that lived this long resets the backoff */
+#define WSP_SUPER_WORKER_FD 3     /* the socketpair in a worker; 4 is the metrics memfd */
 
 typedef struct wsp_super_s wsp_super_t;
 
-/* One incarnation of a worker: its process and its socketpair end. Freed when both handles
- * have closed; a restart makes a new one. */
+/* One incarnation of a worker: its process and its end of the socketpair. Freed when both
+ * handles have closed; a restart makes a new one. */
 typedef struct wsp_worker_s {
     uv_process_t proc;
-    uv_pipe_t pipe;
+    wsp_link_t link;
     wsp_super_t *s;
     unsigned idx;
     int handles; /* open handles; the last close frees */
-    wsp_ipc_reader_t rd;
 } wsp_worker_t;
 
 typedef struct wsp_slot_s {
@@ -46,85 +44,31 @@ typedef struct wsp_slot_s {
 
 struct wsp_super_s {
     uv_loop_t loop;
-    uv_signal_t sig_usr1, sig_int, sig_term;
-    uv_timer_t tick, kill_timer;
+    uv_timer_t kill_timer;
     const wsp_config_t *cfg;
+    int loop_open;
+    int port_fd; /* held bound for the supervisor's life: the port is ours */
+    int port;
+    char portstr[16];
     char **wargv;
     wsp_slot_t *slots;
     unsigned n;
     unsigned alive;
-    uint64_t seq;
-    uint64_t next_tick_ms;
     int stopping;
     int finished;
     int metrics_fd;          /* memfd holding every worker's counters */
     wsp_proc_stats_t *stats; /* its mapping: n slots */
-    wsp_admin_t *admin;
-    wsp_redis_t *redis; /* publisher only: the workers subscribe */
+    wsp_pub_t *pub;
 };
 
 static void super_spawn(wsp_super_t *s, unsigned i);
 
-static void on_worker_handle_close(uv_handle_t *h)
-{
-    wsp_worker_t *w = h->data;
-    if (--w->handles == 0) {
-        wsp_ipc_reset(&w->rd);
-        free(w);
-    }
-}
+/* --- what the publisher delivers: the same bytes and seq to every live worker --- */
 
-static void on_super_write(uv_write_t *req, int status)
+static int on_super_deliver(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
+                            size_t len, uint64_t seq, const char *reason)
 {
-    (void)status; /* a dead worker shows up in on_worker_exit */
-    free(req);
-}
-
-/* Sends one packet to a live worker; the bytes are copied. */
-static int super_send(wsp_worker_t *w, uint8_t type, uint64_t seq, const uint8_t *payload,
-                      uint32_t len)
-{
-    uv_write_t *req = malloc(sizeof(*req) + WSP_IPC_HDR + len);
-    if (req == NULL)
-        return -ENOMEM;
-    uint8_t *p = (uint8_t *)(req + 1);
-    wsp_ipc_header(p, type, seq, len);
-    if (len)
-        memcpy(p + WSP_IPC_HDR, payload, len);
-    uv_buf_t b = uv_buf_init((char *)p, WSP_IPC_HDR + len);
-    int rv = uv_write(req, (uv_stream_t *)&w->pipe, &b, 1, on_super_write);
-    if (rv < 0)
-        free(req);
-    return rv;
-}
-
-/* Hands the same payload (channel + message, packed) and seq to every live worker. */
-static uint64_t super_publish_packed(wsp_super_t *s, const uint8_t *packed, uint32_t len,
-                                     const char *why)
-{
-    if (s->stopping)
-        return 0;
-    s->seq++;
-    unsigned sent = 0;
-    for (unsigned i = 0; i < s->n; i++) {
-        wsp_worker_t *w = s->slots[i].w;
-        if (w == NULL)
-            continue;
-        int rv = super_send(w, WSP_IPC_BROADCAST, s->seq, packed, len);
-        if (rv < 0)
-            WSP_LOG(WSP_LOG_WARN, "event=worker_send_failed worker=%u error=%s", i,
-                    uv_err_name(rv));
-        else
-            sent++;
-    }
-    WSP_LOG(WSP_LOG_INFO, "event=supervisor_broadcast seq=%" PRIu64 " reason=%s workers=%u", s->seq,
-            why, sent);
-    return s->seq;
-}
-
-static int super_publish(wsp_super_t *s, const char *chan, size_t chan_len, const uint8_t *payload,
-                         size_t len, const char *why, uint64_t *seq)
-{
+    wsp_super_t *s = user;
     /* Off the hot path (one per broadcast, not per connection): a packed copy. */
     uint8_t *packed = malloc(1 + chan_len + len);
     if (packed == NULL)
@@ -134,51 +78,56 @@ static int super_publish(wsp_super_t *s, const char *chan, size_t chan_len, cons
         free(packed);
         return n;
     }
-    uint64_t q = super_publish_packed(s, packed, (uint32_t)n, why);
+    unsigned sent = 0;
+    for (unsigned i = 0; i < s->n; i++) {
+        wsp_worker_t *w = s->slots[i].w;
+        if (w == NULL)
+            continue;
+        int rv = wsp_link_send(&w->link, WSP_IPC_BROADCAST, seq, packed, (uint32_t)n);
+        if (rv < 0)
+            WSP_LOG(WSP_LOG_WARN, "event=worker_send_failed worker=%u error=%s", i,
+                    uv_err_name(rv));
+        else
+            sent++;
+    }
     free(packed);
-    if (seq)
-        *seq = q;
+    WSP_LOG(WSP_LOG_INFO, "event=supervisor_broadcast seq=%" PRIu64 " reason=%s workers=%u", seq,
+            reason, sent);
     return 0;
 }
 
-static void super_broadcast_time(wsp_super_t *s, const char *why)
-{
-    char payload[96];
-    int n = snprintf(payload, sizeof(payload), "{\"time\":%" PRIu64 ",\"seq\":%" PRIu64 "}",
-                     wsp_net_epoch_ms(), s->seq + 1);
-    (void)super_publish(s, NULL, 0, (const uint8_t *)payload, (size_t)n, why, NULL);
-}
+/* --- the workers --- */
 
 static void on_worker_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
                              uint32_t len)
 {
     (void)seq;
     wsp_worker_t *w = user;
+    const char *chan;
+    size_t chan_len;
+    const uint8_t *msg;
+    size_t msg_len;
     if (type == WSP_IPC_TRIGGER)
-        super_broadcast_time(w->s, "worker_sigusr1");
-    else if (type == WSP_IPC_PUBLISH)
-        (void)super_publish_packed(w->s, payload, len, "worker_publish");
+        wsp_pub_time(w->s->pub, "worker_sigusr1");
+    else if (type == WSP_IPC_PUBLISH &&
+             wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) == 0)
+        (void)wsp_pub_publish(w->s->pub, chan, chan_len, msg, msg_len, "worker_publish", NULL);
 }
 
-static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_worker_end(void *user, int protocol, int err)
 {
-    (void)h;
-    (void)suggested;
-    static char rbuf[16384]; /* supervisor thread only */
-    *buf = uv_buf_init(rbuf, sizeof(rbuf));
-}
-
-static void on_worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    wsp_worker_t *w = st->data;
-    if (nread <= 0) {
-        if (nread < 0)
-            (void)uv_read_stop(st); /* EOF: on_worker_exit follows and cleans up */
-        return;
-    }
-    if (wsp_ipc_feed(&w->rd, (const uint8_t *)buf->base, (size_t)nread, on_worker_packet, w) < 0) {
+    (void)err; /* EOF or a read error: on_worker_exit follows and cleans up */
+    wsp_worker_t *w = user;
+    if (protocol)
         WSP_LOG(WSP_LOG_ERROR, "event=worker_protocol_error worker=%u", w->idx);
-        (void)uv_read_stop(st);
+}
+
+static void on_worker_handle_close(uv_handle_t *h)
+{
+    wsp_worker_t *w = h->data;
+    if (--w->handles == 0) {
+        wsp_link_reset(&w->link);
+        free(w);
     }
 }
 
@@ -187,14 +136,7 @@ static void super_finish(wsp_super_t *s)
     if (s->finished)
         return;
     s->finished = 1;
-    wsp_admin_stop(s->admin); /* /healthz answered 503 until every worker had drained */
-    s->admin = NULL;
-    wsp_redis_stop(s->redis);
-    s->redis = NULL;
-    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
-    uv_close((uv_handle_t *)&s->sig_int, NULL);
-    uv_close((uv_handle_t *)&s->sig_term, NULL);
-    uv_close((uv_handle_t *)&s->tick, NULL);
+    wsp_pub_close(s->pub); /* /healthz answered 503 until every worker had drained */
     uv_close((uv_handle_t *)&s->kill_timer, NULL);
     for (unsigned i = 0; i < s->n; i++)
         uv_close((uv_handle_t *)&s->slots[i].restart, NULL);
@@ -239,7 +181,7 @@ static void on_worker_exit(uv_process_t *p, int64_t exit_status, int term_signal
     s->slots[w->idx].w = NULL;
     s->alive--;
     uv_close((uv_handle_t *)&w->proc, on_worker_handle_close);
-    uv_close((uv_handle_t *)&w->pipe, on_worker_handle_close);
+    uv_close((uv_handle_t *)&w->link.pipe, on_worker_handle_close);
     if (s->stopping) {
         if (s->alive == 0)
             super_finish(s);
@@ -248,27 +190,11 @@ static void on_worker_exit(uv_process_t *p, int64_t exit_status, int term_signal
     super_schedule_restart(s, w->idx);
 }
 
-static void super_spawn(wsp_super_t *s, unsigned i)
+/* Starts worker i: this binary again with the supervisor's argv, the slot number as its
+ * --worker-id, the socketpair as fd 3 and the shared counters as fd 4. Returns 0 or a negative
+ * errno (both handles of w are then closing). */
+static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
 {
-    wsp_worker_t *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        WSP_LOG(WSP_LOG_ERROR, "event=worker_spawn_failed worker=%u error=ENOMEM", i);
-        super_schedule_restart(s, i);
-        return;
-    }
-    w->s = s;
-    w->idx = i;
-    int rv = uv_pipe_init(&s->loop, &w->pipe, 0);
-    if (rv < 0) {
-        free(w);
-        WSP_LOG(WSP_LOG_ERROR, "event=worker_spawn_failed worker=%u error=%s", i, uv_err_name(rv));
-        super_schedule_restart(s, i);
-        return;
-    }
-    w->pipe.data = w;
-    w->proc.data = w;
-    w->handles = 2;
-    /* The slot number is the worker's --worker-id: patch it into the shared argv. */
     char id[16];
     snprintf(id, sizeof(id), "%u", i);
     char **argv = s->wargv;
@@ -282,8 +208,8 @@ static void super_spawn(wsp_super_t *s, unsigned i)
     stdio[1].data.fd = 1;
     stdio[2].flags = UV_INHERIT_FD;
     stdio[2].data.fd = 2;
-    stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-    stdio[3].data.stream = (uv_stream_t *)&w->pipe;
+    stdio[WSP_SUPER_WORKER_FD].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+    stdio[WSP_SUPER_WORKER_FD].data.stream = (uv_stream_t *)&w->link.pipe;
     stdio[4].flags = UV_INHERIT_FD; /* the shared counters: the worker maps its slot */
     stdio[4].data.fd = s->metrics_fd;
     uv_process_options_t opts;
@@ -293,24 +219,45 @@ static void super_spawn(wsp_super_t *s, unsigned i)
     opts.exit_cb = on_worker_exit;
     opts.stdio_count = 5;
     opts.stdio = stdio;
-    rv = uv_spawn(&s->loop, &w->proc, &opts);
+    int rv = uv_spawn(&s->loop, &w->proc, &opts);
     argv[k - 1] = "0"; /* never left pointing at the stack */
     if (rv < 0) {
-        WSP_LOG(WSP_LOG_ERROR, "event=worker_spawn_failed worker=%u error=%s", i, uv_err_name(rv));
         /* uv_spawn() initialised the process handle even though it failed: close both. */
         uv_close((uv_handle_t *)&w->proc, on_worker_handle_close);
-        uv_close((uv_handle_t *)&w->pipe, on_worker_handle_close);
+        uv_close((uv_handle_t *)&w->link.pipe, on_worker_handle_close);
+    }
+    return rv;
+}
+
+static void super_spawn(wsp_super_t *s, unsigned i)
+{
+    wsp_worker_t *w = calloc(1, sizeof(*w));
+    int rv = w ? wsp_link_init(&w->link, &s->loop) : -ENOMEM;
+    if (rv == 0) {
+        w->s = s;
+        w->idx = i;
+        w->link.pipe.data = w;
+        w->proc.data = w;
+        w->handles = 2;
+        rv = super_exec(s, w, i);
+    } else {
+        free(w);
+    }
+    if (rv < 0) {
+        WSP_LOG(WSP_LOG_ERROR, "event=worker_spawn_failed worker=%u error=%s", i, uv_err_name(rv));
         super_schedule_restart(s, i);
         return;
     }
     s->slots[i].w = w;
     s->slots[i].started_ms = wsp_net_epoch_ms();
     s->alive++;
-    rv = uv_read_start((uv_stream_t *)&w->pipe, on_worker_alloc, on_worker_read);
+    rv = wsp_link_read_start(&w->link, on_worker_packet, on_worker_end, w);
     if (rv < 0) /* the worker still runs; it only cannot ask for broadcasts */
         WSP_LOG(WSP_LOG_ERROR, "event=worker_pipe_failed worker=%u error=%s", i, uv_err_name(rv));
     WSP_LOG(WSP_LOG_INFO, "event=worker_started worker=%u pid=%d", i, w->proc.pid);
 }
+
+/* --- stopping --- */
 
 static void on_kill_timeout(uv_timer_t *t)
 {
@@ -325,13 +272,15 @@ static void on_kill_timeout(uv_timer_t *t)
     }
 }
 
-static void super_stop(wsp_super_t *s, int signum)
+/* The publisher's stop: SIGINT or SIGTERM to the supervisor goes to every worker. */
+static void on_super_stop(void *user, int signum)
 {
+    wsp_super_t *s = user;
     if (s->stopping)
         return;
     s->stopping = 1;
     WSP_LOG(WSP_LOG_INFO, "event=shutdown signal=%s workers=%u", strsignal(signum), s->alive);
-    (void)uv_timer_stop(&s->tick); /* cannot fail for an initialised timer */
+    wsp_pub_stop(s->pub);
     for (unsigned i = 0; i < s->n; i++) {
         (void)uv_timer_stop(&s->slots[i].restart);
         wsp_worker_t *w = s->slots[i].w;
@@ -350,92 +299,13 @@ static void super_stop(wsp_super_t *s, int signum)
         on_kill_timeout(&s->kill_timer);
 }
 
-static void super_arm_tick(wsp_super_t *s);
-
-static void on_super_tick(uv_timer_t *t)
-{
-    wsp_super_t *s = t->data;
-    uint64_t now = wsp_net_epoch_ms();
-    if (now < s->next_tick_ms) { /* the monotonic timer ran ahead of the wall clock */
-        (void)uv_timer_start(&s->tick, on_super_tick, s->next_tick_ms - now, 0);
-        return;
-    }
-    super_broadcast_time(s, "tick");
-    super_arm_tick(s);
-}
-
-/* Arms the next tick on the next wall-clock multiple of the interval. */
-static void super_arm_tick(wsp_super_t *s)
-{
-    if (s->cfg->interval == 0 || s->stopping)
-        return;
-    uint64_t per = (uint64_t)s->cfg->interval * 1000u;
-    uint64_t now = wsp_net_epoch_ms();
-    s->next_tick_ms = (now / per + 1) * per;
-    int rv = uv_timer_start(&s->tick, on_super_tick, s->next_tick_ms - now, 0);
-    if (rv < 0)
-        WSP_LOG(WSP_LOG_ERROR, "event=tick_failed error=%s", uv_err_name(rv));
-}
-
-static void on_super_signal(uv_signal_t *sig, int signum)
-{
-    wsp_super_t *s = sig->data;
-    if (signum == SIGUSR1)
-        super_broadcast_time(s, "sigusr1");
-    else
-        super_stop(s, signum);
-}
-
-static int super_signal(wsp_super_t *s, uv_signal_t *sig, int signum)
-{
-    int rv = uv_signal_init(&s->loop, sig);
-    if (rv < 0)
-        return rv;
-    sig->data = s;
-    return uv_signal_start(sig, on_super_signal, signum);
-}
-
-static void on_super_walk_close(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
-static int on_admin_publish(void *user, const char *channel, size_t channel_len,
-                            const uint8_t *payload, size_t len, uint64_t *seq, uint64_t *conns)
-{
-    wsp_super_t *s = user;
-    if (s->stopping)
-        return -EAGAIN;
-    *conns = wsp_metrics_sum_open(s->stats, s->n);
-    if (s->redis) { /* through Redis, so that every machine delivers it */
-        *seq = 0;
-        return wsp_redis_publish(s->redis, channel, channel_len, payload, len);
-    }
-    return super_publish(s, channel, channel_len, payload, len, "admin", seq);
-}
-
-static int on_admin_metrics(void *user, wsp_buf_t *out)
-{
-    wsp_super_t *s = user;
-    return wsp_metrics_render(s->stats, s->n, out);
-}
-
-static int on_admin_stats(void *user, wsp_buf_t *out)
-{
-    wsp_super_t *s = user;
-    return wsp_metrics_stats_json(s->stats, s->n, s->stopping, out);
-}
-
-static int on_admin_healthy(void *user) { return !((wsp_super_t *)user)->stopping; }
-
-static const wsp_admin_ops_t wsp_super_admin_ops = {
-    .publish = on_admin_publish,
-    .metrics = on_admin_metrics,
-    .stats = on_admin_stats,
-    .healthy = on_admin_healthy,
+static const wsp_pub_ops_t super_pub_ops = {
+    .deliver = on_super_deliver,
+    .trigger = NULL, /* only a worker relays */
+    .stop = on_super_stop,
 };
+
+/* --- open, start, teardown --- */
 
 /* One slot of counters per worker in a memfd that every worker maps: /metrics sums them. */
 static int super_metrics_init(wsp_super_t *s)
@@ -460,103 +330,109 @@ static int super_metrics_init(wsp_super_t *s)
     return 0;
 }
 
-int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
+/* The workers' command line: the supervisor's, then the port chosen here and the worker
+ * flags; later flags win. The last value is the id, patched per spawn. */
+static void super_worker_argv(wsp_super_t *s, int argc, char **argv)
 {
-    /* Holding a bound socket on the port checks it now (one clear error instead of P dying
-     * workers) and, with --port 0, picks the port every worker then binds. */
-    int port_fd;
-    int rv = wsp_net_bind_reuseport(cfg->bind, cfg->port, &port_fd);
-    if (rv < 0)
-        return rv;
-    int port = wsp_net_local_port(port_fd);
-    if (port < 0) {
-        close(port_fd);
-        return port;
-    }
-    wsp_super_t *s = wsp_xcalloc(1, sizeof(*s));
-    s->cfg = cfg;
-    s->n = cfg->procs;
-    s->slots = wsp_xcalloc(s->n, sizeof(*s->slots));
-    s->metrics_fd = -1;
-    if ((rv = super_metrics_init(s)) < 0) {
-        close(port_fd);
-        free(s->slots);
-        free(s);
-        return rv;
-    }
-    /* Workers: the same command line, then the port chosen here and the worker flags; later
-     * flags win. The last value is the id, patched per spawn. */
-    char portstr[16], fdstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    snprintf(fdstr, sizeof(fdstr), "%d", 3);
+    static char fdstr[] = "3"; /* WSP_SUPER_WORKER_FD */
+    snprintf(s->portstr, sizeof(s->portstr), "%d", s->port);
     s->wargv = wsp_xcalloc((size_t)argc + 7, sizeof(char *));
     int k = 0;
-    s->wargv[k++] = argv[0];
-    for (int i = 1; i < argc; i++)
+    for (int i = 0; i < argc; i++)
         s->wargv[k++] = argv[i];
     s->wargv[k++] = "--port";
-    s->wargv[k++] = portstr;
+    s->wargv[k++] = s->portstr;
     s->wargv[k++] = "--worker-fd";
     s->wargv[k++] = fdstr;
     s->wargv[k++] = "--worker-id";
     s->wargv[k++] = "0";
     s->wargv[k] = NULL;
+}
 
-    if ((rv = uv_loop_init(&s->loop)) < 0) {
-        close(port_fd);
-        close(s->metrics_fd);
-        (void)munmap(s->stats, (size_t)s->n * sizeof(wsp_proc_stats_t));
-        free(s->wargv);
-        free(s->slots);
-        free(s);
+/* Everything that can fail before a worker runs: the port, the shared counters, the loop
+ * and its handles, the publisher (signals, admin API, Redis). */
+static int super_open(wsp_super_t *s)
+{
+    /* Holding a bound socket on the port checks it now (one clear error instead of P dying
+     * workers) and, with --port 0, picks the port every worker then binds. */
+    int rv = wsp_net_bind_reuseport(s->cfg->bind, s->cfg->port, &s->port_fd);
+    if (rv < 0)
         return rv;
-    }
-    if ((rv = uv_timer_init(&s->loop, &s->tick)) < 0 ||
-        (rv = uv_timer_init(&s->loop, &s->kill_timer)) < 0 ||
-        (rv = super_signal(s, &s->sig_usr1, SIGUSR1)) < 0 ||
-        (rv = super_signal(s, &s->sig_int, SIGINT)) < 0 ||
-        (rv = super_signal(s, &s->sig_term, SIGTERM)) < 0)
-        goto out;
-    s->tick.data = s;
+    if ((s->port = wsp_net_local_port(s->port_fd)) < 0)
+        return s->port;
+    if ((rv = super_metrics_init(s)) < 0 || (rv = uv_loop_init(&s->loop)) < 0)
+        return rv;
+    s->loop_open = 1;
+    if ((rv = uv_timer_init(&s->loop, &s->kill_timer)) < 0)
+        return rv;
     s->kill_timer.data = s;
     for (unsigned i = 0; i < s->n; i++) {
         if ((rv = uv_timer_init(&s->loop, &s->slots[i].restart)) < 0)
-            goto out;
+            return rv;
         s->slots[i].restart.data = s;
     }
-    if (cfg->admin_host[0] != '\0' &&
-        (rv = wsp_admin_start(&s->admin, &s->loop, cfg->admin_host, cfg->admin_port,
-                              cfg->admin_token[0] ? cfg->admin_token : NULL, &wsp_super_admin_ops,
-                              s)) < 0) {
-        rv = -(WSP_EADMIN - rv); /* main() names the admin port */
-        goto out;
-    }
-    if (cfg->redis_host[0] != '\0' &&
-        (rv = wsp_redis_start(&s->redis, &s->loop, cfg, NULL, NULL)) < 0)
-        goto out;
+    if ((rv = wsp_pub_new(&s->pub, &s->loop, s->cfg, WSP_PUB_SUPERVISOR, s->stats, s->n,
+                          &super_pub_ops, s)) < 0)
+        return rv;
+    return wsp_pub_open(s->pub);
+}
+
+static void super_serve(wsp_super_t *s)
+{
+    const wsp_config_t *cfg = s->cfg;
     WSP_LOG(WSP_LOG_INFO,
             "event=supervisor_listening bind=%s port=%d procs=%u threads=%u admin_port=%d",
-            cfg->bind, port, s->n, cfg->threads, s->admin ? wsp_admin_port(s->admin) : 0);
+            cfg->bind, s->port, s->n, cfg->threads, wsp_pub_admin_port(s->pub));
     for (unsigned i = 0; i < s->n; i++)
         super_spawn(s, i);
-    super_arm_tick(s);
+    wsp_pub_start(s->pub);
     (void)uv_run(&s->loop, UV_RUN_DEFAULT); /* until every worker exited after a signal */
     WSP_LOG(WSP_LOG_INFO, "event=stopped");
-out:
-    wsp_admin_stop(s->admin);
-    s->admin = NULL;
-    wsp_redis_stop(s->redis);
-    s->redis = NULL;
-    uv_walk(&s->loop, on_super_walk_close, NULL);
-    (void)uv_run(&s->loop, UV_RUN_DEFAULT);
-    int crv = uv_loop_close(&s->loop);
-    if (crv < 0)
-        WSP_LOG(WSP_LOG_ERROR, "event=loop_close_failed error=%s", uv_err_name(crv));
-    close(port_fd);
-    close(s->metrics_fd);
-    (void)munmap(s->stats, (size_t)s->n * sizeof(wsp_proc_stats_t)); /* our own mapping */
+}
+
+static void on_super_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* The one way out, from wherever super_open() stopped or after super_serve(). */
+static int super_teardown(wsp_super_t *s, int rv)
+{
+    wsp_pub_close(s->pub);
+    if (s->loop_open) {
+        uv_walk(&s->loop, on_super_walk_close, NULL);
+        (void)uv_run(&s->loop, UV_RUN_DEFAULT);
+        int crv = uv_loop_close(&s->loop);
+        if (crv < 0)
+            WSP_LOG(WSP_LOG_ERROR, "event=loop_close_failed error=%s", uv_err_name(crv));
+    }
+    wsp_pub_free(s->pub);
+    if (s->port_fd >= 0)
+        close(s->port_fd);
+    if (s->metrics_fd >= 0)
+        close(s->metrics_fd);
+    if (s->stats) /* our own mapping: cannot fail */
+        (void)munmap(s->stats, (size_t)s->n * sizeof(wsp_proc_stats_t));
     free(s->wargv);
     free(s->slots);
     free(s);
     return rv;
+}
+
+int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
+{
+    wsp_super_t *s = wsp_xcalloc(1, sizeof(*s));
+    s->cfg = cfg;
+    s->n = cfg->procs;
+    s->slots = wsp_xcalloc(s->n, sizeof(*s->slots));
+    s->port_fd = -1;
+    s->metrics_fd = -1;
+    int rv = super_open(s);
+    if (rv == 0) {
+        super_worker_argv(s, argc, argv);
+        super_serve(s);
+    }
+    return super_teardown(s, rv);
 }

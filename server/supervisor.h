@@ -1,6 +1,11 @@
 #ifndef WSP_SUPERVISOR_H
 #define WSP_SUPERVISOR_H
 
+/* The prefork supervisor (--procs P): one process that holds no client socket, starts P
+ * workers (each a full wspush: server/coordinator.c), restarts one that dies, and runs the
+ * publisher (server/publisher.c) for all of them, so that every worker sends the same bytes
+ * and seq. */
+
 #include "config.h"
 
 /* Runs the prefork supervisor: starts cfg->procs workers (this binary again, each a full

@@ -170,15 +170,15 @@ static int parse_request_line(const uint8_t *l, size_t n, wsp_upgrade_req_t *req
     return 0;
 }
 
-/* What the header fields said; collected first so that framing errors win over the rest. */
+/* What the header fields said beyond what the request carries (wsp_upgrade_req_t): counts and
+ * flags for the checks, collected first so that framing errors win over the rest. */
 struct fields {
     int host, upgrade, connection, version_seen, version_bad, key_count;
-    const uint8_t *key;
-    size_t key_len;
 };
 
-/* One header field line. Returns 0 or 400. */
-static int parse_field(const uint8_t *l, size_t n, struct fields *f)
+/* One header field line: a header the caller needs goes into r, what the checks need into f.
+ * Returns 0 or 400. */
+static int parse_field(const uint8_t *l, size_t n, wsp_upgrade_req_t *r, struct fields *f)
 {
     if (is_ows(l[0])) /* obs-fold: RFC 7230 §3.2.4 lets a server reject it with 400 */
         return 400;
@@ -201,8 +201,8 @@ static int parse_field(const uint8_t *l, size_t n, struct fields *f)
         f->connection |= list_has(v, vn, "upgrade");
     } else if (ieq(l, nn, "sec-websocket-key")) {
         f->key_count++;
-        f->key = v;
-        f->key_len = vn;
+        r->key = (const char *)v;
+        r->key_len = vn;
     } else if (ieq(l, nn, "sec-websocket-version")) {
         f->version_seen = 1;
         if (vn != 2 || memcmp(v, "13", 2) != 0)
@@ -218,7 +218,7 @@ static int parse_block(const uint8_t *buf, wsp_upgrade_req_t *req)
     size_t pos = 0, n;
     const uint8_t *l;
     int is_get, is_11;
-    wsp_upgrade_req_t r;
+    wsp_upgrade_req_t r = {0}; /* headers not sent stay NULL / 0 */
     next_line(buf, &pos, &l, &n);
     int st = parse_request_line(l, n, &r, &is_get, &is_11);
     if (st != 0)
@@ -229,7 +229,7 @@ static int parse_block(const uint8_t *buf, wsp_upgrade_req_t *req)
         next_line(buf, &pos, &l, &n);
         if (n == 0)
             break;
-        st = parse_field(l, n, &f);
+        st = parse_field(l, n, &r, &f);
         if (st != 0)
             return st;
     }
@@ -239,12 +239,10 @@ static int parse_block(const uint8_t *buf, wsp_upgrade_req_t *req)
     if (!is_get)
         return 405;
     if (!is_11 || f.host == 0 || !f.upgrade || !f.connection || f.key_count == 0 ||
-        !key_ok(f.key, f.key_len))
+        !key_ok((const uint8_t *)r.key, r.key_len))
         return 400;
     if (!f.version_seen || f.version_bad)
         return 426; /* RFC 6455 §4.4: the 426 response lists the version we speak */
-    r.key = (const char *)f.key;
-    r.key_len = f.key_len;
     *req = r;
     return 0;
 }

@@ -1,6 +1,11 @@
 #ifndef WSP_UPGRADE_H
 #define WSP_UPGRADE_H
 
+/* The HTTP/1.1 WebSocket upgrade (RFC 6455 section 4.2) as a pure parser over the bytes
+ * received: the request line and header fields, what they must hold, the 101 response and
+ * the error responses. Policy (which path, which channels, later a token) is conn.c's
+ * (conn_admit()); this module only says what the request carries. */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,7 +15,9 @@
 /* Length of a Sec-WebSocket-Accept value (base64 of a SHA-1), without a terminator. */
 #define WSP_UPGRADE_ACCEPT_LEN 28
 
-/* What a valid upgrade request carries; pointers point into the parsed buffer. */
+/* What a valid upgrade request carries; pointers point into the parsed buffer. A header a
+ * later check needs (Authorization, Cookie, Sec-WebSocket-Protocol, Sec-WebSocket-Extensions)
+ * becomes a pointer and length here, filled by parse_field() in upgrade.c. */
 typedef struct wsp_upgrade_req_s {
     const char *path; /* request target up to '?' (origin-form) */
     size_t path_len;

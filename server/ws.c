@@ -279,6 +279,19 @@ static int run_wslay(wsp_ws_t *ws, const uint8_t *p, const struct scan_res *r, b
     return rv;
 }
 
+/* Fast path for the answers to our pings: whole masked pongs (FIN, no RSV, <= 125 bytes) at
+ * a frame boundary need no parser state, which would cost a wslay context (~8.7 KB allocated
+ * and zeroed) per pong. A pong's payload needs no validation. Returns how many bytes at the
+ * start of buf are such pongs. */
+static size_t skip_pongs(const uint8_t *buf, size_t len)
+{
+    size_t skip = 0;
+    while (len - skip >= 6 && buf[skip] == (0x80u | WSP_OP_PONG) && (buf[skip + 1] & 0x80u) &&
+           (buf[skip + 1] & 0x7Fu) <= 125 && len - skip >= 6u + (buf[skip + 1] & 0x7Fu))
+        skip += 6u + (buf[skip + 1] & 0x7Fu);
+    return skip;
+}
+
 int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn write, void *user,
                 int *close_code)
 {
@@ -290,13 +303,7 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
     if (len == 0)
         return WSP_WS_OK;
     if (ws == NULL) {
-        /* Fast path for the answers to our pings: whole masked pongs (FIN, no RSV, <= 125
-         * bytes) at a frame boundary need no parser state, which would cost a wslay context
-         * (~8.7 KB allocated and zeroed) per pong. A pong's payload needs no validation. */
-        size_t skip = 0;
-        while (len - skip >= 6 && buf[skip] == (0x80u | WSP_OP_PONG) && (buf[skip + 1] & 0x80u) &&
-               (buf[skip + 1] & 0x7Fu) <= 125 && len - skip >= 6u + (buf[skip + 1] & 0x7Fu))
-            skip += 6u + (buf[skip + 1] & 0x7Fu);
+        size_t skip = skip_pongs(buf, len);
         if (skip == len)
             return WSP_WS_OK;
         buf += skip; /* the rest starts at a frame boundary */

@@ -1,11 +1,15 @@
 #ifndef WSP_WS_H
 #define WSP_WS_H
 
+/* Client-frame handling for OPEN connections, over wslay: pings get pongs, data messages are
+ * checked and dropped, a close is echoed, protocol errors get their close code. An idle
+ * connection owns no state: the wslay context exists only while a frame or message is
+ * incomplete or a reply is queued. */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Client-frame handling for OPEN connections, over wslay. An idle connection owns no state:
- * the wslay context exists only while a frame or message is incomplete or a reply is queued. */
+/* The parser state of one connection. */
 typedef struct wsp_ws_s wsp_ws_t;
 
 /* The largest client text/binary message accepted (and dropped); larger closes with 1009. */

@@ -90,6 +90,15 @@ class Server:
             time.sleep(0.05)
         if self.port is None:
             raise RuntimeError("wspush did not start:\n" + self.text())
+        # The supervisor logs before it starts the workers: until one listens, a client finds
+        # no listener on the port (ECONNREFUSED), so wait for both (slow under TSan).
+        while time.time() < deadline + 20 and len(self.listening()) < 2:
+            time.sleep(0.05)
+        if len(self.listening()) < 2:
+            raise RuntimeError("the workers did not start:\n" + self.text())
+
+    def listening(self):
+        return re.findall(r"worker=\d+ pid=\d+ event=listening ", self.text())
 
     def text(self):
         with open(self.log.name, errors="replace") as f:

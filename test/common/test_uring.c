@@ -1,6 +1,7 @@
 /* common/uring.c against real sockets: batched sends and receives complete within the flush,
  * a full or empty socket answers -EAGAIN at once (never parked in the kernel), the batch
- * bound, errors per operation, and the forced-failure hook the fallback tests rely on. */
+ * bound, errors per operation, and the forced-failure hooks the fallback tests rely on (this
+ * test links wsp_common_testhooks, compiled with WSP_TEST_HOOKS). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -221,13 +222,43 @@ static void test_forced_failure(void **state)
     assert_int_equal(wsp_uring_probe(), 0);
 }
 
+/* The n-th submission refused: what ran before stands, the refused batch comes back as not
+ * done (-ECANCELED) with nothing sent, and the ring refuses all further work. */
+static void test_forced_submit_failure(void **state)
+{
+    (void)state;
+    wsp_uring_t *r = ring_or_skip(8);
+    int sv[2];
+    pair(sv);
+    assert_int_equal(setenv("WSP_TEST_URING_FAIL_SUBMIT", "2:5", 1), 0); /* EIO, second */
+    result_t res = {0};
+    assert_int_equal(wsp_uring_send(r, sv[0], "a", 1, &sv[0]), 0);
+    assert_int_equal(wsp_uring_flush(r, on_result, &res), 1); /* the first runs */
+    assert_int_equal(result_of(&res, &sv[0]), 1);
+    res.n = 0;
+    assert_int_equal(wsp_uring_send(r, sv[0], "b", 1, &sv[0]), 0);
+    assert_int_equal(wsp_uring_send(r, sv[0], "c", 1, &sv[1]), 0);
+    assert_int_equal(wsp_uring_flush(r, on_result, &res), -EIO);
+    assert_int_equal(res.n, 2);
+    assert_int_equal(result_of(&res, &sv[0]), -ECANCELED);
+    assert_int_equal(result_of(&res, &sv[1]), -ECANCELED);
+    assert_int_equal(wsp_uring_send(r, sv[0], "d", 1, NULL), -EIO);
+    assert_int_equal(unsetenv("WSP_TEST_URING_FAIL_SUBMIT"), 0);
+    char buf[8];
+    assert_int_equal(read(sv[1], buf, sizeof(buf)), 1); /* "a" only: b and c never ran */
+    assert_int_equal(buf[0], 'a');
+    close(sv[0]);
+    close(sv[1]);
+    wsp_uring_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_batch),         cmocka_unit_test(test_batch_bound),
         cmocka_unit_test(test_full_socket_eagain), cmocka_unit_test(test_recv),
         cmocka_unit_test(test_errors_per_op),      cmocka_unit_test(test_bad_entries),
-        cmocka_unit_test(test_forced_failure),
+        cmocka_unit_test(test_forced_failure),     cmocka_unit_test(test_forced_submit_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* Fuzzes the admin HTTP API (server/admin.c) through its only entry point, a TCP connection:
+/* Fuzzes the admin HTTP API (server/admin.c over server/httpd.c) through its only entry
+ * point, a TCP connection:
  * one persistent loop holds two admin servers on 127.0.0.1 (one with a bearer token, one
  * without) and fake ops; each input opens a client socket, writes the stream in pieces
  * (running the loop between them), shuts its write side and runs the loop until it reads EOF.
@@ -21,8 +22,9 @@
 #include "fuzz.h"
 
 /* Compiled in, as test/server/test_admin.c does, to read the connection count and reference
- * count (a->nconns, a->refs) without a test-only accessor. */
+ * count (a->http->nconns, a->http->refs) without a test-only accessor. */
 #include "admin.c"
+#include "httpd.c"
 
 #define FUZZ_TOKEN "fuzz-token"
 #define FUZZ_IDLE_ROUNDS 300 /* 10 ms polls with nothing ready: 3 s without progress fails */
@@ -62,7 +64,7 @@ static int fake_publish(void *user, const char *channel, size_t channel_len, con
                         size_t len, uint64_t *seq, uint64_t *conns)
 {
     wsp_admin_t **srv = user;
-    WSP_FUZZ_CHECK(payload != NULL && len <= WSP_ADMIN_BODY_MAX);
+    WSP_FUZZ_CHECK(payload != NULL && len <= WSP_HTTPD_BODY_MAX);
     WSP_FUZZ_CHECK(wsp_utf8_valid(payload, len));
     if (channel == NULL) {
         WSP_FUZZ_CHECK(channel_len == 0);
@@ -391,7 +393,8 @@ static void count_handle(uv_handle_t *h, void *arg)
 static void settle(client_t *cl)
 {
     unsigned idle = 0;
-    while (servers[0]->nconns + servers[1]->nconns > 0 || servers[0]->refs + servers[1]->refs > 2)
+    const wsp_httpd_t *h0 = servers[0]->http, *h1 = servers[1]->http;
+    while (h0->nconns + h1->nconns > 0 || h0->refs + h1->refs > 2)
         if (!pump(cl))
             WSP_FUZZ_CHECK(++idle < FUZZ_IDLE_ROUNDS); /* the peer's EOF must close */
     unsigned handles = 0;
@@ -462,11 +465,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     client_t cl = {.fd = client_open(wsp_admin_port(srv), fake.mode & OPS_BIG), .rbuf = rbuf};
     (void)pump(&cl); /* accepts: the connection is in the listener's backlog */
-    WSP_FUZZ_CHECK(srv->nconns == 1);
+    WSP_FUZZ_CHECK(srv->http->nconns == 1);
     if (fake.mode & OPS_BIG) { /* a slow network: the admin's writes queue, reading stops */
         uv_os_fd_t afd;
         int sz = 4096;
-        WSP_FUZZ_CHECK(uv_fileno((uv_handle_t *)&srv->conns->tcp, &afd) == 0);
+        WSP_FUZZ_CHECK(uv_fileno((uv_handle_t *)&srv->http->conns->tcp, &afd) == 0);
         WSP_FUZZ_CHECK(setsockopt(afd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz) == 0);
     }
     for (size_t off = 0; off < fake.in_len;) {

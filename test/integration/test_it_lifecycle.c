@@ -225,10 +225,14 @@ static void broadcast_reaches(wsp_it_server_t *srv, size_t n)
 
 /* io_uring refused (the probe forced to fail with EPERM, as kernel.io_uring_disabled or a
  * container's seccomp profile would): auto says so and broadcasts with one send per
- * connection; on refuses to start, naming the reason. */
+ * connection; on refuses to start, naming the reason. The fault is injected by the test
+ * build's hooks (common/uring.h): this test runs wspush-testhooks. */
 static void test_io_uring_unavailable(void **state)
 {
     wsp_it_server_t *srv = *state;
+    const char *shipped = wsp_it_binary;
+    wsp_it_binary = getenv("WSP_IT_TESTHOOKS");
+    assert_non_null(wsp_it_binary);
     assert_int_equal(setenv("WSP_TEST_URING_FAIL", "1", 1), 0); /* EPERM */
     const char *const autoargs[] = {"--io-uring", "auto", NULL};
     int rv = wsp_it_server_start(srv, autoargs);
@@ -241,6 +245,7 @@ static void test_io_uring_unavailable(void **state)
     char *out = NULL, *err = NULL;
     int onrv = wsp_it_run(wsp_it_binary, onargs, T, &out, &err);
     assert_int_equal(unsetenv("WSP_TEST_URING_FAIL"), 0);
+    wsp_it_binary = shipped;
     assert_int_equal(rv, 0);
     assert_int_equal(shards_on_path(srv, "path=uv_try_write"), 2);
     assert_int_equal(shards_on_path(srv, "path=io_uring"), 0);

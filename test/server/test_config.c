@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -129,12 +131,55 @@ static void test_redis_url(void **state)
     expect_bad(ARGV("--channel", ""), "--channel");
 }
 
+static int read_token_from(const char *content, size_t len, char *out, size_t cap)
+{
+    char path[] = "/tmp/wsp_config_tokenXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, len), (ssize_t)len);
+    close(fd);
+    int rv = wsp_config_read_token(path, out, cap);
+    unlink(path);
+    return rv;
+}
+
+#define READ_TOKEN(s, out, cap) read_token_from((s), sizeof(s) - 1, (out), (cap))
+
+static void test_read_token(void **state)
+{
+    (void)state;
+    char out[WSP_CONFIG_TOKEN_MAX + 1];
+    assert_int_equal(READ_TOKEN("abc\n", out, sizeof out), 0);
+    assert_string_equal(out, "abc");
+    assert_int_equal(READ_TOKEN("abc", out, sizeof out), 0); /* no newline at all */
+    assert_string_equal(out, "abc");
+    assert_int_equal(READ_TOKEN("abc \t\r\nsecond line\n", out, sizeof out), 0);
+    assert_string_equal(out, "abc");
+    assert_int_equal(READ_TOKEN("", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("\nabc\n", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("   \n", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("a b\n", out, sizeof out), -EINVAL);
+    assert_int_equal(READ_TOKEN("abcd\n", out, 4), -ENOBUFS);
+    assert_int_equal(READ_TOKEN("abc\n", out, 4), 0);
+
+    char big[WSP_CONFIG_TOKEN_MAX + 200];
+    memset(big, 'k', sizeof big);
+    big[WSP_CONFIG_TOKEN_MAX] = '\n';
+    assert_int_equal(read_token_from(big, WSP_CONFIG_TOKEN_MAX + 1, out, sizeof out), 0);
+    assert_int_equal(strlen(out), WSP_CONFIG_TOKEN_MAX);
+    big[WSP_CONFIG_TOKEN_MAX] = 'k';
+    big[WSP_CONFIG_TOKEN_MAX + 1] = '\n';
+    assert_int_equal(read_token_from(big, WSP_CONFIG_TOKEN_MAX + 2, out, sizeof out), -EINVAL);
+    assert_int_equal(read_token_from(big, sizeof big, out, sizeof out), -EINVAL);
+    assert_int_equal(wsp_config_read_token("/nonexistent/token", out, sizeof out), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_flags),
         cmocka_unit_test(test_bad_values), cmocka_unit_test(test_help_version),
-        cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_redis_url),  cmocka_unit_test(test_read_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,150 @@
+#include "bcast.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channels.h"
+#include "frame.h"
+
+struct wsp_bcast_s {
+    /* One reference per kind built; NULL for a kind not built (yet). Only PLAIN exists so
+     * far, built by wsp_bcast_new(); a lazily built kind will be published here with a
+     * compare-and-swap, so that every shard sees one copy. */
+    wsp_msg_t *frame[WSP_BCAST_NKINDS];
+    uv_async_t *done;    /* whom the last shard wakes */
+    uint64_t seq;        /* the publisher's number */
+    unsigned shards;     /* shards it was posted to */
+    atomic_uint pending; /* shards still holding it */
+    atomic_uint_fast64_t first_start, last_end, written, failed;
+    wsp_bcast_t *next; /* the coordinator's in-flight list */
+    uint8_t chan_len;  /* 0 = the default channel */
+    char chan[WSP_CHANNEL_NAME_MAX + 1];
+};
+
+int wsp_bcast_new(wsp_bcast_t **out, const char *chan, size_t chan_len, const uint8_t *payload,
+                  size_t len, uint64_t seq, unsigned shards, uv_async_t *done)
+{
+    *out = NULL;
+    if (chan_len > WSP_CHANNEL_NAME_MAX)
+        return -EINVAL;
+    /* One allocation and one encoding per broadcast, never per connection. */
+    wsp_msg_t *m = wsp_frame_msg(WSP_OP_TEXT, payload, len);
+    wsp_bcast_t *b = calloc(1, sizeof(*b));
+    if (m == NULL || b == NULL) {
+        if (m)
+            wsp_msg_unref(m);
+        free(b);
+        return -ENOMEM;
+    }
+    b->frame[WSP_BCAST_PLAIN] = m;
+    b->done = done;
+    b->seq = seq;
+    b->shards = shards;
+    b->chan_len = (uint8_t)chan_len;
+    if (chan_len)
+        memcpy(b->chan, chan, chan_len);
+    b->chan[chan_len] = '\0';
+    atomic_init(&b->pending, shards);
+    atomic_init(&b->first_start, UINT64_MAX);
+    atomic_init(&b->last_end, 0);
+    atomic_init(&b->written, 0);
+    atomic_init(&b->failed, 0);
+    *out = b;
+    return 0;
+}
+
+wsp_msg_t *wsp_bcast_frame(wsp_bcast_t *b, unsigned kind) { return b->frame[kind]; }
+
+const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
+{
+    *len = b->chan_len;
+    return b->chan_len ? b->chan : NULL;
+}
+
+uint64_t wsp_bcast_seq(const wsp_bcast_t *b) { return b->seq; }
+
+static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)
+{
+    uint_fast64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    while (v < cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
+
+static void atomic_max_u64(atomic_uint_fast64_t *a, uint64_t v)
+{
+    uint_fast64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    while (v > cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
+
+void wsp_bcast_done(wsp_bcast_t *b, const wsp_bcast_report_t *r)
+{
+    uv_async_t *done = b->done; /* read before the release below: b may be freed after it */
+    if (r->start_ns) {
+        atomic_min_u64(&b->first_start, r->start_ns);
+        atomic_max_u64(&b->last_end, r->end_ns);
+    }
+    atomic_fetch_add_explicit(&b->written, r->written, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->failed, r->failed, memory_order_relaxed);
+    /* acq_rel: our updates above happen-before the coordinator's read of them. */
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) {
+        int rv = uv_async_send(done);
+        (void)rv; /* only fails for a non-async handle */
+    }
+}
+
+int wsp_bcast_cancel(wsp_bcast_t *b, unsigned n)
+{
+    return n && atomic_fetch_sub_explicit(&b->pending, n, memory_order_acq_rel) == n;
+}
+
+void wsp_bcast_track(wsp_bcast_t **list, wsp_bcast_t *b)
+{
+    b->next = *list;
+    *list = b;
+}
+
+static void bcast_free(wsp_bcast_t *b)
+{
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
+        if (b->frame[k]) /* a queued tail may still hold a reference of its own */
+            wsp_msg_unref(b->frame[k]);
+    free(b);
+}
+
+void wsp_bcast_reap(wsp_bcast_t **list, wsp_bcast_reap_fn fn, void *user)
+{
+    wsp_bcast_t **pp = list;
+    while (*pp) {
+        wsp_bcast_t *b = *pp;
+        if (atomic_load_explicit(&b->pending, memory_order_acquire) != 0) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        uint64_t first = atomic_load_explicit(&b->first_start, memory_order_relaxed);
+        uint64_t last = atomic_load_explicit(&b->last_end, memory_order_relaxed);
+        wsp_bcast_result_t r = {
+            .shards = b->shards,
+            .written = atomic_load_explicit(&b->written, memory_order_relaxed),
+            .failed = atomic_load_explicit(&b->failed, memory_order_relaxed),
+            .ns = last > first && first != UINT64_MAX ? last - first : 0,
+        };
+        if (fn)
+            fn(user, b, &r);
+        bcast_free(b);
+    }
+}
+
+void wsp_bcast_free_all(wsp_bcast_t **list)
+{
+    while (*list) {
+        wsp_bcast_t *b = *list;
+        *list = b->next;
+        bcast_free(b);
+    }
+}

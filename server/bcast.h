@@ -1,0 +1,87 @@
+#ifndef WSP_BCAST_H
+#define WSP_BCAST_H
+
+/* One broadcast in flight: what the coordinator hands every shard of its process, and what
+ * the shards report back. The coordinator creates it (wsp_bcast_new), posts the same pointer
+ * to every shard's ring and keeps it on its in-flight list; each shard reads it during its
+ * pass and calls wsp_bcast_done() once; the last one wakes the coordinator through the done
+ * handle given at creation, and the coordinator reaps it (wsp_bcast_reap). Shards write
+ * nothing in it but its atomics, and neither side knows the other's module: this is the
+ * whole interface between the coordinator and the shards' passes.
+ *
+ * Frames: a broadcast is encoded once and the same bytes go to every connection of every
+ * shard. A pass asks for the frame of the kind its connections were upgraded for
+ * (wsp_bcast_frame). Today every connection is WSP_BCAST_PLAIN. The kinds to come (a
+ * {"ch":..,"seq":..,"data":..} frame for clients of the wspush.v1 subprotocol, a
+ * permessage-deflate frame) are built there lazily, once per broadcast, by the first shard
+ * that needs one, shared by all shards through their reference counts and freed with the
+ * broadcast. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "msg.h"
+
+typedef struct wsp_bcast_s wsp_bcast_t;
+
+/* Frame kinds: what a connection receives (see above). */
+enum { WSP_BCAST_PLAIN = 0, WSP_BCAST_NKINDS };
+
+/* One shard's pass over a broadcast. */
+typedef struct wsp_bcast_report_s {
+    uint64_t start_ns, end_ns; /* monotonic; both 0 when the shard did not walk (stopping) */
+    uint64_t written, failed;  /* connections */
+} wsp_bcast_report_t;
+
+/* What every shard reported, summed, once the last one is done. */
+typedef struct wsp_bcast_result_s {
+    unsigned shards;          /* shards it was posted to, skipped ones included */
+    uint64_t written, failed; /* connections, over every shard */
+    uint64_t ns;              /* first shard's start to last shard's end; 0 if none walked */
+} wsp_bcast_result_t;
+
+/* Encodes payload once as a text frame and makes a broadcast of it for shards shards, on
+ * channel chan[0..chan_len) (NULL/0 = the default channel), numbered seq. done is signalled
+ * by the last shard to report. Returns 0, -EINVAL for a channel name over
+ * WSP_CHANNEL_NAME_MAX or -ENOMEM. Coordinator thread; *out is the coordinator's until it
+ * is posted and tracked. */
+int wsp_bcast_new(wsp_bcast_t **out, const char *chan, size_t chan_len, const uint8_t *payload,
+                  size_t len, uint64_t seq, unsigned shards, uv_async_t *done);
+
+/* The frame for connections of kind (WSP_BCAST_*): one reference owned by b, valid until the
+ * caller's wsp_bcast_done(b). A shard that keeps the bytes beyond that (a queued tail) takes a
+ * reference of its own. Shard thread, between popping b and wsp_bcast_done(b). */
+wsp_msg_t *wsp_bcast_frame(wsp_bcast_t *b, unsigned kind);
+
+/* The channel b is for, or NULL for the default channel; *len gets its length. Any thread
+ * holding b. */
+const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len);
+
+/* b's sequence number, as the publisher (server/publisher.c) assigned it. Any thread holding
+ * b. */
+uint64_t wsp_bcast_seq(const wsp_bcast_t *b);
+
+/* Reports one shard's pass over b and gives up that shard's hold on b; the last shard wakes
+ * the coordinator. b may be freed as soon as this returns. Shard thread, once per b. */
+void wsp_bcast_done(wsp_bcast_t *b, const wsp_bcast_report_t *r);
+
+/* Gives up the holds of n shards that never got b (their ring was full). Returns 1 when no
+ * shard holds b any more (reap now), else 0. Coordinator thread, after posting. */
+int wsp_bcast_cancel(wsp_bcast_t *b, unsigned n);
+
+/* Puts b on an in-flight list (the coordinator's; *list NULL when empty). Coordinator. */
+void wsp_bcast_track(wsp_bcast_t **list, wsp_bcast_t *b);
+
+/* Called by wsp_bcast_reap() for each finished broadcast, just before it is freed. */
+typedef void (*wsp_bcast_reap_fn)(void *user, const wsp_bcast_t *b, const wsp_bcast_result_t *r);
+
+/* Unlinks every broadcast of *list that all its shards have reported, hands it to fn (may be
+ * NULL) and frees it. Coordinator thread. */
+void wsp_bcast_reap(wsp_bcast_t **list, wsp_bcast_reap_fn fn, void *user);
+
+/* Frees every broadcast of *list, finished or not: only when no shard can hold one (a failed
+ * start, or after every shard was joined). Coordinator thread. */
+void wsp_bcast_free_all(wsp_bcast_t **list);
+
+#endif

@@ -1,0 +1,759 @@
+#include "httpd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "net.h"
+
+/* Limits. #ifndef so the unit test can shrink the timeouts. */
+#ifndef WSP_HTTPD_MAX_CONNS
+#define WSP_HTTPD_MAX_CONNS 64 /* more are accepted and closed at once */
+#endif
+#ifndef WSP_HTTPD_IDLE_MS
+#define WSP_HTTPD_IDLE_MS 30000 /* keep-alive connection with no request in progress */
+#endif
+#ifndef WSP_HTTPD_REQUEST_MS
+#define WSP_HTTPD_REQUEST_MS 10000 /* first byte to complete request; also a stalled response */
+#endif
+#ifndef WSP_HTTPD_LINGER_MS
+#define WSP_HTTPD_LINGER_MS 2000 /* draining the peer's input after our last response */
+#endif
+#define WSP_HTTPD_HEAD_MAX 8192 /* request line + headers + blank line */
+#define WSP_HTTPD_RBUF 8192     /* per connection: unparsed input survives a pending write */
+
+struct wsp_httpd_s {
+    uv_tcp_t listener;
+    uv_loop_t *loop;
+    const wsp_httpd_handler_t *h;
+    void *user;
+    wsp_httpd_conn_t *conns; /* live (not closing) connections */
+    unsigned nconns;         /* length of conns: what WSP_HTTPD_MAX_CONNS bounds */
+    unsigned refs;           /* listener + connections + refused sockets not yet closed */
+    int stopping;
+    int started; /* wsp_httpd_start() succeeded: on_closed is owed */
+    int port;
+};
+
+enum { HDR_OTHER, HDR_AUTH, HDR_EXPECT };
+/* Why http_parser_execute() returned paused: the parser callbacks only record, the
+ * caller acts, so no response or close happens in the middle of the parser. */
+enum { PAUSE_NONE, PAUSE_HEADERS, PAUSE_BODY, PAUSE_DONE };
+
+/* Parsing state of the current request, beside what the handler sees (wsp_httpd_req_t). */
+typedef struct httpd_parse_s {
+    size_t head_bytes;  /* since the previous request ended, until this one's headers did */
+    uint64_t body_seen; /* body bytes received, kept or discarded */
+    uint16_t name_len, expect_len;
+    uint8_t hdr, headers_done, in_value, name_over, oom;
+    char name[16]; /* the header names we look for are shorter */
+    char expect[16];
+} httpd_parse_t;
+
+struct wsp_httpd_conn_s {
+    uv_tcp_t tcp;     /* libuv hands &tcp back to the stream callbacks */
+    uv_timer_t timer; /* idle, request, stalled-write or linger deadline */
+    uv_write_t wreq;  /* at most one write in flight: parsing waits for it */
+    uv_shutdown_t sreq;
+    wsp_httpd_t *s;
+    wsp_httpd_conn_t *prev, *next;
+    http_parser parser;
+    uint8_t handles; /* tcp and timer: freed when both close callbacks ran */
+    uint8_t closing, reading, writing, lingering, close_after, in_request, pause;
+    size_t in_off, in_len;
+    wsp_buf_t body; /* POST body, or a response body the handler builds; reused per request */
+    wsp_buf_t out;  /* the response being written; reused per request */
+    httpd_parse_t ps;
+    wsp_httpd_req_t req;
+    char in[WSP_HTTPD_RBUF];
+};
+
+static void httpd_close(wsp_httpd_conn_t *c);
+static void httpd_process(wsp_httpd_conn_t *c);
+
+static void httpd_unref(wsp_httpd_t *s)
+{
+    if (--s->refs > 0 || !s->stopping)
+        return;
+    const wsp_httpd_handler_t *h = s->h;
+    void *user = s->user;
+    int started = s->started;
+    free(s);
+    if (started)
+        h->on_closed(user);
+}
+
+/* ---- timers and reading ---- */
+
+static void on_httpd_timer(uv_timer_t *t)
+{
+    wsp_httpd_conn_t *c = t->data;
+    WSP_LOG(WSP_LOG_DEBUG, "event=admin_timeout in_request=%d lingering=%d", c->in_request,
+            c->lingering);
+    httpd_close(c);
+}
+
+static void httpd_timer(wsp_httpd_conn_t *c, uint64_t ms)
+{
+    if (c->closing)
+        return;
+    if (uv_timer_start(&c->timer, on_httpd_timer, ms, 0) < 0)
+        httpd_close(c); /* an admin connection without a deadline is not worth keeping */
+}
+
+static void on_httpd_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)hint;
+    wsp_httpd_conn_t *c = h->data;
+    if (c->lingering) { /* what arrives now is dropped: reuse the whole buffer */
+        *buf = uv_buf_init(c->in, sizeof c->in);
+        return;
+    }
+    /* Reading is stopped while unparsed input waits, so this is normally all of c->in; a
+     * zero-length buffer makes libuv report UV_ENOBUFS, which closes. */
+    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(sizeof c->in - c->in_len));
+}
+
+static void on_httpd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    wsp_httpd_conn_t *c = s->data;
+    if (nread < 0) { /* EOF or error: the peer is gone or done; nothing is owed to it */
+        httpd_close(c);
+        return;
+    }
+    if (c->lingering || nread == 0)
+        return;
+    c->in_len += (size_t)nread;
+    httpd_process(c);
+}
+
+static void httpd_read_start(wsp_httpd_conn_t *c)
+{
+    if (c->reading || c->closing)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_httpd_alloc, on_httpd_read) < 0) {
+        httpd_close(c);
+        return;
+    }
+    c->reading = 1;
+}
+
+/* Stops reading: a peer that does not read our responses must not make us buffer its
+ * pipelined requests. */
+static void httpd_read_stop(wsp_httpd_conn_t *c)
+{
+    if (!c->reading)
+        return;
+    c->reading = 0;
+    if (uv_read_stop((uv_stream_t *)&c->tcp) < 0)
+        httpd_close(c);
+}
+
+/* ---- closing ---- */
+
+static void on_httpd_conn_closed(uv_handle_t *h)
+{
+    wsp_httpd_conn_t *c = h->data;
+    if (--c->handles > 0)
+        return;
+    wsp_httpd_t *s = c->s;
+    wsp_buf_free(&c->body);
+    wsp_buf_free(&c->out);
+    free(c);
+    httpd_unref(s);
+}
+
+/* Starts closing c; idempotent, safe from any callback (c lives until both handles closed). */
+static void httpd_close(wsp_httpd_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    wsp_httpd_t *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    uv_close((uv_handle_t *)&c->tcp, on_httpd_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_httpd_conn_closed);
+}
+
+static void on_httpd_shutdown(uv_shutdown_t *req, int status)
+{
+    wsp_httpd_conn_t *c = req->handle->data;
+    if (status < 0) /* UV_ECANCELED when already closing; httpd_close() is idempotent */
+        httpd_close(c);
+}
+
+/* After the last response: FIN once it is written, then read and drop until the peer's EOF,
+ * so the kernel does not answer unread input with an RST that could destroy the response. */
+static void httpd_linger(wsp_httpd_conn_t *c)
+{
+    c->lingering = 1;
+    c->in_off = c->in_len = 0;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_httpd_shutdown) < 0) {
+        httpd_close(c);
+        return;
+    }
+    httpd_timer(c, WSP_HTTPD_LINGER_MS);
+    httpd_read_start(c);
+}
+
+/* ---- writing ---- */
+
+/* c->out has been written completely. */
+static void httpd_sent(wsp_httpd_conn_t *c)
+{
+    if (c->close_after)
+        httpd_linger(c);
+    else if (!c->in_request)
+        httpd_timer(c, WSP_HTTPD_IDLE_MS);
+}
+
+static void on_httpd_write(uv_write_t *req, int status)
+{
+    wsp_httpd_conn_t *c = req->handle->data;
+    c->writing = 0;
+    if (c->closing)
+        return; /* UV_ECANCELED from uv_close(): the close callbacks free c */
+    if (status < 0) {
+        httpd_close(c);
+        return;
+    }
+    httpd_sent(c);
+    httpd_process(c); /* pipelined requests waited for this response */
+}
+
+/* Writes c->out: one try_write for the common small response, else a queued write during
+ * which parsing and reading pause. */
+static void httpd_send(wsp_httpd_conn_t *c)
+{
+    if (c->closing) /* the handler stopped the server */
+        return;
+    if (c->out.oom) {
+        httpd_close(c);
+        return;
+    }
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write(s, &b, 1);
+    if (n == (int)c->out.len) {
+        httpd_sent(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        httpd_close(c);
+        return;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    b = uv_buf_init(c->out.data + done, (unsigned)(c->out.len - done));
+    if (uv_write(&c->wreq, s, &b, 1, on_httpd_write) < 0) {
+        httpd_close(c);
+        return;
+    }
+    c->writing = 1;
+    httpd_read_stop(c);
+    if (!c->in_request)
+        httpd_timer(c, WSP_HTTPD_REQUEST_MS); /* a peer that never reads is dropped */
+}
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+/* Builds one complete response in c->out and sends it. */
+void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const char *extra,
+                       const char *body, size_t len, int keep)
+{
+    const char *conn_hdr = "";
+    if (!keep)
+        conn_hdr = "Connection: close\r\n";
+    else if (c->parser.http_major == 1 && c->parser.http_minor == 0)
+        conn_hdr = "Connection: keep-alive\r\n"; /* HTTP/1.0 closes unless told otherwise */
+    c->out.len = 0;
+    c->out.oom = 0;
+    (void)wsp_buf_printf(&c->out,
+                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                         "Cache-Control: no-store\r\n%s%s\r\n",
+                         status, status_reason(status), ctype, len, extra ? extra : "", conn_hdr);
+    if (!c->req.is_head)
+        (void)wsp_buf_append(&c->out, body, len); /* OOM is sticky: httpd_send() checks it */
+    c->close_after = !keep;
+    WSP_LOG(WSP_LOG_DEBUG, "event=admin_response status=%d route=%d bytes=%zu keep=%d", status,
+            c->req.tag, len, keep);
+    httpd_send(c);
+}
+
+void wsp_httpd_respond_error(wsp_httpd_conn_t *c, int status, const char *error, int keep)
+{
+    char body[160];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", error);
+    const char *extra = NULL;
+    if (status == 401)
+        extra = "WWW-Authenticate: Bearer\r\n";
+    char allow[48];
+    if (status == 405) {
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", c->req.allow);
+        extra = allow;
+    }
+    size_t len = n > 0 && (size_t)n < sizeof body ? (size_t)n : 0;
+    wsp_httpd_respond(c, status, "application/json", extra, body, len, keep);
+}
+
+/* ---- parser callbacks: record only ---- */
+
+static wsp_httpd_conn_t *parser_conn(http_parser *p) { return p->data; }
+
+static int on_http_begin(http_parser *p)
+{
+    wsp_httpd_conn_t *c = parser_conn(p);
+    size_t head = c->ps.head_bytes; /* leading CRLFs count against the head too */
+    memset(&c->req, 0, offsetof(wsp_httpd_req_t, url));
+    memset(&c->ps, 0, offsetof(httpd_parse_t, name));
+    c->ps.head_bytes = head;
+    c->in_request = 1;
+    httpd_timer(c, WSP_HTTPD_REQUEST_MS); /* the whole request, not per read */
+    return 0;
+}
+
+static void append_capped(char *dst, uint16_t *dlen, size_t cap, uint8_t *over, const char *at,
+                          size_t len)
+{
+    if (*over || len > cap - *dlen) {
+        *over = 1;
+        return;
+    }
+    memcpy(dst + *dlen, at, len);
+    *dlen = (uint16_t)(*dlen + len);
+}
+
+static int on_http_url(http_parser *p, const char *at, size_t len)
+{
+    wsp_httpd_req_t *r = &parser_conn(p)->req;
+    append_capped(r->url, &r->url_len, sizeof r->url, &r->url_over, at, len);
+    return 0;
+}
+
+static int on_http_field(http_parser *p, const char *at, size_t len)
+{
+    httpd_parse_t *ps = &parser_conn(p)->ps;
+    if (ps->in_value) { /* a field after a value starts the next header */
+        ps->in_value = 0;
+        ps->name_len = 0;
+        ps->name_over = 0;
+    }
+    append_capped(ps->name, &ps->name_len, sizeof ps->name, &ps->name_over, at, len);
+    return 0;
+}
+
+static int name_is(const httpd_parse_t *ps, const char *want)
+{
+    size_t n = strlen(want);
+    return !ps->name_over && ps->name_len == n && strncasecmp(ps->name, want, n) == 0;
+}
+
+/* Keeps the two headers anyone here reads: Authorization (the handler) and Expect. */
+static int on_http_value(http_parser *p, const char *at, size_t len)
+{
+    wsp_httpd_conn_t *c = parser_conn(p);
+    httpd_parse_t *ps = &c->ps;
+    wsp_httpd_req_t *r = &c->req;
+    if (!ps->in_value) {
+        ps->in_value = 1;
+        ps->hdr = HDR_OTHER;
+        if (name_is(ps, "authorization")) {
+            ps->hdr = HDR_AUTH;
+            if (r->auth_count < 2) /* saturates: two tokens are ambiguous, refused by admin.c */
+                r->auth_count++;
+            r->auth_len = 0;
+        } else if (name_is(ps, "expect")) {
+            ps->hdr = HDR_EXPECT;
+            ps->expect_len = 0;
+        }
+    }
+    if (ps->hdr == HDR_AUTH) {
+        append_capped(r->auth, &r->auth_len, sizeof r->auth, &r->auth_over, at, len);
+    } else if (ps->hdr == HDR_EXPECT) {
+        uint8_t over = 0; /* an unknown expectation is ignored, as RFC 9110 allows */
+        append_capped(ps->expect, &ps->expect_len, sizeof ps->expect, &over, at, len);
+    }
+    return 0;
+}
+
+static int on_http_headers(http_parser *p)
+{
+    wsp_httpd_conn_t *c = parser_conn(p);
+    c->ps.headers_done = 1;
+    c->pause = PAUSE_HEADERS;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_http_body(http_parser *p, const char *at, size_t len)
+{
+    wsp_httpd_conn_t *c = parser_conn(p);
+    c->ps.body_seen += len;
+    if (c->ps.body_seen > WSP_HTTPD_BODY_MAX) { /* chunked, or a discarded body: stop here */
+        c->pause = PAUSE_BODY;
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    if (c->req.want_body && wsp_buf_append(&c->body, at, len) < 0) {
+        c->ps.oom = 1;
+        c->pause = PAUSE_BODY;
+        http_parser_pause(p, 1);
+    }
+    return 0;
+}
+
+static int on_http_complete(http_parser *p)
+{
+    wsp_httpd_conn_t *c = parser_conn(p);
+    c->pause = PAUSE_DONE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings httpd_settings = {
+    .on_message_begin = on_http_begin,
+    .on_url = on_http_url,
+    .on_header_field = on_http_field,
+    .on_header_value = on_http_value,
+    .on_headers_complete = on_http_headers,
+    .on_body = on_http_body,
+    .on_message_complete = on_http_complete,
+};
+
+static size_t trim_len(const char *s, size_t len)
+{
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    return len;
+}
+
+void wsp_httpd_fail(wsp_httpd_req_t *req, int status, const char *error)
+{
+    req->status = status;
+    req->error = error;
+}
+
+/* Acts on the headers before any body byte is read: the handler routes and checks them. */
+static void httpd_head(wsp_httpd_conn_t *c)
+{
+    wsp_httpd_req_t *r = &c->req;
+    const http_parser *p = &c->parser;
+    r->method = p->method;
+    r->has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    r->content_length = r->has_length ? p->content_length : 0;
+    r->want_body = 0;
+    if (r->url_over) {
+        wsp_httpd_fail(r, 414, "uri too long");
+    } else {
+        r->is_head = p->method == HTTP_HEAD; /* known only now: a bad request line gets a body */
+        c->s->h->on_head(c->s->user, r);
+    }
+    const httpd_parse_t *ps = &c->ps;
+    int expect = ps->expect_len >= 12 && trim_len(ps->expect, ps->expect_len) == 12 &&
+                 strncasecmp(ps->expect, "100-continue", 12) == 0;
+    if (r->status != 0) {
+        /* Answer at once and close when the rest could be long or may never come (a client
+         * awaiting 100 Continue); a short body is read and dropped to keep the connection. */
+        if (expect || r->status == 413 || r->status == 414 ||
+            ((p->flags & F_CONTENTLENGTH) && p->content_length > WSP_HTTPD_BODY_MAX)) {
+            c->in_request = 0;
+            wsp_httpd_respond_error(c, r->status, r->error, 0);
+        }
+        return;
+    }
+    if (expect && r->want_body) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->out.len = 0;
+        c->out.oom = 0;
+        (void)wsp_buf_append(&c->out, cont, sizeof cont - 1); /* OOM: httpd_send() closes */
+        httpd_send(c);
+    }
+}
+
+/* A whole request is in: an error decided from its head, or the handler's answer. */
+static void httpd_complete(wsp_httpd_conn_t *c)
+{
+    wsp_httpd_req_t *r = &c->req;
+    int keep = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
+    c->in_request = 0;
+    if (r->status != 0)
+        wsp_httpd_respond_error(c, r->status, r->error, keep);
+    else
+        c->s->h->on_request(c->s->user, c, r, &c->body, keep);
+    /* The next request starts afresh; the buffers keep their capacity for it. */
+    c->ps.headers_done = 0;
+    c->ps.head_bytes = 0;
+    c->body.len = 0;
+}
+
+/* Answers a request the parser refused, and closes. */
+static void httpd_parse_error(wsp_httpd_conn_t *c, enum http_errno e)
+{
+    WSP_LOG(WSP_LOG_DEBUG, "event=admin_bad_request error=%s", http_errno_name(e));
+    c->in_request = 0;
+    if (e == HPE_HEADER_OVERFLOW)
+        wsp_httpd_respond_error(c, 431, "request header fields too large", 0);
+    else
+        wsp_httpd_respond_error(c, 400, "bad request", 0);
+}
+
+/* Parses buffered input, one pause point at a time, until it is used up or a response is
+ * being written (pipelined requests wait, so answers leave in request order). */
+static void httpd_process(wsp_httpd_conn_t *c)
+{
+    while (!c->closing && !c->writing && !c->close_after && c->in_off < c->in_len) {
+        wsp_httpd_req_t *r = &c->req;
+        httpd_parse_t *ps = &c->ps;
+        int in_head = !ps->headers_done;
+        size_t avail = c->in_len - c->in_off;
+        c->pause = PAUSE_NONE;
+        size_t n = http_parser_execute(&c->parser, &httpd_settings, c->in + c->in_off, avail);
+        c->in_off += n;
+        if (c->closing)
+            break;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED)
+            http_parser_pause(&c->parser, 0);
+        if (in_head) {
+            /* Pausing in on_headers_complete leaves the head's final LF unparsed: count it. */
+            ps->head_bytes += n + (c->pause == PAUSE_HEADERS);
+            if (ps->head_bytes > WSP_HTTPD_HEAD_MAX) {
+                c->in_request = 0;
+                wsp_httpd_respond_error(c, 431, "request header fields too large", 0);
+                break;
+            }
+        }
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            httpd_parse_error(c, e);
+            break;
+        }
+        if (e == HPE_OK && n < avail) { /* only after an Upgrade; never spin on it */
+            httpd_parse_error(c, HPE_UNKNOWN);
+            break;
+        }
+        if (c->pause == PAUSE_HEADERS) {
+            httpd_head(c);
+        } else if (c->pause == PAUSE_BODY) {
+            c->in_request = 0;
+            if (ps->oom)
+                wsp_httpd_respond_error(c, 500, "out of memory", 0);
+            else if (r->status != 0)
+                wsp_httpd_respond_error(c, r->status, r->error, 0);
+            else
+                wsp_httpd_respond_error(c, 413, "payload too large", 0);
+        } else if (c->pause == PAUSE_DONE) {
+            httpd_complete(c);
+        }
+    }
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    if (!c->writing && !c->closing)
+        httpd_read_start(c);
+}
+
+/* ---- accepting ---- */
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    wsp_httpd_t *s = h->data;
+    free(h);
+    httpd_unref(s);
+}
+
+/* Accepts and closes at once: leaving the peer in the backlog would stall the listener,
+ * since libuv stops polling it until someone calls uv_accept(). */
+static void httpd_refuse(wsp_httpd_t *s)
+{
+    uv_tcp_t *t = malloc(sizeof *t); /* per refused peer; freed in on_refused_closed() */
+    if (t == NULL)
+        return; /* out of memory: the listener pauses, the least bad outcome here */
+    if (uv_tcp_init(s->loop, t) < 0) {
+        free(t);
+        return;
+    }
+    t->data = s;
+    s->refs++;
+    /* Closed either way; a failed accept only means the peer already left. */
+    (void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, on_refused_closed);
+}
+
+static void on_httpd_connection(uv_stream_t *server, int status)
+{
+    wsp_httpd_t *s = WSP_CONTAINER_OF(server, wsp_httpd_t, listener);
+    if (status < 0) {
+        WSP_LOG(WSP_LOG_DEBUG, "event=admin_accept_error error=%s", uv_err_name(status));
+        return;
+    }
+    if (s->nconns >= WSP_HTTPD_MAX_CONNS) {
+        WSP_LOG(WSP_LOG_DEBUG, "event=admin_refused conns=%u", s->nconns);
+        httpd_refuse(s);
+        return;
+    }
+    /* Per connection (at most WSP_HTTPD_MAX_CONNS); freed in on_httpd_conn_closed(). */
+    wsp_httpd_conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        httpd_refuse(s);
+        return;
+    }
+    if (uv_tcp_init(s->loop, &c->tcp) < 0) {
+        free(c);
+        httpd_refuse(s);
+        return;
+    }
+    c->s = s;
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->parser.data = c;
+    c->handles = 2;
+    s->refs++;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (uv_timer_init(s->loop, &c->timer) < 0) { /* cannot fail in libuv 1.44; still undone */
+        c->handles = 1;
+        c->closing = 1;
+        s->conns = c->next;
+        if (c->next)
+            c->next->prev = NULL;
+        s->nconns--;
+        uv_close((uv_handle_t *)&c->tcp, on_httpd_conn_closed);
+        httpd_refuse(s);
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        httpd_close(c);
+        return;
+    }
+    /* Without it a keep-alive client's second response can wait for a delayed ACK. Only a
+     * latency hint: a failure changes nothing else. */
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    httpd_timer(c, WSP_HTTPD_IDLE_MS);
+    httpd_read_start(c);
+}
+
+/* Binds a listening socket without SO_REUSEPORT: a second process must not silently share
+ * the port. Numeric addresses only. Returns the fd or a negative errno. */
+static int httpd_bind(const char *host, int port)
+{
+    int fd;
+    int rv = wsp_net_bind(host, port, 0, &fd);
+    if (rv < 0)
+        return rv;
+    if (listen(fd, 64) != 0) {
+        rv = -errno;
+        close(fd);
+        return rv;
+    }
+    return fd;
+}
+
+static void on_httpd_listener_closed(uv_handle_t *h)
+{
+    httpd_unref(WSP_CONTAINER_OF(h, wsp_httpd_t, listener));
+}
+
+int wsp_httpd_start(wsp_httpd_t **out, uv_loop_t *loop, const char *host, int port,
+                    const wsp_httpd_handler_t *h, void *user)
+{
+    *out = NULL;
+    if (loop == NULL || host == NULL || h == NULL || port < 0 || port > 65535)
+        return -EINVAL;
+    /* Bound before any handle exists, so the usual failures (address in use, bad address)
+     * leave nothing for the loop to clean up. */
+    int fd = httpd_bind(host, port);
+    if (fd < 0)
+        return fd;
+    int bound = wsp_net_local_port(fd);
+    wsp_httpd_t *s = calloc(1, sizeof *s); /* once per process */
+    if (bound < 0 || s == NULL) {
+        close(fd);
+        free(s);
+        return bound < 0 ? bound : -ENOMEM;
+    }
+    int rv = uv_tcp_init(loop, &s->listener);
+    if (rv < 0) {
+        close(fd);
+        free(s);
+        return rv;
+    }
+    s->loop = loop;
+    s->h = h;
+    s->user = user;
+    s->port = bound;
+    s->refs = 1; /* the listener */
+    rv = uv_tcp_open(&s->listener, fd);
+    if (rv < 0)
+        close(fd); /* not yet owned by the handle */
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)&s->listener, 64, on_httpd_connection);
+    if (rv < 0) {
+        /* Only reachable on a libuv failure: the handle exists, so s is freed by its close
+         * callback once the caller runs the loop (without on_closed: nothing started). */
+        s->stopping = 1;
+        uv_close((uv_handle_t *)&s->listener, on_httpd_listener_closed);
+        return rv;
+    }
+    s->started = 1;
+    *out = s;
+    return 0;
+}
+
+int wsp_httpd_port(const wsp_httpd_t *s) { return s->port; }
+
+void wsp_httpd_stop(wsp_httpd_t *s)
+{
+    if (s == NULL || s->stopping)
+        return;
+    s->stopping = 1;
+    uv_close((uv_handle_t *)&s->listener, on_httpd_listener_closed);
+    while (s->conns) /* httpd_close() unlinks the head */
+        httpd_close(s->conns);
+}

@@ -1,0 +1,98 @@
+#ifndef WSP_PUBLISHER_H
+#define WSP_PUBLISHER_H
+
+/* The publisher core: what decides that a broadcast happens, and numbers it. One per process
+ * that publishes, on that process's main loop: the single process (coordinator.c), the
+ * supervisor under --procs (supervisor.c), or a supervised worker, which relays what its
+ * supervisor numbered. It owns the wall-clock tick, the signals (SIGUSR1 broadcasts,
+ * SIGINT/SIGTERM stop), the admin API's operations (server/admin.c), the Redis link
+ * (server/redis.c) and the sequence numbers: this is the one place a broadcast gets its seq.
+ * Its owner delivers what it publishes: to the process's shards (coordinator) or to every
+ * worker (supervisor). */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "redis.h"
+
+typedef struct wsp_pub_s wsp_pub_t;
+
+/* Which process the publisher runs in. */
+enum {
+    WSP_PUB_SINGLE = 0, /* numbers, ticks, serves the admin API, subscribes to Redis */
+    WSP_PUB_SUPERVISOR, /* numbers, ticks, serves the admin API, only publishes to Redis */
+    WSP_PUB_WORKER,     /* relays the supervisor's broadcasts; numbers only Redis messages */
+};
+
+/* wsp_pub_open() returns -(WSP_PUB_EADMIN + errno) when the admin listener could not be
+ * opened, and wsp_coord_run()/wsp_super_run() pass it on, so that main() can say which port
+ * failed. */
+#define WSP_PUB_EADMIN 10000
+
+/* What the publisher asks of its owner; every call on the owner's loop thread. */
+typedef struct wsp_pub_ops_s {
+    /* Delivers payload as broadcast seq on chan (NULL/0 = the default channel); reason names
+     * the source for the logs. Returns 0 or a negative errno. */
+    int (*deliver)(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
+                   size_t len, uint64_t seq, const char *reason);
+    /* SIGUSR1 in a worker: ask the supervisor, which numbers the time messages. */
+    void (*trigger)(void *user);
+    /* SIGINT or SIGTERM arrived: the owner starts stopping (and calls wsp_pub_stop()). */
+    void (*stop)(void *user, int signum);
+} wsp_pub_ops_t;
+
+/* Creates the publisher of a process of role (WSP_PUB_*) on loop: its tick timer and signal
+ * handlers, nothing armed yet. stats[0..nstats) are the counters the admin API reports (the
+ * process's own, or every worker's); cfg, stats and ops are the caller's and outlive p.
+ * Returns 0 or a negative errno. Loop thread. */
+int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int role,
+                const wsp_proc_stats_t *stats, unsigned nstats, const wsp_pub_ops_t *ops,
+                void *user);
+
+/* Opens the admin API (--admin; never in a worker) and the Redis link (--redis). Returns 0,
+ * -(WSP_PUB_EADMIN + errno) for the admin listener, or a negative errno. Loop thread. */
+int wsp_pub_open(wsp_pub_t *p);
+
+/* Arms the tick on the next wall-clock multiple of --interval (never in a worker). Loop
+ * thread, once the process serves. */
+void wsp_pub_start(wsp_pub_t *p);
+
+/* Numbers a broadcast here and delivers it. *seq (may be NULL) gets its number. Returns 0,
+ * -EAGAIN while stopping, or what the owner's deliver returned. Loop thread. */
+int wsp_pub_publish(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
+                    size_t len, const char *reason, uint64_t *seq);
+
+/* Publishes the time message {"time":<epoch ms>,"seq":<n>} on the default channel. Loop
+ * thread. */
+void wsp_pub_time(wsp_pub_t *p, const char *reason);
+
+/* Delivers a broadcast the supervisor numbered seq; numbers given here later follow it.
+ * Ignored while stopping. Loop thread of a worker. */
+void wsp_pub_relay(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
+                   size_t len, uint64_t seq, const char *reason);
+
+/* Stops publishing: the tick and the Redis link stop, the admin API refuses to publish and
+ * answers /healthz 503 until wsp_pub_close(). Idempotent; NULL is fine. Loop thread. */
+void wsp_pub_stop(wsp_pub_t *p);
+
+/* 1 once wsp_pub_stop() ran. Loop thread. */
+int wsp_pub_stopping(const wsp_pub_t *p);
+
+/* Closes the admin API, the Redis link and the publisher's handles. Idempotent; NULL is fine.
+ * Run the loop afterwards, then wsp_pub_free(). Loop thread. */
+void wsp_pub_close(wsp_pub_t *p);
+
+/* Frees p once its handles have closed (after wsp_pub_close() and a run of the loop, or
+ * after the loop was closed). NULL is fine. */
+void wsp_pub_free(wsp_pub_t *p);
+
+/* The admin API's bound port, or 0 without one. Loop thread. */
+int wsp_pub_admin_port(const wsp_pub_t *p);
+
+/* The Redis link, NULL without --redis or once stopped. Loop thread. */
+const wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p);
+
+#endif

@@ -1,0 +1,45 @@
+#include "shard_conn.h"
+
+#include <errno.h>
+
+int wsp_shard_conn_log_ok(wsp_shard_conn_t *sc)
+{
+    /* Peers must not fill the disk: one per-connection line per shard per tick. */
+    if (sc->log_tick == sc->tick) {
+        sc->log_suppressed++;
+        return 0;
+    }
+    sc->log_tick = sc->tick;
+    return 1;
+}
+
+int wsp_shard_conn_reserve(wsp_shard_conn_t *sc)
+{
+    uint_fast64_t n = atomic_fetch_add_explicit(&sc->lim->conns, 1, memory_order_relaxed);
+    if (n >= sc->lim->max_conns) {
+        atomic_fetch_sub_explicit(&sc->lim->conns, 1, memory_order_relaxed);
+        return -EMFILE;
+    }
+    return 0;
+}
+
+void wsp_shard_conn_release(wsp_shard_conn_t *sc)
+{
+    atomic_fetch_sub_explicit(&sc->lim->conns, 1, memory_order_relaxed);
+}
+
+void wsp_shard_conn_fd_taken(wsp_shard_conn_t *sc)
+{
+    atomic_fetch_add_explicit(&sc->lim->fds, 1, memory_order_relaxed);
+}
+
+int wsp_shard_conn_over_budget(const wsp_shard_conn_t *sc)
+{
+    return atomic_load_explicit(&sc->lim->fds, memory_order_relaxed) >= sc->lim->fd_budget;
+}
+
+void wsp_shard_conn_freed(wsp_shard_conn_t *sc)
+{
+    atomic_fetch_sub_explicit(&sc->lim->fds, 1, memory_order_relaxed);
+    sc->on_conn_freed(sc);
+}
