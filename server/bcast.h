@@ -25,7 +25,9 @@
 
 typedef struct wsp_bcast_s wsp_bcast_t;
 
-/* Frame kinds: what a connection receives (see above). */
+/* Frame kinds: what a connection receives (see above). The kind is two bits of the
+ * connection (server/conn.c, wsp_conn_s.xf): bit 0 the wspush.v1 framing, bit 1
+ * permessage-deflate; kinds 1 to 3 are reserved for them. */
 enum { WSP_BCAST_PLAIN = 0, WSP_BCAST_NKINDS };
 
 /* One shard's pass over a broadcast. */

@@ -26,6 +26,16 @@ enum {
     WSP_CONN_F_NO_DEFAULT = 1u << 7, /* chose channels without the default one */
 };
 
+/* What the upgrade negotiated (wsp_conn_s.xf, the byte beside the table slot). Bits are
+ * given out per feature so that the features never compete for them:
+ *   bit 0    wspush.v1 subprotocol: broadcasts in the framed form (issue #17)
+ *   bit 1    permessage-deflate (issue #19)
+ *   bits 2-4 permessage-deflate server_max_window_bits - 8 (issue #19)
+ *   bit 5    TLS (issue #18)
+ *   bit 6    authenticated by a token (issue #16)
+ *   bit 7    free
+ * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
+
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
 
@@ -33,12 +43,13 @@ enum {
  * (handshake buffer, then the on-demand wslay state or the channel extension) so the struct
  * needs no extra word, and the owning shard is tcp.loop->data. */
 struct wsp_conn_s {
-    uv_tcp_t tcp;     /* first member: libuv hands &tcp back to every callback */
-    uint32_t idx;     /* slot in the shard table named by the table bits */
-    uint8_t st;       /* state (bits 0-1, WSP_CONN_*) and table (bits 2-3, WSP_SHARD_T_*) */
-    uint8_t flags;    /* WSP_CONN_F_* */
-    uint8_t deadline; /* shard tick at which a HANDSHAKE or DRAINING connection is dropped */
-    uint8_t reason;   /* WSP_CLOSE_* + 1 once decided; 0 = not yet */
+    uv_tcp_t tcp;      /* first member: libuv hands &tcp back to every callback */
+    uint32_t idx : 24; /* slot in the shard table named by the table bits (< WSP_TABLE_MAX) */
+    uint32_t xf : 8;   /* WSP_CONN_X_*: what the upgrade negotiated */
+    uint8_t st;        /* state (bits 0-1, WSP_CONN_*) and table (bits 2-3, WSP_SHARD_T_*) */
+    uint8_t flags;     /* WSP_CONN_F_* */
+    uint8_t deadline;  /* shard tick at which a HANDSHAKE or DRAINING connection is dropped */
+    uint8_t reason;    /* WSP_CLOSE_* + 1 once decided; 0 = not yet */
 };
 static_assert(sizeof(struct wsp_conn_s) <= 256, "bytes per connection: update docs/BENCHMARKS.md");
 
