@@ -1,6 +1,7 @@
 #include "bcast.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +9,16 @@
 #include "channels.h"
 #include "frame.h"
 
+/* A kind's build state (wsp_bcast_s.state): the first shard to move NONE to BUILDING builds,
+ * then publishes READY or FAILED with a release store; the others wait for that store. */
+enum { BCAST_NONE = 0, BCAST_BUILDING, BCAST_READY, BCAST_FAILED };
+
 struct wsp_bcast_s {
-    /* One reference per kind built; NULL for a kind not built (yet). Only PLAIN exists so
-     * far, built by wsp_bcast_new(); a lazily built kind will be published here with a
-     * compare-and-swap, so that every shard sees one copy. */
+    /* One reference per kind built; NULL for a kind not built (yet). PLAIN is built by
+     * wsp_bcast_new(); the others by wsp_bcast_frame_build(), written before state[kind]
+     * turns READY. */
     wsp_msg_t *frame[WSP_BCAST_NKINDS];
+    atomic_int state[WSP_BCAST_NKINDS];
     uv_async_t *done;    /* whom the last shard wakes */
     uint64_t seq;        /* the publisher's number */
     unsigned shards;     /* shards it was posted to */
@@ -39,6 +45,8 @@ int wsp_bcast_new(wsp_bcast_t **out, const char *chan, size_t chan_len, const ui
         return -ENOMEM;
     }
     b->frame[WSP_BCAST_PLAIN] = m;
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
+        atomic_init(&b->state[k], k == WSP_BCAST_PLAIN ? BCAST_READY : BCAST_NONE);
     b->done = done;
     b->seq = seq;
     b->shards = shards;
@@ -55,7 +63,38 @@ int wsp_bcast_new(wsp_bcast_t **out, const char *chan, size_t chan_len, const ui
     return 0;
 }
 
-wsp_msg_t *wsp_bcast_frame(wsp_bcast_t *b, unsigned kind) { return b->frame[kind]; }
+wsp_msg_t *wsp_bcast_frame(wsp_bcast_t *b, unsigned kind)
+{
+    if (atomic_load_explicit(&b->state[kind], memory_order_acquire) != BCAST_READY)
+        return NULL;
+    return b->frame[kind];
+}
+
+wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_fn build, void *ctx)
+{
+    int st = atomic_load_explicit(&b->state[kind], memory_order_acquire);
+    if (st == BCAST_NONE &&
+        atomic_compare_exchange_strong_explicit(&b->state[kind], &st, BCAST_BUILDING,
+                                                memory_order_acquire, memory_order_acquire)) {
+        b->frame[kind] = build(b, ctx);
+        atomic_store_explicit(&b->state[kind], b->frame[kind] ? BCAST_READY : BCAST_FAILED,
+                              memory_order_release);
+        return b->frame[kind];
+    }
+    /* Another shard builds it: one encode or compression, so wait rather than build twice. */
+    while ((st = atomic_load_explicit(&b->state[kind], memory_order_acquire)) == BCAST_BUILDING)
+        sched_yield();
+    return st == BCAST_READY ? b->frame[kind] : NULL;
+}
+
+const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+{
+    const wsp_msg_t *m = b->frame[WSP_BCAST_PLAIN];
+    /* Server frames are unmasked: 2 header bytes, then 2 or 8 of extended length. */
+    size_t hdr = (m->bytes[1] & 0x7f) == 126 ? 4 : (m->bytes[1] & 0x7f) == 127 ? 10 : 2;
+    *len = m->len - hdr;
+    return m->bytes + hdr;
+}
 
 const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
 {

@@ -26,9 +26,15 @@
 typedef struct wsp_bcast_s wsp_bcast_t;
 
 /* Frame kinds: what a connection receives (see above). The kind is two bits of the
- * connection (server/conn.c, wsp_conn_s.xf): bit 0 the wspush.v1 framing, bit 1
- * permessage-deflate; kinds 1 to 3 are reserved for them. */
-enum { WSP_BCAST_PLAIN = 0, WSP_BCAST_NKINDS };
+ * connection (server/conn.c, wsp_conn_s.xf): bit 0 the wspush.v1 framing (issue #17), bit 1
+ * permessage-deflate (issue #19). Only PLAIN exists until those land. */
+enum {
+    WSP_BCAST_PLAIN = 0,
+    WSP_BCAST_FRAMED = 1,         /* {"ch":..,"seq":..,"data":..} */
+    WSP_BCAST_DEFLATE = 2,        /* the plain payload, compressed (RSV1) */
+    WSP_BCAST_FRAMED_DEFLATE = 3, /* the framed payload, compressed */
+    WSP_BCAST_NKINDS
+};
 
 /* One shard's pass over a broadcast. */
 typedef struct wsp_bcast_report_s {
@@ -53,8 +59,26 @@ int wsp_bcast_new(wsp_bcast_t **out, const char *chan, size_t chan_len, const ui
 
 /* The frame for connections of kind (WSP_BCAST_*): one reference owned by b, valid until the
  * caller's wsp_bcast_done(b). A shard that keeps the bytes beyond that (a queued tail) takes a
- * reference of its own. Shard thread, between popping b and wsp_bcast_done(b). */
+ * reference of its own. The plain kind always exists; another kind is NULL until built by
+ * wsp_bcast_frame_build(). Shard thread, between popping b and wsp_bcast_done(b). */
 wsp_msg_t *wsp_bcast_frame(wsp_bcast_t *b, unsigned kind);
+
+/* Makes the frame of one kind for b from b's payload (wsp_bcast_payload()), channel and seq;
+ * ctx is the calling shard's (a compressor, say). Returns a new message with one reference,
+ * which b takes, or NULL (out of memory, or the kind does not apply to this payload). */
+typedef wsp_msg_t *(*wsp_bcast_build_fn)(const wsp_bcast_t *b, void *ctx);
+
+/* The frame of kind, built by build(b, ctx) on first use: exactly once per broadcast, by the
+ * first shard that asks; a shard that asks while another builds waits for it (a build is one
+ * encode or one compression of one payload, microseconds). Returns the frame (owned by b, as
+ * wsp_bcast_frame()) or NULL when the build returned NULL, for every shard that asks. Shard
+ * thread, between popping b and wsp_bcast_done(b). */
+wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_fn build,
+                                 void *ctx);
+
+/* The payload b was made from: the plain frame's bytes after its header. Valid while b is
+ * held. Any thread holding b. */
+const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len);
 
 /* The channel b is for, or NULL for the default channel; *len gets its length. Any thread
  * holding b. */
