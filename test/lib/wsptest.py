@@ -1,0 +1,805 @@
+"""What every Python test of wspush shares: the real server (one process, --procs, --redis),
+a throwaway redis-server, clients (python3-websockets, or raw sockets for byte-exact frames),
+bounded polls, checks and the scenario runner. Debian 12's /usr/bin/python3; the standard
+library only at import (python3-websockets is imported on first use), so that the bench's
+stdlib-only harnesses can use it too:
+
+    sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib"))
+    import wsptest as wt
+
+The rules it keeps for the tests: every wait is bounded (poll()/apoll(), deadlines on every
+read); every process started here dies with the test (PR_SET_PDEATHSIG) and is signalled by its
+own pid only; ports are ephemeral (--port 0, read back from the log) or chosen free at run
+time. `make test` installs every tool (Makefile DEBS), so a missing one is a failure that names
+it (need()); only Skip exits 77, for what `make test` cannot provide (root, a kernel feature),
+and test/SKIPS must list the test for the run to pass.
+"""
+
+import asyncio
+import base64
+import ctypes
+import errno
+import hashlib
+import http.client
+import inspect
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SKIP = 77  # ctest's SKIP_RETURN_CODE for every test that can skip
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+HOST = "127.0.0.1"
+
+
+class Skip(Exception):
+    """The test needs what `make test` cannot provide here (exit 77; test/SKIPS lists it)."""
+
+
+class Missing(Exception):
+    """A tool `make test` installs is not there: a failure that names it."""
+
+    def __init__(self, tool, package):
+        super().__init__(f"{tool} is missing (Debian package {package}; `make deps` installs it)")
+        self.tool = tool
+
+
+def need(tool, package=None):
+    """The path of tool on PATH; raises Missing naming it (and its package) otherwise."""
+    path = shutil.which(tool)
+    if path is None:
+        raise Missing(tool, package or tool)
+    return path
+
+
+def websockets():
+    """The python3-websockets module (Debian's 10.4); raises Missing when not installed."""
+    try:
+        import websockets as ws  # noqa: PLC0415 (on first use: most tests never need it)
+    except ImportError:
+        raise Missing(f"the websockets module of {sys.executable}", "python3-websockets")
+    return ws
+
+
+# ---- checks and the runner ----
+
+class Checks:
+    """Counts checks; prints each failure at once, so that a timeout still shows what went
+    wrong. slow names the sanitizer the server binary carries ("" for none)."""
+
+    def __init__(self, name, slow=""):
+        self.name = name
+        self.slow = slow
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, what, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"ok: {what}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL: {what} {detail}".rstrip(), flush=True)
+        return ok
+
+    def note(self, text):
+        """A measured behaviour worth reading in the ctest log, not a check."""
+        print(f"{self.name}: {text}", flush=True)
+
+
+def main(scenarios, timeout=240, binary=True):
+    """Runs one scenario and returns the exit code: 0, 1 on any failed check (or none made),
+    77 on Skip (unless a check failed before). scenarios is a function (usage: PROG WSPUSH
+    [ARG...]) or a dict of them (usage: PROG SCENARIO WSPUSH [ARG...]). Each is called as
+    fn(ck, binary, *args), or fn(ck, *args) when binary is False; a coroutine function runs
+    under asyncio, bounded by timeout seconds."""
+    argv = sys.argv[1:]
+    prog = os.path.basename(sys.argv[0])
+    if callable(scenarios):
+        name, fn = prog.removesuffix(".py"), scenarios
+    elif argv and argv[0] in scenarios:
+        name, fn = argv[0], scenarios[argv.pop(0)]
+    else:
+        fn = None
+    if fn is None or not argv:
+        which = "" if callable(scenarios) else "{" + ",".join(scenarios) + "} "
+        print(f"usage: {prog} {which}{'PATH_TO_WSPUSH ' if binary else ''}ARG...",
+              file=sys.stderr)
+        return 2
+    if binary:
+        argv[0] = os.path.abspath(argv[0])
+    ck = Checks(name, sanitized(argv[0]) if binary else "")
+    raise_nofile()
+    t0 = now()
+    try:
+        if inspect.iscoroutinefunction(fn):
+            asyncio.run(asyncio.wait_for(fn(ck, *argv), timeout))
+        else:
+            fn(ck, *argv)
+    except Skip as e:
+        print(f"SKIP: {name}: {e}", flush=True)
+        if not ck.failed:
+            return SKIP
+    except Missing as e:
+        ck.check(f"{name}: {e.tool} is installed", False, str(e))
+    except Exception as e:  # noqa: BLE001 (any escape is a failed check, with its trace)
+        traceback.print_exc()
+        ck.check(f"{name}: ran to the end", False, repr(e))
+    for srv in Server.started:  # every server's log, when something failed
+        if ck.failed:
+            srv.tail()
+        srv.log_file.close()
+    print(f"{name}: {ck.passed} passed, {ck.failed} failed in {now() - t0:.1f} s"
+          f"{' (' + ck.slow + ' build)' if ck.slow else ''}", flush=True)
+    return 1 if ck.failed or not ck.passed else 0
+
+
+# ---- time, polls, processes ----
+
+def now():
+    return time.monotonic()
+
+
+def poll(cond, timeout, step=0.02):
+    """Calls cond until it returns something true or timeout seconds pass; returns the last
+    result (falsy on timeout). The one way these tests wait for anything."""
+    deadline = now() + timeout
+    while True:
+        got = cond()
+        if got or now() >= deadline:
+            return got
+        time.sleep(step)
+
+
+async def apoll(cond, timeout, step=0.02):
+    """poll() inside asyncio: the clients' tasks keep running while it waits."""
+    deadline = now() + timeout
+    while True:
+        got = cond()
+        if got or now() >= deadline:
+            return got
+        await asyncio.sleep(step)
+
+
+def die_with_parent():
+    """preexec_fn: PR_SET_PDEATHSIG = SIGKILL, so a crashed or killed test leaves nothing."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def raise_nofile(want=None):
+    """Raises the soft open-file limit to the hard one (or want); returns the new soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if want is None else min(hard, max(soft, want))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def sanitized(binary):
+    """Which sanitizer runtime the binary carries ("" if none): such builds get looser
+    bounds on time and memory, never on correctness."""
+    try:
+        with open(binary, "rb") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    for name in (b"__tsan_init", b"__asan_init", b"__ubsan_handle"):
+        if name in data:
+            return name.decode().split("_")[2]
+    return ""
+
+
+def rss_bound_kb(slow):
+    """How far a server's RSS may grow under an attack test before it counts as unbounded:
+    sanitizer runtimes keep quarantines and shadow memory of their own."""
+    return {"": 16 << 10, "asan": 96 << 10, "ubsan": 16 << 10, "tsan": 256 << 10}[slow]
+
+
+def free_port():
+    """A loopback TCP port free right now (for servers that cannot take --port 0)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def metric(text, prefix):
+    """Sum of the Prometheus samples whose line starts with prefix (a name, maybe '{...')."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(prefix))
+
+
+# ---- the server ----
+
+class Server:
+    """One wspush (a supervisor with --procs) on an ephemeral port, started with
+    --port 0 --bind BIND --interval INTERVAL --admin 127.0.0.1:0, --threads, --procs, --redis
+    and --io-uring from $WSP_IT_IO_URING (ctest's send path), then flags (later flags win).
+    Waits for the listening line (and every worker's), reads port and admin port. Only its
+    own pid is ever signalled. A context manager: close() on the way out. main() prints the
+    log of every server a failed test started."""
+
+    started = []
+
+    def __init__(self, binary, *flags, threads=2, procs=None, redis=None, interval=0,
+                 admin=True, bind=HOST, prefix=(), env=None, start_timeout=30):
+        self.binary = binary
+        self.log_file = tempfile.NamedTemporaryFile(prefix="wspush-test-", suffix=".log")
+        args = list(prefix) + [binary, "--port", "0", "--bind", bind, "--interval",
+                               str(interval), "--admin", "127.0.0.1:0" if admin else "off"]
+        if threads is not None:
+            args += ["--threads", str(threads)]
+        if procs is not None:
+            args += ["--procs", str(procs)]
+        if redis is not None:
+            args += ["--redis", redis.url if isinstance(redis, Redis) else redis]
+        if os.environ.get("WSP_IT_IO_URING"):
+            args += ["--io-uring", os.environ["WSP_IT_IO_URING"]]
+        self.args = args + list(flags)
+        self.procs = procs
+        self.bind = bind
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                     stderr=self.log_file, env=env, preexec_fn=die_with_parent)
+        self.pid = self.proc.pid  # prlimit and the like exec the server: the same pid
+        Server.started.append(self)
+        self.port = self.admin = None
+        m = poll(lambda: not self.alive() or re.search(
+            r"event=(?:supervisor_)?listening .*?\bport=(\d+)(?: .*admin_port=(\d+))?",
+            self.log()), start_timeout)
+        workers = [f"worker={i} " for i in range(procs or 0)]
+        if m and m is not True and poll(lambda: all(self.count(w, "event=listening")
+                                                    for w in workers), start_timeout):
+            self.port = int(m.group(1))
+            self.admin = int(m.group(2)) if m.group(2) and admin else None
+            return
+        self.close()
+        raise RuntimeError(f"wspush did not start: {' '.join(self.args)}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def log(self):
+        with open(self.log_file.name, errors="replace") as f:
+            return f.read()
+
+    def count(self, *needles):
+        """Log lines that hold every needle."""
+        return sum(1 for line in self.log().splitlines() if all(n in line for n in needles))
+
+    def wait_log(self, *needles, timeout=10):
+        """True once a log line holds every needle, within timeout seconds."""
+        return bool(poll(lambda: self.count(*needles), timeout))
+
+    def wait_re(self, pattern, timeout=10):
+        """The first match of pattern in the log, waited for up to timeout seconds."""
+        return poll(lambda: re.search(pattern, self.log()), timeout) or None
+
+    def tail(self, chars=6000):
+        """Prints the end of the log (for a failed test's output)."""
+        print(f"--- wspush log ({' '.join(self.args)}):\n{self.log()[-chars:]}", flush=True)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def worker_pids(self):
+        """The current pid of each worker slot, from the supervisor's log."""
+        return {int(m.group(1)): int(m.group(2)) for m in
+                re.finditer(r"event=worker_started worker=(\d+) pid=(\d+)", self.log())}
+
+    def url(self, query=""):
+        return f"ws://{self.bind}:{self.port}/{query}"
+
+    def http(self, method, path, body=None, headers=None):
+        """One admin API request: (status, headers, body bytes)."""
+        c = http.client.HTTPConnection(HOST, self.admin, timeout=10)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def publish(self, body, channel=None, token=None):
+        """POST /publish; (status, the JSON reply or {})."""
+        path = "/publish" + (f"?channel={channel}" if channel else "")
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        st, _, data = self.http("POST", path, body if isinstance(body, bytes) else body.encode(),
+                                hdrs)
+        return st, (json.loads(data) if st == 202 else {})
+
+    def metrics(self):
+        return self.http("GET", "/metrics")[2].decode()
+
+    def metric(self, prefix):
+        return metric(self.metrics(), prefix)
+
+    def stats(self):
+        return json.loads(self.http("GET", "/stats")[2])
+
+    def worker_conns(self, total=None, timeout=10):
+        """Open connections per worker of a --procs server, from /stats; with total, polled
+        until they add up to it (a shard counts a connection as it sends the 101)."""
+        def get():
+            per = [sum(sh["connections"] for sh in w["shards"]) for w in self.stats()["workers"]]
+            return per if total is None or sum(per) == total else None
+        return get() if total is None else poll(get, timeout)
+
+    def cpu_seconds(self):
+        """utime + stime of the whole process (all threads)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+    def cpu_share(self, seconds):
+        """CPU used over the next `seconds` (a measuring window) as a share of one core."""
+        c0, t0 = self.cpu_seconds(), now()
+        time.sleep(seconds)
+        return (self.cpu_seconds() - c0) / (now() - t0)
+
+    def rss_kb(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def nfds(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def broadcast_failed_total(self):
+        """Sum of failed= over the coordinator's event=broadcast lines."""
+        return sum(int(m.group(1)) for m in
+                   re.finditer(r"event=broadcast seq=\d+ .*\bfailed=(\d+)", self.log()))
+
+    def wait(self, timeout=30):
+        """Waits for it to exit by itself (after a signal the test sent); SIGKILL after
+        timeout. The exit code, or None when it had to be killed."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def stop(self, timeout=30):
+        """SIGTERM, a bounded wait, SIGKILL. The exit code (negative: a signal)."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def close(self):
+        """Kills it if still running; the log stays for main() to print."""
+        self.kill()
+
+
+# ---- Redis ----
+
+class Redis:
+    """A throwaway redis-server on a free loopback port: nothing on disk, dies with the test,
+    killed by pid. Speaks RESP itself (no redis-cli). Restartable on the same port (an outage).
+    A context manager."""
+
+    def __init__(self, start=True):
+        self.exe = need("redis-server")
+        self.port = free_port()
+        self.proc = self.sock = None
+        if start:
+            self.start()
+
+    @property
+    def url(self):
+        return f"redis://{HOST}:{self.port}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", HOST, "--save", "",
+             "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
+        if not poll(self._connect, timeout, 0.05):
+            self.close()
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _connect(self):
+        try:
+            self.sock = socket.create_connection((HOST, self.port), timeout=10)
+            return self.command("PING") == "PONG"
+        except OSError:
+            return False
+
+    def command(self, *args):
+        """Sends one command; returns its reply (int, str, bytes, list or None)."""
+        args = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        self.sock.sendall(b"*%d\r\n" % len(args) +
+                          b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        return self._reply(self.sock.makefile("rb"))
+
+    def _reply(self, f):
+        line = f.readline()
+        if not line.endswith(b"\r\n"):
+            raise RuntimeError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(f"redis: {rest.decode()}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else f.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply(f) for _ in range(n)]
+        raise RuntimeError(f"redis: unexpected reply {line!r}")
+
+    def publish(self, channel, msg):
+        """PUBLISH; returns how many subscribers it reached."""
+        return self.command("PUBLISH", channel, msg)
+
+    def subscribers(self, channel):
+        return self.command("PUBSUB", "NUMSUB", channel)[1]
+
+    def wait_subscribers(self, channel, n, timeout=15):
+        """True once exactly n clients subscribe to channel, within timeout seconds."""
+        return bool(poll(lambda: self.subscribers(channel) == n, timeout, 0.05))
+
+    def stop(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        if self.proc:
+            self.proc.wait(10)
+
+    close = stop
+
+
+# ---- clients: python3-websockets ----
+
+async def connect(url, **kw):
+    """A python3-websockets client; no pings of its own, bounded open and close."""
+    opts = {"ping_interval": None, "open_timeout": 10, "close_timeout": 2, "max_size": None}
+    opts.update(kw)
+    return await websockets().connect(url, **opts)
+
+
+async def connect_many(url, n, batch=100, **kw):
+    """n clients, batch at a time."""
+    clients = []
+    while len(clients) < n:
+        clients += await asyncio.gather(*(connect(url, **kw)
+                                          for _ in range(min(batch, n - len(clients)))))
+    return clients
+
+
+async def recv(ws, timeout=10):
+    """The next message on ws, or None on a timeout or a close."""
+    try:
+        return await asyncio.wait_for(ws.recv(), timeout)
+    except (asyncio.TimeoutError, websockets().ConnectionClosed):
+        return None
+
+
+async def recv_all(clients, timeout=10):
+    """The next message of every client (None where none came), concurrently."""
+    return await asyncio.gather(*(recv(ws, timeout) for ws in clients))
+
+
+async def close_code(ws, timeout=15):
+    """The close code the server ends ws with (None: no close within timeout, or a message
+    came first)."""
+    try:
+        await asyncio.wait_for(ws.recv(), timeout)
+    except websockets().ConnectionClosed as e:
+        return e.code
+    except asyncio.TimeoutError:
+        pass
+    return None
+
+
+async def close_all(clients):
+    await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+
+
+# ---- clients: raw sockets, for byte-exact frames and misbehaving peers ----
+
+def ready(objs, timeout, write=False):
+    """The objects (descriptors, sockets, anything with fileno()) readable, or writable,
+    within timeout seconds. poll(), not select(): tests hold descriptors past FD_SETSIZE."""
+    p = select.poll()
+    by_fd = {}
+    for o in objs:
+        by_fd[o if isinstance(o, int) else o.fileno()] = o
+        p.register(o, select.POLLOUT if write else select.POLLIN | select.POLLPRI)
+    return [by_fd[fd] for fd, _ in p.poll(max(0, timeout) * 1000)]
+
+
+def connect_nb(host, port):
+    """A non-blocking socket with its connect to (host, port) under way; None when the
+    connect failed at once (the socket closed)."""
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect((host, port))
+    except BlockingIOError:
+        pass
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
+def new_key():
+    return base64.b64encode(os.urandom(16))
+
+
+def accept_for(key):
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def upgrade_request(path="/", key=None, host=b"127.0.0.1", version=b"HTTP/1.1", extra=b""):
+    """(request bytes, key)."""
+    key = key or new_key()
+    req = (b"GET " + path.encode() + b" " + version + b"\r\nHost: " + host + b"\r\n"
+           b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+           b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
+    return req, key
+
+
+def parse_head(buf):
+    """(status, head, rest) once buf holds a whole response head, else None."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head, rest = buf[:end + 4], buf[end + 4:]
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", head)
+    return (int(m.group(1)) if m else -1), head, rest
+
+
+def check_101(head, key):
+    accept = re.search(rb"(?im)^sec-websocket-accept:\s*(\S+)\s*$", head)
+    return (re.search(rb"(?im)^upgrade:\s*websocket\s*$", head) is not None and
+            accept is not None and accept.group(1) == accept_for(key))
+
+
+def frame(op, payload=b"", fin=True, mask=True, rsv=0):
+    """A client frame (masked unless told otherwise)."""
+    n = len(payload)
+    b0, m = (0x80 if fin else 0) | rsv | op, 0x80 if mask else 0
+    if n < 126:
+        hdr = bytes([b0, m | n])
+    elif n < 65536:
+        hdr = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4)
+    return hdr + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+
+
+def parse_frame(buf):
+    """(fin, opcode, payload, used) for a whole unmasked server frame at buf's start, else
+    None. Raises ValueError on a masked server frame."""
+    if len(buf) < 2:
+        return None
+    if buf[1] & 0x80:
+        raise ValueError("masked server frame")
+    n, h = buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, h = struct.unpack(">H", buf[2:4])[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, h = struct.unpack(">Q", buf[2:10])[0], 10
+    if len(buf) < h + n:
+        return None
+    return bool(buf[0] & 0x80), buf[0] & 0x0F, bytes(buf[h:h + n]), h + n
+
+
+def parse_time_msg(payload):
+    """(time_ms, seq) of a {"time":..,"seq":..} broadcast, else None."""
+    m = re.fullmatch(rb'\{"time":(\d+),"seq":(\d+)\}', payload)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+class Conn:
+    """A non-blocking client socket used with deadlines. Reads buffer into self.buf."""
+
+    def __init__(self, host, port, rcvbuf=None, timeout=10, source=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:
+            self.sock.bind((source, 0))
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.sock.setblocking(False)
+        self.buf = bytearray()
+        self.eof = False
+        self.error = None
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def send_all(self, data, timeout=10):
+        """Sends everything; returns None or the errno name that stopped it."""
+        view = memoryview(data)
+        deadline = now() + timeout
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:
+                if not ready([self.sock], deadline - now(), write=True):
+                    return "ETIMEDOUT"
+            except OSError as e:
+                return errno.errorcode.get(e.errno, str(e.errno))
+        return None
+
+    def fill(self, deadline):
+        """Reads what arrives before deadline; False once the peer closed (or reset)."""
+        if self.eof:
+            return False
+        if not ready([self.sock], deadline - now()):
+            return True
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return True
+        except OSError as e:
+            self.eof, self.error = True, errno.errorcode.get(e.errno, str(e.errno))
+            return False
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def read_head(self, timeout=10):
+        """(status, head) or (None, None) on EOF/timeout; frames after it stay buffered."""
+        deadline = now() + timeout
+        while True:
+            got = parse_head(self.buf)
+            if got:
+                status, head, rest = got
+                self.buf = bytearray(rest)
+                return status, head
+            if now() >= deadline or not self.fill(deadline):
+                return None, None
+
+    def read_frame(self, timeout=10, raw=False):
+        """(fin, opcode, payload), or with raw the frame's bytes as sent; None on EOF or
+        timeout."""
+        deadline = now() + timeout
+        while True:
+            got = parse_frame(self.buf)
+            if got:
+                fin, op, payload, used = got
+                wire = bytes(self.buf[:used])
+                del self.buf[:used]
+                return wire if raw else (fin, op, payload)
+            if now() >= deadline or not self.fill(deadline):
+                return None
+
+    def wait_eof(self, timeout=10, keep=False):
+        """Reads (discarding unless keep) until the peer closes. True when it did."""
+        deadline = now() + timeout
+        while now() < deadline:
+            if not self.fill(deadline):
+                return True
+            if not keep:
+                self.buf.clear()
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+def ws_connect(host, port, path="/", timeout=10, rcvbuf=None):
+    """An upgraded Conn; raises on anything but a correct 101."""
+    c = Conn(host, port, rcvbuf=rcvbuf, timeout=timeout)
+    req, key = upgrade_request(path)
+    err = c.send_all(req, timeout)
+    status, head = c.read_head(timeout) if err is None else (None, None)
+    if status != 101 or not check_101(head, key):
+        c.close()
+        raise RuntimeError(f"upgrade failed: {err} {status} {head!r}")
+    return c
+
+
+class Readers:
+    """Raw clients that read every broadcast, multiplexed. parse maps a text payload to
+    (time, seq), or None for a bad one."""
+
+    def __init__(self, parse=None):
+        self.parse = parse or parse_time_msg
+        self.conns = []
+        self.seqs = {}  # conn -> [seq, ...]
+        self.bad = []
+
+    def add(self, c):
+        self.conns.append(c)
+        self.seqs[c] = []
+
+    def pump(self, timeout):
+        """Waits up to timeout for any reader to have bytes, then reads what is there."""
+        wait = timeout
+        while True:
+            live = [c for c in self.conns if not c.eof]
+            got = ready(live, wait) if live else []
+            if not got:
+                return
+            wait = 0  # drain what else is ready, without waiting again
+            for c in got:
+                c.fill(now())
+                self._parse(c)
+
+    def _parse(self, c):
+        while True:
+            try:
+                f = parse_frame(c.buf)
+            except ValueError as e:
+                self.bad.append(str(e))
+                c.buf.clear()
+                return
+            if not f:
+                return
+            fin, op, payload, used = f
+            del c.buf[:used]
+            msg = self.parse(payload) if op == OP_TEXT and fin else None
+            if msg is None:
+                self.bad.append(f"op={op} fin={fin} payload={payload[:60]!r}")
+            else:
+                self.seqs[c].append(msg[1])
+
+    def have(self, seq):
+        return all(s and s[-1] >= seq for c, s in self.seqs.items() if not c.eof)
+
+    def wait_seq(self, seq, timeout=10):
+        """Pumps until every live reader has seen seq. True when they have."""
+        deadline = now() + timeout
+        while now() < deadline and not self.have(seq):
+            self.pump(0.05)
+        return self.have(seq)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
