@@ -26,11 +26,7 @@ run_threads() {
     wait_log 'event=listening' "$tmp/log" 10
     got=$(sed -n 's/.*event=listening.* threads=\([0-9]*\).*/\1/p' "$tmp/log")
     # timeout(1) is the parent; the entry exec'd wspush in its child.
-    server=$(child_of "$pid")
-    kill -TERM "$server"
-    st=0
-    wait "$pid" || st=$?
-    [ "$st" -eq 0 ] || fail "exit status $st after SIGTERM, want 0"
+    stop_expect_0 "$(child_of "$pid")" "$pid" "the server"
     case $want in
     range) [ "$got" -ge 1 ] && [ "$got" -le "$(nproc)" ] || fail "threads=$got, want 1..$(nproc)" ;;
     *) [ "$got" = "$want" ] || fail "threads=$got, want $want" ;;
@@ -81,9 +77,6 @@ if grep -Eq 'supervisor gone|event=worker_exit' "$tmp/log" ||
     fail "a worker exited under the PID-1 entrypoint"
 fi
 echo "ok: PID 1 entrypoint: both workers stay up, SIGUSR1 reaches them through the supervisor"
-kill -TERM "$init"
-st=0
-wait "$pid" || st=$?
-[ "$st" -eq 0 ] || fail "PID 1 entrypoint: exit status $st after SIGTERM, want 0"
+stop_expect_0 "$init" "$pid" "PID 1 entrypoint"
 grep -q 'supervisor .*event=stopped' "$tmp/log" || fail "the supervisor did not log event=stopped"
 echo "ok: PID 1 entrypoint: SIGTERM drains every worker, exit 0"

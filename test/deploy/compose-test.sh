@@ -81,17 +81,7 @@ code=$(in_ns curl -s -o "$tmp/publish.out" -w '%{http_code}' -X POST \
 [ "$code" = 202 ] || fail "POST /publish to instance a answered $code: $(cat "$tmp/publish.out")"
 wait
 for port in 8080 8090; do
-    python3 - "$tmp/$port.json" "$CONNS" "$port" <<'EOF' || fail "clients of :$port"
-import json, sys
-r = json.load(open(sys.argv[1]))
-n = int(sys.argv[2])
-b = [x for x in r["broadcasts"] if x["seq"] == 1]
-ok = r["active"] == n and r["errors"]["total"] == 0 and b and b[0]["got"] == n \
-    and b[0]["missing"] == 0 and b[0]["duplicates"] == 0
-print(f":{sys.argv[3]}: active={r['active']} errors={r['errors']['total']} publish: "
-      f"{b[0] if b else 'not received'}")
-sys.exit(0 if ok else 1)
-EOF
+    bench_got_once "$tmp/$port.json" "$CONNS" ":$port"
 done
 echo "ok: one POST /publish to a reached every client of a and b once, through Redis"
 

@@ -79,24 +79,11 @@ got=$(redis-cli -p "$rport" PUBLISH image-test "{\"time\":$now,\"seq\":1}")
 st=0
 wait "$bench_pid" || st=$?
 [ "$st" -eq 0 ] || { cat "$tmp/bench.out"; fail "wspush-bench exited $st"; }
-python3 - "$tmp/bench.json" "$CONNS" <<'EOF' || fail "wspush-bench report"
-import json, sys
-r = json.load(open(sys.argv[1]))
-n = int(sys.argv[2])
-b = [x for x in r["broadcasts"] if x["seq"] == 1]
-ok = r["active"] == n and r["errors"]["total"] == 0 and b and b[0]["got"] == n \
-    and b[0]["missing"] == 0 and b[0]["duplicates"] == 0
-print(f"bench: active={r['active']} errors={r['errors']['total']} broadcast seq 1: "
-      f"{b[0] if b else 'none'}")
-sys.exit(0 if ok else 1)
-EOF
+bench_got_once "$tmp/bench.json" "$CONNS" bench
 echo "ok: $CONNS connections through the image, each got the Redis broadcast once"
 
 # 4. Drain and exit.
-kill -TERM "$server"
-st=0
-wait "$run_pid" || st=$?
-[ "$st" -eq 0 ] || fail "buildah run exited $st after SIGTERM to wspush, want 0"
+stop_expect_0 "$server" "$run_pid" "buildah run, wspush given SIGTERM"
 grep -q 'event=stopped' "$tmp/server.log" || fail "no event=stopped"
 echo "ok: SIGTERM drained and wspush exited 0"
 echo "image-test passed ($image, $size)"

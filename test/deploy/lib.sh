@@ -2,7 +2,8 @@
 # background stopped by pid with all their descendants, bounded waits, FAIL and SKIP.
 #
 #   . "$(dirname "$0")/lib.sh"     then: $tmp, track PID, fail, skip, need, wait_until,
-#                                  wait_log, free_port, child_of, tree
+#                                  wait_log, free_port, child_of, tree, stop_expect_0,
+#                                  bench_got_once
 #
 # A script may define on_fail (print its logs) and on_cleanup (remove what it made besides
 # tracked processes, run once they are gone) after sourcing this; both run from here. Exit 77 means skipped: only for what
@@ -103,4 +104,29 @@ child_of() {
     # stderr: this runs in $(...), whose output the caller takes as the pid
     [ $# -eq 1 ] || { echo "FAIL: pid $1 has children '$c', want exactly one" >&2; exit 1; }
     echo "$1"
+}
+
+# stop_expect_0 PID JOB WHAT: SIGTERM to PID, then JOB (a background job of this shell: PID or
+# what runs it) must exit 0.
+stop_expect_0() {
+    kill -TERM "$1"
+    st=0
+    wait "$2" || st=$?
+    [ "$st" -eq 0 ] || fail "$3: exit status $st after SIGTERM, want 0"
+}
+
+# bench_got_once JSON CONNS WHAT: wspush-bench's report says CONNS connections were open, no
+# errors, and broadcast seq 1 reached every one of them once.
+bench_got_once() {
+    python3 - "$1" "$2" "$3" <<'EOF' || fail "$3: wspush-bench report"
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = int(sys.argv[2])
+b = [x for x in r["broadcasts"] if x["seq"] == 1]
+ok = r["active"] == n and r["errors"]["total"] == 0 and b and b[0]["got"] == n \
+    and b[0]["missing"] == 0 and b[0]["duplicates"] == 0
+print(f"{sys.argv[3]}: active={r['active']} errors={r['errors']['total']} broadcast seq 1: "
+      f"{b[0] if b else 'not received'}")
+sys.exit(0 if ok else 1)
+EOF
 }
