@@ -103,12 +103,9 @@ def scenario_slowloris(ck, binary):
                 srv.signal(signal.SIGUSR1)
             for key, _ in sel.select(0.02):
                 s = key.fileobj
-                try:
-                    data = s.recv(4096)
-                except BlockingIOError:
+                data = h.recv_nb(s)
+                if data is None:
                     continue
-                except OSError:
-                    data = b""
                 if data:
                     got_bytes += len(data)  # the server answers a timeout with nothing
                     continue
@@ -312,62 +309,50 @@ def burst_worker(port, count, deadline, out_fd, go_fd):
         req, key = h.upgrade_request()
         st[s] = [0, key, bytearray(), req]
         sel.register(s, 2)  # EVENT_WRITE: connected
-    pending = len(st)
-    opened = []
+    opened, pending = [], len(st)
+
+    def done(s, outcome, keep=False):
+        """s has its outcome: counted, no longer watched, closed unless kept."""
+        nonlocal pending
+        pending -= 1
+        res[outcome] += 1
+        st[s][0] = 2
+        sel.unregister(s)
+        if not keep:
+            s.close()
+
     while pending and h.now() < deadline:
         for k, ev in sel.select(0.2):
             s = k.fileobj
             state = st[s]
             if state[0] == 0:
-                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    res["connect_error"] += 1
-                    state[0] = 2
-                    pending -= 1
-                    sel.unregister(s)
-                    s.close()
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    done(s, "connect_error")
                     continue
                 try:
                     s.send(state[3])  # < 200 bytes: fits an empty socket buffer
                 except OSError:
-                    res["eof"] += 1
-                    state[0] = 2
-                    pending -= 1
-                    sel.unregister(s)
-                    s.close()
+                    done(s, "eof")
                     continue
                 state[0] = 1
                 sel.modify(s, 1)
                 continue
-            try:
-                data = s.recv(4096)
-            except BlockingIOError:
+            data = h.recv_nb(s)
+            if data is None:
                 continue
-            except OSError:
-                data = b""
-            if data:
-                state[2] += data
-                got = h.parse_head(state[2])
-                if not got:
-                    continue
-                status, head, rest = got
-                if status == 101:
-                    res["101"] += 1
-                    if not h.check_101(head, state[1]):
-                        res["bad_accept"] += 1
-                    opened.append((s, bytearray(rest)))
-                elif status == 503:
-                    res["503"] += 1
-                    s.close()
-                else:
-                    res["other"] += 1
-                    s.close()
-            else:
-                res["eof"] += 1
-                s.close()
-            state[0] = 2
-            pending -= 1
-            sel.unregister(s)
+            if not data:
+                done(s, "eof")
+                continue
+            state[2] += data
+            got = h.parse_head(state[2])
+            if not got:
+                continue
+            status, head, rest = got
+            if status == 101:
+                if not h.check_101(head, state[1]):
+                    res["bad_accept"] += 1
+                opened.append((s, bytearray(rest)))
+            done(s, str(status) if status in (101, 503) else "other", keep=status == 101)
     res["timeout"] = pending
     sel.close()
     os.write(out_fd, (json.dumps(res) + "\n").encode())
@@ -385,10 +370,9 @@ def burst_worker(port, count, deadline, out_fd, go_fd):
                 done.add(s)
                 sel.unregister(s)
         for k, _ in sel.select(0.2):
-            try:
-                data = k.fileobj.recv(4096)
-            except OSError:
-                data = b""
+            data = h.recv_nb(k.fileobj)
+            if data is None:
+                continue
             if not data:
                 sel.unregister(k.fileobj)
                 done.add(k.fileobj)  # closed: counted as not received below
