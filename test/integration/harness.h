@@ -52,6 +52,9 @@ int64_t wsp_it_now_ms(void);
 /* Wall-clock milliseconds since the epoch, as the server stamps broadcasts. */
 uint64_t wsp_it_epoch_ms(void);
 
+/* Milliseconds left until the monotonic deadline, never negative. */
+int wsp_it_left_ms(int64_t deadline);
+
 /* Sleeps ms milliseconds. */
 void wsp_it_sleep_ms(int ms);
 
