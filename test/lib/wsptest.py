@@ -337,6 +337,25 @@ class Server:
             return per if total is None or sum(per) == total else None
         return get() if total is None else poll(get, timeout)
 
+    def held(self):
+        """Connections the server holds in any state (accepted, not yet closed), per /metrics."""
+        text = self.metrics()
+        return (metric(text, "wspush_connections_accepted_total") -
+                metric(text, "wspush_connections_closed_total"))
+
+    def backlog(self):
+        """Connections waiting in the kernel's accept queues of the server's port (all its
+        listeners): /proc/net/tcp gives a listening socket's queue as its rx_queue."""
+        total = 0
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(path) as f:
+                for line in f.readlines()[1:]:
+                    f = line.split()
+                    local, state, queues = f[1], f[3], f[4]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == self.port:
+                        total += int(queues.split(":")[1], 16)
+        return total
+
     def cpu_seconds(self):
         """utime + stime of the whole process (all threads)."""
         with open(f"/proc/{self.pid}/stat") as f:
