@@ -3,7 +3,7 @@
 # wspush of this build tree and run on 127.0.0.1, outside any container:
 #   - --threads comes from WSP_THREADS, a --threads argument still wins, a bad WSP_THREADS
 #     exits 2, the default is between 1 and the CPUs we may use;
-#   - as PID 1 of a new PID namespace (unshare, root only; skipped otherwise) it keeps a
+#   - as PID 1 of a new PID namespace (unshare, root only; exit 77 otherwise) it keeps a
 #     --procs supervisor from being PID 1, whose workers would otherwise exit at once with
 #     "supervisor gone", forwards SIGUSR1 (a broadcast) and SIGTERM, and exits 0.
 # Every process started here has a lifetime bound and is stopped by pid.
@@ -11,46 +11,8 @@
 #   check_entry.sh ENTRY_BINARY
 set -eu
 entry=$1
-tmp=$(mktemp -d)
-pids=""
-# PID and all its descendants, parents first. unshare ignores SIGTERM while it waits, and a
-# killed timeout(1) leaves its child running: so cleanup kills every process by pid.
-tree() {
-    echo "$1"
-    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
-}
-cleanup() {
-    all=""
-    for p in $pids; do all="$all $(tree "$p")"; done
-    for p in $all; do kill -KILL "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-fail() {
-    echo "FAIL: $*"
-    [ -f "$tmp/log" ] && sed 's/^/  | /' "$tmp/log"
-    exit 1
-}
-
-# wait_log PATTERN SECONDS: until the log has a line matching PATTERN (grep -E).
-wait_log() {
-    i=0
-    while [ $i -lt $(($2 * 10)) ]; do
-        grep -Eq "$1" "$tmp/log" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    fail "no log line matching '$1' within $2 s"
-}
-
-# child_of PID: the one child of PID (the kernel's list ends with a space).
-child_of() {
-    c=$(cat "/proc/$1/task/$1/children" 2>/dev/null || true)
-    set -- $c
-    [ $# -eq 1 ] || fail "pid $1 has children '$c', want exactly one"
-    echo "$1"
-}
+. "$(dirname "$0")/lib.sh"
+on_fail() { [ -f "$tmp/log" ] && sed 's/^/  | /' "$tmp/log"; }
 
 # run_threads EXPECTED [ARGS...]: starts the entry (env as set by the caller), checks the
 # threads= of event=listening and stops the server with SIGTERM, expecting exit 0.
@@ -60,15 +22,11 @@ run_threads() {
     : >"$tmp/log"
     timeout 30 "$entry" --bind 127.0.0.1 --port 0 --interval 0 --admin off "$@" 2>"$tmp/log" &
     pid=$!
-    pids="$pids $pid"
-    wait_log 'event=listening' 10
+    track $pid
+    wait_log 'event=listening' "$tmp/log" 10
     got=$(sed -n 's/.*event=listening.* threads=\([0-9]*\).*/\1/p' "$tmp/log")
     # timeout(1) is the parent; the entry exec'd wspush in its child.
-    server=$(child_of "$pid")
-    kill -TERM "$server"
-    st=0
-    wait "$pid" || st=$?
-    [ "$st" -eq 0 ] || fail "exit status $st after SIGTERM, want 0"
+    stop_expect_0 "$(child_of "$pid")" "$pid" "the server"
     case $want in
     range) [ "$got" -ge 1 ] && [ "$got" -le "$(nproc)" ] || fail "threads=$got, want 1..$(nproc)" ;;
     *) [ "$got" = "$want" ] || fail "threads=$got, want $want" ;;
@@ -91,32 +49,34 @@ for bad in 0 abc 1025 -1 2x; do
 done
 echo "ok: a malformed WSP_THREADS exits 2 with a message"
 
+need unshare util-linux
 if [ "$(id -u)" != 0 ] || ! unshare --pid --fork true 2>/dev/null; then
-    echo "SKIP: PID 1 mode needs root and unshare --pid"
-    exit 0
+    skip "PID 1 mode needs root and a new PID namespace (unshare --pid)"
 fi
 
 : >"$tmp/log"
 timeout 60 unshare --pid --fork --kill-child "$entry" --procs 2 --threads 1 --bind 127.0.0.1 \
     --port 0 --interval 0 --admin off 2>"$tmp/log" &
 pid=$!
-pids="$pids $pid"
-wait_log 'worker=0 .*event=listening' 10
-wait_log 'worker=1 .*event=listening' 10
-sleep 1.5 # a worker that thinks its supervisor is gone exits within milliseconds
-if grep -Eq 'supervisor gone|event=worker_exit' "$tmp/log"; then
-    fail "a worker exited under the PID-1 entrypoint"
-fi
+track $pid
+wait_log 'worker=0 .*event=listening' "$tmp/log" 10
+wait_log 'worker=1 .*event=listening' "$tmp/log" 10
 # timeout -> unshare -> the entry, PID 1 in the new namespace.
 unshare_pid=$(child_of "$pid")
 init=$(child_of "$unshare_pid")
 [ "$(cat "/proc/$init/comm")" = "$(basename "$entry" | cut -c1-15)" ] || fail "pid $init is not the entrypoint"
+# Both workers broadcasting the SIGUSR1 shows them connected to their supervisor; two
+# worker_started lines, that neither was restarted (one that took its supervisor for gone
+# would have exited at once).
 kill -USR1 "$init"
-wait_log 'event=supervisor_broadcast .*reason=sigusr1' 10
-echo "ok: PID 1 entrypoint: both workers stay up, SIGUSR1 reaches the supervisor"
-kill -TERM "$init"
-st=0
-wait "$pid" || st=$?
-[ "$st" -eq 0 ] || fail "PID 1 entrypoint: exit status $st after SIGTERM, want 0"
+wait_log 'event=supervisor_broadcast .*reason=sigusr1' "$tmp/log" 10
+wait_log 'worker=0 .*event=broadcast seq=1 ' "$tmp/log" 10
+wait_log 'worker=1 .*event=broadcast seq=1 ' "$tmp/log" 10
+if grep -Eq 'supervisor gone|event=worker_exit' "$tmp/log" ||
+    [ "$(grep -c 'event=worker_started' "$tmp/log")" != 2 ]; then
+    fail "a worker exited under the PID-1 entrypoint"
+fi
+echo "ok: PID 1 entrypoint: both workers stay up, SIGUSR1 reaches them through the supervisor"
+stop_expect_0 "$init" "$pid" "PID 1 entrypoint"
 grep -q 'supervisor .*event=stopped' "$tmp/log" || fail "the supervisor did not log event=stopped"
 echo "ok: PID 1 entrypoint: SIGTERM drains every worker, exit 0"

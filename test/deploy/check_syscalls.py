@@ -10,24 +10,19 @@ connecting and upgrading (wspush-bench), SIGUSR1 broadcasts, SIGTERM and the dra
 any call outside it: under the unit, such a call would fail with EPERM
 (SystemCallErrorNumber=).
 
-  check_syscalls.py UNIT_FILE WSPUSH WSPUSH_BENCH    exit 77 = strace, systemd-analyze or
-                                                     redis-server missing
+  check_syscalls.py WSPUSH UNIT_FILE WSPUSH_BENCH    a missing tool (strace, systemd-analyze,
+                                                     redis-server) fails the test
 """
-import http.client
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-
-def skip(why):
-    print("SKIP: " + why)
-    sys.exit(77)
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib"))
+import wsptest as wt  # noqa: E402
 
 
 def expand(group, seen=None):
@@ -69,114 +64,79 @@ def allowed_by(unit):
             else:
                 deny = deny | names if neg else deny - names
     if mode is None:
-        sys.exit(f"FAIL: {unit} has no SystemCallFilter=")
+        raise RuntimeError(f"{unit} has no SystemCallFilter=")
     return mode, allow, deny
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(path, pattern, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            m = re.search(pattern, f.read())
-        if m:
-            return m
-        time.sleep(0.1)
-    with open(path, errors="replace") as f:
-        print(f.read())
-    sys.exit(f"FAIL: no '{pattern}' in the server's log within {seconds} s")
-
-
-def main():
-    unit, server, bench = sys.argv[1:4]
-    for tool in ("strace", "systemd-analyze", "redis-server", "redis-cli"):
-        if shutil.which(tool) is None:
-            skip(f"no {tool}")
-    mode, allow, deny = allowed_by(unit)
-    tmp = tempfile.mkdtemp(prefix="wsp-syscalls-")
-    log, trace = os.path.join(tmp, "log"), os.path.join(tmp, "trace")
-    started = []
+def bench_active(path):
+    """The active= count of wspush-bench's --status-file (0 before it writes one)."""
     try:
-        rport = free_port()
-        redis = subprocess.Popen(
-            ["timeout", "60", "redis-server", "--port", str(rport), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        started.append(redis)
-        # LeakSanitizer stops the world with ptrace, which fails under strace: leaks are
-        # checked by every other test of a sanitizer build, not by this one.
-        env = dict(os.environ)
-        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
-        with open(log, "w") as lf:
-            srv = subprocess.Popen(
-                ["timeout", "60", "strace", "-f", "-qq", "-o", trace, server, "--procs", "2",
-                 "--threads", "2", "--bind", "127.0.0.1", "--port", "0", "--interval", "0",
-                 "--redis", f"redis://localhost:{rport}", "--channel", "syscalls",
-                 "--admin", "127.0.0.1:0", "--drain-seconds", "2"],
-                stderr=lf, stdout=subprocess.DEVNULL, env=env)
-        started.append(srv)
-        m = wait_for(log, r"supervisor pid=(\d+) event=supervisor_listening .*? port=(\d+) .*"
-                     r"admin_port=(\d+)", 15)
-        sup, port, admin = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        wait_for(log, r"worker=1 .*event=redis_subscribed", 15)
-        wait_for(log, r"worker=0 .*event=redis_subscribed", 15)
-        # The clients are still connected at SIGTERM, so the drain (close 1001, shutdown,
-        # lingering reads) is traced too; the bench then counts those closes.
-        b = subprocess.Popen(["timeout", "30", bench, "--url", f"ws://127.0.0.1:{port}/",
-                              "--conns", "200", "--duration", "8", "--quiet"],
-                             stdout=subprocess.DEVNULL)
-        started.append(b)
-        time.sleep(1.5)
-        os.kill(sup, signal.SIGUSR1)
-        subprocess.run(["redis-cli", "-p", str(rport), "PUBLISH", "syscalls",
-                        '{"time":%d,"seq":1000}' % int(time.time() * 1000)],
-                       check=True, capture_output=True, timeout=10)
-        for method, path, body in (("POST", "/publish", b"syscalls"), ("GET", "/metrics", None)):
-            c = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
-            c.request(method, path, body=body)
-            r = c.getresponse()
-            r.read()
-            c.close()
-            if r.status not in (200, 202):
-                sys.exit(f"FAIL: admin {method} {path}: {r.status}")
-        wait_for(log, r"worker=\d+ .*event=broadcast .*written=[1-9]", 10)
-        time.sleep(1)
-        os.kill(sup, signal.SIGTERM)
-        if srv.wait(timeout=40) != 0:
-            with open(log, errors="replace") as f:
-                print(f.read()[-3000:])
-            sys.exit(f"FAIL: wspush (under strace) exited {srv.returncode}")
-        b.wait(timeout=40)
-    finally:
-        for p in started:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        with open(path) as f:
+            return int(dict(line.strip().split("=", 1) for line in f if "=" in line)
+                       .get("active", 0))
+    except (OSError, ValueError):
+        return 0
 
-    used = {}
-    with open(trace, errors="replace") as f:
-        for line in f:
-            m = re.match(r"^\d+\s+(?:<\.\.\. )?([a-z_][a-z0-9_]*)(?:\(| resumed>)", line)
-            if m:
-                used[m.group(1)] = used.get(m.group(1), 0) + 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    if len(used) < 20:
-        sys.exit(f"FAIL: only {len(used)} distinct calls traced: strace did not follow the server")
-    bad = sorted(n for n in used if (n not in allow if mode == "allow" else n in deny))
+
+def trace_run(ck, server, bench, trace):
+    """The server under strace -f through every path a service takes."""
+    conns = 200
+    status = trace + ".status"
+    # LeakSanitizer stops the world with ptrace, which fails under strace: leaks are
+    # checked by every other test of a sanitizer build, not by this one.
+    env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+    with wt.Redis() as redis, wt.Server(
+            server, "--channel", "syscalls", "--drain-seconds", "2", threads=2, procs=2,
+            redis=f"redis://localhost:{redis.port}", env=env,
+            prefix=["timeout", "60", wt.need("strace"), "-f", "-qq", "-o", trace]) as srv:
+        sup = int(srv.wait_re(r"supervisor pid=(\d+) event=supervisor_listening").group(1))
+        try:
+            ck.check("both workers subscribed", redis.wait_subscribers("syscalls", 2))
+            # The clients are still connected at SIGTERM, so the drain (close 1001, shutdown,
+            # lingering reads) is traced too; the bench then counts those closes.
+            b = subprocess.Popen(["timeout", "30", bench, "--url", srv.url(), "--conns",
+                                  str(conns), "--duration", "8", "--quiet", "--status-file",
+                                  status], stdout=subprocess.DEVNULL,
+                                 preexec_fn=wt.die_with_parent)
+            ck.check(f"{conns} clients connected", wt.poll(
+                lambda: bench_active(status) == conns, 15, 0.1), str(bench_active(status)))
+            os.kill(sup, signal.SIGUSR1)
+            ck.check("a PUBLISH on Redis reached both workers",
+                     redis.publish("syscalls", '{"time":0,"seq":1000}') == 2)
+            ck.check("admin POST /publish", srv.publish(b"syscalls")[0] == 202)
+            ck.check("admin GET /metrics", srv.http("GET", "/metrics")[0] == 200)
+            ck.check("both workers broadcast all three (SIGUSR1, Redis, admin via Redis)",
+                     all(wt.poll(lambda: srv.count(f"worker={w} ", "event=broadcast ") >= 3, 10)
+                         for w in (0, 1)))
+            os.kill(sup, signal.SIGTERM)
+            ck.check("wspush (under strace) exited 0", srv.wait(40) == 0,
+                     str(srv.proc.returncode))
+            b.wait(timeout=40)
+        finally:
+            if srv.alive():
+                os.kill(sup, signal.SIGKILL)  # strace does not pass a kill of its own on
+
+
+def run(ck, server, unit, bench):
+    for tool in ("systemd-analyze", "redis-server"):
+        wt.need(tool, "systemd" if tool == "systemd-analyze" else None)
+    mode, allow, deny = allowed_by(unit)
+    with tempfile.TemporaryDirectory(prefix="wsp-syscalls-") as tmp:
+        trace = os.path.join(tmp, "trace")
+        trace_run(ck, server, bench, trace)
+        used = {}
+        with open(trace, errors="replace") as f:
+            for line in f:
+                m = re.match(r"^\d+\s+(?:<\.\.\. )?([a-z_][a-z0-9_]*)(?:\(| resumed>)", line)
+                if m:
+                    used[m.group(1)] = used.get(m.group(1), 0) + 1
+    ck.check("strace followed the server (20 or more distinct calls)", len(used) >= 20,
+             f"only {len(used)}")
     print(f"traced {len(used)} distinct system calls: {' '.join(sorted(used))}")
-    if bad:
-        print("FAIL: outside SystemCallFilter= of %s: %s" % (unit, " ".join(bad)))
-        sys.exit(1)
-    print(f"ok: all allowed by {os.path.basename(unit)}")
+    bad = sorted(n for n in used if (n not in allow if mode == "allow" else n in deny))
+    ck.check(f"every call allowed by {os.path.basename(unit)}'s SystemCallFilter=", not bad,
+             "outside it: " + " ".join(bad))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(wt.main(run, timeout=120))

@@ -17,9 +17,12 @@
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib"))
+import wsptest as wt  # noqa: E402
 
 MODULE_KEYS = ("net.netfilter.nf_conntrack_", "net.nf_conntrack_")  # absent without the module
 NETNS_KEYS = {  # per network namespace: safe to write in a throwaway one
@@ -32,12 +35,15 @@ DEFAULT_NR_OPEN = 1048576  # the kernel's built-in fs.nr_open
 WSPUSH_PORT = 8080
 REDIS_PORT = 6379
 
-failures = []
+CK = wt.Checks("check_sysctl")  # replaced by the run's own in run()
 
 
 def fail(msg):
-    failures.append(msg)
-    print("FAIL: " + msg)
+    CK.check(msg, False)
+
+
+def ok(msg):
+    CK.check(msg, True)
 
 
 def parse(path):
@@ -80,7 +86,7 @@ def check_key(key, value, optional, no):
             if not optional:
                 fail(f"line {no}: {key} exists only with its module loaded: prefix it with '-'")
             else:
-                print(f"ok: {key} (module not loaded here: skipped, as systemd-sysctl would)")
+                ok(f"{key} (module not loaded here: skipped, as systemd-sysctl would)")
             return
         fail(f"line {no}: unknown key {key} (no {path})")
         return
@@ -94,14 +100,15 @@ def check_key(key, value, optional, no):
         fail(f"line {no}: {key} wants {len(current)} field(s) like '{' '.join(current)}', got '{value}'")
     if not all(re.fullmatch(r"\d+", x) for x in fields):
         fail(f"line {no}: {key} = '{value}' is not made of integers")
-    print(f"ok: {key} = {value} (now: {' '.join(current) if current else open(path).read().strip()})")
+    ok(f"{key} = {value} (now: {' '.join(current) if current else open(path).read().strip()})")
 
 
 def check_in_netns(settings):
+    """False when it could not run here (not root)."""
     keys = [k for k in settings if k in NETNS_KEYS]
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        print("note: not root or no unshare: values not written in a throwaway namespace")
-        return
+    wt.need("unshare", "util-linux")
+    if os.geteuid() != 0:
+        return False
     script = "set -e\n"
     for k in keys:
         script += f"echo '{settings[k][0]}' > {proc_path(k)}\nprintf '%s=' {k}; cat {proc_path(k)}\n"
@@ -109,7 +116,7 @@ def check_in_netns(settings):
                        timeout=20)
     if r.returncode != 0:
         fail(f"the kernel refused a value in a throwaway network namespace: {r.stderr.strip()}")
-        return
+        return True
     for line in r.stdout.splitlines():
         k, got = line.split("=", 1)
         want = settings[k][0]
@@ -117,15 +124,17 @@ def check_in_netns(settings):
         if norm(got) != norm(want):
             fail(f"{k}: wrote '{want}', the kernel kept '{got.strip()}'")
         else:
-            print(f"ok: {k} accepted by the kernel (throwaway network namespace)")
+            ok(f"{k} accepted by the kernel (throwaway network namespace)")
+    return True
 
 
-def main():
-    conf, unit, shard_c = sys.argv[1:4]
+def run(ck, conf, unit, shard_c):
+    global CK
+    CK = ck
     settings = parse(conf)
     for key, (value, optional, no) in settings.items():
         check_key(key, value, optional, no)
-    check_in_netns(settings)
+    in_netns = check_in_netns(settings)
 
     def num(key):
         return int(settings[key][0].split()[0]) if key in settings else None
@@ -154,11 +163,10 @@ def main():
         for p in (WSPUSH_PORT, REDIS_PORT):
             if lo <= p <= hi and p not in ports:
                 fail(f"port {p} is inside ip_local_port_range {lo}-{hi} but not reserved")
-    if failures:
-        print(f"{len(failures)} problem(s) in {conf}")
-        sys.exit(1)
-    print(f"ok: {conf}: {len(settings)} settings")
+    ok(f"{conf}: {len(settings)} settings read")
+    if not in_netns:
+        raise wt.Skip("not root: the values were not written in a throwaway network namespace")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(wt.main(run, binary=False))

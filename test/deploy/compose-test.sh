@@ -17,7 +17,7 @@ PODMAN_ARGS=${PODMAN_ARGS:---storage-driver vfs --runtime runc}
 CONNS=200
 ns=wsp_compose_$$
 project=wspct$$
-tmp=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 export WSP_NOFILE=${WSP_NOFILE:-4096}
 
 # nsenter, not `ip netns exec`: that one mounts a fresh /sys without the cgroup hierarchy,
@@ -26,41 +26,29 @@ in_ns() { nsenter --net="/run/netns/$ns" "$@"; }
 pc() { in_ns podman-compose --podman-args "$PODMAN_ARGS" -p "$project" -f "$compose" "$@"; }
 pm() { in_ns podman $PODMAN_ARGS "$@"; }
 
-cleanup() {
-    set +e
+on_cleanup() {
     if ip netns list | grep -qw "$ns"; then
         pc down -t 5 >/dev/null 2>&1
         ids=$(pm ps -aq --filter "label=io.podman.compose.project=$project" 2>/dev/null)
         [ -n "$ids" ] && pm rm -f $ids >/dev/null 2>&1
         pm network rm -f "${project}_default" >/dev/null 2>&1
         # Whatever still runs in the namespace (benches, dnsmasq of the compose network).
-        for p in $(ip netns pids "$ns"); do kill -TERM "$p" 2>/dev/null; done
-        sleep 0.5
-        for p in $(ip netns pids "$ns"); do kill -KILL "$p" 2>/dev/null; done
+        stop_pids $(ip netns pids "$ns")
         ip netns del "$ns"
     fi
-    rm -rf "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
 
-fail() {
-    echo "FAIL: $*"
+on_fail() {
     for s in redis wspush-a wspush-b; do
         echo "--- $s"
         pm logs --tail 15 "${project}_${s}_1" 2>&1
     done
-    exit 1
 }
 
+logs_match() { pm logs "$1" 2>&1 | grep -Eq "$2"; }
+
 wait_logs() { # CONTAINER PATTERN SECONDS
-    i=0
-    while [ $i -lt $(($3 * 10)) ]; do
-        pm logs "$1" 2>&1 | grep -Eq "$2" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    fail "no line matching '$2' from $1 within $3 s"
+    wait_until "$3" "a line matching '$2' from $1" logs_match "$1" "$2"
 }
 
 for img in "${WSP_IMAGE:-localhost/wspush:latest}" "${WSP_REDIS_IMAGE:-localhost/wspush-redis:latest}"; do
@@ -83,12 +71,7 @@ for port in 8080 8090; do
         --status-file "$tmp/$port.status" >"$tmp/$port.out" 2>&1 &
 done
 for port in 8080 8090; do
-    i=0
-    until grep -qx "active=$CONNS" "$tmp/$port.status" 2>/dev/null; do
-        i=$((i + 1))
-        [ $i -lt 150 ] || fail "$CONNS connections to :$port not open within 15 s"
-        sleep 0.1
-    done
+    wait_until 15 "$CONNS connections to :$port open" grep -qx "active=$CONNS" "$tmp/$port.status"
 done
 echo "ok: $CONNS clients on each instance (:8080 and :8090)"
 
@@ -98,17 +81,7 @@ code=$(in_ns curl -s -o "$tmp/publish.out" -w '%{http_code}' -X POST \
 [ "$code" = 202 ] || fail "POST /publish to instance a answered $code: $(cat "$tmp/publish.out")"
 wait
 for port in 8080 8090; do
-    python3 - "$tmp/$port.json" "$CONNS" "$port" <<'EOF' || fail "clients of :$port"
-import json, sys
-r = json.load(open(sys.argv[1]))
-n = int(sys.argv[2])
-b = [x for x in r["broadcasts"] if x["seq"] == 1]
-ok = r["active"] == n and r["errors"]["total"] == 0 and b and b[0]["got"] == n \
-    and b[0]["missing"] == 0 and b[0]["duplicates"] == 0
-print(f":{sys.argv[3]}: active={r['active']} errors={r['errors']['total']} publish: "
-      f"{b[0] if b else 'not received'}")
-sys.exit(0 if ok else 1)
-EOF
+    bench_got_once "$tmp/$port.json" "$CONNS" ":$port"
 done
 echo "ok: one POST /publish to a reached every client of a and b once, through Redis"
 

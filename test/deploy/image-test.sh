@@ -16,46 +16,13 @@ bench=$2
 BUILDAH=${BUILDAH:-buildah --storage-driver vfs}
 CONNS=500
 
-tmp=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 cid=""
-pids=""
-# Every process started here, and its descendants, by pid; then the working container by id.
-tree() {
-    echo "$1"
-    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
-}
-cleanup() {
-    all=""
-    for p in $pids; do all="$all $(tree "$p")"; done
-    for p in $all; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in $all; do kill -KILL "$p" 2>/dev/null || true; done
-    [ -n "$cid" ] && $BUILDAH rm "$cid" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-    echo "FAIL: $*"
+on_cleanup() { [ -n "$cid" ] && $BUILDAH rm "$cid" >/dev/null 2>&1 || true; }
+on_fail() {
     for f in "$tmp/server.log" "$tmp/redis.log"; do
         [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
     done
-    exit 1
-}
-
-wait_log() { # PATTERN FILE SECONDS
-    i=0
-    while [ $i -lt $(($3 * 10)) ]; do
-        grep -Eq "$1" "$2" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    fail "no line matching '$1' in $2 within $3 s"
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # 1. Config.
@@ -72,7 +39,7 @@ echo "ok: image size $size"
 rport=$(free_port)
 timeout 120 redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
     >"$tmp/redis.log" 2>&1 &
-pids="$pids $!"
+track $!
 wait_log 'Ready to accept connections' "$tmp/redis.log" 10
 
 cid=$($BUILDAH from --name "wspush-image-test-$$" --ulimit nofile=4096:4096 "$image")
@@ -81,7 +48,7 @@ timeout 120 $BUILDAH run --isolation chroot --network host -e WSP_THREADS=2 "$ci
     --drain-seconds 1 --redis "redis://localhost:$rport" --channel image-test \
     >"$tmp/server.log" 2>&1 &
 run_pid=$!
-pids="$pids $run_pid"
+track $run_pid
 wait_log 'event=listening' "$tmp/server.log" 20
 wait_log 'event=redis_subscribed' "$tmp/server.log" 20
 port=$(sed -n 's/.*event=listening .* port=\([0-9]*\) .*/\1/p' "$tmp/server.log")
@@ -104,37 +71,19 @@ echo "ok: wspush (pid $server) runs as uid 10001"
 timeout 60 "$bench" --url "ws://127.0.0.1:$port/" --conns $CONNS --duration 6 --quiet \
     --json "$tmp/bench.json" --status-file "$tmp/status" >"$tmp/bench.out" 2>&1 &
 bench_pid=$!
-pids="$pids $bench_pid"
-i=0
-until grep -qx "active=$CONNS" "$tmp/status" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "$CONNS connections not open within 10 s: $(cat "$tmp/status" 2>/dev/null)"
-    sleep 0.1
-done
+track $bench_pid
+wait_until 10 "$CONNS connections open" grep -qx "active=$CONNS" "$tmp/status"
 now=$(date +%s%3N)
 got=$(redis-cli -p "$rport" PUBLISH image-test "{\"time\":$now,\"seq\":1}")
 [ "$got" = 1 ] || fail "PUBLISH reached $got subscribers, want 1"
 st=0
 wait "$bench_pid" || st=$?
 [ "$st" -eq 0 ] || { cat "$tmp/bench.out"; fail "wspush-bench exited $st"; }
-python3 - "$tmp/bench.json" "$CONNS" <<'EOF' || fail "wspush-bench report"
-import json, sys
-r = json.load(open(sys.argv[1]))
-n = int(sys.argv[2])
-b = [x for x in r["broadcasts"] if x["seq"] == 1]
-ok = r["active"] == n and r["errors"]["total"] == 0 and b and b[0]["got"] == n \
-    and b[0]["missing"] == 0 and b[0]["duplicates"] == 0
-print(f"bench: active={r['active']} errors={r['errors']['total']} broadcast seq 1: "
-      f"{b[0] if b else 'none'}")
-sys.exit(0 if ok else 1)
-EOF
+bench_got_once "$tmp/bench.json" "$CONNS" bench
 echo "ok: $CONNS connections through the image, each got the Redis broadcast once"
 
 # 4. Drain and exit.
-kill -TERM "$server"
-st=0
-wait "$run_pid" || st=$?
-[ "$st" -eq 0 ] || fail "buildah run exited $st after SIGTERM to wspush, want 0"
+stop_expect_0 "$server" "$run_pid" "buildah run, wspush given SIGTERM"
 grep -q 'event=stopped' "$tmp/server.log" || fail "no event=stopped"
 echo "ok: SIGTERM drained and wspush exited 0"
 echo "image-test passed ($image, $size)"

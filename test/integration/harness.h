@@ -23,11 +23,37 @@
 /* argv[1] of the test: the wspush binary. */
 extern const char *wsp_it_binary;
 
+/* ---- the one main() (harness_main.c) ---- */
+
+struct CMUnitTest;
+
+/* A file's cmocka group: its tests and the optional group fixtures. */
+typedef struct wsp_it_suite_s {
+    const char *name;
+    const struct CMUnitTest *tests;
+    size_t count;
+    int (*setup)(void **state);
+    int (*teardown)(void **state);
+} wsp_it_suite_t;
+
+/* What harness_main.c's main() runs: each test file defines it with WSP_IT_SUITE(). A file
+ * that defines its own main() instead still links (the archive's main is then not used). */
+extern const wsp_it_suite_t wsp_it_suite;
+
+/* Defines the file's suite from a static array of cmocka tests and group fixtures (NULL: none).
+ * main() takes the wspush binary as argv[1] into wsp_it_binary and runs the group. */
+#define WSP_IT_SUITE(tests, setup, teardown)                                                       \
+    const wsp_it_suite_t wsp_it_suite = {__FILE__, (tests), sizeof(tests) / sizeof((tests)[0]),    \
+                                         (setup), (teardown)}
+
 /* Monotonic milliseconds. */
 int64_t wsp_it_now_ms(void);
 
 /* Wall-clock milliseconds since the epoch, as the server stamps broadcasts. */
 uint64_t wsp_it_epoch_ms(void);
+
+/* Milliseconds left until the monotonic deadline, never negative. */
+int wsp_it_left_ms(int64_t deadline);
 
 /* Sleeps ms milliseconds. */
 void wsp_it_sleep_ms(int ms);

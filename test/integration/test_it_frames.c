@@ -464,24 +464,16 @@ static int group_teardown(void **state)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH_TO_WSPUSH\n", argv[0]);
-        return 2;
-    }
-    wsp_it_binary = argv[1];
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ping_pong),
-        cmocka_unit_test(test_close_echo),
-        cmocka_unit_test(test_data_accepted),
-        cmocka_unit_test(test_too_big),
-        cmocka_unit_test(test_protocol_errors),
-        cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_handshake_bytewise),
-        cmocka_unit_test(test_frames_with_request),
-        cmocka_unit_test(test_split_request_with_frames),
-        cmocka_unit_test(test_still_serving),
-    };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_ping_pong),
+    cmocka_unit_test(test_close_echo),
+    cmocka_unit_test(test_data_accepted),
+    cmocka_unit_test(test_too_big),
+    cmocka_unit_test(test_protocol_errors),
+    cmocka_unit_test(test_invalid_utf8),
+    cmocka_unit_test(test_handshake_bytewise),
+    cmocka_unit_test(test_frames_with_request),
+    cmocka_unit_test(test_split_request_with_frames),
+    cmocka_unit_test(test_still_serving),
+};
+WSP_IT_SUITE(tests, group_setup, group_teardown);

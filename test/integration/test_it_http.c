@@ -231,22 +231,13 @@ static void test_max_conns(void **state)
     assert_int_equal(wsp_it_server_stop(srv), 0);
 }
 
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH_TO_WSPUSH\n", argv[0]);
-        return 2;
-    }
-    wsp_it_binary = argv[1];
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_error_statuses, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_handshake_timeout, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_handshake_within_timeout, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_max_conns, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_error_statuses, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_handshake_timeout, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_handshake_within_timeout, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_max_conns, wsp_it_fixture_setup, wsp_it_fixture_teardown),
+};
+WSP_IT_SUITE(tests, NULL, NULL);

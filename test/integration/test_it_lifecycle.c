@@ -287,27 +287,18 @@ static void test_io_uring_used(void **state)
     assert_int_equal(wsp_it_server_stop(srv), 0);
 }
 
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH_TO_WSPUSH\n", argv[0]);
-        return 2;
-    }
-    wsp_it_binary = argv[1];
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sigterm, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_sigint, wsp_it_fixture_setup, wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_idle, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test(test_help),
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_bad_flags),
-        cmocka_unit_test(test_port_in_use),
-        cmocka_unit_test_setup_teardown(test_io_uring_unavailable, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_io_uring_used, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_sigterm, wsp_it_fixture_setup, wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_sigint, wsp_it_fixture_setup, wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_sigterm_idle, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+    cmocka_unit_test(test_help),
+    cmocka_unit_test(test_version),
+    cmocka_unit_test(test_bad_flags),
+    cmocka_unit_test(test_port_in_use),
+    cmocka_unit_test_setup_teardown(test_io_uring_unavailable, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_io_uring_used, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+};
+WSP_IT_SUITE(tests, NULL, NULL);

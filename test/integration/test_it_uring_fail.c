@@ -151,18 +151,12 @@ static void test_shipped_binary_ignores_hooks(void **state)
     assert_int_equal(wsp_it_server_stop(srv), 0);
 }
 
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH_TO_WSPUSH (and WSP_IT_TESTHOOKS=PATH)\n", argv[0]);
-        return 2;
-    }
-    wsp_it_binary = argv[1];
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ring_fails_mid_pass, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_shipped_binary_ignores_hooks, wsp_it_fixture_setup,
-                                        wsp_it_fixture_teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+/* The hooked binary comes from $WSP_IT_TESTHOOKS (test/integration/CMakeLists.txt). */
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_ring_fails_mid_pass, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_shipped_binary_ignores_hooks, wsp_it_fixture_setup,
+                                    wsp_it_fixture_teardown),
+};
+
+WSP_IT_SUITE(tests, NULL, NULL);

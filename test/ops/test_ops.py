@@ -1,351 +1,285 @@
 #!/usr/bin/python3
-"""The production surface against the real binary: admin API, channels, limits, liveness,
-graceful drain. Usage: test_ops.py WSPUSH_BINARY. Needs python3-websockets (run with
-/usr/bin/python3) and promtool (Debian package prometheus) for the metrics check.
-Every wait is bounded; only loopback; only processes this script started are signalled.
+"""The production surface against the real binary, one scenario per run:
+
+  admin_channels  admin API (token, publish, limits on bodies and names), channels, /healthz,
+                  /stats, /metrics (promtool check metrics)
+  limits          --max-conns, a slow consumer closed with 1008, --ping-interval timeouts
+  drain           SIGTERM: /healthz 503, close 1001 spread over --drain-seconds, exit 0
+  interval_ticks  --interval 2, one process and --procs 2: every tick stamped within 50 ms
+                  after an even wall-clock second, consecutive seqs, none skipped
+  log_rate        300 handshake failures at once: at most one log line per shard per tick
+                  (second), the rest counted in event=logs_suppressed count=N
+
+usage: /usr/bin/python3 test_ops.py SCENARIO PATH_TO_WSPUSH
+"not delivered" is always shown by a marker sent afterwards arriving next, never by silence.
 """
 import asyncio
-import http.client
-import json
 import os
 import re
-import resource
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-import websockets
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib"))
+import wsptest as wt  # noqa: E402
 
-results = {"passed": 0, "failed": 0}
-
-
-def check(cond, what):
-    results["passed" if cond else "failed"] += 1
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    return cond
+TOKEN = "s3cret-token"
 
 
-class Server:
-    def __init__(self, binary, *extra):
-        self.log = tempfile.NamedTemporaryFile(prefix="wspush-ops-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--bind", "127.0.0.1", "--interval", "0",
-             "--admin", "127.0.0.1:0", *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.port = self.admin = None
-        deadline = time.time() + 10
-        while time.time() < deadline and self.port is None:
-            m = re.search(r"event=(?:supervisor_)?listening .*? port=(\d+) .*admin_port=(\d+)",
-                          self.text())
-            if m:
-                self.port, self.admin = int(m.group(1)), int(m.group(2))
-            time.sleep(0.05)
-        if self.port is None:
-            raise RuntimeError("wspush did not start:\n" + self.text())
-
-    def text(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def url(self, query=""):
-        return f"ws://127.0.0.1:{self.port}/{query}"
-
-    def http(self, method, path, body=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r.status, dict(r.getheaders()), data
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-                return None
-        return self.proc.returncode
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if results["failed"]:
-            print(self.text()[-4000:])
-        os.unlink(self.log.name)
+async def next_is(ck, what, clients, want, timeout=5):
+    """Checks that the next message of every client is want (a function of the client's
+    index, or one value for all)."""
+    got = await wt.recv_all(clients, timeout)
+    wants = [want(i) if callable(want) else want for i in range(len(clients))]
+    bad = [(g if g is None or len(g) < 80 else g[:80] + "...") for g, w in zip(got, wants)
+           if g != w]
+    return ck.check(what, not bad, f"{len(bad)} of {len(got)} got other: {bad[:3]}")
 
 
-async def recv(ws, timeout):
-    try:
-        return await asyncio.wait_for(ws.recv(), timeout)
-    except (asyncio.TimeoutError, websockets.ConnectionClosed):
-        return None
+async def admin_channels(ck, binary):
+    with tempfile.TemporaryDirectory(prefix="wspush-ops-") as tmp:
+        token_file = os.path.join(tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN + "\n")
+        with wt.Server(binary, "--admin-token-file", token_file) as srv:
+            await admin_and_channels(ck, srv)
 
 
-async def silent(clients, timeout):
-    """True when none of clients receives anything within timeout."""
-    got = await asyncio.gather(*(recv(w, timeout) for w in clients))
-    return all(g is None for g in got)
+async def admin_and_channels(ck, srv):
+    for token, why in ((None, "without the token"), ("s3cret-tokeX", "with a wrong token of the "
+                       "same length"), ("short", "with a short wrong token")):
+        st, _ = srv.publish("hi", token=token)
+        ck.check(f"publish {why} is 401", st == 401, str(st))
 
+    plain = [await wt.connect(srv.url()) for _ in range(4)]
+    on_a = [await wt.connect(srv.url("?channels=a")) for _ in range(3)]
+    on_b = [await wt.connect(srv.url("?channels=b")) for _ in range(3)]
+    a_time = await wt.connect(srv.url("?channels=a,time"))
 
-def metric(text, name_and_labels):
-    """Sum of the samples whose line starts with name_and_labels."""
-    total = 0
-    for line in text.splitlines():
-        if line.startswith(name_and_labels):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    st, reply = srv.publish("héllo everyone", token=TOKEN)
+    ck.check("publish with the token is 202 with seq and connections",
+             st == 202 and reply.get("seq") == 1 and "connections" in reply, f"{st} {reply}")
+    await next_is(ck, "the default channel (which a,time includes) got it", plain + [a_time],
+                  "héllo everyone")
+    st, _ = srv.publish("for-a", channel="a", token=TOKEN)
+    ck.check("publish on channel a is 202", st == 202, str(st))
+    await next_is(ck, "every subscriber of a got it, and not the default message before it",
+                  on_a + [a_time], "for-a")
+    st, _ = srv.publish("for-b", channel="b", token=TOKEN)
+    ck.check("publish on channel b is 202", st == 202, str(st))
+    await next_is(ck, "channel b reaches b, which got neither the default nor a's before",
+                  on_b, "for-b")
+    srv.signal(signal.SIGUSR1)  # the time tick goes to the default channel and to time
+    got = await wt.recv_all(plain + [a_time], 5)
+    ck.check("the tick is next for default and a,time clients: default ones got neither a's "
+             "nor b's message, a,time not b's", all(g and '"time":' in g for g in got), str(got))
+    for chan, group in (("a", on_a), ("b", on_b)):
+        srv.publish(f"mark-{chan}", channel=chan, token=TOKEN)
+        await next_is(ck, f"clients on {chan} never got the tick (or the other channel's "
+                      "message): their marker came next", group, f"mark-{chan}")
 
+    st, _, body = srv.http("POST", "/publish", b"x" * (64 * 1024 + 1),
+                           {"Authorization": "Bearer " + TOKEN})
+    ck.check("a 64 KiB + 1 body is 413", st == 413, f"{st} {body[:60]!r}")
+    st, _, body = srv.http("POST", "/publish", b"ok \xff\xfe", {"Authorization": "Bearer " + TOKEN})
+    ck.check("invalid UTF-8 is 400", st == 400 and b"UTF-8" in body, f"{st} {body!r}")
+    st, _ = srv.publish("x", channel="bad%20name", token=TOKEN)
+    ck.check("an invalid channel name is 400", st == 400, str(st))
+    st, _ = srv.publish(b"y" * (64 * 1024), token=TOKEN)
+    ck.check("exactly 64 KiB is accepted", st == 202, str(st))
+    await next_is(ck, "and delivered whole (and nothing refused before it)", plain,
+                  "y" * 65536)
 
-async def admin_and_channels(binary, tmp):
-    token_file = os.path.join(tmp, "token")
-    with open(token_file, "w") as f:
-        f.write("s3cret-token\n")
-    srv = Server(binary, "--threads", "2", "--admin-token-file", token_file)
-    try:
-        auth = {"Authorization": "Bearer s3cret-token"}
-        st, _, _ = srv.http("POST", "/publish", b"hi")
-        check(st == 401, f"publish without the token is 401 ({st})")
-        st, _, _ = srv.http("POST", "/publish", b"hi", {"Authorization": "Bearer s3cret-tokeX"})
-        check(st == 401, f"publish with a wrong token of the same length is 401 ({st})")
-        st, _, _ = srv.http("POST", "/publish", b"hi", {"Authorization": "Bearer short"})
-        check(st == 401, f"publish with a short wrong token is 401 ({st})")
-
-        plain = [await websockets.connect(srv.url(), ping_interval=None) for _ in range(4)]
-        on_a = [await websockets.connect(srv.url("?channels=a"), ping_interval=None)
-                for _ in range(3)]
-        on_b = [await websockets.connect(srv.url("?channels=b"), ping_interval=None)
-                for _ in range(3)]
-        on_a_time = await websockets.connect(srv.url("?channels=a,time"), ping_interval=None)
-
-        st, _, body = srv.http("POST", "/publish", "héllo everyone".encode(), auth)
-        reply = json.loads(body) if st == 202 else {}
-        check(st == 202 and reply.get("seq") == 1 and "connections" in reply,
-              f"publish with the token is 202 with seq and connections ({st} {body!r})")
-        got = [await recv(w, 5) for w in plain + [on_a_time]]
-        check(all(g == "héllo everyone" for g in got), "the default channel got it")
-        check(await silent(on_a + on_b, 0.3),
-              "clients that chose other channels did not")
-
-        st, _, body = srv.http("POST", "/publish?channel=a", b"for-a", auth)
-        check(st == 202, f"publish on channel a is 202 ({st})")
-        got = [await recv(w, 5) for w in on_a + [on_a_time]]
-        check(all(g == "for-a" for g in got), "every subscriber of a got it")
-        check(await silent(on_b + plain, 0.3),
-              "a client on b (and default clients) never see a's message")
-        st, _, _ = srv.http("POST", "/publish?channel=b", b"for-b", auth)
-        got = [await recv(w, 5) for w in on_b]
-        check(st == 202 and all(g == "for-b" for g in got), "channel b reaches b")
-        check(await silent(on_a + [on_a_time] + plain, 0.3),
-              "nobody else sees b's message")
-
-        srv.proc.send_signal(signal.SIGUSR1)  # the time tick goes to the default channel
-        got = [await recv(w, 5) for w in plain + [on_a_time]]
-        check(all(g and '"time":' in g for g in got), "ticks reach default and a,time clients")
-        check(await silent(on_a + on_b, 0.3),
-              "ticks do not reach clients that left the default channel")
-
-        st, _, body = srv.http("POST", "/publish", b"x" * (64 * 1024 + 1), auth)
-        check(st == 413, f"a 64 KiB + 1 body is 413 ({st} {body[:60]!r})")
-        st, _, body = srv.http("POST", "/publish", b"ok \xff\xfe", auth)
-        check(st == 400 and b"UTF-8" in body, f"invalid UTF-8 is 400 ({st} {body!r})")
-        st, _, _ = srv.http("POST", "/publish?channel=bad%20name", b"x", auth)
-        check(st == 400, f"an invalid channel name is 400 ({st})")
-        st, _, body = srv.http("POST", "/publish", b"y" * (64 * 1024), auth)
-        check(st == 202, f"exactly 64 KiB is accepted ({st})")
-        got = [await recv(w, 5) for w in plain]
-        check(all(g == "y" * 65536 for g in got), "and delivered whole")
-
-        for q in ("?channels=", "?channels=a,,b", "?channels=" + ",".join("c%d" % i for i in range(9)),
-                  "?channels=has%20space"):
-            try:
-                ws = await websockets.connect(srv.url(q), ping_interval=None)
-                await ws.close()
-                check(False, f"{q} was upgraded")
-            except websockets.InvalidStatusCode as e:
-                check(e.status_code == 400, f"{q} is refused with 400 before the upgrade")
-
-        st, hdrs, body = srv.http("GET", "/healthz")
-        check(st == 200, f"/healthz is 200 while serving ({st})")
-        st, hdrs, body = srv.http("GET", "/stats")
-        stats = json.loads(body)
-        check(st == 200 and stats.get("connections") == 11, f"/stats counts 11 connections ({body[:80]!r})")
-        st, hdrs, body = srv.http("GET", "/metrics")
-        text = body.decode()
-        check(st == 200 and "text/plain" in hdrs.get("Content-Type", ""), "/metrics is text/plain")
-        check(metric(text, "wspush_connections{") == 11, "wspush_connections sums to 11")
-        check(metric(text, 'wspush_handshake_failures_total{status="400"}') >= 4,
-              "the refused channel lists count as handshake failures (400)")
-        promtool = shutil.which("promtool")
-        if check(promtool is not None, "promtool is installed"):
-            r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
-                               timeout=30)
-            check(r.returncode == 0, "promtool check metrics accepts /metrics: "
-                  + (r.stdout + r.stderr).decode()[:500])
-        for w in plain + on_a + on_b + [on_a_time]:
-            await w.close()
-        rc = srv.stop()
-        check(rc == 0, f"exit 0 ({rc})")
-    finally:
-        srv.cleanup()
-
-
-def raw_upgrade(port, rcvbuf=None):
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(5)
-    s.connect(("127.0.0.1", port))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(1)
-        if not chunk:
-            raise RuntimeError("closed during the upgrade")
-        data += chunk
-    assert data.startswith(b"HTTP/1.1 101"), data
-    return s
-
-
-async def eof_within(s, seconds):
-    """True when the server closes s within seconds (reading and discarding everything).
-    Polls without blocking so that the websockets clients keep answering pings."""
-    s.setblocking(False)
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+    ws = wt.websockets()
+    for q in ("?channels=", "?channels=a,,b",
+              "?channels=" + ",".join("c%d" % i for i in range(9)), "?channels=has%20space"):
         try:
-            if s.recv(65536) == b"":
-                return True
-        except BlockingIOError:
-            await asyncio.sleep(0.05)
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-    return False
+            await (await wt.connect(srv.url(q))).close()
+            ck.check(f"{q} is refused", False, "it was upgraded")
+        except ws.InvalidStatusCode as e:
+            ck.check(f"{q} is refused with 400 before the upgrade", e.status_code == 400,
+                     str(e.status_code))
+
+    st, _, _ = srv.http("GET", "/healthz")
+    ck.check("/healthz is 200 while serving", st == 200, str(st))
+    stats = srv.stats()
+    ck.check("/stats counts 11 connections", stats.get("connections") == 11, str(stats)[:80])
+    st, hdrs, body = srv.http("GET", "/metrics")
+    text = body.decode()
+    ck.check("/metrics is text/plain", st == 200 and "text/plain" in hdrs.get("Content-Type", ""))
+    ck.check("wspush_connections sums to 11", wt.metric(text, "wspush_connections{") == 11)
+    ck.check("the refused channel lists count as handshake failures (400)",
+             wt.metric(text, 'wspush_handshake_failures_total{status="400"}') >= 4)
+    r = subprocess.run([wt.need("promtool", "prometheus"), "check", "metrics"], input=body,
+                       capture_output=True, timeout=30)
+    ck.check("promtool check metrics accepts /metrics", r.returncode == 0,
+             (r.stdout + r.stderr).decode()[:500])
+    await wt.close_all(plain + on_a + on_b + [a_time])
+    ck.check("exit 0", srv.stop() == 0)
 
 
-async def limits_and_liveness(binary):
+async def closed_by_server(c, timeout):
+    """True once the server closes the raw client c, within timeout; reads and discards what
+    it sends meanwhile, without blocking the websockets clients' tasks."""
+    def gone():
+        while c.fill(wt.now()):
+            if not c.buf:
+                return False  # nothing more right now
+            c.buf.clear()
+        return True
+    return await wt.apoll(gone, timeout)
+
+
+async def limits(ck, binary):
     # Slow consumer: one shard, a tiny queue cap; a client that never reads is closed with
     # 1008 while a reading client in the same shard keeps receiving.
-    srv = Server(binary, "--threads", "1", "--max-pending", "20000", "--max-conns", "3")
-    try:
-        slow = raw_upgrade(srv.port, rcvbuf=4096)
-        good = await websockets.connect(srv.url(), ping_interval=None, max_size=None)
-        third = await websockets.connect(srv.url(), ping_interval=None)
+    with wt.Server(binary, "--max-pending", "20000", "--max-conns", "3", threads=1) as srv:
+        slow = wt.ws_connect(wt.HOST, srv.port, rcvbuf=4096)
+        good = await wt.connect(srv.url())
+        third = await wt.connect(srv.url())
         try:
-            extra = await websockets.connect(srv.url(), ping_interval=None)
-            await extra.close()
-            check(False, "a 4th connection over --max-conns 3 was accepted")
-        except websockets.InvalidStatusCode as e:
-            check(e.status_code == 503, f"over --max-conns: 503 ({e.status_code})")
-        await third.close()  # it would stop reading too (its queue fills) and be a 2nd slow one
+            await (await wt.connect(srv.url())).close()
+            ck.check("over --max-conns: refused", False, "a 4th connection was accepted")
+        except wt.websockets().InvalidStatusCode as e:
+            ck.check("over --max-conns: 503", e.status_code == 503, str(e.status_code))
+        await third.close()  # it would stop reading too (its queue fills): a 2nd slow one
         # Enough that the kernel's socket buffers (send buffers autotune up to 4 MiB) fill and
         # the rest queues in the server.
         received = 0
-        for i in range(160):
-            st, _, _ = srv.http("POST", "/publish", b"z" * 60000)
-            if await recv(good, 5) == "z" * 60000:
-                received += 1
-        check(received == 160, f"the reading client got all 160 large messages ({received})")
-        st, _, body = srv.http("GET", "/metrics")
-        text = body.decode()
-        check(metric(text, "wspush_slow_consumer_closes_total") == 1,
-              "exactly one slow consumer was closed (1008)")
-        check(await eof_within(slow, 10), "the slow consumer's socket was closed")
-        check(metric(text, 'wspush_connections_closed_total{reason="refused"}') == 1,
-              "the refused connection is counted")
+        for _ in range(160):
+            srv.publish(b"z" * 60000)
+            received += await wt.recv(good, 5) == "z" * 60000
+        ck.check("the reading client got all 160 large messages", received == 160, str(received))
+        text = srv.metrics()
+        ck.check("exactly one slow consumer was closed (1008)",
+                 wt.metric(text, "wspush_slow_consumer_closes_total") == 1)
+        ck.check("the slow consumer's socket was closed", await closed_by_server(slow, 10))
+        ck.check("the refused connection is counted",
+                 wt.metric(text, 'wspush_connections_closed_total{reason="refused"}') == 1)
         await good.close()
         slow.close()
         srv.stop()
-    finally:
-        srv.cleanup()
 
     # Ping timeout: --ping-interval 1; a raw client that never answers is closed; a client
-    # that answers pings (the websockets library does) stays.
-    srv = Server(binary, "--threads", "2", "--ping-interval", "1")
-    try:
-        mute = raw_upgrade(srv.port)
-        alive = await websockets.connect(srv.url(), ping_interval=None)
-        check(await eof_within(mute, 8), "a client that never answers pings is closed")
-        await asyncio.sleep(0.5)
-        check(alive.open, "a client that answers pings stays open")
-        st, _, body = srv.http("GET", "/metrics")
-        text = body.decode()
-        check(metric(text, 'wspush_connections_closed_total{reason="ping_timeout"}') == 1,
-              "the ping timeout is counted")
-        check(metric(text, "wspush_pings_total{") >= 2, "pings were sent")
+    # that answers pings (the websockets library does) stays through later rounds.
+    with wt.Server(binary, "--ping-interval", "1") as srv:
+        mute = wt.ws_connect(wt.HOST, srv.port)
+        alive = await wt.connect(srv.url())
+        ck.check("a client that never answers pings is closed", await closed_by_server(mute, 8))
+        pings = srv.metric("wspush_pings_total{")
+        ck.check("two more ping rounds pass", await wt.apoll(
+            lambda: srv.metric("wspush_pings_total{") >= pings + 2, 10))
+        ck.check("a client that answers pings stays open", alive.open)
+        srv.publish("still here")
+        await next_is(ck, "and still receives", [alive], "still here")
+        text = srv.metrics()
+        ck.check("the ping timeout is counted",
+                 wt.metric(text, 'wspush_connections_closed_total{reason="ping_timeout"}') == 1)
+        ck.check("pings were sent", wt.metric(text, "wspush_pings_total{") >= 2)
         await alive.close()
         mute.close()
         srv.stop()
-    finally:
-        srv.cleanup()
 
 
-async def drain(binary):
+async def drain(ck, binary):
     # SIGTERM: /healthz turns 503 and the 1001 closes are spread over --drain-seconds.
-    srv = Server(binary, "--threads", "2", "--drain-seconds", "2")
-    try:
-        clients = [await websockets.connect(srv.url(), ping_interval=None) for _ in range(40)]
+    with wt.Server(binary, "--drain-seconds", "2") as srv:
+        clients = [await wt.connect(srv.url()) for _ in range(40)]
         t0 = time.time()
-        srv.proc.send_signal(signal.SIGTERM)
-        st, body = None, b""
-        for _ in range(50):  # the signal is handled asynchronously: poll, bounded at 5 s
-            st, _, body = srv.http("GET", "/healthz")
-            if st == 503:
-                break
-            await asyncio.sleep(0.1)
-        check(st == 503, f"/healthz is 503 while draining ({st} {body!r})")
+        srv.signal(signal.SIGTERM)
+        st = await wt.apoll(lambda: srv.http("GET", "/healthz")[0] == 503, 5, 0.1)
+        ck.check("/healthz is 503 while draining", st)
 
         async def closed_at(ws):
-            try:
-                await asyncio.wait_for(ws.recv(), 15)
-            except websockets.ConnectionClosed as e:
-                return (time.time() - t0, e.code)
-            except asyncio.TimeoutError:
-                return (None, None)
-            return (None, None)
+            code = await wt.close_code(ws)
+            return (time.time() - t0 if code else None), code
         res = await asyncio.gather(*(closed_at(w) for w in clients))
         codes = [c for _, c in res]
         times = sorted(t for t, _ in res if t is not None)
-        check(all(c == 1001 for c in codes), f"every client got 1001 ({codes.count(1001)}/40)")
+        ck.check("every client got 1001", all(c == 1001 for c in codes),
+                 f"{codes.count(1001)}/40")
         span = times[-1] - times[0] if times else 0
-        check(span >= 1.0, f"the closes were spread over the window (first to last {span:.2f} s)")
-        rc = srv.proc.wait(timeout=20)
-        check(rc == 0, f"exit 0 after the drain ({rc})")
-    finally:
-        srv.cleanup()
+        ck.check("the closes were spread over the window", span >= 1.0,
+                 f"first to last {span:.2f} s")
+        ck.check("exit 0 after the drain", srv.wait(20) == 0)
 
 
-async def main_async(binary):
-    tmp = tempfile.mkdtemp(prefix="wspush-ops-")
-    try:
-        await admin_and_channels(binary, tmp)
-        await limits_and_liveness(binary)
-        await drain(binary)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def interval_ticks(ck, binary):
+    """Stamps, not arrival times, carry the bound: the server stamps a tick as it builds it,
+    so a late stamp is a late tick; when this test reads it is its own business."""
+    per, bound, n = 2000, 50, 3
+    with wt.Server(binary, interval=2) as one, wt.Server(binary, interval=2, threads=1,
+                                                         procs=2) as two:
+        readers = {"one process": wt.ws_connect(wt.HOST, one.port),
+                   "--procs 2": wt.ws_connect(wt.HOST, two.port)}
+        ticks = {name: [] for name in readers}  # (time, seq, arrival)
+        deadline = wt.now() + (n + 2) * per / 1000
+        while wt.now() < deadline and any(len(t) < n for t in ticks.values()):
+            for c in wt.ready(list(readers.values()), 0.5):
+                f = c.read_frame(5)
+                name = next(k for k, v in readers.items() if v is c)
+                msg = wt.parse_time_msg(f[2]) if f else None
+                ck.check(f"{name}: a time message", msg is not None, repr(f))
+                if msg:
+                    ticks[name].append((*msg, int(time.time() * 1000)))
+        for name, got in ticks.items():
+            ck.check(f"{name}: {n} ticks within {(n + 2) * per / 1000:.0f} s", len(got) >= n,
+                     str(got))
+            late = [(t, t % per) for t, _, _ in got if t % per > bound]
+            ck.check(f"{name}: every tick stamped within {bound} ms after an even second",
+                     not late, f"(time, ms past) {late}")
+            seqs = [s for _, s, _ in got]
+            ck.check(f"{name}: consecutive seqs", seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+                     if seqs else False, str(seqs))
+            gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+            ck.check(f"{name}: {per} ms apart, none skipped or doubled",
+                     all(abs(g - per) <= bound for g in gaps), str(gaps))
+            ck.check(f"{name}: each read after its stamp", all(a >= t for t, _, a in got),
+                     str(got))
+            ck.note(f"{name}: stamps {[t % per for t, _, _ in got]} ms past the even second, "
+                    f"read {[a - t for t, _, a in got]} ms after")
+        for c in readers.values():
+            c.close()
+        ck.check("both exit 0", one.stop() == 0 and two.stop() == 0)
 
 
-def main():
-    if len(sys.argv) != 2:
-        print("usage: test_ops.py WSPUSH", file=sys.stderr)
-        return 2
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        asyncio.run(asyncio.wait_for(main_async(sys.argv[1]), 240))
-    except Exception as e:  # a crash or timeout of the test itself is a failure
-        check(False, f"test aborted: {e!r}")
-    print(f"ops: {results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+def log_rate(ck, binary):
+    n = 300
+    with wt.Server(binary) as srv:
+        t0 = wt.now()
+        conns = [wt.Conn(wt.HOST, srv.port) for _ in range(n)]
+        for c in conns:
+            c.send_all(b"hello there\r\n\r\n")  # not HTTP: 400
+        answered = sum(c.read_head(10)[0] == 400 for c in conns)
+        took = wt.now() - t0
+        for c in conns:
+            c.close()
+        ck.check(f"{n} handshakes answered 400", answered == n, str(answered))
+        ck.note(f"{n} handshake failures in {took:.2f} s")
+
+        def accounted():
+            lines = re.findall(r"shard=(\d+) event=handshake_failed status=400", srv.log())
+            counts = re.findall(r"shard=(\d+) event=logs_suppressed count=(\d+)", srv.log())
+            return lines, counts, len(lines) + sum(int(k) for _, k in counts)
+        # The suppressed count is reported on the shard's next tick.
+        ck.check("every failure either logged or counted as suppressed",
+                 wt.poll(lambda: accounted()[2] == n, 5), str(accounted()[2]))
+        lines, counts, _ = accounted()
+        ticks = int(took) + 2  # 1 s ticks during the burst, plus the window it started in
+        for shard in sorted(set(lines)):
+            k = lines.count(shard)
+            ck.check(f"shard {shard}: at most one handshake_failed line per tick", k <= ticks,
+                     f"{k} lines over {took:.2f} s")
+        ck.check("the rest reported as event=logs_suppressed count=N", counts and
+                 sum(int(k) for _, k in counts) >= n - 2 * ticks, str(counts))
+        ck.check("wspush_handshake_failures_total counts all of them",
+                 srv.metric('wspush_handshake_failures_total{status="400"}') == n)
+        ck.check("exit 0", srv.stop() == 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(wt.main({f.__name__: f for f in (admin_channels, limits, drain, interval_ticks,
+                                              log_rate)}))
