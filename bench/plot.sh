@@ -59,16 +59,19 @@ set yrange [0:1.02]
 set arrow 1 from p50, graph 0 to p50, graph 1 nohead dt 2 lc rgb "#888888"
 set arrow 2 from p99, graph 0 to p99, graph 1 nohead dt 2 lc rgb "#888888"
 set arrow 3 from p999, graph 0 to p999, graph 1 nohead dt 2 lc rgb "#888888"
+# p99 and p99.9 sit near the right end of the curve: their labels go to the LEFT of their
+# lines, and the axis runs to twice the maximum, so that no label is cut off at the frame.
+set xrange [*:max * 2]
 set label 1 sprintf("p50 %.1f", p50) at p50, graph 0.05 left offset 0.5,0
-set label 2 sprintf("p99 %.1f", p99) at p99, graph 0.15 left offset 0.5,0
-set label 3 sprintf("p99.9 %.1f", p999) at p999, graph 0.25 left offset 0.5,0
+set label 2 sprintf("p99 %.1f", p99) at p99, graph 0.15 right offset -0.5,0
+set label 3 sprintf("p99.9 %.1f", p999) at p999, graph 0.25 right offset -0.5,0
 if (have_cdf) {
     plot "$TMP/cdf.dat" using 1:2 with steps lw 2 title "latency CDF"
 } else {
     set label 9 "no messages received" at graph 0.4, graph 0.5
     plot 2 notitle
 }
-unset arrow; unset label; unset logscale x; set yrange [*:*]
+unset arrow; unset label; unset logscale x; set xrange [*:*]; set yrange [*:*]
 
 set output "$OUTDIR/$PREFIX-ramp.png"
 set title "Connections over time\n" . title
