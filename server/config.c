@@ -43,6 +43,12 @@ void wsp_config_usage(FILE *f)
             "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
             "                           to one send per connection where io_uring is\n"
             "                           unavailable, on refuses to start; default auto\n"
+            "  --sndbuf BYTES           kernel send buffer of every connection (SO_SNDBUF,\n"
+            "                           doubled by the kernel); 0 = autotuning; default 65536\n"
+            "  --tcp-user-timeout SEC   a peer that leaves sent data unacknowledged (or its\n"
+            "                           window closed) this long is dropped; also keepalive's\n"
+            "                           give-up time; 0 = off; default: keepalive's own\n"
+            "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
             "  --help, --version\n"
             "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
             "and exit 0.\n");
@@ -177,6 +183,13 @@ int wsp_config_parse_hostport(const char *s, char *host, size_t hostcap, int *po
     return 0;
 }
 
+unsigned wsp_config_keepalive_giveup(unsigned keepalive)
+{
+    if (keepalive == 0)
+        return WSP_CONFIG_USER_TIMEOUT_DEFAULT;
+    return keepalive + 4 * (keepalive < 30 ? keepalive : 30);
+}
+
 int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     enum {
@@ -202,6 +215,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_PING_INTERVAL,
         OPT_DRAIN_SECONDS,
         OPT_IO_URING,
+        /* #20 reliability */
+        OPT_SNDBUF,
+        OPT_TCP_USER_TIMEOUT,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -224,6 +240,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
         {"io-uring", required_argument, NULL, OPT_IO_URING},
+        {"sndbuf", required_argument, NULL, OPT_SNDBUF},
+        {"tcp-user-timeout", required_argument, NULL, OPT_TCP_USER_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -247,6 +265,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->admin_port = 8081;
     cfg->tcp_keepalive = 120;
     cfg->drain_seconds = 10;
+    cfg->sndbuf = WSP_CONFIG_SNDBUF_DEFAULT;
+    int user_timeout_set = 0;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -380,6 +400,19 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
                 return config_fail(err, errlen, "--io-uring wants auto, on or off, got '%s'",
                                    optarg);
             break;
+        case OPT_SNDBUF:
+            if (config_num(optarg, 0, WSP_CONFIG_SNDBUF_MAX, &v) != 0 || (v > 0 && v < 4096))
+                return config_fail(err, errlen, "--sndbuf wants 0 or 4096..%u bytes, got '%s'",
+                                   WSP_CONFIG_SNDBUF_MAX, optarg);
+            cfg->sndbuf = (uint32_t)v;
+            break;
+        case OPT_TCP_USER_TIMEOUT:
+            if (config_num(optarg, 0, 86400, &v) != 0)
+                return config_fail(err, errlen,
+                                   "--tcp-user-timeout wants 0..86400 seconds, got '%s'", optarg);
+            cfg->tcp_user_timeout = (unsigned)v;
+            user_timeout_set = 1;
+            break;
         case OPT_HELP:
             wsp_config_usage(stdout);
             return 1;
@@ -394,5 +427,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     }
     if (optind < argc)
         return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+    if (!user_timeout_set) /* keepalive gives up exactly as its own probe count would */
+        cfg->tcp_user_timeout = wsp_config_keepalive_giveup(cfg->tcp_keepalive);
     return 0;
 }

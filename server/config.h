@@ -36,6 +36,9 @@ typedef struct wsp_config_s {
     unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
     int io_uring;           /* WSP_CONFIG_URING_*: how the broadcast pass sends */
+    /* #20 reliability: what every connection's socket inherits from the listeners. */
+    uint32_t sndbuf;           /* SO_SNDBUF bytes as asked (the kernel doubles); 0 = autotuning */
+    unsigned tcp_user_timeout; /* seconds TCP_USER_TIMEOUT; 0 = off (the kernel's tcp_retries2) */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists
@@ -47,6 +50,18 @@ enum { WSP_CONFIG_URING_AUTO = 0, WSP_CONFIG_URING_ON = 1, WSP_CONFIG_URING_OFF 
 
 /* The longest --handshake-timeout: shard deadlines are byte-sized ticks compared as int8. */
 #define WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT 120
+
+/* --sndbuf's default: a socket whose peer has acknowledged nothing yet still takes the
+ * largest frame (a 64 KiB publish, 65,546 bytes) whole, since Linux doubles it to 128 KiB;
+ * measured in docs/BENCHMARKS.md section 8, with what a non-reading client costs. */
+#define WSP_CONFIG_SNDBUF_DEFAULT 65536
+
+/* --tcp-user-timeout's default without --tcp-keepalive: the give-up time of the default
+ * keepalive (120 s idle, then 4 probes 30 s apart). */
+#define WSP_CONFIG_USER_TIMEOUT_DEFAULT 240
+
+/* The largest --sndbuf: far above any net.core.wmem_max, which caps it anyway. */
+#define WSP_CONFIG_SNDBUF_MAX (64u << 20)
 
 /* The largest payload accepted for publishing (Redis, the supervisor's pipe). */
 #define WSP_CONFIG_MAX_PUBLISH (64 * 1024)
@@ -70,6 +85,11 @@ int wsp_config_read_token(const char *path, char *out, size_t cap);
 /* 1 when t[0..len) can be a token: 1..WSP_CONFIG_TOKEN_MAX visible ASCII bytes, all a header
  * value and an unquoted command-line argument can carry. Pure; any thread. */
 int wsp_config_token_ok(const char *t, size_t len);
+
+/* --tcp-user-timeout's default for a --tcp-keepalive of keepalive seconds: when keepalive
+ * gives up (keepalive + 4 probes min(keepalive, 30) s apart), or
+ * WSP_CONFIG_USER_TIMEOUT_DEFAULT with keepalive off. Pure; any thread. */
+unsigned wsp_config_keepalive_giveup(unsigned keepalive);
 
 /* Prints the usage text to f. Any thread. */
 void wsp_config_usage(FILE *f);

@@ -223,16 +223,35 @@ static const wsp_pub_ops_t coord_pub_ops = {
 
 /* --- open, start, serve, teardown --- */
 
+/* Logs what the kernel made of --sndbuf: it doubles the value and caps it at
+ * net.core.wmem_max, which an operator should hear about. */
+static void coord_log_sockopts(const wsp_config_t *cfg, int fd)
+{
+    int eff = cfg->sndbuf ? wsp_net_sndbuf(fd) : 0;
+    int capped = eff >= 0 && (uint64_t)eff < 2 * (uint64_t)cfg->sndbuf;
+    WSP_LOG(capped ? WSP_LOG_WARN : WSP_LOG_INFO,
+            "event=socket_options sndbuf=%" PRIu32 " sndbuf_effective=%d%s tcp_user_timeout_s=%u "
+            "tcp_keepalive_s=%u",
+            cfg->sndbuf, eff, capped ? " capped_by=net.core.wmem_max" : "", cfg->tcp_user_timeout,
+            cfg->tcp_keepalive);
+}
+
 /* Binds one reuseport socket per shard on one port: with --port 0 the first picks it.
- * TCP_NODELAY and keepalive are set here once: accepted sockets inherit them. */
+ * TCP_NODELAY, keepalive, TCP_USER_TIMEOUT and SO_SNDBUF are set here once: accepted
+ * sockets inherit them. */
 static int coord_bind_all(wsp_coord_t *co)
 {
     const wsp_config_t *cfg = co->cfg;
+    const wsp_net_tune_t tune = {.keepalive_s = cfg->tcp_keepalive,
+                                 .user_timeout_ms = cfg->tcp_user_timeout * 1000u,
+                                 .sndbuf = cfg->sndbuf};
     co->port = cfg->port;
     for (unsigned i = 0; i < cfg->threads; i++) {
         int rv = wsp_net_bind_reuseport(cfg->bind, co->port, &co->fds[i]);
         if (rv == 0)
-            rv = wsp_net_tune_listener(co->fds[i], cfg->tcp_keepalive);
+            rv = wsp_net_tune_listener(co->fds[i], &tune);
+        if (rv == 0 && i == 0)
+            coord_log_sockopts(cfg, co->fds[0]);
         if (rv == 0 && co->port == 0) {
             rv = wsp_net_local_port(co->fds[i]);
             if (rv > 0) {

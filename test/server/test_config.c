@@ -41,6 +41,34 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_pending, 65536);
     assert_int_equal(cfg.handshake_timeout, 10);
     assert_int_equal(cfg.log_level, WSP_LOG_INFO);
+    assert_int_equal(cfg.sndbuf, 65536);
+    /* keepalive's give-up time: 120 s idle + 4 probes 30 s apart */
+    assert_int_equal(cfg.tcp_user_timeout, 240);
+}
+
+/* --tcp-user-timeout follows --tcp-keepalive unless given: keepalive then gives up when its
+ * own probe count would have. */
+static void test_user_timeout_default(void **state)
+{
+    (void)state;
+    wsp_config_t cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, ARGV("--tcp-keepalive", "2"), err), 0);
+    assert_int_equal(cfg.tcp_user_timeout, 10);
+    assert_int_equal(parse(&cfg, ARGV("--tcp-keepalive", "600"), err), 0);
+    assert_int_equal(cfg.tcp_user_timeout, 720);
+    assert_int_equal(parse(&cfg, ARGV("--tcp-keepalive", "0"), err), 0);
+    assert_int_equal(cfg.tcp_user_timeout, 240);
+    assert_int_equal(parse(&cfg, ARGV("--tcp-user-timeout", "7", "--tcp-keepalive", "2"), err), 0);
+    assert_int_equal(cfg.tcp_user_timeout, 7);
+    assert_int_equal(parse(&cfg, ARGV("--tcp-user-timeout", "0"), err), 0);
+    assert_int_equal(cfg.tcp_user_timeout, 0);
+    assert_int_equal(parse(&cfg, ARGV("--sndbuf", "0"), err), 0);
+    assert_int_equal(cfg.sndbuf, 0);
+    assert_int_equal(parse(&cfg, ARGV("--sndbuf", "4096"), err), 0);
+    assert_int_equal(cfg.sndbuf, 4096);
+    assert_int_equal(parse(&cfg, ARGV("--sndbuf", "67108864"), err), 0);
+    assert_int_equal(cfg.sndbuf, 67108864);
 }
 
 static void test_all_flags(void **state)
@@ -75,6 +103,11 @@ static void expect_bad(char **argv, const char *needle)
 static void test_bad_values(void **state)
 {
     (void)state;
+    expect_bad(ARGV("--sndbuf", "4095"), "--sndbuf");
+    expect_bad(ARGV("--sndbuf", "67108865"), "--sndbuf");
+    expect_bad(ARGV("--sndbuf", "-1"), "--sndbuf");
+    expect_bad(ARGV("--tcp-user-timeout", "86401"), "--tcp-user-timeout");
+    expect_bad(ARGV("--tcp-user-timeout", "x"), "--tcp-user-timeout");
     expect_bad(ARGV("--threads", "0"), "--threads");
     expect_bad(ARGV("--threads", "two"), "--threads");
     expect_bad(ARGV("--threads", "65"), "--threads");
@@ -177,9 +210,10 @@ static void test_read_token(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_flags),
-        cmocka_unit_test(test_bad_values), cmocka_unit_test(test_help_version),
-        cmocka_unit_test(test_redis_url),  cmocka_unit_test(test_read_token),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_user_timeout_default),
+        cmocka_unit_test(test_all_flags),    cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_help_version), cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_read_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
