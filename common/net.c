@@ -48,6 +48,20 @@ int wsp_net_bind(const char *host, int port, int reuseport, int *fd)
     return 0;
 }
 
+int wsp_net_listen(const char *host, int port, int backlog, int *fd)
+{
+    int s, rv = wsp_net_bind(host, port, 0, &s);
+    if (rv < 0)
+        return rv;
+    if (listen(s, backlog) != 0) {
+        rv = -errno;
+        close(s);
+        return rv;
+    }
+    *fd = s;
+    return 0;
+}
+
 int wsp_net_bind_reuseport(const char *host, int port, int *fd)
 {
     return wsp_net_bind(host, port, 1, fd);

@@ -12,6 +12,11 @@
  * not listen. Returns 0, -EINVAL for a bad address, or a negative errno. Any thread. */
 int wsp_net_bind(const char *host, int port, int reuseport, int *fd);
 
+/* wsp_net_bind() without SO_REUSEPORT (a second process must not silently share the port),
+ * then listen(backlog): *fd is a listening socket. Returns 0 or a negative errno. Any
+ * thread. */
+int wsp_net_listen(const char *host, int port, int backlog, int *fd);
+
 /* Creates a non-blocking TCP socket with SO_REUSEADDR and SO_REUSEPORT bound to host:port
  * (numeric IPv4 or IPv6; port 0 = ephemeral) and stores it in *fd. Does not listen: libuv's
  * uv_listen() does. Returns 0, -EINVAL for a bad address, or a negative errno

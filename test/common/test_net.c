@@ -92,6 +92,25 @@ static void test_port_in_use(void **state)
     assert_int_equal(close(l), 0);
 }
 
+/* A plain listener (the admin API's): listening at once, and no second one on its port. */
+static void test_listen_exclusive(void **state)
+{
+    (void)state;
+    int fd = -1, fd2 = -1;
+    assert_int_equal(wsp_net_listen("127.0.0.1", 0, 8, &fd), 0);
+    int port = wsp_net_local_port(fd);
+    assert_true(port > 0);
+    int v = 0;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(wsp_net_listen("127.0.0.1", port, 8, &fd2), -EADDRINUSE);
+    assert_int_equal(wsp_net_bind_reuseport("127.0.0.1", port, &fd2), -EADDRINUSE);
+    assert_int_equal(fd2, -1);
+    assert_int_equal(wsp_net_listen("localhost", 0, 8, &fd2), -EINVAL);
+    assert_int_equal(close(fd), 0);
+}
+
 static void test_local_port_errors(void **state)
 {
     (void)state;
@@ -210,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_ipv6_loopback),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_listen_exclusive),
         cmocka_unit_test(test_local_port_errors),
         cmocka_unit_test(test_raise_nofile),
         cmocka_unit_test(test_clocks),
