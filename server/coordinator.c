@@ -161,6 +161,8 @@ static void on_coord_sample(uv_timer_t *t)
                           memory_order_relaxed);
     atomic_store_explicit(&co->stats->redis_dropped, r ? wsp_redis_dropped(r) : 0,
                           memory_order_relaxed);
+    atomic_store_explicit(&co->stats->redis_resolve_failures, r ? wsp_redis_resolve_failures(r) : 0,
+                          memory_order_relaxed);
 }
 
 static void coord_close_walk(uv_handle_t *h, void *arg)

@@ -186,6 +186,9 @@ static const metrics_family_t proc_families[] = {
                 "Resident memory of the worker process (sampled once a second).", rss_bytes),
     FAMILY_PROC("process_open_fds", "gauge",
                 "Open file descriptors of the worker process (sampled every 10 s).", open_fds),
+    FAMILY_PROC("wspush_redis_resolve_failures_total", "counter",
+                "Resolutions of the --redis host that failed (each is retried with backoff).",
+                redis_resolve_failures),
 };
 
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)

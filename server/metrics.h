@@ -69,6 +69,7 @@ typedef struct wsp_proc_stats_s {
     wsp_counter_t bcast_sum_us;
     wsp_counter_t bcast_bucket[WSP_METRICS_BCAST_BUCKETS]; /* non-cumulative counts */
     wsp_shard_stats_t shard[WSP_METRICS_MAX_SHARDS];
+    wsp_counter_t redis_resolve_failures; /* the Redis host did not resolve (#20) */
 } wsp_proc_stats_t;
 
 /* Upper bounds of the broadcast duration buckets, seconds. */

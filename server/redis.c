@@ -1,12 +1,15 @@
 #include "redis.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "alloc.h"
 #include "channels.h"
 #include "log.h"
 #include "utf8.h"
@@ -16,7 +19,8 @@
 #define WSP_REDIS_CONNECT_TIMEOUT_MS 5000 /* hiredis 0.14 has no async connect timeout */
 
 struct wsp_redis_s {
-    uv_timer_t retry; /* first member: the close callback frees the struct through it */
+    uv_timer_t retry;     /* first member: the close callback frees the struct through it */
+    uv_getaddrinfo_t gai; /* one resolution of cfg->redis_host at a time, on libuv's threadpool */
     uv_loop_t *loop;
     const wsp_config_t *cfg;
     redisAsyncContext *ac;  /* subscriber; NULL while disconnected */
@@ -28,9 +32,19 @@ struct wsp_redis_s {
     int up;       /* subscribed */
     int stopping; /* wsp_redis_stop() called */
     int was_up;   /* for the log: "lost" versus "still unreachable" */
+    /* Resolving: the coordinator's loop never waits for a name. */
+    char addr[INET6_ADDRSTRLEN]; /* what the host last resolved to; "" until the first time */
+    int resolving;               /* gai in flight */
+    int sub_waiting;             /* the subscriber connects once it completes */
+    int resolve_failing;         /* the last resolution failed: logged once per run */
+    int timer_closed;            /* stopped: freed once no resolution is in flight either */
+    uint64_t resolve_failures;
 };
 
 static void redis_connect(wsp_redis_t *r);
+static void redis_resolve(wsp_redis_t *r);
+static void redis_connect_addr(wsp_redis_t *r);
+static void redis_schedule(wsp_redis_t *r);
 
 /* Our own libuv adapter. Debian's hiredis 0.14 adapters/libuv.h ignores a poll error status,
  * which is how libuv reports a refused non-blocking connect: hiredis would then wait forever.
@@ -115,7 +129,27 @@ static int redis_attach(redisAsyncContext *ac, uv_loop_t *loop)
     return 0;
 }
 
-static void on_redis_retry(uv_timer_t *t) { redis_connect((wsp_redis_t *)(void *)t); }
+/* The retry timer: the next attempt after a backoff, or the deadline of a connect that has
+ * not subscribed in time (hiredis 0.14 has no timeout of its own, and a SYN to an address
+ * that drops it is retried for minutes): that attempt is dropped and the next one resolves
+ * the host again. */
+static void on_redis_retry(uv_timer_t *t)
+{
+    wsp_redis_t *r = (wsp_redis_t *)(void *)t;
+    redisAsyncContext *ac = r->ac;
+    if (ac != NULL && !r->up) {
+        WSP_LOG(WSP_LOG_WARN, "event=redis_unreachable host=%s addr=%s port=%d error=\"%s\"",
+                r->cfg->redis_host, r->addr, r->cfg->redis_port, "connect timeout");
+        int connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+        if (!connected) /* hiredis then calls no callback: forget it here */
+            r->ac = NULL;
+        redisAsyncFree(ac); /* connected: on_redis_disconnect() forgets it and reschedules */
+        if (!connected)
+            redis_schedule(r);
+        return;
+    }
+    redis_connect(r);
+}
 
 static void redis_schedule(wsp_redis_t *r)
 {
@@ -193,8 +227,8 @@ static void on_redis_connect(const redisAsyncContext *ac, int status)
         r->ac = NULL;
         if (r->was_up || r->backoff_ms == WSP_REDIS_BACKOFF_MIN_MS)
             WSP_LOG(WSP_LOG_WARN,
-                    "event=redis_unreachable host=%s port=%d error=\"%s\" retry_ms=%llu",
-                    r->cfg->redis_host, r->cfg->redis_port, ac->errstr,
+                    "event=redis_unreachable host=%s addr=%s port=%d error=\"%s\" retry_ms=%llu",
+                    r->cfg->redis_host, r->addr, r->cfg->redis_port, ac->errstr,
                     (unsigned long long)r->backoff_ms);
         r->was_up = 0;
         redis_schedule(r);
@@ -217,19 +251,97 @@ static void on_redis_disconnect(const redisAsyncContext *ac, int status)
     redis_schedule(r);
 }
 
-static void redis_connect(wsp_redis_t *r)
+static void redis_maybe_free(wsp_redis_t *r)
 {
-    if (r->stopping || r->ac != NULL || r->fn == NULL)
+    if (r->timer_closed && !r->resolving)
+        free(r);
+}
+
+/* The first IPv4 address of res, else its first IPv6 one (the order hiredis itself tries),
+ * as text into r->addr. Returns 0 or -EAFNOSUPPORT. */
+static int redis_pick_addr(wsp_redis_t *r, const struct addrinfo *res)
+{
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = res; a != NULL && pick == NULL; a = a->ai_next)
+        if (a->ai_family == AF_INET)
+            pick = a;
+    for (const struct addrinfo *a = res; a != NULL && pick == NULL; a = a->ai_next)
+        if (a->ai_family == AF_INET6)
+            pick = a;
+    char text[sizeof r->addr];
+    if (pick == NULL || uv_ip_name(pick->ai_addr, text, sizeof text) != 0)
+        return -EAFNOSUPPORT;
+    if (strcmp(text, r->addr) != 0) /* the first time, or the host moved */
+        WSP_LOG(WSP_LOG_INFO, "event=redis_resolved host=%s addr=%s previous=%s",
+                r->cfg->redis_host, text, r->addr[0] ? r->addr : "none");
+    memcpy(r->addr, text, sizeof text);
+    return 0;
+}
+
+static void on_redis_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    wsp_redis_t *r = WSP_CONTAINER_OF(req, wsp_redis_t, gai);
+    r->resolving = 0;
+    int sub = r->sub_waiting;
+    r->sub_waiting = 0;
+    if (status == 0)
+        status = redis_pick_addr(r, res);
+    uv_freeaddrinfo(res); /* NULL is fine */
+    if (r->stopping) {
+        redis_maybe_free(r);
         return;
-    /* A name is resolved here, blocking: use a numeric address or /etc/hosts. */
-    redisAsyncContext *ac = redisAsyncConnect(r->cfg->redis_host, r->cfg->redis_port);
+    }
+    if (status < 0) {
+        r->resolve_failures++;
+        /* Once per run of failures (as redis_unreachable), then only counted. */
+        WSP_LOG(r->resolve_failing ? WSP_LOG_DEBUG : WSP_LOG_WARN,
+                "event=redis_resolve_failed host=%s error=%s failures=%llu retry_ms=%llu",
+                r->cfg->redis_host, uv_err_name(status), (unsigned long long)r->resolve_failures,
+                (unsigned long long)r->backoff_ms);
+        r->resolve_failing = 1;
+        if (sub)
+            redis_schedule(r);
+        return;
+    }
+    if (r->resolve_failing)
+        WSP_LOG(WSP_LOG_INFO, "event=redis_resolve_recovered host=%s addr=%s failures=%llu",
+                r->cfg->redis_host, r->addr, (unsigned long long)r->resolve_failures);
+    r->resolve_failing = 0;
+    if (sub && r->ac == NULL)
+        redis_connect_addr(r);
+}
+
+/* Starts resolving cfg->redis_host on libuv's threadpool unless a resolution is in flight;
+ * on_redis_resolved() then connects the subscriber if it waits. A failure to start is one
+ * more failed resolution. */
+static void redis_resolve(wsp_redis_t *r)
+{
+    if (r->resolving || r->stopping)
+        return;
+    char port[8];
+    snprintf(port, sizeof port, "%d", r->cfg->redis_port);
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    r->resolving = 1;
+    int rv = uv_getaddrinfo(r->loop, &r->gai, on_redis_resolved, r->cfg->redis_host, port, &hints);
+    if (rv < 0) /* libuv never calls back: report it the same way, now */
+        on_redis_resolved(&r->gai, rv, NULL);
+}
+
+/* Connects the subscriber to the address just resolved and queues its subscriptions. */
+static void redis_connect_addr(wsp_redis_t *r)
+{
+    /* Numeric: hiredis's own getaddrinfo() returns at once. */
+    redisAsyncContext *ac = redisAsyncConnect(r->addr, r->cfg->redis_port);
     if (ac == NULL) {
         redis_schedule(r);
         return;
     }
     if (ac->err) {
-        WSP_LOG(WSP_LOG_WARN, "event=redis_unreachable host=%s port=%d error=\"%s\"",
-                r->cfg->redis_host, r->cfg->redis_port, ac->errstr);
+        WSP_LOG(WSP_LOG_WARN, "event=redis_unreachable host=%s addr=%s port=%d error=\"%s\"",
+                r->cfg->redis_host, r->addr, r->cfg->redis_port, ac->errstr);
         redisAsyncFree(ac);
         redis_schedule(r);
         return;
@@ -260,6 +372,16 @@ static void redis_connect(wsp_redis_t *r)
         WSP_LOG(WSP_LOG_ERROR, "event=redis_timer_failed error=%s", uv_err_name(rv));
 }
 
+/* Every (re)connection of the subscriber resolves the host again: its address may have
+ * changed (a failover, a rescheduled container). */
+static void redis_connect(wsp_redis_t *r)
+{
+    if (r->stopping || r->ac != NULL || r->fn == NULL)
+        return;
+    r->sub_waiting = 1;
+    redis_resolve(r);
+}
+
 int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
                     wsp_redis_msg_fn fn, void *user)
 {
@@ -276,14 +398,19 @@ int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
     r->fn = fn;
     r->user = user;
     r->backoff_ms = WSP_REDIS_BACKOFF_MIN_MS;
-    redis_connect(r);
     *out = r;
+    if (fn != NULL)
+        redis_connect(r);
+    else
+        redis_resolve(r); /* a publisher alone: the address is ready for the first publish */
     return 0;
 }
 
 static void on_redis_closed(uv_handle_t *h)
 {
-    free(h); /* the timer is the struct's first member */
+    wsp_redis_t *r = (wsp_redis_t *)(void *)h; /* the timer is the struct's first member */
+    r->timer_closed = 1;
+    redis_maybe_free(r);
 }
 
 static void on_redis_pub_connect(const redisAsyncContext *ac, int status)
@@ -291,8 +418,10 @@ static void on_redis_pub_connect(const redisAsyncContext *ac, int status)
     wsp_redis_t *r = ac->data;
     if (status != REDIS_OK) {
         r->pub = NULL; /* hiredis frees ac after this callback; the next publish retries */
-        WSP_LOG(WSP_LOG_WARN, "event=redis_publish_unreachable host=%s port=%d error=\"%s\"",
-                r->cfg->redis_host, r->cfg->redis_port, ac->errstr);
+        WSP_LOG(WSP_LOG_WARN,
+                "event=redis_publish_unreachable host=%s addr=%s port=%d error=\"%s\"",
+                r->cfg->redis_host, r->addr, r->cfg->redis_port, ac->errstr);
+        redis_resolve(r); /* the host may have moved: the next publish uses the new address */
     }
 }
 
@@ -300,7 +429,8 @@ static void on_redis_pub_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
     wsp_redis_t *r = ac->data;
-    r->pub = NULL; /* hiredis frees ac after this callback; the next publish reconnects */
+    r->pub = NULL;    /* hiredis frees ac after this callback; the next publish reconnects */
+    redis_resolve(r); /* to the address the host has then */
 }
 
 static void on_redis_published(redisAsyncContext *ac, void *reply, void *priv)
@@ -322,12 +452,17 @@ int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const u
     if (r->stopping)
         return -ESHUTDOWN;
     if (r->pub == NULL) {
-        redisAsyncContext *ac = redisAsyncConnect(r->cfg->redis_host, r->cfg->redis_port);
+        if (r->addr[0] == '\0') { /* never resolved (yet): try again, refuse this one */
+            redis_resolve(r);
+            return -EHOSTUNREACH;
+        }
+        redisAsyncContext *ac = redisAsyncConnect(r->addr, r->cfg->redis_port);
         if (ac == NULL)
             return -ENOMEM;
         if (ac->err) {
-            WSP_LOG(WSP_LOG_WARN, "event=redis_publish_unreachable host=%s port=%d error=\"%s\"",
-                    r->cfg->redis_host, r->cfg->redis_port, ac->errstr);
+            WSP_LOG(WSP_LOG_WARN,
+                    "event=redis_publish_unreachable host=%s addr=%s port=%d error=\"%s\"",
+                    r->cfg->redis_host, r->addr, r->cfg->redis_port, ac->errstr);
             redisAsyncFree(ac);
             return -ECONNREFUSED;
         }
@@ -366,9 +501,15 @@ void wsp_redis_stop(wsp_redis_t *r)
         r->ac = NULL;
         redisAsyncFree(ac); /* calls on_redis_disconnect, closes the adapter's poll handle */
     }
+    /* A resolution that has not started is cancelled (its callback sees UV_ECANCELED); one
+     * that runs cannot be, and the loop waits for it: getaddrinfo()'s own timeouts bound it. */
+    if (r->resolving)
+        (void)uv_cancel((uv_req_t *)&r->gai); /* UV_EBUSY while it runs: waited for */
     uv_close((uv_handle_t *)&r->retry, on_redis_closed);
 }
 
 int wsp_redis_up(const wsp_redis_t *r) { return r->up; }
 
 uint64_t wsp_redis_dropped(const wsp_redis_t *r) { return r->dropped; }
+
+uint64_t wsp_redis_resolve_failures(const wsp_redis_t *r) { return r->resolve_failures; }

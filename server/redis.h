@@ -4,9 +4,12 @@
 /* The Redis link of a publisher (server/publisher.c), on its loop: a subscriber that
  * connects, SUBSCRIBEs to cfg->channel and PSUBSCRIBEs to cfg->channel:* and reconnects with
  * backoff (100 ms doubling to 5 s) whenever the link is down, and a publishing connection made
- * on first use. Channel naming: the Redis channel NAME (--channel) carries the default client
- * channel, NAME:<chan> the client channel <chan>; names are checked by server/channels.c, and
- * a shard's channels live in server/chan.c. */
+ * on first use. The host is resolved on libuv's threadpool (uv_getaddrinfo), never on the
+ * loop, before every connection of the subscriber and after the publishing connection fails,
+ * so a host that moves is followed; a name that does not resolve is logged, counted and
+ * retried with the same backoff. Channel naming: the Redis channel NAME (--channel) carries the
+ * default client channel, NAME:<chan> the client channel <chan>; names are checked by
+ * server/channels.c, and a shard's channels live in server/chan.c. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -34,8 +37,10 @@ int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
 void wsp_redis_stop(wsp_redis_t *r);
 
 /* Publishes payload for client channel chan (NULL = the default) on a separate publishing
- * connection (made on first use), so that every subscribed worker of every machine
- * broadcasts it. Fire-and-forget: 0 means queued. Returns 0 or -ENOMEM. Loop thread. */
+ * connection (made on first use, to the address last resolved), so that every subscribed
+ * worker of every machine broadcasts it. Fire-and-forget: 0 means queued. Returns 0,
+ * -EHOSTUNREACH while the host has never resolved (a resolution is started), -ECONNREFUSED
+ * or -ENOMEM. Loop thread. */
 int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
                       size_t len);
 
@@ -44,5 +49,9 @@ int wsp_redis_up(const wsp_redis_t *r);
 
 /* Messages dropped because they were not valid UTF-8 or too large. Loop thread. */
 uint64_t wsp_redis_dropped(const wsp_redis_t *r);
+
+/* Resolutions of the host that failed (the name did not resolve, or to no usable address).
+ * Loop thread. */
+uint64_t wsp_redis_resolve_failures(const wsp_redis_t *r);
 
 #endif
