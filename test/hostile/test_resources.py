@@ -534,13 +534,14 @@ def wait_reaped(srv, ip, timeout, port=None):
 
 
 class SlowReader(threading.Thread):
-    """A live client that reads slowly: at most 4 KiB ten times a second through a 4 KiB
-    receive buffer, so that a burst of broadcasts closes its window until it has caught up.
-    What it read is kept for the end."""
+    """A live client that reads slowly: at most `chunk` bytes ten times a second through a
+    4 KiB receive buffer, so that a burst of broadcasts closes its window until it has caught
+    up. What it read is kept for the end."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, chunk=4096):
         super().__init__(daemon=True)
         self.conn = h.ws_connect(host, port, rcvbuf=4096)
+        self.chunk = chunk
         self.port = self.conn.sock.getsockname()[1]
         self.data = bytearray(self.conn.buf)  # bytes after the 101 already read
         self.lock = threading.Lock()
@@ -554,7 +555,7 @@ class SlowReader(threading.Thread):
             if not h.ready([sock], 0):
                 continue
             try:
-                d = sock.recv(4096)
+                d = sock.recv(self.chunk)
             except OSError:
                 d = b""
             with self.lock:
@@ -578,10 +579,12 @@ def half_open_user_timeout(ck, veth, binary):
     """--tcp-user-timeout 4 --tcp-keepalive 2. An idle vanished peer is dropped when the first
     keepalive probe past 4 s goes unanswered (4 s, not 10: TCP_USER_TIMEOUT replaces
     TCP_KEEPCNT); with data in flight, 4 s after the first unacknowledged send. Beside them,
-    two live clients behind 4 KiB receive buffers, which every burst of broadcasts (40 KB)
-    closes: one that never reads is dropped once its window has been closed for 4 s (what
-    the bound does to a peer whose window stays closed); one that reads slowly (40 KB/s) and
-    so catches up within each burst is kept however long it goes on (here 3 bounds)."""
+    three live clients behind 4 KiB receive buffers, which every burst of broadcasts (40 KB)
+    closes: one that never reads, and one that reads 10 KB/s and so never catches up, are
+    dropped once their window has been closed for 4 s without a break (what the bound does to
+    a peer whose window stays closed: reading does not restart the clock, catching up does);
+    one that reads 40 KB/s, and so catches up within each burst, is kept however long it goes
+    on (here 3 bounds)."""
     ut, ip = 4, veth.ns_ip
     with h.Server(binary, "--tcp-keepalive", "2", "--tcp-user-timeout", str(ut),
                   "--max-pending", str(8 << 20), bind=veth.host_ip) as srv:
@@ -598,6 +601,7 @@ def half_open_user_timeout(ck, veth, binary):
         # Data in flight, and two live clients behind closed windows.
         ck.check("half_open: UT data: clients upgraded", veth.connect(srv.port, 5))
         slow = SlowReader(veth.host_ip, srv.port)
+        lagging = SlowReader(veth.host_ip, srv.port, chunk=1024)
         stopped = h.ws_connect(veth.host_ip, srv.port, rcvbuf=1024)
         sport = stopped.sock.getsockname()[1]
 
@@ -608,13 +612,14 @@ def half_open_user_timeout(ck, veth, binary):
                  holds(slow.port) and holds(sport))
         veth.vanish()
         sent, bursts, t0 = [], 0, h.now()
-        at = {"reaped": None, "gone": None}  # seconds after t0
+        at = {"reaped": None, "gone": None, "lagging": None}  # seconds after t0
 
         def progress():
             """Notes when the vanished peers and the non-reader went; True once the slow
             reader has read everything sent (or lost its connection)."""
             for k, gone in (("reaped", lambda: not established(srv.port, ip, srv.pid)),
-                            ("gone", lambda: not holds(sport))):
+                            ("gone", lambda: not holds(sport)),
+                            ("lagging", lambda: not holds(lagging.port))):
                 if at[k] is None and gone():
                     at[k] = h.now() - t0
             return slow.eof or slow.payloads() == sent
@@ -629,22 +634,28 @@ def half_open_user_timeout(ck, veth, binary):
             if not h.poll(progress, 3 * ut, 0.1):
                 break
         h.poll(lambda: progress() and None not in at.values(), 10, 0.1)
-        reaped, gone = at["reaped"], at["gone"]
+        reaped, gone, lag = at["reaped"], at["gone"], at["lagging"]
         ck.check("half_open: UT data: vanished peers reaped 4 s after the unacknowledged send",
                  reaped is not None and ut - 0.5 <= reaped <= ut + 3, f"{reaped}")
         ck.check("half_open: UT data: the client that never reads is dropped once its window "
                  "stayed closed for 4 s", gone is not None and ut - 0.5 <= gone <= ut + 4,
                  f"{gone}")
+        ck.check("half_open: UT data: the client that reads 10 KB/s but never catches up is "
+                 "dropped 4 s after its window closed, reading all along",
+                 lag is not None and ut - 0.5 <= lag <= ut + 4 and len(lagging.data) > 4096,
+                 f"{lag}, read {len(lagging.data)} bytes")
         ck.check("half_open: UT data: the slow reader caught up with every burst and is kept "
                  "past three bounds", not slow.eof and holds(slow.port) and
                  h.now() - t0 >= 3 * ut and slow.payloads() == sent,
                  f"{bursts} bursts, eof {slow.eof}, {len(slow.payloads())} of {len(sent)}")
         ck.note(f"UT data: vanished peers reaped {reaped or 0:.1f} s after the first send; the "
-                f"non-reader {gone or 0:.1f} s after its window closed; the slow reader "
+                f"non-reader {gone or 0:.1f} s after its window closed, the lagging reader "
+                f"{lag or 0:.1f} s (having read {len(lagging.data)} bytes); the slow reader "
                 f"kept through {bursts} bursts of 40 KB in {h.now() - t0:.1f} s")
-        slow.stop.set()
-        slow.join(5)
-        slow.conn.close()
+        for r in (slow, lagging):
+            r.stop.set()
+            r.join(5)
+            r.conn.close()
         stopped.close()
         ck.check("half_open: UT: server exits 0", srv.stop() == 0)
 
