@@ -106,7 +106,7 @@ static void assert_one_pong(const struct sink *s, const void *payload, size_t le
 
 static int feed(wsp_ws_t **ws, struct sink *s, const uint8_t *buf, size_t len, int *code)
 {
-    return wsp_ws_feed(ws, buf, len, on_sink_write, s, code);
+    return wsp_ws_feed(ws, buf, len, on_sink_write, NULL, s, code);
 }
 
 /* Feeds buf whole, expects pongs pongs and a close with code, then that later bytes are
