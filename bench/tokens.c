@@ -25,7 +25,7 @@ int wsp_tokens_mint(wsp_tokens_t *t, const wsp_bench_cfg_t *cfg, char *err, size
     t->blob = malloc(cap);
     t->off = malloc((size_t)cfg->conns * sizeof(*t->off));
     t->n = cfg->conns;
-    char claims[512], aud[300] = "", iss[300] = "";
+    char aud[300] = "", iss[300] = "", claims[sizeof(aud) + sizeof(iss) + 128];
     if (cfg->jwt_aud)
         snprintf(aud, sizeof(aud), ",\"aud\":\"%s\"", cfg->jwt_aud);
     if (cfg->jwt_iss)

@@ -231,7 +231,7 @@ static int config_auth(wsp_config_t *cfg, int opt, const char *v, char *err, siz
 }
 
 /* The auth options come together: an algorithm needs a key file and the other way round, and
- * aud/iss/leeway mean nothing without them. */
+ * aud and iss mean nothing without them (a leeway alone is harmless: it has a default). */
 static int config_auth_check(const wsp_config_t *cfg, char *err, size_t errlen)
 {
     int any = cfg->auth_jwt_key[0] || cfg->auth_jwt_aud[0] || cfg->auth_jwt_iss[0];

@@ -204,10 +204,8 @@ static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_msg_t *m,
     for (uint32_t s = wsp_authidx_find(&as->idx, uid, WSP_AUTHIDX_END); s != WSP_AUTHIDX_END;
          s = wsp_authidx_find(&as->idx, uid, s)) {
         uint32_t slot;
-        if (wsp_table_push(&sh->users, open->v[s], &slot) < 0) { /* amortised, kept per shard */
+        if (wsp_table_push(&sh->users, open->v[s], &slot) < 0) /* amortised, kept per shard */
             rep->failed++;
-            continue;
-        }
     }
     uint32_t n = sh->users.n;
     shard_walk(sh, &sh->users, m, 0, &rep->written, &rep->failed);
