@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwt.h"
 #include "stats.h"
 
 const char wsp_args_usage[] =
@@ -30,6 +31,12 @@ const char wsp_args_usage[] =
     "  --json FILE            write the final report, per-broadcast table and config\n"
     "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
     "  --quiet                only the final report\n"
+    "  --jwt-alg ALG          send each connection its own JWT (sub bench-<slot>) in\n"
+    "                         Authorization: Bearer; ALG HS256..ES384; all minted before\n"
+    "                         the ramp, so signing is not in the setup rate\n"
+    "  --jwt-key FILE         with --jwt-alg: the HS secret, or the RS/ES private key\n"
+    "  --jwt-exp SECONDS      the tokens' exp, from the mint (default 3600)\n"
+    "  --jwt-aud AUD, --jwt-iss ISS  claims to add (default none)\n"
     "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n"
     "Exit status: 0 when every connection got every broadcast it was open for, once, with no\n"
     "error; 1 otherwise (FAIL: missing, duplicate or unexpected broadcasts, or errors, with\n"
@@ -146,6 +153,43 @@ int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
     return 0;
 }
 
+/* A claim value written into JSON as is: no quote, backslash or control character. */
+static int claim_ok(const char *v)
+{
+    for (const char *c = v; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < ' ')
+            return 0;
+    return *v != '\0' && strlen(v) < 256;
+}
+
+/* The --jwt-* options (issue #16). 0 or -EINVAL with err. */
+static int args_jwt(wsp_bench_cfg_t *cfg, const char *name, const char *v, char *err, size_t errlen)
+{
+    uint64_t u;
+    if (strcmp(name, "--jwt-alg") == 0) {
+        int alg = wsp_jwt_alg_parse(v);
+        if (alg < 0)
+            return fail(err, errlen,
+                        "--jwt-alg must be HS256..HS512, RS256..RS512, ES256 or "
+                        "ES384, got '%s'",
+                        v);
+        cfg->jwt_alg = alg;
+    } else if (strcmp(name, "--jwt-key") == 0) {
+        cfg->jwt_key = v;
+    } else if (strcmp(name, "--jwt-exp") == 0) {
+        if (parse_u64(v, &u) < 0 || u < 1 || u > 10 * 365 * 86400u)
+            return fail(err, errlen, "--jwt-exp must be 1..315360000 seconds, got '%s'", v);
+        cfg->jwt_exp = (unsigned)u;
+    } else if (strcmp(name, "--jwt-aud") == 0 || strcmp(name, "--jwt-iss") == 0) {
+        if (!claim_ok(v))
+            return fail(err, errlen, "%s wants 1..255 bytes without quotes or backslashes", name);
+        *(name[6] == 'a' ? &cfg->jwt_aud : &cfg->jwt_iss) = v;
+    } else {
+        return fail(err, errlen, "unknown option '%s' (see --help)", name);
+    }
+    return 0;
+}
+
 static void addr_str(uint32_t a, char *buf, size_t len)
 {
     struct in_addr in = {htonl(a)};
@@ -165,6 +209,7 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
     cfg->src_first = 0x7F010001u; /* 127.1.0.1 */
     cfg->src_last = 0x7F01FFFEu;  /* 127.1.255.254 */
     cfg->expect_bcasts = -1;
+    cfg->jwt_exp = 3600;
     int have_url = 0, have_conns = 0, have_duration = 0;
     uint64_t procs = 0;
 
@@ -255,6 +300,9 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                             "--expect-broadcasts must be an integer from 0 to %d, got '%s'",
                             WSP_SEQ_MAX - 1, v);
             cfg->expect_bcasts = (int64_t)u;
+        } else if (strncmp(name, "--jwt-", 6) == 0) {
+            if (args_jwt(cfg, name, v, err, errlen) < 0)
+                return -EINVAL;
         } else if (strcmp(name, "--json") == 0) {
             cfg->json = v;
         } else if (strcmp(name, "--status-file") == 0) {
@@ -263,6 +311,8 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
             return fail(err, errlen, "unknown option '%s' (see --help)", name);
         }
     }
+    if ((cfg->jwt_alg != 0) != (cfg->jwt_key != NULL))
+        return fail(err, errlen, "--jwt-alg and --jwt-key go together");
     if (!have_url || !have_conns || !have_duration)
         return fail(err, errlen, "missing %s (see --help)",
                     !have_url     ? "--url"

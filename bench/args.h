@@ -35,6 +35,12 @@ typedef struct wsp_bench_cfg_s {
     const char *json;        /* NULL = no JSON file */
     const char *status_file; /* NULL = none */
     int quiet;               /* no periodic reports, only the final one */
+    /* Token auth (issue #16): a JWT per connection, minted before the ramp (bench/tokens.h) */
+    int jwt_alg;                       /* WSP_JWT_* (common/jwt.h); 0 = no token */
+    const char *jwt_key;               /* the HS secret, or an RS/ES private key (PEM) */
+    const char *jwt_aud, *jwt_iss;     /* NULL = no such claim */
+    unsigned jwt_exp;                  /* seconds from the mint to each token's exp */
+    const struct wsp_tokens_s *tokens; /* set by main() before the workers fork */
 } wsp_bench_cfg_t;
 
 /* What the machine allows, passed in so tests can pretend. 0 = unknown, not checked. */

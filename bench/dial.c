@@ -14,9 +14,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tokens.h"
 #include "worker_int.h"
 
-#define BACKOFF_NS 50000000ull /* first retry after 50 ms, doubling */
+#define BACKOFF_NS 50000000ull  /* first retry after 50 ms, doubling */
+#define WSP_DIAL_TOKEN_MAX 2048 /* bench/tokens.c's cap on one token */
 
 static void hs_release(wsp_worker_t *w, unsigned i)
 {
@@ -78,7 +80,8 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     uint64_t r1 = wsp__worker_rng(w), r2 = wsp__worker_rng(w);
     memcpy(raw, &r1, 8);
     memcpy(raw + 8, &r2, 8);
-    char req[sizeof(w->req_head) + 64];
+    /* The head, the key, then the slot's token when there are tokens. */
+    char req[sizeof(w->req_head) + 64 + WSP_DIAL_TOKEN_MAX];
     memcpy(req, w->req_head, w->req_head_len);
     char *key = req + w->req_head_len;
     EVP_EncodeBlock((unsigned char *)key, raw, 16); /* 24 characters */
@@ -88,8 +91,17 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     unsigned char sha[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)cat, sizeof(cat), sha);
     EVP_EncodeBlock((unsigned char *)h->accept, sha, SHA_DIGEST_LENGTH); /* 28 + NUL */
-    memcpy(key + 24, "\r\n\r\n", 4);
-    size_t len = w->req_head_len + 28;
+    size_t len = w->req_head_len + 24;
+    const wsp_tokens_t *tk = w->cfg->tokens;
+    size_t tlen = 0;
+    const char *tok = tk ? wsp_tokens_get(tk, h->slot, &tlen) : NULL;
+    if (tok != NULL && tlen <= WSP_DIAL_TOKEN_MAX) {
+        memcpy(req + len, "\r\nAuthorization: Bearer ", 24);
+        memcpy(req + len + 24, tok, tlen);
+        len += 24 + tlen;
+    }
+    memcpy(req + len, "\r\n\r\n", 4);
+    len += 4;
     ssize_t n = send(fd, req, len, MSG_NOSIGNAL);
     if (n == (ssize_t)len) {
         c->state = WSP_BCONN_HANDSHAKE;
@@ -206,6 +218,18 @@ static int accept_ok(const char *p, size_t n, const char *want)
     return 0;
 }
 
+/* The reason index of a token auth refusal's body {"error":"<reason>"} (what of it arrived
+ * with the headers: the server writes the answer at once). */
+static int auth_reason(const char *body, size_t n)
+{
+    static const char pre[] = "{\"error\":\"";
+    const size_t pl = sizeof(pre) - 1;
+    if (n < pl || memcmp(body, pre, pl) != 0)
+        return WSP_AUTH_REASONS - 1;
+    const char *end = memchr(body + pl, '"', n - pl);
+    return end ? wsp_stats_auth_index(body + pl, (size_t)(end - body - pl)) : WSP_AUTH_REASONS - 1;
+}
+
 /* The complete answer headers (hlen bytes) of fd: fails it, or makes it OPEN and hands the
  * frames behind the 101 (got bytes read in all, the last read took n of space) to worker.c. */
 static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t space)
@@ -214,6 +238,8 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
     wsp_hs_t *h = &w->hs[c->hs];
     int status = parse_status(h->rbuf, hlen);
     if (status != 101) {
+        if (status == 401 || status == 403) /* token auth: why, from the body */
+            w->st->auth_fail[auth_reason(h->rbuf + hlen, h->rlen - hlen)]++;
         if (status > 0) {
             wsp_stats_code_add(&w->st->statuses, (uint32_t)status, 1);
             hs_fail(w, fd, WSP_ERR_HANDSHAKE_STATUS);

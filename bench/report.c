@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "jwt.h"
+#include "tokens.h"
 
 #define SERIES_MAX 4000 /* points at most */
 
@@ -113,6 +115,36 @@ static void seq_times(const wsp_seq_stat_t *s, double *first, double *last, doub
     *spread = (double)(s->time_max_ms - s->time_min_ms);
 }
 
+/* How many of code the server's closes carried. */
+static uint64_t code_count(const wsp_codes_t *t, uint32_t code)
+{
+    for (int i = 0; i < WSP_CODES; i++)
+        if (t->code[i] == code)
+            return t->count[i];
+    return 0;
+}
+
+/* Token auth (issue #16): the tokens, the refusals by reason, the closes by reason. */
+static void print_auth(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_tokens_t *t = r->cfg->tokens;
+    if (t == NULL)
+        return;
+    fprintf(f, "%-26s%s, %llu minted in %.2f s before the ramp; refused 401 = %llu, 403 = %llu",
+            "Token auth", wsp_jwt_alg_name(r->cfg->jwt_alg), (unsigned long long)t->n, t->mint_s,
+            (unsigned long long)code_count(&s->statuses, 401),
+            (unsigned long long)code_count(&s->statuses, 403));
+    int any = 0;
+    for (int i = 0; i < WSP_AUTH_REASONS; i++)
+        if (s->auth_fail[i])
+            fprintf(f, "%s%s=%llu", any++ ? " " : " (", wsp_stats_auth_names[i],
+                    (unsigned long long)s->auth_fail[i]);
+    fprintf(f, "%s; closed 4001 (expired) = %llu, 4003 (invalid refresh) = %llu\n", any ? ")" : "",
+            (unsigned long long)code_count(&s->closed_codes, 4001),
+            (unsigned long long)code_count(&s->closed_codes, 4003));
+}
+
 /* The connections and the errors. */
 static void print_conns(FILE *f, const wsp_report_t *r)
 {
@@ -126,6 +158,7 @@ static void print_conns(FILE *f, const wsp_report_t *r)
     fputc('\n', f);
     print_codes(f, "closed by server, by close code; 1006 = no close frame", &s->closed_codes);
     print_codes(f, "handshake answers, by HTTP status", &s->statuses);
+    print_auth(f, r);
     if (s->err[WSP_ERR_CONNECT] && s->last_errno)
         fprintf(f, "%26slast connect error: %s\n", "", strerror((int)s->last_errno));
     if (r->dead_open)
@@ -367,6 +400,29 @@ static void json_errors(FILE *f, const wsp_wstats_t *s)
     fprintf(f, "},\n");
 }
 
+/* "auth": the tokens and what token auth refused or closed (null without --jwt-alg). */
+static void json_auth(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_tokens_t *t = r->cfg->tokens;
+    if (t == NULL) {
+        fprintf(f, "  \"auth\": null,\n");
+        return;
+    }
+    fprintf(f,
+            "  \"auth\": {\"alg\": \"%s\", \"tokens\": %llu, \"mint_s\": %.3f, \"exp_s\": %u, "
+            "\"refused_401\": %llu, \"refused_403\": %llu, \"reasons\": {",
+            wsp_jwt_alg_name(r->cfg->jwt_alg), (unsigned long long)t->n, t->mint_s, r->cfg->jwt_exp,
+            (unsigned long long)code_count(&s->statuses, 401),
+            (unsigned long long)code_count(&s->statuses, 403));
+    for (int i = 0; i < WSP_AUTH_REASONS; i++)
+        fprintf(f, "%s\"%s\": %llu", i ? ", " : "", wsp_stats_auth_names[i],
+                (unsigned long long)s->auth_fail[i]);
+    fprintf(f, "}, \"closed_4001_expired\": %llu, \"closed_4003_invalid\": %llu},\n",
+            (unsigned long long)code_count(&s->closed_codes, 4001),
+            (unsigned long long)code_count(&s->closed_codes, 4003));
+}
+
 /* The messages: counts, latency, rates, the bench's own CPU. */
 static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
 {
@@ -475,6 +531,7 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     json_config(f, r->cfg);
     json_conns(f, r, now);
     json_errors(f, r->sum);
+    json_auth(f, r);
     json_messages(f, r, now);
     json_delivery(f, r);
     json_broadcasts(f, r);

@@ -462,6 +462,10 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "servers": int(servers), "threads": int(threads), "broadcasts": int(bcasts),
            "retries": r["retries"],
            "setup_s": r["ramp"]["seconds"], "setup_rate_per_s": r["ramp"]["rate_per_s"],
+           "ramp_server_cpu_us_per_conn": int(ramp_srv) / 1e3 / active,
+           "ramp_bench_cpu_us_per_conn": int(ramp_bench) / 1e3 / active,
+           # --jwt-alg: the tokens were minted before the ramp, in the bench's parent
+           "bench_mint_s": (r.get("auth") or {}).get("mint_s", 0),
            "rss_b_per_conn": (int(rss1) - int(rss0)) * 1024 / active,
            "anon_b_per_conn": (int(anon1) - int(anon0)) * 1024 / active,
            "slab_b_per_pair": (int(slab1) - int(slab0)) * 1024 / active,

@@ -7,6 +7,19 @@ const char *const wsp_stats_err_names[WSP_ERR_KINDS] = {
     "protocol", "timeout",          "bad_message",       "worker_died",
 };
 
+const char *const wsp_stats_auth_names[WSP_AUTH_REASONS] = {
+    "missing",  "malformed", "signature", "algorithm",         "expired", "not_yet_valid",
+    "audience", "issuer",    "too_large", "forbidden_channel", "other",
+};
+
+int wsp_stats_auth_index(const char *w, size_t n)
+{
+    for (int i = 0; i < WSP_AUTH_REASONS - 1; i++)
+        if (strlen(wsp_stats_auth_names[i]) == n && memcmp(w, wsp_stats_auth_names[i], n) == 0)
+            return i;
+    return WSP_AUTH_REASONS - 1;
+}
+
 void wsp_stats_init(wsp_wstats_t *s)
 {
     memset(s, 0, sizeof(*s));
@@ -57,6 +70,8 @@ void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src)
     dst->cpu_sys_us += src->cpu_sys_us;
     for (int i = 0; i < WSP_ERR_KINDS; i++)
         dst->err[i] += src->err[i];
+    for (int i = 0; i < WSP_AUTH_REASONS; i++)
+        dst->auth_fail[i] += src->auth_fail[i];
     codes_merge(&dst->closed_codes, &src->closed_codes);
     codes_merge(&dst->statuses, &src->statuses);
     wsp_hist_merge(&dst->latency, &src->latency);

@@ -1,6 +1,7 @@
 #ifndef WSP_STATS_H
 #define WSP_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hist.h"
@@ -25,6 +26,14 @@ enum {
 };
 
 extern const char *const wsp_stats_err_names[WSP_ERR_KINDS];
+
+/* Upgrades refused by token auth (issue #16), by the reason word of the 401/403 body
+ * {"error":"..."}: the server's labels, then "other" (none, or a word not listed). */
+#define WSP_AUTH_REASONS 11
+extern const char *const wsp_stats_auth_names[WSP_AUTH_REASONS];
+
+/* The index of reason word w[0..n) in wsp_stats_auth_names ("other" when unknown). */
+int wsp_stats_auth_index(const char *w, size_t n);
 
 typedef struct wsp_codes_s {
     uint32_t code[WSP_CODES];
@@ -56,6 +65,7 @@ typedef struct wsp_wstats_s {
     uint64_t figures_final; /* 1 once every figure is final: only closing sockets is left */
     uint64_t epoch0_ms;     /* the worker's clock origin: its connections' est_ms count from it */
     uint64_t err[WSP_ERR_KINDS];
+    uint64_t auth_fail[WSP_AUTH_REASONS]; /* part of err[WSP_ERR_HANDSHAKE_STATUS] */
     wsp_codes_t closed_codes, statuses;
     wsp_hist_t latency; /* microseconds */
     wsp_seq_stat_t seq[WSP_SEQ_MAX];

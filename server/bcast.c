@@ -25,6 +25,8 @@ struct wsp_bcast_s {
     atomic_uint pending; /* shards still holding it */
     atomic_uint_fast64_t first_start, last_end, written, failed;
     wsp_bcast_t *next; /* the coordinator's in-flight list */
+    uint64_t uid, tag; /* a user message (issue #16): its user id and delivery report tag */
+    uint8_t user;      /* 1: for the user uid, not for a channel */
     uint8_t chan_len;  /* 0 = the default channel */
     char chan[WSP_CHANNEL_NAME_MAX + 1];
 };
@@ -103,6 +105,22 @@ const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
 }
 
 uint64_t wsp_bcast_seq(const wsp_bcast_t *b) { return b->seq; }
+
+void wsp_bcast_set_user(wsp_bcast_t *b, uint64_t uid, uint64_t tag)
+{
+    b->user = 1;
+    b->uid = uid;
+    b->tag = tag;
+}
+
+int wsp_bcast_user(const wsp_bcast_t *b, uint64_t *uid, uint64_t *tag)
+{
+    if (uid)
+        *uid = b->uid;
+    if (tag)
+        *tag = b->tag;
+    return b->user;
+}
 
 static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)
 {

@@ -88,6 +88,16 @@ const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len);
  * b. */
 uint64_t wsp_bcast_seq(const wsp_bcast_t *b);
 
+/* Makes b a message for one user (issue #16) instead of a channel: every shard writes it to
+ * the connections whose token's sub hashes to uid (server/auth.h), and the coordinator hands
+ * tag back to the publisher when reaping it (the delivery report of POST /publish?user=).
+ * Coordinator thread, before posting b. */
+void wsp_bcast_set_user(wsp_bcast_t *b, uint64_t uid, uint64_t tag);
+
+/* 1 when b is for one user (its uid and tag in *uid, *tag; either may be NULL), else 0. Any
+ * thread holding b. */
+int wsp_bcast_user(const wsp_bcast_t *b, uint64_t *uid, uint64_t *tag);
+
 /* Reports one shard's pass over b and gives up that shard's hold on b; the last shard wakes
  * the coordinator. b may be freed as soon as this returns. Shard thread, once per b. */
 void wsp_bcast_done(wsp_bcast_t *b, const wsp_bcast_report_t *r);

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "jwt.h"
 #include "log.h"
 
 void wsp_config_usage(FILE *f)
@@ -49,9 +50,16 @@ void wsp_config_usage(FILE *f)
             "                           window closed) this long is dropped; also keepalive's\n"
             "                           give-up time; 0 = off; default: keepalive's own\n"
             "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
+            "  --auth-jwt-alg ALG       require a JWT at the upgrade, signed with ALG: HS256,\n"
+            "                           HS384, HS512, RS256, RS384, RS512, ES256 or ES384\n"
+            "  --auth-jwt-key FILE      the HS secret or the RS/ES PEM public key (re-read on\n"
+            "                           SIGHUP)\n"
+            "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
+            "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
+            "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
             "  --help, --version\n"
             "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
-            "and exit 0.\n");
+            "and exit 0; SIGHUP re-reads the --auth-jwt-key file.\n");
 }
 
 static int config_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -190,6 +198,65 @@ unsigned wsp_config_keepalive_giveup(unsigned keepalive)
     return keepalive + 4 * (keepalive < 30 ? keepalive : 30);
 }
 
+/* Copies s into out[0..cap) for option name; -EINVAL (with err) when empty or too long. */
+static int config_str(char *out, size_t cap, const char *name, const char *s, char *err,
+                      size_t errlen)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap)
+        return config_fail(err, errlen, "%s wants 1..%zu bytes", name, cap - 1);
+    memcpy(out, s, n + 1);
+    return 0;
+}
+
+/* One token auth option (issue #16); opt is its place among them: 0 alg, 1 key, 2 aud, 3 iss,
+ * 4 leeway. Only the algorithm and the leeway are echoed in errors. */
+static int config_auth(wsp_config_t *cfg, int opt, const char *v, char *err, size_t errlen)
+{
+    uint64_t n;
+    switch (opt) {
+    case 0: { /* --auth-jwt-alg */
+        int alg = wsp_jwt_alg_parse(v);
+        if (alg < 0)
+            return config_fail(err, errlen,
+                               "--auth-jwt-alg wants HS256, HS384, HS512, RS256, RS384, RS512, "
+                               "ES256 or ES384, got '%s'",
+                               v);
+        cfg->auth_jwt_alg = alg;
+        return 0;
+    }
+    case 1:
+        return config_str(cfg->auth_jwt_key, sizeof(cfg->auth_jwt_key), "--auth-jwt-key", v, err,
+                          errlen);
+    case 2:
+        return config_str(cfg->auth_jwt_aud, sizeof(cfg->auth_jwt_aud), "--auth-jwt-aud", v, err,
+                          errlen);
+    case 3:
+        return config_str(cfg->auth_jwt_iss, sizeof(cfg->auth_jwt_iss), "--auth-jwt-iss", v, err,
+                          errlen);
+    default:
+        if (config_num(v, 0, WSP_JWT_LEEWAY_MAX, &n) != 0)
+            return config_fail(err, errlen, "--auth-leeway wants 0..%d seconds, got '%s'",
+                               WSP_JWT_LEEWAY_MAX, v);
+        cfg->auth_leeway = (unsigned)n;
+        return 0;
+    }
+}
+
+/* The auth options come together: an algorithm needs a key file and the other way round, and
+ * aud and iss mean nothing without them (a leeway alone is harmless: it has a default). */
+static int config_auth_check(const wsp_config_t *cfg, char *err, size_t errlen)
+{
+    int any = cfg->auth_jwt_key[0] || cfg->auth_jwt_aud[0] || cfg->auth_jwt_iss[0];
+    if (cfg->auth_jwt_alg && !cfg->auth_jwt_key[0])
+        return config_fail(err, errlen, "--auth-jwt-alg needs --auth-jwt-key FILE");
+    if (!cfg->auth_jwt_alg && any)
+        return config_fail(err, errlen,
+                           "--auth-jwt-key, --auth-jwt-aud and --auth-jwt-iss "
+                           "need --auth-jwt-alg");
+    return 0;
+}
+
 int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     enum {
@@ -218,6 +285,12 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         /* #20 reliability */
         OPT_SNDBUF,
         OPT_TCP_USER_TIMEOUT,
+        /* issue #16: token auth */
+        OPT_AUTH_JWT_ALG,
+        OPT_AUTH_JWT_KEY,
+        OPT_AUTH_JWT_AUD,
+        OPT_AUTH_JWT_ISS,
+        OPT_AUTH_LEEWAY,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -242,6 +315,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"io-uring", required_argument, NULL, OPT_IO_URING},
         {"sndbuf", required_argument, NULL, OPT_SNDBUF},
         {"tcp-user-timeout", required_argument, NULL, OPT_TCP_USER_TIMEOUT},
+        {"auth-jwt-alg", required_argument, NULL, OPT_AUTH_JWT_ALG},
+        {"auth-jwt-key", required_argument, NULL, OPT_AUTH_JWT_KEY},
+        {"auth-jwt-aud", required_argument, NULL, OPT_AUTH_JWT_AUD},
+        {"auth-jwt-iss", required_argument, NULL, OPT_AUTH_JWT_ISS},
+        {"auth-leeway", required_argument, NULL, OPT_AUTH_LEEWAY},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -267,6 +345,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->drain_seconds = 10;
     cfg->sndbuf = WSP_CONFIG_SNDBUF_DEFAULT;
     int user_timeout_set = 0;
+    cfg->auth_leeway = 5;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -413,6 +492,14 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             cfg->tcp_user_timeout = (unsigned)v;
             user_timeout_set = 1;
             break;
+        case OPT_AUTH_JWT_ALG:
+        case OPT_AUTH_JWT_KEY:
+        case OPT_AUTH_JWT_AUD:
+        case OPT_AUTH_JWT_ISS:
+        case OPT_AUTH_LEEWAY:
+            if (config_auth(cfg, c - OPT_AUTH_JWT_ALG, optarg, err, errlen) < 0)
+                return -EINVAL;
+            break;
         case OPT_HELP:
             wsp_config_usage(stdout);
             return 1;
@@ -429,5 +516,5 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     if (!user_timeout_set) /* keepalive gives up exactly as its own probe count would */
         cfg->tcp_user_timeout = wsp_config_keepalive_giveup(cfg->tcp_keepalive);
-    return 0;
+    return config_auth_check(cfg, err, errlen);
 }

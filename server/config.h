@@ -39,6 +39,13 @@ typedef struct wsp_config_s {
     /* #20 reliability: what every connection's socket inherits from the listeners. */
     uint32_t sndbuf;           /* SO_SNDBUF bytes as asked (the kernel doubles); 0 = autotuning */
     unsigned tcp_user_timeout; /* seconds TCP_USER_TIMEOUT; 0 = off (the kernel's tcp_retries2) */
+    /* Token auth (issue #16): every upgrade needs a JWT when auth_jwt_alg is set. The key is
+     * read from the file (never kept here) by server/auth.c, at start and on SIGHUP. */
+    int auth_jwt_alg;       /* WSP_JWT_* (common/jwt.h); 0 = no auth */
+    char auth_jwt_key[512]; /* path of the HS secret or the RS/ES PEM public key */
+    char auth_jwt_aud[256]; /* "" = aud not checked */
+    char auth_jwt_iss[256]; /* "" = iss not checked */
+    unsigned auth_leeway;   /* seconds of clock skew on exp, nbf, iat; default 5 */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists

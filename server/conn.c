@@ -9,6 +9,7 @@
 #include "chan.h"
 #include "channels.h"
 #include "log.h"
+#include "net.h"
 #include "table.h"
 #include "upgrade.h"
 #include "ws.h"
@@ -35,6 +36,7 @@ enum {
  *   bit 6    authenticated by a token (issue #16)
  *   bit 7    free
  * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
+#define WSP_CONN_X_AUTH (1u << 6) /* its deadline and user id are in the shard's auth arrays */
 
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
@@ -151,7 +153,11 @@ static void conn_unsubscribe_all(wsp_conn_t *c)
 static void conn_untrack(wsp_conn_t *c)
 {
     unsigned t = conn_table(c);
-    wsp_conn_t *moved = wsp_table_remove(&conn_shard(c)->table[t], c->idx);
+    wsp_shard_conn_t *sc = conn_shard(c);
+    /* The auth arrays are parallel to OPEN: the same swap-removal moves the same entry. */
+    if (t == WSP_SHARD_T_OPEN && (c->xf & WSP_CONN_X_AUTH))
+        wsp_authidx_remove(&sc->auth->idx, c->idx);
+    wsp_conn_t *moved = wsp_table_remove(&sc->table[t], c->idx);
     if (moved)
         moved->idx = c->idx;
     conn_set_table(c, WSP_CONN_NO_TABLE);
@@ -362,6 +368,13 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
         conn_linger(c); /* everything is in the kernel already */
 }
 
+void wsp_conn_expire(wsp_conn_t *c)
+{
+    if (c->reason == 0)
+        c->reason = WSP_CLOSE_TOKEN_EXPIRED + 1;
+    wsp_conn_drain(c, 4001);
+}
+
 int wsp_conn_ping(wsp_conn_t *c)
 {
     if (conn_state(c) != WSP_CONN_OPEN)
@@ -380,11 +393,9 @@ int wsp_conn_ping(wsp_conn_t *c)
     return 0;
 }
 
-/* The handshake failed: answer status and close once it is written. */
-static void conn_reject(wsp_conn_t *c, int status)
+/* The handshake failed: answer status with resp[0..len) and close once it is written. */
+static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
 {
-    size_t len;
-    const char *resp = wsp_upgrade_error(status, &len);
     atomic_fetch_add_explicit(&conn_stats(c)->hs_failed[wsp_metrics_hs_index(status)], 1,
                               memory_order_relaxed);
     if (c->reason == 0)
@@ -398,6 +409,26 @@ static void conn_reject(wsp_conn_t *c, int status)
      * counts against the fd budget meanwhile. */
     if (conn_state(c) == WSP_CONN_DRAINING)
         c->deadline = (uint8_t)(conn_shard(c)->tick + 2);
+}
+
+static void conn_reject(wsp_conn_t *c, int status)
+{
+    size_t len;
+    const char *resp = wsp_upgrade_error(status, &len);
+    conn_refuse(c, status, resp, len);
+}
+
+/* Token auth refused the upgrade: 401 or 403 with its reason, counted by reason. */
+static void conn_reject_auth(wsp_conn_t *c, int status, int fail)
+{
+    char resp[256];
+    int len = wsp_auth_response(status, fail, resp, sizeof(resp));
+    atomic_fetch_add_explicit(&conn_stats(c)->auth_failed[fail], 1, memory_order_relaxed);
+    if (len < 0) { /* cannot happen with these reasons: the plain answer then */
+        conn_reject(c, status);
+        return;
+    }
+    conn_refuse(c, status, resp, (size_t)len);
 }
 
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
@@ -414,6 +445,30 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
     return conn_write_copy(c, buf, len);
 }
 
+/* A complete client text message, inside the parser: a token refresh moves the deadline, an
+ * invalid one closes with 4003 (ws.c sends it); anything else is dropped. */
+static int on_conn_ws_text(void *user, const uint8_t *msg, size_t len)
+{
+    wsp_conn_t *c = user;
+    wsp_shard_conn_t *sc = conn_shard(c);
+    if (!(c->xf & WSP_CONN_X_AUTH) || conn_state(c) != WSP_CONN_OPEN)
+        return 0;
+    wsp_authidx_t *x = &sc->auth->idx;
+    uint32_t deadline;
+    int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
+    int rv = wsp_auth_refresh(sc->auth, msg, len, x->uid[c->idx], now, &deadline);
+    if (rv > 0)
+        return 0;
+    if (rv == 0) {
+        x->deadline[c->idx] = deadline;
+        atomic_fetch_add_explicit(&sc->stats->auth_refreshes, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (c->reason == 0)
+        c->reason = WSP_CLOSE_TOKEN_INVALID + 1;
+    return 4003;
+}
+
 /* Feeds client frames to the on-demand parser and acts on what it says, outside of it. */
 static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
@@ -424,7 +479,9 @@ static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
     wsp_ws_t *ws = *slot;
     int code = 0;
     c->flags |= WSP_CONN_F_IN_WS;
-    int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, c, &code);
+    /* Without token auth text messages are dropped unread, as they always were. */
+    wsp_ws_text_fn text = conn_shard(c)->auth ? on_conn_ws_text : NULL;
+    int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, text, c, &code);
     c->flags &= (uint8_t)~WSP_CONN_F_IN_WS;
     *slot = ws;
     if (c->flags & WSP_CONN_F_CLOSE_PENDING) {
@@ -533,26 +590,37 @@ static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* What admission grants a connection. Later: its identity (a verified token), the
- * subprotocol (wspush.v1) and the extensions (permessage-deflate) it gets. */
+/* What admission grants a connection: its channels, its identity (a verified token). Later:
+ * the subprotocol (wspush.v1) and the extensions (permessage-deflate) it gets. */
 typedef struct conn_grant_s {
-    wsp_chanlist_t channels; /* what ?channels= chose */
+    wsp_chanlist_t channels; /* what to join: ?channels=, or the token's claim */
+    int authed;              /* a token was verified: auth holds what it grants */
+    wsp_auth_grant_t auth;
 } conn_grant_t;
 
 /* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
  * is the single place where a check says yes, or no with an HTTP status; it only decides, and
- * records what it grants in *g. Today: the path (404) and the ?channels= list (400, before
- * the upgrade, so that the client sees why). To come here: a token (Authorization or a
- * cookie: 401), per-client limits (429), subprotocol and extension negotiation. The process's
- * connection limit (--max-conns: 503) is taken at accept, before any byte. Returns 0 or the
- * HTTP status. */
-static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
+ * records what it grants in *g. Today: the path (404), the ?channels= list (400, before
+ * the upgrade, so that the client sees why) and, with --auth-jwt-alg, the token (401; 403 for
+ * a channel its claim does not grant: server/auth.c). To come here: per-client limits (429),
+ * subprotocol and extension negotiation. The process's connection limit (--max-conns: 503)
+ * is taken at accept, before any byte. Returns 0 or the HTTP status. */
+static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
 {
     const char *path = sc->cfg->path;
+    g->authed = 0;
     if (r->path_len != strlen(path) || memcmp(r->path, path, r->path_len) != 0)
         return 404;
     if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
         return 400;
+    if (sc->auth == NULL)
+        return 0;
+    int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
+    int status = wsp_auth_admit(sc->auth, r, &g->channels, now, &g->auth);
+    if (status != 0)
+        return status;
+    g->channels = g->auth.channels;
+    g->authed = 1;
     return 0;
 }
 
@@ -561,12 +629,21 @@ static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, co
 static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
 {
     char resp[256];
+    wsp_shard_conn_t *sc = conn_shard(c);
     int len = wsp_upgrade_response(r->key, r->key_len, resp, sizeof(resp));
     if (len < 0)
         return len;
-    int rv = conn_write_copy(c, resp, (size_t)len);
-    if (rv < 0 || (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
+    /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
+    int rv = g->authed ? wsp_authidx_reserve(&sc->auth->idx, sc->auth->idx.n + 1) : 0;
+    if (rv < 0 || (rv = conn_write_copy(c, resp, (size_t)len)) < 0 ||
+        (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
         return rv;
+    if (g->authed) { /* the same slot as OPEN's: both just appended */
+        uint32_t slot = wsp_authidx_add(&sc->auth->idx, g->auth.uid, g->auth.deadline);
+        assert(slot == c->idx);
+        (void)slot;
+        c->xf |= WSP_CONN_X_AUTH;
+    }
     c->flags |= WSP_CONN_F_UPGRADED; /* tcp.data: the on-demand wslay state (or extension) */
     conn_set_state(c, WSP_CONN_OPEN);
     wsp_shard_stats_t *st = conn_stats(c);
@@ -598,9 +675,15 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     if (rv >= 0 && (status = conn_admit(sc, &r, &g)) != 0)
         rv = -EBADMSG;
     if (rv < 0) {
+        int authfail = status == 401 || status == 403; /* the reason, never the token */
         if (wsp_shard_conn_log_ok(sc))
-            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d", sc->id, status);
-        conn_reject(c, status);
+            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d%s%s", sc->id, status,
+                    authfail ? " reason=" : "",
+                    authfail ? wsp_metrics_auth_reason(g.auth.fail) : "");
+        if (authfail)
+            conn_reject_auth(c, status, g.auth.fail);
+        else
+            conn_reject(c, status);
         return;
     }
     wsp_hsbuf_t *hb = c->tcp.data; /* ours from here: req may point into it */

@@ -43,6 +43,10 @@ int wsp_conn_direct_fd(wsp_conn_t *c);
  * after 5 s. Idempotent; owning shard thread. */
 void wsp_conn_drain(wsp_conn_t *c, uint16_t code);
 
+/* c's token expired (issue #16): drains it with close 4001, counted as token_expired.
+ * Owning shard thread. */
+void wsp_conn_expire(wsp_conn_t *c);
+
 /* Starts closing c; safe to call twice and from any error path. Owning shard thread only. */
 void wsp_conn_close(wsp_conn_t *c);
 

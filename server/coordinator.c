@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "alloc.h"
+#include "auth.h"
 #include "bcast.h"
 #include "channels.h"
 #include "link.h"
@@ -36,7 +37,8 @@ typedef struct wsp_coord_s {
     wsp_bcast_t *inflight;
     wsp_limits_t lim;
     wsp_pub_t *pub;
-    wsp_link_t sup; /* to the supervisor, in a supervised worker */
+    wsp_auth_t *auth; /* token auth (issue #16); NULL without --auth-jwt-alg */
+    wsp_link_t sup;   /* to the supervisor, in a supervised worker */
     int sup_open;
     wsp_proc_stats_t *stats; /* this process's counters: own memory, or the supervisor's */
     int stats_mapped;
@@ -52,6 +54,15 @@ static void on_coord_reaped(void *user, const wsp_bcast_t *b, const wsp_bcast_re
     wsp_coord_t *co = user;
     size_t clen;
     const char *chan = wsp_bcast_channel(b, &clen);
+    uint64_t tag;
+    if (wsp_bcast_user(b, NULL, &tag)) { /* a user's message: its delivery report */
+        WSP_LOG(WSP_LOG_INFO,
+                "event=user_message tag=%" PRIx64 " shards=%u written=%" PRIu64 " failed=%" PRIu64
+                " total_ms=%.3f",
+                tag, r->shards, r->written, r->failed, (double)r->ns / 1e6);
+        wsp_pub_user_reached(co->pub, tag, r->written);
+        return;
+    }
     wsp_metrics_bcast_observe(co->stats, r->ns);
     WSP_LOG(WSP_LOG_INFO,
             "event=broadcast seq=%" PRIu64 " channel=%s shards=%u written=%" PRIu64
@@ -63,6 +74,23 @@ static void on_coord_reaped(void *user, const wsp_bcast_t *b, const wsp_bcast_re
 static void coord_reap(wsp_coord_t *co) { wsp_bcast_reap(&co->inflight, on_coord_reaped, co); }
 
 static void on_coord_done(uv_async_t *a) { coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done)); }
+
+/* Posts b to every shard; a full ring skips that shard. b is tracked already. */
+static void coord_post(wsp_coord_t *co, wsp_bcast_t *b, uint64_t seq)
+{
+    unsigned skipped = 0;
+    for (unsigned i = 0; i < co->nshards; i++) {
+        int rv = wsp_shard_post(co->shards[i], b);
+        if (rv < 0) {
+            /* The shard is 64 broadcasts behind: it would only fall further behind. */
+            WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
+                    seq, i, uv_err_name(rv));
+            skipped++;
+        }
+    }
+    if (wsp_bcast_cancel(b, skipped))
+        coord_reap(co);
+}
 
 /* The publisher's deliver: one broadcast, encoded once, to every shard of this process. */
 static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
@@ -79,19 +107,41 @@ static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const
     atomic_fetch_add_explicit(&co->stats->publishes, 1, memory_order_relaxed);
     WSP_LOG(WSP_LOG_DEBUG, "event=broadcast_start seq=%" PRIu64 " reason=%s bytes=%zu", seq, reason,
             len);
-    unsigned skipped = 0;
-    for (unsigned i = 0; i < co->nshards; i++) {
-        rv = wsp_shard_post(co->shards[i], b);
-        if (rv < 0) {
-            /* The shard is 64 broadcasts behind: it would only fall further behind. */
-            WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
-                    seq, i, uv_err_name(rv));
-            skipped++;
-        }
-    }
-    if (wsp_bcast_cancel(b, skipped))
-        coord_reap(co);
+    coord_post(co, b, seq);
     return 0;
+}
+
+/* The publisher's deliver_user (issue #16): the message, encoded once, to every shard, each
+ * of which writes it to that user's connections; the reap reports back with tag. One report
+ * (this process's). Without token auth nobody is a user: the shards find no one. */
+static int on_coord_deliver_user(void *user, const char *sub, size_t sub_len,
+                                 const uint8_t *payload, size_t len, uint64_t tag)
+{
+    wsp_coord_t *co = user;
+    if (co->stopping)
+        return -EAGAIN; /* the shards are going away; the caller reports 0 */
+    wsp_bcast_t *b;
+    int rv = wsp_bcast_new(&b, NULL, 0, payload, len, 0, co->nshards, &co->done);
+    if (rv < 0)
+        return rv;
+    wsp_bcast_set_user(b, co->auth ? wsp_auth_uid(co->auth, sub, sub_len) : 0, tag);
+    wsp_bcast_track(&co->inflight, b);
+    coord_post(co, b, 0);
+    return 1;
+}
+
+static unsigned on_coord_redis_reporters(void *user)
+{
+    (void)user;
+    return 1; /* this process: its subscriber delivers and reports */
+}
+
+/* SIGHUP: the key file again (the shards take it on their next handshake or tick). */
+static void on_coord_reload(void *user)
+{
+    wsp_coord_t *co = user;
+    if (co->auth)
+        (void)wsp_auth_reload(co->auth); /* a failure keeps the old key and is logged */
 }
 
 /* --- the supervisor, in a supervised worker --- */
@@ -106,6 +156,18 @@ static void on_coord_trigger(void *user)
         WSP_LOG(WSP_LOG_ERROR, "event=supervisor_write_failed error=%s", uv_err_name(rv));
 }
 
+/* A worker's delivery report of a user message, to the supervisor that waits for it. */
+static void on_coord_reached(void *user, uint64_t tag, uint64_t conns)
+{
+    wsp_coord_t *co = user;
+    uint8_t p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(conns >> (8 * i));
+    int rv = co->sup_open ? wsp_link_send(&co->sup, WSP_IPC_REACHED, tag, p, sizeof(p)) : 0;
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=supervisor_write_failed error=%s", uv_err_name(rv));
+}
+
 static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
                                 uint32_t len)
 {
@@ -114,6 +176,15 @@ static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const ui
     size_t chan_len;
     const uint8_t *msg;
     size_t msg_len;
+    if (type == WSP_IPC_USER) {
+        if (wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) < 0 ||
+            chan_len == 0) {
+            WSP_LOG(WSP_LOG_ERROR, "event=supervisor_protocol_error reason=user");
+            return;
+        }
+        wsp_pub_relay_user(co->pub, chan, chan_len, msg, msg_len, seq);
+        return;
+    }
     if (type != WSP_IPC_BROADCAST || co->stopping)
         return;
     if (wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) < 0) {
@@ -221,6 +292,10 @@ static const wsp_pub_ops_t coord_pub_ops = {
     .deliver = on_coord_deliver,
     .trigger = on_coord_trigger,
     .stop = on_coord_signal_stop,
+    .deliver_user = on_coord_deliver_user,
+    .redis_reporters = on_coord_redis_reporters,
+    .reached = on_coord_reached,
+    .reload = on_coord_reload,
 };
 
 /* --- open, start, serve, teardown --- */
@@ -319,10 +394,21 @@ static int coord_open(wsp_coord_t *co)
     /* The exit notification must exist before any shard can end. */
     if ((rv = uv_async_init(&co->loop, &co->exited, on_coord_exited)) < 0)
         return rv;
+    if (cfg->auth_jwt_alg) {
+        char err[256];
+        if ((rv = wsp_auth_new(&co->auth, cfg, cfg->threads, err, sizeof(err))) < 0) {
+            WSP_LOG(WSP_LOG_ERROR, "event=auth_key_failed error=\"%s\"", err); /* no key bytes */
+            return rv;
+        }
+        WSP_LOG(WSP_LOG_INFO, "event=auth alg=%s key=%s leeway=%u aud=%s iss=%s",
+                wsp_jwt_alg_name(cfg->auth_jwt_alg), cfg->auth_jwt_key, cfg->auth_leeway,
+                cfg->auth_jwt_aud[0] ? "checked" : "-", cfg->auth_jwt_iss[0] ? "checked" : "-");
+    }
     for (unsigned i = 0; i < cfg->threads; i++) {
         int fd = co->fds[i];
         co->fds[i] = -1; /* the shard owns it now, even if it fails */
-        rv = wsp_shard_new(&co->shards[i], i, cfg, fd, &co->lim, &co->stats->shard[i], &co->exited);
+        rv = wsp_shard_new(&co->shards[i], i, cfg, fd, &co->lim, &co->stats->shard[i],
+                           co->auth ? wsp_auth_shard(co->auth, i) : NULL, &co->exited);
         if (rv < 0)
             return rv;
         co->nshards++;
@@ -380,6 +466,7 @@ static int coord_teardown(wsp_coord_t *co, int rv)
     wsp_pub_close(co->pub);
     for (unsigned i = 0; i < co->nshards; i++)
         wsp_shard_free(co->shards[i]);
+    wsp_auth_free(co->auth);           /* every shard is gone: no one holds its keys or arrays */
     wsp_bcast_free_all(&co->inflight); /* only on a failed start: none is left otherwise */
     for (unsigned i = 0; i < co->cfg->threads; i++)
         if (co->fds[i] >= 0)

@@ -37,6 +37,7 @@ struct wsp_httpd_s {
     wsp_httpd_conn_t *conns; /* live (not closing) connections */
     unsigned nconns;         /* length of conns: what WSP_HTTPD_MAX_CONNS bounds */
     unsigned refs;           /* listener + connections + refused sockets not yet closed */
+    uint64_t next_id;        /* ids of deferred requests (wsp_httpd_defer()) */
     int stopping;
     int started; /* wsp_httpd_start() succeeded: on_closed is owed */
     int port;
@@ -70,6 +71,9 @@ struct wsp_httpd_conn_s {
     http_parser parser;
     uint8_t handles; /* tcp and timer: freed when both close callbacks ran */
     uint8_t closing, reading, writing, lingering, close_after, in_request, pause;
+    uint8_t deferred;   /* the handler answers the current request later */
+    uint8_t in_handler; /* inside on_request: httpd_process() goes on after it */
+    uint64_t id;        /* while deferred: what wsp_httpd_find() looks for */
     size_t in_off, in_len;
     wsp_buf_t body; /* POST body, or a response body the handler builds; reused per request */
     wsp_buf_t out;  /* the response being written; reused per request */
@@ -325,10 +329,29 @@ static const char *status_reason(int status)
     }
 }
 
+uint64_t wsp_httpd_defer(wsp_httpd_conn_t *c)
+{
+    c->deferred = 1;
+    c->id = ++c->s->next_id;
+    httpd_read_stop(c); /* pipelined requests wait in the kernel meanwhile */
+    httpd_timer(c, WSP_HTTPD_REQUEST_MS);
+    return c->id;
+}
+
+wsp_httpd_conn_t *wsp_httpd_find(wsp_httpd_t *s, uint64_t id)
+{
+    for (wsp_httpd_conn_t *c = s->conns; c; c = c->next) /* at most WSP_HTTPD_MAX_CONNS */
+        if (c->deferred && c->id == id)
+            return c;
+    return NULL;
+}
+
 /* Builds one complete response in c->out and sends it. */
 void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const char *extra,
                        const char *body, size_t len, int keep)
 {
+    int was_deferred = c->deferred;
+    c->deferred = 0;
     const char *conn_hdr = "";
     if (!keep)
         conn_hdr = "Connection: close\r\n";
@@ -346,6 +369,8 @@ void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const
     WSP_LOG(WSP_LOG_DEBUG, "event=admin_response status=%d route=%d bytes=%zu keep=%d", status,
             c->req.tag, len, keep);
     httpd_send(c);
+    if (was_deferred && !c->closing && !c->in_handler)
+        httpd_process(c); /* what was pipelined behind it, and reading again */
 }
 
 void wsp_httpd_respond_error(wsp_httpd_conn_t *c, int status, const char *error, int keep)
@@ -547,8 +572,11 @@ static void httpd_complete(wsp_httpd_conn_t *c)
     c->in_request = 0;
     if (r->status != 0)
         wsp_httpd_respond_error(c, r->status, r->error, keep);
-    else
+    else {
+        c->in_handler = 1;
         c->s->h->on_request(c->s->user, c, r, &c->body, keep);
+        c->in_handler = 0;
+    }
     /* The next request starts afresh; the buffers keep their capacity for it. */
     c->ps.headers_done = 0;
     c->ps.head_bytes = 0;
@@ -570,7 +598,7 @@ static void httpd_parse_error(wsp_httpd_conn_t *c, enum http_errno e)
  * being written (pipelined requests wait, so answers leave in request order). */
 static void httpd_process(wsp_httpd_conn_t *c)
 {
-    while (!c->closing && !c->writing && !c->close_after && c->in_off < c->in_len) {
+    while (!c->closing && !c->writing && !c->close_after && !c->deferred && c->in_off < c->in_len) {
         wsp_httpd_req_t *r = &c->req;
         httpd_parse_t *ps = &c->ps;
         int in_head = !ps->headers_done;
@@ -616,7 +644,7 @@ static void httpd_process(wsp_httpd_conn_t *c)
     }
     if (c->in_off == c->in_len)
         c->in_off = c->in_len = 0;
-    if (!c->writing && !c->closing)
+    if (!c->writing && !c->closing && !c->deferred)
         httpd_read_start(c);
 }
 

@@ -3,10 +3,10 @@
 
 /* A small HTTP/1.1 server on a libuv loop: the plumbing under the admin API
  * (server/admin.c). Keep-alive connections; pipelined requests answered one at a time, in
- * order; parsing by http_parser; every size and time bounded (head 8 KiB, URL 2 KiB, body
- * 64 KiB, idle, request, stalled-write and linger deadlines, WSP_HTTPD_MAX_CONNS
- * connections). It routes nothing: a handler decides from each request's head whether it
- * wants the body, and answers each complete request. Loop thread only. */
+ * order, at once or later (wsp_httpd_defer()); parsing by http_parser; every size and time bounded
+ * (head 8 KiB, URL 2 KiB, body 64 KiB, idle, request, stalled-write and linger deadlines,
+ * WSP_HTTPD_MAX_CONNS connections). It routes nothing: a handler decides from each request's head
+ * whether it wants the body, and answers each complete request. Loop thread only. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -127,5 +127,14 @@ void wsp_httpd_io_shutdown(wsp_httpd_conn_t *c, int status);
 
 /* The transport closed: the last call for c, which may be freed inside. */
 void wsp_httpd_io_closed(wsp_httpd_conn_t *c);
+/* From on_request: the answer to c's current request comes later (a publish waiting for its
+ * delivery reports). c reads and parses nothing more until then; the request's deadline
+ * (10 s) still holds. Returns an id for wsp_httpd_find(). The handler must answer it, with
+ * wsp_httpd_respond*() on what wsp_httpd_find() returns, unless that is NULL (gone). */
+uint64_t wsp_httpd_defer(wsp_httpd_conn_t *c);
+
+/* The connection of a deferred request by its id, or NULL when it closed meanwhile (or the
+ * server is stopping). Loop thread. */
+wsp_httpd_conn_t *wsp_httpd_find(wsp_httpd_t *s, uint64_t id);
 
 #endif

@@ -14,6 +14,10 @@ enum {
     WSP_IPC_BROADCAST = 'B', /* supervisor -> worker: broadcast payload as text, this seq */
     WSP_IPC_TRIGGER = 'T',   /* worker -> supervisor: broadcast the time now (SIGUSR1) */
     WSP_IPC_PUBLISH = 'P',   /* worker -> supervisor: broadcast payload on every worker */
+    /* issue #16: messages for one user. USER's payload is packed as a broadcast's, with the
+     * user id (a token's sub, 1..64 bytes) where the channel goes; seq is the request's tag. */
+    WSP_IPC_USER = 'U',    /* supervisor -> worker: payload for the user's connections */
+    WSP_IPC_REACHED = 'R', /* worker -> supervisor: [conns:8 LE] reached for the tag in seq */
 };
 
 #define WSP_IPC_HDR 13

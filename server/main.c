@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "coordinator.h"
+#include "jwt.h"
 #include "log.h"
 #include "net.h"
 #include "publisher.h"
@@ -62,6 +63,22 @@ static int main_probe_uring(wsp_config_t *cfg)
                 uv_err_name(rv));
         cfg->io_uring = WSP_CONFIG_URING_OFF;
     }
+    return 0;
+}
+
+/* With --auth-jwt-alg the key must load now: one clear error at startup rather than P
+ * workers failing later. Each serving process loads it again for itself. Returns 0 or 1. */
+static int main_check_auth(const wsp_config_t *cfg)
+{
+    if (!cfg->auth_jwt_alg)
+        return 0;
+    wsp_jwt_key_t *key;
+    char err[256];
+    if (wsp_jwt_key_load(&key, cfg->auth_jwt_alg, cfg->auth_jwt_key, 0, err, sizeof(err)) < 0) {
+        fprintf(stderr, "wspush: --auth-jwt-key: %s\n", err); /* path and algorithm only */
+        return 1;
+    }
+    wsp_jwt_key_free(key);
     return 0;
 }
 
@@ -135,7 +152,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));
         return 1;
     }
-    if (main_probe_uring(&cfg) != 0)
+    if (main_probe_uring(&cfg) != 0 || main_check_auth(&cfg) != 0)
         return 1;
     if (cfg.procs > 1 && cfg.worker_fd < 0)
         rv = wsp_super_run(&cfg, argc, argv); /* each worker sizes itself to its own limit */

@@ -14,11 +14,24 @@ const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS] = {
 };
 
 static const char *const close_names[WSP_CLOSE__N] = {
-    "client",  "handshake_timeout", "handshake_failed", "refused",  "slow_consumer", "protocol",
-    "too_big", "invalid_utf8",      "ping_timeout",     "shutdown", "error",
+    "client",   "handshake_timeout", "handshake_failed", "refused",      "slow_consumer",
+    "protocol", "too_big",           "invalid_utf8",     "ping_timeout", "shutdown",
+    "error",    "token_expired",     "token_invalid",
 };
 
-static const char *const hs_names[WSP_HS__N] = {"400", "404", "405", "426", "431", "503"};
+static const char *const hs_names[WSP_HS__N] = {"400", "404", "405", "426",
+                                                "431", "503", "401", "403"};
+
+/* common/jwt.h's reason words in its order, then the 403. */
+static const char *const auth_names[WSP_AUTH_FAIL__N] = {
+    "missing",       "malformed", "signature", "algorithm", "expired",
+    "not_yet_valid", "audience",  "issuer",    "too_large", "forbidden_channel",
+};
+
+const char *wsp_metrics_auth_reason(int i)
+{
+    return i >= 0 && i < WSP_AUTH_FAIL__N ? auth_names[i] : "unknown";
+}
 
 #define LOAD(c) ((unsigned long long)atomic_load_explicit(&(c), memory_order_relaxed))
 
@@ -174,6 +187,10 @@ static const metrics_family_t send_families[] = {
                  "io_uring sends the socket did not take whole; the rest went through the libuv "
                  "write queue.",
                  uring_short),
+    FAMILY_SHARD("wspush_auth_refreshes_total", "counter",
+                 "Token refreshes that moved a connection's expiry.", auth_refreshes),
+    FAMILY_SHARD("wspush_user_messages_total", "counter",
+                 "User messages (POST /publish?user=) written to a connection.", user_msgs),
 };
 
 static const metrics_family_t proc_families[] = {
@@ -203,6 +220,11 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
     render_labelled_family(out, procs, n, "wspush_handshake_failures_total",
                            "Upgrade requests answered with an HTTP error, by status.", "status",
                            hs_names, WSP_HS__N, offsetof(wsp_shard_stats_t, hs_failed));
+    render_labelled_family(out, procs, n, "wspush_auth_failures_total",
+                           "Upgrades refused by token auth (401, or 403 for a channel the token "
+                           "does not grant), by reason.",
+                           "reason", auth_names, WSP_AUTH_FAIL__N,
+                           offsetof(wsp_shard_stats_t, auth_failed));
     wsp_buf_printf(out,
                    "# HELP wspush_slow_consumer_closes_total Connections given close 1008 "
                    "for exceeding --max-pending (counted when decided).\n"
@@ -302,6 +324,10 @@ int wsp_metrics_hs_index(int status)
         return WSP_HS_431;
     case 503:
         return WSP_HS_503;
+    case 401:
+        return WSP_HS_401;
+    case 403:
+        return WSP_HS_403;
     default:
         return WSP_HS_400;
     }

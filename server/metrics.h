@@ -27,11 +27,28 @@ enum {
     WSP_CLOSE_PING_TIMEOUT,  /* no answer to a ping by the next round */
     WSP_CLOSE_SHUTDOWN,      /* 1001 on SIGTERM */
     WSP_CLOSE_ERROR,         /* a write or setup error on our side */
+    WSP_CLOSE_TOKEN_EXPIRED, /* 4001: the token's exp + leeway passed (issue #16) */
+    WSP_CLOSE_TOKEN_INVALID, /* 4003: a refresh with an invalid token or another sub */
     WSP_CLOSE__N,
 };
 
 /* HTTP statuses a handshake can fail with. */
-enum { WSP_HS_400 = 0, WSP_HS_404, WSP_HS_405, WSP_HS_426, WSP_HS_431, WSP_HS_503, WSP_HS__N };
+enum {
+    WSP_HS_400 = 0,
+    WSP_HS_404,
+    WSP_HS_405,
+    WSP_HS_426,
+    WSP_HS_431,
+    WSP_HS_503,
+    WSP_HS_401, /* no valid token (issue #16) */
+    WSP_HS_403, /* a channel the token does not grant */
+    WSP_HS__N
+};
+
+/* Why an upgrade was refused by token auth (issue #16): the nine reasons of common/jwt.h
+ * (index -reason - 1, so WSP_JWT_MISSING is 0), then a channel outside the token's claim. */
+#define WSP_AUTH_FAIL_CHANNEL 9
+#define WSP_AUTH_FAIL__N 10
 
 typedef atomic_uint_fast64_t wsp_counter_t;
 
@@ -50,6 +67,10 @@ typedef struct wsp_shard_stats_s {
     wsp_counter_t uring_sends;    /* broadcast frames sent through the shard's io_uring */
     wsp_counter_t uring_enters;   /* io_uring_enter calls that carried them */
     wsp_counter_t uring_short;    /* io_uring sends that left bytes for the libuv path */
+    /* issue #16: token auth */
+    wsp_counter_t auth_failed[WSP_AUTH_FAIL__N]; /* upgrades refused 401/403, by reason */
+    wsp_counter_t auth_refreshes;                /* {"refresh":...} that moved a token's expiry */
+    wsp_counter_t user_msgs;                     /* user messages written (POST ?user=) */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */
@@ -96,6 +117,10 @@ uint64_t wsp_metrics_sum_open(const wsp_proc_stats_t *procs, unsigned n);
 
 /* Appends /stats JSON for procs[0..n). Returns 0 or -ENOMEM. */
 int wsp_metrics_stats_json(const wsp_proc_stats_t *procs, unsigned n, int draining, wsp_buf_t *out);
+
+/* The label of auth failure reason i (WSP_AUTH_FAIL_*): "missing" ... "too_large",
+ * "forbidden_channel". */
+const char *wsp_metrics_auth_reason(int i);
 
 /* Maps a WebSocket close code we sent to a WSP_CLOSE_* reason. */
 int wsp_metrics_close_reason(int code);

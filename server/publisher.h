@@ -42,6 +42,19 @@ typedef struct wsp_pub_ops_s {
     void (*trigger)(void *user);
     /* SIGINT or SIGTERM arrived: the owner starts stopping (and calls wsp_pub_stop()). */
     void (*stop)(void *user, int signum);
+    /* Delivers payload to the connections of the user sub (issue #16): on the process's
+     * shards (coordinator) or through every worker (supervisor). Each process that delivers
+     * hands tag back to wsp_pub_user_reached() once. Returns how many such reports to expect,
+     * or a negative errno. */
+    int (*deliver_user)(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
+                        size_t len, uint64_t tag);
+    /* How many processes deliver (and report) a user message coming back from Redis: 1, or
+     * the supervisor's live workers. */
+    unsigned (*redis_reporters)(void *user);
+    /* A worker's report of a user message delivered: to be passed on to the supervisor. */
+    void (*reached)(void *user, uint64_t tag, uint64_t conns);
+    /* SIGHUP: re-read what can be re-read (the --auth-jwt-key file). NULL: nothing to do. */
+    void (*reload)(void *user);
 } wsp_pub_ops_t;
 
 /* Creates the publisher of a process of role (WSP_PUB_*) on loop: its tick timer and signal
@@ -73,6 +86,16 @@ void wsp_pub_time(wsp_pub_t *p, const char *reason);
  * Ignored while stopping. Loop thread of a worker. */
 void wsp_pub_relay(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
                    size_t len, uint64_t seq, const char *reason);
+
+/* Delivers a user message the supervisor sent (tag: its id) to this worker's shards. Loop
+ * thread of a worker. */
+void wsp_pub_relay_user(wsp_pub_t *p, const char *sub, size_t sub_len, const uint8_t *payload,
+                        size_t len, uint64_t tag);
+
+/* A delivery report of the user message tagged tag: conns connections reached by one
+ * process. In a worker it goes to the supervisor; elsewhere it counts toward the waiting
+ * POST /publish?user= answer (server/pubwait.h). Loop thread. */
+void wsp_pub_user_reached(wsp_pub_t *p, uint64_t tag, uint64_t conns);
 
 /* Stops publishing: the tick and the Redis link stop, the admin API refuses to publish and
  * answers /healthz 503 until wsp_pub_close(). Idempotent; NULL is fine. Loop thread. */

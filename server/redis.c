@@ -17,6 +17,7 @@
 #define WSP_REDIS_BACKOFF_MIN_MS 100
 #define WSP_REDIS_BACKOFF_MAX_MS 5000
 #define WSP_REDIS_CONNECT_TIMEOUT_MS 5000 /* hiredis 0.14 has no async connect timeout */
+#define WSP_REDIS_SUB_MAX 64              /* a user id: a token's sub (common/jwt.h) */
 
 struct wsp_redis_s {
     uv_timer_t retry;     /* first member: the close callback frees the struct through it */
@@ -26,6 +27,7 @@ struct wsp_redis_s {
     redisAsyncContext *ac;  /* subscriber; NULL while disconnected */
     redisAsyncContext *pub; /* publisher, made on first use; NULL while disconnected */
     wsp_redis_msg_fn fn;
+    wsp_redis_user_fn user_fn; /* NAME:#<sub> (issue #16); NULL: dropped */
     void *user;
     uint64_t backoff_ms;
     uint64_t dropped;
@@ -204,11 +206,15 @@ static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
     const uint8_t *p = (const uint8_t *)payload->str;
     size_t len = payload->len;
     const char *why = NULL;
+    /* NAME:#<sub>: a user's message; channel names never hold '#'. */
+    int for_user = pm && chan_len > 0 && chan[0] == '#';
     if (len > WSP_CONFIG_MAX_PUBLISH)
         why = "too_large";
     else if (!wsp_utf8_valid(p, len))
         why = "invalid_utf8";
-    else if (pm && !wsp_channel_valid(chan, chan_len))
+    else if (for_user && (r->user_fn == NULL || chan_len < 2 || chan_len > 1 + WSP_REDIS_SUB_MAX))
+        why = "invalid_user";
+    else if (pm && !for_user && !wsp_channel_valid(chan, chan_len))
         why = "invalid_channel";
     if (why) {
         r->dropped++;
@@ -216,7 +222,10 @@ static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
                 why, (unsigned long long)r->dropped);
         return;
     }
-    r->fn(r->user, chan, chan_len, p, len);
+    if (for_user)
+        r->user_fn(r->user, chan + 1, chan_len - 1, p, len);
+    else
+        r->fn(r->user, chan, chan_len, p, len);
 }
 
 static void on_redis_connect(const redisAsyncContext *ac, int status)
@@ -446,8 +455,10 @@ static void on_redis_published(redisAsyncContext *ac, void *reply, void *priv)
         WSP_LOG(WSP_LOG_DEBUG, "event=redis_published subscribers=%lld", rep->integer);
 }
 
-int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
-                      size_t len)
+void wsp_redis_set_user_fn(wsp_redis_t *r, wsp_redis_user_fn fn) { r->user_fn = fn; }
+
+/* The publishing connection, made on first use. 0 or a negative errno. */
+static int redis_pub_conn(wsp_redis_t *r)
 {
     if (r->stopping)
         return -ESHUTDOWN;
@@ -475,7 +486,26 @@ int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const u
         }
         r->pub = ac;
     }
-    int rv;
+    return 0;
+}
+
+int wsp_redis_publish_user(wsp_redis_t *r, const char *sub, size_t sub_len, const uint8_t *payload,
+                           size_t len)
+{
+    int rv = redis_pub_conn(r);
+    if (rv < 0)
+        return rv;
+    rv = redisAsyncCommand(r->pub, on_redis_published, NULL, "PUBLISH %b:#%b %b", r->cfg->channel,
+                           strlen(r->cfg->channel), sub, sub_len, payload, len);
+    return rv == REDIS_OK ? 0 : -ENOMEM;
+}
+
+int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
+                      size_t len)
+{
+    int rv = redis_pub_conn(r);
+    if (rv < 0)
+        return rv;
     if (chan == NULL)
         rv = redisAsyncCommand(r->pub, on_redis_published, NULL, "PUBLISH %b %b", r->cfg->channel,
                                strlen(r->cfg->channel), payload, len);

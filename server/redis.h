@@ -9,7 +9,10 @@
  * so a host that moves is followed; a name that does not resolve is logged, counted and
  * retried with the same backoff. Channel naming: the Redis channel NAME (--channel) carries the
  * default client channel, NAME:<chan> the client channel <chan>; names are checked by
- * server/channels.c, and a shard's channels live in server/chan.c. */
+ * server/channels.c, and a shard's channels live in server/chan.c. NAME:#<sub> carries a
+ * message for the connections of one user (issue #16): <sub> is everything after "NAME:#",
+ * 1..64 bytes of anything (':' and '#' included), never confused with a channel since channel
+ * names have no '#'. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -27,10 +30,19 @@ typedef struct wsp_redis_s wsp_redis_t;
 typedef void (*wsp_redis_msg_fn)(void *user, const char *chan, size_t chan_len,
                                  const uint8_t *payload, size_t len);
 
+/* Called for each message on NAME:#<sub>: a message for the user sub (1..64 bytes, any bytes),
+ * with the same checks as above. Pointers are valid only during the call. Loop thread. */
+typedef void (*wsp_redis_user_fn)(void *user, const char *sub, size_t sub_len,
+                                  const uint8_t *payload, size_t len);
+
 /* Starts the subscriber (fn non-NULL) or only a publisher (fn NULL: the supervisor); an
  * unreachable Redis is not an error (it retries). Returns 0 or -ENOMEM. Loop thread. */
 int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
                     wsp_redis_msg_fn fn, void *user);
+
+/* Sets what gets user messages (NAME:#<sub>); without it they are dropped and counted. Call
+ * right after wsp_redis_start(), before the loop runs. Loop thread. */
+void wsp_redis_set_user_fn(wsp_redis_t *r, wsp_redis_user_fn fn);
 
 /* Disconnects and frees r once its handles have closed (run the loop afterwards).
  * Loop thread. */
@@ -43,6 +55,11 @@ void wsp_redis_stop(wsp_redis_t *r);
  * or -ENOMEM. Loop thread. */
 int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
                       size_t len);
+
+/* Publishes payload for the connections of user sub[0..sub_len) on NAME:#<sub>, as
+ * wsp_redis_publish(). Returns 0 or a negative errno. Loop thread. */
+int wsp_redis_publish_user(wsp_redis_t *r, const char *sub, size_t sub_len, const uint8_t *payload,
+                           size_t len);
 
 /* 1 while subscribed. Loop thread. */
 int wsp_redis_up(const wsp_redis_t *r);

@@ -49,6 +49,7 @@ struct wsp_shard_s {
     uint32_t ping_step;     /* steps into the current round */
     uint32_t ping_per_step; /* connections per step in this round */
     wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
+    wsp_table_t users;      /* a user message's connections, gathered for its pass */
 };
 
 /* What a batch of io_uring sends reports into. */
@@ -189,7 +190,31 @@ static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_msg_t *m, int time_
     *failed += bt.failed;
 }
 
-/* One shard's pass over b: the default channel walks OPEN, a named one its subscribers. */
+/* A message for one user (issue #16): the connections of its user id, found by walking one
+ * chain of the auth arrays, gathered first (a send that fails moves slots) and then written
+ * as any pass writes. Returns how many connections it was offered to. */
+static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_msg_t *m,
+                                wsp_bcast_report_t *rep)
+{
+    wsp_auth_shard_t *as = sh->sc.auth;
+    wsp_table_t *open = &sh->sc.table[WSP_SHARD_T_OPEN];
+    if (as == NULL)
+        return 0; /* no token auth: nobody is a user */
+    sh->users.n = 0;
+    for (uint32_t s = wsp_authidx_find(&as->idx, uid, WSP_AUTHIDX_END); s != WSP_AUTHIDX_END;
+         s = wsp_authidx_find(&as->idx, uid, s)) {
+        uint32_t slot;
+        if (wsp_table_push(&sh->users, open->v[s], &slot) < 0) /* amortised, kept per shard */
+            rep->failed++;
+    }
+    uint32_t n = sh->users.n;
+    shard_walk(sh, &sh->users, m, 0, &rep->written, &rep->failed);
+    atomic_fetch_add_explicit(&sh->sc.stats->user_msgs, rep->written, memory_order_relaxed);
+    return n;
+}
+
+/* One shard's pass over b: the default channel walks OPEN, a named one its subscribers, a
+ * user message that user's connections. */
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_shard_stats_t *st = sh->sc.stats;
@@ -202,7 +227,13 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     uint64_t us0 = atomic_load_explicit(&st->uring_sends, memory_order_relaxed);
     uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
     rep.start_ns = wsp_net_mono_ns();
-    if (cname == NULL) { /* the default channel: every open connection that did not opt out */
+    uint64_t uid;
+    if (wsp_bcast_user(b, &uid, NULL)) {
+        n = shard_user_pass(sh, uid, m, &rep);
+        cname = "#user"; /* the log names no user */
+        clen = 5;
+    } else if (cname ==
+               NULL) { /* the default channel: every open connection that did not opt out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
         shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], m, 1, &rep.written, &rep.failed);
     } else {
@@ -354,10 +385,27 @@ static void on_shard_connection(uv_stream_t *server, int status)
     }
 }
 
+/* Token auth on the 1 s tick: a key posted by SIGHUP is taken, and every connection whose
+ * token's exp + leeway has passed is closed with 4001: one sequential scan of the deadlines
+ * beside OPEN, from the end (a drained connection's slot gets an entry already looked at). */
+static void shard_expire(wsp_shard_t *sh)
+{
+    wsp_auth_shard_t *as = sh->sc.auth;
+    if (as == NULL)
+        return;
+    wsp_auth_shard_sync(as);
+    uint32_t now = (uint32_t)(wsp_net_epoch_ms() / 1000);
+    wsp_table_t *open = &sh->sc.table[WSP_SHARD_T_OPEN];
+    for (uint32_t i = wsp_authidx_expired(&as->idx, as->idx.n, now); i != WSP_AUTHIDX_END;
+         i = wsp_authidx_expired(&as->idx, i, now))
+        wsp_conn_expire(open->v[i]);
+}
+
 static void on_shard_tick(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, tick_timer);
     sh->sc.tick++;
+    shard_expire(sh);
     if (sh->accept_blocked && !sh->stopping) {
         sh->accept_blocked = 0;
         on_shard_connection((uv_stream_t *)&sh->listener, 0);
@@ -465,10 +513,12 @@ static int shard_send_path(wsp_shard_t *sh)
 }
 
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited)
+                  wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
+                  uv_async_t *exited)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
     sh->sc.id = id;
+    sh->sc.auth = auth;
     sh->sc.cfg = cfg;
     sh->sc.lim = lim;
     sh->sc.stats = stats;
@@ -544,6 +594,7 @@ void wsp_shard_free(wsp_shard_t *sh)
     wsp_spsc_free(sh->ring);
     for (int t = 0; t < WSP_SHARD_T_N; t++)
         wsp_table_free(&sh->sc.table[t]);
+    wsp_table_free(&sh->users);
     free(sh->sc.rbuf);
     free(sh);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "chan.h"
 #include "config.h"
 #include "metrics.h"
@@ -48,6 +49,8 @@ struct wsp_shard_conn_s {
     wsp_limits_t *lim;        /* the coordinator's */
     wsp_shard_stats_t *stats; /* the shard's counters */
     uint8_t *rbuf;            /* WSP_SHARD_RBUF bytes: one read buffer for every socket */
+    wsp_auth_shard_t *auth;   /* token auth (issue #16): the key, the arrays beside OPEN; NULL
+                                 without --auth-jwt-alg */
     /* Called once a connection and its socket are freed: the shard resumes a listener paused
      * at the fd budget, or finishes stopping. */
     void (*on_conn_freed)(wsp_shard_conn_t *sc);

@@ -96,22 +96,67 @@ static int on_super_deliver(void *user, const char *chan, size_t chan_len, const
     return 0;
 }
 
+/* The publisher's deliver_user (issue #16): the message to every live worker, which writes it
+ * to that user's connections and reports back (WSP_IPC_REACHED) with tag. Returns how many
+ * reports to expect. */
+static int on_super_deliver_user(void *user, const char *sub, size_t sub_len,
+                                 const uint8_t *payload, size_t len, uint64_t tag)
+{
+    wsp_super_t *s = user;
+    /* One per user message, off the hot path: a packed copy. */
+    uint8_t *packed = malloc(1 + sub_len + len);
+    if (packed == NULL)
+        return -ENOMEM;
+    int n = wsp_ipc_pack_channel(packed, 1 + sub_len + len, sub, sub_len, payload, len);
+    int sent = 0;
+    for (unsigned i = 0; n > 0 && i < s->n; i++) {
+        wsp_worker_t *w = s->slots[i].w;
+        if (w != NULL && wsp_link_send(&w->link, WSP_IPC_USER, tag, packed, (uint32_t)n) == 0)
+            sent++;
+    }
+    free(packed);
+    return n < 0 ? n : sent;
+}
+
+static unsigned on_super_redis_reporters(void *user)
+{
+    return ((wsp_super_t *)user)->alive; /* each worker subscribes and reports for itself */
+}
+
+/* SIGHUP: each worker re-reads the key itself (it loaded it itself at start). */
+static void on_super_reload(void *user)
+{
+    wsp_super_t *s = user;
+    for (unsigned i = 0; i < s->n; i++) {
+        wsp_worker_t *w = s->slots[i].w;
+        if (w != NULL) {
+            int rv = uv_process_kill(&w->proc, SIGHUP);
+            (void)rv; /* ESRCH: it exited meanwhile; a new one reads the file at start */
+        }
+    }
+}
+
 /* --- the workers --- */
 
 static void on_worker_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
                              uint32_t len)
 {
-    (void)seq;
     wsp_worker_t *w = user;
     const char *chan;
     size_t chan_len;
     const uint8_t *msg;
     size_t msg_len;
-    if (type == WSP_IPC_TRIGGER)
+    if (type == WSP_IPC_TRIGGER) {
         wsp_pub_time(w->s->pub, "worker_sigusr1");
-    else if (type == WSP_IPC_PUBLISH &&
-             wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) == 0)
+    } else if (type == WSP_IPC_REACHED && len == 8) {
+        uint64_t conns = 0;
+        for (int i = 0; i < 8; i++)
+            conns |= (uint64_t)payload[i] << (8 * i);
+        wsp_pub_user_reached(w->s->pub, seq, conns);
+    } else if (type == WSP_IPC_PUBLISH &&
+               wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) == 0) {
         (void)wsp_pub_publish(w->s->pub, chan, chan_len, msg, msg_len, "worker_publish", NULL);
+    }
 }
 
 static void on_worker_end(void *user, int protocol, int err)
@@ -303,6 +348,10 @@ static const wsp_pub_ops_t super_pub_ops = {
     .deliver = on_super_deliver,
     .trigger = NULL, /* only a worker relays */
     .stop = on_super_stop,
+    .deliver_user = on_super_deliver_user,
+    .redis_reporters = on_super_redis_reporters,
+    .reached = NULL, /* only a worker passes reports on */
+    .reload = on_super_reload,
 };
 
 /* --- open, start, teardown --- */

@@ -207,6 +207,16 @@ static int parse_field(const uint8_t *l, size_t n, wsp_upgrade_req_t *r, struct 
         f->version_seen = 1;
         if (vn != 2 || memcmp(v, "13", 2) != 0)
             f->version_bad = 1;
+    } else if (ieq(l, nn, "authorization")) {
+        r->authorization = (const char *)v;
+        r->authorization_len = vn;
+        if (r->authorization_count < 2)
+            r->authorization_count++;
+    } else if (ieq(l, nn, "cookie")) {
+        r->cookie = (const char *)v;
+        r->cookie_len = vn;
+        if (r->cookie_count < 2)
+            r->cookie_count++;
     }
     return 0;
 }

@@ -25,6 +25,13 @@ typedef struct wsp_upgrade_req_s {
     size_t query_len;
     const char *key; /* Sec-WebSocket-Key, trimmed */
     size_t key_len;
+    /* Token auth (issue #16): the last Authorization and Cookie values, trimmed, and how many
+     * of each were sent (server/auth.c refuses two: ambiguous). */
+    const char *authorization;
+    size_t authorization_len;
+    const char *cookie;
+    size_t cookie_len;
+    uint8_t authorization_count, cookie_count; /* saturate at 2 */
 } wsp_upgrade_req_t;
 
 /* Parses an HTTP/1.1 WebSocket upgrade request at the start of buf[0..len), as much as has

@@ -32,7 +32,12 @@ struct wsp_ws_s {
     const uint8_t *in;
     size_t in_len;
     wsp_ws_write_fn write;
+    wsp_ws_text_fn text; /* NULL: text messages are dropped unread */
     void *user;
+    uint8_t *tbuf;    /* the text message being joined for text; only while one arrives */
+    uint16_t tlen;    /* its bytes so far */
+    bool msg_text;    /* the data message in progress is text (and text is set) */
+    bool frame_text;  /* the frame in progress belongs to it */
     int werr;         /* what write returned when it failed; 0 otherwise */
     uint64_t rem;     /* payload bytes of the current frame not yet seen */
     uint32_t msg_len; /* payload bytes so far of the fragmented data message in progress */
@@ -84,10 +89,73 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
     return (ssize_t)len;
 }
 
+/* With no buffering, wslay hands data payloads over in chunks (already unmasked and UTF-8
+ * checked up to here): a text message is joined only when someone reads it. */
+static void on_wslay_frame_start(wslay_event_context_ptr ctx,
+                                 const struct wslay_event_on_frame_recv_start_arg *arg,
+                                 void *user_data)
+{
+    (void)ctx;
+    wsp_ws_t *ws = user_data;
+    if (ws->text == NULL)
+        return;
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
+        ws->msg_text = arg->opcode == WSLAY_TEXT_FRAME;
+        ws->tlen = 0;
+    }
+    /* A control frame between two fragments is not part of the message. */
+    ws->frame_text = ws->msg_text &&
+                     (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_CONTINUATION_FRAME);
+}
+
+static void on_wslay_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
+{
+    wsp_ws_t *ws = user_data;
+    if (!ws->frame_text || arg->data_length == 0)
+        return;
+    /* Per client text message, only when a sink reads them (token refresh, issue #16): the
+     * message is at most WSP_WS_MAX_MSG bytes (scan() closes larger ones first). */
+    if (ws->tbuf == NULL && (ws->tbuf = malloc(WSP_WS_MAX_MSG)) == NULL) {
+        ws->werr = -ENOMEM; /* costs this connection */
+        wslay_event_shutdown_read(ctx);
+        ws->frame_text = ws->msg_text = false;
+        return;
+    }
+    size_t n = arg->data_length;
+    if (n > (size_t)(WSP_WS_MAX_MSG - ws->tlen))
+        n = WSP_WS_MAX_MSG - ws->tlen; /* unreachable: scan() bounds the message */
+    memcpy(ws->tbuf + ws->tlen, arg->data, n);
+    ws->tlen = (uint16_t)(ws->tlen + n);
+}
+
+/* A whole message: its UTF-8 is checked (wslay closes with 1007 before it gets here). */
+static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user_data)
+{
+    wsp_ws_t *ws = user_data;
+    if (ws->text == NULL || arg->opcode != WSLAY_TEXT_FRAME || !ws->msg_text)
+        return;
+    int code = ws->text(ws->user, ws->tbuf ? ws->tbuf : (const uint8_t *)"", ws->tlen);
+    free(ws->tbuf);
+    ws->tbuf = NULL;
+    ws->tlen = 0;
+    ws->msg_text = ws->frame_text = false;
+    if (code == 0)
+        return;
+    /* The sink's verdict: queued like our own protocol errors, and nothing more is read. */
+    int rv = wslay_event_queue_close(ctx, (uint16_t)code, NULL, 0);
+    (void)rv; /* NO_MORE_MSG: a close was queued already, and that one goes out */
+    wslay_event_shutdown_read(ctx);
+}
+
 /* wslay copies this into each context; one table for all connections. */
 static const struct wslay_event_callbacks wsp_ws_callbacks = {
     .recv_callback = on_wslay_recv,
     .send_callback = on_wslay_send,
+    .on_frame_recv_start_callback = on_wslay_frame_start,
+    .on_frame_recv_chunk_callback = on_wslay_chunk,
+    .on_msg_recv_callback = on_wslay_msg,
 };
 
 static int wslay_to_errno(int rv)
@@ -292,8 +360,8 @@ static size_t skip_pongs(const uint8_t *buf, size_t len)
     return skip;
 }
 
-int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn write, void *user,
-                int *close_code)
+int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn write,
+                wsp_ws_text_fn text, void *user, int *close_code)
 {
     if (close_code)
         *close_code = 0;
@@ -315,6 +383,7 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
     }
 
     ws->write = write;
+    ws->text = text;
     ws->user = user;
     ws->werr = 0;
     size_t off = 0;
@@ -331,6 +400,7 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
         off += sr.used;
     }
     ws->write = NULL;
+    ws->text = NULL;
     ws->user = NULL;
 
     if (ws->werr < 0) {
@@ -373,5 +443,6 @@ void wsp_ws_free(wsp_ws_t *ws)
     if (ws == NULL)
         return;
     wslay_event_context_free(ws->ctx);
+    free(ws->tbuf);
     free(ws);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "jwt.h"
 
 static wsp_bench_cfg_t cfg;
 static char err[512];
@@ -207,6 +208,34 @@ static void test_machine_limits(void **state)
     assert_int_equal(cfg.procs, 3);
 }
 
+/* Token auth (issue #16): --jwt-alg and --jwt-key together, exp, claims. */
+static void test_jwt(void **state)
+{
+    (void)state;
+    const char *base[] = {"--url", "ws://127.0.0.1:1/", "--conns", "1", "--duration", "1"};
+#define BASE base[0], base[1], base[2], base[3], base[4], base[5]
+    assert_int_equal(parse(BASE), 0);
+    assert_int_equal(cfg.jwt_alg, 0);
+    assert_int_equal(cfg.jwt_exp, 3600);
+    assert_null(cfg.tokens);
+    assert_int_equal(parse(BASE, "--jwt-alg", "ES256", "--jwt-key", "k.pem", "--jwt-exp=30",
+                           "--jwt-aud", "app", "--jwt-iss", "https://idp"),
+                     0);
+    assert_int_equal(cfg.jwt_alg, WSP_JWT_ES256);
+    assert_string_equal(cfg.jwt_key, "k.pem");
+    assert_int_equal(cfg.jwt_exp, 30);
+    assert_string_equal(cfg.jwt_aud, "app");
+    assert_string_equal(cfg.jwt_iss, "https://idp");
+    assert_error(parse(BASE, "--jwt-alg", "none", "--jwt-key", "k"), "--jwt-alg");
+    assert_error(parse(BASE, "--jwt-alg", "HS256"), "--jwt-key");
+    assert_error(parse(BASE, "--jwt-key", "k"), "--jwt-alg");
+    assert_error(parse(BASE, "--jwt-exp", "0"), "--jwt-exp");
+    assert_error(parse(BASE, "--jwt-aud", "a\"b"), "--jwt-aud");
+    assert_error(parse(BASE, "--jwt-iss", ""), "--jwt-iss");
+    assert_error(parse(BASE, "--jwt-nope", "x"), "--jwt-nope");
+#undef BASE
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_help),        cmocka_unit_test(test_required),
         cmocka_unit_test(test_bad_numbers), cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_bad_sources), cmocka_unit_test(test_machine_limits),
+        cmocka_unit_test(test_jwt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

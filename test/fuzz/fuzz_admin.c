@@ -14,7 +14,8 @@
  * for it, one Content-Length that frames the body (or no body after a HEAD), and nothing after
  * a "Connection: close" (a deadline may cut the last one short); publish() only sees valid
  * UTF-8 of at most 64 KiB, a valid channel that the request named, and, on the server with a
- * token, no more calls than the input holds tokens; every successful publish is answered 202
+ * token, no more calls than the input holds tokens; publish_user() a user id of 1..64 bytes;
+ * every successful publish is answered 202
  * unless a deadline cut it off; the server never stalls (every step delivers input, completes
  * an operation, or the connection is closed), the client's EOF always closes the connection,
  * and then it is freed (connection count 0, no handle left but the listeners), so nothing
@@ -62,12 +63,25 @@ static fake_t fake;
 static uv_loop_t loop;
 static wsp_admin_t *servers[2]; /* [0] with FUZZ_TOKEN, [1] without */
 
+/* What every publish, to a channel or a user, must satisfy, and how the fake answers it:
+ * 0 (counted as accepted) or the mode's error. */
+static int fake_accept(wsp_admin_t **srv, const uint8_t *payload, size_t len)
+{
+    WSP_FUZZ_CHECK(payload != NULL && len <= WSP_HTTPD_BODY_MAX);
+    WSP_FUZZ_CHECK(wsp_utf8_valid(payload, len));
+    if (srv == &servers[0]) /* each authorized request carried the token once */
+        WSP_FUZZ_CHECK(fake.tokens-- > 0);
+    if (fake.mode & OPS_PUBLISH_EAGAIN)
+        return -EAGAIN;
+    if (fake.mode & OPS_PUBLISH_FAIL)
+        return -EIO;
+    fake.publish_ok++;
+    return 0;
+}
+
 static int fake_publish(void *user, const char *channel, size_t channel_len, const uint8_t *payload,
                         size_t len, uint64_t *seq, uint64_t *conns)
 {
-    wsp_admin_t **srv = user;
-    WSP_FUZZ_CHECK(payload != NULL && len <= WSP_HTTPD_BODY_MAX);
-    WSP_FUZZ_CHECK(wsp_utf8_valid(payload, len));
     if (channel == NULL) {
         WSP_FUZZ_CHECK(channel_len == 0);
     } else {
@@ -77,13 +91,9 @@ static int fake_publish(void *user, const char *channel, size_t channel_len, con
         memcpy(want + 8, channel, channel_len); /* valid: at most 64 bytes */
         WSP_FUZZ_CHECK(memmem(fake.in, fake.in_len, want, 8 + channel_len) != NULL);
     }
-    if (srv == &servers[0]) /* each authorized request carried the token once */
-        WSP_FUZZ_CHECK(fake.tokens-- > 0);
-    if (fake.mode & OPS_PUBLISH_EAGAIN)
-        return -EAGAIN;
-    if (fake.mode & OPS_PUBLISH_FAIL)
-        return -EIO;
-    fake.publish_ok++;
+    int rv = fake_accept(user, payload, len);
+    if (rv < 0)
+        return rv;
     *seq = fake.publish_ok;
     *conns = 3;
     return 0;
@@ -113,7 +123,19 @@ static int fake_healthy(void *user)
     return !(fake.mode & OPS_DRAINING);
 }
 
-static const wsp_admin_ops_t fake_ops = {fake_publish, fake_metrics, fake_stats, fake_healthy};
+/* POST /publish?user=: answered at once, as a publisher with every report in would. */
+static int fake_publish_user(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
+                             size_t len, wsp_pubwait_done_fn done, void *ctx)
+{
+    WSP_FUZZ_CHECK(sub != NULL && sub_len >= 1 && sub_len <= WSP_ADMIN_USER_MAX);
+    int rv = fake_accept(user, payload, len);
+    if (rv == 0)
+        done(ctx, 0, 3, 1);
+    return rv;
+}
+
+static const wsp_admin_ops_t fake_ops = {fake_publish, fake_metrics, fake_stats, fake_healthy,
+                                         fake_publish_user};
 
 /* ---- the response checker ---- */
 
@@ -170,6 +192,8 @@ static void check_body(int status, const uint8_t *b, size_t n)
         }
         WSP_FUZZ_CHECK(bytes_are(b, n, "ok\n") || bytes_are(b, n, stats_text) ||
                        (n == mlen && memcmp(b, m, n) == 0));
+    } else if (status == 202 && bytes_are(b, n, "{\"connections\":3,\"complete\":true}")) {
+        /* a user publish (fake_publish_user's answer) */
     } else if (status == 202) {
         static const char pre[] = "{\"seq\":", post[] = ",\"connections\":3}";
         size_t pl = sizeof pre - 1, ql = sizeof post - 1;

@@ -17,6 +17,7 @@ script never writes or removes those. Input formats:
   jwt:     [mode/policy/leeway control][token, or JSON text to sign]  (see fuzz_jwt.c)
   tlsrec:  [split control][suite][items: op, length (2 bytes), bytes]   (see fuzz_tlsrec.c)
   tlshs:   [split control][client byte stream]                       (see fuzz_tlshs.c)
+  auth:    [mode][request, refresh message, "QUERY\nCLAIMS" or CLAIMS]  (see fuzz_auth.c)
 """
 
 import base64
@@ -360,6 +361,9 @@ def admin_seeds():
     s["publish-channel"] = (0, publish(target=b"/publish?channel=news:eu"))
     s["publish-channel-other-params"] = (0, publish(target=b"/publish?a=1&channel=x&b"))
     s["publish-channel-twice"] = (0, publish(target=b"/publish?channel=a&channel=b"))
+    s["publish-user"] = (0, publish(target=b"/publish?user=a%3A%23b%00c"))
+    s["publish-user-and-channel"] = (0, publish(target=b"/publish?user=a&channel=b"))
+    s["publish-user-bad-escape"] = (0, publish(target=b"/publish?user=%4"))
     s["publish-channel-empty"] = (0, publish(target=b"/publish?channel="))
     s["publish-channel-novalue"] = (0, publish(target=b"/publish?channel"))
     s["publish-channel-bad"] = (0, publish(target=b"/publish?channel=a%20b"))
@@ -596,6 +600,49 @@ def jwt_seeds():
     s["sign-claims-nul"] = (SIGN_CLAIMS, b'{"sub":"a\\u0000b","exp":1700003600}')
     for name, (ctl, data) in s.items():
         write("jwt", name, bytes([ctl]) + data)
+AUTH_SECRET = b"fuzz-only-auth-hs256-secret-not-for-production!!"  # fuzz_auth.c's secret
+AUTH_REQUEST, AUTH_REFRESH, AUTH_SIGN_QUERY, AUTH_SIGN_REFRESH = 0, 1, 2, 3
+
+
+def auth_token(claims):
+    h = b64u(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64u(json.dumps(claims).encode())
+    return h + b"." + b64u(hmac.new(AUTH_SECRET, h, hashlib.sha256).digest())
+
+
+def auth_seeds():
+    now = JWT_NOW
+    ok = {"sub": "user-1", "exp": now + 3600}
+    news = dict(ok, channels=["news", "time"])
+    tok, tnews = auth_token(ok), auth_token(news)
+    s = {}
+    s["bearer"] = (AUTH_REQUEST, request(headers=std_headers(extra=[(b"Authorization", b"Bearer " + tok)])))
+    s["bearer-other-scheme"] = (AUTH_REQUEST, request(
+        target=b"/?token=" + tok, headers=std_headers(extra=[(b"Authorization", b"Basic eDp5")])))
+    s["query"] = (AUTH_REQUEST, request(target=b"/?channels=news&token=" + tnews))
+    s["query-forbidden"] = (AUTH_REQUEST, request(target=b"/?channels=sport&token=" + tnews))
+    s["query-twice"] = (AUTH_REQUEST, request(target=b"/?token=a&token=" + tok))
+    s["cookie"] = (AUTH_REQUEST, request(headers=std_headers(
+        extra=[(b"Cookie", b"a=1; wspush_token=\"" + tok + b"\"; b=2")])))
+    s["cookie-twice"] = (AUTH_REQUEST, request(headers=std_headers(
+        extra=[(b"Cookie", b"wspush_token=x"), (b"Cookie", b"wspush_token=" + tok)])))
+    s["missing"] = (AUTH_REQUEST, request())
+    s["refresh"] = (AUTH_REFRESH, b'{"refresh":"' + tok + b'"}')
+    s["refresh-other-sub"] = (AUTH_REFRESH, b'{"refresh":"' + auth_token(dict(ok, sub="x")) + b'"}')
+    s["refresh-dup"] = (AUTH_REFRESH, b'{"refresh":"a","refresh":"b"}')
+    s["refresh-not"] = (AUTH_REFRESH, b'{"refresh":1}')
+    s["refresh-text"] = (AUTH_REFRESH, b"hello")
+    s["sign-query-subset"] = (AUTH_SIGN_QUERY, b"channels=news\n" + json.dumps(news).encode())
+    s["sign-query-outside"] = (AUTH_SIGN_QUERY, b"channels=news,x\n" + json.dumps(news).encode())
+    s["sign-query-no-claim"] = (AUTH_SIGN_QUERY, b"channels=a,b\n" + json.dumps(ok).encode())
+    s["sign-query-empty-claim"] = (AUTH_SIGN_QUERY, b"a=1\n" + json.dumps(dict(ok, channels=[])).encode())
+    s["sign-query-bad-claim"] = (AUTH_SIGN_QUERY, b"\n" + json.dumps(dict(ok, channels=["a b"])).encode())
+    s["sign-refresh"] = (AUTH_SIGN_REFRESH, json.dumps(ok).encode())
+    s["sign-refresh-expired"] = (AUTH_SIGN_REFRESH, json.dumps(dict(ok, exp=now - 6)).encode())
+    s["sign-refresh-other"] = (AUTH_SIGN_REFRESH, json.dumps(dict(ok, sub="user-2")).encode())
+    for name, (mode, data) in s.items():
+        write("auth", name, bytes([mode]) + data)
+
+
 def tls_ext(t, body):
     return struct.pack(">HH", t, len(body)) + body
 
@@ -726,3 +773,4 @@ if __name__ == "__main__":
     jwt_seeds()
     tlshs_seeds()
     tlsrec_seeds()
+    auth_seeds()

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsraw import (  # noqa: F401 (re-exported: a test imports wsptest alone)
@@ -315,6 +316,15 @@ class Server:
     def publish(self, body, channel=None, token=None):
         """POST /publish; (status, the JSON reply or {})."""
         path = "/publish" + (f"?channel={channel}" if channel else "")
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        st, _, data = self.http("POST", path, body if isinstance(body, bytes) else body.encode(),
+                                hdrs)
+        return st, (json.loads(data) if st == 202 else {})
+
+    def publish_user(self, user, body, token=None):
+        """POST /publish?user=USER (str or bytes, percent-encoded here): a message for the
+        connections of one token's sub (issue #16); (status, the JSON reply or {})."""
+        path = "/publish?user=" + urllib.parse.quote(user, safe="")
         hdrs = {"Authorization": f"Bearer {token}"} if token else {}
         st, _, data = self.http("POST", path, body if isinstance(body, bytes) else body.encode(),
                                 hdrs)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jwt.h"
 #include "log.h"
 
 #define ARGV(...) ((char *[]){"wspush", __VA_ARGS__, NULL})
@@ -164,6 +165,36 @@ static void test_redis_url(void **state)
     expect_bad(ARGV("--channel", ""), "--channel");
 }
 
+/* Token auth (issue #16): the five flags, their defaults, and that they come together. */
+static void test_auth_flags(void **state)
+{
+    (void)state;
+    wsp_config_t cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, ARGV("--port", "1"), err), 0);
+    assert_int_equal(cfg.auth_jwt_alg, 0); /* off by default */
+    assert_int_equal(cfg.auth_leeway, 5);
+    assert_int_equal(
+        parse(&cfg,
+              ARGV("--auth-jwt-alg", "ES256", "--auth-jwt-key", "/k.pem", "--auth-jwt-aud", "app",
+                   "--auth-jwt-iss", "https://idp", "--auth-leeway", "0"),
+              err),
+        0);
+    assert_int_equal(cfg.auth_jwt_alg, WSP_JWT_ES256);
+    assert_string_equal(cfg.auth_jwt_key, "/k.pem");
+    assert_string_equal(cfg.auth_jwt_aud, "app");
+    assert_string_equal(cfg.auth_jwt_iss, "https://idp");
+    assert_int_equal(cfg.auth_leeway, 0);
+    expect_bad(ARGV("--auth-jwt-alg", "none", "--auth-jwt-key", "/k"), "--auth-jwt-alg");
+    expect_bad(ARGV("--auth-jwt-alg", "hs256", "--auth-jwt-key", "/k"), "--auth-jwt-alg");
+    expect_bad(ARGV("--auth-jwt-alg", "HS256"), "--auth-jwt-key");
+    expect_bad(ARGV("--auth-jwt-key", "/k"), "--auth-jwt-alg");
+    expect_bad(ARGV("--auth-jwt-aud", "a"), "--auth-jwt-alg");
+    expect_bad(ARGV("--auth-jwt-alg", "HS256", "--auth-jwt-key", ""), "--auth-jwt-key");
+    expect_bad(ARGV("--auth-leeway", "86401"), "--auth-leeway");
+    expect_bad(ARGV("--auth-leeway", "-1"), "--auth-leeway");
+}
+
 static int read_token_from(const char *content, size_t len, char *out, size_t cap)
 {
     char path[] = "/tmp/wsp_config_tokenXXXXXX";
@@ -213,7 +244,7 @@ int main(void)
         cmocka_unit_test(test_defaults),     cmocka_unit_test(test_user_timeout_default),
         cmocka_unit_test(test_all_flags),    cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_help_version), cmocka_unit_test(test_redis_url),
-        cmocka_unit_test(test_read_token),
+        cmocka_unit_test(test_read_token),   cmocka_unit_test(test_auth_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,6 +158,32 @@ static void test_parse_case_and_ows(void **state)
     assert_memory_equal(req.key, KEY, 24);
 }
 
+/* Token auth's headers (issue #16): the last value of each, trimmed, and how many came. */
+static void test_auth_headers(void **state)
+{
+    (void)state;
+    wsp_upgrade_req_t req;
+    int status;
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n"
+                      "authorization:  Bearer a.b.c \r\nCookie: x=1; wspush_token=t\r\n\r\n",
+                      &req, &status) > 0);
+    assert_int_equal(req.authorization_count, 1);
+    assert_int_equal(req.authorization_len, 12);
+    assert_memory_equal(req.authorization, "Bearer a.b.c", 12);
+    assert_int_equal(req.cookie_count, 1);
+    assert_int_equal(req.cookie_len, 19);
+    assert_memory_equal(req.cookie, "x=1; wspush_token=t", 19);
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n"
+                      "Cookie: a\r\nCookie: b\r\nCookie: c\r\n\r\n",
+                      &req, &status) > 0);
+    assert_int_equal(req.authorization_count, 0);
+    assert_null(req.authorization);
+    assert_int_equal(req.cookie_count, 2); /* saturates: two is already ambiguous */
+    assert_memory_equal(req.cookie, "c", 1);
+}
+
 static void test_method(void **state)
 {
     (void)state;
@@ -446,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_parse_leaves_trailing_bytes),
         cmocka_unit_test(test_parse_bare_lf_lenient),
         cmocka_unit_test(test_parse_case_and_ows),
+        cmocka_unit_test(test_auth_headers),
         cmocka_unit_test(test_method),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_host),

@@ -106,7 +106,7 @@ static void assert_one_pong(const struct sink *s, const void *payload, size_t le
 
 static int feed(wsp_ws_t **ws, struct sink *s, const uint8_t *buf, size_t len, int *code)
 {
-    return wsp_ws_feed(ws, buf, len, on_sink_write, s, code);
+    return wsp_ws_feed(ws, buf, len, on_sink_write, NULL, s, code);
 }
 
 /* Feeds buf whole, expects pongs pongs and a close with code, then that later bytes are
@@ -401,6 +401,95 @@ static void test_text_and_binary_dropped(void **state)
     for (size_t i = 0; i < sizeof(pl); i++)
         pl[i] = (uint8_t)(i * 13);
     expect_quiet_idle(b, client_frame(b, 0x82, pl, WSP_WS_MAX_MSG));
+}
+
+/* ---- the text sink (token refresh, issue #16) ---- */
+
+/* What the text sink saw: every message joined, and the close code it answers with. */
+struct texts {
+    uint8_t all[2 * WSP_WS_MAX_MSG];
+    size_t len;
+    int calls, answer;
+    struct sink out; /* &out is the user pointer: the write sink's, and on_text finds t from it */
+};
+
+static int on_text(void *user, const uint8_t *msg, size_t len)
+{
+    struct texts *t = (struct texts *)((char *)user - offsetof(struct texts, out));
+    assert_true(t->len + len <= sizeof(t->all));
+    memcpy(t->all + t->len, msg, len);
+    t->len += len;
+    t->calls++;
+    return t->answer;
+}
+
+static int feed_text(wsp_ws_t **ws, struct texts *t, const uint8_t *buf, size_t len, int *code)
+{
+    return wsp_ws_feed(ws, buf, len, on_sink_write, on_text, &t->out, code);
+}
+
+static void test_text_sink(void **state)
+{
+    (void)state;
+    static uint8_t pl[WSP_WS_MAX_MSG], b[2 * WSP_WS_MAX_MSG + 64];
+    static struct texts t;
+    memset(&t, 0, sizeof(t));
+    wsp_ws_t *ws = NULL;
+    /* Whole, then fragmented around a ping and fed byte by byte, then binary (not text). */
+    size_t n = client_frame(b, 0x81, "{\"refresh\":1}", 13);
+    assert_int_equal(feed_text(&ws, &t, b, n, NULL), WSP_WS_OK);
+    assert_null(ws); /* idle again: nothing kept */
+    n = client_frame(b, 0x01, "he", 2);
+    n += client_frame(b + n, 0x89, "p", 1);
+    n += client_frame(b + n, 0x00, "l", 1);
+    n += client_frame(b + n, 0x80, "lo", 2);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(feed_text(&ws, &t, b + i, 1, NULL), WSP_WS_OK);
+    assert_null(ws);
+    assert_one_pong(&t.out, "p", 1);
+    n = client_frame(b, 0x82, "bin", 3);
+    assert_int_equal(feed_text(&ws, &t, b, n, NULL), WSP_WS_OK);
+    assert_int_equal(t.calls, 2);
+    assert_int_equal(t.len, 13 + 5);
+    assert_memory_equal(t.all, "{\"refresh\":1}hello", 18);
+    /* The largest message, and an empty one. */
+    memset(pl, 'r', sizeof(pl));
+    t.len = 0;
+    n = client_frame(b, 0x81, pl, sizeof(pl));
+    n += client_frame(b + n, 0x81, NULL, 0);
+    assert_int_equal(feed_text(&ws, &t, b, n, NULL), WSP_WS_OK);
+    assert_int_equal(t.calls, 4);
+    assert_int_equal(t.len, sizeof(pl));
+    assert_memory_equal(t.all, pl, sizeof(pl));
+    assert_null(ws);
+}
+
+/* The sink's close code goes out as our close; what follows it is not parsed. */
+static void test_text_sink_closes(void **state)
+{
+    (void)state;
+    static struct texts t;
+    memset(&t, 0, sizeof(t));
+    t.answer = 4003;
+    uint8_t b[128];
+    size_t n = client_frame(b, 0x81, "bad", 3);
+    n += client_frame(b + n, 0x89, "p", 1);
+    n += client_frame(b + n, 0x81, "again", 5);
+    wsp_ws_t *ws = NULL;
+    int code = 0;
+    assert_int_equal(feed_text(&ws, &t, b, n, &code), WSP_WS_CLOSE);
+    assert_int_equal(code, 4003);
+    assert_int_equal(t.calls, 1);
+    assert_one_close(&t.out, 4003); /* no pong: reading stopped at the close */
+    wsp_ws_free(ws);
+    /* Invalid UTF-8 never reaches the sink: 1007 as before. */
+    memset(&t, 0, sizeof(t));
+    ws = NULL;
+    n = client_frame(b, 0x81, "\xC3\x28", 2);
+    assert_int_equal(feed_text(&ws, &t, b, n, &code), WSP_WS_CLOSE);
+    assert_int_equal(code, 1007);
+    assert_int_equal(t.calls, 0);
+    wsp_ws_free(ws);
 }
 
 static void test_large_message_in_pieces(void **state)
@@ -830,6 +919,8 @@ int main(void)
         cmocka_unit_test(test_close_echo),
         cmocka_unit_test(test_close_split_reason),
         cmocka_unit_test(test_text_and_binary_dropped),
+        cmocka_unit_test(test_text_sink),
+        cmocka_unit_test(test_text_sink_closes),
         cmocka_unit_test(test_large_message_in_pieces),
         cmocka_unit_test(test_too_big),
         cmocka_unit_test(test_too_big_header_only),
