@@ -25,7 +25,8 @@ struct wsp_bcast_s {
     atomic_uint pending; /* shards still holding it */
     atomic_uint_fast64_t first_start, last_end, written, failed;
     wsp_bcast_t *next; /* the coordinator's in-flight list */
-    uint8_t chan_len;  /* 0 = the default channel */
+    wsp_bcast_pos_t pos;
+    uint8_t chan_len; /* 0 = the default channel */
     char chan[WSP_CHANNEL_NAME_MAX + 1];
 };
 
@@ -103,6 +104,25 @@ const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
 }
 
 uint64_t wsp_bcast_seq(const wsp_bcast_t *b) { return b->seq; }
+
+void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos) { b->pos = *pos; }
+
+const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b) { return &b->pos; }
+
+static wsp_msg_t *build_framed(const wsp_bcast_t *b, void *ctx)
+{
+    (void)ctx;
+    size_t len;
+    const uint8_t *p = wsp_bcast_payload(b, &len);
+    if (b->chan_len)
+        return wsp_framed_msg(b->chan, b->chan_len, b->pos.seq, p, len);
+    return wsp_framed_msg(WSP_CHANNEL_DEFAULT, sizeof(WSP_CHANNEL_DEFAULT) - 1, b->pos.seq, p, len);
+}
+
+wsp_msg_t *wsp_bcast_framed(wsp_bcast_t *b)
+{
+    return wsp_bcast_frame_build(b, WSP_BCAST_FRAMED, build_framed, NULL);
+}
 
 static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)
 {

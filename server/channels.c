@@ -54,12 +54,11 @@ static int chanlist_parse(wsp_chanlist_t *l, const char *v, size_t len)
     return 0;
 }
 
-int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out)
+int wsp_channels_query_param(const char *query, size_t len, const char *name, const char **val,
+                             size_t *vlen)
 {
-    static const char key[] = "channels";
-    const size_t klen = sizeof key - 1;
-    wsp_chanlist_t l = {.n = 0};
-    int seen = 0;
+    const size_t nlen = strlen(name);
+    int found = 0;
     size_t start = 0;
     if (query == NULL) { /* no '?': NULL + 0 below would be undefined */
         query = "";
@@ -71,19 +70,29 @@ int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out)
         const char *p = query + start;
         size_t plen = i - start;
         start = i + 1;
-        if (plen < klen || memcmp(p, key, klen) != 0 || (plen > klen && p[klen] != '='))
+        if (plen < nlen || memcmp(p, name, nlen) != 0 || (plen > nlen && p[nlen] != '='))
             continue; /* another parameter: not ours to judge */
-        /* Refused rather than merged: two lists usually mean a client concatenating URLs. */
-        if (seen)
+        /* Refused rather than merged: two usually mean a client concatenating URLs. */
+        if (found)
             return -EINVAL;
-        seen = 1;
-        if (plen == klen)
-            return -EINVAL; /* "channels" without '=': an empty list */
-        int rv = chanlist_parse(&l, p + klen + 1, plen - klen - 1);
-        if (rv < 0)
-            return rv;
+        found = 1;
+        *val = plen > nlen ? p + nlen + 1 : p + plen;
+        *vlen = plen > nlen ? plen - nlen - 1 : 0;
     }
-    if (!seen) {
+    return found;
+}
+
+int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out)
+{
+    wsp_chanlist_t l = {.n = 0};
+    const char *v = NULL;
+    size_t vlen = 0;
+    int rv = wsp_channels_query_param(query, len, "channels", &v, &vlen);
+    if (rv < 0 || (rv == 1 && vlen == 0))
+        return -EINVAL; /* repeated, or an empty list */
+    if (rv == 1 && (rv = chanlist_parse(&l, v, vlen)) < 0)
+        return rv;
+    if (l.n == 0) { /* no `channels`: the default channel */
         l.n = 1;
         l.v[0].name = WSP_CHANNEL_DEFAULT;
         l.v[0].len = sizeof WSP_CHANNEL_DEFAULT - 1;

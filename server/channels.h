@@ -25,6 +25,12 @@ typedef struct wsp_chanlist_s {
 /* 1 when name[0..len) is a valid channel name ([A-Za-z0-9_.:-]{1,64}). Pure; any thread. */
 int wsp_channel_valid(const char *name, size_t len);
 
+/* Finds the parameter name in a query string (without '?'; NULL/0 = none): 1 with its value
+ * in *val and *vlen (empty for a bare "name" or "name="), 0 when absent, -EINVAL when it is
+ * there more than once. Percent-encoding is not decoded. Pure; any thread. */
+int wsp_channels_query_param(const char *query, size_t len, const char *name, const char **val,
+                             size_t *vlen);
+
 /* Parses a request's query string (without '?'; NULL/0 = none) into out. The parameter
  * `channels` holds a comma-separated list of 1..WSP_CHANNELS_MAX valid names; duplicates are
  * merged; other parameters are ignored; no `channels` parameter gives the default channel.

@@ -11,6 +11,8 @@
 
 /* The longest bearer token for the admin API. */
 #define WSP_CONFIG_TOKEN_MAX 256
+/* The longest epoch (server/framed.h's WSP_FRAMED_EPOCH_MAX: config.h is a leaf). */
+#define WSP_CONFIG_EPOCH_MAX 32
 
 typedef struct wsp_config_s {
     unsigned threads;           /* shards; default: online CPUs */
@@ -36,6 +38,12 @@ typedef struct wsp_config_s {
     unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
     int io_uring;           /* WSP_CONFIG_URING_*: how the broadcast pass sends */
+    /* issue #17: history and recovery */
+    uint32_t history_size;      /* messages kept per channel; 0 = off */
+    unsigned history_ttl;       /* seconds a message stays recoverable; 0 = no limit */
+    uint64_t history_max_bytes; /* all history of the process */
+    int worker_restart;         /* internal: this worker started after its supervisor published */
+    char epoch[WSP_CONFIG_EPOCH_MAX + 1]; /* this process's epoch (main(), or --worker-epoch) */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists

@@ -8,7 +8,9 @@
 #include "alloc.h"
 #include "chan.h"
 #include "channels.h"
+#include "framed.h"
 #include "log.h"
+#include "resume.h"
 #include "table.h"
 #include "upgrade.h"
 #include "ws.h"
@@ -35,6 +37,14 @@ enum {
  *   bit 6    authenticated by a token (issue #16)
  *   bit 7    free
  * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
+
+#define WSP_CONN_X_FRAMED 1u /* xf bit 0: wspush.v1 (WSP_BCAST_FRAMED) */
+
+/* st bit 4: a wspush.v1 connection waits to come in (a wsp_resume_t in the shard's list):
+ * it receives nothing until it has its hello (issue #17). */
+#define WSP_CONN_S_WAITING 0x10u
+/* Shard ticks a connection may wait before it gets what is known then. */
+#define WSP_CONN_RESUME_TICKS 3
 
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
@@ -104,6 +114,26 @@ static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_s
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
+
+unsigned wsp_conn_kind(const wsp_conn_t *c) { return c->xf & 3u; }
+
+/* A waiting connection stops waiting: its wsp_resume_t is freed, or, while its fetch is with
+ * the coordinator, left for the shard to free when it comes back. */
+static void conn_forget_resume(wsp_conn_t *c)
+{
+    if (!(c->st & WSP_CONN_S_WAITING))
+        return;
+    c->st &= (uint8_t)~WSP_CONN_S_WAITING;
+    wsp_shard_conn_t *sc = conn_shard(c);
+    wsp_resume_t *r = wsp_shard_conn_waiting(sc, c);
+    if (r == NULL)
+        return;
+    r->conn = NULL;
+    if (r->state == WSP_RESUME_S_WAITING) {
+        wsp_shard_conn_unwait(sc, r);
+        wsp_resume_free(r);
+    }
+}
 
 /* Records c's new slot in channel ch after another connection left it. */
 static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
@@ -202,6 +232,7 @@ static void on_conn_close(uv_handle_t *h)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(h, wsp_conn_t, tcp);
     wsp_shard_conn_t *sc = conn_shard(c);
+    conn_forget_resume(c);
     conn_unsubscribe_all(c);
     if (conn_table(c) != WSP_CONN_NO_TABLE)
         conn_untrack(c);
@@ -348,6 +379,7 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
             return;
         }
     }
+    conn_forget_resume(c); /* a connection that goes never comes in */
     /* Out of the OPEN table (and every channel) first: it must stop receiving broadcasts. */
     if (conn_move(c, WSP_SHARD_T_TIMED) < 0) {
         wsp_conn_close(c);
@@ -533,10 +565,12 @@ static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* What admission grants a connection. Later: its identity (a verified token), the
- * subprotocol (wspush.v1) and the extensions (permessage-deflate) it gets. */
+/* What admission grants a connection. Later: its identity (a verified token) and the
+ * extensions (permessage-deflate) it gets. */
 typedef struct conn_grant_s {
     wsp_chanlist_t channels; /* what ?channels= chose */
+    uint8_t framed;          /* the wspush.v1 subprotocol (issue #17) */
+    wsp_resume_ask_t ask;    /* wspush.v1: its channels and ?since=&epoch= */
 } conn_grant_t;
 
 /* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
@@ -553,6 +587,128 @@ static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, co
         return 404;
     if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
         return 400;
+    /* wspush.v1 when offered; a resume point without it, or for a channel not chosen, is a
+     * client bug worth a 400 rather than messages it cannot place. */
+    wsp_framed_resume_t rs;
+    g->framed = (r->subprotocols & WSP_UPGRADE_SP_WSPUSH_V1) != 0;
+    if (wsp_framed_parse_resume(r->query, r->query_len, &rs) < 0 || (rs.n > 0 && !g->framed))
+        return 400;
+    if (g->framed && wsp_resume_ask(&g->ask, &g->channels, &rs) < 0)
+        return 400;
+    return 0;
+}
+
+/* Writes every frame of m[0..n) in order: as many as the socket takes in one writev, the
+ * rest queued behind with references. Returns 0 or a negative errno (caller closes). */
+static int conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
+{
+    unsigned i = 0;
+    while (i < n) {
+        uv_buf_t b[64];
+        unsigned k = 0;
+        size_t total = 0;
+        for (; k < 64 && i + k < n; k++) {
+            b[k] = uv_buf_init((char *)m[i + k]->bytes, m[i + k]->len);
+            total += m[i + k]->len;
+        }
+        int w = uv_try_write(conn_stream(c), b, k);
+        if (w == (int)total) {
+            i += k;
+            continue;
+        }
+        if (w < 0 && w != UV_EAGAIN)
+            return w;
+        size_t done = w > 0 ? (size_t)w : 0;
+        for (; i < n; i++) { /* the socket is full: queue the rest, in order */
+            if (done >= m[i]->len) {
+                done -= m[i]->len;
+                continue;
+            }
+            int rv = wsp_conn_send_rest(c, m[i], done);
+            if (rv < 0)
+                return rv;
+            done = 0;
+        }
+    }
+    return 0;
+}
+
+/* Joins the channels of a's choice: from here on broadcasts reach c. */
+static int conn_join(wsp_conn_t *c, const wsp_resume_ask_t *a)
+{
+    wsp_chanlist_t cl = {.n = a->n};
+    for (unsigned i = 0; i < a->n; i++) {
+        cl.v[i].name = a->ch[i].name;
+        cl.v[i].len = a->ch[i].len;
+    }
+    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT;
+    return conn_subscribe(c, &cl);
+}
+
+/* Decides r's way in now (final: with what is known) and, once decided, sends the hello and
+ * the frames owed, then joins, all in this turn of the loop. Returns WSP_RESUME_* or a
+ * negative errno (the caller closes c). */
+static int conn_resume_try(wsp_conn_t *c, wsp_resume_t *r, int final)
+{
+    wsp_shard_conn_t *sc = conn_shard(c);
+    wsp_resume_ctx_t x = {&sc->chans,          sc->pos, sc->fetchq != NULL, sc->peers,
+                          uv_now(c->tcp.loop), final};
+    wsp_resume_plan_t plan;
+    int rv = wsp_resume_decide(r, &x, &plan);
+    if (rv != WSP_RESUME_DONE)
+        return rv;
+    wsp_shard_stats_t *st = conn_stats(c);
+    atomic_fetch_add_explicit(&st->recovered, plan.recovered, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->not_recovered, plan.refused, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->replayed, plan.n, memory_order_relaxed);
+    if ((rv = conn_send_all(c, &plan.hello, 1)) == 0 &&
+        (rv = conn_send_all(c, plan.frames, plan.n)) == 0)
+        rv = conn_join(c, &r->ask);
+    wsp_resume_plan_free(&plan);
+    return rv < 0 ? rv : WSP_RESUME_DONE;
+}
+
+int wsp_conn_resume(wsp_conn_t *c, wsp_resume_t *r, int final)
+{
+    wsp_shard_conn_t *sc = conn_shard(c);
+    int rv = conn_state(c) == WSP_CONN_OPEN ? conn_resume_try(c, r, final) : -ESHUTDOWN;
+    if (rv == WSP_RESUME_WAIT)
+        return rv;
+    if (rv == WSP_RESUME_FETCH) {
+        wsp_shard_conn_fetch(sc, r);
+        return rv;
+    }
+    c->st &= (uint8_t)~WSP_CONN_S_WAITING;
+    wsp_shard_conn_unwait(sc, r);
+    wsp_resume_free(r);
+    if (rv < 0)
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+    return rv;
+}
+
+/* A wspush.v1 connection comes in: at once when its shard can decide, else it waits (joined
+ * to nothing) in a copy of its resume state. Returns 0 or a negative errno. */
+static int conn_resume_start(wsp_conn_t *c, const wsp_resume_ask_t *a)
+{
+    wsp_shard_conn_t *sc = conn_shard(c);
+    wsp_resume_t r;
+    memset(&r, 0, sizeof(r));
+    r.conn = c;
+    r.ask = *a;
+    atomic_fetch_add_explicit(&conn_stats(c)->framed, 1, memory_order_relaxed);
+    int rv = conn_resume_try(c, &r, 0);
+    if (rv == WSP_RESUME_DONE || rv < 0)
+        return rv;
+    wsp_resume_t *w = wsp_resume_dup(&r);
+    if (w == NULL)
+        return -ENOMEM;
+    w->deadline = (uint8_t)(sc->tick + WSP_CONN_RESUME_TICKS);
+    c->st |= WSP_CONN_S_WAITING;
+    c->flags |= WSP_CONN_F_NO_DEFAULT; /* no broadcast before its hello */
+    wsp_shard_conn_wait(sc, w);
+    atomic_fetch_add_explicit(&conn_stats(c)->recover_waits, 1, memory_order_relaxed);
+    if (rv == WSP_RESUME_FETCH)
+        wsp_shard_conn_fetch(sc, w);
     return 0;
 }
 
@@ -560,8 +716,9 @@ static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, co
  * or a negative errno (the caller closes c). */
 static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
 {
-    char resp[256];
-    int len = wsp_upgrade_response(r->key, r->key_len, resp, sizeof(resp));
+    char resp[320];
+    int len = wsp_upgrade_response(r->key, r->key_len, g->framed ? WSP_FRAMED_PROTOCOL : NULL, resp,
+                                   sizeof(resp));
     if (len < 0)
         return len;
     int rv = conn_write_copy(c, resp, (size_t)len);
@@ -572,6 +729,10 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
     wsp_shard_stats_t *st = conn_stats(c);
     atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
+    if (g->framed) {
+        c->xf |= WSP_CONN_X_FRAMED; /* broadcasts in the framed form, after a hello */
+        return conn_resume_start(c, &g->ask);
+    }
     return conn_subscribe(c, &g->channels);
 }
 

@@ -56,6 +56,16 @@ int wsp_conn_ping(wsp_conn_t *c);
 /* 1 when c receives the default channel (no ?channels=, or "time" among them). Shard. */
 int wsp_conn_wants_default(const wsp_conn_t *c);
 
+/* c's broadcast frame kind (WSP_BCAST_*, server/bcast.h): what its upgrade negotiated. */
+unsigned wsp_conn_kind(const wsp_conn_t *c);
+
+/* Tries again to bring in c, a wspush.v1 connection waiting in r (issue #17; final: the
+ * deadline passed, decide with what is known). When decided, c gets its hello and what it
+ * missed and joins its channels, and r is freed; when it needs Redis, r is posted to the
+ * coordinator. Returns WSP_RESUME_DONE, _WAIT, _FETCH, or a negative errno (c is closing, r
+ * freed). Owning shard thread. */
+int wsp_conn_resume(wsp_conn_t *c, wsp_resume_t *r, int final);
+
 /* c's WSP_CONN_* state. Owning shard thread. */
 int wsp_conn_state(const wsp_conn_t *c);
 

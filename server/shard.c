@@ -45,17 +45,20 @@ struct wsp_shard_s {
     int started;
     uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
     uint32_t drain_per_step;
-    uint32_t ping_cursor;   /* next OPEN slot to ping in this round */
-    uint32_t ping_step;     /* steps into the current round */
-    uint32_t ping_per_step; /* connections per step in this round */
-    wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
+    uint32_t ping_cursor;       /* next OPEN slot to ping in this round */
+    uint32_t ping_step;         /* steps into the current round */
+    uint32_t ping_per_step;     /* connections per step in this round */
+    wsp_uring_t *uring;         /* NULL: one uv_try_write per connection */
+    wsp_resume_queue_t results; /* Redis fetches coming back from the coordinator */
+    int results_init;
 };
 
-/* What a batch of io_uring sends reports into. */
+/* One pass: the frame of each kind once asked for, and what the sends report into. */
 typedef struct wsp_shard_batch_s {
     wsp_shard_t *sh;
-    wsp_msg_t *m;
-    uint64_t written, failed;
+    wsp_bcast_t *b;
+    wsp_msg_t *frame[WSP_BCAST_NKINDS]; /* PLAIN at once, the others on first use */
+    uint64_t written, failed, bytes;
 } wsp_shard_batch_t;
 
 static void on_shard_wake(uv_async_t *a);
@@ -100,15 +103,25 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     shard_maybe_finish(sh);
 }
 
+/* The frame for connections of kind: built once per broadcast (server/bcast.h) on first use.
+ * NULL when it could not be built. */
+static wsp_msg_t *shard_frame(wsp_shard_batch_t *bt, unsigned kind)
+{
+    if (bt->frame[kind] == NULL && kind == WSP_BCAST_FRAMED)
+        bt->frame[kind] = wsp_bcast_framed(bt->b);
+    return bt->frame[kind];
+}
+
 /* Writes m to c the libuv way: one uv_try_write, the rest queued. */
-static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, uint64_t *written, uint64_t *failed)
+static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
 {
     int rv = wsp_conn_send(c, m);
     if (rv == 0) {
-        (*written)++;
+        bt->written++;
+        bt->bytes += m->len;
         return;
     }
-    (*failed)++;
+    bt->failed++;
     if (rv != -ENOBUFS) /* -ENOBUFS: draining with 1008 already */
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
 }
@@ -119,19 +132,21 @@ static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
     wsp_conn_t *c = ud;
-    uint32_t len = bt->m->len;
-    if (res == (int)len) {
+    wsp_msg_t *m = bt->frame[wsp_conn_kind(c)]; /* built before the send was queued */
+    if (res == (int)m->len) {
         bt->written++;
+        bt->bytes += m->len;
         return;
     }
     if (res == -ECANCELED) { /* the ring failed before this send ran: the libuv way */
-        shard_send_uv(c, bt->m, &bt->written, &bt->failed);
+        shard_send_uv(c, m, bt);
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
         atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
-        if (wsp_conn_send_rest(c, bt->m, res > 0 ? (size_t)res : 0) == 0) {
+        if (wsp_conn_send_rest(c, m, res > 0 ? (size_t)res : 0) == 0) {
             bt->written++;
+            bt->bytes += m->len;
             return;
         }
     }
@@ -162,38 +177,65 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
  * idle sockets get their frame through batched io_uring sends, all completed before this
  * returns (so no connection can be freed while its send is in flight); a connection with
  * queued libuv writes keeps the libuv path, behind its queue. */
-static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_msg_t *m, int time_only,
-                       uint64_t *written, uint64_t *failed)
+static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_shard_batch_t *bt, int time_only)
 {
-    wsp_shard_batch_t bt = {.sh = sh, .m = m};
     for (uint32_t i = tb->n; i-- > 0;) {
         wsp_conn_t *c = tb->v[i];
         if (time_only && !wsp_conn_wants_default(c))
             continue;
+        wsp_msg_t *m = shard_frame(bt, wsp_conn_kind(c));
+        if (m == NULL) { /* out of memory for its form: closing beats a silent gap */
+            bt->failed++;
+            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+            continue;
+        }
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
         if (fd < 0) {
-            shard_send_uv(c, m, written, failed);
+            shard_send_uv(c, m, bt);
             continue;
         }
         int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
         if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
-            shard_uring_flush(sh, &bt);
+            shard_uring_flush(sh, bt);
             q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
         }
         if (q < 0) /* not queued: never skip a connection */
-            shard_send_uv(c, m, written, failed);
+            shard_send_uv(c, m, bt);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
-        shard_uring_flush(sh, &bt);
-    *written += bt.written;
-    *failed += bt.failed;
+        shard_uring_flush(sh, bt);
+}
+
+/* Notes b in the shard's positions and history (issue #17): its place in the process's
+ * order, and a sequenced message's frame in its channel's history. */
+static void shard_note(wsp_shard_t *sh, wsp_bcast_t *b)
+{
+    const wsp_bcast_pos_t *bp = wsp_bcast_pos(b);
+    wsp_chan_table_t *t = &sh->sc.chans;
+    wsp_chan_position(t, bp->g);
+    if (bp->seq == 0 && bp->epoch_len == 0)
+        return;
+    size_t clen;
+    const char *c = wsp_bcast_channel(b, &clen);
+    if (c == NULL) {
+        c = WSP_CHANNEL_DEFAULT;
+        clen = sizeof(WSP_CHANNEL_DEFAULT) - 1;
+    }
+    /* The framed form is what a recovery replays: built once per broadcast and process. */
+    wsp_msg_t *framed = bp->seq && t->hist && t->hist->size ? wsp_bcast_framed(b) : NULL;
+    int rv = wsp_chan_record(t, c, clen, bp->seq, bp->epoch, bp->epoch_len, bp->gen, framed,
+                             uv_now(&sh->loop));
+    if (rv < 0 && wsp_shard_conn_log_ok(&sh->sc))
+        WSP_LOG(WSP_LOG_WARN, "shard=%u event=history_record_failed channel=%.*s error=%s",
+                sh->sc.id, (int)clen, c, uv_err_name(rv));
 }
 
 /* One shard's pass over b: the default channel walks OPEN, a named one its subscribers. */
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_shard_stats_t *st = sh->sc.stats;
-    wsp_msg_t *m = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every connection is plain so far */
+    wsp_shard_batch_t bt = {.sh = sh, .b = b};
+    bt.frame[WSP_BCAST_PLAIN] = wsp_bcast_frame(b, WSP_BCAST_PLAIN);
     size_t clen;
     const char *cname = wsp_bcast_channel(b, &clen);
     wsp_bcast_report_t rep = {0};
@@ -202,22 +244,27 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     uint64_t us0 = atomic_load_explicit(&st->uring_sends, memory_order_relaxed);
     uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
     rep.start_ns = wsp_net_mono_ns();
-    if (cname == NULL) { /* the default channel: every open connection that did not opt out */
+    shard_note(sh, b);
+    if (wsp_bcast_pos(b)->silent) {
+        /* only an epoch for the positions: nobody to write to */
+    } else if (cname == NULL) { /* the default channel: every open connection not opted out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
-        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], m, 1, &rep.written, &rep.failed);
+        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], &bt, 1);
     } else {
         wsp_chan_t *ch = wsp_chan_find(&sh->sc.chans, cname, clen);
         if (ch) {
             wsp_table_t *subs = wsp_chan_walk_begin(ch);
             n = subs->n;
-            shard_walk(sh, subs, m, 0, &rep.written, &rep.failed);
+            shard_walk(sh, subs, &bt, 0);
             wsp_chan_walk_end(&sh->sc.chans, ch);
         }
     }
+    rep.written = bt.written;
+    rep.failed = bt.failed;
     rep.end_ns = wsp_net_mono_ns();
     atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_written, rep.written * m->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, bt.bytes, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
@@ -312,6 +359,30 @@ static void on_shard_step(uv_timer_t *t)
         shard_ping_step(sh);
 }
 
+/* The connections waiting to come in (issue #17): the fetches that came back first (after
+ * the broadcasts posted before them: the ring is drained before this), then another try for
+ * each waiting one; final once the tick passed its deadline. */
+static void shard_resumes(wsp_shard_t *sh, int tick)
+{
+    wsp_shard_conn_t *sc = &sh->sc;
+    if (sh->results_init)
+        for (wsp_resume_t *r = wsp_resume_queue_take(&sh->results); r; r = r->qnext)
+            wsp_resume_fetched(r, &sc->chans);
+    wsp_resume_t *next;
+    for (wsp_resume_t *r = sc->pending; r; r = next) {
+        next = r->next; /* r may be freed below */
+        if (r->state == WSP_RESUME_S_FETCHING)
+            continue;
+        if (r->conn == NULL) { /* it closed while its fetch was out */
+            wsp_shard_conn_unwait(sc, r);
+            wsp_resume_free(r);
+            continue;
+        }
+        int final = tick && (int8_t)(uint8_t)(sc->tick - r->deadline) >= 0;
+        (void)wsp_conn_resume(r->conn, r, final);
+    }
+}
+
 static void on_shard_wake(uv_async_t *a)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(a, wsp_shard_t, wake);
@@ -319,6 +390,8 @@ static void on_shard_wake(uv_async_t *a)
     wsp_bcast_t *b;
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         shard_pass(sh, b);
+    if (sh->sc.pending)
+        shard_resumes(sh, 0);
     if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping)
         shard_begin_stop(sh);
 }
@@ -367,6 +440,12 @@ static void on_shard_tick(uv_timer_t *t)
                 (unsigned long long)sh->sc.log_suppressed);
         sh->sc.log_suppressed = 0;
     }
+    /* History: the expired go; the gauges for /metrics. Waiting connections' deadlines. */
+    wsp_chan_expire(&sh->sc.chans, uv_now(&sh->loop));
+    atomic_store_explicit(&sh->sc.stats->hist_entries, sh->sc.chans.entries, memory_order_relaxed);
+    atomic_store_explicit(&sh->sc.stats->hist_evicted, sh->sc.chans.evicted, memory_order_relaxed);
+    if (sh->sc.pending)
+        shard_resumes(sh, 1);
     /* Only HANDSHAKE and DRAINING connections live here: idle OPEN ones cost nothing. */
     wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tb->n; i-- > 0;) {
@@ -510,6 +589,22 @@ int wsp_shard_start(wsp_shard_t *sh)
     return rv2 != 0 ? -rv2 : 0;
 }
 
+int wsp_shard_set_history(wsp_shard_t *sh, const wsp_shard_hist_t *h)
+{
+    wsp_chan_table_init(&sh->sc.chans, h->hist, h->epoch, h->epoch ? strlen(h->epoch) : 0);
+    sh->sc.pos = h->pos;
+    sh->sc.fetchq = h->fetchq;
+    sh->sc.peers = h->peers;
+    int rv = wsp_resume_queue_init(&sh->results, &sh->wake);
+    sh->results_init = rv == 0;
+    return rv;
+}
+
+void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r)
+{
+    wsp_resume_queue_push(&sh->results, r);
+}
+
 int wsp_shard_post(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     int rv = wsp_spsc_push(sh->ring, b);
@@ -539,7 +634,16 @@ void wsp_shard_free(wsp_shard_t *sh)
         return;
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
-    wsp_chan_table_free(&sh->sc.chans); /* empty after a stop: every connection left */
+    /* Connections that were waiting: their fetches are back (the coordinator closed its
+     * Redis link before freeing shards), so every wsp_resume_t is the shard's alone. */
+    while (sh->sc.pending) {
+        wsp_resume_t *r = sh->sc.pending;
+        wsp_shard_conn_unwait(&sh->sc, r);
+        wsp_resume_free(r);
+    }
+    if (sh->results_init)
+        wsp_resume_queue_free(&sh->results);
+    wsp_chan_table_free(&sh->sc.chans); /* no subscriber left after a stop; history freed */
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
     for (int t = 0; t < WSP_SHARD_T_N; t++)

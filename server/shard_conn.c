@@ -43,3 +43,41 @@ void wsp_shard_conn_freed(wsp_shard_conn_t *sc)
     atomic_fetch_sub_explicit(&sc->lim->fds, 1, memory_order_relaxed);
     sc->on_conn_freed(sc);
 }
+
+void wsp_shard_conn_wait(wsp_shard_conn_t *sc, wsp_resume_t *r)
+{
+    r->prev = NULL;
+    r->next = sc->pending;
+    if (sc->pending)
+        sc->pending->prev = r;
+    sc->pending = r;
+    sc->npending++;
+}
+
+void wsp_shard_conn_unwait(wsp_shard_conn_t *sc, wsp_resume_t *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        sc->pending = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    sc->npending--;
+}
+
+wsp_resume_t *wsp_shard_conn_waiting(const wsp_shard_conn_t *sc, const void *c)
+{
+    for (wsp_resume_t *r = sc->pending; r; r = r->next)
+        if (r->conn == c)
+            return r;
+    return NULL;
+}
+
+void wsp_shard_conn_fetch(wsp_shard_conn_t *sc, wsp_resume_t *r)
+{
+    r->state = WSP_RESUME_S_FETCHING;
+    r->shard = sc->id;
+    atomic_fetch_add_explicit(&sc->stats->recover_fetches, 1, memory_order_relaxed);
+    wsp_resume_queue_push(sc->fetchq, r);
+}
