@@ -9,6 +9,7 @@
 #include <hiredis/hiredis.h>
 
 #include "channels.h"
+#include "framed.h"
 #include "log.h"
 #include "stream.h"
 #include "utf8.h"
@@ -522,7 +523,12 @@ int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const u
     rargs_add(&a, payload, len);
     rargs_str(&a, maxlen);
     rargs_str(&a, ttl);
-    rargs_str(&a, r->cfg->epoch); /* the epoch to set if Redis has none */
+    /* The epoch to set if Redis has none: a new one every time, never this process's, so
+     * that numbers starting again after Redis lost its hash always come with another. */
+    char fresh[17];
+    if (wsp_framed_epoch_new(fresh) < 0)
+        return -EIO;
+    rargs_str(&a, fresh);
     rreq_t *q = rreq_new(r, &a);
     if (q == NULL)
         return -ENOMEM;
@@ -619,7 +625,10 @@ int wsp_redis_fetch(wsp_redis_t *r, wsp_redis_span_t *spans, unsigned n, unsigne
         else
             rargs_str(&a, keys[i]);
     }
-    rargs_str(&a, r->cfg->epoch);
+    char fresh[17];
+    if (rv == 0 && wsp_framed_epoch_new(fresh) < 0)
+        rv = -EIO;
+    rargs_str(&a, rv == 0 ? fresh : ""); /* as for a publish: a new one if Redis has none */
     snprintf(maxs, sizeof(maxs), "%u", maxn);
     rargs_str(&a, maxs);
     for (unsigned i = 0; rv == 0 && i < n; i++) {
