@@ -35,6 +35,9 @@ typedef struct wsp_bench_cfg_s {
     const char *json;        /* NULL = no JSON file */
     const char *status_file; /* NULL = none */
     int quiet;               /* no periodic reports, only the final one */
+    /* issue #17: the wspush.v1 subprotocol, and drop + resume */
+    int framed;         /* --framed: offer wspush.v1; messages come as {"ch","seq","data"} */
+    int64_t recover_at; /* --recover K: after broadcast K, drop; resume on SIGHUP; -1 = off */
 } wsp_bench_cfg_t;
 
 /* What the machine allows, passed in so tests can pretend. 0 = unknown, not checked. */
