@@ -10,7 +10,6 @@
 #include "channels.h"
 #include "framed.h"
 #include "log.h"
-#include "resume.h"
 #include "table.h"
 #include "upgrade.h"
 #include "ws.h"
@@ -40,11 +39,9 @@ enum {
 
 #define WSP_CONN_X_FRAMED 1u /* xf bit 0: wspush.v1 (WSP_BCAST_FRAMED) */
 
-/* st bit 4: a wspush.v1 connection waits to come in (a wsp_resume_t in the shard's list):
- * it receives nothing until it has its hello (issue #17). */
+/* st bit 4: a wspush.v1 connection waits to come in (server/arrival.c): it receives nothing
+ * until it has its hello (issue #17). */
 #define WSP_CONN_S_WAITING 0x10u
-/* Shard ticks a connection may wait before it gets what is known then. */
-#define WSP_CONN_RESUME_TICKS 3
 
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
@@ -117,22 +114,13 @@ int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F
 
 unsigned wsp_conn_kind(const wsp_conn_t *c) { return c->xf & 3u; }
 
-/* A waiting connection stops waiting: its wsp_resume_t is freed, or, while its fetch is with
- * the coordinator, left for the shard to free when it comes back. */
+/* A waiting connection that goes (closes, drains) never comes in: its shard forgets it. */
 static void conn_forget_resume(wsp_conn_t *c)
 {
     if (!(c->st & WSP_CONN_S_WAITING))
         return;
     c->st &= (uint8_t)~WSP_CONN_S_WAITING;
-    wsp_shard_conn_t *sc = conn_shard(c);
-    wsp_resume_t *r = wsp_shard_conn_waiting(sc, c);
-    if (r == NULL)
-        return;
-    r->conn = NULL;
-    if (r->state == WSP_RESUME_S_WAITING) {
-        wsp_shard_conn_unwait(sc, r);
-        wsp_resume_free(r);
-    }
+    conn_shard(c)->gone(conn_shard(c), c);
 }
 
 /* Records c's new slot in channel ch after another connection left it. */
@@ -598,9 +586,7 @@ static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, co
     return 0;
 }
 
-/* Writes every frame of m[0..n) in order: as many as the socket takes in one writev, the
- * rest queued behind with references. Returns 0 or a negative errno (caller closes). */
-static int conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
+int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
 {
     unsigned i = 0;
     while (i < n) {
@@ -633,83 +619,17 @@ static int conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
     return 0;
 }
 
-/* Joins the channels of a's choice: from here on broadcasts reach c. */
-static int conn_join(wsp_conn_t *c, const wsp_resume_ask_t *a)
+int wsp_conn_join(wsp_conn_t *c, const wsp_chanlist_t *cl)
 {
-    wsp_chanlist_t cl = {.n = a->n};
-    for (unsigned i = 0; i < a->n; i++) {
-        cl.v[i].name = a->ch[i].name;
-        cl.v[i].len = a->ch[i].len;
-    }
-    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT;
-    return conn_subscribe(c, &cl);
-}
-
-/* Decides r's way in now (final: with what is known) and, once decided, sends the hello and
- * the frames owed, then joins, all in this turn of the loop. Returns WSP_RESUME_* or a
- * negative errno (the caller closes c). */
-static int conn_resume_try(wsp_conn_t *c, wsp_resume_t *r, int final)
-{
-    wsp_shard_conn_t *sc = conn_shard(c);
-    wsp_resume_ctx_t x = {&sc->chans,          sc->pos, sc->fetchq != NULL, sc->peers,
-                          uv_now(c->tcp.loop), final};
-    wsp_resume_plan_t plan;
-    int rv = wsp_resume_decide(r, &x, &plan);
-    if (rv != WSP_RESUME_DONE)
-        return rv;
-    wsp_shard_stats_t *st = conn_stats(c);
-    atomic_fetch_add_explicit(&st->recovered, plan.recovered, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->not_recovered, plan.refused, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->replayed, plan.n, memory_order_relaxed);
-    if ((rv = conn_send_all(c, &plan.hello, 1)) == 0 &&
-        (rv = conn_send_all(c, plan.frames, plan.n)) == 0)
-        rv = conn_join(c, &r->ask);
-    wsp_resume_plan_free(&plan);
-    return rv < 0 ? rv : WSP_RESUME_DONE;
-}
-
-int wsp_conn_resume(wsp_conn_t *c, wsp_resume_t *r, int final)
-{
-    wsp_shard_conn_t *sc = conn_shard(c);
-    int rv = conn_state(c) == WSP_CONN_OPEN ? conn_resume_try(c, r, final) : -ESHUTDOWN;
-    if (rv == WSP_RESUME_WAIT)
-        return rv;
-    if (rv == WSP_RESUME_FETCH) {
-        wsp_shard_conn_fetch(sc, r);
-        return rv;
-    }
     c->st &= (uint8_t)~WSP_CONN_S_WAITING;
-    wsp_shard_conn_unwait(sc, r);
-    wsp_resume_free(r);
-    if (rv < 0)
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-    return rv;
+    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* conn_subscribe() decides it again */
+    return conn_subscribe(c, cl);
 }
 
-/* A wspush.v1 connection comes in: at once when its shard can decide, else it waits (joined
- * to nothing) in a copy of its resume state. Returns 0 or a negative errno. */
-static int conn_resume_start(wsp_conn_t *c, const wsp_resume_ask_t *a)
+void wsp_conn_wait(wsp_conn_t *c)
 {
-    wsp_shard_conn_t *sc = conn_shard(c);
-    wsp_resume_t r;
-    memset(&r, 0, sizeof(r));
-    r.conn = c;
-    r.ask = *a;
-    atomic_fetch_add_explicit(&conn_stats(c)->framed, 1, memory_order_relaxed);
-    int rv = conn_resume_try(c, &r, 0);
-    if (rv == WSP_RESUME_DONE || rv < 0)
-        return rv;
-    wsp_resume_t *w = wsp_resume_dup(&r);
-    if (w == NULL)
-        return -ENOMEM;
-    w->deadline = (uint8_t)(sc->tick + WSP_CONN_RESUME_TICKS);
     c->st |= WSP_CONN_S_WAITING;
     c->flags |= WSP_CONN_F_NO_DEFAULT; /* no broadcast before its hello */
-    wsp_shard_conn_wait(sc, w);
-    atomic_fetch_add_explicit(&conn_stats(c)->recover_waits, 1, memory_order_relaxed);
-    if (rv == WSP_RESUME_FETCH)
-        wsp_shard_conn_fetch(sc, w);
-    return 0;
 }
 
 /* Handshake, step 3: writes the 101, moves c to OPEN and applies what was granted. Returns 0
@@ -731,7 +651,7 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
     atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
     if (g->framed) {
         c->xf |= WSP_CONN_X_FRAMED; /* broadcasts in the framed form, after a hello */
-        return conn_resume_start(c, &g->ask);
+        return conn_shard(c)->arrive(conn_shard(c), c, &g->ask);
     }
     return conn_subscribe(c, &g->channels);
 }

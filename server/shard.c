@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "arrival.h"
 #include "chan.h"
 #include "conn.h"
 #include "log.h"
@@ -359,28 +360,12 @@ static void on_shard_step(uv_timer_t *t)
         shard_ping_step(sh);
 }
 
-/* The connections waiting to come in (issue #17): the fetches that came back first (after
- * the broadcasts posted before them: the ring is drained before this), then another try for
- * each waiting one; final once the tick passed its deadline. */
-static void shard_resumes(wsp_shard_t *sh, int tick)
+/* The connections waiting to come in (issue #17): the fetches that came back (after the
+ * broadcasts posted before them: the ring is drained before this), then another try each. */
+static void shard_arrivals(wsp_shard_t *sh, int tick)
 {
-    wsp_shard_conn_t *sc = &sh->sc;
-    if (sh->results_init)
-        for (wsp_resume_t *r = wsp_resume_queue_take(&sh->results); r; r = r->qnext)
-            wsp_resume_fetched(r, &sc->chans);
-    wsp_resume_t *next;
-    for (wsp_resume_t *r = sc->pending; r; r = next) {
-        next = r->next; /* r may be freed below */
-        if (r->state == WSP_RESUME_S_FETCHING)
-            continue;
-        if (r->conn == NULL) { /* it closed while its fetch was out */
-            wsp_shard_conn_unwait(sc, r);
-            wsp_resume_free(r);
-            continue;
-        }
-        int final = tick && (int8_t)(uint8_t)(sc->tick - r->deadline) >= 0;
-        (void)wsp_conn_resume(r->conn, r, final);
-    }
+    wsp_resume_t *answers = sh->results_init ? wsp_resume_queue_take(&sh->results) : NULL;
+    wsp_arrival_retry(&sh->sc, answers, tick);
 }
 
 static void on_shard_wake(uv_async_t *a)
@@ -391,7 +376,7 @@ static void on_shard_wake(uv_async_t *a)
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         shard_pass(sh, b);
     if (sh->sc.pending)
-        shard_resumes(sh, 0);
+        shard_arrivals(sh, 0);
     if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping)
         shard_begin_stop(sh);
 }
@@ -445,7 +430,7 @@ static void on_shard_tick(uv_timer_t *t)
     atomic_store_explicit(&sh->sc.stats->hist_entries, sh->sc.chans.entries, memory_order_relaxed);
     atomic_store_explicit(&sh->sc.stats->hist_evicted, sh->sc.chans.evicted, memory_order_relaxed);
     if (sh->sc.pending)
-        shard_resumes(sh, 1);
+        shard_arrivals(sh, 1);
     /* Only HANDSHAKE and DRAINING connections live here: idle OPEN ones cost nothing. */
     wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tb->n; i-- > 0;) {
@@ -553,6 +538,9 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
     sh->sc.stats = stats;
     sh->sc.log_tick = 0xFF;
     sh->sc.on_conn_freed = on_shard_conn_freed;
+    sh->sc.arrive = wsp_arrival_start;
+    sh->sc.gone = wsp_arrival_gone;
+    sh->sc.loop = &sh->loop;
     sh->listen_fd = listen_fd;
     sh->exited_async = exited;
     atomic_init(&sh->stop_requested, 0);
@@ -636,11 +624,7 @@ void wsp_shard_free(wsp_shard_t *sh)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
     /* Connections that were waiting: their fetches are back (the coordinator closed its
      * Redis link before freeing shards), so every wsp_resume_t is the shard's alone. */
-    while (sh->sc.pending) {
-        wsp_resume_t *r = sh->sc.pending;
-        wsp_shard_conn_unwait(&sh->sc, r);
-        wsp_resume_free(r);
-    }
+    wsp_arrival_free(&sh->sc);
     if (sh->results_init)
         wsp_resume_queue_free(&sh->results);
     wsp_chan_table_free(&sh->sc.chans); /* no subscriber left after a stop; history freed */

@@ -52,27 +52,16 @@ struct wsp_shard_conn_s {
     /* Called once a connection and its socket are freed: the shard resumes a listener paused
      * at the fd budget, or finishes stopping. */
     void (*on_conn_freed)(wsp_shard_conn_t *sc);
-    /* issue #17: how wspush.v1 connections come in (server/resume.h) */
+    /* issue #17: how wspush.v1 connections come in (server/arrival.c, set by the shard) */
+    int (*arrive)(wsp_shard_conn_t *sc, wsp_conn_t *c, const wsp_resume_ask_t *a);
+    void (*gone)(wsp_shard_conn_t *sc, wsp_conn_t *c);
+    uv_loop_t *loop;            /* the shard's: uv_now() is the history's clock */
     wsp_chan_pos_t *pos;        /* the process's positions (the coordinator's); NULL: none */
     wsp_resume_queue_t *fetchq; /* Redis fetches go to the coordinator here; NULL: no Redis */
     int peers;                  /* other processes deliver the same channels (--procs) */
     wsp_resume_t *pending;      /* connections waiting to come in, a list */
     uint32_t npending;
 };
-
-/* Adds r to the shard's waiting connections. */
-void wsp_shard_conn_wait(wsp_shard_conn_t *sc, wsp_resume_t *r);
-
-/* Takes r off the shard's waiting connections (not freed). */
-void wsp_shard_conn_unwait(wsp_shard_conn_t *sc, wsp_resume_t *r);
-
-/* The waiting connection whose conn is c, or NULL. O(waiting): called only when a waiting
- * connection closes. */
-wsp_resume_t *wsp_shard_conn_waiting(const wsp_shard_conn_t *sc, const void *c);
-
-/* Posts r's fetch to the coordinator (sc->fetchq must be set): r is the coordinator's until
- * it comes back through the shard's results. */
-void wsp_shard_conn_fetch(wsp_shard_conn_t *sc, wsp_resume_t *r);
 
 /* One read buffer for all of a shard's sockets: every read is consumed before the next. */
 #define WSP_SHARD_RBUF (64 * 1024)
