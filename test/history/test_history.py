@@ -13,7 +13,8 @@ recovery, one scenario per run:
                 come back on a shard behind the one it left)
   procs         --procs 2 without Redis: a client resumes on the other worker
   redis         --procs 2 with a real redis-server: a client resumes on the other worker, on
-                another instance, and on one started after the publishes (from the stream)
+                another instance, and on one started after the publishes (from the stream);
+                publishing survives a SCRIPT FLUSH (NOSCRIPT reloads); raw PUBLISH has no seq
   redis_outage  a live instance misses messages while its link is down: its clients see the
                 jump in seq, and a resume across it comes from the stream; then Redis stops
                 for 3 s and comes back empty: resuming gives recovered:false and the new top
@@ -313,6 +314,10 @@ async def redis(ck, binary):
             two.publish("m11", channel="ch")
             ck.check("11 reaches everyone once",
                      [seqs(await messages(w, 1)) for w in (b, c, d)] == [[11]] * 3)
+            rd.command("SCRIPT", "FLUSH")  # NOSCRIPT: the script is loaded again, then run
+            one.publish("m12", channel="ch")
+            ck.check("after SCRIPT FLUSH, publishing still numbers: 12 reaches everyone",
+                     [seqs(await messages(w, 1)) for w in (b, c, d)] == [[12]] * 3)
             raw = rd.publish("wspush:ch", "raw")
             ck.check("a raw PUBLISH still arrives, without a number",
                      raw == 4 and [await messages(w, 1) for w in (b, c, d)] ==
