@@ -417,11 +417,13 @@ async def budget(ck, binary):
         ck.check(f"history bytes within the budget + 5 % (peak {peak:.0f} of {max_bytes})",
                  0 < peak <= max_bytes * 1.05, f"{peak}")
         ck.check("the oldest went first, counted", evicted > 0, f"evicted {evicted}")
-        # Allocator caches of the freed 60 KiB frames and the sanitizers' shadow: 8 MiB here,
-        # against the 24 MiB an unbounded history would add.
-        slack = wt.rss_bound_kb(ck.slow) // 2
-        ck.check(f"RSS grew {rss1 - rss0} KiB, within the budget + slack",
-                 rss1 - rss0 <= max_bytes // 1024 * 1.05 + slack, f"{rss0} -> {rss1} KiB")
+        # The allocator's caches of the freed 60 KiB frames: 8 MiB, against the 24 MiB an
+        # unbounded history would add. A sanitizer's runtime keeps freed memory on purpose
+        # (ASan's quarantine holds every frame freed here): there RSS says nothing about ours,
+        # and only the history's own count (above) is checked.
+        if not ck.slow:
+            ck.check(f"RSS grew {rss1 - rss0} KiB, within the budget + 8 MiB of allocator caches",
+                     rss1 - rss0 <= max_bytes // 1024 * 1.05 + (8 << 10), f"{rss0} -> {rss1} KiB")
         kept = int(srv.metric("wspush_history_entries") / 2)  # per shard
         ck.note(f"{kept} of {n} messages kept per shard, {evicted:.0f} evictions, history "
                 f"{hb:.0f} B, RSS +{rss1 - rss0} KiB")
