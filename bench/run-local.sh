@@ -9,6 +9,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export WSP_RUN_CMD=${WSP_RUN_CMD:-"$0 $*"} # the command of the whole run, for summary.json
 SERVER=${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}
 BENCH=${WSPUSH_BENCH:-$ROOT/build/release/bench/wspush-bench}
 CONNS=10000
@@ -390,11 +391,14 @@ sed -n '/ final -/,$p' "$OUT/bench.out" # the bench's own final report and verdi
 echo "-- run-local summary ------------------------------------------------------"
 
 SUMMARY_RC=0
+WSP_BENCH_DIR="$ROOT/bench" WSP_RUN_SERVER="$SERVER" WSP_RUN_BENCH="$BENCH" \
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
     "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" "$BENCH_RC" \
     <<'EOF' | tee "$OUT/summary.txt" || SUMMARY_RC=$?
 import json, os, statistics, sys
+sys.path.insert(0, os.environ["WSP_BENCH_DIR"])
+import provenance
 (out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
  ehash, ramp_srv, ramp_bench, stopped, anon0, anon1, send_cpu, stop_bench, server_cmd,
  bench_rc) = sys.argv[1:]
@@ -468,7 +472,10 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "other_cpu_s": other, "messages": r["messages"]["count"], "expected": r["expected"],
            "delivered": r["delivered"], "missing": r["missing"], "missing_seqs": r["missing_seqs"],
            "duplicates": r["duplicates"], "unexpected": r["unexpected"], "errors": e["total"],
-           "bench_exit": int(bench_rc), "ok": ok, "fail": "; ".join(why) or None},
+           "bench_exit": int(bench_rc), "ok": ok, "fail": "; ".join(why) or None,
+           "provenance": provenance.provenance(os.environ.get("WSP_RUN_CMD"),
+                                               [os.environ.get("WSP_RUN_SERVER"),
+                                                os.environ.get("WSP_RUN_BENCH")])},
           open(f"{out}/summary.json", "w"), indent=1)
 sys.exit(0 if ok else 1)
 EOF
