@@ -9,8 +9,9 @@
 #   pass:    the broadcast pass at N plain clients with history off, then on (--history-size
 #            H), rounds interleaved (run-local.sh --prefork each time): every shard's pass_ms
 #            per broadcast from the servers' logs, and the bench's completion.
-# Writes DIR/summary.json (machine, commit, command, every round) and the runs' files. A run
-# that misses or doubles a message, or a resume that is not recovered, is a FAIL (exit 1).
+# Writes DIR/summary.json (provenance: commit, date, machine, command, binaries; every round)
+# and the runs' files. A run that misses or doubles a message, or a resume that is not
+# recovered, is a FAIL (exit 1).
 #   bench/recovery.sh [recover|pass|all] [-n N] [-r ROUNDS] [-s PROCS] [-k K] [-m M]
 #                     [--history H] [-o DIR] [--server PATH] [--bench PATH]
 set -euo pipefail
@@ -151,18 +152,13 @@ for r in $(seq 1 "$R"); do
     if [ "$MODE" != recover ]; then pass_round "$r"; fi
 done
 
-python3 - "$OUT" "$ROOT" "$CMDLINE" "$N" "$S" "$K" "$M" "$H" <<'PY'
-import glob, json, os, platform, re, statistics, subprocess, sys, time
-out, root, cmd, n, s, k, m, h = sys.argv[1:]
-def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                        text=True).stdout.strip()
-res = {"command": cmd, "commit": commit, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-       "machine": machine(), "conns": int(n), "procs": int(s), "drop_at": int(k), "missed": int(m),
-       "history_size": int(h), "recover": [], "pass": []}
+python3 - "$OUT" "$ROOT" "$CMDLINE" "$N" "$S" "$K" "$M" "$H" "$SERVER" "$BENCH" <<'PY'
+import glob, json, os, re, statistics, sys
+out, root, cmd, n, s, k, m, h, server, bench = sys.argv[1:]
+sys.path.insert(0, f"{root}/bench")
+import provenance
+res = {"provenance": provenance.provenance(cmd, [server, bench]), "conns": int(n), "procs": int(s),
+       "drop_at": int(k), "missed": int(m), "history_size": int(h), "recover": [], "pass": []}
 ok = True
 for d in sorted(glob.glob(f"{out}/recover-*")):
     if not os.path.exists(f"{d}/report.json"):
