@@ -37,6 +37,13 @@ const char wsp_args_usage[] =
     "  --jwt-key FILE         with --jwt-alg: the HS secret, or the RS/ES private key\n"
     "  --jwt-exp SECONDS      the tokens' exp, from the mint (default 3600)\n"
     "  --jwt-aud AUD, --jwt-iss ISS  claims to add (default none)\n"
+    "  --framed               offer the wspush.v1 subprotocol: a hello, then every message as\n"
+    "                         {\"ch\",\"seq\",\"data\"} (seq and the tick's time are read from "
+    "it)\n"
+    "  --recover K            implies --framed: each connection closes once it has broadcast\n"
+    "                         K and, on SIGHUP to the bench, comes back with\n"
+    "                         ?since=time:<last seq>&epoch=<its epoch>; the report counts\n"
+    "                         recovered / not recovered, the replay and its time\n"
     "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n"
     "Exit status: 0 when every connection got every broadcast it was open for, once, with no\n"
     "error; 1 otherwise (FAIL: missing, duplicate or unexpected broadcasts, or errors, with\n"
@@ -210,6 +217,7 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
     cfg->src_last = 0x7F01FFFEu;  /* 127.1.255.254 */
     cfg->expect_bcasts = -1;
     cfg->jwt_exp = 3600;
+    cfg->recover_at = -1;
     int have_url = 0, have_conns = 0, have_duration = 0;
     uint64_t procs = 0;
 
@@ -219,6 +227,10 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
             return 1;
         if (strcmp(a, "--quiet") == 0) {
             cfg->quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--framed") == 0) {
+            cfg->framed = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0)
@@ -303,6 +315,12 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
         } else if (strncmp(name, "--jwt-", 6) == 0) {
             if (args_jwt(cfg, name, v, err, errlen) < 0)
                 return -EINVAL;
+        } else if (strcmp(name, "--recover") == 0) {
+            if (parse_u64(v, &u) < 0 || u < 1 || u >= WSP_SEQ_MAX)
+                return fail(err, errlen, "--recover must be a broadcast from 1 to %d, got '%s'",
+                            WSP_SEQ_MAX - 1, v);
+            cfg->recover_at = (int64_t)u;
+            cfg->framed = 1;
         } else if (strcmp(name, "--json") == 0) {
             cfg->json = v;
         } else if (strcmp(name, "--status-file") == 0) {

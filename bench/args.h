@@ -41,6 +41,9 @@ typedef struct wsp_bench_cfg_s {
     const char *jwt_aud, *jwt_iss;     /* NULL = no such claim */
     unsigned jwt_exp;                  /* seconds from the mint to each token's exp */
     const struct wsp_tokens_s *tokens; /* set by main() before the workers fork */
+    /* issue #17: the wspush.v1 subprotocol, and drop + resume */
+    int framed;         /* --framed: offer wspush.v1; messages come as {"ch","seq","data"} */
+    int64_t recover_at; /* --recover K: after broadcast K, drop; resume on SIGHUP; -1 = off */
 } wsp_bench_cfg_t;
 
 /* What the machine allows, passed in so tests can pretend. 0 = unknown, not checked. */

@@ -59,6 +59,8 @@ static void connect_failed(wsp_worker_t *w, int fd, uint64_t slot, unsigned retr
     } else {
         w->st->err[WSP_ERR_CONNECT]++;
         w->st->resolved++;
+        if (w->resume_since)
+            w->resume_since[slot - w->first] = 0; /* counted here, not as not resumed */
     }
 }
 
@@ -80,10 +82,15 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     uint64_t r1 = wsp__worker_rng(w), r2 = wsp__worker_rng(w);
     memcpy(raw, &r1, 8);
     memcpy(raw + 8, &r2, 8);
-    /* The head, the key, then the slot's token when there are tokens. */
-    char req[sizeof(w->req_head) + 64 + WSP_DIAL_TOKEN_MAX];
-    memcpy(req, w->req_head, w->req_head_len);
-    char *key = req + w->req_head_len;
+    /* The request line (with ?since=&epoch= for a dropped connection that comes back), the
+     * head, the key, then the slot's token when there are tokens. */
+    char req[sizeof(w->req_head) + 384 + 64 + WSP_DIAL_TOKEN_MAX];
+    uint32_t since = w->resume_since ? w->resume_since[h->slot - w->first] : 0;
+    int ln = since ? snprintf(req, 384, "GET %s%csince=time:%u&epoch=%s HTTP/1.1", w->cfg->path,
+                              strchr(w->cfg->path, '?') ? '&' : '?', since - 1, w->epoch)
+                   : snprintf(req, 384, "GET %s HTTP/1.1", w->cfg->path);
+    memcpy(req + ln, w->req_head, w->req_head_len);
+    char *key = req + ln + w->req_head_len;
     EVP_EncodeBlock((unsigned char *)key, raw, 16); /* 24 characters */
     char cat[24 + 36];
     memcpy(cat, key, 24);
@@ -91,7 +98,7 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     unsigned char sha[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)cat, sizeof(cat), sha);
     EVP_EncodeBlock((unsigned char *)h->accept, sha, SHA_DIGEST_LENGTH); /* 28 + NUL */
-    size_t len = w->req_head_len + 24;
+    size_t len = (size_t)ln + w->req_head_len + 24;
     const wsp_tokens_t *tk = w->cfg->tokens;
     size_t tlen = 0;
     const char *tok = tk ? wsp_tokens_get(tk, h->slot, &tlen) : NULL;
@@ -199,11 +206,11 @@ static int parse_status(const char *p, size_t n)
     return code;
 }
 
-/* Whether the headers in p[0..n) carry Sec-WebSocket-Accept: want. */
-static int accept_ok(const char *p, size_t n, const char *want)
+/* Whether the headers in p[0..n) carry the field name (lower case, with its colon) with the
+ * value want[0..wl). */
+static int field_is(const char *p, size_t n, const char *name, const char *want, size_t wl)
 {
-    static const char name[] = "sec-websocket-accept:";
-    const size_t nl = sizeof(name) - 1;
+    const size_t nl = strlen(name);
     for (size_t i = 0; i + 2 + nl < n; i++) {
         if (p[i] != '\n' || strncasecmp(p + i + 1, name, nl) != 0)
             continue;
@@ -213,7 +220,7 @@ static int accept_ok(const char *p, size_t n, const char *want)
         size_t k = j;
         while (k < n && p[k] != '\r' && p[k] != ' ' && p[k] != '\t')
             k++;
-        return k - j == 28 && memcmp(p + j, want, 28) == 0;
+        return k - j == wl && memcmp(p + j, want, wl) == 0;
     }
     return 0;
 }
@@ -228,6 +235,11 @@ static int auth_reason(const char *body, size_t n)
         return WSP_AUTH_REASONS - 1;
     const char *end = memchr(body + pl, '"', n - pl);
     return end ? wsp_stats_auth_index(body + pl, (size_t)(end - body - pl)) : WSP_AUTH_REASONS - 1;
+}
+
+static int accept_ok(const char *p, size_t n, const char *want)
+{
+    return field_is(p, n, "sec-websocket-accept:", want, 28);
 }
 
 /* The complete answer headers (hlen bytes) of fd: fails it, or makes it OPEN and hands the
@@ -248,7 +260,8 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
         }
         return;
     }
-    if (!accept_ok(h->rbuf, hlen, h->accept)) {
+    if (!accept_ok(h->rbuf, hlen, h->accept) ||
+        (w->cfg->framed && !field_is(h->rbuf, hlen, "sec-websocket-protocol:", "wspush.v1", 9))) {
         hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID);
         return;
     }
@@ -256,9 +269,23 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
     size_t extra = h->rlen - hlen;
     if (extra) /* frames right behind the 101 */
         memcpy(w->rbuf, h->rbuf + hlen, extra);
+    uint64_t slot = h->slot;
     hs_release(w, c->hs);
     c->state = WSP_BCONN_OPEN;
     c->est_ms = (uint32_t)(now_us / 1000u - w->epoch0_ms);
+    if (w->cfg->framed)
+        c->flags |= WSP_BCONN_F_HELLO;
+    if (w->slot_of) { /* --recover */
+        w->slot_of[fd] = (uint32_t)slot;
+        uint32_t since = w->resume_since[slot - w->first];
+        if (since) { /* it was dropped: it has everything up to since - 1 already */
+            c->last_seq = since - 1;
+            c->first_seq = w->resume_first[slot - w->first];
+            c->flags |= WSP_BCONN_F_RESUMED;
+            w->resume_since[slot - w->first] = 0;
+            w->st->resumed++;
+        }
+    }
     w->st->active++;
     w->st->setups++;
     w->st->resolved++;
@@ -329,8 +356,25 @@ void wsp__dial_event(wsp_worker_t *w, int fd, uint32_t events, uint64_t now)
 
 /* ---- the ramp and the deadlines ---- */
 
+void wsp__dial_again(wsp_worker_t *w, uint64_t slot, uint32_t last_seq, uint32_t first_seq)
+{
+    w->resume_since[slot - w->first] = last_seq + 1;
+    w->resume_first[slot - w->first] = first_seq;
+    ring_push(&w->again, slot, 0);
+}
+
 void wsp__dial_ramp(wsp_worker_t *w, uint64_t now)
 {
+    if (w->ctl->resume && w->again.len) { /* SIGHUP: the dropped ones come back first */
+        if (w->st->resume_start_us == 0)
+            w->st->resume_start_us = wsp__worker_epoch_us();
+        while (w->again.len && w->nfree > 0) {
+            uint64_t slot = w->again.e[w->again.head].slot;
+            w->again.head = (w->again.head + 1) % w->again.cap;
+            w->again.len--;
+            start_connect(w, slot, 0, now);
+        }
+    }
     if (w->ctl->stop_ramp)
         return;
     if (w->per_ns > 0) {
@@ -377,7 +421,7 @@ void wsp__dial_sweep(wsp_worker_t *w, uint64_t now)
 
 int wsp__dial_over(const wsp_worker_t *w)
 {
-    if (w->st->inflight > 0)
+    if (w->st->inflight > 0 || (w->ctl->resume && w->again.len))
         return 0;
     if (w->ctl->stop_ramp)
         return 1;
@@ -391,6 +435,8 @@ int wsp__dial_over(const wsp_worker_t *w)
 
 int wsp__dial_wait_ms(const wsp_worker_t *w, uint64_t now)
 {
+    if (w->ctl->resume && w->again.len && w->nfree > 0)
+        return 0;
     if (w->ctl->stop_ramp || w->nfree == 0)
         return 100;
     int ms = 100;

@@ -271,6 +271,35 @@ static void print_delivery(FILE *f, const wsp_report_t *r)
     }
 }
 
+/* The seconds from the first reconnect to the last replayed message (0: none). */
+static double replay_span(const wsp_wstats_t *s)
+{
+    return s->replay_end_us > s->resume_start_us && s->resume_start_us
+               ? (double)(s->replay_end_us - s->resume_start_us) / 1e6
+               : 0;
+}
+
+/* --recover: what came back and how fast. */
+static void print_recovery(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    if (!r->cfg->framed)
+        return;
+    double span = replay_span(s);
+    fprintf(f,
+            "%-26shellos = %llu  dropped = %llu  resumed = %llu  recovered = %llu  "
+            "not recovered = %llu\n",
+            "wspush.v1", (unsigned long long)s->hellos, (unsigned long long)s->dropped,
+            (unsigned long long)s->resumed, (unsigned long long)s->recovered,
+            (unsigned long long)s->not_recovered);
+    if (s->resumed)
+        fprintf(f,
+                "%26sreplayed = %llu in %.3f s (first reconnect to last replayed message) = "
+                "%.0f messages/s\n",
+                "", (unsigned long long)s->replayed, span,
+                span > 0 ? (double)s->replayed / span : 0);
+}
+
 void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
 {
     double t = (double)(now - r->start_ns) / 1e9;
@@ -279,6 +308,7 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
         fputc('-', f);
     fputc('\n', f);
     print_conns(f, r);
+    print_recovery(f, r);
     print_rates(f, r, now);
     print_broadcasts(f, r);
     if (r->tallied)
@@ -290,7 +320,7 @@ int wsp_report_ok(const wsp_report_t *r)
 {
     const wsp_tally_sum_t *d = &r->delivery;
     return r->tallied && wsp_report_errors(r->sum) == 0 && d->missing == 0 && d->duplicates == 0 &&
-           d->unexpected == 0;
+           d->unexpected == 0 && r->sum->not_recovered == 0;
 }
 
 void wsp_report_verdict(FILE *f, const wsp_report_t *r)
@@ -309,9 +339,11 @@ void wsp_report_verdict(FILE *f, const wsp_report_t *r)
             put_missing_seqs(f, r, 20);
             fputc(')', f);
         }
-        fprintf(f, ", %llu duplicates, %llu unexpected, %llu errors (of %llu expected)\n",
+        fprintf(f,
+                ", %llu duplicates, %llu unexpected, %llu errors, %llu not recovered (of %llu "
+                "expected)\n",
                 (unsigned long long)d->duplicates, (unsigned long long)d->unexpected, errors,
-                (unsigned long long)d->expected);
+                (unsigned long long)r->sum->not_recovered, (unsigned long long)d->expected);
     }
     fflush(f);
 }
@@ -359,10 +391,11 @@ static void json_config(FILE *f, const wsp_bench_cfg_t *c)
     fprintf(f,
             ", \"conns\": %llu, \"duration_s\": %.3f, \"procs\": %u, \"sources\": \"%s-%s\", "
             "\"per_source\": %d, \"concurrency\": %u, \"rate\": %.3f, \"report_interval_s\": "
-            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u},\n",
+            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u, "
+            "\"framed\": %s, \"recover\": %lld},\n",
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
             c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
-            c->coalesce_us);
+            c->coalesce_us, c->framed ? "true" : "false", (long long)c->recover_at);
 }
 
 /* The connections: how many, the ramp. */
@@ -383,6 +416,22 @@ static void json_conns(FILE *f, const wsp_report_t *r, uint64_t now)
             "%.3f, \"rate_per_s\": %.1f},\n",
             (unsigned long long)r->cfg->conns, r->ramp_done ? "true" : "false",
             (unsigned long long)s->setups, span, span > 0 ? (double)s->setups / span : 0);
+}
+
+/* "recovery": --framed and --recover's figures. */
+static void json_recovery(FILE *f, const wsp_wstats_t *s)
+{
+    double span = replay_span(s);
+    fprintf(f,
+            "  \"recovery\": {\"hellos\": %llu, \"dropped\": %llu, \"resumed\": %llu, "
+            "\"recovered\": %llu, \"not_recovered\": %llu, \"replayed\": %llu, "
+            "\"resume_start_epoch_us\": %llu, \"replay_end_epoch_us\": %llu, \"seconds\": %.3f, "
+            "\"replayed_per_s\": %.1f},\n",
+            (unsigned long long)s->hellos, (unsigned long long)s->dropped,
+            (unsigned long long)s->resumed, (unsigned long long)s->recovered,
+            (unsigned long long)s->not_recovered, (unsigned long long)s->replayed,
+            (unsigned long long)s->resume_start_us, (unsigned long long)s->replay_end_us, span,
+            span > 0 ? (double)s->replayed / span : 0);
 }
 
 static void json_errors(FILE *f, const wsp_wstats_t *s)
@@ -532,6 +581,7 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     json_conns(f, r, now);
     json_errors(f, r->sum);
     json_auth(f, r);
+    json_recovery(f, r->sum);
     json_messages(f, r, now);
     json_delivery(f, r);
     json_broadcasts(f, r);

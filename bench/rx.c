@@ -158,3 +158,60 @@ int wsp_rx_parse_tick(const uint8_t *p, size_t n, uint64_t *time_ms, uint64_t *s
     }
     return -EBADMSG;
 }
+
+/* The first occurrence of needle[0..len) in p[0..n) at or after *i; its end in *i. */
+static int find(const uint8_t *p, size_t n, size_t *i, const char *needle, size_t len)
+{
+    for (size_t j = *i; j + len <= n; j++) {
+        if (p[j] == (uint8_t)needle[0] && memcmp(p + j, needle, len) == 0) {
+            *i = j + len;
+            return 0;
+        }
+    }
+    return -EBADMSG;
+}
+
+int wsp_rx_parse_framed(const uint8_t *p, size_t n, uint64_t *time_ms, uint64_t *seq)
+{
+    size_t i = 0;
+    /* {"ch":"<name>","seq":<n>,"data":"...": a channel name holds no quote. */
+    if (n < 8 || memcmp(p, "{\"ch\":\"", 7) != 0)
+        return -EBADMSG;
+    i = 7;
+    while (i < n && p[i] != '"')
+        i++;
+    if (find(p, n, &i, "\"seq\"", 5) < 0 || parse_value(p, n, &i, seq) < 0)
+        return -EBADMSG;
+    if (find(p, n, &i, "\\\"time\\\":", 9) < 0)
+        return -EBADMSG;
+    i--; /* parse_value wants the colon */
+    return parse_value(p, n, &i, time_ms);
+}
+
+int wsp_rx_parse_hello(const uint8_t *p, size_t n, wsp_rx_hello_t *h)
+{
+    memset(h, 0, sizeof(*h));
+    size_t i = 0;
+    if (n < 11 || memcmp(p, "{\"epoch\":\"", 10) != 0)
+        return -EBADMSG;
+    i = 10;
+    size_t e = 0;
+    while (i < n && p[i] != '"' && e < sizeof(h->epoch) - 1)
+        h->epoch[e++] = (char)p[i++];
+    if (i >= n || p[i] != '"' || find(p, n, &i, "\"top\":{", 7) < 0)
+        return -EBADMSG;
+    size_t j = i;
+    if (find(p, n, &j, "\":", 2) == 0 && j < n && p[j] >= '0' && p[j] <= '9') {
+        j--;
+        h->known = parse_value(p, n, &j, &h->top) == 0;
+    }
+    if (find(p, n, &i, "\"recovered\":{", 13) < 0)
+        return 0; /* nothing was asked */
+    for (; i < n && p[i] != '}'; i++) {
+        if (n - i >= 4 && memcmp(p + i, "true", 4) == 0)
+            h->recovered++;
+        else if (n - i >= 5 && memcmp(p + i, "false", 5) == 0)
+            h->refused++;
+    }
+    return 0;
+}

@@ -51,4 +51,22 @@ int wsp_rx_feed(wsp_rx_t *rx, const uint8_t *p, size_t n, wsp_rx_cb cb, void *ar
  * spaces. Returns 0 and both values, or -EBADMSG. Not a JSON parser: enough for ticks. */
 int wsp_rx_parse_tick(const uint8_t *p, size_t n, uint64_t *time_ms, uint64_t *seq);
 
+/* The same for a wspush.v1 message {"ch":..,"seq":<n>,"data":"{\"time\":<t>,...}"}: seq
+ * is the message's number in its channel (the first "seq" outside the data string), time the
+ * tick's inside it (escaped quotes). Returns 0, or -EBADMSG (also for "seq":null). */
+int wsp_rx_parse_framed(const uint8_t *p, size_t n, uint64_t *time_ms, uint64_t *seq);
+
+/* What a wspush.v1 hello {"epoch":"E","top":{"c":<n>|null,...},"recovered":{"c":true,...}}
+ * says: the epoch (up to 32 bytes, NUL-terminated), the first channel's top (known 0 for
+ * null), and how many channels it reports recovered and not. */
+typedef struct wsp_rx_hello_s {
+    char epoch[33];
+    uint64_t top;
+    int known;
+    unsigned recovered, refused;
+} wsp_rx_hello_t;
+
+/* Parses a hello into *h. Returns 0 or -EBADMSG (not a hello). */
+int wsp_rx_parse_hello(const uint8_t *p, size_t n, wsp_rx_hello_t *h);
+
 #endif

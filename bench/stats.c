@@ -3,8 +3,8 @@
 #include <string.h>
 
 const char *const wsp_stats_err_names[WSP_ERR_KINDS] = {
-    "connect",  "handshake_status", "handshake_invalid", "closed",
-    "protocol", "timeout",          "bad_message",       "worker_died",
+    "connect", "handshake_status", "handshake_invalid", "closed",      "protocol",
+    "timeout", "bad_message",      "worker_died",       "not_resumed",
 };
 
 const char *const wsp_stats_auth_names[WSP_AUTH_REASONS] = {
@@ -68,6 +68,14 @@ void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src)
         dst->last_errno = src->last_errno;
     dst->cpu_user_us += src->cpu_user_us;
     dst->cpu_sys_us += src->cpu_sys_us;
+    dst->hellos += src->hellos;
+    dst->dropped += src->dropped;
+    dst->resumed += src->resumed;
+    dst->recovered += src->recovered;
+    dst->not_recovered += src->not_recovered;
+    dst->replayed += src->replayed;
+    dst->resume_start_us = min_nz(dst->resume_start_us, src->resume_start_us);
+    dst->replay_end_us = max_u(dst->replay_end_us, src->replay_end_us);
     for (int i = 0; i < WSP_ERR_KINDS; i++)
         dst->err[i] += src->err[i];
     for (int i = 0; i < WSP_AUTH_REASONS; i++)

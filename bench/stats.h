@@ -22,6 +22,7 @@ enum {
     WSP_ERR_TIMEOUT,           /* no 101 within --handshake-timeout */
     WSP_ERR_BAD_MESSAGE,       /* a data message without "time" and "seq" (kept open) */
     WSP_ERR_WORKER,            /* a worker process died: its connections are lost */
+    WSP_ERR_NOT_RESUMED,       /* --recover: dropped and never back (no SIGHUP, or gave up) */
     WSP_ERR_KINDS
 };
 
@@ -64,6 +65,15 @@ typedef struct wsp_wstats_s {
     uint64_t cpu_user_us, cpu_sys_us;         /* the worker's rusage, written on exit */
     uint64_t figures_final; /* 1 once every figure is final: only closing sockets is left */
     uint64_t epoch0_ms;     /* the worker's clock origin: its connections' est_ms count from it */
+    /* --framed, --recover (issue #17) */
+    uint64_t hellos;          /* wspush.v1 hellos received */
+    uint64_t dropped;         /* connections closed after broadcast K */
+    uint64_t resumed;         /* of them, upgraded again with since= */
+    uint64_t recovered;       /* resumes whose hello said recovered:true */
+    uint64_t not_recovered;   /* ... false */
+    uint64_t replayed;        /* messages up to the resume hello's top: the replay */
+    uint64_t resume_start_us; /* epoch us: the first reconnect (SIGHUP) */
+    uint64_t replay_end_us;   /* epoch us: the last replayed message received */
     uint64_t err[WSP_ERR_KINDS];
     uint64_t auth_fail[WSP_AUTH_REASONS]; /* part of err[WSP_ERR_HANDSHAKE_STATUS] */
     wsp_codes_t closed_codes, statuses;
@@ -74,6 +84,7 @@ typedef struct wsp_wstats_s {
 /* Parent to workers, written by the parent only. */
 typedef struct wsp_ctl_s {
     volatile int stop_ramp; /* open no more connections */
+    volatile int resume;    /* --recover: dropped connections come back now (SIGHUP) */
 } wsp_ctl_t;
 
 /* Empties s. */

@@ -55,12 +55,20 @@ typedef struct wsp_worker_s {
     uint64_t last_refill_ns;
     uint64_t epoch0_ms;
     uint64_t rng;
-    char req_head[512]; /* the upgrade request up to the key */
+    char req_head[512]; /* the upgrade request after its request line, up to the key */
     size_t req_head_len;
-    wsp_uring_t *ring;   /* --io-uring on: batched receives */
-    int *ufd;            /* per batch slot: the connection's fd */
-    uint8_t *ubuf;       /* per batch slot: URING_BUF bytes */
-    uint8_t rbuf[65536]; /* one read buffer for every connection */
+    wsp_uring_t *ring; /* --io-uring on: batched receives */
+    int *ufd;          /* per batch slot: the connection's fd */
+    uint8_t *ubuf;     /* per batch slot: URING_BUF bytes */
+    /* --recover (issue #17): a dropped connection's slot waits in again until SIGHUP, then
+     * comes back with since = resume_since[slot - first] - 1 (0: nothing to resume) */
+    uint64_t first;         /* this worker's first slot */
+    uint32_t *slot_of;      /* by fd: the slot an OPEN connection came from */
+    uint32_t *resume_since; /* by slot: last seq + 1 when it comes back resuming */
+    uint32_t *resume_first; /* by slot: its first_seq, carried over */
+    wsp_ring_t again;       /* dropped slots waiting for SIGHUP */
+    char epoch[33];         /* from the first hello: every connection shares it */
+    uint8_t rbuf[65536];    /* one read buffer for every connection */
 } wsp_worker_t;
 
 static inline uint64_t wsp__worker_epoch_us(void)
@@ -87,6 +95,13 @@ int wsp__worker_frames(wsp_worker_t *w, int fd, const uint8_t *p, size_t n, uint
 /* Reads an OPEN connection until the socket is drained (edge-triggered) or it closed. */
 void wsp__worker_read(wsp_worker_t *w, int fd);
 
+/* Bits of wsp_bconn_t.flags the per-message path sets. */
+enum {
+    WSP_BCONN_F_FRAG = 1,    /* inside a fragmented data message */
+    WSP_BCONN_F_HELLO = 2,   /* wspush.v1: the hello is still to come */
+    WSP_BCONN_F_RESUMED = 4, /* --recover: came back with since= (dropped once already) */
+};
+
 /* dial.c */
 
 /* Closes fd, whatever its state; the caller counted why. */
@@ -100,6 +115,9 @@ void wsp__dial_ramp(wsp_worker_t *w, uint64_t now);
 
 /* Fails the handshakes past their deadline. */
 void wsp__dial_sweep(wsp_worker_t *w, uint64_t now);
+
+/* A dropped connection's slot, kept to come back with since= on SIGHUP (--recover). */
+void wsp__dial_again(wsp_worker_t *w, uint64_t slot, uint32_t last_seq, uint32_t first_seq);
 
 /* Whether this worker has nothing left to connect: no slot, handshake or retry pending. */
 int wsp__dial_over(const wsp_worker_t *w);

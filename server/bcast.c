@@ -27,7 +27,8 @@ struct wsp_bcast_s {
     wsp_bcast_t *next; /* the coordinator's in-flight list */
     uint64_t uid, tag; /* a user message (issue #16): its user id and delivery report tag */
     uint8_t user;      /* 1: for the user uid, not for a channel */
-    uint8_t chan_len;  /* 0 = the default channel */
+    wsp_bcast_pos_t pos;
+    uint8_t chan_len; /* 0 = the default channel */
     char chan[WSP_CHANNEL_NAME_MAX + 1];
 };
 
@@ -120,6 +121,25 @@ int wsp_bcast_user(const wsp_bcast_t *b, uint64_t *uid, uint64_t *tag)
     if (tag)
         *tag = b->tag;
     return b->user;
+}
+
+void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos) { b->pos = *pos; }
+
+const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b) { return &b->pos; }
+
+static wsp_msg_t *build_framed(const wsp_bcast_t *b, void *ctx)
+{
+    (void)ctx;
+    size_t len;
+    const uint8_t *p = wsp_bcast_payload(b, &len);
+    if (b->chan_len)
+        return wsp_framed_msg(b->chan, b->chan_len, b->pos.seq, p, len);
+    return wsp_framed_msg(WSP_CHANNEL_DEFAULT, sizeof(WSP_CHANNEL_DEFAULT) - 1, b->pos.seq, p, len);
+}
+
+wsp_msg_t *wsp_bcast_framed(wsp_bcast_t *b)
+{
+    return wsp_bcast_frame_build(b, WSP_BCAST_FRAMED, build_framed, NULL);
 }
 
 static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)

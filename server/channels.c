@@ -54,8 +54,7 @@ static int chanlist_parse(wsp_chanlist_t *l, const char *v, size_t len)
     return 0;
 }
 
-int wsp_channels_query_param(const char *q, size_t n, const char *key, const char **v,
-                             size_t *vlen)
+int wsp_channels_query_param(const char *q, size_t n, const char *key, const char **v, size_t *vlen)
 {
     size_t klen = strlen(key);
     int count = 0;

@@ -57,6 +57,11 @@ void wsp_config_usage(FILE *f)
             "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
             "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
             "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
+            "  --history-size N         messages kept per channel for recovery (wspush.v1\n"
+            "                           clients resume with ?since=); 0 = off; default 0\n"
+            "  --history-ttl SECONDS    a message stays recoverable this long; 0 = no limit;\n"
+            "                           default 600\n"
+            "  --history-max-bytes B    memory for all history of the process; default 67108864\n"
             "  --help, --version\n"
             "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
             "and exit 0; SIGHUP re-reads the --auth-jwt-key file.\n");
@@ -291,6 +296,12 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_AUTH_JWT_AUD,
         OPT_AUTH_JWT_ISS,
         OPT_AUTH_LEEWAY,
+        /* issue #17 */
+        OPT_HISTORY_SIZE,
+        OPT_HISTORY_TTL,
+        OPT_HISTORY_MAX_BYTES,
+        OPT_WORKER_EPOCH,
+        OPT_WORKER_RESTART,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -320,6 +331,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"auth-jwt-aud", required_argument, NULL, OPT_AUTH_JWT_AUD},
         {"auth-jwt-iss", required_argument, NULL, OPT_AUTH_JWT_ISS},
         {"auth-leeway", required_argument, NULL, OPT_AUTH_LEEWAY},
+        {"history-size", required_argument, NULL, OPT_HISTORY_SIZE},
+        {"history-ttl", required_argument, NULL, OPT_HISTORY_TTL},
+        {"history-max-bytes", required_argument, NULL, OPT_HISTORY_MAX_BYTES},
+        {"worker-epoch", required_argument, NULL, OPT_WORKER_EPOCH}, /* internal: --procs */
+        {"worker-restart", no_argument, NULL, OPT_WORKER_RESTART},   /* internal: --procs */
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -346,6 +362,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->sndbuf = WSP_CONFIG_SNDBUF_DEFAULT;
     int user_timeout_set = 0;
     cfg->auth_leeway = 5;
+    cfg->history_ttl = 600;
+    cfg->history_max_bytes = 64u << 20;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -499,6 +517,38 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         case OPT_AUTH_LEEWAY:
             if (config_auth(cfg, c - OPT_AUTH_JWT_ALG, optarg, err, errlen) < 0)
                 return -EINVAL;
+            break;
+        case OPT_HISTORY_SIZE:
+            if (config_num(optarg, 0, 1000000, &v) != 0)
+                return config_fail(err, errlen, "--history-size wants 0..1000000, got '%s'",
+                                   optarg);
+            cfg->history_size = (uint32_t)v;
+            break;
+        case OPT_HISTORY_TTL:
+            if (config_num(optarg, 0, 30 * 86400, &v) != 0)
+                return config_fail(err, errlen, "--history-ttl wants 0..2592000 seconds, got '%s'",
+                                   optarg);
+            cfg->history_ttl = (unsigned)v;
+            break;
+        case OPT_HISTORY_MAX_BYTES:
+            if (config_num(optarg, 65536, 1ull << 40, &v) != 0)
+                return config_fail(err, errlen,
+                                   "--history-max-bytes wants 65536..%llu bytes, got '%s'",
+                                   1ull << 40, optarg);
+            cfg->history_max_bytes = v;
+            break;
+        case OPT_WORKER_EPOCH: {
+            size_t n = strlen(optarg);
+            if (n == 0 || n > WSP_CONFIG_EPOCH_MAX ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789_-") != n)
+                return config_fail(err, errlen, "--worker-epoch is internal, got '%s'", optarg);
+            memcpy(cfg->epoch, optarg, n + 1);
+            break;
+        }
+        case OPT_WORKER_RESTART:
+            cfg->worker_restart = 1;
             break;
         case OPT_HELP:
             wsp_config_usage(stdout);

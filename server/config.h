@@ -11,6 +11,8 @@
 
 /* The longest bearer token for the admin API. */
 #define WSP_CONFIG_TOKEN_MAX 256
+/* The longest epoch (server/framed.h's WSP_FRAMED_EPOCH_MAX: config.h is a leaf). */
+#define WSP_CONFIG_EPOCH_MAX 32
 
 typedef struct wsp_config_s {
     unsigned threads;           /* shards; default: online CPUs */
@@ -46,6 +48,12 @@ typedef struct wsp_config_s {
     char auth_jwt_aud[256]; /* "" = aud not checked */
     char auth_jwt_iss[256]; /* "" = iss not checked */
     unsigned auth_leeway;   /* seconds of clock skew on exp, nbf, iat; default 5 */
+    /* issue #17: history and recovery */
+    uint32_t history_size;      /* messages kept per channel; 0 = off */
+    unsigned history_ttl;       /* seconds a message stays recoverable; 0 = no limit */
+    uint64_t history_max_bytes; /* all history of the process */
+    int worker_restart;         /* internal: this worker started after its supervisor published */
+    char epoch[WSP_CONFIG_EPOCH_MAX + 1]; /* this process's epoch (main(), or --worker-epoch) */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists

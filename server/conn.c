@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "chan.h"
 #include "channels.h"
+#include "framed.h"
 #include "log.h"
 #include "net.h"
 #include "table.h"
@@ -37,6 +38,12 @@ enum {
  *   bit 7    free
  * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
 #define WSP_CONN_X_AUTH (1u << 6) /* its deadline and user id are in the shard's auth arrays */
+
+#define WSP_CONN_X_FRAMED 1u /* xf bit 0: wspush.v1 (WSP_BCAST_FRAMED) */
+
+/* st bit 4: a wspush.v1 connection waits to come in (server/arrival.c): it receives nothing
+ * until it has its hello (issue #17). */
+#define WSP_CONN_S_WAITING 0x10u
 
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
@@ -106,6 +113,17 @@ static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_s
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
+
+unsigned wsp_conn_kind(const wsp_conn_t *c) { return c->xf & 3u; }
+
+/* A waiting connection that goes (closes, drains) never comes in: its shard forgets it. */
+static void conn_forget_resume(wsp_conn_t *c)
+{
+    if (!(c->st & WSP_CONN_S_WAITING))
+        return;
+    c->st &= (uint8_t)~WSP_CONN_S_WAITING;
+    conn_shard(c)->gone(conn_shard(c), c);
+}
 
 /* Records c's new slot in channel ch after another connection left it. */
 static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
@@ -208,6 +226,7 @@ static void on_conn_close(uv_handle_t *h)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(h, wsp_conn_t, tcp);
     wsp_shard_conn_t *sc = conn_shard(c);
+    conn_forget_resume(c);
     conn_unsubscribe_all(c);
     if (conn_table(c) != WSP_CONN_NO_TABLE)
         conn_untrack(c);
@@ -354,6 +373,7 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
             return;
         }
     }
+    conn_forget_resume(c); /* a connection that goes never comes in */
     /* Out of the OPEN table (and every channel) first: it must stop receiving broadcasts. */
     if (conn_move(c, WSP_SHARD_T_TIMED) < 0) {
         wsp_conn_close(c);
@@ -590,12 +610,14 @@ static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* What admission grants a connection: its channels, its identity (a verified token). Later:
- * the subprotocol (wspush.v1) and the extensions (permessage-deflate) it gets. */
+/* What admission grants a connection: its channels, its identity (a verified token), the
+ * subprotocol (wspush.v1). Later: the extensions (permessage-deflate) it gets. */
 typedef struct conn_grant_s {
     wsp_chanlist_t channels; /* what to join: ?channels=, or the token's claim */
     int authed;              /* a token was verified: auth holds what it grants */
     wsp_auth_grant_t auth;
+    uint8_t framed;       /* the wspush.v1 subprotocol (issue #17) */
+    wsp_resume_ask_t ask; /* wspush.v1: its channels and ?since=&epoch= */
 } conn_grant_t;
 
 /* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
@@ -613,24 +635,79 @@ static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_gra
         return 404;
     if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
         return 400;
-    if (sc->auth == NULL)
-        return 0;
-    int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
-    int status = wsp_auth_admit(sc->auth, r, &g->channels, now, &g->auth);
-    if (status != 0)
-        return status;
-    g->channels = g->auth.channels;
-    g->authed = 1;
+    if (sc->auth != NULL) {
+        int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
+        int status = wsp_auth_admit(sc->auth, r, &g->channels, now, &g->auth);
+        if (status != 0)
+            return status;
+        g->channels = g->auth.channels;
+        g->authed = 1;
+    }
+    /* wspush.v1 when offered; a resume point without it, or for a channel not chosen, is a
+     * client bug worth a 400 rather than messages it cannot place. */
+    wsp_framed_resume_t rs;
+    g->framed = (r->subprotocols & WSP_UPGRADE_SP_WSPUSH_V1) != 0;
+    if (wsp_framed_parse_resume(r->query, r->query_len, &rs) < 0 || (rs.n > 0 && !g->framed))
+        return 400;
+    if (g->framed && wsp_resume_ask(&g->ask, &g->channels, &rs) < 0)
+        return 400;
     return 0;
+}
+
+int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
+{
+    unsigned i = 0;
+    while (i < n) {
+        uv_buf_t b[64];
+        unsigned k = 0;
+        size_t total = 0;
+        for (; k < 64 && i + k < n; k++) {
+            b[k] = uv_buf_init((char *)m[i + k]->bytes, m[i + k]->len);
+            total += m[i + k]->len;
+        }
+        int w = uv_try_write(conn_stream(c), b, k);
+        if (w == (int)total) {
+            i += k;
+            continue;
+        }
+        if (w < 0 && w != UV_EAGAIN)
+            return w;
+        size_t done = w > 0 ? (size_t)w : 0;
+        for (; i < n; i++) { /* the socket is full: queue the rest, in order */
+            if (done >= m[i]->len) {
+                done -= m[i]->len;
+                continue;
+            }
+            int rv = wsp_conn_send_rest(c, m[i], done);
+            if (rv < 0)
+                return rv;
+            done = 0;
+        }
+    }
+    return 0;
+}
+
+int wsp_conn_join(wsp_conn_t *c, const wsp_chanlist_t *cl)
+{
+    c->st &= (uint8_t)~WSP_CONN_S_WAITING;
+    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* conn_subscribe() decides it again */
+    return conn_subscribe(c, cl);
+}
+
+void wsp_conn_wait(wsp_conn_t *c)
+{
+    c->st |= WSP_CONN_S_WAITING;
+    c->flags |= WSP_CONN_F_NO_DEFAULT; /* no broadcast before its hello */
 }
 
 /* Handshake, step 3: writes the 101, moves c to OPEN and applies what was granted. Returns 0
  * or a negative errno (the caller closes c). */
 static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
 {
-    char resp[256];
+    char resp[320];
     wsp_shard_conn_t *sc = conn_shard(c);
-    int len = wsp_upgrade_response(r->key, r->key_len, resp, sizeof(resp));
+    int len = wsp_upgrade_response(r->key, r->key_len, g->framed ? WSP_FRAMED_PROTOCOL : NULL, resp,
+                                   sizeof(resp));
     if (len < 0)
         return len;
     /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
@@ -649,6 +726,10 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
     wsp_shard_stats_t *st = conn_stats(c);
     atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
+    if (g->framed) {
+        c->xf |= WSP_CONN_X_FRAMED; /* broadcasts in the framed form, after a hello */
+        return conn_shard(c)->arrive(conn_shard(c), c, &g->ask);
+    }
     return conn_subscribe(c, &g->channels);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "channels.h"
 #include "msg.h"
 #include "shard_conn.h"
 
@@ -59,6 +60,23 @@ int wsp_conn_ping(wsp_conn_t *c);
 
 /* 1 when c receives the default channel (no ?channels=, or "time" among them). Shard. */
 int wsp_conn_wants_default(const wsp_conn_t *c);
+
+/* c's broadcast frame kind (WSP_BCAST_*, server/bcast.h): what its upgrade negotiated. */
+unsigned wsp_conn_kind(const wsp_conn_t *c);
+
+/* Writes every frame of m[0..n) in order (a hello, a replay): as many as the socket takes in
+ * one writev, the rest queued behind with references (a replay counts against
+ * --max-pending only for the broadcasts after it). Returns 0 or a negative errno (caller
+ * closes). Owning shard thread. */
+int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n);
+
+/* A wspush.v1 connection waits to come in: it receives no broadcast until wsp_conn_join()
+ * (server/arrival.c). Owning shard thread. */
+void wsp_conn_wait(wsp_conn_t *c);
+
+/* c joins the channels of cl: broadcasts reach it from here on. Returns 0 or a negative
+ * errno (caller closes). Owning shard thread. */
+int wsp_conn_join(wsp_conn_t *c, const wsp_chanlist_t *cl);
 
 /* c's WSP_CONN_* state. Owning shard thread. */
 int wsp_conn_state(const wsp_conn_t *c);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <uv.h>
@@ -10,7 +11,9 @@
 #include "alloc.h"
 #include "auth.h"
 #include "bcast.h"
+#include "chan.h"
 #include "channels.h"
+#include "fetch.h"
 #include "link.h"
 #include "log.h"
 #include "metrics.h"
@@ -44,6 +47,13 @@ typedef struct wsp_coord_s {
     int stats_mapped;
     size_t stats_map_len;
     void *stats_map;
+    /* issue #17: history, positions and Redis fetches, shared with the shards */
+    wsp_chan_hist_t hist;
+    wsp_chan_pos_t pos;
+    int pos_init;
+    wsp_resume_queue_t fetchq; /* shards -> coordinator (Redis only) */
+    uv_async_t fetch_wake;
+    int fetch_init;
 } wsp_coord_t;
 
 /* --- broadcasts --- */
@@ -75,16 +85,37 @@ static void coord_reap(wsp_coord_t *co) { wsp_bcast_reap(&co->inflight, on_coord
 
 static void on_coord_done(uv_async_t *a) { coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done)); }
 
-/* Posts b to every shard; a full ring skips that shard. b is tracked already. */
-static void coord_post(wsp_coord_t *co, wsp_bcast_t *b, uint64_t seq)
+/* Numbers b in the process's order and records its channel's position (issue #17). */
+static void coord_place(wsp_coord_t *co, wsp_bcast_t *b, const char *chan, size_t chan_len,
+                        const wsp_pub_chseq_t *cs, int silent)
 {
+    wsp_bcast_pos_t bp = {.seq = cs->seq, .silent = (uint8_t)silent};
+    if (cs->epoch_len > 0 && cs->epoch_len <= WSP_FRAMED_EPOCH_MAX) {
+        memcpy(bp.epoch, cs->epoch, cs->epoch_len);
+        bp.epoch_len = (uint8_t)cs->epoch_len;
+    } else {
+        bp.seq = 0; /* a number without its epoch means nothing */
+    }
+    bp.gen = atomic_load_explicit(&co->pos.gen, memory_order_relaxed);
+    if (chan == NULL) {
+        chan = WSP_CHANNEL_DEFAULT;
+        chan_len = sizeof(WSP_CHANNEL_DEFAULT) - 1;
+    }
+    bp.g = wsp_chan_pos_note(&co->pos, chan, chan_len, bp.seq, bp.epoch, bp.epoch_len, bp.gen);
+    wsp_bcast_set_pos(b, &bp);
+}
+
+/* Hands b to every shard (a full ring skips that shard). */
+static void coord_post(wsp_coord_t *co, wsp_bcast_t *b)
+{
+    wsp_bcast_track(&co->inflight, b);
     unsigned skipped = 0;
     for (unsigned i = 0; i < co->nshards; i++) {
         int rv = wsp_shard_post(co->shards[i], b);
         if (rv < 0) {
             /* The shard is 64 broadcasts behind: it would only fall further behind. */
             WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
-                    seq, i, uv_err_name(rv));
+                    wsp_bcast_seq(b), i, uv_err_name(rv));
             skipped++;
         }
     }
@@ -94,7 +125,7 @@ static void coord_post(wsp_coord_t *co, wsp_bcast_t *b, uint64_t seq)
 
 /* The publisher's deliver: one broadcast, encoded once, to every shard of this process. */
 static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                            size_t len, uint64_t seq, const char *reason)
+                            size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     wsp_coord_t *co = user;
     wsp_bcast_t *b;
@@ -103,11 +134,12 @@ static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const
         WSP_LOG(WSP_LOG_ERROR, "event=broadcast_skipped reason=%s error=ENOMEM", reason);
     if (rv < 0)
         return rv;
-    wsp_bcast_track(&co->inflight, b);
+    coord_place(co, b, chan, chan_len, cs, 0);
     atomic_fetch_add_explicit(&co->stats->publishes, 1, memory_order_relaxed);
-    WSP_LOG(WSP_LOG_DEBUG, "event=broadcast_start seq=%" PRIu64 " reason=%s bytes=%zu", seq, reason,
-            len);
-    coord_post(co, b, seq);
+    WSP_LOG(WSP_LOG_DEBUG,
+            "event=broadcast_start seq=%" PRIu64 " chseq=%" PRIu64 " reason=%s bytes=%zu", seq,
+            cs->seq, reason, len);
+    coord_post(co, b);
     return 0;
 }
 
@@ -125,8 +157,7 @@ static int on_coord_deliver_user(void *user, const char *sub, size_t sub_len,
     if (rv < 0)
         return rv;
     wsp_bcast_set_user(b, co->auth ? wsp_auth_uid(co->auth, sub, sub_len) : 0, tag);
-    wsp_bcast_track(&co->inflight, b);
-    coord_post(co, b, 0);
+    coord_post(co, b);
     return 1;
 }
 
@@ -142,6 +173,60 @@ static void on_coord_reload(void *user)
     wsp_coord_t *co = user;
     if (co->auth)
         (void)wsp_auth_reload(co->auth); /* a failure keeps the old key and is logged */
+}
+
+/* --- recoveries under --redis (issue #17) --- */
+
+static wsp_redis_t *on_fetch_redis(void *user)
+{
+    wsp_coord_t *co = user;
+    return co->stopping ? NULL : wsp_pub_redis(co->pub);
+}
+
+/* Redis is in another epoch than the one the shards last heard of: a silent broadcast tells
+ * them, in order, before the fetch's answer. */
+static void on_fetch_epoch(void *user, const char *epoch, size_t epoch_len)
+{
+    wsp_coord_t *co = user;
+    wsp_bcast_t *b;
+    if (co->stopping || wsp_bcast_new(&b, NULL, 0, NULL, 0, 0, co->nshards, &co->done) < 0)
+        return; /* the answer then finds the shard in another epoch: not recovered */
+    wsp_pub_chseq_t cs = {0, epoch, epoch_len};
+    coord_place(co, b, NULL, 0, &cs, 1);
+    WSP_LOG(WSP_LOG_INFO, "event=epoch_changed epoch=%.*s source=fetch", (int)epoch_len, epoch);
+    coord_post(co, b);
+}
+
+static void on_fetch_done(void *user, wsp_resume_t *r)
+{
+    wsp_coord_t *co = user;
+    if (co->joined == 0) /* else the shard has ended: it frees r with its pending list */
+        wsp_shard_post_resume(co->shards[r->shard], r);
+}
+
+static const wsp_fetch_ops_t coord_fetch_ops = {
+    .redis = on_fetch_redis,
+    .epoch = on_fetch_epoch,
+    .done = on_fetch_done,
+};
+
+static void on_coord_fetch(uv_async_t *a)
+{
+    wsp_coord_t *co = WSP_CONTAINER_OF(a, wsp_coord_t, fetch_wake);
+    wsp_resume_t *r = wsp_resume_queue_take(&co->fetchq);
+    while (r) {
+        wsp_resume_t *next = r->qnext; /* r goes back to its shard, maybe at once */
+        wsp_fetch_run(r, co->cfg, &co->pos, &coord_fetch_ops, co);
+        r = next;
+    }
+}
+
+/* The Redis subscription went up or down: positions learnt before are stale from now on. */
+static void on_coord_link(void *user, int up)
+{
+    wsp_coord_t *co = user;
+    unsigned gen = atomic_fetch_add_explicit(&co->pos.gen, 1, memory_order_acq_rel) + 1;
+    WSP_LOG(WSP_LOG_INFO, "event=redis_link_generation gen=%u up=%d", gen, up);
 }
 
 /* --- the supervisor, in a supervised worker --- */
@@ -185,13 +270,15 @@ static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const ui
         wsp_pub_relay_user(co->pub, chan, chan_len, msg, msg_len, seq);
         return;
     }
+    wsp_pub_chseq_t cs;
     if (type != WSP_IPC_BROADCAST || co->stopping)
         return;
-    if (wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) < 0) {
+    if (wsp_ipc_split_broadcast(payload, len, &chan, &chan_len, &cs.seq, &cs.epoch, &cs.epoch_len,
+                                &msg, &msg_len) < 0) {
         WSP_LOG(WSP_LOG_ERROR, "event=supervisor_protocol_error reason=channel");
         return;
     }
-    wsp_pub_relay(co->pub, chan, chan_len, msg, msg_len, seq, "supervisor");
+    wsp_pub_relay(co->pub, chan, chan_len, msg, msg_len, seq, &cs, "supervisor");
 }
 
 static void on_coord_sup_end(void *user, int protocol, int err)
@@ -229,6 +316,9 @@ static void on_coord_sample(uv_timer_t *t)
     (void)rv; /* /proc unreadable: the gauges keep their last value */
     const wsp_redis_t *r = wsp_pub_redis(co->pub);
     atomic_store_explicit(&co->stats->redis_up, r ? (uint64_t)wsp_redis_up(r) : 0,
+                          memory_order_relaxed);
+    uint64_t units = atomic_load_explicit(&co->hist.units, memory_order_relaxed);
+    atomic_store_explicit(&co->stats->hist_bytes, co->nshards ? units / co->nshards : 0,
                           memory_order_relaxed);
     atomic_store_explicit(&co->stats->redis_dropped, r ? wsp_redis_dropped(r) : 0,
                           memory_order_relaxed);
@@ -290,6 +380,7 @@ static void on_coord_signal_stop(void *user, int signum)
 
 static const wsp_pub_ops_t coord_pub_ops = {
     .deliver = on_coord_deliver,
+    .link = on_coord_link,
     .trigger = on_coord_trigger,
     .stop = on_coord_signal_stop,
     .deliver_user = on_coord_deliver_user,
@@ -383,6 +474,33 @@ static void coord_stats_free(wsp_coord_t *co)
     co->stats = NULL;
 }
 
+/* History settings, the process's positions and, under --redis, the fetch queue (issue #17).
+ * Without Redis the epoch is this process's (or its supervisor's) and every channel starts at
+ * 0, unless this worker started after its supervisor published; with Redis both are Redis's,
+ * unknown until it says. */
+static int coord_history_init(wsp_coord_t *co)
+{
+    const wsp_config_t *cfg = co->cfg;
+    int redis = cfg->redis_host[0] != '\0';
+    co->hist.size = cfg->history_size;
+    co->hist.ttl_ms = (uint64_t)cfg->history_ttl * 1000;
+    co->hist.max_bytes = cfg->history_max_bytes;
+    co->hist.nshards = cfg->threads;
+    atomic_init(&co->hist.units, 0);
+    int rv = wsp_chan_pos_init(&co->pos, redis ? NULL : cfg->epoch, redis ? 0 : strlen(cfg->epoch),
+                               !redis && !cfg->worker_restart);
+    if (rv < 0)
+        return rv;
+    co->pos_init = 1;
+    if (!redis)
+        return 0;
+    if ((rv = uv_async_init(&co->loop, &co->fetch_wake, on_coord_fetch)) < 0 ||
+        (rv = wsp_resume_queue_init(&co->fetchq, &co->fetch_wake)) < 0)
+        return rv;
+    co->fetch_init = 1;
+    return 0;
+}
+
 /* Everything that can fail before a thread runs: counters, listeners, the loop, the shards. */
 static int coord_open(wsp_coord_t *co)
 {
@@ -392,7 +510,8 @@ static int coord_open(wsp_coord_t *co)
         return rv;
     co->loop_open = 1;
     /* The exit notification must exist before any shard can end. */
-    if ((rv = uv_async_init(&co->loop, &co->exited, on_coord_exited)) < 0)
+    if ((rv = uv_async_init(&co->loop, &co->exited, on_coord_exited)) < 0 ||
+        (rv = coord_history_init(co)) < 0)
         return rv;
     if (cfg->auth_jwt_alg) {
         char err[256];
@@ -404,6 +523,9 @@ static int coord_open(wsp_coord_t *co)
                 wsp_jwt_alg_name(cfg->auth_jwt_alg), cfg->auth_jwt_key, cfg->auth_leeway,
                 cfg->auth_jwt_aud[0] ? "checked" : "-", cfg->auth_jwt_iss[0] ? "checked" : "-");
     }
+    int redis = cfg->redis_host[0] != '\0';
+    wsp_shard_hist_t h = {&co->hist, &co->pos, redis ? &co->fetchq : NULL,
+                          redis ? NULL : cfg->epoch, !redis && cfg->worker_fd >= 0};
     for (unsigned i = 0; i < cfg->threads; i++) {
         int fd = co->fds[i];
         co->fds[i] = -1; /* the shard owns it now, even if it fails */
@@ -412,6 +534,8 @@ static int coord_open(wsp_coord_t *co)
         if (rv < 0)
             return rv;
         co->nshards++;
+        if ((rv = wsp_shard_set_history(co->shards[i], &h)) < 0)
+            return rv;
     }
     return 0;
 }
@@ -480,6 +604,10 @@ static int coord_teardown(wsp_coord_t *co, int rv)
     }
     wsp_link_reset(&co->sup);
     wsp_pub_free(co->pub);
+    if (co->fetch_init)
+        wsp_resume_queue_free(&co->fetchq);
+    if (co->pos_init)
+        wsp_chan_pos_free(&co->pos);
     if (rv == 0)
         WSP_LOG(WSP_LOG_INFO, "event=stopped");
     coord_stats_free(co);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "coordinator.h"
 #include "jwt.h"
+#include "framed.h"
 #include "log.h"
 #include "net.h"
 #include "publisher.h"
@@ -147,6 +148,12 @@ int main(int argc, char **argv)
     wsp_log_level = cfg.log_level;
     if (main_role(&cfg) != 0)
         return 1;
+    /* This process's epoch (issue #17): its channel numbers start here. A worker has its
+     * supervisor's (--worker-epoch). */
+    if (cfg.epoch[0] == '\0' && (rv = wsp_framed_epoch_new(cfg.epoch)) < 0) {
+        fprintf(stderr, "wspush: cannot make an epoch: %s\n", strerror(-rv));
+        return 1;
+    }
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));

@@ -193,6 +193,29 @@ static const metrics_family_t send_families[] = {
                  "User messages (POST /publish?user=) written to a connection.", user_msgs),
 };
 
+/* issue #17: history and recovery */
+static const metrics_family_t hist_families[] = {
+    FAMILY_SHARD("wspush_history_entries", "gauge",
+                 "History entries a shard holds (each references a frame shared by every shard).",
+                 hist_entries),
+    FAMILY_SHARD("wspush_history_evicted_total", "counter",
+                 "History entries dropped, oldest first, to stay within --history-max-bytes.",
+                 hist_evicted),
+    FAMILY_SHARD("wspush_framed_connections_total", "counter",
+                 "Connections upgraded with the wspush.v1 subprotocol.", framed),
+    FAMILY_SHARD("wspush_recovery_replayed_total", "counter",
+                 "Messages replayed to connections that resumed with since=.", replayed),
+    FAMILY_SHARD("wspush_recovery_waits_total", "counter",
+                 "wspush.v1 connections that waited before their hello (the shard was behind, the "
+                 "client ahead, or Redis had to be asked).",
+                 recover_waits),
+    FAMILY_SHARD("wspush_recovery_fetches_total", "counter",
+                 "Of those, the ones that fetched positions or messages from Redis.",
+                 recover_fetches),
+};
+
+static const char *const recovery_names[] = {"recovered", "not_recovered"};
+
 static const metrics_family_t proc_families[] = {
     FAMILY_PROC("wspush_redis_up", "gauge", "1 while subscribed to Redis (0 without --redis).",
                 redis_up),
@@ -206,6 +229,10 @@ static const metrics_family_t proc_families[] = {
     FAMILY_PROC("wspush_redis_resolve_failures_total", "counter",
                 "Resolutions of the --redis host that failed (each is retried with backoff).",
                 redis_resolve_failures),
+    FAMILY_PROC("wspush_history_bytes", "gauge",
+                "Memory the history holds in the worker process: frames counted once, every "
+                "shard's bookkeeping (sampled once a second; bound: --history-max-bytes).",
+                hist_bytes),
 };
 
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)
@@ -257,6 +284,13 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                        w, LOAD(procs[w].bcast_count), w, (double)LOAD(procs[w].bcast_sum_us) / 1e6,
                        w, LOAD(procs[w].bcast_count));
     }
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(hist_families); i++) {
+        const metrics_family_t *f = &hist_families[i];
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
+    }
+    render_labelled_family(out, procs, n, "wspush_recoveries_total",
+                           "Channels wspush.v1 clients asked to resume, by result.", "result",
+                           recovery_names, 2, offsetof(wsp_shard_stats_t, recovered));
     for (size_t i = 0; i < WSP_ARRAY_SIZE(proc_families); i++) {
         const metrics_family_t *f = &proc_families[i];
         render_proc_family(out, procs, n, f->name, f->type, f->help, f->offset);

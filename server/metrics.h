@@ -71,6 +71,15 @@ typedef struct wsp_shard_stats_s {
     wsp_counter_t auth_failed[WSP_AUTH_FAIL__N]; /* upgrades refused 401/403, by reason */
     wsp_counter_t auth_refreshes;                /* {"refresh":...} that moved a token's expiry */
     wsp_counter_t user_msgs;                     /* user messages written (POST ?user=) */
+    /* issue #17: history and recovery */
+    wsp_counter_t hist_entries;    /* gauge: history entries this shard holds */
+    wsp_counter_t hist_evicted;    /* entries dropped for --history-max-bytes */
+    wsp_counter_t framed;          /* wspush.v1 connections upgraded */
+    wsp_counter_t recovered;       /* channels recovered (since= honoured) */
+    wsp_counter_t not_recovered;   /* channels asked for and not recovered */
+    wsp_counter_t replayed;        /* messages replayed to recovering connections */
+    wsp_counter_t recover_waits;   /* connections that waited to come in */
+    wsp_counter_t recover_fetches; /* of them, fetches from Redis */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */
@@ -91,6 +100,7 @@ typedef struct wsp_proc_stats_s {
     wsp_counter_t bcast_bucket[WSP_METRICS_BCAST_BUCKETS]; /* non-cumulative counts */
     wsp_shard_stats_t shard[WSP_METRICS_MAX_SHARDS];
     wsp_counter_t redis_resolve_failures; /* the Redis host did not resolve (#20) */
+    wsp_counter_t hist_bytes; /* gauge, sampled once a second: the history's memory (#17) */
 } wsp_proc_stats_t;
 
 /* Upper bounds of the broadcast duration buckets, seconds. */

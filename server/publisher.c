@@ -14,8 +14,9 @@
 #include "pubwait.h"
 #include "siphash.h"
 
-#define WSP_PUB_WAIT_STEP_MS 100 /* the waiting user publishes' deadlines are checked this often   \
-                                  */
+#define WSP_PUB_WAIT_STEP_MS                                                                       \
+    100 /* the waiting user publishes' deadlines are checked this often                            \
+         */
 
 struct wsp_pub_s {
     uv_timer_t tick;
@@ -36,17 +37,49 @@ struct wsp_pub_s {
     wsp_redis_t *redis;    /* NULL without --redis or once stopped */
     wsp_pubwait_t waiting; /* POST /publish?user= requests waiting for delivery reports */
     uint64_t user_id;      /* the last id given to a directly delivered user message */
+    wsp_chan_seqs_t cseqs; /* each channel's last number, when this process numbers them */
 };
 
+/* The default channel has no name on the wire: "time" from an admin ?channel= or a Redis
+ * NAME:time is the default channel, not a named channel nobody could subscribe to. */
+static void pub_channel(const char **chan, size_t *chan_len)
+{
+    if (*chan && *chan_len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
+        memcmp(*chan, WSP_CHANNEL_DEFAULT, *chan_len) == 0) {
+        *chan = NULL;
+        *chan_len = 0;
+    }
+}
+
 /* Numbers and hands over: the only place a seq is given. */
-static int pub_deliver(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
-                       size_t len, const char *reason, uint64_t *seq)
+static int pub_hand(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
+                    size_t len, const wsp_pub_chseq_t *cs, const char *reason, uint64_t *seq)
 {
     p->seq++;
     if (seq)
         *seq = p->seq;
-    return p->ops->deliver(p->user, chan, chan_len, payload, len, p->seq, reason);
+    return p->ops->deliver(p->user, chan, chan_len, payload, len, p->seq, cs, reason);
 }
+
+/* A message this process publishes: numbered in its channel here (the single process, the
+ * supervisor), except under --redis, where only the Redis script numbers channels and what
+ * is published locally (the ticks) has no number there. */
+static int pub_deliver(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
+                       size_t len, const char *reason, uint64_t *seq)
+{
+    pub_channel(&chan, &chan_len);
+    wsp_pub_chseq_t cs = {0, NULL, 0};
+    if (p->role != WSP_PUB_WORKER && p->redis == NULL && p->cfg->redis_host[0] == '\0') {
+        cs.seq = chan ? wsp_chan_seqs_next(&p->cseqs, chan, chan_len)
+                      : wsp_chan_seqs_next(&p->cseqs, WSP_CHANNEL_DEFAULT,
+                                           sizeof(WSP_CHANNEL_DEFAULT) - 1);
+        cs.epoch = p->cfg->epoch;
+        cs.epoch_len = strlen(p->cfg->epoch);
+    }
+    return pub_hand(p, chan, chan_len, payload, len, &cs, reason, seq);
+}
+
+int wsp_pub_published(const wsp_pub_t *p) { return p->seq > 0; }
 
 int wsp_pub_publish(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
                     size_t len, const char *reason, uint64_t *seq)
@@ -67,13 +100,13 @@ void wsp_pub_time(wsp_pub_t *p, const char *reason)
 }
 
 void wsp_pub_relay(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
-                   size_t len, uint64_t seq, const char *reason)
+                   size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     if (p->stopping)
         return;
     if (seq > p->seq)
         p->seq = seq;
-    (void)p->ops->deliver(p->user, chan, chan_len, payload, len, seq, reason);
+    (void)p->ops->deliver(p->user, chan, chan_len, payload, len, seq, cs, reason);
 }
 
 /* --- the tick --- */
@@ -264,11 +297,24 @@ static const wsp_admin_ops_t pub_admin_ops = {
     .healthy = on_admin_healthy,
 };
 
-/* A Redis message: numbered here, in every process that subscribes. */
+/* A Redis message: numbered here, in every process that subscribes; its number in its
+ * channel is the Redis script's (cseq 0 for a raw PUBLISH: not recoverable). */
 static void on_pub_redis(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                         size_t len)
+                         size_t len, uint64_t cseq, const char *epoch, size_t epoch_len)
 {
-    (void)wsp_pub_publish(user, chan, chan_len, payload, len, "redis", NULL);
+    wsp_pub_t *p = user;
+    if (p->stopping)
+        return;
+    pub_channel(&chan, &chan_len);
+    wsp_pub_chseq_t cs = {cseq, epoch, epoch_len};
+    (void)pub_hand(p, chan, chan_len, payload, len, &cs, "redis", NULL);
+}
+
+static void on_pub_redis_link(void *user, int up)
+{
+    wsp_pub_t *p = user;
+    if (p->ops->link)
+        p->ops->link(p->user, up);
 }
 
 /* --- life cycle --- */
@@ -319,7 +365,7 @@ int wsp_pub_open(wsp_pub_t *p)
         return 0;
     /* The supervisor only publishes: its workers subscribe, each for itself. */
     int sub = p->role != WSP_PUB_SUPERVISOR;
-    rv = wsp_redis_start(&p->redis, p->loop, cfg, sub ? on_pub_redis : NULL, p);
+    rv = wsp_redis_start(&p->redis, p->loop, cfg, sub ? on_pub_redis : NULL, on_pub_redis_link, p);
     if (rv == 0 && sub)
         wsp_redis_set_user_fn(p->redis, on_pub_redis_user);
     return rv;
@@ -355,8 +401,13 @@ void wsp_pub_close(wsp_pub_t *p)
             uv_close(hs[i], NULL); /* the memory is p's: wsp_pub_free() frees it */
 }
 
-void wsp_pub_free(wsp_pub_t *p) { free(p); }
+void wsp_pub_free(wsp_pub_t *p)
+{
+    if (p)
+        wsp_chan_seqs_free(&p->cseqs);
+    free(p);
+}
 
 int wsp_pub_admin_port(const wsp_pub_t *p) { return p->admin ? wsp_admin_port(p->admin) : 0; }
 
-const wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p) { return p->redis; }
+wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p) { return p->redis; }

@@ -6,7 +6,9 @@
  * supervisor under --procs (supervisor.c), or a supervised worker, which relays what its
  * supervisor numbered. It owns the wall-clock tick, the signals (SIGUSR1 broadcasts,
  * SIGINT/SIGTERM stop), the admin API's operations (server/admin.c), the Redis link
- * (server/redis.c) and the sequence numbers: this is the one place a broadcast gets its seq.
+ * (server/redis.c) and the sequence numbers: this is the one place a broadcast gets its seq,
+ * and (issue #17) its sequence number in its channel, with the process's epoch (the
+ * supervisor's under --procs); under --redis the Redis script numbers channel messages.
  * Its owner delivers what it publishes: to the process's shards (coordinator) or to every
  * worker (supervisor). */
 
@@ -14,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "chan.h"
 #include "config.h"
 #include "metrics.h"
 #include "redis.h"
@@ -32,12 +35,22 @@ enum {
  * failed. */
 #define WSP_PUB_EADMIN 10000
 
+/* A message's place in its channel (issue #17): its sequence number there (0: none, as for
+ * a raw Redis message or a tick under --redis) and the epoch the number belongs to. */
+typedef struct wsp_pub_chseq_s {
+    uint64_t seq;
+    const char *epoch;
+    size_t epoch_len;
+} wsp_pub_chseq_t;
+
 /* What the publisher asks of its owner; every call on the owner's loop thread. */
 typedef struct wsp_pub_ops_s {
-    /* Delivers payload as broadcast seq on chan (NULL/0 = the default channel); reason names
-     * the source for the logs. Returns 0 or a negative errno. */
+    /* Delivers payload as broadcast seq on chan (NULL/0 = the default channel), at cs in its
+     * channel; reason names the source for the logs. Returns 0 or a negative errno. */
     int (*deliver)(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                   size_t len, uint64_t seq, const char *reason);
+                   size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason);
+    /* The Redis subscription went up or down (may be NULL): what it told before is stale. */
+    void (*link)(void *user, int up);
     /* SIGUSR1 in a worker: ask the supervisor, which numbers the time messages. */
     void (*trigger)(void *user);
     /* SIGINT or SIGTERM arrived: the owner starts stopping (and calls wsp_pub_stop()). */
@@ -82,10 +95,14 @@ int wsp_pub_publish(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8
  * thread. */
 void wsp_pub_time(wsp_pub_t *p, const char *reason);
 
-/* Delivers a broadcast the supervisor numbered seq; numbers given here later follow it.
- * Ignored while stopping. Loop thread of a worker. */
+/* Delivers a broadcast the supervisor numbered seq (and cs in its channel); numbers given
+ * here later follow it. Ignored while stopping. Loop thread of a worker. */
 void wsp_pub_relay(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
-                   size_t len, uint64_t seq, const char *reason);
+                   size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason);
+
+/* 1 once this publisher has numbered a broadcast: a worker started now cannot assume every
+ * channel is at 0 (--worker-restart). Loop thread. */
+int wsp_pub_published(const wsp_pub_t *p);
 
 /* Delivers a user message the supervisor sent (tag: its id) to this worker's shards. Loop
  * thread of a worker. */
@@ -116,6 +133,6 @@ void wsp_pub_free(wsp_pub_t *p);
 int wsp_pub_admin_port(const wsp_pub_t *p);
 
 /* The Redis link, NULL without --redis or once stopped. Loop thread. */
-const wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p);
+wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p);
 
 #endif

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "arrival.h"
 #include "chan.h"
 #include "conn.h"
 #include "log.h"
@@ -45,18 +46,21 @@ struct wsp_shard_s {
     int started;
     uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
     uint32_t drain_per_step;
-    uint32_t ping_cursor;   /* next OPEN slot to ping in this round */
-    uint32_t ping_step;     /* steps into the current round */
-    uint32_t ping_per_step; /* connections per step in this round */
-    wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
-    wsp_table_t users;      /* a user message's connections, gathered for its pass */
+    uint32_t ping_cursor;       /* next OPEN slot to ping in this round */
+    uint32_t ping_step;         /* steps into the current round */
+    uint32_t ping_per_step;     /* connections per step in this round */
+    wsp_uring_t *uring;         /* NULL: one uv_try_write per connection */
+    wsp_table_t users;          /* a user message's connections, gathered for its pass */
+    wsp_resume_queue_t results; /* Redis fetches coming back from the coordinator */
+    int results_init;
 };
 
-/* What a batch of io_uring sends reports into. */
+/* One pass: the frame of each kind once asked for, and what the sends report into. */
 typedef struct wsp_shard_batch_s {
     wsp_shard_t *sh;
-    wsp_msg_t *m;
-    uint64_t written, failed;
+    wsp_bcast_t *b;
+    wsp_msg_t *frame[WSP_BCAST_NKINDS]; /* PLAIN at once, the others on first use */
+    uint64_t written, failed, bytes;
 } wsp_shard_batch_t;
 
 static void on_shard_wake(uv_async_t *a);
@@ -101,15 +105,25 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     shard_maybe_finish(sh);
 }
 
+/* The frame for connections of kind: built once per broadcast (server/bcast.h) on first use.
+ * NULL when it could not be built. */
+static wsp_msg_t *shard_frame(wsp_shard_batch_t *bt, unsigned kind)
+{
+    if (bt->frame[kind] == NULL && kind == WSP_BCAST_FRAMED)
+        bt->frame[kind] = wsp_bcast_framed(bt->b);
+    return bt->frame[kind];
+}
+
 /* Writes m to c the libuv way: one uv_try_write, the rest queued. */
-static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, uint64_t *written, uint64_t *failed)
+static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
 {
     int rv = wsp_conn_send(c, m);
     if (rv == 0) {
-        (*written)++;
+        bt->written++;
+        bt->bytes += m->len;
         return;
     }
-    (*failed)++;
+    bt->failed++;
     if (rv != -ENOBUFS) /* -ENOBUFS: draining with 1008 already */
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
 }
@@ -120,19 +134,21 @@ static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
     wsp_conn_t *c = ud;
-    uint32_t len = bt->m->len;
-    if (res == (int)len) {
+    wsp_msg_t *m = bt->frame[wsp_conn_kind(c)]; /* built before the send was queued */
+    if (res == (int)m->len) {
         bt->written++;
+        bt->bytes += m->len;
         return;
     }
     if (res == -ECANCELED) { /* the ring failed before this send ran: the libuv way */
-        shard_send_uv(c, bt->m, &bt->written, &bt->failed);
+        shard_send_uv(c, m, bt);
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
         atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
-        if (wsp_conn_send_rest(c, bt->m, res > 0 ? (size_t)res : 0) == 0) {
+        if (wsp_conn_send_rest(c, m, res > 0 ? (size_t)res : 0) == 0) {
             bt->written++;
+            bt->bytes += m->len;
             return;
         }
     }
@@ -163,38 +179,63 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
  * idle sockets get their frame through batched io_uring sends, all completed before this
  * returns (so no connection can be freed while its send is in flight); a connection with
  * queued libuv writes keeps the libuv path, behind its queue. */
-static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_msg_t *m, int time_only,
-                       uint64_t *written, uint64_t *failed)
+static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_shard_batch_t *bt, int time_only)
 {
-    wsp_shard_batch_t bt = {.sh = sh, .m = m};
     for (uint32_t i = tb->n; i-- > 0;) {
         wsp_conn_t *c = tb->v[i];
         if (time_only && !wsp_conn_wants_default(c))
             continue;
+        wsp_msg_t *m = shard_frame(bt, wsp_conn_kind(c));
+        if (m == NULL) { /* out of memory for its form: closing beats a silent gap */
+            bt->failed++;
+            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+            continue;
+        }
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
         if (fd < 0) {
-            shard_send_uv(c, m, written, failed);
+            shard_send_uv(c, m, bt);
             continue;
         }
         int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
         if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
-            shard_uring_flush(sh, &bt);
+            shard_uring_flush(sh, bt);
             q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
         }
         if (q < 0) /* not queued: never skip a connection */
-            shard_send_uv(c, m, written, failed);
+            shard_send_uv(c, m, bt);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
-        shard_uring_flush(sh, &bt);
-    *written += bt.written;
-    *failed += bt.failed;
+        shard_uring_flush(sh, bt);
+}
+
+/* Notes b in the shard's positions and history (issue #17): its place in the process's
+ * order, and a sequenced message's frame in its channel's history. */
+static void shard_note(wsp_shard_t *sh, wsp_bcast_t *b)
+{
+    const wsp_bcast_pos_t *bp = wsp_bcast_pos(b);
+    wsp_chan_table_t *t = &sh->sc.chans;
+    wsp_chan_position(t, bp->g);
+    if (bp->seq == 0 && bp->epoch_len == 0)
+        return;
+    size_t clen;
+    const char *c = wsp_bcast_channel(b, &clen);
+    if (c == NULL) {
+        c = WSP_CHANNEL_DEFAULT;
+        clen = sizeof(WSP_CHANNEL_DEFAULT) - 1;
+    }
+    /* The framed form is what a recovery replays: built once per broadcast and process. */
+    wsp_msg_t *framed = bp->seq && t->hist && t->hist->size ? wsp_bcast_framed(b) : NULL;
+    int rv = wsp_chan_record(t, c, clen, bp->seq, bp->epoch, bp->epoch_len, bp->gen, framed,
+                             uv_now(&sh->loop));
+    if (rv < 0 && wsp_shard_conn_log_ok(&sh->sc))
+        WSP_LOG(WSP_LOG_WARN, "shard=%u event=history_record_failed channel=%.*s error=%s",
+                sh->sc.id, (int)clen, c, uv_err_name(rv));
 }
 
 /* A message for one user (issue #16): the connections of its user id, found by walking one
  * chain of the auth arrays, gathered first (a send that fails moves slots) and then written
  * as any pass writes. Returns how many connections it was offered to. */
-static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_msg_t *m,
-                                wsp_bcast_report_t *rep)
+static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_shard_batch_t *bt)
 {
     wsp_auth_shard_t *as = sh->sc.auth;
     wsp_table_t *open = &sh->sc.table[WSP_SHARD_T_OPEN];
@@ -205,11 +246,13 @@ static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_msg_t *m,
          s = wsp_authidx_find(&as->idx, uid, s)) {
         uint32_t slot;
         if (wsp_table_push(&sh->users, open->v[s], &slot) < 0) /* amortised, kept per shard */
-            rep->failed++;
+            bt->failed++;
     }
     uint32_t n = sh->users.n;
-    shard_walk(sh, &sh->users, m, 0, &rep->written, &rep->failed);
-    atomic_fetch_add_explicit(&sh->sc.stats->user_msgs, rep->written, memory_order_relaxed);
+    uint64_t written0 = bt->written;
+    shard_walk(sh, &sh->users, bt, 0);
+    atomic_fetch_add_explicit(&sh->sc.stats->user_msgs, bt->written - written0,
+                              memory_order_relaxed);
     return n;
 }
 
@@ -218,7 +261,8 @@ static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_msg_t *m,
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_shard_stats_t *st = sh->sc.stats;
-    wsp_msg_t *m = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every connection is plain so far */
+    wsp_shard_batch_t bt = {.sh = sh, .b = b};
+    bt.frame[WSP_BCAST_PLAIN] = wsp_bcast_frame(b, WSP_BCAST_PLAIN);
     size_t clen;
     const char *cname = wsp_bcast_channel(b, &clen);
     wsp_bcast_report_t rep = {0};
@@ -228,27 +272,33 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
     rep.start_ns = wsp_net_mono_ns();
     uint64_t uid;
-    if (wsp_bcast_user(b, &uid, NULL)) {
-        n = shard_user_pass(sh, uid, m, &rep);
+    int user = wsp_bcast_user(b, &uid, NULL);
+    if (!user) /* a user message is in no channel's order (its g is 0) */
+        shard_note(sh, b);
+    if (user) {
+        n = shard_user_pass(sh, uid, &bt);
         cname = "#user"; /* the log names no user */
         clen = 5;
-    } else if (cname ==
-               NULL) { /* the default channel: every open connection that did not opt out */
+    } else if (wsp_bcast_pos(b)->silent) {
+        /* only an epoch for the positions: nobody to write to */
+    } else if (cname == NULL) { /* the default channel: every open connection not opted out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
-        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], m, 1, &rep.written, &rep.failed);
+        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], &bt, 1);
     } else {
         wsp_chan_t *ch = wsp_chan_find(&sh->sc.chans, cname, clen);
         if (ch) {
             wsp_table_t *subs = wsp_chan_walk_begin(ch);
             n = subs->n;
-            shard_walk(sh, subs, m, 0, &rep.written, &rep.failed);
+            shard_walk(sh, subs, &bt, 0);
             wsp_chan_walk_end(&sh->sc.chans, ch);
         }
     }
+    rep.written = bt.written;
+    rep.failed = bt.failed;
     rep.end_ns = wsp_net_mono_ns();
     atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_written, rep.written * m->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, bt.bytes, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
@@ -343,6 +393,14 @@ static void on_shard_step(uv_timer_t *t)
         shard_ping_step(sh);
 }
 
+/* The connections waiting to come in (issue #17): the fetches that came back (after the
+ * broadcasts posted before them: the ring is drained before this), then another try each. */
+static void shard_arrivals(wsp_shard_t *sh, int tick)
+{
+    wsp_resume_t *answers = sh->results_init ? wsp_resume_queue_take(&sh->results) : NULL;
+    wsp_arrival_retry(&sh->sc, answers, tick);
+}
+
 static void on_shard_wake(uv_async_t *a)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(a, wsp_shard_t, wake);
@@ -350,6 +408,8 @@ static void on_shard_wake(uv_async_t *a)
     wsp_bcast_t *b;
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         shard_pass(sh, b);
+    if (sh->sc.pending)
+        shard_arrivals(sh, 0);
     if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping)
         shard_begin_stop(sh);
 }
@@ -415,6 +475,12 @@ static void on_shard_tick(uv_timer_t *t)
                 (unsigned long long)sh->sc.log_suppressed);
         sh->sc.log_suppressed = 0;
     }
+    /* History: the expired go; the gauges for /metrics. Waiting connections' deadlines. */
+    wsp_chan_expire(&sh->sc.chans, uv_now(&sh->loop));
+    atomic_store_explicit(&sh->sc.stats->hist_entries, sh->sc.chans.entries, memory_order_relaxed);
+    atomic_store_explicit(&sh->sc.stats->hist_evicted, sh->sc.chans.evicted, memory_order_relaxed);
+    if (sh->sc.pending)
+        shard_arrivals(sh, 1);
     /* Only HANDSHAKE and DRAINING connections live here: idle OPEN ones cost nothing. */
     wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tb->n; i-- > 0;) {
@@ -524,6 +590,9 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
     sh->sc.stats = stats;
     sh->sc.log_tick = 0xFF;
     sh->sc.on_conn_freed = on_shard_conn_freed;
+    sh->sc.arrive = wsp_arrival_start;
+    sh->sc.gone = wsp_arrival_gone;
+    sh->sc.loop = &sh->loop;
     sh->listen_fd = listen_fd;
     sh->exited_async = exited;
     atomic_init(&sh->stop_requested, 0);
@@ -560,6 +629,22 @@ int wsp_shard_start(wsp_shard_t *sh)
     return rv2 != 0 ? -rv2 : 0;
 }
 
+int wsp_shard_set_history(wsp_shard_t *sh, const wsp_shard_hist_t *h)
+{
+    wsp_chan_table_init(&sh->sc.chans, h->hist, h->epoch, h->epoch ? strlen(h->epoch) : 0);
+    sh->sc.pos = h->pos;
+    sh->sc.fetchq = h->fetchq;
+    sh->sc.peers = h->peers;
+    int rv = wsp_resume_queue_init(&sh->results, &sh->wake);
+    sh->results_init = rv == 0;
+    return rv;
+}
+
+void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r)
+{
+    wsp_resume_queue_push(&sh->results, r);
+}
+
 int wsp_shard_post(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     int rv = wsp_spsc_push(sh->ring, b);
@@ -589,7 +674,12 @@ void wsp_shard_free(wsp_shard_t *sh)
         return;
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
-    wsp_chan_table_free(&sh->sc.chans); /* empty after a stop: every connection left */
+    /* Connections that were waiting: their fetches are back (the coordinator closed its
+     * Redis link before freeing shards), so every wsp_resume_t is the shard's alone. */
+    wsp_arrival_free(&sh->sc);
+    if (sh->results_init)
+        wsp_resume_queue_free(&sh->results);
+    wsp_chan_table_free(&sh->sc.chans); /* no subscriber left after a stop; history freed */
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
     for (int t = 0; t < WSP_SHARD_T_N; t++)

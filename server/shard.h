@@ -26,6 +26,22 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
                   wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
                   uv_async_t *exited);
 
+/* What a shard needs for history and recovery (issue #17), the coordinator's. */
+typedef struct wsp_shard_hist_s {
+    wsp_chan_hist_t *hist;      /* settings and the process-wide budget */
+    wsp_chan_pos_t *pos;        /* the process's positions */
+    wsp_resume_queue_t *fetchq; /* where Redis fetches go; NULL without --redis */
+    const char *epoch;          /* the epoch until a broadcast says otherwise; NULL: unknown */
+    int peers;                  /* other processes deliver the same channels (--procs) */
+} wsp_shard_hist_t;
+
+/* Gives sh its history settings (everything h points to outlives sh). Returns 0 or a negative
+ * errno. Coordinator thread, after wsp_shard_new(), before wsp_shard_start(). */
+int wsp_shard_set_history(wsp_shard_t *sh, const wsp_shard_hist_t *h);
+
+/* Hands a fetch's answer (r->res) back to r's shard and wakes it. Coordinator thread. */
+void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r);
+
 /* Starts the shard's thread, which listens and runs its loop. Returns 0 or a negative errno.
  * Coordinator thread. */
 int wsp_shard_start(wsp_shard_t *sh);

@@ -18,6 +18,7 @@
 #include "chan.h"
 #include "config.h"
 #include "metrics.h"
+#include "resume.h"
 #include "table.h"
 
 /* The tables: TIMED holds HANDSHAKE and DRAINING connections, swept every second for
@@ -54,6 +55,15 @@ struct wsp_shard_conn_s {
     /* Called once a connection and its socket are freed: the shard resumes a listener paused
      * at the fd budget, or finishes stopping. */
     void (*on_conn_freed)(wsp_shard_conn_t *sc);
+    /* issue #17: how wspush.v1 connections come in (server/arrival.c, set by the shard) */
+    int (*arrive)(wsp_shard_conn_t *sc, wsp_conn_t *c, const wsp_resume_ask_t *a);
+    void (*gone)(wsp_shard_conn_t *sc, wsp_conn_t *c);
+    uv_loop_t *loop;            /* the shard's: uv_now() is the history's clock */
+    wsp_chan_pos_t *pos;        /* the process's positions (the coordinator's); NULL: none */
+    wsp_resume_queue_t *fetchq; /* Redis fetches go to the coordinator here; NULL: no Redis */
+    int peers;                  /* other processes deliver the same channels (--procs) */
+    wsp_resume_t *pending;      /* connections waiting to come in, a list */
+    uint32_t npending;
 };
 
 /* One read buffer for all of a shard's sockets: every read is consumed before the next. */

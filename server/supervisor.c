@@ -50,6 +50,7 @@ struct wsp_super_s {
     int port_fd; /* held bound for the supervisor's life: the port is ours */
     int port;
     char portstr[16];
+    char epocharg[64]; /* --worker-epoch=<the supervisor's epoch> */
     char **wargv;
     wsp_slot_t *slots;
     unsigned n;
@@ -66,14 +67,16 @@ static void super_spawn(wsp_super_t *s, unsigned i);
 /* --- what the publisher delivers: the same bytes and seq to every live worker --- */
 
 static int on_super_deliver(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                            size_t len, uint64_t seq, const char *reason)
+                            size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     wsp_super_t *s = user;
     /* Off the hot path (one per broadcast, not per connection): a packed copy. */
-    uint8_t *packed = malloc(1 + chan_len + len);
+    size_t cap = 1 + chan_len + 1 + cs->epoch_len + 8 + len;
+    uint8_t *packed = malloc(cap);
     if (packed == NULL)
         return -ENOMEM;
-    int n = wsp_ipc_pack_channel(packed, 1 + chan_len + len, chan, chan_len, payload, len);
+    int n = wsp_ipc_pack_broadcast(packed, cap, chan, chan_len, cs->seq, cs->epoch, cs->epoch_len,
+                                   payload, len);
     if (n < 0) {
         free(packed);
         return n;
@@ -247,6 +250,10 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
     while (argv[k])
         k++;
     argv[k - 1] = id; /* the last argument is the id's value */
+    /* A worker started after the first broadcast cannot take every channel to be at 0: it
+     * learns positions from what it receives (issue #17). */
+    if (wsp_pub_published(s->pub))
+        argv[k - 3] = "--worker-restart";
     uv_stdio_container_t stdio[5];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_INHERIT_FD;
@@ -266,6 +273,7 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
     opts.stdio = stdio;
     int rv = uv_spawn(&s->loop, &w->proc, &opts);
     argv[k - 1] = "0"; /* never left pointing at the stack */
+    argv[k - 3] = s->epocharg;
     if (rv < 0) {
         /* uv_spawn() initialised the process handle even though it failed: close both. */
         uv_close((uv_handle_t *)&w->proc, on_worker_handle_close);
@@ -346,6 +354,7 @@ static void on_super_stop(void *user, int signum)
 
 static const wsp_pub_ops_t super_pub_ops = {
     .deliver = on_super_deliver,
+    .link = NULL,    /* the supervisor only publishes to Redis */
     .trigger = NULL, /* only a worker relays */
     .stop = on_super_stop,
     .deliver_user = on_super_deliver_user,
@@ -385,7 +394,7 @@ static void super_worker_argv(wsp_super_t *s, int argc, char **argv)
 {
     static char fdstr[] = "3"; /* WSP_SUPER_WORKER_FD */
     snprintf(s->portstr, sizeof(s->portstr), "%d", s->port);
-    s->wargv = wsp_xcalloc((size_t)argc + 7, sizeof(char *));
+    s->wargv = wsp_xcalloc((size_t)argc + 9, sizeof(char *));
     int k = 0;
     for (int i = 0; i < argc; i++)
         s->wargv[k++] = argv[i];
@@ -393,6 +402,11 @@ static void super_worker_argv(wsp_super_t *s, int argc, char **argv)
     s->wargv[k++] = s->portstr;
     s->wargv[k++] = "--worker-fd";
     s->wargv[k++] = fdstr;
+    /* The supervisor's epoch: every worker numbers channels in it. Its repetition is the
+     * slot super_exec() turns into --worker-restart for a worker started late. */
+    snprintf(s->epocharg, sizeof(s->epocharg), "--worker-epoch=%s", s->cfg->epoch);
+    s->wargv[k++] = s->epocharg;
+    s->wargv[k++] = s->epocharg;
     s->wargv[k++] = "--worker-id";
     s->wargv[k++] = "0";
     s->wargv[k] = NULL;

@@ -32,7 +32,13 @@ typedef struct wsp_upgrade_req_s {
     const char *cookie;
     size_t cookie_len;
     uint8_t authorization_count, cookie_count; /* saturate at 2 */
+    /* Sec-WebSocket-Protocol (every such field, RFC 6455 section 11.3.4): the subprotocols
+     * offered that this server speaks, WSP_UPGRADE_SP_* bits */
+    unsigned subprotocols;
 } wsp_upgrade_req_t;
+
+/* Subprotocols a request can offer: wspush.v1 (issue #17, server/framed.h). */
+#define WSP_UPGRADE_SP_WSPUSH_V1 1u
 
 /* Parses an HTTP/1.1 WebSocket upgrade request at the start of buf[0..len), as much as has
  * arrived. Returns the length of the complete header block (> 0) when it is a valid upgrade
@@ -45,9 +51,11 @@ int wsp_upgrade_parse(const uint8_t *buf, size_t len, wsp_upgrade_req_t *req, in
  * Returns 0 or -EIO if libcrypto fails. Any thread. */
 int wsp_upgrade_accept(const char *key, size_t len, char *out);
 
-/* Writes the 101 Switching Protocols response for key into out[0..cap). Returns its length,
- * or a negative errno (-ENOBUFS when cap is too small). Any thread. */
-int wsp_upgrade_response(const char *key, size_t key_len, char *out, size_t cap);
+/* Writes the 101 Switching Protocols response for key into out[0..cap), with
+ * Sec-WebSocket-Protocol: protocol when protocol is not NULL. Returns its length, or a
+ * negative errno (-ENOBUFS when cap is too small). Any thread. */
+int wsp_upgrade_response(const char *key, size_t key_len, const char *protocol, char *out,
+                         size_t cap);
 
 /* Returns a static, complete error response (with Connection: close) for status 400, 404,
  * 405, 426, 431 or 503 and its length in *len; any other status gives the 400 response. */

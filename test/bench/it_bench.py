@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchutil import read_status, start_server, wait_for
+from benchutil import read_status, start_server, stop_all, wait_for
 
 CONNS = 2000
 BCASTS = 3
@@ -53,14 +53,7 @@ def main():
         with open(report) as f:
             r = json.load(f)
     finally:
-        for proc in reversed(started):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all(started)
 
     # every field a consumer of the JSON relies on
     for k in ("tool", "version", "config", "start_epoch_ms", "elapsed_s", "stopped_by", "active",

@@ -93,6 +93,22 @@ static void test_all_options(void **state)
                            "--expect-broadcasts", "0"),
                      0);
     assert_int_equal(cfg.expect_bcasts, 0);
+    assert_int_equal(cfg.framed, 0);
+    assert_int_equal(cfg.recover_at, -1);
+    /* issue #17: the framing, and drop + resume (which implies it) */
+    assert_int_equal(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--framed"), 0);
+    assert_true(cfg.framed && cfg.recover_at == -1);
+    assert_int_equal(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "2"),
+        0);
+    assert_true(cfg.framed && cfg.recover_at == 2);
+    assert_error(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "0"),
+        "--recover must be");
+    assert_error(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "8192"),
+        "--recover must be");
 }
 
 static void test_help(void **state)

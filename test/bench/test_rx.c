@@ -199,9 +199,63 @@ static void test_parse_tick(void **state)
     assert_int_equal(tick("garbage \x01\xff", &t, &q), -EBADMSG);
 }
 
+static int framed(const char *s, uint64_t *t, uint64_t *q)
+{
+    return wsp_rx_parse_framed((const uint8_t *)s, strlen(s), t, q);
+}
+
+/* A wspush.v1 message: the seq is the frame's, the time the tick's inside the string. */
+static void test_parse_framed(void **state)
+{
+    (void)state;
+    uint64_t t = 0, q = 0;
+    assert_int_equal(
+        framed(
+            "{\"ch\":\"time\",\"seq\":12,\"data\":\"{\\\"time\\\":1795755922337,\\\"seq\\\":13}\"}",
+            &t, &q),
+        0);
+    assert_int_equal(q, 12);
+    assert_int_equal(t, 1795755922337ull);
+    assert_int_equal(framed("{\"ch\":\"a:b\",\"seq\":1,\"data\":\"{\\\"time\\\":5}\"}", &t, &q), 0);
+    assert_int_equal(q, 1);
+    assert_int_equal(t, 5);
+    /* No number (a raw Redis message), no tick inside, not the framed form. */
+    assert_int_equal(framed("{\"ch\":\"time\",\"seq\":null,\"data\":\"{\\\"time\\\":5}\"}", &t, &q),
+                     -EBADMSG);
+    assert_int_equal(framed("{\"ch\":\"time\",\"seq\":3,\"data\":\"hello\"}", &t, &q), -EBADMSG);
+    assert_int_equal(framed("{\"time\":1,\"seq\":1}", &t, &q), -EBADMSG);
+    assert_int_equal(framed("", &t, &q), -EBADMSG);
+}
+
+static int hello(const char *s, wsp_rx_hello_t *h)
+{
+    return wsp_rx_parse_hello((const uint8_t *)s, strlen(s), h);
+}
+
+static void test_parse_hello(void **state)
+{
+    (void)state;
+    wsp_rx_hello_t h;
+    assert_int_equal(hello("{\"epoch\":\"0a1b\",\"top\":{\"time\":57}}", &h), 0);
+    assert_string_equal(h.epoch, "0a1b");
+    assert_true(h.known);
+    assert_int_equal(h.top, 57);
+    assert_int_equal(h.recovered + h.refused, 0);
+    assert_int_equal(hello("{\"epoch\":\"e\",\"top\":{\"time\":null,\"b\":3},"
+                           "\"recovered\":{\"time\":true,\"b\":false}}",
+                           &h),
+                     0);
+    assert_false(h.known);
+    assert_int_equal(h.recovered, 1);
+    assert_int_equal(h.refused, 1);
+    assert_int_equal(hello("{\"ch\":\"time\",\"seq\":1,\"data\":\"x\"}", &h), -EBADMSG);
+    assert_int_equal(hello("{\"epoch\":\"e\"}", &h), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_framed),       cmocka_unit_test(test_parse_hello),
         cmocka_unit_test(test_lengths_and_splits), cmocka_unit_test(test_fragments_pass_through),
         cmocka_unit_test(test_bad_frames),         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_parse_tick),

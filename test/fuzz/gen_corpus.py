@@ -18,6 +18,7 @@ script never writes or removes those. Input formats:
   tlsrec:  [split control][suite][items: op, length (2 bytes), bytes]   (see fuzz_tlsrec.c)
   tlshs:   [split control][client byte stream]                       (see fuzz_tlshs.c)
   auth:    [mode][request, refresh message, "QUERY\nCLAIMS" or CLAIMS]  (see fuzz_auth.c)
+  framed:  [mode][query | payload | Redis message | epoch]           (see fuzz_framed.c)
 """
 
 import base64
@@ -761,7 +762,44 @@ def tlsrec_seeds():
             write("tlsrec", "%s-s%02x" % (name, sp), bytes([sp, suite]) + data)
 
 
+def framed_seeds():
+    q = {
+        "query-plain": b"channels=a,b&since=a:41,b:7&epoch=E",
+        "query-epoch-first": b"epoch=0123456789abcdef&since=time:0",
+        "query-colon-names": b"since=a:b:c:19,x:1&epoch=e_1-2",
+        "query-max-seq": b"since=a:9999999999999999999&epoch=e",
+        "query-eight": b"since=" + b",".join(b"c%d:%d" % (i, i) for i in range(8)) + b"&epoch=e",
+        "query-no-epoch": b"since=a:1",
+        "query-repeated": b"since=a:1&since=a:2&epoch=e",
+        "query-twice": b"since=a:1,a:2&epoch=e",
+        "query-bad-seq": b"since=a:1x&epoch=e",
+    }
+    for name, v in q.items():
+        write("framed", name, b"\x00" + v)
+    payloads = {
+        "data-tick": b'{"time":1795755922337,"seq":1}',
+        "data-escapes": b'quote " backslash \\ \t\n\r\x01\x1f\x7f',
+        "data-utf8": "caf\u00e9 \u20ac \U0001F600 \u2028".encode(),
+        "data-invalid-utf8": b"\xff\xfe\xc3",
+        "data-empty": b"",
+    }
+    for name, v in payloads.items():
+        write("framed", name, b"\x01" + v)
+    envs = {
+        "env-ok": b"\xffwsp1;0123456789abcdef;42;hello",
+        "env-semicolon": b"\xffwsp1;e;7;a;b;c",
+        "env-zero": b"\xffwsp1;e;0;x",
+        "env-short": b"\xffwsp1;e",
+        "env-raw": b"just a message",
+    }
+    for name, v in envs.items():
+        write("framed", name, b"\x02" + v)
+    write("framed", "hello-epoch", b"\x03" + b"0123456789abcdef")
+    write("framed", "hello-bad-epoch", b"\x03" + b"a b")
+
+
 if __name__ == "__main__":
+    framed_seeds()
     channels_seeds()
     upgrade_seeds()
     frame_seeds()

@@ -420,15 +420,58 @@ static void test_response(void **state)
 {
     (void)state;
     char out[256];
-    int n = wsp_upgrade_response(KEY, strlen(KEY), out, sizeof(out));
+    int n = wsp_upgrade_response(KEY, strlen(KEY), NULL, out, sizeof(out));
     static const char want[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                "Upgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: " ACCEPT "\r\n\r\n";
     assert_int_equal(n, (int)strlen(want));
     assert_string_equal(out, want);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), out, strlen(want)), -ENOBUFS);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), out, strlen(want) + 1), n);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, out, strlen(want)), -ENOBUFS);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, out, strlen(want) + 1), n);
+    /* With the subprotocol chosen (issue #17): one more field, nothing else changes. */
+    static const char want_p[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                                 "Upgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\n"
+                                 "Sec-WebSocket-Accept: " ACCEPT "\r\n"
+                                 "Sec-WebSocket-Protocol: wspush.v1\r\n\r\n";
+    n = wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", out, sizeof(out));
+    assert_int_equal(n, (int)strlen(want_p));
+    assert_string_equal(out, want_p);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", out, strlen(want_p)),
+                     -ENOBUFS);
+}
+
+/* Sec-WebSocket-Protocol: every field and every list element counts, the token compares
+ * exactly (RFC 6455 sections 4.1, 11.3.4), and other subprotocols are not ours. */
+static void test_subprotocols(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields;
+        unsigned want;
+    } cases[] = {
+        {"", 0},
+        {"Sec-WebSocket-Protocol: wspush.v1\r\n", WSP_UPGRADE_SP_WSPUSH_V1},
+        {"sec-websocket-protocol:  chat ,wspush.v1 , x\r\n", WSP_UPGRADE_SP_WSPUSH_V1},
+        {"Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: wspush.v1\r\n",
+         WSP_UPGRADE_SP_WSPUSH_V1},
+        {"Sec-WebSocket-Protocol: WSPUSH.V1\r\n", 0},
+        {"Sec-WebSocket-Protocol: wspush.v10, wspush\r\n", 0},
+        {"Sec-WebSocket-Protocol:\r\n", 0},
+        {"X-Sec-WebSocket-Protocol: wspush.v1\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char b[1024];
+        snprintf(b, sizeof(b),
+                 "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                 cases[i].fields);
+        wsp_upgrade_req_t req;
+        int status;
+        assert_int_equal(parse(b, &req, &status), (int)strlen(b));
+        assert_int_equal(req.subprotocols, cases[i].want);
+    }
 }
 
 static void test_errors(void **state)
@@ -488,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_response),
+        cmocka_unit_test(test_subprotocols),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
