@@ -43,9 +43,16 @@ void wsp_config_usage(FILE *f)
             "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
             "                           to one send per connection where io_uring is\n"
             "                           unavailable, on refuses to start; default auto\n"
+            "  --tls-cert FILE          PEM certificate (chain allowed): the WebSocket port\n"
+            "                           speaks TLS only (wss://); needs --tls-key\n"
+            "  --tls-key FILE           PEM private key of --tls-cert; SIGHUP reloads both\n"
+            "  --tls-max-handshakes N   TLS handshakes in progress per process; at N, new\n"
+            "                           connections wait in the listen backlog; default 1024\n"
+            "  --tls-ktls auto|off      kernel TLS for sending where the kernel has it;\n"
+            "                           default auto\n"
             "  --help, --version\n"
-            "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
-            "and exit 0.\n");
+            "signals: SIGUSR1 broadcasts now; SIGHUP reloads the TLS certificate and key;\n"
+            "SIGINT/SIGTERM close every connection with 1001 and exit 0.\n");
 }
 
 static int config_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -202,6 +209,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_PING_INTERVAL,
         OPT_DRAIN_SECONDS,
         OPT_IO_URING,
+        /* TLS (issue #18) */
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_TLS_MAX_HANDSHAKES,
+        OPT_TLS_KTLS,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -224,6 +236,10 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
         {"io-uring", required_argument, NULL, OPT_IO_URING},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-max-handshakes", required_argument, NULL, OPT_TLS_MAX_HANDSHAKES},
+        {"tls-ktls", required_argument, NULL, OPT_TLS_KTLS},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -247,6 +263,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->admin_port = 8081;
     cfg->tcp_keepalive = 120;
     cfg->drain_seconds = 10;
+    cfg->tls_max_handshakes = 1024;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -380,6 +397,26 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
                 return config_fail(err, errlen, "--io-uring wants auto, on or off, got '%s'",
                                    optarg);
             break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY: {
+            char *dst = c == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof(cfg->tls_cert))
+                return config_fail(err, errlen, "%s wants a file name, got '%s'",
+                                   c == OPT_TLS_CERT ? "--tls-cert" : "--tls-key", optarg);
+            strcpy(dst, optarg);
+            break;
+        }
+        case OPT_TLS_MAX_HANDSHAKES:
+            if (config_num(optarg, 1, WSP_CONFIG_MAX_TLS_HANDSHAKES, &v) != 0)
+                return config_fail(err, errlen, "--tls-max-handshakes wants 1..%d, got '%s'",
+                                   WSP_CONFIG_MAX_TLS_HANDSHAKES, optarg);
+            cfg->tls_max_handshakes = (unsigned)v;
+            break;
+        case OPT_TLS_KTLS:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "off") != 0)
+                return config_fail(err, errlen, "--tls-ktls wants auto or off, got '%s'", optarg);
+            cfg->tls_ktls = strcmp(optarg, "off") == 0 ? WSP_CONFIG_KTLS_OFF : WSP_CONFIG_KTLS_AUTO;
+            break;
         case OPT_HELP:
             wsp_config_usage(stdout);
             return 1;
@@ -394,5 +431,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     }
     if (optind < argc)
         return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return config_fail(err, errlen, "%s needs %s",
+                           cfg->tls_cert[0] ? "--tls-cert" : "--tls-key",
+                           cfg->tls_cert[0] ? "--tls-key" : "--tls-cert");
     return 0;
 }

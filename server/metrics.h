@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "tlshs.h"
 
 #define WSP_METRICS_MAX_SHARDS 64
 
@@ -27,6 +28,7 @@ enum {
     WSP_CLOSE_PING_TIMEOUT,  /* no answer to a ping by the next round */
     WSP_CLOSE_SHUTDOWN,      /* 1001 on SIGTERM */
     WSP_CLOSE_ERROR,         /* a write or setup error on our side */
+    WSP_CLOSE_TLS,           /* a TLS failure: handshake, bad record, alert, renegotiation */
     WSP_CLOSE__N,
 };
 
@@ -50,6 +52,15 @@ typedef struct wsp_shard_stats_s {
     wsp_counter_t uring_sends;    /* broadcast frames sent through the shard's io_uring */
     wsp_counter_t uring_enters;   /* io_uring_enter calls that carried them */
     wsp_counter_t uring_short;    /* io_uring sends that left bytes for the libuv path */
+    /* TLS (issue #18) */
+    wsp_counter_t tls_handshaking;              /* gauge: accepted, TLS handshake not ended */
+    wsp_counter_t tls_full;                     /* handshakes completed in full */
+    wsp_counter_t tls_resumed;                  /* handshakes resumed from a session ticket */
+    wsp_counter_t tls_user;                     /* sessions sealed record by record here */
+    wsp_counter_t tls_ktls;                     /* sessions whose sends went to kernel TLS:
+                                                   must follow tls_user (metrics.c) */
+    wsp_counter_t tls_paused;                   /* accepts paused at --tls-max-handshakes */
+    wsp_counter_t tls_fail[WSP_TLS_FAIL_COUNT]; /* by WSP_TLS_FAIL_* (index 0 unused) */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */
@@ -69,7 +80,11 @@ typedef struct wsp_proc_stats_s {
     wsp_counter_t bcast_sum_us;
     wsp_counter_t bcast_bucket[WSP_METRICS_BCAST_BUCKETS]; /* non-cumulative counts */
     wsp_shard_stats_t shard[WSP_METRICS_MAX_SHARDS];
+    wsp_counter_t tls_path; /* gauge, WSP_METRICS_TLS_*: how TLS records are sent (#18) */
 } wsp_proc_stats_t;
+
+/* wsp_proc_stats_t.tls_path: no TLS, records sealed in user space, kernel TLS. */
+enum { WSP_METRICS_TLS_OFF = 0, WSP_METRICS_TLS_USER = 1, WSP_METRICS_TLS_KTLS = 2 };
 
 /* Upper bounds of the broadcast duration buckets, seconds. */
 extern const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS];

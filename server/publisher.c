@@ -14,6 +14,12 @@
 struct wsp_pub_s {
     uv_timer_t tick;
     uv_signal_t sig_usr1, sig_int, sig_term;
+    uv_signal_t sig_hup; /* reloads: each module's own function (wsp_pub_on_reload()) */
+    struct {
+        wsp_pub_reload_fn fn;
+        void *arg;
+    } reload[WSP_PUB_RELOADS];
+    unsigned nreload;
     uv_loop_t *loop;
     const wsp_config_t *cfg;
     int role;
@@ -102,9 +108,25 @@ void wsp_pub_start(wsp_pub_t *p) { pub_arm_tick(p); }
 
 /* --- signals --- */
 
+int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg)
+{
+    if (p->nreload == WSP_PUB_RELOADS)
+        return -ENOSPC;
+    p->reload[p->nreload].fn = fn;
+    p->reload[p->nreload].arg = arg;
+    p->nreload++;
+    return 0;
+}
+
 static void on_pub_signal(uv_signal_t *s, int signum)
 {
     wsp_pub_t *p = s->data;
+    if (signum == SIGHUP) { /* the one reload handler: every module's reload, in order */
+        WSP_LOG(WSP_LOG_INFO, "event=reload signal=SIGHUP reloads=%u", p->nreload);
+        for (unsigned i = 0; i < p->nreload; i++)
+            p->reload[i].fn(p->reload[i].arg);
+        return;
+    }
     if (signum != SIGUSR1) {
         p->ops->stop(p->user, signum);
         return;
@@ -193,7 +215,8 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
     *out = p;
     if ((rv = pub_signal(p, &p->sig_usr1, SIGUSR1)) < 0 ||
         (rv = pub_signal(p, &p->sig_int, SIGINT)) < 0 ||
-        (rv = pub_signal(p, &p->sig_term, SIGTERM)) < 0)
+        (rv = pub_signal(p, &p->sig_term, SIGTERM)) < 0 ||
+        (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0)
         return rv;
     return 0;
 }
@@ -237,7 +260,8 @@ void wsp_pub_close(wsp_pub_t *p)
     wsp_redis_stop(p->redis);
     p->redis = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&p->tick, (uv_handle_t *)&p->sig_usr1,
-                         (uv_handle_t *)&p->sig_int, (uv_handle_t *)&p->sig_term};
+                         (uv_handle_t *)&p->sig_int, (uv_handle_t *)&p->sig_term,
+                         (uv_handle_t *)&p->sig_hup};
     for (size_t i = 0; i < WSP_ARRAY_SIZE(hs); i++)
         if (hs[i]->loop != NULL && !uv_is_closing(hs[i])) /* initialised: p was zeroed */
             uv_close(hs[i], NULL); /* the memory is p's: wsp_pub_free() frees it */
