@@ -104,10 +104,14 @@ static int main_tls(const wsp_config_t *cfg, wsp_tlsterm_t **out)
  * wsp_coord_run() returned, or 1 when the limit or TLS cannot be set up (said on stderr). */
 static int main_serve(const wsp_config_t *cfg)
 {
+    wsp_tlsterm_t *tls; /* first: a bad certificate is the only line printed */
+    if (main_tls(cfg, &tls) != 0)
+        return 1;
     uint64_t limit = 0;
     int rv = wsp_net_raise_nofile(&limit);
     if (rv < 0) {
         fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
+        wsp_tlsterm_free(tls);
         return 1;
     }
     uint64_t room = limit > reserved_fds(cfg->threads) ? limit - reserved_fds(cfg->threads) : 0;
@@ -126,9 +130,6 @@ static int main_serve(const wsp_config_t *cfg)
                 (unsigned long long)cfg->max_conns, (unsigned long long)room);
     WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
             (unsigned long long)max_conns, (unsigned long long)room);
-    wsp_tlsterm_t *tls;
-    if (main_tls(cfg, &tls) != 0)
-        return 1;
     rv = wsp_coord_run(cfg, max_conns, room, tls);
     wsp_tlsterm_free(tls);
     return rv;
