@@ -35,6 +35,12 @@ typedef struct wsp_bench_cfg_s {
     const char *json;        /* NULL = no JSON file */
     const char *status_file; /* NULL = none */
     int quiet;               /* no periodic reports, only the final one */
+    /* wss:// (issue #18): OpenSSL clients, TLS 1.3 unless told otherwise. */
+    int tls;            /* the URL said wss:// */
+    const char *tls_ca; /* --tls-ca: CA file the server's certificate must chain to */
+    int tls_insecure;   /* --tls-insecure: no certificate check */
+    int tls_version;    /* --tls-version: 0x0303 (1.2) or 0x0304 (1.3) */
+    int tls_resume;     /* --tls-resume: offer the latest session ticket (default on) */
 } wsp_bench_cfg_t;
 
 /* What the machine allows, passed in so tests can pretend. 0 = unknown, not checked. */
@@ -48,8 +54,8 @@ typedef struct wsp_args_limits_s {
 int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_limits_t *lim,
                    char *err, size_t errlen);
 
-/* Parses "ws://HOST[:PORT][/PATH]" with a numeric IPv4 HOST or "localhost". Returns 0 or
- * -EINVAL. Pure. */
+/* Parses "ws://HOST[:PORT][/PATH]" or "wss://..." (cfg->tls = 1, port 443 by default) with a
+ * numeric IPv4 HOST or "localhost". Returns 0 or -EINVAL. Pure. */
 int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url);
 
 /* Parses "A.B.C.D-E.F.G.H" (or one address) into first and last. Returns 0 or -EINVAL. */

@@ -21,6 +21,7 @@ enum {
     WSP_ERR_TIMEOUT,           /* no 101 within --handshake-timeout */
     WSP_ERR_BAD_MESSAGE,       /* a data message without "time" and "seq" (kept open) */
     WSP_ERR_WORKER,            /* a worker process died: its connections are lost */
+    WSP_ERR_TLS,               /* wss://: the TLS handshake failed (certificate, protocol) */
     WSP_ERR_KINDS
 };
 
@@ -57,7 +58,9 @@ typedef struct wsp_wstats_s {
     uint64_t epoch0_ms;     /* the worker's clock origin: its connections' est_ms count from it */
     uint64_t err[WSP_ERR_KINDS];
     wsp_codes_t closed_codes, statuses;
-    wsp_hist_t latency; /* microseconds */
+    wsp_hist_t latency;             /* microseconds */
+    uint64_t tls_full, tls_resumed; /* wss://: TLS handshakes completed, by kind */
+    wsp_hist_t tls_hs;              /* wss://: TLS handshake times, microseconds */
     wsp_seq_stat_t seq[WSP_SEQ_MAX];
 } wsp_wstats_t;
 
