@@ -330,12 +330,13 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                     (unsigned long long)need, WSP_ARGS_PER_SOURCE);
     }
 
-    if (lim->mem_available && cfg->conns * WSP_ARGS_BYTES_PER_CONN > lim->mem_available)
+    uint64_t per = WSP_ARGS_BYTES_PER_CONN + (cfg->tls ? WSP_ARGS_TLS_BYTES_PER_CONN : 0);
+    if (lim->mem_available && cfg->conns * per > lim->mem_available)
         return fail(err, errlen,
-                    "%llu connections need ~%.1f GiB (%u B per loopback pair), MemAvailable is "
-                    "%.1f GiB",
-                    (unsigned long long)cfg->conns,
-                    (double)cfg->conns * WSP_ARGS_BYTES_PER_CONN / 1073741824.0,
-                    WSP_ARGS_BYTES_PER_CONN, (double)lim->mem_available / 1073741824.0);
+                    "%llu connections need ~%.1f GiB (%llu B per loopback pair%s), MemAvailable "
+                    "is %.1f GiB",
+                    (unsigned long long)cfg->conns, (double)cfg->conns * per / 1073741824.0,
+                    (unsigned long long)per, cfg->tls ? " with its TLS client" : "",
+                    (double)lim->mem_available / 1073741824.0);
     return 0;
 }

@@ -11,6 +11,9 @@
 /* Memory one loopback connection pair costs here (kernel ~10.25 KB + user space), to refuse
  * runs the machine cannot hold before they start. */
 #define WSP_ARGS_BYTES_PER_CONN 10500u
+/* What a wss:// connection adds on the bench's side: its OpenSSL client object (28 KB measured
+ * with SSL_MODE_RELEASE_BUFFERS, 5,000 connections, TLS 1.3). */
+#define WSP_ARGS_TLS_BYTES_PER_CONN 30000u
 
 /* The bench's configuration, read-only once parsed. Addresses are in host byte order. */
 typedef struct wsp_bench_cfg_s {

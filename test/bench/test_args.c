@@ -244,6 +244,11 @@ static void test_machine_limits(void **state)
                      0);
     assert_int_equal(parse("--url", u, "--conns", "1000000", "--duration", "1"), 0);
     assert_int_equal(cfg.procs, 67);
+    /* wss:// adds the bench's OpenSSL client per connection: 700,000 no longer fit 24 GiB */
+    assert_int_equal(parse("--url", u, "--conns", "700000", "--duration", "1"), 0);
+    assert_error(parse("--url", "wss://127.0.0.1:9/", "--conns", "700000", "--duration", "1",
+                       "--tls-insecure"),
+                 "with its TLS client");
     /* never more processes than connections */
     assert_int_equal(parse("--url", u, "--conns", "3", "--duration", "1", "--procs", "8"), 0);
     assert_int_equal(cfg.procs, 3);
