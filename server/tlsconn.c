@@ -133,6 +133,11 @@ static int record(wsp_tlsconn_t *t, const wsp_tlsconn_res_t *r, const uint8_t *p
 static int part_input(wsp_tlsconn_t *t, const wsp_tlsconn_res_t *r, const uint8_t **p, size_t *n,
                       const wsp_tlsconn_io_t *io, void *user)
 {
+    /* The buffer holds exactly what the record needs: the header while it is incomplete, then
+     * (grown as soon as the header is whole) all of it. */
+    size_t cap = t->part_len < WSP_TLSREC_HDR
+                     ? WSP_TLSREC_HDR
+                     : WSP_TLSREC_HDR + ((size_t)t->part[3] << 8 | t->part[4]);
     for (;;) {
         wsp_tlsrec_in_t in;
         int rv = record(t, r, t->part, t->part_len, &in, io, user);
@@ -142,11 +147,13 @@ static int part_input(wsp_tlsconn_t *t, const wsp_tlsconn_res_t *r, const uint8_
             t->part_len = 0;
             return rv;
         }
-        /* What the record needs, allocated exactly: the header first, then all of it. */
-        uint8_t *np = realloc(t->part, in.need);
-        if (np == NULL)
-            return -ENOMEM;
-        t->part = np;
+        if (in.need > cap) {
+            uint8_t *np = realloc(t->part, in.need);
+            if (np == NULL)
+                return -ENOMEM;
+            t->part = np;
+            cap = in.need;
+        }
         size_t take = in.need - t->part_len < *n ? in.need - t->part_len : *n;
         memcpy(t->part + t->part_len, *p, take);
         t->part_len = (uint16_t)(t->part_len + take);
