@@ -144,16 +144,34 @@ res = {"command": cmd, "commit": commit, "date_utc": time.strftime("%Y-%m-%dT%H:
 hs = {}
 for f in sorted(glob.glob(f"{out}/hs/*/summary.json")):
     s = json.load(open(f)); res["handshakes"].append(s); hs.setdefault(s["name"], []).append(s)
+def per_kind(name, v):
+    """Server CPU us per handshake of the row's own kind: a resumed run's first connections
+    (one per bench concurrency slot) are full handshakes, costed at the full run's median."""
+    full = hs.get(name.replace("resumed", "full"))
+    out = []
+    for s in v:
+        t = s["tls"]
+        if name.endswith("resumed") and full and t["resumed"]:
+            fmed = statistics.median(f["server_cpu_us_per_conn"] for f in full)
+            out.append((s["server_cpu_us_per_conn"] * s["conns"] - fmed * t["full"]) / t["resumed"])
+        else:
+            out.append(s["server_cpu_us_per_conn"])
+    return out
 if hs:
-    print("| handshakes (3,000 connections, 1 shard) | server CPU us per connection, min / median / max | connections per server core-second (median) | full / resumed | ok |")
-    print("|---|---|---|---|---|")
+    base = statistics.median(s["server_cpu_us_per_conn"] for s in hs.get("ws", [])) if "ws" in hs else 0
+    print("| handshakes (3,000 connections, 1 shard) | server CPU us per connection, min / median / max | per handshake of its kind, median | of which TLS (minus ws://) | handshakes per server core-second | full / resumed | ok |")
+    print("|---|---|---|---|---|---|---|")
     for name in ("ws", "ecdsa-full", "ecdsa-resumed", "rsa-full", "rsa-resumed"):
         v = hs.get(name)
         if not v: continue
         t = mmm([s["server_cpu_us_per_conn"] for s in v])
+        k = statistics.median(per_kind(name, v))
         tl = v[0]["tls"]
-        print(f"| {name} | {fmt(t)} | {statistics.median(s['conns_per_server_cpu_s'] for s in v):.0f} "
-              f"| {tl['full']} / {tl['resumed']} | {all(s['ok'] for s in v)} |")
+        rate = "-" if name == "ws" else f"{1e6 / (k - base):.0f}"
+        print(f"| {name} | {fmt(t)} | {k:.1f} | {'-' if name == 'ws' else f'{k - base:.1f}'} "
+              f"| {rate} | {tl['full']} / {tl['resumed']} | {all(s['ok'] for s in v)} |")
+        for s, kk in zip(v, per_kind(name, v)):
+            s["us_per_handshake_of_kind"] = kk
     print()
 for tag in ("mem10k", "cpu15k", "c100k"):
     runs = {}
