@@ -739,11 +739,16 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
 {
+    /* TLS: a handshake slot from here until its handshake ends; none free: not accepted. */
+    if (sc->tls && wsp_shard_conn_tls_begin(sc) < 0)
+        return -EBUSY;
     wsp_conn_t *c = malloc(sizeof(*c));
     wsp_tlsconn_t *x = sc->tls ? wsp_tlsconn_new() : NULL;
     if (c == NULL || (sc->tls && x == NULL)) {
         free(c);
         free(x);
+        if (sc->tls)
+            wsp_shard_conn_tls_end(sc);
         return -ENOMEM; /* not accepted: the shard retries on its next tick */
     }
     memset(c, 0, sizeof(*c));
@@ -753,13 +758,14 @@ int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
     if (rv < 0) {
         free(c);
         free(x);
+        if (sc->tls)
+            wsp_shard_conn_tls_end(sc);
         return -ENOMEM; /* uv_tcp_init only fails to allocate; nothing was accepted */
     }
     c->tcp.data = x;
-    if (x != NULL) { /* TLS: a handshake slot from now until its handshake ends */
+    if (x != NULL) { /* TLS: the slot taken above goes with the connection */
         c->xf |= WSP_CONN_X_TLS;
         x->flags |= WSP_TLSCONN_F_SLOT;
-        wsp_shard_conn_tls_begin(sc);
     }
     wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);

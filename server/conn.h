@@ -23,7 +23,8 @@ enum {
 };
 
 /* Accepts one connection from the shard's listener and starts reading its handshake.
- * Returns 0 or a negative errno (the connection, if any, is already being closed). Shard. */
+ * Returns 0 or a negative errno (the connection, if any, is already being closed); -ENOMEM
+ * and -EBUSY (TLS: --tls-max-handshakes in progress) leave it unaccepted. Shard. */
 int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server);
 
 /* Writes m (a complete frame) to c, queueing what the socket does not take with a reference

@@ -412,7 +412,10 @@ static void on_shard_connection(uv_stream_t *server, int status)
         return;
     }
     int rv = wsp_conn_accept(&sh->sc, server);
-    if (rv == -ENOMEM) {
+    if (rv == -EBUSY) { /* another shard took the last TLS handshake slot */
+        sh->accept_blocked = 1;
+        atomic_fetch_add_explicit(&sh->sc.stats->tls_paused, 1, memory_order_relaxed);
+    } else if (rv == -ENOMEM) {
         /* Left unaccepted: libuv pauses this listener until we accept; the tick retries. */
         sh->accept_blocked = 1;
         if (wsp_shard_conn_log_ok(&sh->sc))

@@ -47,10 +47,15 @@ int wsp_shard_conn_tls_full(const wsp_shard_conn_t *sc)
            atomic_load_explicit(&sc->lim->tls_hs, memory_order_relaxed) >= sc->lim->tls_hs_max;
 }
 
-void wsp_shard_conn_tls_begin(wsp_shard_conn_t *sc)
+int wsp_shard_conn_tls_begin(wsp_shard_conn_t *sc)
 {
-    atomic_fetch_add_explicit(&sc->lim->tls_hs, 1, memory_order_relaxed);
+    uint_fast64_t n = atomic_fetch_add_explicit(&sc->lim->tls_hs, 1, memory_order_relaxed);
+    if (n >= sc->lim->tls_hs_max) {
+        atomic_fetch_sub_explicit(&sc->lim->tls_hs, 1, memory_order_relaxed);
+        return -EBUSY;
+    }
     atomic_fetch_add_explicit(&sc->stats->tls_handshaking, 1, memory_order_relaxed);
+    return 0;
 }
 
 void wsp_shard_conn_tls_end(wsp_shard_conn_t *sc)

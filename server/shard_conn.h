@@ -89,8 +89,10 @@ int wsp_shard_conn_over_budget(const wsp_shard_conn_t *sc);
 /* 1 while tls_hs_max TLS handshakes are in progress in the process. */
 int wsp_shard_conn_tls_full(const wsp_shard_conn_t *sc);
 
-/* A TLS connection was accepted: it holds a handshake slot until wsp_shard_conn_tls_end(). */
-void wsp_shard_conn_tls_begin(wsp_shard_conn_t *sc);
+/* Takes a TLS handshake slot for a connection about to be accepted, held until
+ * wsp_shard_conn_tls_end(). 0, or -EBUSY when tls_hs_max are taken (shards race for the
+ * last ones: this is the exact check, wsp_shard_conn_tls_full() only a hint). */
+int wsp_shard_conn_tls_begin(wsp_shard_conn_t *sc);
 
 /* Its handshake ended (done, failed or closed): the slot is free, accepting may resume. */
 void wsp_shard_conn_tls_end(wsp_shard_conn_t *sc);
