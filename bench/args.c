@@ -44,6 +44,12 @@ const char wsp_args_usage[] =
     "                         K and, on SIGHUP to the bench, comes back with\n"
     "                         ?since=time:<last seq>&epoch=<its epoch>; the report counts\n"
     "                         recovered / not recovered, the replay and its time\n"
+    "wss:// (TLS):\n"
+    "  --tls-ca FILE          trust the CA in FILE for the server's certificate\n"
+    "  --tls-insecure         do not check the server's certificate\n"
+    "  --tls-version 1.2|1.3  the TLS version offered (default 1.3)\n"
+    "  --tls-resume on|off    a new connection resumes the worker's latest session ticket\n"
+    "                         (default on; off: every handshake is a full one)\n"
     "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n"
     "Exit status: 0 when every connection got every broadcast it was open for, once, with no\n"
     "error; 1 otherwise (FAIL: missing, duplicate or unexpected broadcasts, or errors, with\n"
@@ -123,9 +129,10 @@ int wsp_args_parse_range(const char *s, uint32_t *first, uint32_t *last)
 
 int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
 {
-    if (strncmp(url, "ws://", 5) != 0 || strlen(url) >= sizeof(cfg->url))
+    int tls = strncmp(url, "wss://", 6) == 0;
+    if ((!tls && strncmp(url, "ws://", 5) != 0) || strlen(url) >= sizeof(cfg->url))
         return -EINVAL;
-    const char *h = url + 5;
+    const char *h = url + (tls ? 6 : 5);
     size_t hl = strcspn(h, ":/");
     if (hl == 0 || hl >= sizeof(cfg->host))
         return -EINVAL;
@@ -136,7 +143,7 @@ int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
     memcpy(cfg->host, h, hl);
     cfg->host[hl] = '\0';
     const char *rest = h + hl;
-    cfg->port = 80;
+    cfg->port = tls ? 443 : 80;
     if (*rest == ':') {
         rest++;
         size_t pl = strspn(rest, "0123456789");
@@ -157,6 +164,7 @@ int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
             return -EINVAL;
     strcpy(cfg->path, rest);
     strcpy(cfg->url, url);
+    cfg->tls = tls;
     return 0;
 }
 
@@ -218,6 +226,8 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
     cfg->expect_bcasts = -1;
     cfg->jwt_exp = 3600;
     cfg->recover_at = -1;
+    cfg->tls_version = 0x0304;
+    cfg->tls_resume = 1;
     int have_url = 0, have_conns = 0, have_duration = 0;
     uint64_t procs = 0;
 
@@ -231,6 +241,10 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
         }
         if (strcmp(a, "--framed") == 0) {
             cfg->framed = 1;
+            continue;
+        }
+        if (strcmp(a, "--tls-insecure") == 0) {
+            cfg->tls_insecure = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0)
@@ -251,7 +265,9 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
         if (strcmp(name, "--url") == 0) {
             if (wsp_args_parse_url(cfg, v) < 0)
                 return fail(err, errlen,
-                            "malformed --url '%s': want ws://IPV4[:PORT][/PATH] (or localhost)", v);
+                            "malformed --url '%s': want ws:// or wss://IPV4[:PORT][/PATH] (or "
+                            "localhost)",
+                            v);
             have_url = 1;
         } else if (strcmp(name, "--conns") == 0) {
             if (parse_u64(v, &u) < 0 || u < 1 || u > 10000000)
@@ -321,6 +337,16 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                             WSP_SEQ_MAX - 1, v);
             cfg->recover_at = (int64_t)u;
             cfg->framed = 1;
+        } else if (strcmp(name, "--tls-ca") == 0) {
+            cfg->tls_ca = v;
+        } else if (strcmp(name, "--tls-version") == 0) {
+            if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0)
+                return fail(err, errlen, "--tls-version must be 1.2 or 1.3, got '%s'", v);
+            cfg->tls_version = strcmp(v, "1.2") == 0 ? 0x0303 : 0x0304;
+        } else if (strcmp(name, "--tls-resume") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+                return fail(err, errlen, "--tls-resume must be on or off, got '%s'", v);
+            cfg->tls_resume = strcmp(v, "on") == 0;
         } else if (strcmp(name, "--json") == 0) {
             cfg->json = v;
         } else if (strcmp(name, "--status-file") == 0) {
@@ -336,6 +362,12 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                     !have_url     ? "--url"
                     : !have_conns ? "--conns"
                                   : "--duration");
+    if (cfg->tls && !cfg->tls_ca == !cfg->tls_insecure)
+        return fail(err, errlen, "wss:// wants exactly one of --tls-ca FILE and --tls-insecure");
+    if (!cfg->tls && (cfg->tls_ca || cfg->tls_insecure))
+        return fail(err, errlen, "--tls-ca and --tls-insecure are for wss:// URLs");
+    if (cfg->tls && cfg->io_uring)
+        return fail(err, errlen, "--io-uring on reads ciphertext: not with wss://");
 
     if (procs == 0)
         procs = (cfg->conns + WSP_ARGS_CONNS_PER_PROC - 1) / WSP_ARGS_CONNS_PER_PROC;
@@ -366,12 +398,13 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                     (unsigned long long)need, WSP_ARGS_PER_SOURCE);
     }
 
-    if (lim->mem_available && cfg->conns * WSP_ARGS_BYTES_PER_CONN > lim->mem_available)
+    uint64_t per = WSP_ARGS_BYTES_PER_CONN + (cfg->tls ? WSP_ARGS_TLS_BYTES_PER_CONN : 0);
+    if (lim->mem_available && cfg->conns * per > lim->mem_available)
         return fail(err, errlen,
-                    "%llu connections need ~%.1f GiB (%u B per loopback pair), MemAvailable is "
-                    "%.1f GiB",
-                    (unsigned long long)cfg->conns,
-                    (double)cfg->conns * WSP_ARGS_BYTES_PER_CONN / 1073741824.0,
-                    WSP_ARGS_BYTES_PER_CONN, (double)lim->mem_available / 1073741824.0);
+                    "%llu connections need ~%.1f GiB (%llu B per loopback pair%s), MemAvailable "
+                    "is %.1f GiB",
+                    (unsigned long long)cfg->conns, (double)cfg->conns * per / 1073741824.0,
+                    (unsigned long long)per, cfg->tls ? " with its TLS client" : "",
+                    (double)lim->mem_available / 1073741824.0);
     return 0;
 }

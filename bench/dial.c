@@ -41,6 +41,8 @@ void wsp__dial_drop(wsp_worker_t *w, int fd)
         hs_release(w, c->hs);
     else if (c->state == WSP_BCONN_OPEN)
         w->st->active--;
+    if (w->ssl)
+        wsp__tlsc_drop(w, fd);
     free(c->pend);
     memset(c, 0, sizeof(*c));
     (void)close(fd); /* nothing to do about a failed close of a socket */
@@ -109,14 +111,16 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     }
     memcpy(req + len, "\r\n\r\n", 4);
     len += 4;
-    ssize_t n = send(fd, req, len, MSG_NOSIGNAL);
+    ssize_t n = w->ssl ? wsp__tlsc_send(w, fd, req, len) : send(fd, req, len, MSG_NOSIGNAL);
     if (n == (ssize_t)len) {
         c->state = WSP_BCONN_HANDSHAKE;
         return 1;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    /* wss://: the TLS handshake is done, so the socket is connected: a retry of SSL_write()
+     * would have to repeat these very bytes, and a 200-byte write never waits here anyway. */
+    if (n < 0 && (errno == EAGAIN || errno == EINTR) && !w->ssl)
         return 0; /* not connected yet: wait for EPOLLOUT */
-    if (n >= 0) {
+    if (n >= 0 || w->ssl) {
         hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID); /* a 200-byte write cut short: give up */
         return -1;
     }
@@ -157,6 +161,26 @@ static int open_socket(wsp_worker_t *w, uint64_t slot, unsigned retries, uint64_
     return fd;
 }
 
+/* wss://: one step of fd's TLS handshake; once done, the upgrade request. 1 when it was
+ * sent, 0 while the handshake goes on, -1 if the connection failed (counted, closed). */
+static int tls_step(wsp_worker_t *w, int fd, uint64_t now)
+{
+    wsp_hs_t *h = &w->hs[w->conn[fd].hs];
+    int err = 0;
+    int r = wsp__tlsc_handshake(w, fd, now, &err);
+    if (r == 0)
+        return 0;
+    if (r == -1) {
+        connect_failed(w, fd, h->slot, h->retries, err, now);
+        return -1;
+    }
+    if (r == -2) {
+        hs_fail(w, fd, WSP_ERR_TLS);
+        return -1;
+    }
+    return send_request(w, fd, now);
+}
+
 static int start_connect(wsp_worker_t *w, uint64_t slot, unsigned retries, uint64_t now)
 {
     if (w->st->first_connect_us == 0)
@@ -179,7 +203,7 @@ static int start_connect(wsp_worker_t *w, uint64_t slot, unsigned retries, uint6
      * upgrade now and skip an EPOLLOUT wake-up; if not yet connected, wait for EPOLLOUT.
      * Edge-triggered: EPOLLIN per arrival, and a short read means the socket is drained, so
      * no read ends in EAGAIN in the common case. */
-    int sent = send_request(w, fd, now);
+    int sent = w->ssl ? 0 : send_request(w, fd, now); /* wss://: TLS first */
     if (sent < 0)
         return -1; /* counted and closed */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET | (sent ? 0u : EPOLLOUT), .data.fd = fd};
@@ -187,6 +211,8 @@ static int start_connect(wsp_worker_t *w, uint64_t slot, unsigned retries, uint6
         connect_failed(w, fd, slot, retries, errno, now);
         return -1;
     }
+    if (w->ssl) /* the ClientHello now, or at EPOLLOUT if not connected yet */
+        return tls_step(w, fd, now) < 0 ? -1 : 0;
     return 0;
 }
 
@@ -292,8 +318,10 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
     w->st->last_setup_us = now_us;
     if (extra && wsp__worker_frames(w, fd, w->rbuf, extra, now_us) < 0)
         return;
-    if (n == space)
-        wsp__worker_read(w, fd); /* the buffer filled up: there may be more */
+    /* The buffer filled up: there may be more. wss://: OpenSSL may hold more whatever the
+     * size of the last read, and edge-triggered epoll will not say so. */
+    if (n == space || w->ssl)
+        wsp__worker_read(w, fd);
 }
 
 static void hs_read(wsp_worker_t *w, int fd)
@@ -305,7 +333,8 @@ static void hs_read(wsp_worker_t *w, int fd)
             hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID); /* headers too long */
             return;
         }
-        ssize_t n = recv(fd, h->rbuf + h->rlen, space, 0);
+        ssize_t n = w->ssl ? wsp__tlsc_recv(w, fd, h->rbuf + h->rlen, space)
+                           : recv(fd, h->rbuf + h->rlen, space, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -320,7 +349,7 @@ static void hs_read(wsp_worker_t *w, int fd)
         h->rbuf[h->rlen] = '\0';
         char *end = strstr(h->rbuf, "\r\n\r\n");
         if (end == NULL) {
-            if ((size_t)n < space)
+            if ((size_t)n < space && !w->ssl) /* wss://: until OpenSSL says EAGAIN */
                 return;
             continue;
         }
@@ -346,6 +375,11 @@ void wsp__dial_event(wsp_worker_t *w, int fd, uint32_t events, uint64_t now)
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
             err = ECONNREFUSED;
         connect_failed(w, fd, h->slot, h->retries, err, now);
+        return;
+    }
+    if (w->ssl) { /* wss://: the TLS handshake reads and writes as it needs */
+        if (tls_step(w, fd, now) > 0 && (events & (EPOLLIN | EPOLLHUP)))
+            hs_read(w, fd);
         return;
     }
     if (!(events & EPOLLOUT) || send_request(w, fd, now) <= 0)

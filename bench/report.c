@@ -168,6 +168,20 @@ static void print_conns(FILE *f, const wsp_report_t *r)
                 "", (unsigned long long)r->dead_open);
 }
 
+/* wss://: the TLS handshakes, full and resumed, and how long they took. */
+static void print_tls(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->tls_hs;
+    fprintf(f,
+            "%-26sfull = %llu  resumed = %llu  min = %.3f  median = %.3f  90%% <= %.3f  99%% "
+            "<= %.3f  max = %.3f\n",
+            "TLS handshakes (ms)", (unsigned long long)s->tls_full,
+            (unsigned long long)s->tls_resumed, ms(h->count ? h->min : 0),
+            ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.9)),
+            ms(wsp_hist_quantile(h, 0.99)), ms(h->max));
+}
+
 /* Latency, the meters, the ramp. */
 static void print_rates(FILE *f, wsp_report_t *r, uint64_t now)
 {
@@ -309,6 +323,8 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
     fputc('\n', f);
     print_conns(f, r);
     print_recovery(f, r);
+    if (r->cfg->tls)
+        print_tls(f, r);
     print_rates(f, r, now);
     print_broadcasts(f, r);
     if (r->tallied)
@@ -392,10 +408,13 @@ static void json_config(FILE *f, const wsp_bench_cfg_t *c)
             ", \"conns\": %llu, \"duration_s\": %.3f, \"procs\": %u, \"sources\": \"%s-%s\", "
             "\"per_source\": %d, \"concurrency\": %u, \"rate\": %.3f, \"report_interval_s\": "
             "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u, "
-            "\"framed\": %s, \"recover\": %lld},\n",
+            "\"framed\": %s, \"recover\": %lld, \"tls\": %s, \"tls_version\": \"%s\", "
+            "\"tls_resume\": %s, \"tls_verify\": %s},\n",
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
             c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
-            c->coalesce_us, c->framed ? "true" : "false", (long long)c->recover_at);
+            c->coalesce_us, c->framed ? "true" : "false", (long long)c->recover_at,
+            c->tls ? "true" : "false", c->tls_version == 0x0303 ? "1.2" : "1.3",
+            c->tls_resume ? "true" : "false", c->tls_ca ? "true" : "false");
 }
 
 /* The connections: how many, the ramp. */
@@ -500,6 +519,20 @@ static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
             s->messages ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)s->messages : 0);
 }
 
+/* "tls": the handshakes (all zero for ws://). */
+static void json_tls(FILE *f, const wsp_wstats_t *s)
+{
+    const wsp_hist_t *h = &s->tls_hs;
+    fprintf(f,
+            "  \"tls\": {\"full\": %llu, \"resumed\": %llu, \"handshake_ms\": {\"count\": %llu, "
+            "\"min\": %.3f, \"max\": %.3f, \"mean\": %.3f, \"p50\": %.3f, \"p90\": %.3f, "
+            "\"p99\": %.3f, \"p999\": %.3f}},\n",
+            (unsigned long long)s->tls_full, (unsigned long long)s->tls_resumed,
+            (unsigned long long)h->count, ms(h->count ? h->min : 0), ms(h->max),
+            wsp_hist_mean(h) / 1000.0, ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.9)),
+            ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
+}
+
 /* "broadcasts": one entry per seq. */
 static void json_broadcasts(FILE *f, const wsp_report_t *r)
 {
@@ -583,6 +616,7 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     json_auth(f, r);
     json_recovery(f, r->sum);
     json_messages(f, r, now);
+    json_tls(f, r->sum);
     json_delivery(f, r);
     json_broadcasts(f, r);
     json_plots(f, r);

@@ -30,6 +30,9 @@ SERVER_CMD=""
 STOP_BENCH=0
 NS=${WSP_NETNS:-wsp_bench_$$}
 BCAST_WAIT=${WSP_BCAST_WAIT:-}
+TLS="" # DIR[:NAME]: wss:// with DIR/NAME.pem, DIR/NAME.key, DIR/ca.pem (issue #18)
+WARMUP=0
+SETTLE=1
 
 usage() {
     cat <<EOF
@@ -61,6 +64,13 @@ usage: bench/run-local.sh [options]
                        going on (env WSP_BCAST_WAIT; default 30 s + 1 s per 20,000)
   --netns NAME         the network namespace to create (env WSP_NETNS; default wsp_bench_PID):
                        one name per concurrent run
+  --tls DIR[:NAME]     wss://: the servers get --tls-cert DIR/NAME.pem --tls-key DIR/NAME.key
+                       (NAME default ec), the bench --tls-ca DIR/ca.pem (test/common/mkcerts.sh
+                       makes such a DIR)
+  --warmup N           before the memory baseline, N connections for 2 s, closed: what the first
+                       handshakes fault in once per process is then not counted per connection
+  --settle SEC         seconds after the ramp before memory is read (default 1): freed handshake
+                       memory goes back to the kernel ~10 s after use (jemalloc's decay)
 The bench runs with --expect-broadcasts B. The run passes (exit 0, "result ok" in the
 summary) only if the bench does: every connection open for a broadcast got it, once
 (delivered = expected = connections x B), 0 missing, 0 duplicates, 0 errors. Otherwise the
@@ -94,11 +104,14 @@ while [ $# -gt 0 ]; do
     --stop-bench) STOP_BENCH=1; shift ;;
     --netns) NS=$2; shift 2 ;;
     --wait) BCAST_WAIT=$2; shift 2 ;;
+    --tls) TLS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --settle) SETTLE=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
 done
-for v in CONNS BCASTS SERVERS THREADS HOLD ${BCAST_WAIT:+BCAST_WAIT}; do
+for v in CONNS BCASTS SERVERS THREADS HOLD WARMUP SETTLE ${BCAST_WAIT:+BCAST_WAIT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run-local: ${v,,} must be an integer" >&2; exit 2; }
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
@@ -125,11 +138,24 @@ OUT=${OUT:-/tmp/wspush-run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 HZ=$(getconf CLK_TCK)
 
-# Lifetimes: the ramp gets 60 s plus 1 s per 2,000 connections; each broadcast 30 s plus
-# 1 s per 20,000 connections.
-RAMP_MAX=$((60 + CONNS / 2000))
+# wss://: the servers' certificate and key, the bench's CA, and the scheme.
+SCHEME=ws
+TLS_BENCH=()
+if [ -n "$TLS" ]; then
+    tdir=${TLS%%:*} tname=${TLS#*:}
+    [ "$tname" != "$TLS" ] || tname=ec
+    for f in "$tdir/$tname.pem" "$tdir/$tname.key" "$tdir/ca.pem"; do
+        [ -r "$f" ] || { echo "run-local: --tls: cannot read $f" >&2; exit 2; }
+    done
+    SERVER_ARGS="$SERVER_ARGS --tls-cert $tdir/$tname.pem --tls-key $tdir/$tname.key"
+    TLS_BENCH=(--tls-ca "$tdir/ca.pem")
+    SCHEME=wss
+fi
+# Lifetimes: the ramp gets 60 s plus 1 s per 2,000 connections (per 500 over TLS: every
+# connection is a handshake); each broadcast 30 s plus 1 s per 20,000 connections.
+RAMP_MAX=$((60 + CONNS / (${#TLS_BENCH[@]} ? 500 : 2000) + SETTLE))
 BCAST_MAX=${BCAST_WAIT:-$((30 + CONNS / 20000))}
-LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60))
+LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60 + (WARMUP ? 30 : 0)))
 
 SERVER_TPIDS=() # the `timeout` wrappers
 SERVER_PIDS=()  # the servers themselves (with --prefork: the supervisor and its workers)
@@ -276,6 +302,12 @@ else
     SIGNAL_PIDS=("${SERVER_PIDS[@]}")
 fi
 sleep 0.5
+if [ "$WARMUP" -gt 0 ]; then
+    ip netns exec "$NS" timeout -s INT -k 10 30 "$BENCH" --url "$SCHEME://127.0.0.1:$PORT/" \
+        --conns "$WARMUP" --duration 2 --quiet "${TLS_BENCH[@]}" >"$OUT/warmup.out" 2>&1 ||
+        die "the warm-up failed: $(tail -2 "$OUT/warmup.out")"
+    sleep 1 # the servers see the warm-up connections close
+fi
 RSS0=$(rss_kb "${SERVER_PIDS[@]}")
 ANON0=$(RSS_FIELD=RssAnon rss_kb "${SERVER_PIDS[@]}")
 SRV_CPU0=$(cpu_ns "${SERVER_PIDS[@]}")
@@ -284,7 +316,7 @@ sample
 
 BENCH_DUR=$((LIFE - 30))
 ip netns exec "$NS" timeout -s INT -k 30 "$((BENCH_DUR + 20))" "$BENCH" \
-    --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" \
+    --url "$SCHEME://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" "${TLS_BENCH[@]}" \
     ${CONC:+--concurrency "$CONC"} --json "$OUT/report.json" --status-file "$OUT/status" \
     --report-interval 10 --expect-broadcasts "$BCASTS" $BENCH_ARGS >"$OUT/bench.out" 2>&1 &
 BENCH_TPID=$!
@@ -316,7 +348,7 @@ while st_read && [ "${ST[ramp_done]}" != 1 ]; do
     fi
     sleep 0.1
 done
-sleep 1 # let the servers settle: the last upgrades' buffers
+sleep "$SETTLE" # let the servers settle: the last upgrades' buffers (--settle)
 # Dropped SYNs cost a 1 s retransmit each: they explain a slow ramp tail.
 ip netns exec "$NS" nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop \
     TcpExtSyncookiesSent TcpRetransSegs 2>/dev/null | awk 'NR > 1 { printf "%s=%s ", $1, $2 }' \
@@ -395,13 +427,14 @@ WSP_BENCH_DIR="$ROOT/bench" WSP_RUN_SERVER="$SERVER" WSP_RUN_BENCH="$BENCH" \
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
     "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" "$BENCH_RC" \
+    "$WARMUP" "$SETTLE" \
     <<'EOF' | tee "$OUT/summary.txt" || SUMMARY_RC=$?
 import json, os, statistics, sys
 sys.path.insert(0, os.environ["WSP_BENCH_DIR"])
 import provenance
 (out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
  ehash, ramp_srv, ramp_bench, stopped, anon0, anon1, send_cpu, stop_bench, server_cmd,
- bench_rc) = sys.argv[1:]
+ bench_rc, warmup, settle) = sys.argv[1:]
 r = json.load(open(f"{out}/report.json"))
 active = r["active"] or 1
 got = int(got) or 1
@@ -479,7 +512,11 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "bench_exit": int(bench_rc), "ok": ok, "fail": "; ".join(why) or None,
            "provenance": provenance.provenance(os.environ.get("WSP_RUN_CMD"),
                                                [os.environ.get("WSP_RUN_SERVER"),
-                                                os.environ.get("WSP_RUN_BENCH")])},
+                                                os.environ.get("WSP_RUN_BENCH")]),
+           "ramp_server_cpu_us_per_conn": int(ramp_srv) / 1e3 / active,
+           "ramp_bench_cpu_us_per_conn": int(ramp_bench) / 1e3 / active,
+           "warmup": int(warmup), "settle_s": int(settle),
+           "tls": r["tls"] if r["config"].get("tls") else None},
           open(f"{out}/summary.json", "w"), indent=1)
 sys.exit(0 if ok else 1)
 EOF

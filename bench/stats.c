@@ -4,7 +4,7 @@
 
 const char *const wsp_stats_err_names[WSP_ERR_KINDS] = {
     "connect", "handshake_status", "handshake_invalid", "closed",      "protocol",
-    "timeout", "bad_message",      "worker_died",       "not_resumed",
+    "timeout", "bad_message",      "worker_died",       "not_resumed", "tls",
 };
 
 const char *const wsp_stats_auth_names[WSP_AUTH_REASONS] = {
@@ -24,6 +24,7 @@ void wsp_stats_init(wsp_wstats_t *s)
 {
     memset(s, 0, sizeof(*s));
     wsp_hist_init(&s->latency);
+    wsp_hist_init(&s->tls_hs);
 }
 
 void wsp_stats_code_add(wsp_codes_t *t, uint32_t code, uint64_t n)
@@ -83,6 +84,9 @@ void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src)
     codes_merge(&dst->closed_codes, &src->closed_codes);
     codes_merge(&dst->statuses, &src->statuses);
     wsp_hist_merge(&dst->latency, &src->latency);
+    dst->tls_full += src->tls_full;
+    dst->tls_resumed += src->tls_resumed;
+    wsp_hist_merge(&dst->tls_hs, &src->tls_hs);
     uint64_t used = max_u(src->max_seq, src->seq_top);
     dst->seq_top = max_u(dst->seq_top, src->seq_top);
     uint64_t top = used < WSP_SEQ_MAX ? used + 1 : WSP_SEQ_MAX;

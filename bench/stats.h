@@ -23,6 +23,7 @@ enum {
     WSP_ERR_BAD_MESSAGE,       /* a data message without "time" and "seq" (kept open) */
     WSP_ERR_WORKER,            /* a worker process died: its connections are lost */
     WSP_ERR_NOT_RESUMED,       /* --recover: dropped and never back (no SIGHUP, or gave up) */
+    WSP_ERR_TLS,               /* wss://: the TLS handshake failed (certificate, protocol) */
     WSP_ERR_KINDS
 };
 
@@ -77,7 +78,9 @@ typedef struct wsp_wstats_s {
     uint64_t err[WSP_ERR_KINDS];
     uint64_t auth_fail[WSP_AUTH_REASONS]; /* part of err[WSP_ERR_HANDSHAKE_STATUS] */
     wsp_codes_t closed_codes, statuses;
-    wsp_hist_t latency; /* microseconds */
+    wsp_hist_t latency;             /* microseconds */
+    uint64_t tls_full, tls_resumed; /* wss://: TLS handshakes completed, by kind */
+    wsp_hist_t tls_hs;              /* wss://: TLS handshake times, microseconds */
     wsp_seq_stat_t seq[WSP_SEQ_MAX];
 } wsp_wstats_t;
 

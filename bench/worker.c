@@ -51,7 +51,8 @@ static void send_control(wsp_worker_t *w, int fd, unsigned op, const uint8_t *pa
     if (len)
         memcpy(buf + h, payload, len);
     wsp_frame_mask(buf + h, len, mask, 0);
-    ssize_t n = send(fd, buf, h + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = w->ssl ? wsp__tlsc_send(w, fd, buf, h + len)
+                       : send(fd, buf, h + len, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;
 }
 
@@ -268,8 +269,32 @@ static void closed_abnormally(wsp_worker_t *w, int fd)
     wsp__dial_drop(w, fd);
 }
 
+/* wss://: reads until OpenSSL has nothing more (edge-triggered: a short read says nothing,
+ * records may wait inside it). */
+static void worker_tls_read(wsp_worker_t *w, int fd)
+{
+    for (;;) {
+        ssize_t n = wsp__tlsc_recv(w, fd, w->rbuf, sizeof(w->rbuf));
+        if (n > 0) {
+            if (wsp__worker_frames(w, fd, w->rbuf, (size_t)n, wsp__worker_epoch_us()) < 0)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        closed_abnormally(w, fd); /* EOF without a close frame, a reset, a TLS error */
+        return;
+    }
+}
+
 void wsp__worker_read(wsp_worker_t *w, int fd)
 {
+    if (w->ssl) { /* wss://: one predictable branch per read, none per message */
+        worker_tls_read(w, fd);
+        return;
+    }
     for (;;) {
         ssize_t n = recv(fd, w->rbuf, sizeof(w->rbuf), 0);
         if (n > 0) {
@@ -364,6 +389,8 @@ static void finish(wsp_worker_t *w)
         wsp_bconn_t *c = &w->conn[fd];
         if (c->state == WSP_BCONN_FREE)
             continue;
+        if (w->ssl)
+            wsp__tlsc_drop(w, (int)fd);
         free(c->pend);
         (void)close((int)fd); /* closing is all that is left; the kernel sends FIN */
     }
@@ -417,6 +444,8 @@ static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t fir
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     if (w->ep < 0)
         return -errno;
+    if (cfg->tls && (rv = wsp__tlsc_init(w)) < 0)
+        return rv;
     if (cfg->io_uring) { /* asked for: no silent fallback, the run measures this path */
         if ((rv = wsp_uring_new(&w->ring, MAX_EVENTS)) < 0)
             return rv;
@@ -476,5 +505,6 @@ int wsp_worker_run(const wsp_bench_cfg_t *cfg, uint64_t first, uint64_t end, wsp
         return rv; /* the process exits: nothing to free */
     finish(w);
     wsp_uring_free(w->ring);
+    wsp__tlsc_free(w);
     return 0;
 }

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <openssl/ssl.h>
+
 #include "args.h"
 #include "bconn.h"
 #include "stats.h"
@@ -22,7 +24,8 @@ typedef struct wsp_hs_s {
     uint64_t slot;
     int fd; /* -1 = free */
     unsigned retries;
-    char accept[32]; /* expected Sec-WebSocket-Accept, NUL-terminated */
+    uint64_t tls_t0_ns; /* wss://: when the TLS handshake started */
+    char accept[32];    /* expected Sec-WebSocket-Accept, NUL-terminated */
     unsigned rlen;
     char rbuf[WSP_HS_BUF];
 } wsp_hs_t;
@@ -68,6 +71,9 @@ typedef struct wsp_worker_s {
     uint32_t *resume_first; /* by slot: its first_seq, carried over */
     wsp_ring_t again;       /* dropped slots waiting for SIGHUP */
     char epoch[33];         /* from the first hello: every connection shares it */
+    SSL_CTX *tls;           /* wss://: this worker's client context (NULL for ws://) */
+    SSL **ssl;              /* wss://: per fd (nconn of them), the connection's SSL object */
+    SSL_SESSION *sess;      /* wss://: the latest session ticket: new connections resume it */
     uint8_t rbuf[65536];    /* one read buffer for every connection */
 } wsp_worker_t;
 
@@ -124,5 +130,26 @@ int wsp__dial_over(const wsp_worker_t *w);
 
 /* Milliseconds epoll may sleep before the ramp has something to do. */
 int wsp__dial_wait_ms(const wsp_worker_t *w, uint64_t now);
+
+/* tlsc.c: the wss:// client, OpenSSL SSL objects over the worker's sockets */
+
+/* Sets up w->tls and w->ssl for cfg (CA or no check, version, ALPN, session tickets).
+ * Returns 0 or a negative errno. */
+int wsp__tlsc_init(wsp_worker_t *w);
+
+/* Starts (the first call) or continues fd's TLS handshake. 1 done (timed and counted), 0 in
+ * progress, -1 the TCP connection failed (errno in *err: retry), -2 TLS failed. */
+int wsp__tlsc_handshake(wsp_worker_t *w, int fd, uint64_t now, int *err);
+
+/* As recv()/send() on fd's TLS connection: bytes, 0 at EOF, or -1 with errno (EAGAIN: try
+ * again after the next event). */
+ssize_t wsp__tlsc_recv(wsp_worker_t *w, int fd, void *buf, size_t len);
+ssize_t wsp__tlsc_send(wsp_worker_t *w, int fd, const void *buf, size_t len);
+
+/* Frees fd's SSL object, if any, keeping its session resumable (no I/O). */
+void wsp__tlsc_drop(wsp_worker_t *w, int fd);
+
+/* Frees the context and the latest session. */
+void wsp__tlsc_free(wsp_worker_t *w);
 
 #endif

@@ -15,56 +15,64 @@
 
 void wsp_config_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: wspush [options]\n"
-            "  --threads N              shards (worker threads); default: online CPUs\n"
-            "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
-            "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
-            "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
-            "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
-            "                           clock; 0 = only on SIGUSR1; default 60\n"
-            "  --max-conns N            connections per process; default: the nofile limit\n"
-            "  --max-pending BYTES      queued bytes per connection before closing it with\n"
-            "                           1008; default 65536\n"
-            "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
-            "  --log-level LEVEL        error, warn, info or debug; default info\n"
-            "  --procs P                worker processes under a supervisor, all on the same\n"
-            "                           port (SO_REUSEPORT); default 1 (no supervisor)\n"
-            "  --redis URL              redis://HOST:PORT[/DB]: broadcast what is published on\n"
-            "                           --channel (every worker subscribes); default off\n"
-            "  --channel NAME           Redis channel; default wspush\n"
-            "  --admin ADDR:PORT|off    admin HTTP API (publish, metrics, healthz, stats);\n"
-            "                           default 127.0.0.1:8081\n"
-            "  --admin-token-file FILE  require Authorization: Bearer <first line of FILE>\n"
-            "                           for POST /publish\n"
-            "  --tcp-keepalive SECONDS  TCP keepalive idle time; 0 = off; default 120\n"
-            "  --ping-interval SECONDS  WebSocket ping to every connection once per interval;\n"
-            "                           no answer by the next round closes it; default 0 = off\n"
-            "  --drain-seconds SECONDS  on SIGTERM, spread close 1001 over this long; default 10\n"
-            "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
-            "                           to one send per connection where io_uring is\n"
-            "                           unavailable, on refuses to start; default auto\n"
-            "  --sndbuf BYTES           kernel send buffer of every connection (SO_SNDBUF,\n"
-            "                           doubled by the kernel); 0 = autotuning; default 65536\n"
-            "  --tcp-user-timeout SEC   a peer that leaves sent data unacknowledged (or its\n"
-            "                           window closed) this long is dropped; also keepalive's\n"
-            "                           give-up time; 0 = off; default: keepalive's own\n"
-            "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
-            "  --auth-jwt-alg ALG       require a JWT at the upgrade, signed with ALG: HS256,\n"
-            "                           HS384, HS512, RS256, RS384, RS512, ES256 or ES384\n"
-            "  --auth-jwt-key FILE      the HS secret or the RS/ES PEM public key (re-read on\n"
-            "                           SIGHUP)\n"
-            "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
-            "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
-            "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
-            "  --history-size N         messages kept per channel for recovery (wspush.v1\n"
-            "                           clients resume with ?since=); 0 = off; default 0\n"
-            "  --history-ttl SECONDS    a message stays recoverable this long; 0 = no limit;\n"
-            "                           default 600\n"
-            "  --history-max-bytes B    memory for all history of the process; default 67108864\n"
-            "  --help, --version\n"
-            "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
-            "and exit 0; SIGHUP re-reads the --auth-jwt-key file.\n");
+    fprintf(
+        f,
+        "usage: wspush [options]\n"
+        "  --threads N              shards (worker threads); default: online CPUs\n"
+        "  --port PORT              listen port; 0 = ephemeral (printed); default 8080\n"
+        "  --bind ADDR              numeric IPv4/IPv6 address; default 0.0.0.0\n"
+        "  --path PATH              WebSocket endpoint; other paths get 404; default /\n"
+        "  --interval SECONDS       broadcast the time every SECONDS, aligned to the wall\n"
+        "                           clock; 0 = only on SIGUSR1; default 60\n"
+        "  --max-conns N            connections per process; default: the nofile limit\n"
+        "  --max-pending BYTES      queued bytes per connection before closing it with\n"
+        "                           1008; default 65536\n"
+        "  --handshake-timeout SEC  close connections not upgraded in time; default 10\n"
+        "  --log-level LEVEL        error, warn, info or debug; default info\n"
+        "  --procs P                worker processes under a supervisor, all on the same\n"
+        "                           port (SO_REUSEPORT); default 1 (no supervisor)\n"
+        "  --redis URL              redis://HOST:PORT[/DB]: broadcast what is published on\n"
+        "                           --channel (every worker subscribes); default off\n"
+        "  --channel NAME           Redis channel; default wspush\n"
+        "  --admin ADDR:PORT|off    admin HTTP API (publish, metrics, healthz, stats);\n"
+        "                           default 127.0.0.1:8081\n"
+        "  --admin-token-file FILE  require Authorization: Bearer <first line of FILE>\n"
+        "                           for POST /publish\n"
+        "  --tcp-keepalive SECONDS  TCP keepalive idle time; 0 = off; default 120\n"
+        "  --ping-interval SECONDS  WebSocket ping to every connection once per interval;\n"
+        "                           no answer by the next round closes it; default 0 = off\n"
+        "  --drain-seconds SECONDS  on SIGTERM, spread close 1001 over this long; default 10\n"
+        "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
+        "                           to one send per connection where io_uring is\n"
+        "                           unavailable, on refuses to start; default auto\n"
+        "  --sndbuf BYTES           kernel send buffer of every connection (SO_SNDBUF,\n"
+        "                           doubled by the kernel); 0 = autotuning; default 65536\n"
+        "  --tcp-user-timeout SEC   a peer that leaves sent data unacknowledged (or its\n"
+        "                           window closed) this long is dropped; also keepalive's\n"
+        "                           give-up time; 0 = off; default: keepalive's own\n"
+        "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
+        "  --auth-jwt-alg ALG       require a JWT at the upgrade, signed with ALG: HS256,\n"
+        "                           HS384, HS512, RS256, RS384, RS512, ES256 or ES384\n"
+        "  --auth-jwt-key FILE      the HS secret or the RS/ES PEM public key (re-read on\n"
+        "                           SIGHUP)\n"
+        "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
+        "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
+        "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
+        "  --history-size N         messages kept per channel for recovery (wspush.v1\n"
+        "                           clients resume with ?since=); 0 = off; default 0\n"
+        "  --history-ttl SECONDS    a message stays recoverable this long; 0 = no limit;\n"
+        "                           default 600\n"
+        "  --history-max-bytes B    memory for all history of the process; default 67108864\n"
+        "  --tls-cert FILE          PEM certificate (chain allowed): the WebSocket port\n"
+        "                           speaks TLS only (wss://); needs --tls-key\n"
+        "  --tls-key FILE           PEM private key of --tls-cert; SIGHUP reloads both\n"
+        "  --tls-max-handshakes N   TLS handshakes in progress per process; at N, new\n"
+        "                           connections wait in the listen backlog; default 1024\n"
+        "  --tls-ktls auto|off      kernel TLS for sending where the kernel has it;\n"
+        "                           default auto\n"
+        "  --help, --version\n"
+        "signals: SIGUSR1 broadcasts now; SIGHUP re-reads the --auth-jwt-key file and the\n"
+        "TLS certificate and key; SIGINT/SIGTERM close every connection with 1001 and exit 0.\n");
 }
 
 static int config_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -302,6 +310,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_HISTORY_MAX_BYTES,
         OPT_WORKER_EPOCH,
         OPT_WORKER_RESTART,
+        /* TLS (issue #18) */
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_TLS_MAX_HANDSHAKES,
+        OPT_TLS_KTLS,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -336,6 +349,10 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"history-max-bytes", required_argument, NULL, OPT_HISTORY_MAX_BYTES},
         {"worker-epoch", required_argument, NULL, OPT_WORKER_EPOCH}, /* internal: --procs */
         {"worker-restart", no_argument, NULL, OPT_WORKER_RESTART},   /* internal: --procs */
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-max-handshakes", required_argument, NULL, OPT_TLS_MAX_HANDSHAKES},
+        {"tls-ktls", required_argument, NULL, OPT_TLS_KTLS},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -364,6 +381,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->auth_leeway = 5;
     cfg->history_ttl = 600;
     cfg->history_max_bytes = 64u << 20;
+    cfg->tls_max_handshakes = 1024;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -550,6 +568,26 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         case OPT_WORKER_RESTART:
             cfg->worker_restart = 1;
             break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY: {
+            char *dst = c == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof(cfg->tls_cert))
+                return config_fail(err, errlen, "%s wants a file name, got '%s'",
+                                   c == OPT_TLS_CERT ? "--tls-cert" : "--tls-key", optarg);
+            strcpy(dst, optarg);
+            break;
+        }
+        case OPT_TLS_MAX_HANDSHAKES:
+            if (config_num(optarg, 1, WSP_CONFIG_MAX_TLS_HANDSHAKES, &v) != 0)
+                return config_fail(err, errlen, "--tls-max-handshakes wants 1..%d, got '%s'",
+                                   WSP_CONFIG_MAX_TLS_HANDSHAKES, optarg);
+            cfg->tls_max_handshakes = (unsigned)v;
+            break;
+        case OPT_TLS_KTLS:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "off") != 0)
+                return config_fail(err, errlen, "--tls-ktls wants auto or off, got '%s'", optarg);
+            cfg->tls_ktls = strcmp(optarg, "off") == 0 ? WSP_CONFIG_KTLS_OFF : WSP_CONFIG_KTLS_AUTO;
+            break;
         case OPT_HELP:
             wsp_config_usage(stdout);
             return 1;
@@ -566,5 +604,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     if (!user_timeout_set) /* keepalive gives up exactly as its own probe count would */
         cfg->tcp_user_timeout = wsp_config_keepalive_giveup(cfg->tcp_keepalive);
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return config_fail(err, errlen, "%s needs %s",
+                           cfg->tls_cert[0] ? "--tls-cert" : "--tls-key",
+                           cfg->tls_cert[0] ? "--tls-key" : "--tls-cert");
     return config_auth_check(cfg, err, errlen);
 }

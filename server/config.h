@@ -54,11 +54,23 @@ typedef struct wsp_config_s {
     uint64_t history_max_bytes; /* all history of the process */
     int worker_restart;         /* internal: this worker started after its supervisor published */
     char epoch[WSP_CONFIG_EPOCH_MAX + 1]; /* this process's epoch (main(), or --worker-epoch) */
+    /* TLS (issue #18): the WebSocket listener speaks TLS only when tls_cert is set. */
+    char tls_cert[4096];         /* PEM certificate (chain allowed); "" = plain ws:// */
+    char tls_key[4096];          /* PEM private key of tls_cert */
+    unsigned tls_max_handshakes; /* TLS handshakes in progress per process; more wait */
+    int tls_ktls;                /* WSP_CONFIG_KTLS_*: kernel TLS for sending where offered */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists
  * (startup fails without), off keeps one uv_try_write per connection. */
 enum { WSP_CONFIG_URING_AUTO = 0, WSP_CONFIG_URING_ON = 1, WSP_CONFIG_URING_OFF = 2 };
+
+/* --tls-ktls: auto hands the write keys to the kernel where it has the tls ULP, off always
+ * seals records in user space. */
+enum { WSP_CONFIG_KTLS_AUTO = 0, WSP_CONFIG_KTLS_OFF = 1 };
+
+/* The most TLS handshakes in progress per process --tls-max-handshakes accepts (~35 KB each). */
+#define WSP_CONFIG_MAX_TLS_HANDSHAKES 65536
 
 /* The most shards per process (the metrics keep a fixed slot per shard). */
 #define WSP_CONFIG_MAX_THREADS 64

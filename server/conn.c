@@ -8,10 +8,12 @@
 #include "alloc.h"
 #include "chan.h"
 #include "channels.h"
+#include "conn_int.h"
 #include "framed.h"
 #include "log.h"
 #include "net.h"
 #include "table.h"
+#include "tlsconn.h"
 #include "upgrade.h"
 #include "ws.h"
 
@@ -44,6 +46,12 @@ enum {
 /* st bit 4: a wspush.v1 connection waits to come in (server/arrival.c): it receives nothing
  * until it has its hello (issue #17). */
 #define WSP_CONN_S_WAITING 0x10u
+
+enum {
+    /* TLS: tcp.data is a wsp_tlsconn_t (server/tlsconn.h) for the connection's whole life;
+     * what a plain connection keeps in tcp.data is in its data slot (conn_data()). */
+    WSP_CONN_X_TLS = 1u << 5,
+};
 
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
@@ -110,7 +118,35 @@ static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c
 
 static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_shard(c)->stats; }
 
+static inline int conn_tls(const wsp_conn_t *c) { return (c->xf & WSP_CONN_X_TLS) != 0; }
+
+static inline wsp_tlsconn_t *conn_tlsx(const wsp_conn_t *c) { return c->tcp.data; }
+
+/* Where the per-state pointer (handshake buffer, wslay state, extension) lives: tcp.data, or
+ * the data slot of a TLS connection's wsp_tlsconn_t. */
+static inline void **conn_data(wsp_conn_t *c)
+{
+    return conn_tls(c) ? &conn_tlsx(c)->data : &c->tcp.data;
+}
+
+/* 1 when c's writes are sealed here (TLS without kTLS): never for a plain connection. */
+static inline int conn_seals(const wsp_conn_t *c)
+{
+    return conn_tls(c) && !(conn_tlsx(c)->flags & WSP_TLSCONN_F_KTLS);
+}
+
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
+
+wsp_shard_conn_t *wsp__conn_shard(const wsp_conn_t *c) { return conn_shard(c); }
+
+wsp_tlsconn_t *wsp__conn_tlsx(const wsp_conn_t *c) { return conn_tls(c) ? conn_tlsx(c) : NULL; }
+
+size_t wsp__conn_queued(const wsp_conn_t *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+int wsp__conn_reserved(const wsp_conn_t *c) { return (c->flags & WSP_CONN_F_RESERVED) != 0; }
 
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
 
@@ -128,7 +164,7 @@ static void conn_forget_resume(wsp_conn_t *c)
 /* Records c's new slot in channel ch after another connection left it. */
 static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 {
-    wsp_connext_t *x = c->tcp.data;
+    wsp_connext_t *x = *conn_data(c);
     for (unsigned i = 0; i < x->n; i++)
         if (x->sub[i].ch == ch)
             x->sub[i].idx = idx;
@@ -138,8 +174,8 @@ static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 static wsp_ws_t **conn_ws_slot(wsp_conn_t *c)
 {
     if (c->flags & WSP_CONN_F_EXT)
-        return &((wsp_connext_t *)c->tcp.data)->ws;
-    return (wsp_ws_t **)&c->tcp.data;
+        return &((wsp_connext_t *)*conn_data(c))->ws;
+    return (wsp_ws_t **)conn_data(c);
 }
 
 int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick)
@@ -156,7 +192,7 @@ static void conn_unsubscribe_all(wsp_conn_t *c)
 {
     if (!(c->flags & WSP_CONN_F_EXT))
         return;
-    wsp_connext_t *x = c->tcp.data;
+    wsp_connext_t *x = *conn_data(c);
     while (x->n > 0) {
         x->n--;
         wsp_chan_t *ch = x->sub[x->n].ch;
@@ -233,13 +269,15 @@ static void on_conn_close(uv_handle_t *h)
     if (c->flags & WSP_CONN_F_UPGRADED) {
         wsp_ws_free(*conn_ws_slot(c));
         if (c->flags & WSP_CONN_F_EXT)
-            free(c->tcp.data);
+            free(*conn_data(c));
     } else {
-        free(c->tcp.data);
+        free(*conn_data(c));
     }
+    int reason = c->reason ? c->reason - 1 : WSP_CLOSE_CLIENT;
+    if (conn_tls(c))
+        wsp__conn_tls_free(c, reason);
     if (c->flags & WSP_CONN_F_RESERVED)
         wsp_shard_conn_release(sc);
-    int reason = c->reason ? c->reason - 1 : WSP_CLOSE_CLIENT;
     atomic_fetch_add_explicit(&sc->stats->closed[reason], 1, memory_order_relaxed);
     free(c);
     wsp_shard_conn_freed(sc);
@@ -276,6 +314,12 @@ static void conn_linger(wsp_conn_t *c)
     if (c->flags & WSP_CONN_F_SHUTDOWN)
         return;
     c->flags |= WSP_CONN_F_SHUTDOWN;
+    /* TLS: a close_notify goes before the FIN, so the client knows nothing was cut off. */
+    size_t cn = conn_tls(c) ? wsp_tlsconn_close_notify(conn_tlsx(c), conn_shard(c)->tls) : 0;
+    if (cn > 0 && wsp__conn_write_raw(c, conn_shard(c)->tls->out, cn) < 0) {
+        wsp_conn_close(c);
+        return;
+    }
     /* Rare (closing connections only): one small allocation, freed in on_conn_shutdown. */
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (req == NULL || uv_shutdown(req, conn_stream(c), on_conn_shutdown) < 0) {
@@ -284,9 +328,9 @@ static void conn_linger(wsp_conn_t *c)
     }
 }
 
-/* Writes len bytes, copying what the socket does not take into a queued request so that
- * nothing written later can overtake it. Returns 0 or a negative errno. */
-static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
+/* Writes len bytes as they are, copying what the socket does not take into a queued request
+ * so that nothing written later can overtake it. Returns 0 or a negative errno. */
+int wsp__conn_write_raw(wsp_conn_t *c, const void *p, size_t len)
 {
     uv_stream_t *s = conn_stream(c);
     uv_buf_t b = uv_buf_init((char *)(uintptr_t)p, (unsigned)len);
@@ -309,19 +353,47 @@ static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
     return rv;
 }
 
+/* Writes len bytes of WebSocket or HTTP, sealed first on a TLS connection (whose handshake
+ * must be done: nothing goes out in the clear there). Returns 0 or a negative errno. */
+static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
+{
+    if (!conn_seals(c))
+        return wsp__conn_write_raw(c, p, len);
+    wsp_tlsconn_t *x = conn_tlsx(c);
+    const wsp_tlsconn_res_t *r = conn_shard(c)->tls;
+    if (x->state != WSP_TLSCONN_OPEN)
+        return -EPROTO;
+    ssize_t n = wsp_tlsconn_seal(x, r, p, len, r->out, WSP_TLSCONN_OUT);
+    return n < 0 ? (int)n : wsp__conn_write_raw(c, r->out, (size_t)n);
+}
+
+/* 1 (and c draining with 1008) when len more bytes would queue behind over --max-pending:
+ * the cap is on the backlog, a message may be larger than it. */
+static int conn_over_pending(wsp_conn_t *c, size_t len)
+{
+    size_t queued = uv_stream_get_write_queue_size(conn_stream(c));
+    if (queued == 0 || queued + len <= conn_shard(c)->cfg->max_pending)
+        return 0;
+    if (c->reason == 0)
+        c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
+    atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
+    wsp_conn_drain(c, 1008); /* slow consumer: best-effort close frame behind the queue */
+    return 1;
+}
+
 int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m)
 {
     uv_stream_t *s = conn_stream(c);
-    size_t queued = uv_stream_get_write_queue_size(s);
-    /* The cap is on the backlog: a message may be larger than it, but never queue behind
-     * more than --max-pending bytes. */
-    if (queued > 0 && queued + m->len > conn_shard(c)->cfg->max_pending) {
-        if (c->reason == 0)
-            c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
-        atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
-        wsp_conn_drain(c, 1008); /* slow consumer: best-effort close frame behind the queue */
-        return -ENOBUFS;
+    if (conn_seals(c)) { /* one seal per connection: its own sequence number and key */
+        wsp_tlsconn_t *x = conn_tlsx(c);
+        const wsp_tlsconn_res_t *r = conn_shard(c)->tls;
+        if (conn_over_pending(c, wsp_tlsrec_sealed_size(&x->rec, m->len)))
+            return -ENOBUFS;
+        ssize_t n = wsp_tlsconn_seal(x, r, m->bytes, m->len, r->out, WSP_TLSCONN_OUT);
+        return n < 0 ? (int)n : wsp__conn_write_raw(c, r->out, (size_t)n);
     }
+    if (conn_over_pending(c, m->len))
+        return -ENOBUFS;
     uv_buf_t b = uv_buf_init((char *)m->bytes, m->len);
     int n = uv_try_write(s, &b, 1);
     if (n == (int)b.len)
@@ -424,6 +496,15 @@ static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
         wsp_conn_close(c);
         return;
     }
+    wsp__conn_fail(c, WSP_CLOSE_HS_FAILED);
+}
+
+void wsp__conn_reject(wsp_conn_t *c, int status) { conn_reject(c, status); }
+
+void wsp__conn_fail(wsp_conn_t *c, int reason)
+{
+    if (c->reason == 0)
+        c->reason = (uint8_t)(reason + 1);
     wsp_conn_drain(c, 0);
     /* A refused client gets a second, not five, to read the answer and hang up: its socket
      * counts against the fd budget meanwhile. */
@@ -537,9 +618,10 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
     wsp_connext_t *x = malloc(sizeof(*x) + named * sizeof(x->sub[0]));
     if (x == NULL)
         return -ENOMEM;
-    x->ws = c->tcp.data;
+    void **slot = conn_data(c);
+    x->ws = *slot;
     x->n = 0;
-    c->tcp.data = x;
+    *slot = x;
     c->flags |= WSP_CONN_F_EXT;
     for (unsigned i = 0; i < cl->n; i++) {
         if (cl->v[i].len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
@@ -570,7 +652,7 @@ static uint32_t hs_cap(uint32_t cap, size_t need)
 static int conn_hs_buffer(wsp_conn_t *c, const uint8_t *p, size_t n, const uint8_t **req,
                           size_t *len, size_t *taken)
 {
-    wsp_hsbuf_t *hb = c->tcp.data;
+    wsp_hsbuf_t *hb = *conn_data(c);
     *req = p;
     *len = *taken = n;
     if (hb == NULL)
@@ -584,7 +666,7 @@ static int conn_hs_buffer(wsp_conn_t *c, const uint8_t *p, size_t n, const uint8
             return -ENOMEM;
         hb = nb;
         hb->cap = cap;
-        c->tcp.data = hb;
+        *conn_data(c) = hb;
     }
     memcpy(hb->data + hb->len, p, *taken);
     hb->len += (uint32_t)*taken;
@@ -597,7 +679,7 @@ static int conn_hs_buffer(wsp_conn_t *c, const uint8_t *p, size_t n, const uint8
  * completes or the handshake times out. Returns 0 or -ENOMEM. */
 static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
-    if (c->tcp.data != NULL)
+    if (*conn_data(c) != NULL)
         return 0; /* conn_hs_buffer() appended it already */
     uint32_t cap = hs_cap(512, n);
     wsp_hsbuf_t *hb = malloc(sizeof(*hb) + cap);
@@ -606,7 +688,7 @@ static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
     hb->cap = cap;
     hb->len = (uint32_t)(n < cap ? n : cap);
     memcpy(hb->data, p, hb->len);
-    c->tcp.data = hb;
+    *conn_data(c) = hb;
     return 0;
 }
 
@@ -767,8 +849,8 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
             conn_reject(c, status);
         return;
     }
-    wsp_hsbuf_t *hb = c->tcp.data; /* ours from here: req may point into it */
-    c->tcp.data = NULL;
+    wsp_hsbuf_t *hb = *conn_data(c); /* ours from here: req may point into it */
+    *conn_data(c) = NULL;
     if (conn_upgrade(c, &r, &g) < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
     } else {
@@ -787,6 +869,21 @@ static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)wsp_shard_conn_of(h->loop)->rbuf, WSP_SHARD_RBUF);
 }
 
+/* Bytes from the peer (decrypted on a TLS connection). 1 once c takes no more. */
+int wsp__conn_input(wsp_conn_t *c, const uint8_t *p, size_t n)
+{
+    switch (conn_state(c)) {
+    case WSP_CONN_HANDSHAKE:
+        conn_handshake(c, p, n);
+        return 0;
+    case WSP_CONN_OPEN:
+        conn_feed(c, p, n);
+        return 0;
+    default:
+        return 1; /* draining or closing: discard */
+    }
+}
+
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(s, wsp_conn_t, tcp);
@@ -796,33 +893,45 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         wsp_conn_close_why(c, WSP_CLOSE_CLIENT); /* EOF or error */
         return;
     }
-    const uint8_t *p = (const uint8_t *)buf->base;
-    switch (conn_state(c)) {
-    case WSP_CONN_HANDSHAKE:
-        conn_handshake(c, p, (size_t)nread);
-        break;
-    case WSP_CONN_OPEN:
-        conn_feed(c, p, (size_t)nread);
-        break;
-    default:
-        break; /* draining or closing: discard */
-    }
+    unsigned st = conn_state(c);
+    if (st != WSP_CONN_HANDSHAKE && st != WSP_CONN_OPEN)
+        return; /* draining or closing: discard, undecrypted */
+    if (conn_tls(c))
+        wsp__conn_tls_read(c, (const uint8_t *)buf->base, (size_t)nread);
+    else
+        wsp__conn_input(c, (const uint8_t *)buf->base, (size_t)nread);
 }
 
 int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
 {
+    /* TLS: a handshake slot from here until its handshake ends; none free: not accepted. */
+    if (sc->tls && wsp_shard_conn_tls_begin(sc) < 0)
+        return -EBUSY;
     wsp_conn_t *c = malloc(sizeof(*c));
-    if (c == NULL)
+    wsp_tlsconn_t *x = sc->tls ? wsp_tlsconn_new() : NULL;
+    if (c == NULL || (sc->tls && x == NULL)) {
+        free(c);
+        free(x);
+        if (sc->tls)
+            wsp_shard_conn_tls_end(sc);
         return -ENOMEM; /* not accepted: the shard retries on its next tick */
+    }
     memset(c, 0, sizeof(*c));
     conn_set_table(c, WSP_CONN_NO_TABLE);
     conn_set_state(c, WSP_CONN_HANDSHAKE);
     int rv = uv_tcp_init(server->loop, &c->tcp);
     if (rv < 0) {
         free(c);
+        free(x);
+        if (sc->tls)
+            wsp_shard_conn_tls_end(sc);
         return -ENOMEM; /* uv_tcp_init only fails to allocate; nothing was accepted */
     }
-    c->tcp.data = NULL;
+    c->tcp.data = x;
+    if (x != NULL) { /* TLS: the slot taken above goes with the connection */
+        c->xf |= WSP_CONN_X_TLS;
+        x->flags |= WSP_TLSCONN_F_SLOT;
+    }
     wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv < 0) {
@@ -845,7 +954,8 @@ int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
         return rv;
     }
     if (wsp_shard_conn_reserve(sc) < 0) {
-        conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
+        if (!conn_tls(c))        /* TLS: answered once the handshake makes it readable */
+            conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
         return 0;
     }
     c->flags |= WSP_CONN_F_RESERVED;

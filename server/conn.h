@@ -8,6 +8,7 @@
  * through server/shard_conn.h. */
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "channels.h"
@@ -23,7 +24,8 @@ enum {
 };
 
 /* Accepts one connection from the shard's listener and starts reading its handshake.
- * Returns 0 or a negative errno (the connection, if any, is already being closed). Shard. */
+ * Returns 0 or a negative errno (the connection, if any, is already being closed); -ENOMEM
+ * and -EBUSY (TLS: --tls-max-handshakes in progress) leave it unaccepted. Shard. */
 int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server);
 
 /* Writes m (a complete frame) to c, queueing what the socket does not take with a reference
@@ -39,6 +41,18 @@ int wsp_conn_send_rest(wsp_conn_t *c, wsp_msg_t *m, size_t done);
 /* c's socket when c is OPEN and nothing waits in its libuv write queue, so a frame may be
  * sent on it directly (the io_uring pass); else -1. Owning shard thread. */
 int wsp_conn_direct_fd(wsp_conn_t *c);
+
+/* For a direct send (the io_uring pass) to a TLS connection that seals its own records:
+ * seals m into out[0..cap) (which must stay valid until the send's result is in) and
+ * returns the length to send; 0 when c sends m itself (plain, or the kernel seals);
+ * -ENOBUFS when cap is too small (send the batch, then retry); another negative errno:
+ * close c. The sequence number is spent from here on. Owning shard thread. */
+ssize_t wsp_conn_seal(wsp_conn_t *c, const wsp_msg_t *m, uint8_t *out, size_t cap);
+
+/* The result of the direct send of what wsp_conn_seal() sealed: 1 when all of it went out;
+ * 0 when the rest (all of it for -EAGAIN, or -ECANCELED: never sent) was queued the libuv
+ * way, as a copy: it cannot be sealed again; or a negative errno (close c). Shard. */
+int wsp_conn_seal_sent(wsp_conn_t *c, int res);
 
 /* Queues a close frame with code, stops broadcasts to c and closes TCP once it is flushed or
  * after 5 s. Idempotent; owning shard thread. */

@@ -39,6 +39,7 @@ typedef struct wsp_coord_s {
     int stopping;
     wsp_bcast_t *inflight;
     wsp_limits_t lim;
+    wsp_tlsterm_t *tls; /* TLS (issue #18): main()'s; NULL for plain ws:// */
     wsp_pub_t *pub;
     wsp_auth_t *auth; /* token auth (issue #16); NULL without --auth-jwt-alg */
     wsp_link_t sup;   /* to the supervisor, in a supervised worker */
@@ -168,9 +169,9 @@ static unsigned on_coord_redis_reporters(void *user)
 }
 
 /* SIGHUP: the key file again (the shards take it on their next handshake or tick). */
-static void on_coord_reload(void *user)
+static void on_coord_reload(void *arg)
 {
-    wsp_coord_t *co = user;
+    wsp_coord_t *co = arg;
     if (co->auth)
         (void)wsp_auth_reload(co->auth); /* a failure keeps the old key and is logged */
 }
@@ -378,6 +379,13 @@ static void on_coord_signal_stop(void *user, int signum)
     coord_stop(user, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* SIGHUP: a new TLS certificate and key for the handshakes that start from now on. */
+static void on_coord_reload_tls(void *arg)
+{
+    wsp_coord_t *co = arg;
+    (void)wsp_tlsterm_reload(co->tls); /* logs; a bad pair keeps the current one */
+}
+
 static const wsp_pub_ops_t coord_pub_ops = {
     .deliver = on_coord_deliver,
     .link = on_coord_link,
@@ -386,7 +394,6 @@ static const wsp_pub_ops_t coord_pub_ops = {
     .deliver_user = on_coord_deliver_user,
     .redis_reporters = on_coord_redis_reporters,
     .reached = on_coord_reached,
-    .reload = on_coord_reload,
 };
 
 /* --- open, start, serve, teardown --- */
@@ -457,6 +464,11 @@ static int coord_stats_init(wsp_coord_t *co)
     atomic_store_explicit(&co->stats->pid, (uint64_t)getpid(), memory_order_relaxed);
     atomic_store_explicit(&co->stats->nshards, cfg->threads, memory_order_relaxed);
     atomic_store_explicit(&co->stats->up, 1, memory_order_relaxed);
+    atomic_store_explicit(&co->stats->tls_path,
+                          !co->tls                    ? WSP_METRICS_TLS_OFF
+                          : wsp_tlsterm_ktls(co->tls) ? WSP_METRICS_TLS_KTLS
+                                                      : WSP_METRICS_TLS_USER,
+                          memory_order_relaxed);
     return 0;
 }
 
@@ -530,7 +542,7 @@ static int coord_open(wsp_coord_t *co)
         int fd = co->fds[i];
         co->fds[i] = -1; /* the shard owns it now, even if it fails */
         rv = wsp_shard_new(&co->shards[i], i, cfg, fd, &co->lim, &co->stats->shard[i],
-                           co->auth ? wsp_auth_shard(co->auth, i) : NULL, &co->exited);
+                           co->auth ? wsp_auth_shard(co->auth, i) : NULL, &co->exited, co->tls);
         if (rv < 0)
             return rv;
         co->nshards++;
@@ -552,6 +564,10 @@ static int coord_start(wsp_coord_t *co)
         return rv;
     int role = cfg->worker_fd >= 0 ? WSP_PUB_WORKER : WSP_PUB_SINGLE;
     if ((rv = wsp_pub_new(&co->pub, &co->loop, cfg, role, co->stats, 1, &coord_pub_ops, co)) < 0)
+        return rv;
+    if (co->tls && (rv = wsp_pub_on_reload(co->pub, on_coord_reload_tls, co)) < 0)
+        return rv;
+    if (co->auth && (rv = wsp_pub_on_reload(co->pub, on_coord_reload, co)) < 0)
         return rv;
     if (role == WSP_PUB_WORKER && (rv = coord_link_supervisor(co)) < 0)
         return rv;
@@ -617,7 +633,8 @@ static int coord_teardown(wsp_coord_t *co, int rv)
     return rv;
 }
 
-int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget)
+int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget,
+                  wsp_tlsterm_t *tls)
 {
     if (cfg->threads > WSP_METRICS_MAX_SHARDS)
         return -EINVAL;
@@ -625,8 +642,11 @@ int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budge
     co->cfg = cfg;
     co->lim.max_conns = max_conns;
     co->lim.fd_budget = fd_budget;
+    co->lim.tls_hs_max = cfg->tls_max_handshakes;
+    co->tls = tls;
     atomic_init(&co->lim.conns, 0);
     atomic_init(&co->lim.fds, 0);
+    atomic_init(&co->lim.tls_hs, 0);
     co->fds = wsp_xcalloc(cfg->threads, sizeof(int));
     for (unsigned i = 0; i < cfg->threads; i++)
         co->fds[i] = -1;

@@ -16,7 +16,7 @@ const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS] = {
 static const char *const close_names[WSP_CLOSE__N] = {
     "client",   "handshake_timeout", "handshake_failed", "refused",      "slow_consumer",
     "protocol", "too_big",           "invalid_utf8",     "ping_timeout", "shutdown",
-    "error",    "token_expired",     "token_invalid",
+    "error",    "token_expired",     "token_invalid",    "tls",
 };
 
 static const char *const hs_names[WSP_HS__N] = {"400", "404", "405", "426",
@@ -235,6 +235,56 @@ static const metrics_family_t proc_families[] = {
                 hist_bytes),
 };
 
+/* TLS (issue #18): handshakes per worker by kind, failures by reason, in-progress handshakes,
+ * sessions by send path, accept pauses, and each worker's path. */
+static void render_tls(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n)
+{
+    static const char *const paths[] = {"off", "user_records", "ktls"};
+    const char *reasons[WSP_TLS_FAIL_COUNT - 1];
+    for (int i = 1; i < WSP_TLS_FAIL_COUNT; i++)
+        reasons[i - 1] = wsp_tls_fail_name(i);
+    wsp_buf_printf(out, "# HELP wspush_tls_handshakes_total TLS handshakes completed, by kind "
+                        "(full, or resumed from a session ticket).\n"
+                        "# TYPE wspush_tls_handshakes_total counter\n");
+    for (unsigned w = 0; w < n; w++) {
+        unsigned long long full = 0, resumed = 0;
+        for (unsigned s = 0; s < LOAD(procs[w].nshards) && s < WSP_METRICS_MAX_SHARDS; s++) {
+            full += LOAD(procs[w].shard[s].tls_full);
+            resumed += LOAD(procs[w].shard[s].tls_resumed);
+        }
+        wsp_buf_printf(out,
+                       "wspush_tls_handshakes_total{worker=\"%u\",kind=\"full\"} %llu\n"
+                       "wspush_tls_handshakes_total{worker=\"%u\",kind=\"resumed\"} %llu\n",
+                       w, full, w, resumed);
+    }
+    render_labelled_family(out, procs, n, "wspush_tls_handshake_failures_total",
+                           "TLS connections closed before their handshake completed, or for a "
+                           "renegotiation attempt, by reason.",
+                           "reason", reasons, WSP_TLS_FAIL_COUNT - 1,
+                           offsetof(wsp_shard_stats_t, tls_fail) + sizeof(wsp_counter_t));
+    render_labelled_family(out, procs, n, "wspush_tls_sessions_total",
+                           "TLS sessions established, by how their records are sent.", "path",
+                           paths + 1, 2, offsetof(wsp_shard_stats_t, tls_user));
+    wsp_buf_printf(out,
+                   "# HELP wspush_tls_handshakes_in_progress Accepted TLS connections whose "
+                   "handshake has not ended (bounded by --tls-max-handshakes).\n"
+                   "# TYPE wspush_tls_handshakes_in_progress gauge\n"
+                   "wspush_tls_handshakes_in_progress %llu\n"
+                   "# HELP wspush_tls_accept_paused_total Times a shard stopped accepting because "
+                   "--tls-max-handshakes handshakes were in progress.\n"
+                   "# TYPE wspush_tls_accept_paused_total counter\n"
+                   "wspush_tls_accept_paused_total %llu\n",
+                   sum_shards(procs, n, offsetof(wsp_shard_stats_t, tls_handshaking)),
+                   sum_shards(procs, n, offsetof(wsp_shard_stats_t, tls_paused)));
+    wsp_buf_printf(out, "# HELP wspush_tls_path How the worker sends TLS records: 1 for the "
+                        "path it uses (off, user_records or ktls).\n"
+                        "# TYPE wspush_tls_path gauge\n");
+    for (unsigned w = 0; w < n; w++)
+        for (unsigned p = 0; p < 3; p++)
+            wsp_buf_printf(out, "wspush_tls_path{worker=\"%u\",path=\"%s\"} %d\n", w, paths[p],
+                           LOAD(procs[w].tls_path) == p);
+}
+
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)
 {
     for (size_t i = 0; i < WSP_ARRAY_SIZE(conn_families); i++) {
@@ -295,6 +345,7 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
         const metrics_family_t *f = &proc_families[i];
         render_proc_family(out, procs, n, f->name, f->type, f->help, f->offset);
     }
+    render_tls(out, procs, n);
     return out->oom ? -ENOMEM : 0;
 }
 

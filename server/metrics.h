@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "tlshs.h"
 
 #define WSP_METRICS_MAX_SHARDS 64
 
@@ -29,6 +30,7 @@ enum {
     WSP_CLOSE_ERROR,         /* a write or setup error on our side */
     WSP_CLOSE_TOKEN_EXPIRED, /* 4001: the token's exp + leeway passed (issue #16) */
     WSP_CLOSE_TOKEN_INVALID, /* 4003: a refresh with an invalid token or another sub */
+    WSP_CLOSE_TLS,           /* a TLS failure: handshake, bad record, alert, renegotiation */
     WSP_CLOSE__N,
 };
 
@@ -80,6 +82,15 @@ typedef struct wsp_shard_stats_s {
     wsp_counter_t replayed;        /* messages replayed to recovering connections */
     wsp_counter_t recover_waits;   /* connections that waited to come in */
     wsp_counter_t recover_fetches; /* of them, fetches from Redis */
+    /* TLS (issue #18) */
+    wsp_counter_t tls_handshaking;              /* gauge: accepted, TLS handshake not ended */
+    wsp_counter_t tls_full;                     /* handshakes completed in full */
+    wsp_counter_t tls_resumed;                  /* handshakes resumed from a session ticket */
+    wsp_counter_t tls_user;                     /* sessions sealed record by record here */
+    wsp_counter_t tls_ktls;                     /* sessions whose sends went to kernel TLS:
+                                                   must follow tls_user (metrics.c) */
+    wsp_counter_t tls_paused;                   /* accepts paused at --tls-max-handshakes */
+    wsp_counter_t tls_fail[WSP_TLS_FAIL_COUNT]; /* by WSP_TLS_FAIL_* (index 0 unused) */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */
@@ -101,7 +112,11 @@ typedef struct wsp_proc_stats_s {
     wsp_shard_stats_t shard[WSP_METRICS_MAX_SHARDS];
     wsp_counter_t redis_resolve_failures; /* the Redis host did not resolve (#20) */
     wsp_counter_t hist_bytes; /* gauge, sampled once a second: the history's memory (#17) */
+    wsp_counter_t tls_path;   /* gauge, WSP_METRICS_TLS_*: how TLS records are sent (#18) */
 } wsp_proc_stats_t;
+
+/* wsp_proc_stats_t.tls_path: no TLS, records sealed in user space, kernel TLS. */
+enum { WSP_METRICS_TLS_OFF = 0, WSP_METRICS_TLS_USER = 1, WSP_METRICS_TLS_KTLS = 2 };
 
 /* Upper bounds of the broadcast duration buckets, seconds. */
 extern const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS];

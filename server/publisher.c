@@ -21,7 +21,13 @@
 struct wsp_pub_s {
     uv_timer_t tick;
     uv_timer_t wait_timer; /* deadlines of the user publishes waiting for reports */
-    uv_signal_t sig_usr1, sig_int, sig_term, sig_hup;
+    uv_signal_t sig_usr1, sig_int, sig_term;
+    uv_signal_t sig_hup; /* reloads: each module's own function (wsp_pub_on_reload()) */
+    struct {
+        wsp_pub_reload_fn fn;
+        void *arg;
+    } reload[WSP_PUB_RELOADS];
+    unsigned nreload;
     uv_loop_t *loop;
     const wsp_config_t *cfg;
     int role;
@@ -144,13 +150,23 @@ void wsp_pub_start(wsp_pub_t *p) { pub_arm_tick(p); }
 
 /* --- signals --- */
 
+int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg)
+{
+    if (p->nreload == WSP_PUB_RELOADS)
+        return -ENOSPC;
+    p->reload[p->nreload].fn = fn;
+    p->reload[p->nreload].arg = arg;
+    p->nreload++;
+    return 0;
+}
+
 static void on_pub_signal(uv_signal_t *s, int signum)
 {
     wsp_pub_t *p = s->data;
-    if (signum == SIGHUP) {
-        WSP_LOG(WSP_LOG_INFO, "event=sighup");
-        if (p->ops->reload)
-            p->ops->reload(p->user);
+    if (signum == SIGHUP) { /* the one reload handler: every module's reload, in order */
+        WSP_LOG(WSP_LOG_INFO, "event=reload signal=SIGHUP reloads=%u", p->nreload);
+        for (unsigned i = 0; i < p->nreload; i++)
+            p->reload[i].fn(p->reload[i].arg);
         return;
     }
     if (signum != SIGUSR1) {
@@ -341,7 +357,8 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
     if ((rv = uv_timer_init(loop, &p->wait_timer)) < 0 ||
         (rv = pub_signal(p, &p->sig_usr1, SIGUSR1)) < 0 ||
         (rv = pub_signal(p, &p->sig_int, SIGINT)) < 0 ||
-        (rv = pub_signal(p, &p->sig_term, SIGTERM)) < 0)
+        (rv = pub_signal(p, &p->sig_term, SIGTERM)) < 0 ||
+        (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0)
         return rv;
     /* SIGHUP only when there is something to re-read: otherwise it ends the process, as it
      * always did. One handler for every reloadable thing (the key; the TLS certificate to

@@ -5,9 +5,9 @@
  * that publishes, on that process's main loop: the single process (coordinator.c), the
  * supervisor under --procs (supervisor.c), or a supervised worker, which relays what its
  * supervisor numbered. It owns the wall-clock tick, the signals (SIGUSR1 broadcasts,
- * SIGINT/SIGTERM stop), the admin API's operations (server/admin.c), the Redis link
- * (server/redis.c) and the sequence numbers: this is the one place a broadcast gets its seq,
- * and (issue #17) its sequence number in its channel, with the process's epoch (the
+ * SIGHUP reloads, SIGINT/SIGTERM stop), the admin API's operations (server/admin.c), the
+ * Redis link (server/redis.c) and the sequence numbers: this is the one place a broadcast gets
+ * its seq, and (issue #17) its sequence number in its channel, with the process's epoch (the
  * supervisor's under --procs); under --redis the Redis script numbers channel messages.
  * Its owner delivers what it publishes: to the process's shards (coordinator) or to every
  * worker (supervisor). */
@@ -66,9 +66,18 @@ typedef struct wsp_pub_ops_s {
     unsigned (*redis_reporters)(void *user);
     /* A worker's report of a user message delivered: to be passed on to the supervisor. */
     void (*reached)(void *user, uint64_t tag, uint64_t conns);
-    /* SIGHUP: re-read what can be re-read (the --auth-jwt-key file). NULL: nothing to do. */
-    void (*reload)(void *user);
 } wsp_pub_ops_t;
+
+/* What SIGHUP runs: a module re-reads its files (a certificate, a key) for what starts
+ * afterwards, and logs how it went. */
+typedef void (*wsp_pub_reload_fn)(void *arg);
+
+/* The most reload functions one publisher runs. */
+#define WSP_PUB_RELOADS 4
+
+/* Adds fn(arg) to what SIGHUP runs, after those added before. 0, or -ENOSPC past
+ * WSP_PUB_RELOADS. Loop thread, before the loop runs. */
+int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg);
 
 /* Creates the publisher of a process of role (WSP_PUB_*) on loop: its tick timer and signal
  * handlers, nothing armed yet. stats[0..nstats) are the counters the admin API reports (the

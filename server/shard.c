@@ -23,6 +23,10 @@
 /* Sends per io_uring_enter in a broadcast pass: 0.66x the CPU of one send() each at 128 here
  * already, 0.62-0.70x from 1,024 on; a bigger batch only costs ring memory (SQ + CQ, 48 KiB). */
 #define WSP_SHARD_URING 1024
+/* TLS with io_uring: the batch's sealed records live here until the batch is reaped. 1,024
+ * ticks of ~60 B sealed take 60 KiB; bigger frames fill it first, which sends the batch
+ * early. A 64 KiB frame sealed (65.7 KB) always fits. */
+#define WSP_SHARD_ARENA (256 * 1024)
 
 struct wsp_shard_s {
     wsp_shard_conn_t sc; /* what its connections see: loop.data points here */
@@ -53,6 +57,8 @@ struct wsp_shard_s {
     wsp_table_t users;          /* a user message's connections, gathered for its pass */
     wsp_resume_queue_t results; /* Redis fetches coming back from the coordinator */
     int results_init;
+    wsp_tlsconn_res_t tls; /* TLS (sc.tls points here): cipher context and buffers */
+    uint8_t *arena;        /* TLS with io_uring: WSP_SHARD_ARENA bytes of sealed records */
 };
 
 /* One pass: the frame of each kind once asked for, and what the sends report into. */
@@ -61,7 +67,13 @@ typedef struct wsp_shard_batch_s {
     wsp_bcast_t *b;
     wsp_msg_t *frame[WSP_BCAST_NKINDS]; /* PLAIN at once, the others on first use */
     uint64_t written, failed, bytes;
+    size_t arena_used; /* bytes of sh->arena the queued sends point into */
 } wsp_shard_batch_t;
+
+/* A direct send of sealed records is queued with the connection's pointer tagged in its low
+ * bit (a wsp_conn_t is malloc-aligned): the result callback tells the two apart without
+ * touching the connection, so plain sends pay nothing for TLS. */
+#define WSP_SHARD_SEALED ((uintptr_t)1)
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
@@ -128,11 +140,31 @@ static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
 }
 
+/* One direct send of records sealed for c (wsp_conn_seal()): a short send queues a copy of
+ * the rest, never a new seal (its sequence numbers are spent). */
+static void shard_sealed_sent(wsp_shard_batch_t *bt, wsp_conn_t *c, int res)
+{
+    int rv = wsp_conn_seal_sent(c, res);
+    if (rv >= 0) {
+        if (rv == 0 && res != -ECANCELED)
+            atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
+        bt->written++;
+        bt->bytes += bt->frame[wsp_conn_kind(c)]->len; /* what was sealed: the frame's bytes */
+        return;
+    }
+    bt->failed++;
+    wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+}
+
 /* One io_uring send's result. A short send or -EAGAIN hands the rest to libuv, which queues
  * it behind nothing (the queue was empty) and so keeps the byte order. */
 static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
+    if ((uintptr_t)ud & WSP_SHARD_SEALED) {
+        shard_sealed_sent(bt, (wsp_conn_t *)((uintptr_t)ud & ~WSP_SHARD_SEALED), res);
+        return;
+    }
     wsp_conn_t *c = ud;
     wsp_msg_t *m = bt->frame[wsp_conn_kind(c)]; /* built before the send was queued */
     if (res == (int)m->len) {
@@ -163,6 +195,7 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
     const wsp_uring_stats_t *st = wsp_uring_stats(sh->uring);
     uint64_t enters = st->enters, ops = st->ops;
     int rv = wsp_uring_flush(sh->uring, on_shard_sent, bt);
+    bt->arena_used = 0; /* every send reaped: the sealed records are no longer needed */
     atomic_fetch_add_explicit(&sh->sc.stats->uring_enters, st->enters - enters,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->sc.stats->uring_sends, st->ops - ops, memory_order_relaxed);
@@ -172,6 +205,42 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
         wsp_uring_free(sh->uring);
         sh->uring = NULL;
     }
+}
+
+/* Queues m for c (socket fd) in the io_uring batch, first sealed into the arena when c seals
+ * its own records (TLS without kTLS): one encrypt per connection. Sends the batch first when
+ * it, or the arena, is full. 0 when queued or handed to libuv behind nothing; -EAGAIN: not
+ * queued, nothing sealed (send the libuv way); another negative errno: close c. */
+static int shard_queue(wsp_shard_t *sh, wsp_shard_batch_t *bt, wsp_conn_t *c, int fd, wsp_msg_t *m)
+{
+    if (wsp_uring_queued(sh->uring) >= WSP_SHARD_URING)
+        shard_uring_flush(sh, bt);
+    const uint8_t *buf = m->bytes;
+    size_t len = m->len;
+    uintptr_t ud = (uintptr_t)c;
+    if (sh->uring && sh->arena) {
+        ssize_t n =
+            wsp_conn_seal(c, m, sh->arena + bt->arena_used, WSP_SHARD_ARENA - bt->arena_used);
+        if (n == -ENOBUFS && bt->arena_used > 0) { /* the arena is full: send, then reuse it */
+            shard_uring_flush(sh, bt);
+            n = sh->uring ? wsp_conn_seal(c, m, sh->arena, WSP_SHARD_ARENA) : -EAGAIN;
+        }
+        if (n < 0)
+            return (int)n;
+        if (n > 0) {
+            buf = sh->arena + bt->arena_used;
+            len = (size_t)n;
+            bt->arena_used += (size_t)n;
+            ud |= WSP_SHARD_SEALED;
+        }
+    }
+    if (sh->uring && wsp_uring_send(sh->uring, fd, buf, len, (void *)ud) == 0)
+        return 0;
+    if (ud & WSP_SHARD_SEALED) { /* sealed but not queued (cannot happen): send as is */
+        shard_sealed_sent(bt, c, -ECANCELED);
+        return 0;
+    }
+    return -EAGAIN;
 }
 
 /* Writes m to every connection of tb, from the end down: a slow consumer leaves the table
@@ -192,17 +261,13 @@ static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_shard_batch_t *bt, 
             continue;
         }
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
-        if (fd < 0) {
+        int q = fd < 0 ? -EAGAIN : shard_queue(sh, bt, c, fd, m);
+        if (q == -EAGAIN) { /* not queued: never skip a connection */
             shard_send_uv(c, m, bt);
-            continue;
+        } else if (q < 0) {
+            bt->failed++;
+            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         }
-        int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
-        if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
-            shard_uring_flush(sh, bt);
-            q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
-        }
-        if (q < 0) /* not queued: never skip a connection */
-            shard_send_uv(c, m, bt);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
         shard_uring_flush(sh, bt);
@@ -426,15 +491,23 @@ static void on_shard_connection(uv_stream_t *server, int status)
     }
     if (wsp_shard_conn_over_budget(&sh->sc)) {
         /* Not accepted: libuv stops watching this listener until we accept, and the
-         * kernel's backlog holds the rest. Resumed when a socket is freed or on the tick. */
+         * kernel's backlog holds the rest. Resumed when a socket or a TLS handshake slot is
+         * freed, or on the tick. */
         sh->accept_blocked = 1;
+        int tls = wsp_shard_conn_tls_full(&sh->sc);
+        if (tls)
+            atomic_fetch_add_explicit(&sh->sc.stats->tls_paused, 1, memory_order_relaxed);
         if (wsp_shard_conn_log_ok(&sh->sc))
-            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_paused reason=fd_budget budget=%llu",
-                    sh->sc.id, (unsigned long long)sh->sc.lim->fd_budget);
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_paused reason=%s budget=%llu", sh->sc.id,
+                    tls ? "tls_handshakes" : "fd_budget",
+                    (unsigned long long)(tls ? sh->sc.lim->tls_hs_max : sh->sc.lim->fd_budget));
         return;
     }
     int rv = wsp_conn_accept(&sh->sc, server);
-    if (rv == -ENOMEM) {
+    if (rv == -EBUSY) { /* another shard took the last TLS handshake slot */
+        sh->accept_blocked = 1;
+        atomic_fetch_add_explicit(&sh->sc.stats->tls_paused, 1, memory_order_relaxed);
+    } else if (rv == -ENOMEM) {
         /* Left unaccepted: libuv pauses this listener until we accept; the tick retries. */
         sh->accept_blocked = 1;
         if (wsp_shard_conn_log_ok(&sh->sc))
@@ -578,9 +651,24 @@ static int shard_send_path(wsp_shard_t *sh)
     return 0;
 }
 
+/* TLS: the shard's cipher context, its buffers and (with io_uring) the arena. 0 or -ENOMEM. */
+static int shard_tls_init(wsp_shard_t *sh, wsp_tlsterm_t *tls)
+{
+    sh->tls.term = tls;
+    sh->tls.cx = EVP_CIPHER_CTX_new();
+    sh->tls.pt = malloc(WSP_TLSREC_OPEN_MAX);
+    sh->tls.out = malloc(WSP_TLSCONN_OUT);
+    sh->arena = sh->uring ? malloc(WSP_SHARD_ARENA) : NULL;
+    if (sh->tls.cx == NULL || sh->tls.pt == NULL || sh->tls.out == NULL ||
+        (sh->uring && sh->arena == NULL))
+        return -ENOMEM;
+    sh->sc.tls = &sh->tls;
+    return 0;
+}
+
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
                   wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
-                  uv_async_t *exited)
+                  uv_async_t *exited, wsp_tlsterm_t *tls)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
     sh->sc.id = id;
@@ -604,6 +692,8 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
         rv = shard_open(sh);
     if (rv == 0)
         rv = shard_send_path(sh);
+    if (rv == 0 && tls)
+        rv = shard_tls_init(sh, tls);
     if (rv < 0) {
         wsp_shard_free(sh); /* never started: tears down what shard_open() made */
         return rv;
@@ -686,5 +776,9 @@ void wsp_shard_free(wsp_shard_t *sh)
         wsp_table_free(&sh->sc.table[t]);
     wsp_table_free(&sh->users);
     free(sh->sc.rbuf);
+    EVP_CIPHER_CTX_free(sh->tls.cx);
+    free(sh->tls.pt);
+    free(sh->tls.out);
+    free(sh->arena);
     free(sh);
 }

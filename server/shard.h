@@ -14,17 +14,19 @@
 #include "config.h"
 #include "metrics.h"
 #include "shard_conn.h"
+#include "tlsterm.h"
 
 typedef struct wsp_shard_s wsp_shard_t;
 
 /* Creates shard id over the bound socket listen_fd (ownership passes to the shard, even on
  * failure). lim holds the process-wide limits; stats are the shard's counters; auth is the
  * shard's part of token auth (NULL without it; all three owned by the caller, outliving the
- * shard); exited is signalled when the shard's thread is about to end. Returns 0 or a
+ * shard); exited is signalled when the shard's thread is about to end; tls, when not NULL,
+ * makes the listener speak TLS only (the caller's, outliving the shard). Returns 0 or a
  * negative errno. Coordinator thread, before wsp_shard_start(). */
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
                   wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
-                  uv_async_t *exited);
+                  uv_async_t *exited, wsp_tlsterm_t *tls);
 
 /* What a shard needs for history and recovery (issue #17), the coordinator's. */
 typedef struct wsp_shard_hist_s {

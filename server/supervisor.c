@@ -58,6 +58,7 @@ struct wsp_super_s {
     int stopping;
     int finished;
     int metrics_fd;          /* memfd holding every worker's counters */
+    int tls_keys_fd;         /* TLS: memfd of the session ticket keys every worker shares */
     wsp_proc_stats_t *stats; /* its mapping: n slots */
     wsp_pub_t *pub;
 };
@@ -124,19 +125,6 @@ static int on_super_deliver_user(void *user, const char *sub, size_t sub_len,
 static unsigned on_super_redis_reporters(void *user)
 {
     return ((wsp_super_t *)user)->alive; /* each worker subscribes and reports for itself */
-}
-
-/* SIGHUP: each worker re-reads the key itself (it loaded it itself at start). */
-static void on_super_reload(void *user)
-{
-    wsp_super_t *s = user;
-    for (unsigned i = 0; i < s->n; i++) {
-        wsp_worker_t *w = s->slots[i].w;
-        if (w != NULL) {
-            int rv = uv_process_kill(&w->proc, SIGHUP);
-            (void)rv; /* ESRCH: it exited meanwhile; a new one reads the file at start */
-        }
-    }
 }
 
 /* --- the workers --- */
@@ -239,8 +227,8 @@ static void on_worker_exit(uv_process_t *p, int64_t exit_status, int term_signal
 }
 
 /* Starts worker i: this binary again with the supervisor's argv, the slot number as its
- * --worker-id, the socketpair as fd 3 and the shared counters as fd 4. Returns 0 or a negative
- * errno (both handles of w are then closing). */
+ * --worker-id, the socketpair as fd 3, the shared counters as fd 4 and, with TLS, the
+ * ticket keys as fd 5. Returns 0 or a negative errno (both handles of w are then closing). */
 static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
 {
     char id[16];
@@ -254,7 +242,7 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
      * learns positions from what it receives (issue #17). */
     if (wsp_pub_published(s->pub))
         argv[k - 3] = "--worker-restart";
-    uv_stdio_container_t stdio[5];
+    uv_stdio_container_t stdio[WSP_SUPER_TLS_KEYS_FD + 1];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_INHERIT_FD;
     stdio[1].data.fd = 1;
@@ -264,12 +252,14 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
     stdio[WSP_SUPER_WORKER_FD].data.stream = (uv_stream_t *)&w->link.pipe;
     stdio[4].flags = UV_INHERIT_FD; /* the shared counters: the worker maps its slot */
     stdio[4].data.fd = s->metrics_fd;
+    stdio[WSP_SUPER_TLS_KEYS_FD].flags = s->tls_keys_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+    stdio[WSP_SUPER_TLS_KEYS_FD].data.fd = s->tls_keys_fd;
     uv_process_options_t opts;
     memset(&opts, 0, sizeof(opts));
     opts.file = "/proc/self/exe"; /* this very binary, even if the path changed since */
     opts.args = argv;
     opts.exit_cb = on_worker_exit;
-    opts.stdio_count = 5;
+    opts.stdio_count = WSP_SUPER_TLS_KEYS_FD + 1;
     opts.stdio = stdio;
     int rv = uv_spawn(&s->loop, &w->proc, &opts);
     argv[k - 1] = "0"; /* never left pointing at the stack */
@@ -352,6 +342,20 @@ static void on_super_stop(void *user, int signum)
         on_kill_timeout(&s->kill_timer);
 }
 
+/* SIGHUP: each worker reloads what it serves (its TLS certificate and key, its JWT key)
+ * itself: it loaded them itself at start. */
+static void on_super_reload(void *arg)
+{
+    wsp_super_t *s = arg;
+    for (unsigned i = 0; i < s->n; i++) {
+        wsp_worker_t *w = s->slots[i].w;
+        if (w != NULL) {
+            int rv = uv_process_kill(&w->proc, SIGHUP);
+            (void)rv; /* ESRCH: it exited meanwhile; its successor reads the files anew */
+        }
+    }
+}
+
 static const wsp_pub_ops_t super_pub_ops = {
     .deliver = on_super_deliver,
     .link = NULL,    /* the supervisor only publishes to Redis */
@@ -360,7 +364,6 @@ static const wsp_pub_ops_t super_pub_ops = {
     .deliver_user = on_super_deliver_user,
     .redis_reporters = on_super_redis_reporters,
     .reached = NULL, /* only a worker passes reports on */
-    .reload = on_super_reload,
 };
 
 /* --- open, start, teardown --- */
@@ -435,7 +438,8 @@ static int super_open(wsp_super_t *s)
         s->slots[i].restart.data = s;
     }
     if ((rv = wsp_pub_new(&s->pub, &s->loop, s->cfg, WSP_PUB_SUPERVISOR, s->stats, s->n,
-                          &super_pub_ops, s)) < 0)
+                          &super_pub_ops, s)) < 0 ||
+        (rv = wsp_pub_on_reload(s->pub, on_super_reload, s)) < 0)
         return rv;
     return wsp_pub_open(s->pub);
 }
@@ -484,7 +488,7 @@ static int super_teardown(wsp_super_t *s, int rv)
     return rv;
 }
 
-int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
+int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv, int tls_keys_fd)
 {
     wsp_super_t *s = wsp_xcalloc(1, sizeof(*s));
     s->cfg = cfg;
@@ -492,6 +496,7 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
     s->slots = wsp_xcalloc(s->n, sizeof(*s->slots));
     s->port_fd = -1;
     s->metrics_fd = -1;
+    s->tls_keys_fd = tls_keys_fd;
     int rv = super_open(s);
     if (rv == 0) {
         super_worker_argv(s, argc, argv);

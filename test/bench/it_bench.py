@@ -3,7 +3,8 @@
 --expect-broadcasts 3, three broadcasts once every connection is up. Asserts counts from the
 JSON and the exit status, never timings.
 Usage: it_bench.py WSPUSH WSPUSH_BENCH [BENCH_OPTION...]; WSP_IT_IO_URING=on|off picks the
-server's send path."""
+server's send path; WSP_IT_TLS=1 runs it over wss:// (a CA made now by
+test/common/mkcerts.sh), and then also checks the TLS handshake figures."""
 import json
 import os
 import signal
@@ -23,22 +24,34 @@ def main():
         else []
     started = []
     tmp = tempfile.mkdtemp(prefix="wsp-it-bench-")
+    tls = os.environ.get("WSP_IT_TLS") == "1"
+    srv_tls, bench_tls, scheme = [], [], "ws"
+    if tls:
+        mkcerts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../common/mkcerts.sh")
+        subprocess.run(["/bin/sh", mkcerts, tmp], check=True, timeout=60, capture_output=True)
+        srv_tls = ["--tls-cert", os.path.join(tmp, "ec.pem"), "--tls-key",
+                   os.path.join(tmp, "ec.key")]
+        bench_tls, scheme = ["--tls-ca", os.path.join(tmp, "ca.pem")], "wss"
     try:
         srv_log = open(os.path.join(tmp, "server.log"), "w+")
         srv, p = start_server([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
-                               "--admin", "127.0.0.1:0", "--bind", "127.0.0.1"] + uring, srv_log)
+                               "--admin", "127.0.0.1:0", "--bind", "127.0.0.1"] + uring + srv_tls,
+                              srv_log)
         started.append(srv)
 
         status, report = os.path.join(tmp, "status"), os.path.join(tmp, "report.json")
-        bench = subprocess.Popen([bench_bin, "--url", f"ws://127.0.0.1:{p}/", "--conns",
+        bench = subprocess.Popen([bench_bin, "--url", f"{scheme}://127.0.0.1:{p}/", "--conns",
                                   str(CONNS), "--procs", "2", "--duration", "60", "--json",
                                   report, "--status-file", status, "--report-interval", "60",
                                   "--expect-broadcasts", str(BCASTS)]
-                                 + bench_extra,
+                                 + bench_tls + bench_extra,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         started.append(bench)
+        # A hang bound, not a speed check: 2,000 TLS handshakes under ASan, beside other
+        # tests on two cores, took 40 s.
         st = wait_for("every connection up",
-                      lambda: (s := read_status(status)).get("ramp_done") == 1 and s, 30)
+                      lambda: (s := read_status(status)).get("ramp_done") == 1 and s,
+                      100 if tls else 30)
         assert int(st["active"]) == CONNS, st
         # A duplicate of one broadcast would arrive before the next (TCP keeps order): each
         # broadcast is the marker for the one before it.
@@ -98,6 +111,17 @@ def main():
         assert b[seq]["last_ms"] >= b[seq]["first_ms"], b[seq]
     assert abs(r["latency_cdf"][-1][1] - 1.0) < 1e-9
     assert len(r["series"]) > 0
+    t = r["tls"]
+    if tls:
+        # Each of the 2 processes starts 256 handshakes before any ticket can have arrived;
+        # every later one offers the latest ticket and resumes.
+        assert r["config"]["tls"] is True and r["config"]["tls_verify"] is True, r["config"]
+        assert t["full"] + t["resumed"] == CONNS and t["handshake_ms"]["count"] == CONNS, t
+        assert 1 <= t["full"] <= 2 * 256 and t["resumed"] >= CONNS - 2 * 256, t
+        assert 0 < t["handshake_ms"]["min"] <= t["handshake_ms"]["p50"] <= t["handshake_ms"]["max"]
+        assert "TLS handshakes (ms)" in out.decode()
+    else:
+        assert t["full"] == t["resumed"] == t["handshake_ms"]["count"] == 0, t
     print(f"ok: {CONNS} connections, {BCASTS} broadcasts, each received exactly once, 0 errors")
 
 

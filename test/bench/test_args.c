@@ -160,7 +160,8 @@ static void test_bad_urls(void **state)
 {
     (void)state;
     const char *bad[] = {"http://127.0.0.1/",
-                         "wss://127.0.0.1/",
+                         "https://127.0.0.1/",
+                         "wss:/127.0.0.1/",
                          "ws://",
                          "ws://:80/",
                          "ws://example.com/",
@@ -173,6 +174,47 @@ static void test_bad_urls(void **state)
                          "ws://127.0.0.1/a\r\nX: y"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_error(parse("--url", bad[i], "--conns", "1", "--duration", "1"), "malformed --url");
+}
+
+/* wss:// (issue #18): port 443 by default, exactly one of --tls-ca and --tls-insecure. */
+static void test_tls(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        parse("--url", "wss://127.0.0.1/x", "--conns", "1", "--duration", "1", "--tls-insecure"),
+        0);
+    assert_true(cfg.tls && cfg.tls_insecure && cfg.tls_ca == NULL);
+    assert_int_equal(cfg.port, 443);
+    assert_string_equal(cfg.path, "/x");
+    assert_int_equal(cfg.tls_version, 0x0304);
+    assert_int_equal(cfg.tls_resume, 1);
+    assert_int_equal(parse("--url", "wss://localhost:9443/", "--conns", "1", "--duration", "1",
+                           "--tls-ca", "ca.pem", "--tls-version", "1.2", "--tls-resume", "off"),
+                     0);
+    assert_true(cfg.tls && !cfg.tls_insecure);
+    assert_string_equal(cfg.tls_ca, "ca.pem");
+    assert_int_equal(cfg.port, 9443);
+    assert_int_equal(cfg.tls_version, 0x0303);
+    assert_int_equal(cfg.tls_resume, 0);
+    assert_int_equal(parse("--url", "ws://127.0.0.1/", "--conns", "1", "--duration", "1"), 0);
+    assert_false(cfg.tls);
+    const char *u = "wss://127.0.0.1/";
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1"), "exactly one of");
+    assert_error(
+        parse("--url", u, "--conns", "1", "--duration", "1", "--tls-ca", "a", "--tls-insecure"),
+        "exactly one of");
+    assert_error(
+        parse("--url", "ws://127.0.0.1/", "--conns", "1", "--duration", "1", "--tls-insecure"),
+        "for wss://");
+    assert_error(
+        parse("--url", u, "--conns", "1", "--duration", "1", "--tls-insecure", "--io-uring", "on"),
+        "not with wss://");
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--tls-insecure",
+                       "--tls-version", "1.1"),
+                 "--tls-version");
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--tls-insecure",
+                       "--tls-resume", "maybe"),
+                 "--tls-resume");
 }
 
 static void test_bad_sources(void **state)
@@ -219,6 +261,11 @@ static void test_machine_limits(void **state)
                      0);
     assert_int_equal(parse("--url", u, "--conns", "1000000", "--duration", "1"), 0);
     assert_int_equal(cfg.procs, 67);
+    /* wss:// adds the bench's OpenSSL client per connection: 700,000 no longer fit 24 GiB */
+    assert_int_equal(parse("--url", u, "--conns", "700000", "--duration", "1"), 0);
+    assert_error(parse("--url", "wss://127.0.0.1:9/", "--conns", "700000", "--duration", "1",
+                       "--tls-insecure"),
+                 "with its TLS client");
     /* never more processes than connections */
     assert_int_equal(parse("--url", u, "--conns", "3", "--duration", "1", "--procs", "8"), 0);
     assert_int_equal(cfg.procs, 3);
@@ -259,7 +306,7 @@ int main(void)
         cmocka_unit_test(test_help),        cmocka_unit_test(test_required),
         cmocka_unit_test(test_bad_numbers), cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_bad_sources), cmocka_unit_test(test_machine_limits),
-        cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_jwt),         cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

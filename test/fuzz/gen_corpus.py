@@ -16,6 +16,7 @@ script never writes or removes those. Input formats:
   inflate: [bound control][form][bit lo][bit hi][data]             (see fuzz_inflate.c)
   jwt:     [mode/policy/leeway control][token, or JSON text to sign]  (see fuzz_jwt.c)
   tlsrec:  [split control][suite][items: op, length (2 bytes), bytes]   (see fuzz_tlsrec.c)
+  tlsconn: the same as tlsrec, through one server connection     (see fuzz_tlsconn.c)
   tlshs:   [split control][client byte stream]                       (see fuzz_tlshs.c)
   auth:    [mode][request, refresh message, "QUERY\nCLAIMS" or CLAIMS]  (see fuzz_auth.c)
   framed:  [mode][query | payload | Redis message | epoch]           (see fuzz_framed.c)
@@ -760,6 +761,11 @@ def tlsrec_seeds():
     for name, (suite, data) in s.items():
         for sp in (0x00, 0x05):
             write("tlsrec", "%s-s%02x" % (name, sp), bytes([sp, suite]) + data)
+    # tlsconn reads the same streams through a connection: one byte at a time too (0x10),
+    # and records whose 5-byte header arrives in two reads.
+    for name, (suite, data) in s.items():
+        for sp in (0x00, 0x03, 0x10):
+            write("tlsconn", "%s-s%02x" % (name, sp), bytes([sp, suite]) + data)
 
 
 def framed_seeds():

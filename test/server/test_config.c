@@ -127,6 +127,33 @@ static void test_bad_values(void **state)
     expect_bad(ARGV("extra"), "extra");
 }
 
+/* TLS (issue #18): both files or neither; the handshake limit and kTLS switch. */
+static void test_tls_flags(void **state)
+{
+    (void)state;
+    wsp_config_t cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, ARGV("--port", "1"), err), 0);
+    assert_string_equal(cfg.tls_cert, "");
+    assert_int_equal(cfg.tls_max_handshakes, 1024);
+    assert_int_equal(cfg.tls_ktls, WSP_CONFIG_KTLS_AUTO);
+    assert_int_equal(parse(&cfg,
+                           ARGV("--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-max-handshakes",
+                                "7", "--tls-ktls", "off"),
+                           err),
+                     0);
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_int_equal(cfg.tls_max_handshakes, 7);
+    assert_int_equal(cfg.tls_ktls, WSP_CONFIG_KTLS_OFF);
+    expect_bad(ARGV("--tls-cert", "c.pem"), "--tls-cert needs --tls-key");
+    expect_bad(ARGV("--tls-key", "k.pem"), "--tls-key needs --tls-cert");
+    expect_bad(ARGV("--tls-cert", "", "--tls-key", "k"), "--tls-cert");
+    expect_bad(ARGV("--tls-max-handshakes", "0"), "--tls-max-handshakes");
+    expect_bad(ARGV("--tls-max-handshakes", "65537"), "--tls-max-handshakes");
+    expect_bad(ARGV("--tls-ktls", "on"), "--tls-ktls");
+}
+
 static void test_help_version(void **state)
 {
     (void)state;
@@ -245,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_all_flags),    cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_help_version), cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_read_token),   cmocka_unit_test(test_auth_flags),
+        cmocka_unit_test(test_tls_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
