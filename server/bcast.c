@@ -87,13 +87,17 @@ wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_
     return st == BCAST_READY ? b->frame[kind] : NULL;
 }
 
-const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+const uint8_t *wsp_bcast_frame_payload(const wsp_msg_t *m, size_t *len)
 {
-    const wsp_msg_t *m = b->frame[WSP_BCAST_PLAIN];
     /* Server frames are unmasked: 2 header bytes, then 2 or 8 of extended length. */
     size_t hdr = (m->bytes[1] & 0x7f) == 126 ? 4 : (m->bytes[1] & 0x7f) == 127 ? 10 : 2;
     *len = m->len - hdr;
     return m->bytes + hdr;
+}
+
+const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+{
+    return wsp_bcast_frame_payload(b->frame[WSP_BCAST_PLAIN], len);
 }
 
 const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)

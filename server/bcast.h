@@ -27,7 +27,8 @@ typedef struct wsp_bcast_s wsp_bcast_t;
 
 /* Frame kinds: what a connection receives (see above). The kind is two bits of the
  * connection (server/conn.c, wsp_conn_s.xf): bit 0 the wspush.v1 framing (issue #17), bit 1
- * permessage-deflate (issue #19). Only PLAIN exists until those land. */
+ * permessage-deflate (issue #19). Which kind a connection gets for one broadcast, and the
+ * builders of the compressed kinds, are server/pick.c's. */
 enum {
     WSP_BCAST_PLAIN = 0,
     WSP_BCAST_FRAMED = 1,         /* {"ch":..,"seq":..,"data":..} */
@@ -79,6 +80,10 @@ wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_
 /* The payload b was made from: the plain frame's bytes after its header. Valid while b is
  * held. Any thread holding b. */
 const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len);
+
+/* The payload of m, one complete unmasked server frame (any kind's), and its length in *len.
+ * Valid while m is held. Pure; any thread holding m. */
+const uint8_t *wsp_bcast_frame_payload(const wsp_msg_t *m, size_t *len);
 
 /* The channel b is for, or NULL for the default channel; *len gets its length. Any thread
  * holding b. */

@@ -43,6 +43,9 @@ void wsp_config_usage(FILE *f)
             "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
             "                           to one send per connection where io_uring is\n"
             "                           unavailable, on refuses to start; default auto\n"
+            "  --deflate on|off         permessage-deflate with clients that offer it: each\n"
+            "                           broadcast compressed once; default on\n"
+            "  --deflate-min-bytes N    payloads under N bytes go uncompressed; default 256\n"
             "  --help, --version\n"
             "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
             "and exit 0.\n");
@@ -202,6 +205,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_PING_INTERVAL,
         OPT_DRAIN_SECONDS,
         OPT_IO_URING,
+        /* permessage-deflate (issue #19) */
+        OPT_DEFLATE,
+        OPT_DEFLATE_MIN_BYTES,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -224,6 +230,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
         {"io-uring", required_argument, NULL, OPT_IO_URING},
+        {"deflate", required_argument, NULL, OPT_DEFLATE},
+        {"deflate-min-bytes", required_argument, NULL, OPT_DEFLATE_MIN_BYTES},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -247,6 +255,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->admin_port = 8081;
     cfg->tcp_keepalive = 120;
     cfg->drain_seconds = 10;
+    cfg->deflate = 1;
+    cfg->deflate_min_bytes = WSP_CONFIG_DEFLATE_MIN_BYTES;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -379,6 +389,17 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             else
                 return config_fail(err, errlen, "--io-uring wants auto, on or off, got '%s'",
                                    optarg);
+            break;
+        case OPT_DEFLATE:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                return config_fail(err, errlen, "--deflate wants on or off, got '%s'", optarg);
+            cfg->deflate = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_DEFLATE_MIN_BYTES:
+            if (config_num(optarg, 0, WSP_CONFIG_DEFLATE_MIN_BYTES_MAX, &v) != 0)
+                return config_fail(err, errlen, "--deflate-min-bytes wants 0..%u, got '%s'",
+                                   WSP_CONFIG_DEFLATE_MIN_BYTES_MAX, optarg);
+            cfg->deflate_min_bytes = (uint32_t)v;
             break;
         case OPT_HELP:
             wsp_config_usage(stdout);

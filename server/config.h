@@ -36,6 +36,9 @@ typedef struct wsp_config_s {
     unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
     int io_uring;           /* WSP_CONFIG_URING_*: how the broadcast pass sends */
+    /* permessage-deflate (issue #19) */
+    int deflate;                /* --deflate on|off: 1 negotiates it with clients that offer it */
+    uint32_t deflate_min_bytes; /* smaller payloads are sent uncompressed (RSV1 clear) */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists
@@ -47,6 +50,10 @@ enum { WSP_CONFIG_URING_AUTO = 0, WSP_CONFIG_URING_ON = 1, WSP_CONFIG_URING_OFF 
 
 /* The longest --handshake-timeout: shard deadlines are byte-sized ticks compared as int8. */
 #define WSP_CONFIG_MAX_HANDSHAKE_TIMEOUT 120
+
+/* --deflate-min-bytes: the default, and the largest value (a payload is at most 64 KiB). */
+#define WSP_CONFIG_DEFLATE_MIN_BYTES 256
+#define WSP_CONFIG_DEFLATE_MIN_BYTES_MAX (1u << 20)
 
 /* The largest payload accepted for publishing (Redis, the supervisor's pipe). */
 #define WSP_CONFIG_MAX_PUBLISH (64 * 1024)

@@ -50,6 +50,14 @@ typedef struct wsp_shard_stats_s {
     wsp_counter_t uring_sends;    /* broadcast frames sent through the shard's io_uring */
     wsp_counter_t uring_enters;   /* io_uring_enter calls that carried them */
     wsp_counter_t uring_short;    /* io_uring sends that left bytes for the libuv path */
+    /* permessage-deflate (issue #19) */
+    wsp_counter_t deflate_upgraded;  /* connections that negotiated it */
+    wsp_counter_t deflate_builds;    /* payloads compressed by this shard (once per broadcast) */
+    wsp_counter_t deflate_in_bytes;  /* their bytes before compression */
+    wsp_counter_t deflate_out_bytes; /* their bytes after (frame payloads, headers excluded) */
+    wsp_counter_t deflate_ns;        /* time spent compressing them */
+    wsp_counter_t deflate_written;   /* compressed frames written: part of msgs_written */
+    wsp_counter_t inflated;          /* compressed client messages inflated */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */

@@ -9,8 +9,10 @@
 #include "alloc.h"
 #include "chan.h"
 #include "conn.h"
+#include "frame.h"
 #include "log.h"
 #include "net.h"
+#include "pick.h"
 #include "spsc.h"
 #include "table.h"
 #include "uring.h"
@@ -49,13 +51,16 @@ struct wsp_shard_s {
     uint32_t ping_step;     /* steps into the current round */
     uint32_t ping_per_step; /* connections per step in this round */
     wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
+    wsp_pick_shard_t pick;  /* the frame kinds' builders: the compressor (#19) */
 };
 
-/* What a batch of io_uring sends reports into. */
+/* One pass over a broadcast: the frame each connection gets, and what was written. */
 typedef struct wsp_shard_batch_s {
     wsp_shard_t *sh;
-    wsp_msg_t *m;
+    wsp_pick_t pick;
     uint64_t written, failed;
+    uint64_t bytes;      /* of the frames written */
+    uint64_t compressed; /* frames written with RSV1 (permessage-deflate) */
 } wsp_shard_batch_t;
 
 static void on_shard_wake(uv_async_t *a);
@@ -100,15 +105,23 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     shard_maybe_finish(sh);
 }
 
+/* Counts m as written (to the kernel, or the rest queued). */
+static inline void shard_written(wsp_shard_batch_t *bt, const wsp_msg_t *m)
+{
+    bt->written++;
+    bt->bytes += m->len;
+    bt->compressed += (m->bytes[0] & WSP_FRAME_RSV1) != 0;
+}
+
 /* Writes m to c the libuv way: one uv_try_write, the rest queued. */
-static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, uint64_t *written, uint64_t *failed)
+static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
 {
     int rv = wsp_conn_send(c, m);
     if (rv == 0) {
-        (*written)++;
+        shard_written(bt, m);
         return;
     }
-    (*failed)++;
+    bt->failed++;
     if (rv != -ENOBUFS) /* -ENOBUFS: draining with 1008 already */
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
 }
@@ -119,19 +132,19 @@ static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
     wsp_conn_t *c = ud;
-    uint32_t len = bt->m->len;
-    if (res == (int)len) {
-        bt->written++;
+    wsp_msg_t *m = wsp_pick_frame(&bt->pick, wsp_conn_xf(c)); /* the frame queued for c */
+    if (res == (int)m->len) {
+        shard_written(bt, m);
         return;
     }
     if (res == -ECANCELED) { /* the ring failed before this send ran: the libuv way */
-        shard_send_uv(c, bt->m, &bt->written, &bt->failed);
+        shard_send_uv(c, m, bt);
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
         atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
-        if (wsp_conn_send_rest(c, bt->m, res > 0 ? (size_t)res : 0) == 0) {
-            bt->written++;
+        if (wsp_conn_send_rest(c, m, res > 0 ? (size_t)res : 0) == 0) {
+            shard_written(bt, m);
             return;
         }
     }
@@ -157,43 +170,42 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
     }
 }
 
-/* Writes m to every connection of tb, from the end down: a slow consumer leaves the table
- * during the walk (swap-remove), which only moves an already visited entry. With a ring,
- * idle sockets get their frame through batched io_uring sends, all completed before this
- * returns (so no connection can be freed while its send is in flight); a connection with
- * queued libuv writes keeps the libuv path, behind its queue. */
-static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_msg_t *m, int time_only,
-                       uint64_t *written, uint64_t *failed)
+/* Writes to every connection of tb the frame it gets (bt->pick: plain, or compressed for a
+ * permessage-deflate connection), from the end down: a slow consumer leaves the table during
+ * the walk (swap-remove), which only moves an already visited entry. With a ring, idle
+ * sockets get their frame through batched io_uring sends, all completed before this returns
+ * (so no connection can be freed while its send is in flight); a connection with queued
+ * libuv writes keeps the libuv path, behind its queue. */
+static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, int time_only, wsp_shard_batch_t *bt)
 {
-    wsp_shard_batch_t bt = {.sh = sh, .m = m};
     for (uint32_t i = tb->n; i-- > 0;) {
         wsp_conn_t *c = tb->v[i];
         if (time_only && !wsp_conn_wants_default(c))
             continue;
+        wsp_msg_t *m = wsp_pick_frame(&bt->pick, wsp_conn_xf(c));
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
         if (fd < 0) {
-            shard_send_uv(c, m, written, failed);
+            shard_send_uv(c, m, bt);
             continue;
         }
         int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
         if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
-            shard_uring_flush(sh, &bt);
+            shard_uring_flush(sh, bt);
             q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
         }
         if (q < 0) /* not queued: never skip a connection */
-            shard_send_uv(c, m, written, failed);
+            shard_send_uv(c, m, bt);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
-        shard_uring_flush(sh, &bt);
-    *written += bt.written;
-    *failed += bt.failed;
+        shard_uring_flush(sh, bt);
 }
 
 /* One shard's pass over b: the default channel walks OPEN, a named one its subscribers. */
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_shard_stats_t *st = sh->sc.stats;
-    wsp_msg_t *m = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every connection is plain so far */
+    wsp_shard_batch_t bt = {.sh = sh};
+    wsp_pick_begin(&bt.pick, b, &sh->pick);
     size_t clen;
     const char *cname = wsp_bcast_channel(b, &clen);
     wsp_bcast_report_t rep = {0};
@@ -204,30 +216,33 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     rep.start_ns = wsp_net_mono_ns();
     if (cname == NULL) { /* the default channel: every open connection that did not opt out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
-        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], m, 1, &rep.written, &rep.failed);
+        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], 1, &bt);
     } else {
         wsp_chan_t *ch = wsp_chan_find(&sh->sc.chans, cname, clen);
         if (ch) {
             wsp_table_t *subs = wsp_chan_walk_begin(ch);
             n = subs->n;
-            shard_walk(sh, subs, m, 0, &rep.written, &rep.failed);
+            shard_walk(sh, subs, 0, &bt);
             wsp_chan_walk_end(&sh->sc.chans, ch);
         }
     }
     rep.end_ns = wsp_net_mono_ns();
+    rep.written = bt.written;
+    rep.failed = bt.failed;
     atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_written, rep.written * m->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, bt.bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->deflate_written, bt.compressed, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
-        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f",
+        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f compressed=%llu",
         sh->sc.id, (unsigned long long)wsp_bcast_seq(b), cname ? (int)clen : 4,
         cname ? cname : "time", n, (unsigned long long)rep.written, (unsigned long long)rep.failed,
         (unsigned long long)(atomic_load_explicit(&st->uring_sends, memory_order_relaxed) - us0),
         (unsigned long long)(atomic_load_explicit(&st->uring_short, memory_order_relaxed) -
                              ushort0),
-        (double)(rep.end_ns - rep.start_ns) / 1e6);
+        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)bt.compressed);
     wsp_bcast_done(b, &rep);
 }
 
@@ -474,6 +489,8 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
     sh->sc.stats = stats;
     sh->sc.log_tick = 0xFF;
     sh->sc.on_conn_freed = on_shard_conn_freed;
+    sh->pick.min_bytes = cfg->deflate_min_bytes;
+    sh->pick.stats = stats;
     sh->listen_fd = listen_fd;
     sh->exited_async = exited;
     atomic_init(&sh->stop_requested, 0);
@@ -540,6 +557,8 @@ void wsp_shard_free(wsp_shard_t *sh)
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
     wsp_chan_table_free(&sh->sc.chans); /* empty after a stop: every connection left */
+    wsp_pick_shard_free(&sh->pick);
+    wsp_deflate_free(sh->sc.pmd.z);
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
     for (int t = 0; t < WSP_SHARD_T_N; t++)

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "table.h"
+#include "ws.h"
 
 /* The tables: TIMED holds HANDSHAKE and DRAINING connections, swept every second for
  * deadlines; OPEN holds exactly the upgraded connections that receive broadcasts. A
@@ -48,6 +49,7 @@ struct wsp_shard_conn_s {
     wsp_limits_t *lim;        /* the coordinator's */
     wsp_shard_stats_t *stats; /* the shard's counters */
     uint8_t *rbuf;            /* WSP_SHARD_RBUF bytes: one read buffer for every socket */
+    wsp_ws_pmd_t pmd;         /* inflates client messages of permessage-deflate connections (#19) */
     /* Called once a connection and its socket are freed: the shard resumes a listener paused
      * at the fd budget, or finishes stopping. */
     void (*on_conn_freed)(wsp_shard_conn_t *sc);

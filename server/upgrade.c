@@ -207,6 +207,12 @@ static int parse_field(const uint8_t *l, size_t n, wsp_upgrade_req_t *r, struct 
         f->version_seen = 1;
         if (vn != 2 || memcmp(v, "13", 2) != 0)
             f->version_bad = 1;
+    } else if (ieq(l, nn, "sec-websocket-extensions")) {
+        if (r->n_ext < WSP_UPGRADE_EXT_LINES) {
+            r->ext[r->n_ext] = (const char *)v;
+            r->ext_len[r->n_ext] = vn;
+        }
+        r->n_ext++; /* at most WSP_UPGRADE_MAX_FIELDS: scan_block() counts the lines */
     }
     return 0;
 }
@@ -282,24 +288,30 @@ int wsp_upgrade_accept(const char *key, size_t len, char *out)
     return 0;
 }
 
-int wsp_upgrade_response(const char *key, size_t key_len, char *out, size_t cap)
+int wsp_upgrade_response(const char *key, size_t key_len, const char *extra, char *out, size_t cap)
 {
     static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                "Upgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: ";
-    static const char tail[] = "\r\n\r\n";
-    size_t hn = sizeof(head) - 1, tn = sizeof(tail) - 1;
-    size_t total = hn + WSP_UPGRADE_ACCEPT_LEN + tn;
+    size_t hn = sizeof(head) - 1, xn = extra ? strlen(extra) : 0;
+    size_t total = hn + WSP_UPGRADE_ACCEPT_LEN + 2 + xn + 2;
     if (cap < total + 1) /* + 1: always NUL-terminated, so a caller may log it */
         return -ENOBUFS;
     char accept[WSP_UPGRADE_ACCEPT_LEN + 1];
     int rv = wsp_upgrade_accept(key, key_len, accept);
     if (rv < 0)
         return rv;
-    memcpy(out, head, hn);
-    memcpy(out + hn, accept, WSP_UPGRADE_ACCEPT_LEN);
-    memcpy(out + hn + WSP_UPGRADE_ACCEPT_LEN, tail, tn + 1);
+    char *p = out;
+    memcpy(p, head, hn);
+    p += hn;
+    memcpy(p, accept, WSP_UPGRADE_ACCEPT_LEN);
+    p += WSP_UPGRADE_ACCEPT_LEN;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (xn)
+        memcpy(p, extra, xn);
+    memcpy(p + xn, "\r\n", 3);
     return (int)total;
 }
 

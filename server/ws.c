@@ -7,6 +7,7 @@
 #include <wslay/wslay.h>
 
 #include "frame.h"
+#include "utf8.h"
 
 /* wslay parses payloads (unmasking, UTF-8, close codes) and writes pong/close replies. Frame
  * headers are also followed here, byte by byte, for three reasons:
@@ -43,9 +44,17 @@ struct wsp_ws_s {
     bool closed;      /* a close was written or the sink failed: the peer is ignored */
     uint8_t held_len; /* bytes of an incomplete close frame in held, kept from wslay */
     uint8_t held[WS_CLOSE_FRAME_MAX];
+    /* permessage-deflate (issue #19); pmd is NULL unless negotiated, and set for each feed.
+     * scan() runs ahead of wslay, so each keeps its own view of the message in progress. */
+    wsp_ws_pmd_t *pmd;
+    bool zscan;    /* scan(): the data message in progress came with RSV1 */
+    bool zin;      /* wslay: the data message it reads is compressed */
+    bool zctrl;    /* wslay: the frame it reads is a control frame */
+    uint32_t zlen; /* compressed bytes of that message so far, in zbuf */
+    uint8_t *zbuf; /* WSP_WS_MAX_ZMSG bytes, allocated with the first compressed byte */
 };
 
-enum { WS_CLOSE_PROTOCOL = 1002, WS_CLOSE_TOO_BIG = 1009 };
+enum { WS_CLOSE_PROTOCOL = 1002, WS_CLOSE_INVALID_UTF8 = 1007, WS_CLOSE_TOO_BIG = 1009 };
 
 static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                              void *user_data)
@@ -90,6 +99,88 @@ static const struct wslay_event_callbacks wsp_ws_callbacks = {
     .send_callback = on_wslay_send,
 };
 
+/* permessage-deflate: wslay (no buffering) hands over each data frame's unmasked payload in
+ * chunks; a compressed message's are kept in zbuf, inflated once it is complete. */
+static void on_wslay_frame_start(wslay_event_context_ptr ctx,
+                                 const struct wslay_event_on_frame_recv_start_arg *arg,
+                                 void *user_data)
+{
+    (void)ctx;
+    wsp_ws_t *ws = user_data;
+    ws->zctrl = (arg->opcode & 0x08u) != 0;
+    if (!ws->zctrl && arg->opcode != WSLAY_CONTINUATION_FRAME) { /* a data message starts */
+        ws->zin = (arg->rsv & WSLAY_RSV1_BIT) != 0;
+        ws->zlen = 0;
+    }
+}
+
+static void on_wslay_frame_chunk(wslay_event_context_ptr ctx,
+                                 const struct wslay_event_on_frame_recv_chunk_arg *arg,
+                                 void *user_data)
+{
+    wsp_ws_t *ws = user_data;
+    if (ws->zctrl || !ws->zin || arg->data_length == 0 || ws->werr < 0)
+        return;
+    /* Only while a compressed message is read: costs one connection if it fails. */
+    if (ws->zbuf == NULL && (ws->zbuf = malloc(WSP_WS_MAX_ZMSG)) == NULL) {
+        ws->werr = -ENOMEM;
+        wslay_event_shutdown_read(ctx);
+        return;
+    }
+    /* scan() closed anything longer with 1009 before wslay saw it. */
+    size_t n = arg->data_length <= WSP_WS_MAX_ZMSG - ws->zlen ? arg->data_length : 0;
+    memcpy(ws->zbuf + ws->zlen, arg->data, n);
+    ws->zlen += (uint32_t)n;
+}
+
+/* Inflates the compressed message in zbuf; returns 0, a close code or -ENOMEM. */
+static int ws_inflate(wsp_ws_t *ws, unsigned opcode)
+{
+    wsp_ws_pmd_t *pmd = ws->pmd;
+    if (pmd->z == NULL && (pmd->z = wsp_deflate_new(0)) == NULL) /* 11 KiB, once per shard */
+        return -ENOMEM;
+    uint8_t out[WSP_WS_MAX_MSG]; /* bounds the inflate: a bomb stops here */
+    size_t n = 0;
+    int rv = wsp_deflate_inflate(pmd->z, ws->zbuf, ws->zlen, out, sizeof(out), &n);
+    ws->zlen = 0;
+    if (rv == -EMSGSIZE)
+        return WS_CLOSE_TOO_BIG;
+    if (rv == -EBADMSG) /* RFC 7692 section 8: fail the connection */
+        return WS_CLOSE_PROTOCOL;
+    if (rv < 0)
+        return rv;
+    pmd->inflated++;
+    /* wslay skips UTF-8 checks on compressed text: the inflated text is checked here. */
+    return opcode == WSP_OP_TEXT && !wsp_utf8_valid(out, n) ? WS_CLOSE_INVALID_UTF8 : 0;
+}
+
+static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user_data)
+{
+    wsp_ws_t *ws = user_data;
+    if ((arg->opcode & 0x08u) || !(arg->rsv & WSLAY_RSV1_BIT) || ws->werr < 0)
+        return; /* control frames and plain messages: as without the extension */
+    int code = ws_inflate(ws, arg->opcode);
+    if (code == 0)
+        return;
+    /* Not a close from inside wslay: a close frame queued, and no more reading. */
+    wslay_event_shutdown_read(ctx);
+    if (code < 0) {
+        ws->werr = code;
+        return;
+    }
+    int rv = wslay_event_queue_close(ctx, (uint16_t)code, NULL, 0);
+    (void)rv; /* NO_MORE_MSG: a close is queued already and wins; NOMEM: closed without one */
+}
+
+static const struct wslay_event_callbacks wsp_ws_pmd_callbacks = {
+    .recv_callback = on_wslay_recv,
+    .send_callback = on_wslay_send,
+    .on_frame_recv_start_callback = on_wslay_frame_start,
+    .on_frame_recv_chunk_callback = on_wslay_frame_chunk,
+    .on_msg_recv_callback = on_wslay_msg,
+};
+
 static int wslay_to_errno(int rv)
 {
     switch (rv) {
@@ -130,7 +221,10 @@ static uint64_t hdr_payload_len(const wsp_ws_t *ws)
 static int check_hdr_start(const wsp_ws_t *ws)
 {
     unsigned fin = ws->hdr[0] & 0x80u, op = ws->hdr[0] & 0x0Fu, l7 = ws->hdr[1] & 0x7Fu;
-    if ((ws->hdr[0] & 0x70u) || !(ws->hdr[1] & 0x80u)) /* RSV without extension; unmasked */
+    /* RSV1 means "compressed" on a data message's first frame once permessage-deflate is
+     * negotiated (RFC 7692 section 6); any other RSV bit is an extension we never agreed to. */
+    unsigned rsv_ok = ws->pmd && (op == WSP_OP_TEXT || op == WSP_OP_BINARY) ? WSP_FRAME_RSV1 : 0;
+    if ((ws->hdr[0] & 0x70u & ~rsv_ok) || !(ws->hdr[1] & 0x80u)) /* bad RSV; unmasked */
         return WS_CLOSE_PROTOCOL;
     switch (op) {
     case WSP_OP_CONT:
@@ -155,7 +249,10 @@ static int check_hdr_len(const wsp_ws_t *ws)
     uint64_t len = hdr_payload_len(ws);
     if ((ext == 2 && len < 126) || (ext == 8 && (len <= 0xFFFF || len >> 63)))
         return WS_CLOSE_PROTOCOL; /* RFC 6455 5.2: the minimal length encoding, MSB 0 */
-    if (!(ws->hdr[0] & 0x08u) && len > WSP_WS_MAX_MSG - (uint64_t)ws->msg_len)
+    /* A compressed message may take a little more on the wire; inflating checks 4 KiB. */
+    bool z = ws->in_msg ? ws->zscan : (ws->hdr[0] & WSP_FRAME_RSV1) != 0;
+    uint64_t max = z ? WSP_WS_MAX_ZMSG : WSP_WS_MAX_MSG;
+    if (!(ws->hdr[0] & 0x08u) && len > max - (uint64_t)ws->msg_len)
         return WS_CLOSE_TOO_BIG; /* data frame: counts toward the whole message */
     if (!(ws->hdr[0] & 0x08u) && ws->in_msg && ws->frags >= WSP_WS_MAX_FRAGMENTS)
         return WS_CLOSE_TOO_BIG; /* a continuation past the fragment cap */
@@ -209,6 +306,8 @@ static struct scan_res scan(wsp_ws_t *ws, const uint8_t *p, size_t n)
             ws->rem = hdr_payload_len(ws);
             ws->hdr_len = 0;
             if (!(ws->hdr[0] & 0x08u)) { /* data frame: track the message it belongs to */
+                if (!ws->in_msg)
+                    ws->zscan = (ws->hdr[0] & WSP_FRAME_RSV1) != 0;
                 ws->frags = ws->in_msg ? ws->frags + 1 : 1;
                 ws->in_msg = !(ws->hdr[0] & 0x80u);
                 ws->msg_len = ws->in_msg ? ws->msg_len + (uint32_t)ws->rem : 0;
@@ -232,21 +331,26 @@ static void ws_shut(wsp_ws_t *ws)
     ws->closed = true;
 }
 
-static int ws_new(wsp_ws_t **out)
+static int ws_new(wsp_ws_t **out, bool pmd)
 {
     /* Per connection, only while a frame is incomplete: costs one connection on failure. */
     wsp_ws_t *ws = calloc(1, sizeof(*ws));
     if (ws == NULL)
         return -ENOMEM;
-    if (wslay_event_context_server_init(&ws->ctx, &wsp_ws_callbacks, ws) != 0) {
+    const struct wslay_event_callbacks *cb = pmd ? &wsp_ws_pmd_callbacks : &wsp_ws_callbacks;
+    if (wslay_event_context_server_init(&ws->ctx, cb, ws) != 0) {
         free(ws);
         return -ENOMEM; /* its only failures are allocations (-1 from the frame context) */
     }
     /* No message buffering: scan() enforces WSP_WS_MAX_MSG and messages are dropped anyway,
      * so wslay allocates nothing per data frame. It still checks UTF-8 and buffers control
-     * frames. The limit is a backstop (per frame when not buffering). */
+     * frames. The limit is a backstop (per frame when not buffering). With permessage-deflate
+     * wslay also lets RSV1 through, on a message's first data frame only (never a control
+     * frame or a continuation), and skips the UTF-8 check of compressed text. */
     wslay_event_config_set_no_buffering(ws->ctx, 1);
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, WSP_WS_MAX_MSG);
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, pmd ? WSP_WS_MAX_ZMSG : WSP_WS_MAX_MSG);
+    if (pmd)
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
     *out = ws;
     return 0;
 }
@@ -293,7 +397,7 @@ static size_t skip_pongs(const uint8_t *buf, size_t len)
 }
 
 int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn write, void *user,
-                int *close_code)
+                wsp_ws_pmd_t *pmd, int *close_code)
 {
     if (close_code)
         *close_code = 0;
@@ -308,7 +412,7 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
             return WSP_WS_OK;
         buf += skip; /* the rest starts at a frame boundary */
         len -= skip;
-        int rv = ws_new(&ws);
+        int rv = ws_new(&ws, pmd != NULL);
         if (rv < 0)
             return rv;
         *wsp = ws;
@@ -316,6 +420,7 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
 
     ws->write = write;
     ws->user = user;
+    ws->pmd = pmd;
     ws->werr = 0;
     size_t off = 0;
     struct scan_res sr;
@@ -332,6 +437,7 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
     }
     ws->write = NULL;
     ws->user = NULL;
+    ws->pmd = NULL;
 
     if (ws->werr < 0) {
         ws_shut(ws);
@@ -373,5 +479,6 @@ void wsp_ws_free(wsp_ws_t *ws)
     if (ws == NULL)
         return;
     wslay_event_context_free(ws->ctx);
+    free(ws->zbuf);
     free(ws);
 }

@@ -103,7 +103,7 @@ static struct outcome run(uint8_t ctl, const uint8_t *s, size_t n, struct sink *
         size_t before = out->len;
         int code = -1;
         out->in_feed = true;
-        int rv = wsp_ws_feed(&ws, s + off, k, on_sink_write, out, &code);
+        int rv = wsp_ws_feed(&ws, s + off, k, on_sink_write, out, NULL, &code);
         out->in_feed = false;
         off += k;
         WSP_FUZZ_CHECK(code >= 0);
@@ -130,7 +130,7 @@ static struct outcome run(uint8_t ctl, const uint8_t *s, size_t n, struct sink *
     size_t before = out->len;
     if (o.fails == 0) {
         out->in_feed = true;
-        int rv = wsp_ws_feed(&ws, s, 0, on_sink_write, out, NULL);
+        int rv = wsp_ws_feed(&ws, s, 0, on_sink_write, out, NULL, NULL);
         out->in_feed = false;
         WSP_FUZZ_CHECK(rv == (closed ? WSP_WS_CLOSE : WSP_WS_OK) && out->len == before);
     }
