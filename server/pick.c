@@ -58,43 +58,49 @@ static wsp_msg_t *build_deflate(const wsp_bcast_t *b, void *ctx)
     return m;
 }
 
-/* The uncompressed frame of kind (PLAIN or FRAMED). */
-static wsp_msg_t *pick_source(wsp_pick_t *p, unsigned kind)
+/* The kind of uncompressed frame (PLAIN, or FRAMED once #17 brings its builder) a
+ * connection asking for kind (PLAIN or FRAMED) gets, built if need be. */
+static unsigned pick_source(wsp_pick_t *p, unsigned kind)
 {
-    wsp_msg_t *plain = p->by_xf[WSP_BCAST_PLAIN];
     if (kind == WSP_BCAST_PLAIN || p->ps->framed == NULL)
-        return plain;
-    wsp_msg_t *m = wsp_bcast_frame_build(p->b, WSP_BCAST_FRAMED, p->ps->framed, NULL);
-    return m ? m : plain;
+        return WSP_BCAST_PLAIN;
+    if (p->frame[WSP_BCAST_FRAMED] == NULL)
+        p->frame[WSP_BCAST_FRAMED] =
+            wsp_bcast_frame_build(p->b, WSP_BCAST_FRAMED, p->ps->framed, NULL);
+    return p->frame[WSP_BCAST_FRAMED] ? WSP_BCAST_FRAMED : WSP_BCAST_PLAIN;
 }
 
 void wsp_pick_begin(wsp_pick_t *p, wsp_bcast_t *b, wsp_pick_shard_t *ps)
 {
-    memset(p->by_xf, 0, sizeof(p->by_xf));
+    memset(p->kind_of, WSP_PICK_UNRESOLVED, sizeof(p->kind_of));
+    memset(p->frame, 0, sizeof(p->frame));
     p->b = b;
     p->ps = ps;
-    p->by_xf[0] = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every broadcast has it */
+    p->frame[WSP_BCAST_PLAIN] = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every broadcast has it */
+    p->kind_of[0] = WSP_BCAST_PLAIN;
 }
 
-wsp_msg_t *wsp__pick_resolve(wsp_pick_t *p, unsigned xf)
+unsigned wsp__pick_resolve(wsp_pick_t *p, unsigned xf)
 {
-    unsigned kind = xf & WSP_CONN_X_KIND;
-    wsp_msg_t *src = pick_source(p, kind & ~WSP_CONN_X_DEFLATE), *m = src;
-    if (kind & WSP_CONN_X_DEFLATE) {
+    unsigned want = xf & WSP_CONN_X_KIND;
+    unsigned kind = pick_source(p, want & ~WSP_CONN_X_DEFLATE);
+    if (want & WSP_CONN_X_DEFLATE) {
         size_t len;
-        wsp_bcast_frame_payload(src, &len);
+        wsp_bcast_frame_payload(p->frame[kind], &len);
         unsigned wbits = 8 + ((xf & WSP_CONN_X_WBITS) >> WSP_CONN_X_WBITS_SHIFT);
+        /* DEFLATE compresses the plain frame, FRAMED_DEFLATE the framed one. */
+        unsigned zkind = kind | WSP_BCAST_DEFLATE;
         if (len >= p->ps->min_bytes && wsp_pmd_fits(wbits, len)) {
-            /* FRAMED_DEFLATE only compresses the framed frame: plain stays DEFLATE's source. */
-            unsigned zkind = src == p->by_xf[WSP_BCAST_PLAIN] ? WSP_BCAST_DEFLATE : kind;
-            pick_zjob_t job = {p->ps, src};
-            wsp_msg_t *z = wsp_bcast_frame_build(p->b, zkind, build_deflate, &job);
-            if (z)
-                m = z;
+            if (p->frame[zkind] == NULL) {
+                pick_zjob_t job = {p->ps, p->frame[kind]};
+                p->frame[zkind] = wsp_bcast_frame_build(p->b, zkind, build_deflate, &job);
+            }
+            if (p->frame[zkind])
+                kind = zkind;
         }
     }
-    p->by_xf[xf] = m;
-    return m;
+    p->kind_of[xf] = (uint8_t)kind;
+    return kind;
 }
 
 void wsp_pick_shard_free(wsp_pick_shard_t *ps)

@@ -11,7 +11,7 @@
  * wsp_bcast_frame_build(): at most once per broadcast in the process, by the first shard that
  * needs it, with that shard's compressor, and shared by all. The choice depends on the
  * negotiated bits 0-4 alone, so a pass resolves each of their 32 values at most once and
- * then costs one table load per connection. Shard thread only. */
+ * then costs two table loads per connection. Shard thread only. */
 
 #include <stdint.h>
 
@@ -35,26 +35,39 @@ typedef struct wsp_pick_shard_s {
     wsp_bcast_build_fn framed;
 } wsp_pick_shard_t;
 
+/* kind_of[] before a value of the negotiated bits is resolved. */
+#define WSP_PICK_UNRESOLVED 0xFFu
+
 /* One pass over one broadcast. */
 typedef struct wsp_pick_s {
     wsp_bcast_t *b;
     wsp_pick_shard_t *ps;
-    wsp_msg_t *by_xf[1u << WSP_PICK_XF_BITS]; /* per value of bits 0-4; NULL: not resolved */
+    /* Per value of the negotiated bits 0-4: the kind (WSP_BCAST_*) of the frame it gets, which
+     * may be less than asked for (uncompressed); WSP_PICK_UNRESOLVED until first asked. */
+    uint8_t kind_of[1u << WSP_PICK_XF_BITS];
+    wsp_msg_t *frame[WSP_BCAST_NKINDS]; /* the frames of the kinds given out so far */
 } wsp_pick_t;
 
 /* Starts a pass of ps's shard over b: only the plain frame is known. */
 void wsp_pick_begin(wsp_pick_t *p, wsp_bcast_t *b, wsp_pick_shard_t *ps);
 
 /* Resolves (and builds, if this shard is the first to need it) the frame for the negotiated
- * bits xf (already masked); see wsp_pick_frame(). */
-wsp_msg_t *wsp__pick_resolve(wsp_pick_t *p, unsigned xf);
+ * bits xf (already masked); see wsp_pick_kind(). */
+unsigned wsp__pick_resolve(wsp_pick_t *p, unsigned xf);
 
-/* The frame for a connection whose upgrade negotiated xf (wsp_conn_xf()): owned by the
- * broadcast, valid until the pass reports (wsp_bcast_done()). Never NULL. */
+/* The kind of frame a connection whose upgrade negotiated xf (wsp_conn_xf()) gets: its frame
+ * is p->frame[kind], owned by the broadcast, valid until the pass reports (wsp_bcast_done()).
+ * Two bits: the pass may carry it in the low bits of a connection pointer. */
+static inline unsigned wsp_pick_kind(wsp_pick_t *p, unsigned xf)
+{
+    unsigned k = p->kind_of[xf & WSP_PICK_XF_MASK];
+    return k != WSP_PICK_UNRESOLVED ? k : wsp__pick_resolve(p, xf & WSP_PICK_XF_MASK);
+}
+
+/* The frame itself (see wsp_pick_kind()). Never NULL. */
 static inline wsp_msg_t *wsp_pick_frame(wsp_pick_t *p, unsigned xf)
 {
-    wsp_msg_t *m = p->by_xf[xf & WSP_PICK_XF_MASK];
-    return m ? m : wsp__pick_resolve(p, xf & WSP_PICK_XF_MASK);
+    return p->frame[wsp_pick_kind(p, xf)];
 }
 
 /* Frees what ps made (its compressor). The shard's thread, or any once it has been joined. */

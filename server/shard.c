@@ -1,7 +1,9 @@
 #include "shard.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,7 +11,6 @@
 #include "alloc.h"
 #include "chan.h"
 #include "conn.h"
-#include "frame.h"
 #include "log.h"
 #include "net.h"
 #include "pick.h"
@@ -58,10 +59,17 @@ struct wsp_shard_s {
 typedef struct wsp_shard_batch_s {
     wsp_shard_t *sh;
     wsp_pick_t pick;
-    uint64_t written, failed;
-    uint64_t bytes;      /* of the frames written */
-    uint64_t compressed; /* frames written with RSV1 (permessage-deflate) */
+    uint64_t failed;
+    /* Frames written per kind (pick.frame[kind]): one increment per connection; bytes and
+     * compressed frames are summed from them after the pass. */
+    uint64_t written[WSP_BCAST_NKINDS];
 } wsp_shard_batch_t;
+
+/* An io_uring send's user data: the connection, with the kind of frame it was sent in the
+ * two low bits (malloc aligns a connection to 16 bytes at least), so that its completion
+ * knows the frame without asking the connection again. */
+static_assert(WSP_BCAST_NKINDS <= 4 && _Alignof(max_align_t) >= 4, "a kind fits the low bits");
+static inline void *shard_ud(wsp_conn_t *c, unsigned kind) { return (char *)c + kind; }
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
@@ -105,20 +113,13 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     shard_maybe_finish(sh);
 }
 
-/* Counts m as written (to the kernel, or the rest queued). */
-static inline void shard_written(wsp_shard_batch_t *bt, const wsp_msg_t *m)
+/* Writes the frame of kind (given out by wsp_pick_kind()) to c the libuv way: one
+ * uv_try_write, the rest queued. */
+static void shard_send_uv(wsp_conn_t *c, unsigned kind, wsp_shard_batch_t *bt)
 {
-    bt->written++;
-    bt->bytes += m->len;
-    bt->compressed += (m->bytes[0] & WSP_FRAME_RSV1) != 0;
-}
-
-/* Writes m to c the libuv way: one uv_try_write, the rest queued. */
-static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
-{
-    int rv = wsp_conn_send(c, m);
+    int rv = wsp_conn_send(c, bt->pick.frame[kind]);
     if (rv == 0) {
-        shard_written(bt, m);
+        bt->written[kind]++;
         return;
     }
     bt->failed++;
@@ -131,20 +132,21 @@ static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
 static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
-    wsp_conn_t *c = ud;
-    wsp_msg_t *m = wsp_pick_frame(&bt->pick, wsp_conn_xf(c)); /* the frame queued for c */
+    unsigned kind = (uintptr_t)ud & 3u; /* shard_ud() */
+    wsp_conn_t *c = (void *)((char *)ud - kind);
+    wsp_msg_t *m = bt->pick.frame[kind];
     if (res == (int)m->len) {
-        shard_written(bt, m);
+        bt->written[kind]++;
         return;
     }
     if (res == -ECANCELED) { /* the ring failed before this send ran: the libuv way */
-        shard_send_uv(c, m, bt);
+        shard_send_uv(c, kind, bt);
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
         atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
         if (wsp_conn_send_rest(c, m, res > 0 ? (size_t)res : 0) == 0) {
-            shard_written(bt, m);
+            bt->written[kind]++;
             return;
         }
     }
@@ -182,19 +184,21 @@ static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, int time_only, wsp_shar
         wsp_conn_t *c = tb->v[i];
         if (time_only && !wsp_conn_wants_default(c))
             continue;
-        wsp_msg_t *m = wsp_pick_frame(&bt->pick, wsp_conn_xf(c));
+        unsigned kind = wsp_pick_kind(&bt->pick, wsp_conn_xf(c));
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
         if (fd < 0) {
-            shard_send_uv(c, m, bt);
+            shard_send_uv(c, kind, bt);
             continue;
         }
-        int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
+        wsp_msg_t *m = bt->pick.frame[kind];
+        int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, shard_ud(c, kind));
         if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
             shard_uring_flush(sh, bt);
-            q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
+            q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, shard_ud(c, kind))
+                          : -EIO;
         }
         if (q < 0) /* not queued: never skip a connection */
-            shard_send_uv(c, m, bt);
+            shard_send_uv(c, kind, bt);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
         shard_uring_flush(sh, bt);
@@ -227,12 +231,17 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
         }
     }
     rep.end_ns = wsp_net_mono_ns();
-    rep.written = bt.written;
+    uint64_t bytes = 0, compressed = 0;
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++) {
+        rep.written += bt.written[k];
+        bytes += bt.written[k] ? bt.written[k] * bt.pick.frame[k]->len : 0;
+        compressed += (k & WSP_BCAST_DEFLATE) ? bt.written[k] : 0;
+    }
     rep.failed = bt.failed;
     atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_written, bt.bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->deflate_written, bt.compressed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->deflate_written, compressed, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
@@ -242,7 +251,7 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
         (unsigned long long)(atomic_load_explicit(&st->uring_sends, memory_order_relaxed) - us0),
         (unsigned long long)(atomic_load_explicit(&st->uring_short, memory_order_relaxed) -
                              ushort0),
-        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)bt.compressed);
+        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)compressed);
     wsp_bcast_done(b, &rep);
 }
 
