@@ -30,6 +30,8 @@ const char wsp_args_usage[] =
     "  --json FILE            write the final report, per-broadcast table and config\n"
     "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
     "  --quiet                only the final report\n"
+    "  --deflate              offer permessage-deflate (as browsers do) and inflate every\n"
+    "                         compressed message, so CPU and latency include the client's side\n"
     "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n"
     "Exit status: 0 when every connection got every broadcast it was open for, once, with no\n"
     "error; 1 otherwise (FAIL: missing, duplicate or unexpected broadcasts, or errors, with\n"
@@ -174,6 +176,10 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
             return 1;
         if (strcmp(a, "--quiet") == 0) {
             cfg->quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--deflate") == 0) { /* permessage-deflate (issue #19) */
+            cfg->deflate = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0)

@@ -35,6 +35,8 @@ typedef struct wsp_bench_cfg_s {
     const char *json;        /* NULL = no JSON file */
     const char *status_file; /* NULL = none */
     int quiet;               /* no periodic reports, only the final one */
+    /* permessage-deflate (issue #19) */
+    int deflate; /* --deflate: offer it on every connection, inflate what comes compressed */
 } wsp_bench_cfg_t;
 
 /* What the machine allows, passed in so tests can pretend. 0 = unknown, not checked. */

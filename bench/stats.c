@@ -55,6 +55,10 @@ void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src)
         dst->last_errno = src->last_errno;
     dst->cpu_user_us += src->cpu_user_us;
     dst->cpu_sys_us += src->cpu_sys_us;
+    dst->deflate_conns += src->deflate_conns;
+    dst->z_msgs += src->z_msgs;
+    dst->z_wire_bytes += src->z_wire_bytes;
+    dst->z_plain_bytes += src->z_plain_bytes;
     for (int i = 0; i < WSP_ERR_KINDS; i++)
         dst->err[i] += src->err[i];
     codes_merge(&dst->closed_codes, &src->closed_codes);

@@ -55,6 +55,12 @@ typedef struct wsp_wstats_s {
     uint64_t cpu_user_us, cpu_sys_us;         /* the worker's rusage, written on exit */
     uint64_t figures_final; /* 1 once every figure is final: only closing sockets is left */
     uint64_t epoch0_ms;     /* the worker's clock origin: its connections' est_ms count from it */
+    /* --deflate (issue #19): the connections the server accepted the offer on, and the
+     * compressed messages (the others count only in messages) */
+    uint64_t deflate_conns;
+    uint64_t z_msgs;        /* compressed messages received and inflated */
+    uint64_t z_wire_bytes;  /* their payload bytes as received */
+    uint64_t z_plain_bytes; /* the same inflated */
     uint64_t err[WSP_ERR_KINDS];
     wsp_codes_t closed_codes, statuses;
     wsp_hist_t latency; /* microseconds */
