@@ -217,6 +217,7 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     /* Only this thread writes its counters: plain before/after deltas for the log line. */
     uint64_t us0 = atomic_load_explicit(&st->uring_sends, memory_order_relaxed);
     uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
+    uint64_t zns0 = atomic_load_explicit(&st->deflate_ns, memory_order_relaxed);
     rep.start_ns = wsp_net_mono_ns();
     if (cname == NULL) { /* the default channel: every open connection that did not opt out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
@@ -245,13 +246,15 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
-        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f compressed=%llu",
+        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f compressed=%llu "
+        "compress_us=%.1f",
         sh->sc.id, (unsigned long long)wsp_bcast_seq(b), cname ? (int)clen : 4,
         cname ? cname : "time", n, (unsigned long long)rep.written, (unsigned long long)rep.failed,
         (unsigned long long)(atomic_load_explicit(&st->uring_sends, memory_order_relaxed) - us0),
         (unsigned long long)(atomic_load_explicit(&st->uring_short, memory_order_relaxed) -
                              ushort0),
-        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)compressed);
+        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)compressed,
+        (double)(atomic_load_explicit(&st->deflate_ns, memory_order_relaxed) - zns0) / 1e3);
     wsp_bcast_done(b, &rep);
 }
 
