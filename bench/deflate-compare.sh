@@ -7,16 +7,19 @@
 # "plain": --deflate off, every offer declined, the same bytes as before the extension. Rounds
 # interleave the two (plain first in odd rounds, deflate first in even ones) so that machine
 # noise hits both alike.
-#   bench/deflate-compare.sh [-n 100000] [-b 5] [-r 3] [-o DIR]
+#   bench/deflate-compare.sh [-n 100000] [-b 5] [-r 3] [-o DIR] [--send-side]
 # Per run, from run-local.sh's summary.json and the server's /metrics: bytes written per
 # message, server CPU per broadcast (every server process, schedstat, over the broadcasts),
 # bench CPU per message, and the CPU spent compressing per broadcast; per round the ratios
-# deflate / plain; min / median / max over the rounds. DIR gets summary.json (with command,
+# deflate / plain; min / median / max over the rounds. --send-side: the server's CPU alone,
+# the bench stopped (SIGSTOP) from each trigger until every process logged its pass
+# (run-local.sh --stop-bench): the two cores are the server's, and the figure is its send
+# side, without the bench's share of the machine. DIR gets summary.json (with command,
 # commit, date and machine) and round-R-MODE.json (each run's summary.json); the runs' other
 # files stay in DIR/runs (not meant for the repository). A run that loses a message fails.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-N=100000 B=5 R=3 OUT=/tmp/wspush-deflate-$(date +%Y%m%d-%H%M%S)
+N=100000 B=5 R=3 OUT=/tmp/wspush-deflate-$(date +%Y%m%d-%H%M%S) SEND_SIDE=0
 CMD="bench/deflate-compare.sh $*"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -24,10 +27,11 @@ while [ $# -gt 0 ]; do
     -b) B=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
+    --send-side) SEND_SIDE=1; shift ;;
     -h | --help)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0 ;;
-    *) echo "usage: bench/deflate-compare.sh [-n N] [-b B] [-r ROUNDS] [-o DIR] (--help)" >&2; exit 2 ;;
+    *) echo "usage: bench/deflate-compare.sh [-n N] [-b B] [-r ROUNDS] [-o DIR] [--send-side] (--help)" >&2; exit 2 ;;
     esac
 done
 PAYLOAD=$ROOT/bench/payloads/notifications-2k.json
@@ -35,6 +39,7 @@ mkdir -p "$OUT/runs"
 PROCS=$(((N + 14999) / 15000))
 PRE=()
 [ "$PROCS" -gt 1 ] && PRE=(-s "$PROCS" --prefork)
+[ "$SEND_SIDE" = 0 ] || PRE+=(--stop-bench)
 
 FAILED=()
 run_one() { # mode round
@@ -59,10 +64,11 @@ done
 
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -1)
-python3 - "$OUT" "$R" "$N" "$B" "$PROCS" "$PAYLOAD" "$CMD" "$COMMIT${DIRTY:+ (uncommitted changes)}" <<'PY'
+python3 - "$OUT" "$R" "$N" "$B" "$PROCS" "$PAYLOAD" "$CMD" "$COMMIT${DIRTY:+ (uncommitted changes)}" \
+    "$SEND_SIDE" <<'PY'
 import datetime, glob, json, os, platform, re, statistics, sys
-out, rounds, n, b, procs, payload, cmd, commit = sys.argv[1:]
-rounds, n, b = int(rounds), int(n), int(b)
+out, rounds, n, b, procs, payload, cmd, commit, send_side = sys.argv[1:]
+rounds, n, b, send_side = int(rounds), int(n), int(b), send_side == "1"
 
 def cpu_model():
     for line in open("/proc/cpuinfo"):
@@ -96,7 +102,8 @@ def figures(s, run):
         "ok": s["ok"], "active": s["active"], "messages": s["messages"],
         "bytes_per_message": m.get("wspush_bytes_written_total", 0) / w,
         "compressed_frames": m.get("wspush_deflate_messages_written_total", 0),
-        "server_cpu_ms_per_broadcast": s["server_cpu_us_per_msg"] * s["active"] / 1000,
+        "server_cpu_ms_per_broadcast": (s["send_side_cpu_us_per_msg"] if send_side else
+                                        s["server_cpu_us_per_msg"]) * s["active"] / 1000,
         "server_cpu_us_per_message": s["server_cpu_us_per_msg"],
         "bench_cpu_us_per_message": s["bench_cpu_us_per_msg"],
         "completion_median_ms": s["completion_median_ms"],
@@ -142,7 +149,10 @@ per_mode = {mode: {k: mmm([row[mode][k] for row in rows if row[mode]])
 mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal:")), 0)
 summary = {
     "issue": 19, "what": "permessage-deflate (server --deflate on) against none (--deflate off), "
-    "every connection offering it (wspush-bench --deflate)",
+    "every connection offering it (wspush-bench --deflate)" + (
+        "; server CPU of the send side alone, the bench stopped during each pass" if send_side
+        else "; server CPU over each broadcast, the bench reading meanwhile"),
+    "send_side": send_side,
     "command": cmd, "commit": commit,
     "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "kernel": platform.release(),
