@@ -44,6 +44,8 @@ const char wsp_args_usage[] =
     "                         K and, on SIGHUP to the bench, comes back with\n"
     "                         ?since=time:<last seq>&epoch=<its epoch>; the report counts\n"
     "                         recovered / not recovered, the replay and its time\n"
+    "  --deflate              offer permessage-deflate (as browsers do) and inflate every\n"
+    "                         compressed message, so CPU and latency include the client's side\n"
     "wss:// (TLS):\n"
     "  --tls-ca FILE          trust the CA in FILE for the server's certificate\n"
     "  --tls-insecure         do not check the server's certificate\n"
@@ -245,6 +247,10 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
         }
         if (strcmp(a, "--tls-insecure") == 0) {
             cfg->tls_insecure = 1;
+            continue;
+        }
+        if (strcmp(a, "--deflate") == 0) { /* permessage-deflate (issue #19) */
+            cfg->deflate = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0)

@@ -53,6 +53,8 @@ typedef struct wsp_bench_cfg_s {
     int tls_insecure;   /* --tls-insecure: no certificate check */
     int tls_version;    /* --tls-version: 0x0303 (1.2) or 0x0304 (1.3) */
     int tls_resume;     /* --tls-resume: offer the latest session ticket (default on) */
+    /* permessage-deflate (issue #19) */
+    int deflate; /* --deflate: offer it on every connection, inflate what comes compressed */
 } wsp_bench_cfg_t;
 
 /* What the machine allows, passed in so tests can pretend. 0 = unknown, not checked. */

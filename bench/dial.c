@@ -232,21 +232,27 @@ static int parse_status(const char *p, size_t n)
     return code;
 }
 
-/* Whether the headers in p[0..n) carry the field name (lower case, with its colon) with the
- * value want[0..wl). */
-static int field_is(const char *p, size_t n, const char *name, const char *want, size_t wl)
+/* The next header line of p[0..n) from *pos on named name (lowercase, with its colon): its
+ * value, trimmed, in *v and *vlen. Returns 0 when there is none. */
+static int next_header(const char *p, size_t n, const char *name, size_t *pos, const char **v,
+                       size_t *vlen)
 {
     const size_t nl = strlen(name);
-    for (size_t i = 0; i + 2 + nl < n; i++) {
+    for (size_t i = *pos; i + 2 + nl < n; i++) {
         if (p[i] != '\n' || strncasecmp(p + i + 1, name, nl) != 0)
             continue;
         size_t j = i + 1 + nl;
         while (j < n && (p[j] == ' ' || p[j] == '\t'))
             j++;
         size_t k = j;
-        while (k < n && p[k] != '\r' && p[k] != ' ' && p[k] != '\t')
+        while (k < n && p[k] != '\r' && p[k] != '\n')
             k++;
-        return k - j == wl && memcmp(p + j, want, wl) == 0;
+        *pos = k;
+        while (k > j && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+            k--;
+        *v = p + j;
+        *vlen = k - j;
+        return 1;
     }
     return 0;
 }
@@ -263,9 +269,36 @@ static int auth_reason(const char *body, size_t n)
     return end ? wsp_stats_auth_index(body + pl, (size_t)(end - body - pl)) : WSP_AUTH_REASONS - 1;
 }
 
+/* Whether the headers in p[0..n) carry the field name (lowercase, with its colon) with the
+ * value want[0..wl), on its first line of that name. */
+static int field_is(const char *p, size_t n, const char *name, const char *want, size_t wl)
+{
+    size_t pos = 0, len;
+    const char *v;
+    return next_header(p, n, name, &pos, &v, &len) && len == wl && memcmp(v, want, wl) == 0;
+}
+
+/* Whether the headers in p[0..n) carry Sec-WebSocket-Accept: want. */
 static int accept_ok(const char *p, size_t n, const char *want)
 {
     return field_is(p, n, "sec-websocket-accept:", want, 28);
+}
+
+/* --deflate: what the answer p[0..n) says to the offer, every Sec-WebSocket-Extensions line
+ * read (common/pmd.c): 1 accepted, 0 declined, -1 an answer the client must fail (RFC 7692
+ * section 7.1). Without --deflate nothing was offered and nothing is read. */
+static int pmd_answer(const wsp_worker_t *w, const char *p, size_t n)
+{
+    wsp_pmd_list_t l;
+    wsp_pmd_init(&l);
+    size_t pos = 0, len;
+    const char *v;
+    while (next_header(p, n, "sec-websocket-extensions:", &pos, &v, &len))
+        if (wsp_pmd_parse(&l, v, len) < 0)
+            return -1;
+    wsp_pmd_t got;
+    int rv = wsp_pmd_check(&w->pmd_offer, &l, &got);
+    return rv < 0 ? -1 : rv;
 }
 
 /* The complete answer headers (hlen bytes) of fd: fails it, or makes it OPEN and hands the
@@ -286,10 +319,15 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
         }
         return;
     }
-    if (!accept_ok(h->rbuf, hlen, h->accept) ||
+    int pmd = w->zd ? pmd_answer(w, h->rbuf, hlen) : 0;
+    if (!accept_ok(h->rbuf, hlen, h->accept) || pmd < 0 ||
         (w->cfg->framed && !field_is(h->rbuf, hlen, "sec-websocket-protocol:", "wspush.v1", 9))) {
         hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID);
         return;
+    }
+    if (pmd) {
+        c->flags |= WSP_BCONN_F_DEFLATE;
+        w->st->deflate_conns++;
     }
     uint64_t now_us = wsp__worker_epoch_us();
     size_t extra = h->rlen - hlen;

@@ -182,6 +182,22 @@ static void print_tls(FILE *f, const wsp_report_t *r)
             ms(wsp_hist_quantile(h, 0.99)), ms(h->max));
 }
 
+/* --deflate: how many connections got permessage-deflate, and what compression saved. */
+static void print_deflate(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    if (!r->cfg->deflate)
+        return;
+    fprintf(f,
+            "%-26saccepted on %llu of %llu connections; %llu compressed messages: %llu bytes "
+            "received, %llu inflated (%.3f); %llu uncompressed messages\n",
+            "permessage-deflate", (unsigned long long)s->deflate_conns,
+            (unsigned long long)s->setups, (unsigned long long)s->z_msgs,
+            (unsigned long long)s->z_wire_bytes, (unsigned long long)s->z_plain_bytes,
+            s->z_plain_bytes ? (double)s->z_wire_bytes / (double)s->z_plain_bytes : 0,
+            (unsigned long long)(s->messages - s->z_msgs));
+}
+
 /* Latency, the meters, the ramp. */
 static void print_rates(FILE *f, wsp_report_t *r, uint64_t now)
 {
@@ -326,6 +342,7 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
     if (r->cfg->tls)
         print_tls(f, r);
     print_rates(f, r, now);
+    print_deflate(f, r);
     print_broadcasts(f, r);
     if (r->tallied)
         print_delivery(f, r);
@@ -409,12 +426,13 @@ static void json_config(FILE *f, const wsp_bench_cfg_t *c)
             "\"per_source\": %d, \"concurrency\": %u, \"rate\": %.3f, \"report_interval_s\": "
             "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u, "
             "\"framed\": %s, \"recover\": %lld, \"tls\": %s, \"tls_version\": \"%s\", "
-            "\"tls_resume\": %s, \"tls_verify\": %s},\n",
+            "\"tls_resume\": %s, \"tls_verify\": %s, \"deflate\": %s},\n",
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
             c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
             c->coalesce_us, c->framed ? "true" : "false", (long long)c->recover_at,
             c->tls ? "true" : "false", c->tls_version == 0x0303 ? "1.2" : "1.3",
-            c->tls_resume ? "true" : "false", c->tls_ca ? "true" : "false");
+            c->tls_resume ? "true" : "false", c->tls_ca ? "true" : "false",
+            c->deflate ? "true" : "false");
 }
 
 /* The connections: how many, the ramp. */
@@ -517,6 +535,17 @@ static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
             "%.3f},\n",
             r->cpu_user_s, r->cpu_sys_s,
             s->messages ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)s->messages : 0);
+    if (!r->cfg->deflate) {
+        fprintf(f, "  \"deflate\": null,\n");
+        return;
+    }
+    fprintf(f,
+            "  \"deflate\": {\"offered\": %llu, \"accepted\": %llu, \"compressed_messages\": "
+            "%llu, \"compressed_bytes\": %llu, \"inflated_bytes\": %llu, "
+            "\"uncompressed_messages\": %llu},\n",
+            (unsigned long long)s->setups, (unsigned long long)s->deflate_conns,
+            (unsigned long long)s->z_msgs, (unsigned long long)s->z_wire_bytes,
+            (unsigned long long)s->z_plain_bytes, (unsigned long long)(s->messages - s->z_msgs));
 }
 
 /* "tls": the handshakes (all zero for ws://). */

@@ -77,6 +77,10 @@ void wsp_stats_merge(wsp_wstats_t *dst, const wsp_wstats_t *src)
     dst->replayed += src->replayed;
     dst->resume_start_us = min_nz(dst->resume_start_us, src->resume_start_us);
     dst->replay_end_us = max_u(dst->replay_end_us, src->replay_end_us);
+    dst->deflate_conns += src->deflate_conns;
+    dst->z_msgs += src->z_msgs;
+    dst->z_wire_bytes += src->z_wire_bytes;
+    dst->z_plain_bytes += src->z_plain_bytes;
     for (int i = 0; i < WSP_ERR_KINDS; i++)
         dst->err[i] += src->err[i];
     for (int i = 0; i < WSP_AUTH_REASONS; i++)

@@ -75,6 +75,12 @@ typedef struct wsp_wstats_s {
     uint64_t replayed;        /* messages up to the resume hello's top: the replay */
     uint64_t resume_start_us; /* epoch us: the first reconnect (SIGHUP) */
     uint64_t replay_end_us;   /* epoch us: the last replayed message received */
+    /* --deflate (issue #19): the connections the server accepted the offer on, and the
+     * compressed messages (the others count only in messages) */
+    uint64_t deflate_conns;
+    uint64_t z_msgs;        /* compressed messages received and inflated */
+    uint64_t z_wire_bytes;  /* their payload bytes as received */
+    uint64_t z_plain_bytes; /* the same inflated */
     uint64_t err[WSP_ERR_KINDS];
     uint64_t auth_fail[WSP_AUTH_REASONS]; /* part of err[WSP_ERR_HANDSHAKE_STATUS] */
     wsp_codes_t closed_codes, statuses;

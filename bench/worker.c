@@ -34,7 +34,17 @@ typedef struct wsp_bpend_s {
     uint8_t msg[WSP_RX_KEEP]; /* the first bytes of a fragmented message, for its tick */
     uint8_t mlen;
     uint32_t replay_top; /* messages up to here are the replay of a resume; 0: none */
+    uint8_t zbuf[];      /* --deflate: WSP_RX_EXT bytes, rx.ext (a compressed frame whole) */
 } wsp_bpend_t;
+
+/* A connection's carry-over, zeroed: rx idle. With --deflate it keeps a split frame whole. */
+static wsp_bpend_t *pend_new(const wsp_worker_t *w)
+{
+    wsp_bpend_t *pd = calloc(1, sizeof(wsp_bpend_t) + (w->zd ? WSP_RX_EXT : 0));
+    if (pd && w->zd)
+        pd->rx.ext = pd->zbuf;
+    return pd;
+}
 
 /* ---- sending ---- */
 
@@ -176,6 +186,28 @@ static void frag_keep(wsp_bpend_t *pd, const uint8_t *p, size_t len)
     pd->mlen = (uint8_t)(pd->mlen + k);
 }
 
+/* --deflate: a compressed message, inflated whole (the client's share of the CPU), then read
+ * as a tick. wspush sends each compressed message as one frame: a fragmented one is refused
+ * like any frame the bench cannot follow. */
+static int on_compressed(frame_ctx_t *x, wsp_bconn_t *c, const wsp_rx_frame_t *f)
+{
+    wsp_worker_t *w = x->w;
+    if (!(c->flags & WSP_BCONN_F_DEFLATE) || (c->flags & C_F_FRAG) || !f->fin)
+        return -EPROTO; /* RSV1 the server never agreed to, or inside a fragmented message */
+    if (f->len < f->full_len) { /* split across reads and over WSP_RX_EXT */
+        w->st->err[WSP_ERR_BAD_MESSAGE]++;
+        return 0;
+    }
+    size_t n = 0;
+    if (wsp_deflate_inflate(w->zd, f->payload, f->len, w->zout, WSP_WORKER_ZOUT, &n) < 0)
+        return -EPROTO; /* not DEFLATE, or over 64 KiB inflated: no server should send it */
+    w->st->z_msgs++;
+    w->st->z_wire_bytes += f->full_len;
+    w->st->z_plain_bytes += n;
+    on_tick(x, c, w->zout, n);
+    return 0;
+}
+
 static int on_frame(void *arg, const wsp_rx_frame_t *f)
 {
     frame_ctx_t *x = arg;
@@ -189,7 +221,7 @@ static int on_frame(void *arg, const wsp_rx_frame_t *f)
             on_tick(x, c, f->payload, f->len);
             return x->drop ? FRAME_DROP : 0;
         }
-        if (c->pend == NULL && (c->pend = calloc(1, sizeof(wsp_bpend_t))) == NULL)
+        if (c->pend == NULL && (c->pend = pend_new(x->w)) == NULL)
             return -ENOMEM; /* costs this connection only; calloc left pend->rx idle */
         c->pend->mlen = 0;
         frag_keep(c->pend, f->payload, f->len);
@@ -210,7 +242,12 @@ static int on_frame(void *arg, const wsp_rx_frame_t *f)
         return 0;
     case WSP_OP_PONG:
         return 0;
-    default: /* WSP_OP_CLOSE: wsp_rx_feed() passes no other opcode */
+    case WSP_OP_TEXT | WSP_FRAME_RSV1: /* compressed, or a protocol error without --deflate */
+    case WSP_OP_BINARY | WSP_FRAME_RSV1:
+        return on_compressed(x, c, f);
+    default: /* WSP_OP_CLOSE, or RSV1 on a continuation or a control frame */
+        if (f->opcode != WSP_OP_CLOSE)
+            return -EPROTO;
         if (f->len == 1)
             return -EPROTO;
         x->close_code = f->len >= 2 ? (unsigned)f->payload[0] << 8 | f->payload[1] : 1005;
@@ -228,12 +265,18 @@ int wsp__worker_frames(wsp_worker_t *w, int fd, const uint8_t *p, size_t n, uint
     } else {
         wsp_rx_t tmp; /* the common case: nothing carried over, nothing allocated */
         wsp_rx_reset(&tmp);
+        tmp.ext = w->zsplit; /* NULL without --deflate */
         rv = wsp_rx_feed(&tmp, p, n, on_frame, &x);
         if (rv == 0 && !wsp_rx_idle(&tmp)) {
-            if (c->pend == NULL && (c->pend = calloc(1, sizeof(wsp_bpend_t))) == NULL)
+            if (c->pend == NULL && (c->pend = pend_new(w)) == NULL) {
                 rv = -ENOMEM;
-            else
+            } else {
+                uint8_t *ext = c->pend->rx.ext;
                 memcpy(&c->pend->rx, &tmp, sizeof(tmp)); /* pend may hold a fragment */
+                c->pend->rx.ext = ext;
+                if (ext && tmp.in_payload) /* --deflate: what came so far, from w->zsplit */
+                    memcpy(ext, tmp.ext, tmp.elen);
+            }
         }
     }
     if (rv == 0) {
@@ -396,6 +439,22 @@ static void finish(wsp_worker_t *w)
     }
 }
 
+/* --deflate: the offer browsers make ("permessage-deflate; client_max_window_bits") as a
+ * header line into ext[0..cap), and what inflating needs. Returns 0 or a negative errno. */
+static int worker_deflate_init(wsp_worker_t *w, char *ext, size_t cap)
+{
+    w->pmd_offer = (wsp_pmd_params_t){.client_max_window_bits = WSP_PMD_BITS_NOVALUE};
+    char offer[80];
+    int n = wsp_pmd_offer(&w->pmd_offer, offer, sizeof(offer));
+    if (n < 0)
+        return n;
+    snprintf(ext, cap, "Sec-WebSocket-Extensions: %s\r\n", offer); /* 69 bytes */
+    w->zd = wsp_deflate_new(0);
+    w->zout = malloc(WSP_WORKER_ZOUT);
+    w->zsplit = malloc(WSP_RX_EXT);
+    return w->zd && w->zout && w->zsplit ? 0 : -ENOMEM;
+}
+
 /* Sets up w for slots [first, end) of the run. Returns 0 or a negative errno. */
 static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t first, uint64_t end)
 {
@@ -431,14 +490,17 @@ static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t fir
     w->epoch0_ms = wsp_net_epoch_ms();
     w->st->epoch0_ms = w->epoch0_ms;
     w->rng = wsp_net_mono_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+    char ext[128] = "";
+    if (cfg->deflate && (rv = worker_deflate_init(w, ext, sizeof(ext))) < 0)
+        return rv;
     /* After the request line (dial.c writes it: a resume adds its query): the headers up to
      * the key. */
     int hl = snprintf(w->req_head, sizeof(w->req_head),
                       "\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n%s"
+                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n%s%s"
                       "Sec-WebSocket-Key: ",
                       cfg->host, (unsigned)cfg->port,
-                      cfg->framed ? "Sec-WebSocket-Protocol: wspush.v1\r\n" : "");
+                      cfg->framed ? "Sec-WebSocket-Protocol: wspush.v1\r\n" : "", ext);
     assert(hl > 0 && (size_t)hl < sizeof(w->req_head));
     w->req_head_len = (size_t)hl;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -506,5 +568,8 @@ int wsp_worker_run(const wsp_bench_cfg_t *cfg, uint64_t first, uint64_t end, wsp
     finish(w);
     wsp_uring_free(w->ring);
     wsp__tlsc_free(w);
+    wsp_deflate_free(w->zd);
+    free(w->zout);
+    free(w->zsplit);
     return 0;
 }

@@ -13,10 +13,17 @@
 
 #include "args.h"
 #include "bconn.h"
+#include "deflate.h"
+#include "pmd.h"
 #include "stats.h"
 #include "uring.h"
 
 #define WSP_HS_BUF 1024 /* a 101 answer is ~130 bytes; longer headers are refused */
+
+/* --deflate: the largest message inflated (wspush publishes at most 64 KiB). A compressed
+ * frame split across reads is kept up to WSP_RX_EXT bytes (wspush's 2 KiB JSON compresses to
+ * ~760 bytes; a longer split frame counts as a bad message). */
+#define WSP_WORKER_ZOUT (64 * 1024)
 
 /* One per connect or handshake in flight; at most --concurrency of them. */
 typedef struct wsp_hs_s {
@@ -58,11 +65,16 @@ typedef struct wsp_worker_s {
     uint64_t last_refill_ns;
     uint64_t epoch0_ms;
     uint64_t rng;
-    char req_head[512]; /* the upgrade request after its request line, up to the key */
+    char req_head[640]; /* the upgrade request after its request line, up to the key */
     size_t req_head_len;
-    wsp_uring_t *ring; /* --io-uring on: batched receives */
-    int *ufd;          /* per batch slot: the connection's fd */
-    uint8_t *ubuf;     /* per batch slot: URING_BUF bytes */
+    /* --deflate (issue #19); all NULL without it */
+    wsp_pmd_params_t pmd_offer; /* what every upgrade offers */
+    wsp_deflate_t *zd;          /* inflates compressed messages: one per worker */
+    uint8_t *zout;              /* WSP_WORKER_ZOUT bytes: the message inflated */
+    uint8_t *zsplit;            /* WSP_RX_EXT bytes: a compressed frame a read split */
+    wsp_uring_t *ring;          /* --io-uring on: batched receives */
+    int *ufd;                   /* per batch slot: the connection's fd */
+    uint8_t *ubuf;              /* per batch slot: URING_BUF bytes */
     /* --recover (issue #17): a dropped connection's slot waits in again until SIGHUP, then
      * comes back with since = resume_since[slot - first] - 1 (0: nothing to resume) */
     uint64_t first;         /* this worker's first slot */

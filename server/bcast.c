@@ -90,13 +90,17 @@ wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_
     return st == BCAST_READY ? b->frame[kind] : NULL;
 }
 
-const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+const uint8_t *wsp_bcast_frame_payload(const wsp_msg_t *m, size_t *len)
 {
-    const wsp_msg_t *m = b->frame[WSP_BCAST_PLAIN];
     /* Server frames are unmasked: 2 header bytes, then 2 or 8 of extended length. */
     size_t hdr = (m->bytes[1] & 0x7f) == 126 ? 4 : (m->bytes[1] & 0x7f) == 127 ? 10 : 2;
     *len = m->len - hdr;
     return m->bytes + hdr;
+}
+
+const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+{
+    return wsp_bcast_frame_payload(b->frame[WSP_BCAST_PLAIN], len);
 }
 
 const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
@@ -127,7 +131,7 @@ void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos) { b->pos = *p
 
 const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b) { return &b->pos; }
 
-static wsp_msg_t *build_framed(const wsp_bcast_t *b, void *ctx)
+wsp_msg_t *wsp_bcast_build_framed(const wsp_bcast_t *b, void *ctx)
 {
     (void)ctx;
     size_t len;
@@ -139,7 +143,7 @@ static wsp_msg_t *build_framed(const wsp_bcast_t *b, void *ctx)
 
 wsp_msg_t *wsp_bcast_framed(wsp_bcast_t *b)
 {
-    return wsp_bcast_frame_build(b, WSP_BCAST_FRAMED, build_framed, NULL);
+    return wsp_bcast_frame_build(b, WSP_BCAST_FRAMED, wsp_bcast_build_framed, NULL);
 }
 
 static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)

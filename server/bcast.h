@@ -27,7 +27,8 @@ typedef struct wsp_bcast_s wsp_bcast_t;
 
 /* Frame kinds: what a connection receives (see above). The kind is two bits of the
  * connection (server/conn.c, wsp_conn_s.xf): bit 0 the wspush.v1 framing (issue #17), bit 1
- * permessage-deflate (issue #19). */
+ * permessage-deflate (issue #19). Which kind a connection gets for one broadcast, and the
+ * builders of the compressed kinds, are server/pick.c's. */
 enum {
     WSP_BCAST_PLAIN = 0,
     WSP_BCAST_FRAMED = 1,         /* {"ch":..,"seq":..,"data":..} */
@@ -80,6 +81,10 @@ wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_
  * held. Any thread holding b. */
 const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len);
 
+/* The payload of m, one complete unmasked server frame (any kind's), and its length in *len.
+ * Valid while m is held. Pure; any thread holding m. */
+const uint8_t *wsp_bcast_frame_payload(const wsp_msg_t *m, size_t *len);
+
 /* The channel b is for, or NULL for the default channel; *len gets its length. Any thread
  * holding b. */
 const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len);
@@ -114,6 +119,11 @@ void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos);
 
 /* b's place in its channel. Any thread holding b. */
 const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b);
+
+/* Builds b's WSP_BCAST_FRAMED frame ({"ch":..,"seq":..,"data":..}) from its payload, channel
+ * and position (ctx unused): the wsp_bcast_build_fn of that kind, for
+ * wsp_bcast_frame_build() and server/pick.c. NULL when out of memory. Any thread. */
+wsp_msg_t *wsp_bcast_build_framed(const wsp_bcast_t *b, void *ctx);
 
 /* The WSP_BCAST_FRAMED frame of b ({"ch":..,"seq":..,"data":..}, server/framed.h), built on
  * first use as wsp_bcast_frame_build() does; NULL when out of memory. Shard thread, between

@@ -70,6 +70,9 @@ void wsp_config_usage(FILE *f)
         "                           connections wait in the listen backlog; default 1024\n"
         "  --tls-ktls auto|off      kernel TLS for sending where the kernel has it;\n"
         "                           default auto\n"
+        "  --deflate on|off         permessage-deflate with clients that offer it: each\n"
+        "                           broadcast compressed once; default on\n"
+        "  --deflate-min-bytes N    payloads under N bytes go uncompressed; default 256\n"
         "  --help, --version\n"
         "signals: SIGUSR1 broadcasts now; SIGHUP re-reads the --auth-jwt-key file and the\n"
         "TLS certificate and key; SIGINT/SIGTERM close every connection with 1001 and exit 0.\n");
@@ -315,6 +318,9 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_TLS_KEY,
         OPT_TLS_MAX_HANDSHAKES,
         OPT_TLS_KTLS,
+        /* permessage-deflate (issue #19) */
+        OPT_DEFLATE,
+        OPT_DEFLATE_MIN_BYTES,
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -353,6 +359,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-max-handshakes", required_argument, NULL, OPT_TLS_MAX_HANDSHAKES},
         {"tls-ktls", required_argument, NULL, OPT_TLS_KTLS},
+        {"deflate", required_argument, NULL, OPT_DEFLATE},
+        {"deflate-min-bytes", required_argument, NULL, OPT_DEFLATE_MIN_BYTES},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -382,6 +390,8 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->history_ttl = 600;
     cfg->history_max_bytes = 64u << 20;
     cfg->tls_max_handshakes = 1024;
+    cfg->deflate = 1;
+    cfg->deflate_min_bytes = WSP_CONFIG_DEFLATE_MIN_BYTES;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -587,6 +597,17 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "off") != 0)
                 return config_fail(err, errlen, "--tls-ktls wants auto or off, got '%s'", optarg);
             cfg->tls_ktls = strcmp(optarg, "off") == 0 ? WSP_CONFIG_KTLS_OFF : WSP_CONFIG_KTLS_AUTO;
+            break;
+        case OPT_DEFLATE:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                return config_fail(err, errlen, "--deflate wants on or off, got '%s'", optarg);
+            cfg->deflate = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_DEFLATE_MIN_BYTES:
+            if (config_num(optarg, 0, WSP_CONFIG_DEFLATE_MIN_BYTES_MAX, &v) != 0)
+                return config_fail(err, errlen, "--deflate-min-bytes wants 0..%u, got '%s'",
+                                   WSP_CONFIG_DEFLATE_MIN_BYTES_MAX, optarg);
+            cfg->deflate_min_bytes = (uint32_t)v;
             break;
         case OPT_HELP:
             wsp_config_usage(stdout);

@@ -59,6 +59,9 @@ typedef struct wsp_config_s {
     char tls_key[4096];          /* PEM private key of tls_cert */
     unsigned tls_max_handshakes; /* TLS handshakes in progress per process; more wait */
     int tls_ktls;                /* WSP_CONFIG_KTLS_*: kernel TLS for sending where offered */
+    /* permessage-deflate (issue #19) */
+    int deflate;                /* --deflate on|off: 1 negotiates it with clients that offer it */
+    uint32_t deflate_min_bytes; /* smaller payloads are sent uncompressed (RSV1 clear) */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists
@@ -89,6 +92,9 @@ enum { WSP_CONFIG_KTLS_AUTO = 0, WSP_CONFIG_KTLS_OFF = 1 };
 
 /* The largest --sndbuf: far above any net.core.wmem_max, which caps it anyway. */
 #define WSP_CONFIG_SNDBUF_MAX (64u << 20)
+/* --deflate-min-bytes: the default, and the largest value (a payload is at most 64 KiB). */
+#define WSP_CONFIG_DEFLATE_MIN_BYTES 256
+#define WSP_CONFIG_DEFLATE_MIN_BYTES_MAX (1u << 20)
 
 /* The largest payload accepted for publishing (Redis, the supervisor's pipe). */
 #define WSP_CONFIG_MAX_PUBLISH (64 * 1024)

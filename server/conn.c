@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #include "framed.h"
 #include "log.h"
 #include "net.h"
+#include "pmd.h"
 #include "table.h"
 #include "tlsconn.h"
 #include "upgrade.h"
@@ -160,6 +162,7 @@ static void conn_forget_resume(wsp_conn_t *c)
     c->st &= (uint8_t)~WSP_CONN_S_WAITING;
     conn_shard(c)->gone(conn_shard(c), c);
 }
+unsigned wsp_conn_xf(const wsp_conn_t *c) { return c->xf; }
 
 /* Records c's new slot in channel ch after another connection left it. */
 static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
@@ -579,12 +582,16 @@ static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
     wsp_ws_t **slot = conn_ws_slot(c);
     wsp_ws_t *ws = *slot;
     int code = 0;
+    wsp_shard_conn_t *sc = conn_shard(c);
+    wsp_ws_pmd_t *pmd = (c->xf & WSP_CONN_X_DEFLATE) ? &sc->pmd : NULL;
     c->flags |= WSP_CONN_F_IN_WS;
     /* Without token auth text messages are dropped unread, as they always were. */
     wsp_ws_text_fn text = conn_shard(c)->auth ? on_conn_ws_text : NULL;
-    int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, text, c, &code);
+    int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, text, c, pmd, &code);
     c->flags &= (uint8_t)~WSP_CONN_F_IN_WS;
     *slot = ws;
+    if (pmd) /* this thread is the only writer: the running total */
+        atomic_store_explicit(&sc->stats->inflated, pmd->inflated, memory_order_relaxed);
     if (c->flags & WSP_CONN_F_CLOSE_PENDING) {
         wsp_conn_close(c);
         return;
@@ -693,22 +700,47 @@ static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
 }
 
 /* What admission grants a connection: its channels, its identity (a verified token), the
- * subprotocol (wspush.v1). Later: the extensions (permessage-deflate) it gets. */
+ * subprotocol (wspush.v1) and the extension (permessage-deflate) it gets. */
 typedef struct conn_grant_s {
     wsp_chanlist_t channels; /* what to join: ?channels=, or the token's claim */
     int authed;              /* a token was verified: auth holds what it grants */
     wsp_auth_grant_t auth;
-    uint8_t framed;       /* the wspush.v1 subprotocol (issue #17) */
-    wsp_resume_ask_t ask; /* wspush.v1: its channels and ?since=&epoch= */
+    uint8_t framed;         /* the wspush.v1 subprotocol (issue #17) */
+    wsp_resume_ask_t ask;   /* wspush.v1: its channels and ?since=&epoch= */
+    wsp_pmd_t pmd;          /* permessage-deflate as agreed (issue #19); pmd.on false: none */
+    const char *pmd_answer; /* its Sec-WebSocket-Extensions answer (static), NULL: none */
 } conn_grant_t;
+
+/* permessage-deflate (RFC 7692): the first offer we can honour, in the order of every
+ * Sec-WebSocket-Extensions line, or none; an offer we cannot honour is declined by taking the
+ * next (wsp_pmd_accept()). Returns 0 or 400 for a header that breaks RFC 6455 section 9.1's
+ * grammar, or more lines than the parser keeps. With --deflate off nothing is read: the
+ * request is treated as it was before the extension existed. */
+static int conn_admit_pmd(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
+{
+    g->pmd.on = false;
+    g->pmd_answer = NULL;
+    if (!sc->cfg->deflate || r->n_ext == 0)
+        return 0;
+    if (r->n_ext > WSP_UPGRADE_EXT_LINES)
+        return 400;
+    wsp_pmd_list_t l;
+    wsp_pmd_init(&l);
+    for (unsigned i = 0; i < r->n_ext; i++)
+        if (wsp_pmd_parse(&l, r->ext[i], r->ext_len[i]) < 0)
+            return 400;
+    g->pmd_answer = wsp_pmd_accept(&l, &g->pmd);
+    return 0;
+}
 
 /* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
  * is the single place where a check says yes, or no with an HTTP status; it only decides, and
  * records what it grants in *g. Today: the path (404), the ?channels= list (400, before
- * the upgrade, so that the client sees why) and, with --auth-jwt-alg, the token (401; 403 for
- * a channel its claim does not grant: server/auth.c). To come here: per-client limits (429),
- * subprotocol and extension negotiation. The process's connection limit (--max-conns: 503)
- * is taken at accept, before any byte. Returns 0 or the HTTP status. */
+ * the upgrade, so that the client sees why), with --auth-jwt-alg the token (401; 403 for a
+ * channel its claim does not grant: server/auth.c), the wspush.v1 resume point (400) and
+ * permessage-deflate (400 for a malformed Sec-WebSocket-Extensions). To come here:
+ * per-client limits (429). The process's connection limit (--max-conns: 503) is taken at
+ * accept, before any byte. Returns 0 or the HTTP status. */
 static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
 {
     const char *path = sc->cfg->path;
@@ -733,7 +765,7 @@ static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_gra
         return 400;
     if (g->framed && wsp_resume_ask(&g->ask, &g->channels, &rs) < 0)
         return 400;
-    return 0;
+    return conn_admit_pmd(sc, r, g);
 }
 
 int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
@@ -786,10 +818,14 @@ void wsp_conn_wait(wsp_conn_t *c)
  * or a negative errno (the caller closes c). */
 static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
 {
-    char resp[320];
+    char extra[160]; /* the longest permessage-deflate answer is 101 bytes */
+    extra[0] = '\0';
+    if (g->pmd_answer)
+        (void)snprintf(extra, sizeof(extra), "Sec-WebSocket-Extensions: %s\r\n", g->pmd_answer);
+    char resp[448];
     wsp_shard_conn_t *sc = conn_shard(c);
-    int len = wsp_upgrade_response(r->key, r->key_len, g->framed ? WSP_FRAMED_PROTOCOL : NULL, resp,
-                                   sizeof(resp));
+    int len = wsp_upgrade_response(r->key, r->key_len, g->framed ? WSP_FRAMED_PROTOCOL : NULL,
+                                   extra, resp, sizeof(resp));
     if (len < 0)
         return len;
     /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
@@ -806,6 +842,11 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
     c->flags |= WSP_CONN_F_UPGRADED; /* tcp.data: the on-demand wslay state (or extension) */
     conn_set_state(c, WSP_CONN_OPEN);
     wsp_shard_stats_t *st = conn_stats(c);
+    if (g->pmd.on) { /* every broadcast frame and client message follows from these bits */
+        c->xf |= WSP_CONN_X_DEFLATE | (unsigned)(g->pmd.server_max_window_bits - 8)
+                                          << WSP_CONN_X_WBITS_SHIFT;
+        atomic_fetch_add_explicit(&st->deflate_upgraded, 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
     if (g->framed) {

@@ -23,6 +23,12 @@ enum {
     WSP_CONN_CLOSING = 3,   /* uv_close() called; freed in the close callback */
 };
 
+/* What the upgrade negotiated (wsp_conn_xf()); the bit plan is above struct wsp_conn_s. */
+#define WSP_CONN_X_KIND 3u           /* bits 0-1: the broadcast frame kind (WSP_BCAST_*) */
+#define WSP_CONN_X_DEFLATE (1u << 1) /* permessage-deflate (issue #19) */
+#define WSP_CONN_X_WBITS_SHIFT 2     /* bits 2-4: its server_max_window_bits - 8 */
+#define WSP_CONN_X_WBITS (7u << 2)
+
 /* Accepts one connection from the shard's listener and starts reading its handshake.
  * Returns 0 or a negative errno (the connection, if any, is already being closed); -ENOMEM
  * and -EBUSY (TLS: --tls-max-handshakes in progress) leave it unaccepted. Shard. */
@@ -71,6 +77,9 @@ void wsp_conn_close_why(wsp_conn_t *c, int reason);
 /* Sends a ping, or closes c (ping timeout) when the previous one got no answer: any bytes
  * from the peer count as an answer. Returns 0 when a ping was sent. Owning shard thread. */
 int wsp_conn_ping(wsp_conn_t *c);
+
+/* What c's upgrade negotiated: the WSP_CONN_X_* bits (0 for a plain connection). Shard. */
+unsigned wsp_conn_xf(const wsp_conn_t *c);
 
 /* 1 when c receives the default channel (no ?channels=, or "time" among them). Shard. */
 int wsp_conn_wants_default(const wsp_conn_t *c);

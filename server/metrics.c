@@ -118,9 +118,11 @@ static void render_labelled_family(wsp_buf_t *out, const wsp_proc_stats_t *procs
                        sum_shards(procs, n, offset + (size_t)i * sizeof(wsp_counter_t)));
 }
 
-/* One family with a value per shard. */
+/* One family with a value per shard; a counter of nanoseconds (in_ns) is rendered in
+ * seconds. */
 static void render_shard_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n,
-                                const char *name, const char *type, const char *help, size_t offset)
+                                const char *name, const char *type, const char *help, size_t offset,
+                                int in_ns)
 {
     wsp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (unsigned w = 0; w < n; w++) {
@@ -128,8 +130,12 @@ static void render_shard_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, u
         for (unsigned s = 0; s < ns && s < WSP_METRICS_MAX_SHARDS; s++) {
             const wsp_counter_t *c =
                 (const wsp_counter_t *)(const void *)((const char *)&procs[w].shard[s] + offset);
-            wsp_buf_printf(out, "%s{worker=\"%u\",shard=\"%u\"} %llu\n", name, w, s,
-                           (unsigned long long)atomic_load_explicit(c, memory_order_relaxed));
+            unsigned long long v = atomic_load_explicit(c, memory_order_relaxed);
+            if (in_ns)
+                wsp_buf_printf(out, "%s{worker=\"%u\",shard=\"%u\"} %.9f\n", name, w, s,
+                               (double)v / 1e9);
+            else
+                wsp_buf_printf(out, "%s{worker=\"%u\",shard=\"%u\"} %llu\n", name, w, s, v);
         }
     }
 }
@@ -147,19 +153,25 @@ static void render_proc_family(wsp_buf_t *out, const wsp_proc_stats_t *procs, un
     }
 }
 
-/* One metric family read from a fixed offset of the per-shard or per-process counters. */
+/* One metric family read from a fixed offset of the per-shard or per-process counters; ns:
+ * a per-shard counter of nanoseconds, rendered in seconds. */
 typedef struct metrics_family_s {
     const char *name, *type, *help;
     size_t offset;
+    int ns;
 } metrics_family_t;
 
 #define FAMILY_SHARD(name, type, help, field)                                                      \
     {                                                                                              \
-        name, type, help, offsetof(wsp_shard_stats_t, field)                                       \
+        name, type, help, offsetof(wsp_shard_stats_t, field), 0                                    \
+    }
+#define FAMILY_SHARD_NS(name, help, field)                                                         \
+    {                                                                                              \
+        name, "counter", help, offsetof(wsp_shard_stats_t, field), 1                               \
     }
 #define FAMILY_PROC(name, type, help, field)                                                       \
     {                                                                                              \
-        name, type, help, offsetof(wsp_proc_stats_t, field)                                        \
+        name, type, help, offsetof(wsp_proc_stats_t, field), 0                                     \
     }
 
 static const metrics_family_t conn_families[] = {
@@ -285,11 +297,34 @@ static void render_tls(wsp_buf_t *out, const wsp_proc_stats_t *procs, unsigned n
                            LOAD(procs[w].tls_path) == p);
 }
 
+/* permessage-deflate (issue #19). */
+static const metrics_family_t deflate_families[] = {
+    FAMILY_SHARD("wspush_deflate_connections_total", "counter",
+                 "Connections upgraded with permessage-deflate.", deflate_upgraded),
+    FAMILY_SHARD("wspush_deflate_broadcasts_total", "counter",
+                 "Broadcast payloads compressed: once per broadcast and process, by the first "
+                 "shard that needed it.",
+                 deflate_builds),
+    FAMILY_SHARD("wspush_deflate_input_bytes_total", "counter",
+                 "Payload bytes of the compressed broadcasts, before compression.",
+                 deflate_in_bytes),
+    FAMILY_SHARD("wspush_deflate_output_bytes_total", "counter",
+                 "Payload bytes of the compressed broadcasts, after compression.",
+                 deflate_out_bytes),
+    FAMILY_SHARD_NS("wspush_deflate_compress_seconds_total",
+                    "Time spent compressing broadcast payloads.", deflate_ns),
+    FAMILY_SHARD("wspush_deflate_messages_written_total", "counter",
+                 "Compressed broadcast frames written (part of wspush_messages_written_total).",
+                 deflate_written),
+    FAMILY_SHARD("wspush_inflated_messages_total", "counter",
+                 "Compressed client messages inflated.", inflated),
+};
+
 int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out)
 {
     for (size_t i = 0; i < WSP_ARRAY_SIZE(conn_families); i++) {
         const metrics_family_t *f = &conn_families[i];
-        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset, f->ns);
     }
     render_labelled_family(out, procs, n, "wspush_connections_closed_total",
                            "Connections closed, by reason.", "reason", close_names, WSP_CLOSE__N,
@@ -310,7 +345,7 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
                    sum_shards(procs, n, offsetof(wsp_shard_stats_t, slow_consumers)));
     for (size_t i = 0; i < WSP_ARRAY_SIZE(send_families); i++) {
         const metrics_family_t *f = &send_families[i];
-        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset, f->ns);
     }
     render_proc_family(out, procs, n, "wspush_broadcasts_total", "counter",
                        "Broadcasts started by the process.", offsetof(wsp_proc_stats_t, publishes));
@@ -346,6 +381,10 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
         render_proc_family(out, procs, n, f->name, f->type, f->help, f->offset);
     }
     render_tls(out, procs, n);
+    for (size_t i = 0; i < WSP_ARRAY_SIZE(deflate_families); i++) {
+        const metrics_family_t *f = &deflate_families[i];
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset, f->ns);
+    }
     return out->oom ? -ENOMEM : 0;
 }
 

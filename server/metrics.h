@@ -91,6 +91,14 @@ typedef struct wsp_shard_stats_s {
                                                    must follow tls_user (metrics.c) */
     wsp_counter_t tls_paused;                   /* accepts paused at --tls-max-handshakes */
     wsp_counter_t tls_fail[WSP_TLS_FAIL_COUNT]; /* by WSP_TLS_FAIL_* (index 0 unused) */
+    /* permessage-deflate (issue #19) */
+    wsp_counter_t deflate_upgraded;  /* connections that negotiated it */
+    wsp_counter_t deflate_builds;    /* payloads compressed by this shard (once per broadcast) */
+    wsp_counter_t deflate_in_bytes;  /* their bytes before compression */
+    wsp_counter_t deflate_out_bytes; /* their bytes after (frame payloads, headers excluded) */
+    wsp_counter_t deflate_ns;        /* time spent compressing them */
+    wsp_counter_t deflate_written;   /* compressed frames written: part of msgs_written */
+    wsp_counter_t inflated;          /* compressed client messages inflated */
 } wsp_shard_stats_t;
 
 /* Broadcast duration buckets, seconds (first shard start to last shard end). */

@@ -1,7 +1,9 @@
 #include "shard.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "net.h"
+#include "pick.h"
 #include "spsc.h"
 #include "table.h"
 #include "uring.h"
@@ -59,21 +62,27 @@ struct wsp_shard_s {
     int results_init;
     wsp_tlsconn_res_t tls; /* TLS (sc.tls points here): cipher context and buffers */
     uint8_t *arena;        /* TLS with io_uring: WSP_SHARD_ARENA bytes of sealed records */
+    wsp_pick_shard_t pick; /* the frame kinds' builders: the compressor (#19) */
 };
 
-/* One pass: the frame of each kind once asked for, and what the sends report into. */
+/* One pass over a broadcast: the frame each connection gets, and what was written. */
 typedef struct wsp_shard_batch_s {
     wsp_shard_t *sh;
-    wsp_bcast_t *b;
-    wsp_msg_t *frame[WSP_BCAST_NKINDS]; /* PLAIN at once, the others on first use */
-    uint64_t written, failed, bytes;
+    wsp_pick_t pick;
+    uint64_t failed;
+    /* Frames written per kind (pick.frame[kind]): one increment per connection; bytes and
+     * compressed frames are summed from them after the pass. */
+    uint64_t written[WSP_BCAST_NKINDS];
     size_t arena_used; /* bytes of sh->arena the queued sends point into */
 } wsp_shard_batch_t;
 
-/* A direct send of sealed records is queued with the connection's pointer tagged in its low
- * bit (a wsp_conn_t is malloc-aligned): the result callback tells the two apart without
- * touching the connection, so plain sends pay nothing for TLS. */
-#define WSP_SHARD_SEALED ((uintptr_t)1)
+/* An io_uring send's user data: the connection, with the kind of frame it was sent in the
+ * two low bits and, for records sealed here for a TLS connection, WSP_SHARD_SEALED in the
+ * third (malloc aligns a connection to 16 bytes at least): its completion knows the frame
+ * and the path without asking the connection again, so plain sends pay nothing for TLS. */
+#define WSP_SHARD_SEALED ((uintptr_t)4)
+static_assert(WSP_BCAST_NKINDS <= 4 && _Alignof(max_align_t) >= 8, "kind and tag fit low bits");
+static inline void *shard_ud(wsp_conn_t *c, unsigned kind) { return (char *)c + kind; }
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
@@ -117,22 +126,13 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     shard_maybe_finish(sh);
 }
 
-/* The frame for connections of kind: built once per broadcast (server/bcast.h) on first use.
- * NULL when it could not be built. */
-static wsp_msg_t *shard_frame(wsp_shard_batch_t *bt, unsigned kind)
+/* Writes the frame of kind (given out by wsp_pick_kind()) to c the libuv way: one
+ * uv_try_write, the rest queued. */
+static void shard_send_uv(wsp_conn_t *c, unsigned kind, wsp_shard_batch_t *bt)
 {
-    if (bt->frame[kind] == NULL && kind == WSP_BCAST_FRAMED)
-        bt->frame[kind] = wsp_bcast_framed(bt->b);
-    return bt->frame[kind];
-}
-
-/* Writes m to c the libuv way: one uv_try_write, the rest queued. */
-static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
-{
-    int rv = wsp_conn_send(c, m);
+    int rv = wsp_conn_send(c, bt->pick.frame[kind]);
     if (rv == 0) {
-        bt->written++;
-        bt->bytes += m->len;
+        bt->written[kind]++;
         return;
     }
     bt->failed++;
@@ -142,14 +142,13 @@ static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, wsp_shard_batch_t *bt)
 
 /* One direct send of records sealed for c (wsp_conn_seal()): a short send queues a copy of
  * the rest, never a new seal (its sequence numbers are spent). */
-static void shard_sealed_sent(wsp_shard_batch_t *bt, wsp_conn_t *c, int res)
+static void shard_sealed_sent(wsp_shard_batch_t *bt, wsp_conn_t *c, unsigned kind, int res)
 {
     int rv = wsp_conn_seal_sent(c, res);
     if (rv >= 0) {
         if (rv == 0 && res != -ECANCELED)
             atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
-        bt->written++;
-        bt->bytes += bt->frame[wsp_conn_kind(c)]->len; /* what was sealed: the frame's bytes */
+        bt->written[kind]++;
         return;
     }
     bt->failed++;
@@ -161,26 +160,26 @@ static void shard_sealed_sent(wsp_shard_batch_t *bt, wsp_conn_t *c, int res)
 static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
-    if ((uintptr_t)ud & WSP_SHARD_SEALED) {
-        shard_sealed_sent(bt, (wsp_conn_t *)((uintptr_t)ud & ~WSP_SHARD_SEALED), res);
+    uintptr_t tag = (uintptr_t)ud & (WSP_SHARD_SEALED | 3u); /* shard_ud() */
+    unsigned kind = tag & 3u;
+    wsp_conn_t *c = (void *)((char *)ud - tag);
+    if (tag & WSP_SHARD_SEALED) {
+        shard_sealed_sent(bt, c, kind, res);
         return;
     }
-    wsp_conn_t *c = ud;
-    wsp_msg_t *m = bt->frame[wsp_conn_kind(c)]; /* built before the send was queued */
+    wsp_msg_t *m = bt->pick.frame[kind];
     if (res == (int)m->len) {
-        bt->written++;
-        bt->bytes += m->len;
+        bt->written[kind]++;
         return;
     }
     if (res == -ECANCELED) { /* the ring failed before this send ran: the libuv way */
-        shard_send_uv(c, m, bt);
+        shard_send_uv(c, kind, bt);
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
         atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
         if (wsp_conn_send_rest(c, m, res > 0 ? (size_t)res : 0) == 0) {
-            bt->written++;
-            bt->bytes += m->len;
+            bt->written[kind]++;
             return;
         }
     }
@@ -207,17 +206,19 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
     }
 }
 
-/* Queues m for c (socket fd) in the io_uring batch, first sealed into the arena when c seals
- * its own records (TLS without kTLS): one encrypt per connection. Sends the batch first when
- * it, or the arena, is full. 0 when queued or handed to libuv behind nothing; -EAGAIN: not
- * queued, nothing sealed (send the libuv way); another negative errno: close c. */
-static int shard_queue(wsp_shard_t *sh, wsp_shard_batch_t *bt, wsp_conn_t *c, int fd, wsp_msg_t *m)
+/* Queues the frame of kind for c (socket fd) in the io_uring batch, first sealed into the
+ * arena when c seals its own records (TLS without kTLS): one encrypt per connection. Sends
+ * the batch first when it, or the arena, is full. 0 when queued or handed to libuv behind
+ * nothing; -EAGAIN: not queued, nothing sealed (send the libuv way); another negative errno:
+ * close c. */
+static int shard_queue(wsp_shard_t *sh, wsp_shard_batch_t *bt, wsp_conn_t *c, int fd, unsigned kind)
 {
     if (wsp_uring_queued(sh->uring) >= WSP_SHARD_URING)
         shard_uring_flush(sh, bt);
+    wsp_msg_t *m = bt->pick.frame[kind];
     const uint8_t *buf = m->bytes;
     size_t len = m->len;
-    uintptr_t ud = (uintptr_t)c;
+    uintptr_t tag = kind;
     if (sh->uring && sh->arena) {
         ssize_t n =
             wsp_conn_seal(c, m, sh->arena + bt->arena_used, WSP_SHARD_ARENA - bt->arena_used);
@@ -231,39 +232,35 @@ static int shard_queue(wsp_shard_t *sh, wsp_shard_batch_t *bt, wsp_conn_t *c, in
             buf = sh->arena + bt->arena_used;
             len = (size_t)n;
             bt->arena_used += (size_t)n;
-            ud |= WSP_SHARD_SEALED;
+            tag |= WSP_SHARD_SEALED;
         }
     }
-    if (sh->uring && wsp_uring_send(sh->uring, fd, buf, len, (void *)ud) == 0)
+    if (sh->uring && wsp_uring_send(sh->uring, fd, buf, len, (char *)c + tag) == 0)
         return 0;
-    if (ud & WSP_SHARD_SEALED) { /* sealed but not queued (cannot happen): send as is */
-        shard_sealed_sent(bt, c, -ECANCELED);
+    if (tag & WSP_SHARD_SEALED) { /* sealed but not queued (cannot happen): send as is */
+        shard_sealed_sent(bt, c, kind, -ECANCELED);
         return 0;
     }
     return -EAGAIN;
 }
 
-/* Writes m to every connection of tb, from the end down: a slow consumer leaves the table
+/* Writes to every connection of tb the frame it gets (bt->pick: plain, framed, or compressed
+ * for a permessage-deflate connection), from the end down: a slow consumer leaves the table
  * during the walk (swap-remove), which only moves an already visited entry. With a ring,
  * idle sockets get their frame through batched io_uring sends, all completed before this
  * returns (so no connection can be freed while its send is in flight); a connection with
  * queued libuv writes keeps the libuv path, behind its queue. */
-static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_shard_batch_t *bt, int time_only)
+static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, int time_only, wsp_shard_batch_t *bt)
 {
     for (uint32_t i = tb->n; i-- > 0;) {
         wsp_conn_t *c = tb->v[i];
         if (time_only && !wsp_conn_wants_default(c))
             continue;
-        wsp_msg_t *m = shard_frame(bt, wsp_conn_kind(c));
-        if (m == NULL) { /* out of memory for its form: closing beats a silent gap */
-            bt->failed++;
-            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-            continue;
-        }
+        unsigned kind = wsp_pick_kind(&bt->pick, wsp_conn_xf(c));
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
-        int q = fd < 0 ? -EAGAIN : shard_queue(sh, bt, c, fd, m);
+        int q = fd < 0 ? -EAGAIN : shard_queue(sh, bt, c, fd, kind);
         if (q == -EAGAIN) { /* not queued: never skip a connection */
-            shard_send_uv(c, m, bt);
+            shard_send_uv(c, kind, bt);
         } else if (q < 0) {
             bt->failed++;
             wsp_conn_close_why(c, WSP_CLOSE_ERROR);
@@ -314,10 +311,13 @@ static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_shard_batch_t
             bt->failed++;
     }
     uint32_t n = sh->users.n;
-    uint64_t written0 = bt->written;
-    shard_walk(sh, &sh->users, bt, 0);
-    atomic_fetch_add_explicit(&sh->sc.stats->user_msgs, bt->written - written0,
-                              memory_order_relaxed);
+    uint64_t written0 = 0, written1 = 0;
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
+        written0 += bt->written[k];
+    shard_walk(sh, &sh->users, 0, bt);
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
+        written1 += bt->written[k];
+    atomic_fetch_add_explicit(&sh->sc.stats->user_msgs, written1 - written0, memory_order_relaxed);
     return n;
 }
 
@@ -326,8 +326,8 @@ static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_shard_batch_t
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_shard_stats_t *st = sh->sc.stats;
-    wsp_shard_batch_t bt = {.sh = sh, .b = b};
-    bt.frame[WSP_BCAST_PLAIN] = wsp_bcast_frame(b, WSP_BCAST_PLAIN);
+    wsp_shard_batch_t bt = {.sh = sh};
+    wsp_pick_begin(&bt.pick, b, &sh->pick);
     size_t clen;
     const char *cname = wsp_bcast_channel(b, &clen);
     wsp_bcast_report_t rep = {0};
@@ -335,6 +335,7 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     /* Only this thread writes its counters: plain before/after deltas for the log line. */
     uint64_t us0 = atomic_load_explicit(&st->uring_sends, memory_order_relaxed);
     uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
+    uint64_t zns0 = atomic_load_explicit(&st->deflate_ns, memory_order_relaxed);
     rep.start_ns = wsp_net_mono_ns();
     uint64_t uid;
     int user = wsp_bcast_user(b, &uid, NULL);
@@ -348,32 +349,40 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
         /* only an epoch for the positions: nobody to write to */
     } else if (cname == NULL) { /* the default channel: every open connection not opted out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
-        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], &bt, 1);
+        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], 1, &bt);
     } else {
         wsp_chan_t *ch = wsp_chan_find(&sh->sc.chans, cname, clen);
         if (ch) {
             wsp_table_t *subs = wsp_chan_walk_begin(ch);
             n = subs->n;
-            shard_walk(sh, subs, &bt, 0);
+            shard_walk(sh, subs, 0, &bt);
             wsp_chan_walk_end(&sh->sc.chans, ch);
         }
     }
-    rep.written = bt.written;
-    rep.failed = bt.failed;
     rep.end_ns = wsp_net_mono_ns();
+    uint64_t bytes = 0, compressed = 0;
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++) {
+        rep.written += bt.written[k];
+        bytes += bt.written[k] ? bt.written[k] * bt.pick.frame[k]->len : 0;
+        compressed += (k & WSP_BCAST_DEFLATE) ? bt.written[k] : 0;
+    }
+    rep.failed = bt.failed;
     atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_written, bt.bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->deflate_written, compressed, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
-        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f",
+        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f compressed=%llu "
+        "compress_us=%.1f",
         sh->sc.id, (unsigned long long)wsp_bcast_seq(b), cname ? (int)clen : 4,
         cname ? cname : "time", n, (unsigned long long)rep.written, (unsigned long long)rep.failed,
         (unsigned long long)(atomic_load_explicit(&st->uring_sends, memory_order_relaxed) - us0),
         (unsigned long long)(atomic_load_explicit(&st->uring_short, memory_order_relaxed) -
                              ushort0),
-        (double)(rep.end_ns - rep.start_ns) / 1e6);
+        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)compressed,
+        (double)(atomic_load_explicit(&st->deflate_ns, memory_order_relaxed) - zns0) / 1e3);
     wsp_bcast_done(b, &rep);
 }
 
@@ -681,6 +690,9 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
     sh->sc.arrive = wsp_arrival_start;
     sh->sc.gone = wsp_arrival_gone;
     sh->sc.loop = &sh->loop;
+    sh->pick.min_bytes = cfg->deflate_min_bytes;
+    sh->pick.stats = stats;
+    sh->pick.framed = wsp_bcast_build_framed;
     sh->listen_fd = listen_fd;
     sh->exited_async = exited;
     atomic_init(&sh->stop_requested, 0);
@@ -770,6 +782,8 @@ void wsp_shard_free(wsp_shard_t *sh)
     if (sh->results_init)
         wsp_resume_queue_free(&sh->results);
     wsp_chan_table_free(&sh->sc.chans); /* no subscriber left after a stop; history freed */
+    wsp_pick_shard_free(&sh->pick);
+    wsp_deflate_free(sh->sc.pmd.z);
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
     for (int t = 0; t < WSP_SHARD_T_N; t++)

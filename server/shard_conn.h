@@ -21,6 +21,7 @@
 #include "resume.h"
 #include "table.h"
 #include "tlsconn.h"
+#include "ws.h"
 
 /* The tables: TIMED holds HANDSHAKE and DRAINING connections, swept every second for
  * deadlines; OPEN holds exactly the upgraded connections that receive broadcasts. A
@@ -58,6 +59,7 @@ struct wsp_shard_conn_s {
     wsp_auth_shard_t *auth;   /* token auth (issue #16): the key, the arrays beside OPEN; NULL
                                  without --auth-jwt-alg */
     wsp_tlsconn_res_t *tls;   /* the listener speaks TLS (issue #18); NULL: plain ws:// */
+    wsp_ws_pmd_t pmd;         /* inflates client messages of permessage-deflate connections (#19) */
     /* Called once a connection and its socket are freed, or a TLS handshake slot is given
      * back: the shard resumes a listener paused at the fd budget or the TLS handshake limit,
      * or finishes stopping. */

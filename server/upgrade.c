@@ -222,6 +222,12 @@ static int parse_field(const uint8_t *l, size_t n, wsp_upgrade_req_t *r, struct 
         r->cookie_len = vn;
         if (r->cookie_count < 2)
             r->cookie_count++;
+    } else if (ieq(l, nn, "sec-websocket-extensions")) {
+        if (r->n_ext < WSP_UPGRADE_EXT_LINES) {
+            r->ext[r->n_ext] = (const char *)v;
+            r->ext_len[r->n_ext] = vn;
+        }
+        r->n_ext++; /* at most WSP_UPGRADE_MAX_FIELDS: scan_block() counts the lines */
     }
     return 0;
 }
@@ -297,35 +303,38 @@ int wsp_upgrade_accept(const char *key, size_t len, char *out)
     return 0;
 }
 
-int wsp_upgrade_response(const char *key, size_t key_len, const char *protocol, char *out,
-                         size_t cap)
+int wsp_upgrade_response(const char *key, size_t key_len, const char *protocol, const char *extra,
+                         char *out, size_t cap)
 {
     static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                "Upgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: ";
     static const char proto[] = "\r\nSec-WebSocket-Protocol: ";
-    static const char tail[] = "\r\n\r\n";
-    size_t hn = sizeof(head) - 1, tn = sizeof(tail) - 1;
+    size_t hn = sizeof(head) - 1, xn = extra ? strlen(extra) : 0;
     size_t pn = protocol ? sizeof(proto) - 1 + strlen(protocol) : 0;
-    size_t total = hn + WSP_UPGRADE_ACCEPT_LEN + pn + tn;
+    size_t total = hn + WSP_UPGRADE_ACCEPT_LEN + pn + 2 + xn + 2;
     if (cap < total + 1) /* + 1: always NUL-terminated, so a caller may log it */
         return -ENOBUFS;
     char accept[WSP_UPGRADE_ACCEPT_LEN + 1];
     int rv = wsp_upgrade_accept(key, key_len, accept);
     if (rv < 0)
         return rv;
-    char *o = out;
-    memcpy(o, head, hn);
-    o += hn;
-    memcpy(o, accept, WSP_UPGRADE_ACCEPT_LEN);
-    o += WSP_UPGRADE_ACCEPT_LEN;
+    char *p = out;
+    memcpy(p, head, hn);
+    p += hn;
+    memcpy(p, accept, WSP_UPGRADE_ACCEPT_LEN);
+    p += WSP_UPGRADE_ACCEPT_LEN;
     if (protocol) {
-        memcpy(o, proto, sizeof(proto) - 1);
-        memcpy(o + sizeof(proto) - 1, protocol, pn - (sizeof(proto) - 1));
-        o += pn;
+        memcpy(p, proto, sizeof(proto) - 1);
+        memcpy(p + sizeof(proto) - 1, protocol, pn - (sizeof(proto) - 1));
+        p += pn;
     }
-    memcpy(o, tail, tn + 1);
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (xn)
+        memcpy(p, extra, xn);
+    memcpy(p + xn, "\r\n", 3);
     return (int)total;
 }
 

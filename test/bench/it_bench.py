@@ -4,18 +4,40 @@
 JSON and the exit status, never timings.
 Usage: it_bench.py WSPUSH WSPUSH_BENCH [BENCH_OPTION...]; WSP_IT_IO_URING=on|off picks the
 server's send path; WSP_IT_TLS=1 runs it over wss:// (a CA made now by
-test/common/mkcerts.sh), and then also checks the TLS handshake figures."""
+test/common/mkcerts.sh), and then also checks the TLS handshake figures. With --deflate among
+the bench's options every connection offers permessage-deflate and each broadcast is
+bench/payloads/notifications-2k.json published through the admin API (a time tick is too
+short to compress): every message must arrive compressed and inflate to the payload's
+length."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 
 from benchutil import read_status, start_server, stop_all, wait_for
 
 CONNS = 2000
 BCASTS = 3
+PAYLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "../../bench/payloads/notifications-2k.json")
+
+
+def publish(log, seq):
+    """POSTs the 2 KiB payload, numbered seq and stamped now, to the admin API (port in log)."""
+    log.seek(0)
+    port = re.search(r"admin_port=(\d+)", log.read()).group(1)
+    with open(PAYLOAD, "rb") as f:
+        body = re.sub(rb'"time":\d+,"seq":\d+', b'"time":%d,"seq":%d' %
+                      (int(time.time() * 1000), seq), f.read().rstrip(b"\n"), count=1)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/publish", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 202, r.status
+    return len(body)
 
 
 def main():
@@ -55,8 +77,13 @@ def main():
         assert int(st["active"]) == CONNS, st
         # A duplicate of one broadcast would arrive before the next (TCP keeps order): each
         # broadcast is the marker for the one before it.
+        deflate = "--deflate" in bench_extra
+        size = 0
         for n in range(1, BCASTS + 1):
-            srv.send_signal(signal.SIGUSR1)
+            if deflate:
+                size = publish(srv_log, n)
+            else:
+                srv.send_signal(signal.SIGUSR1)
             wait_for(f"broadcast {n} everywhere",
                      lambda: read_status(status).get("messages", 0) >= n * CONNS, 30)
         bench.send_signal(signal.SIGINT)
@@ -122,6 +149,16 @@ def main():
         assert "TLS handshakes (ms)" in out.decode()
     else:
         assert t["full"] == t["resumed"] == t["handshake_ms"]["count"] == 0, t
+    z = r["deflate"]
+    if deflate:
+        assert r["config"]["deflate"] is True
+        assert z["offered"] == CONNS and z["accepted"] == CONNS, z
+        assert z["compressed_messages"] == n and z["uncompressed_messages"] == 0, z
+        assert z["inflated_bytes"] == n * size, (z, size)
+        assert 0 < z["compressed_bytes"] < z["inflated_bytes"] / 2, z
+        print(f"ok: deflate: {z['compressed_bytes']} bytes received for {z['inflated_bytes']}")
+    else:
+        assert z is None and r["config"]["deflate"] is False, z
     print(f"ok: {CONNS} connections, {BCASTS} broadcasts, each received exactly once, 0 errors")
 
 

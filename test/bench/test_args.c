@@ -72,7 +72,8 @@ static void test_all_options(void **state)
                            "--sources", "10.0.0.1-10.0.0.2", "--concurrency", "8", "--rate", "500",
                            "--report-interval", "0.5", "--json", "/tmp/x.json", "--status-file",
                            "/tmp/st", "--handshake-timeout", "2", "--retries", "0", "--coalesce-us",
-                           "0", "--quiet", "--io-uring", "on", "--expect-broadcasts", "8191"),
+                           "0", "--quiet", "--io-uring", "on", "--expect-broadcasts", "8191",
+                           "--deflate"),
                      0);
     assert_int_equal(cfg.dst_addr, 0x7F000001u);
     assert_int_equal(cfg.port, 80);
@@ -89,6 +90,7 @@ static void test_all_options(void **state)
     assert_int_equal(cfg.quiet, 1);
     assert_int_equal(cfg.io_uring, 1);
     assert_int_equal(cfg.expect_bcasts, 8191);
+    assert_int_equal(cfg.deflate, 1);
     assert_int_equal(parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1",
                            "--expect-broadcasts", "0"),
                      0);
@@ -109,6 +111,10 @@ static void test_all_options(void **state)
     assert_error(
         parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "8192"),
         "--recover must be");
+    assert_int_equal(cfg.deflate, 0);
+    assert_int_equal(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--deflate=on"),
+        -EINVAL); /* a flag: it takes no value */
 }
 
 static void test_help(void **state)

@@ -7,7 +7,8 @@ Deterministic (no randomness), so re-running it changes nothing unless this file
 Seeds named crash-*, leak-*, timeout-* or regress-* are regression inputs from fuzzing; this
 script never writes or removes those. Input formats:
   upgrade: the bytes a client sent before the upgrade (and possibly after it)
-  frame:   [split control][sink control][client byte stream]   (see fuzz.h, fuzz_frame.c)
+  frame:   [split control][sink control][client byte stream]   (see fuzz.h, fuzz_frame.c;
+           sink control bit 6: permessage-deflate negotiated)
   ipc:     [split control][packet stream]                      (see fuzz_ipc.c)
   utf8:    the bytes to validate
   channels: a request's query string, without the '?'
@@ -224,6 +225,45 @@ def frame_seeds():
     for name in ("pings-many", "ping-125", "mixed", "close-1000"):
         for sink in (0x80, 0x81, 0x88):
             write("frame", "%s-sink%02x" % (name, sink), bytes([0x05, sink]) + s[name])
+    # permessage-deflate negotiated (sink control 0x40): RSV1 marks a compressed message.
+    for name, data in pmd_frame_seeds().items():
+        for sp in splits:
+            write("frame", "pmd-%s-s%02x" % (name, sp), bytes([sp, 0x40]) + data)
+    write("frame", "pmd-mixed-sinkc1", bytes([0x05, 0xC1]) + pmd_frame_seeds()["mixed"])
+
+
+def zpayload(data, level=6):
+    """A client's compressed payload (RFC 7692 7.2.1): sync flush, 00 00 ff ff dropped."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def pmd_frame_seeds():
+    TEXT, BIN, CONT, PING = 0x1, 0x2, 0x0, 0x9
+    R1 = 0x40
+    z = zpayload(b'{"subscribe":"news","note":"hello hello hello hello"}')
+    big = zpayload(bytes(range(256)) * 16, 0)  # 4 KiB in stored blocks: just over 4096 bytes
+    s = {}
+    s["text"] = cframe(TEXT, z, rsv=R1)
+    s["binary"] = cframe(BIN, z, rsv=R1)
+    s["plain-text"] = cframe(TEXT, b"hello")
+    s["empty"] = cframe(TEXT, b"\x00", rsv=R1)
+    s["no-bytes-1002"] = cframe(TEXT, b"", rsv=R1)
+    s["frag"] = cframe(TEXT, z[:5], fin=False, rsv=R1) + cframe(PING, b"mid") + \
+        cframe(CONT, z[5:20], fin=False) + cframe(CONT, z[20:])
+    s["stored-4096"] = cframe(BIN, big, rsv=R1)
+    s["over-wire-1009"] = cframe(BIN, big + b"\x00" * 64, rsv=R1)
+    s["bomb-1009"] = cframe(BIN, zpayload(b"\x00" * 100000, 9), rsv=R1)
+    s["4097-1009"] = cframe(BIN, zpayload(b"a" * 4097), rsv=R1)
+    s["corrupt-1002"] = cframe(TEXT, b"\x07\x00", rsv=R1)
+    s["truncated-1002"] = cframe(TEXT, z[:len(z) // 2], rsv=R1)
+    s["bad-utf8-1007"] = cframe(TEXT, zpayload(b"ok\xc3\x28"), rsv=R1)
+    s["ping-rsv1-1002"] = cframe(PING, b"p", rsv=R1)
+    s["cont-rsv1-1002"] = cframe(TEXT, z[:5], fin=False, rsv=R1) + cframe(CONT, z[5:], rsv=R1)
+    s["rsv2-1002"] = cframe(TEXT, z, rsv=0x20)
+    s["mixed"] = cframe(TEXT, z, rsv=R1) + cframe(PING, b"a") + cframe(TEXT, b"plain") + \
+        cframe(BIN, z, rsv=R1) + cframe(0x8, b"\x03\xe8")
+    return s
 
 
 def ipc(t, seq, payload=b""):

@@ -222,6 +222,29 @@ static void test_auth_flags(void **state)
     expect_bad(ARGV("--auth-leeway", "-1"), "--auth-leeway");
 }
 
+/* permessage-deflate (issue #19): on by default, 256 bytes the default threshold. */
+static void test_deflate(void **state)
+{
+    (void)state;
+    wsp_config_t cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, ARGV("--port", "1"), err), 0);
+    assert_int_equal(cfg.deflate, 1);
+    assert_int_equal(cfg.deflate_min_bytes, 256);
+    assert_int_equal(parse(&cfg, ARGV("--deflate", "off", "--deflate-min-bytes", "0"), err), 0);
+    assert_int_equal(cfg.deflate, 0);
+    assert_int_equal(cfg.deflate_min_bytes, 0);
+    assert_int_equal(parse(&cfg, ARGV("--deflate", "on", "--deflate-min-bytes", "1048576"), err),
+                     0);
+    assert_int_equal(cfg.deflate, 1);
+    assert_int_equal(cfg.deflate_min_bytes, 1048576);
+    expect_bad(ARGV("--deflate", "yes"), "--deflate");
+    expect_bad(ARGV("--deflate", "ON"), "--deflate");
+    expect_bad(ARGV("--deflate-min-bytes", "1048577"), "--deflate-min-bytes");
+    expect_bad(ARGV("--deflate-min-bytes", "-1"), "--deflate-min-bytes");
+    expect_bad(ARGV("--deflate-min-bytes", "1k"), "--deflate-min-bytes");
+}
+
 static int read_token_from(const char *content, size_t len, char *out, size_t cap)
 {
     char path[] = "/tmp/wsp_config_tokenXXXXXX";
@@ -272,7 +295,7 @@ int main(void)
         cmocka_unit_test(test_all_flags),    cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_help_version), cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_read_token),   cmocka_unit_test(test_auth_flags),
-        cmocka_unit_test(test_tls_flags),
+        cmocka_unit_test(test_tls_flags),    cmocka_unit_test(test_deflate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -420,25 +420,28 @@ static void test_response(void **state)
 {
     (void)state;
     char out[256];
-    int n = wsp_upgrade_response(KEY, strlen(KEY), NULL, out, sizeof(out));
+    int n = wsp_upgrade_response(KEY, strlen(KEY), NULL, NULL, out, sizeof(out));
     static const char want[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                "Upgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: " ACCEPT "\r\n\r\n";
     assert_int_equal(n, (int)strlen(want));
     assert_string_equal(out, want);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, out, strlen(want)), -ENOBUFS);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, out, strlen(want) + 1), n);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, NULL, out, strlen(want)),
+                     -ENOBUFS);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, NULL, out, strlen(want) + 1), n);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, "", out, sizeof(out)), n);
+    assert_string_equal(out, want);
     /* With the subprotocol chosen (issue #17): one more field, nothing else changes. */
     static const char want_p[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                  "Upgrade: websocket\r\n"
                                  "Connection: Upgrade\r\n"
                                  "Sec-WebSocket-Accept: " ACCEPT "\r\n"
                                  "Sec-WebSocket-Protocol: wspush.v1\r\n\r\n";
-    n = wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", out, sizeof(out));
+    n = wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", NULL, out, sizeof(out));
     assert_int_equal(n, (int)strlen(want_p));
     assert_string_equal(out, want_p);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", out, strlen(want_p)),
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", NULL, out, strlen(want_p)),
                      -ENOBUFS);
 }
 
@@ -472,6 +475,64 @@ static void test_subprotocols(void **state)
         assert_int_equal(parse(b, &req, &status), (int)strlen(b));
         assert_int_equal(req.subprotocols, cases[i].want);
     }
+}
+
+/* Extra header lines (a Sec-WebSocket-Extensions answer) go before the empty line. */
+static void test_response_extra(void **state)
+{
+    (void)state;
+    char out[256];
+    static const char extra[] = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    static const char want[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: " ACCEPT "\r\n"
+                               "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    int n = wsp_upgrade_response(KEY, strlen(KEY), NULL, extra, out, sizeof(out));
+    assert_int_equal(n, (int)strlen(want));
+    assert_string_equal(out, want);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, extra, out, strlen(want)),
+                     -ENOBUFS);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, extra, out, strlen(want) + 1), n);
+}
+
+/* Every Sec-WebSocket-Extensions line, in order, trimmed; names match in any case; the lines
+ * past WSP_UPGRADE_EXT_LINES are counted, not kept. */
+static void test_extensions(void **state)
+{
+    (void)state;
+    wsp_upgrade_req_t req;
+    int status;
+    assert_true(parse(valid, &req, &status) > 0);
+    assert_int_equal(req.n_ext, 0);
+    static const char two[] = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                              "Sec-WebSocket-Extensions:  permessage-deflate; x=1 \r\n"
+                              "Sec-WebSocket-Version: 13\r\n"
+                              "sec-websocket-EXTENSIONS:\tfoo, bar\r\n"
+                              "Sec-WebSocket-Extensions:\r\n\r\n";
+    assert_int_equal(parse(two, &req, &status), (int)strlen(two));
+    assert_int_equal(req.n_ext, 3);
+    assert_int_equal(req.ext_len[0], strlen("permessage-deflate; x=1"));
+    assert_memory_equal(req.ext[0], "permessage-deflate; x=1", req.ext_len[0]);
+    assert_int_equal(req.ext_len[1], strlen("foo, bar"));
+    assert_memory_equal(req.ext[1], "foo, bar", req.ext_len[1]);
+    assert_int_equal(req.ext_len[2], 0);
+
+    char many[2048];
+    int n = snprintf(many, sizeof(many),
+                     "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                     "Sec-WebSocket-Version: 13\r\n");
+    for (int i = 0; i < WSP_UPGRADE_EXT_LINES + 3; i++)
+        n += snprintf(many + n, sizeof(many) - (size_t)n, "Sec-WebSocket-Extensions: e%d\r\n", i);
+    n += snprintf(many + n, sizeof(many) - (size_t)n, "\r\n");
+    assert_int_equal(parse(many, &req, &status), n);
+    assert_int_equal(req.n_ext, WSP_UPGRADE_EXT_LINES + 3);
+    char last_kept[8];
+    snprintf(last_kept, sizeof(last_kept), "e%d", WSP_UPGRADE_EXT_LINES - 1);
+    assert_int_equal(req.ext_len[WSP_UPGRADE_EXT_LINES - 1], strlen(last_kept));
+    assert_memory_equal(req.ext[WSP_UPGRADE_EXT_LINES - 1], last_kept, strlen(last_kept));
 }
 
 static void test_errors(void **state)
@@ -532,6 +593,8 @@ int main(void)
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_subprotocols),
+        cmocka_unit_test(test_response_extra),
+        cmocka_unit_test(test_extensions),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
