@@ -113,7 +113,8 @@ int wsp__worker_frames(wsp_worker_t *w, int fd, const uint8_t *p, size_t n, uint
 /* Reads an OPEN connection until the socket is drained (edge-triggered) or it closed. */
 void wsp__worker_read(wsp_worker_t *w, int fd);
 
-/* Bits of wsp_bconn_t.flags the per-message path sets. */
+/* Bits of wsp_bconn_t.flags the per-message path sets (bit 3 is bconn.h's
+ * WSP_BCONN_F_DEFLATE). */
 enum {
     WSP_BCONN_F_FRAG = 1,    /* inside a fragmented data message */
     WSP_BCONN_F_HELLO = 2,   /* wspush.v1: the hello is still to come */

@@ -502,8 +502,6 @@ static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
     wsp__conn_fail(c, WSP_CLOSE_HS_FAILED);
 }
 
-void wsp__conn_reject(wsp_conn_t *c, int status) { conn_reject(c, status); }
-
 void wsp__conn_fail(wsp_conn_t *c, int reason)
 {
     if (c->reason == 0)
@@ -521,6 +519,8 @@ static void conn_reject(wsp_conn_t *c, int status)
     const char *resp = wsp_upgrade_error(status, &len);
     conn_refuse(c, status, resp, len);
 }
+
+void wsp__conn_reject(wsp_conn_t *c, int status) { conn_reject(c, status); }
 
 /* Token auth refused the upgrade: 401 or 403 with its reason, counted by reason. */
 static void conn_reject_auth(wsp_conn_t *c, int status, int fail)
