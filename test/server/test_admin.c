@@ -19,7 +19,7 @@
  * only to shrink httpd.c's timeouts from 30 s and 10 s and to count its connections;
  * everything is driven through the public API. The static wsp_server library's httpd.o and
  * admin.o are then never pulled in. The request timeout is also the stalled-write deadline:
- * the slow-reader tests hold a 4 MiB answer mid-write, which a loaded machine (other test
+ * the slow-reader tests hold a big answer mid-write, which a loaded machine (other test
  * runs on 2 cores) can stall for a few hundred ms, so it stays well above that. */
 #define WSP_HTTPD_IDLE_MS 400
 #define WSP_HTTPD_REQUEST_MS 1500
@@ -204,6 +204,23 @@ static int teardown(void **state)
     free(fake.payload);
     fake.payload = NULL;
     return 0;
+}
+
+/* The metrics line's repeats for an answer the kernel cannot take in while the client reads
+ * nothing: the server's send buffer autotunes up to tcp_wmem's maximum (4 MiB by default, and
+ * the receiver queues more), so a 4 MiB answer could leave whole in a few loop turns and end
+ * the queued write before the test looked for it. Four times that maximum, at least 16 MiB. */
+static size_t big_repeat(void)
+{
+    unsigned long lo = 0, def = 0, max = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    if (f) {
+        if (fscanf(f, "%lu %lu %lu", &lo, &def, &max) != 3)
+            max = 0;
+        fclose(f);
+    }
+    size_t bytes = 4 * (size_t)max > ((size_t)16 << 20) ? 4 * (size_t)max : (size_t)16 << 20;
+    return bytes / 64;
 }
 
 /* ---- a minimal blocking-free HTTP client ---- */
@@ -932,7 +949,8 @@ static void test_pipelined_behind_slow_reader(void **state)
 {
     (void)state;
     /* A 4 MiB metrics answer cannot leave in one try_write, so the requests behind it must
-     * wait for the queued write and still come out in order. */
+     * wait for the queued write and still come out in order. Not big_repeat(): this client
+     * reads the whole answer, which must arrive within WSP_HTTPD_REQUEST_MS. */
     fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
     fake.metrics_repeat = 65536;
     cli_t *c = cli_open();
@@ -1125,9 +1143,9 @@ static int three_conns_one_writing(void)
 static void test_stop_with_connections(void **state)
 {
     (void)state;
-    /* Mid-request, idle, and mid-write (a 4 MiB answer the client never reads) at once. */
+    /* Mid-request, idle, and mid-write (a big answer the client never reads) at once. */
     fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
-    fake.metrics_repeat = 65536;
+    fake.metrics_repeat = big_repeat();
     cli_t *idle = cli_open(), *partial = cli_open(), *slow = cli_open();
     cli_sends(partial, "POST /publish HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     cli_sends(slow, "GET /metrics HTTP/1.1\r\n\r\n");
