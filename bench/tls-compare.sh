@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wss:// against ws:// (issue #18), every figure of docs/BENCHMARKS.md section 8 in one run,
+# wss:// against ws:// (issue #18), every figure of docs/BENCHMARKS.md section 10 in one run,
 # configurations interleaved round by round so that machine noise hits them alike:
 #   handshakes  server CPU per TLS handshake, one process, one shard: ws:// (the baseline: a
 #               connection and its upgrade), full handshakes with an ECDSA P-256 and an
