@@ -19,7 +19,7 @@
  * only to shrink httpd.c's timeouts from 30 s and 10 s and to count its connections;
  * everything is driven through the public API. The static wsp_server library's httpd.o and
  * admin.o are then never pulled in. The request timeout is also the stalled-write deadline:
- * the slow-reader tests hold an ~8 MiB answer mid-write, which a loaded machine (other test
+ * the slow-reader tests hold a ~7 MiB answer mid-write, which a loaded machine (other test
  * runs on 2 cores) can stall for a few hundred ms, so it stays well above that. */
 #define WSP_HTTPD_IDLE_MS 400
 #define WSP_HTTPD_REQUEST_MS 1500
@@ -211,7 +211,7 @@ static int teardown(void **state)
 typedef struct cli_s {
     int fd;
     size_t len, cap;
-    char *buf; /* grows: a test reads an ~8 MiB response */
+    char *buf; /* grows: a test reads a ~7 MiB response */
 } cli_t;
 
 typedef struct resp_s {
@@ -261,16 +261,20 @@ static size_t tcp_wmem_max(void)
 /* A client that does not read for now, and a /metrics answer that cannot fit in the kernel
  * between it and the server, so the server must queue the write and wait. The server's send
  * buffer grows up to tcp_wmem's maximum (4 MiB by default: a 4 MiB answer sometimes left in
- * one go, and then no queued write was ever seen); the client's receive buffer is pinned.
- * The answer is twice what both hold. */
+ * one go, and then no queued write was ever seen); the client's receive buffer is pinned at
+ * 1 MiB (what getsockopt then reports: doubled, capped by net.core.rmem_max), large enough
+ * that reading the answer back takes few rounds, since all of it must arrive within
+ * WSP_HTTPD_REQUEST_MS of the queued write (64 KiB made it miss that on a loaded machine).
+ * The answer is what both hold and 1 MiB more (a send buffer's payload is less than its
+ * size). */
 static cli_t *cli_open_slow(void)
 {
-    cli_t *c = cli_open_rcvbuf(64 * 1024);
+    cli_t *c = cli_open_rcvbuf(1 << 20);
     int rcv = 0;
     socklen_t len = sizeof rcv;
     assert_int_equal(getsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, &len), 0);
     fake.metrics = METRICS_LINE;
-    fake.metrics_repeat = 2 * (tcp_wmem_max() + (size_t)rcv) / (sizeof METRICS_LINE - 1) + 1;
+    fake.metrics_repeat = (tcp_wmem_max() + (size_t)rcv + (1 << 20)) / (sizeof METRICS_LINE - 1);
     return c;
 }
 
