@@ -365,9 +365,10 @@ static void on_redis_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
         r->resolve_failures++;
         /* Once per run of failures (as redis_unreachable), then only counted. */
         WSP_LOG(r->resolve_failing ? WSP_LOG_DEBUG : WSP_LOG_WARN,
-                "event=redis_resolve_failed host=%s error=%s failures=%llu retry_ms=%llu",
-                r->cfg->redis_host, uv_err_name(status), (unsigned long long)r->resolve_failures,
-                (unsigned long long)r->backoff_ms);
+                "event=redis_resolve_failed host=%s error=%s detail=\"%s\" failures=%llu "
+                "retry_ms=%llu",
+                r->cfg->redis_host, uv_err_name(status), uv_strerror(status),
+                (unsigned long long)r->resolve_failures, (unsigned long long)r->backoff_ms);
         r->resolve_failing = 1;
         if (sub)
             redis_schedule(r);
