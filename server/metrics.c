@@ -371,7 +371,7 @@ int wsp_metrics_render(const wsp_proc_stats_t *procs, unsigned n, wsp_buf_t *out
     }
     for (size_t i = 0; i < WSP_ARRAY_SIZE(hist_families); i++) {
         const metrics_family_t *f = &hist_families[i];
-        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset);
+        render_shard_family(out, procs, n, f->name, f->type, f->help, f->offset, f->ns);
     }
     render_labelled_family(out, procs, n, "wspush_recoveries_total",
                            "Channels wspush.v1 clients asked to resume, by result.", "result",
