@@ -11,9 +11,10 @@
 
 enum { WSP_BCONN_FREE = 0, WSP_BCONN_CONNECTING, WSP_BCONN_HANDSHAKE, WSP_BCONN_OPEN };
 
-/* flags: bit 0 is worker.c's (inside a fragmented message); the server accepted
- * permessage-deflate (--deflate, issue #19): RSV1 means compressed. */
-enum { WSP_BCONN_F_DEFLATE = 1u << 1 };
+/* flags: bits 0-2 are the worker's (bench/worker_int.h: a fragmented message, the wspush.v1
+ * hello, a resumed connection); the server accepted permessage-deflate (--deflate, issue
+ * #19): RSV1 means compressed. */
+enum { WSP_BCONN_F_DEFLATE = 1u << 3 };
 
 struct wsp_bpend_s; /* the worker's carry-over of a split frame; never read by the parent */
 

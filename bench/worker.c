@@ -192,7 +192,7 @@ static void frag_keep(wsp_bpend_t *pd, const uint8_t *p, size_t len)
 static int on_compressed(frame_ctx_t *x, wsp_bconn_t *c, const wsp_rx_frame_t *f)
 {
     wsp_worker_t *w = x->w;
-    if (!(c->flags & WSP_BCONN_F_DEFLATE) || (c->flags & C_F_FRAG) || !f->fin)
+    if (!(c->flags & WSP_BCONN_F_DEFLATE) || (c->flags & WSP_BCONN_F_FRAG) || !f->fin)
         return -EPROTO; /* RSV1 the server never agreed to, or inside a fragmented message */
     if (f->len < f->full_len) { /* split across reads and over WSP_RX_EXT */
         w->st->err[WSP_ERR_BAD_MESSAGE]++;
