@@ -93,12 +93,6 @@ static inline void conn_set_table(wsp_conn_t *c, unsigned t)
     c->st = (uint8_t)((c->st & ~12u) | (t << 2));
 }
 
-/* A partial handshake, kept only while the request is incomplete. */
-typedef struct wsp_hsbuf_s {
-    uint32_t len, cap;
-    uint8_t data[];
-} wsp_hsbuf_t;
-
 /* A queued write: the tail of a broadcast frame (holds a reference to msg) or a copy of
  * small protocol bytes (101 response, pong, close). Only exists when the socket is full. */
 typedef struct wsp_wreq_s {
@@ -142,6 +136,8 @@ int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 wsp_shard_conn_t *wsp__conn_shard(const wsp_conn_t *c) { return conn_shard(c); }
 
 wsp_tlsconn_t *wsp__conn_tlsx(const wsp_conn_t *c) { return conn_tls(c) ? conn_tlsx(c) : NULL; }
+
+void **wsp__conn_data(wsp_conn_t *c) { return conn_data(c); }
 
 size_t wsp__conn_queued(const wsp_conn_t *c)
 {
@@ -358,7 +354,7 @@ int wsp__conn_write_raw(wsp_conn_t *c, const void *p, size_t len)
 
 /* Writes len bytes of WebSocket or HTTP, sealed first on a TLS connection (whose handshake
  * must be done: nothing goes out in the clear there). Returns 0 or a negative errno. */
-static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
+int wsp__conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
 {
     if (!conn_seals(c))
         return wsp__conn_write_raw(c, p, len);
@@ -443,7 +439,7 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
         if (c->reason == 0)
             c->reason = (uint8_t)(wsp_metrics_close_reason(code) + 1);
         uint8_t frame[4] = {0x88, 0x02, (uint8_t)(code >> 8), (uint8_t)code};
-        if (conn_write_copy(c, frame, sizeof(frame)) < 0) {
+        if (wsp__conn_write_copy(c, frame, sizeof(frame)) < 0) {
             wsp_conn_close(c);
             return;
         }
@@ -479,27 +475,13 @@ int wsp_conn_ping(wsp_conn_t *c)
         return -ETIMEDOUT;
     }
     static const uint8_t ping[2] = {0x89, 0x00}; /* FIN ping, empty payload */
-    int rv = conn_write_copy(c, ping, sizeof(ping));
+    int rv = wsp__conn_write_copy(c, ping, sizeof(ping));
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
     c->flags |= WSP_CONN_F_PING_OUT;
     return 0;
-}
-
-/* The handshake failed: answer status with resp[0..len) and close once it is written. */
-static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
-{
-    atomic_fetch_add_explicit(&conn_stats(c)->hs_failed[wsp_metrics_hs_index(status)], 1,
-                              memory_order_relaxed);
-    if (c->reason == 0)
-        c->reason = (uint8_t)((status == 503 ? WSP_CLOSE_REFUSED : WSP_CLOSE_HS_FAILED) + 1);
-    if (conn_write_copy(c, resp, len) < 0) {
-        wsp_conn_close(c);
-        return;
-    }
-    wsp__conn_fail(c, WSP_CLOSE_HS_FAILED);
 }
 
 void wsp__conn_fail(wsp_conn_t *c, int reason)
@@ -513,28 +495,6 @@ void wsp__conn_fail(wsp_conn_t *c, int reason)
         c->deadline = (uint8_t)(conn_shard(c)->tick + 2);
 }
 
-static void conn_reject(wsp_conn_t *c, int status)
-{
-    size_t len;
-    const char *resp = wsp_upgrade_error(status, &len);
-    conn_refuse(c, status, resp, len);
-}
-
-void wsp__conn_reject(wsp_conn_t *c, int status) { conn_reject(c, status); }
-
-/* Token auth refused the upgrade: 401 or 403 with its reason, counted by reason. */
-static void conn_reject_auth(wsp_conn_t *c, int status, int fail)
-{
-    char resp[256];
-    int len = wsp_auth_response(status, fail, resp, sizeof(resp));
-    atomic_fetch_add_explicit(&conn_stats(c)->auth_failed[fail], 1, memory_order_relaxed);
-    if (len < 0) { /* cannot happen with these reasons: the plain answer then */
-        conn_reject(c, status);
-        return;
-    }
-    conn_refuse(c, status, resp, (size_t)len);
-}
-
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
 {
     wsp_conn_t *c = user;
@@ -546,7 +506,7 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
         atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
         return -ENOBUFS;
     }
-    return conn_write_copy(c, buf, len);
+    return wsp__conn_write_copy(c, buf, len);
 }
 
 /* A complete client text message, inside the parser: a token refresh moves the deadline, an
@@ -574,7 +534,7 @@ static int on_conn_ws_text(void *user, const uint8_t *msg, size_t len)
 }
 
 /* Feeds client frames to the on-demand parser and acts on what it says, outside of it. */
-static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
+void wsp__conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
     if (n == 0 || conn_state(c) != WSP_CONN_OPEN)
         return;
@@ -643,131 +603,6 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
     return 0;
 }
 
-/* The size of a handshake buffer for need bytes: doubling from cap, at most the header cap. */
-static uint32_t hs_cap(uint32_t cap, size_t need)
-{
-    while (cap < need)
-        cap *= 2;
-    return cap > WSP_UPGRADE_MAX_HEADER ? WSP_UPGRADE_MAX_HEADER : cap;
-}
-
-/* Handshake, step 1: the bytes to parse. A request is parsed straight from the shard's read
- * buffer; only one split over several reads has a buffer of its own (conn_hs_keep()), to which p
- * is appended here, at most up to the header cap (the parser answers 431 past it). Sets *req
- * and *len to what to parse and *taken to how much of p[0..n) that holds. Returns 0 or
- * -ENOMEM. */
-static int conn_hs_buffer(wsp_conn_t *c, const uint8_t *p, size_t n, const uint8_t **req,
-                          size_t *len, size_t *taken)
-{
-    wsp_hsbuf_t *hb = *conn_data(c);
-    *req = p;
-    *len = *taken = n;
-    if (hb == NULL)
-        return 0;
-    size_t room = WSP_UPGRADE_MAX_HEADER - hb->len;
-    *taken = n < room ? n : room;
-    if (hb->len + *taken > hb->cap) {
-        uint32_t cap = hs_cap(hb->cap * 2, hb->len + *taken);
-        wsp_hsbuf_t *nb = realloc(hb, sizeof(*hb) + cap);
-        if (nb == NULL)
-            return -ENOMEM;
-        hb = nb;
-        hb->cap = cap;
-        *conn_data(c) = hb;
-    }
-    memcpy(hb->data + hb->len, p, *taken);
-    hb->len += (uint32_t)*taken;
-    *req = hb->data;
-    *len = hb->len;
-    return 0;
-}
-
-/* The request is incomplete: keep what arrived (rare, most arrive in one segment) until it
- * completes or the handshake times out. Returns 0 or -ENOMEM. */
-static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
-{
-    if (*conn_data(c) != NULL)
-        return 0; /* conn_hs_buffer() appended it already */
-    uint32_t cap = hs_cap(512, n);
-    wsp_hsbuf_t *hb = malloc(sizeof(*hb) + cap);
-    if (hb == NULL)
-        return -ENOMEM;
-    hb->cap = cap;
-    hb->len = (uint32_t)(n < cap ? n : cap);
-    memcpy(hb->data, p, hb->len);
-    *conn_data(c) = hb;
-    return 0;
-}
-
-/* What admission grants a connection: its channels, its identity (a verified token), the
- * subprotocol (wspush.v1) and the extension (permessage-deflate) it gets. */
-typedef struct conn_grant_s {
-    wsp_chanlist_t channels; /* what to join: ?channels=, or the token's claim */
-    int authed;              /* a token was verified: auth holds what it grants */
-    wsp_auth_grant_t auth;
-    uint8_t framed;         /* the wspush.v1 subprotocol (issue #17) */
-    wsp_resume_ask_t ask;   /* wspush.v1: its channels and ?since=&epoch= */
-    wsp_pmd_t pmd;          /* permessage-deflate as agreed (issue #19); pmd.on false: none */
-    const char *pmd_answer; /* its Sec-WebSocket-Extensions answer (static), NULL: none */
-} conn_grant_t;
-
-/* permessage-deflate (RFC 7692): the first offer we can honour, in the order of every
- * Sec-WebSocket-Extensions line, or none; an offer we cannot honour is declined by taking the
- * next (wsp_pmd_accept()). Returns 0 or 400 for a header that breaks RFC 6455 section 9.1's
- * grammar, or more lines than the parser keeps. With --deflate off nothing is read: the
- * request is treated as it was before the extension existed. */
-static int conn_admit_pmd(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
-{
-    g->pmd.on = false;
-    g->pmd_answer = NULL;
-    if (!sc->cfg->deflate || r->n_ext == 0)
-        return 0;
-    if (r->n_ext > WSP_UPGRADE_EXT_LINES)
-        return 400;
-    wsp_pmd_list_t l;
-    wsp_pmd_init(&l);
-    for (unsigned i = 0; i < r->n_ext; i++)
-        if (wsp_pmd_parse(&l, r->ext[i], r->ext_len[i]) < 0)
-            return 400;
-    g->pmd_answer = wsp_pmd_accept(&l, &g->pmd);
-    return 0;
-}
-
-/* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
- * is the single place where a check says yes, or no with an HTTP status; it only decides, and
- * records what it grants in *g. Today: the path (404), the ?channels= list (400, before
- * the upgrade, so that the client sees why), with --auth-jwt-alg the token (401; 403 for a
- * channel its claim does not grant: server/auth.c), the wspush.v1 resume point (400) and
- * permessage-deflate (400 for a malformed Sec-WebSocket-Extensions). To come here:
- * per-client limits (429). The process's connection limit (--max-conns: 503) is taken at
- * accept, before any byte. Returns 0 or the HTTP status. */
-static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
-{
-    const char *path = sc->cfg->path;
-    g->authed = 0;
-    if (r->path_len != strlen(path) || memcmp(r->path, path, r->path_len) != 0)
-        return 404;
-    if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
-        return 400;
-    if (sc->auth != NULL) {
-        int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
-        int status = wsp_auth_admit(sc->auth, r, &g->channels, now, &g->auth);
-        if (status != 0)
-            return status;
-        g->channels = g->auth.channels;
-        g->authed = 1;
-    }
-    /* wspush.v1 when offered; a resume point without it, or for a channel not chosen, is a
-     * client bug worth a 400 rather than messages it cannot place. */
-    wsp_framed_resume_t rs;
-    g->framed = (r->subprotocols & WSP_UPGRADE_SP_WSPUSH_V1) != 0;
-    if (wsp_framed_parse_resume(r->query, r->query_len, &rs) < 0 || (rs.n > 0 && !g->framed))
-        return 400;
-    if (g->framed && wsp_resume_ask(&g->ask, &g->channels, &rs) < 0)
-        return 400;
-    return conn_admit_pmd(sc, r, g);
-}
-
 int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
 {
     unsigned i = 0;
@@ -816,7 +651,7 @@ void wsp_conn_wait(wsp_conn_t *c)
 
 /* Handshake, step 3: writes the 101, moves c to OPEN and applies what was granted. Returns 0
  * or a negative errno (the caller closes c). */
-static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
+int wsp__conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const wsp__conn_grant_t *g)
 {
     char extra[160]; /* the longest permessage-deflate answer is 101 bytes */
     extra[0] = '\0';
@@ -830,7 +665,7 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
         return len;
     /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
     int rv = g->authed ? wsp_authidx_reserve(&sc->auth->idx, sc->auth->idx.n + 1) : 0;
-    if (rv < 0 || (rv = conn_write_copy(c, resp, (size_t)len)) < 0 ||
+    if (rv < 0 || (rv = wsp__conn_write_copy(c, resp, (size_t)len)) < 0 ||
         (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
         return rv;
     if (g->authed) { /* the same slot as OPEN's: both just appended */
@@ -856,53 +691,6 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
     return conn_subscribe(c, &g->channels);
 }
 
-/* Bytes of a connection in HANDSHAKE: buffer -> parse -> admit -> upgrade, then the frames
- * that came with the request. */
-static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
-{
-    wsp_shard_conn_t *sc = conn_shard(c);
-    const uint8_t *req;
-    size_t reqlen, taken;
-    if (conn_hs_buffer(c, p, n, &req, &reqlen, &taken) < 0) {
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return;
-    }
-    wsp_upgrade_req_t r;
-    int status = 400;
-    int rv = wsp_upgrade_parse(req, reqlen, &r, &status);
-    if (rv == -EAGAIN) {
-        if (conn_hs_keep(c, p, n) < 0)
-            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return;
-    }
-    conn_grant_t g;
-    if (rv >= 0 && (status = conn_admit(sc, &r, &g)) != 0)
-        rv = -EBADMSG;
-    if (rv < 0) {
-        int authfail = status == 401 || status == 403; /* the reason, never the token */
-        if (wsp_shard_conn_log_ok(sc))
-            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d%s%s", sc->id, status,
-                    authfail ? " reason=" : "",
-                    authfail ? wsp_metrics_auth_reason(g.auth.fail) : "");
-        if (authfail)
-            conn_reject_auth(c, status, g.auth.fail);
-        else
-            conn_reject(c, status);
-        return;
-    }
-    wsp_hsbuf_t *hb = *conn_data(c); /* ours from here: req may point into it */
-    *conn_data(c) = NULL;
-    if (conn_upgrade(c, &r, &g) < 0) {
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-    } else {
-        /* Frames that came with the request are processed, not lost: first what the
-         * handshake buffer holds past the request, then what did not fit into it. */
-        conn_feed(c, req + rv, reqlen - (size_t)rv);
-        conn_feed(c, p + taken, n - taken);
-    }
-    free(hb);
-}
-
 static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
@@ -915,10 +703,10 @@ int wsp__conn_input(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
     switch (conn_state(c)) {
     case WSP_CONN_HANDSHAKE:
-        conn_handshake(c, p, n);
+        wsp__conn_handshake(c, p, n);
         return 0;
     case WSP_CONN_OPEN:
-        conn_feed(c, p, n);
+        wsp__conn_feed(c, p, n);
         return 0;
     default:
         return 1; /* draining or closing: discard */
@@ -995,8 +783,8 @@ int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
         return rv;
     }
     if (wsp_shard_conn_reserve(sc) < 0) {
-        if (!conn_tls(c))        /* TLS: answered once the handshake makes it readable */
-            conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
+        if (!conn_tls(c))             /* TLS: answered once the handshake makes it readable */
+            wsp__conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
         return 0;
     }
     c->flags |= WSP_CONN_F_RESERVED;

@@ -28,6 +28,7 @@
  * pass (on_httpd_timer()) without waiting for it. */
 #include "admin.c"
 #include "httpd.c"
+#include "httpd_parse.c"
 
 #define FUZZ_TOKEN "fuzz-token"
 #define FUZZ_BIG_METRICS 32768

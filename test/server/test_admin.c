@@ -16,16 +16,18 @@
 #include <unistd.h>
 
 /* The admin API and its HTTP plumbing are compiled into the test, as h2o's unit tests do,
- * only to shrink httpd.c's timeouts from 30 s and 10 s and to count its connections;
- * everything is driven through the public API. The static wsp_server library's httpd.o and
- * admin.o are then never pulled in. The request timeout is also the stalled-write deadline:
- * the slow-reader tests hold a ~7 MiB answer mid-write, which a loaded machine (other test
- * runs on 2 cores) can stall for a few hundred ms, so it stays well above that. */
+ * only to shrink httpd's timeouts (server/httpd_int.h) from 30 s and 10 s and to count its
+ * connections; everything is driven through the public API. The static wsp_server library's
+ * httpd.o, httpd_parse.o and admin.o are then never pulled in. The request timeout is also
+ * the stalled-write deadline: the slow-reader tests hold a ~7 MiB answer mid-write, which a
+ * loaded machine (other test runs on 2 cores) can stall for a few hundred ms, so it stays
+ * well above that. */
 #define WSP_HTTPD_IDLE_MS 400
 #define WSP_HTTPD_REQUEST_MS 1500
 #define WSP_HTTPD_LINGER_MS 300
 #include "admin.c"
 #include "httpd.c"
+#include "httpd_parse.c"
 
 /* ---- fake owner ---- */
 
