@@ -148,8 +148,6 @@ int wsp__conn_reserved(const wsp_conn_t *c) { return (c->flags & WSP_CONN_F_RESE
 
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
 
-unsigned wsp_conn_kind(const wsp_conn_t *c) { return c->xf & 3u; }
-
 /* A waiting connection that goes (closes, drains) never comes in: its shard forgets it. */
 static void conn_forget_resume(wsp_conn_t *c)
 {
