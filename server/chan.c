@@ -104,6 +104,12 @@ wsp_conn_t *wsp_chan_unsubscribe(wsp_chan_table_t *t, wsp_chan_t *ch, uint32_t i
     return moved;
 }
 
+const char *wsp_chan_name(const wsp_chan_t *ch, size_t *len)
+{
+    *len = ch->len;
+    return ch->name;
+}
+
 wsp_table_t *wsp_chan_walk_begin(wsp_chan_t *ch)
 {
     ch->walking = 1;

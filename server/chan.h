@@ -37,6 +37,9 @@ wsp_conn_t *wsp_chan_unsubscribe(wsp_chan_table_t *t, wsp_chan_t *ch, uint32_t i
 /* The channel name[0..len) of t, or NULL when no connection of this shard chose it. */
 wsp_chan_t *wsp_chan_find(const wsp_chan_table_t *t, const char *name, size_t len);
 
+/* ch's name (not NUL-terminated); *len gets its length. */
+const char *wsp_chan_name(const wsp_chan_t *ch, size_t *len);
+
 /* Starts a walk over ch's subscribers and returns them: ch stays allocated, even emptied,
  * until wsp_chan_walk_end(). */
 wsp_table_t *wsp_chan_walk_begin(wsp_chan_t *ch);

@@ -43,8 +43,12 @@ void wsp_config_usage(FILE *f)
             "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
             "                           to one send per connection where io_uring is\n"
             "                           unavailable, on refuses to start; default auto\n"
+            "  --upgrade-timeout SEC    SIGUSR2 (live upgrade): how long the new binary may\n"
+            "                           take to be ready before this one keeps serving;\n"
+            "                           default 10\n"
             "  --help, --version\n"
-            "signals: SIGUSR1 broadcasts now; SIGINT/SIGTERM close every connection with 1001\n"
+            "signals: SIGUSR1 broadcasts now; SIGUSR2 hands every connection to the binary at\n"
+            "this one's path, started again; SIGINT/SIGTERM close every connection with 1001\n"
             "and exit 0.\n");
 }
 
@@ -202,6 +206,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_PING_INTERVAL,
         OPT_DRAIN_SECONDS,
         OPT_IO_URING,
+        OPT_UPGRADE_TIMEOUT, /* #20 */
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -224,6 +229,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
         {"io-uring", required_argument, NULL, OPT_IO_URING},
+        {"upgrade-timeout", required_argument, NULL, OPT_UPGRADE_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -247,6 +253,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->admin_port = 8081;
     cfg->tcp_keepalive = 120;
     cfg->drain_seconds = 10;
+    cfg->upgrade_timeout = 10;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -379,6 +386,12 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             else
                 return config_fail(err, errlen, "--io-uring wants auto, on or off, got '%s'",
                                    optarg);
+            break;
+        case OPT_UPGRADE_TIMEOUT:
+            if (config_num(optarg, 1, 600, &v) != 0)
+                return config_fail(err, errlen, "--upgrade-timeout wants 1..600 seconds, got '%s'",
+                                   optarg);
+            cfg->upgrade_timeout = (unsigned)v;
             break;
         case OPT_HELP:
             wsp_config_usage(stdout);

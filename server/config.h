@@ -36,6 +36,8 @@ typedef struct wsp_config_s {
     unsigned ping_interval; /* seconds between WebSocket pings per connection; 0 = off */
     unsigned drain_seconds; /* SIGTERM: spread close 1001 over this long */
     int io_uring;           /* WSP_CONFIG_URING_*: how the broadcast pass sends */
+    /* live upgrade (issue #20) */
+    unsigned upgrade_timeout; /* SIGUSR2: seconds for the new binary to be ready */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists

@@ -16,7 +16,8 @@ void wsp_ipc_header(uint8_t *out, uint8_t type, uint64_t seq, uint32_t len)
 static int ipc_parse_header(const uint8_t *p, uint8_t *type, uint64_t *seq, uint32_t *len)
 {
     *type = p[0];
-    if (*type != WSP_IPC_BROADCAST && *type != WSP_IPC_TRIGGER && *type != WSP_IPC_PUBLISH)
+    if (*type != WSP_IPC_BROADCAST && *type != WSP_IPC_TRIGGER && *type != WSP_IPC_PUBLISH &&
+        *type != WSP_IPC_UPGRADE)
         return -EBADMSG;
     *seq = 0;
     for (int i = 0; i < 8; i++)

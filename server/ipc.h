@@ -14,6 +14,9 @@ enum {
     WSP_IPC_BROADCAST = 'B', /* supervisor -> worker: broadcast payload as text, this seq */
     WSP_IPC_TRIGGER = 'T',   /* worker -> supervisor: broadcast the time now (SIGUSR1) */
     WSP_IPC_PUBLISH = 'P',   /* worker -> supervisor: broadcast payload on every worker */
+    /* supervisor -> worker: hand over to the new worker whose pid is seq; its control socket
+     * comes with the packet (SCM_RIGHTS). Issue #20. */
+    WSP_IPC_UPGRADE = 'U',
 };
 
 #define WSP_IPC_HDR 13

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "net.h"
 #include "publisher.h"
+#include "reexec.h"
 #include "supervisor.h"
 #include "uring.h"
 
@@ -67,7 +68,7 @@ static int main_probe_uring(wsp_config_t *cfg)
 
 /* A serving process: sized to its nofile limit, then the coordinator. Returns what
  * wsp_coord_run() returned, or 1 when the limit cannot be read (said on stderr). */
-static int main_serve(const wsp_config_t *cfg)
+static int main_serve(const wsp_config_t *cfg, int ho_fd)
 {
     uint64_t limit = 0;
     int rv = wsp_net_raise_nofile(&limit);
@@ -91,7 +92,7 @@ static int main_serve(const wsp_config_t *cfg)
                 (unsigned long long)cfg->max_conns, (unsigned long long)room);
     WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
             (unsigned long long)max_conns, (unsigned long long)room);
-    return wsp_coord_run(cfg, max_conns, room);
+    return wsp_coord_run(cfg, max_conns, room, ho_fd);
 }
 
 /* Says why startup failed. Returns the exit status: 0 when rv is 0, else 1. */
@@ -130,6 +131,10 @@ int main(int argc, char **argv)
     wsp_log_level = cfg.log_level;
     if (main_role(&cfg) != 0)
         return 1;
+    /* What SIGUSR2 starts again (issue #20): this binary's path now, these arguments. */
+    int ho_fd = wsp_reexec_inherited();
+    if ((rv = wsp_reexec_record(argc, argv)) < 0)
+        WSP_LOG(WSP_LOG_WARN, "event=upgrade_unavailable error=%s", uv_err_name(rv));
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));
@@ -139,7 +144,7 @@ int main(int argc, char **argv)
         return 1;
     if (cfg.procs > 1 && cfg.worker_fd < 0)
         rv = wsp_super_run(&cfg, argc, argv); /* each worker sizes itself to its own limit */
-    else if ((rv = main_serve(&cfg)) == 1)
+    else if ((rv = main_serve(&cfg, ho_fd)) == 1)
         return 1;
     return main_exit(&cfg, rv);
 }

@@ -27,6 +27,7 @@ enum {
     WSP_CLOSE_PING_TIMEOUT,  /* no answer to a ping by the next round */
     WSP_CLOSE_SHUTDOWN,      /* 1001 on SIGTERM */
     WSP_CLOSE_ERROR,         /* a write or setup error on our side */
+    WSP_CLOSE_HANDOVER,      /* handed to a new process by a live upgrade (#20) */
     WSP_CLOSE__N,
 };
 

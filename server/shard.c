@@ -9,6 +9,7 @@
 #include "alloc.h"
 #include "chan.h"
 #include "conn.h"
+#include "handoff.h"
 #include "log.h"
 #include "net.h"
 #include "spsc.h"
@@ -22,6 +23,9 @@
 /* Sends per io_uring_enter in a broadcast pass: 0.66x the CPU of one send() each at 128 here
  * already, 0.62-0.70x from 1,024 on; a bigger batch only costs ring memory (SQ + CQ, 48 KiB). */
 #define WSP_SHARD_URING 1024
+/* Live upgrade: a connection whose parser holds part of a client frame gets this long to
+ * complete it before it is closed with 1001 instead of handed over. */
+#define WSP_SHARD_HO_WAIT_MS 2000
 
 struct wsp_shard_s {
     wsp_shard_conn_t sc; /* what its connections see: loop.data points here */
@@ -49,6 +53,14 @@ struct wsp_shard_s {
     uint32_t ping_step;     /* steps into the current round */
     uint32_t ping_per_step; /* connections per step in this round */
     wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
+    /* live upgrade (issue #20) */
+    wsp_handoff_t ho;        /* the socket to the other process's shard, while it is used */
+    uv_poll_t ho_poll;       /* new process: that socket is readable */
+    atomic_int ho_requested; /* old process: the coordinator asks for the handover */
+    atomic_int ho_done;      /* every connection sent (old) or adopted (new) */
+    int handing;             /* old, shard thread: 1 while sending, 2 once sent */
+    int adopting;            /* new, shard thread: 1 until the first datagram, 2 after */
+    uint64_t ho_deadline_ms; /* old: when connections still mid-frame are closed instead */
 };
 
 /* What a batch of io_uring sends reports into. */
@@ -63,6 +75,10 @@ static void on_shard_tick(uv_timer_t *t);
 static void on_shard_step(uv_timer_t *t);
 static void on_shard_connection(uv_stream_t *server, int status);
 static void on_shard_handle_close(uv_handle_t *h);
+static void shard_handover_step(wsp_shard_t *sh);
+static void shard_begin_handover(wsp_shard_t *sh);
+static void shard_drain_step(wsp_shard_t *sh);
+static void shard_maybe_finish(wsp_shard_t *sh);
 
 static inline wsp_shard_t *shard_of(wsp_shard_conn_t *sc)
 {
@@ -82,6 +98,10 @@ static void shard_maybe_finish(wsp_shard_t *sh)
         sh->sc.table[WSP_SHARD_T_OPEN].n)
         return;
     sh->handles_closing = 1;
+    if (sh->adopting && !uv_is_closing((uv_handle_t *)&sh->ho_poll)) {
+        uv_close((uv_handle_t *)&sh->ho_poll, NULL); /* stopped while adopting */
+        wsp_handoff_free(&sh->ho);
+    }
     uv_close((uv_handle_t *)&sh->wake, NULL);
     uv_close((uv_handle_t *)&sh->tick_timer, NULL);
     uv_close((uv_handle_t *)&sh->step_timer, NULL);
@@ -93,7 +113,8 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     wsp_shard_t *sh = shard_of(sc);
     /* A listener paused at the budget resumes here (or, if another shard freed the socket,
      * on this shard's next tick). */
-    if (sh->accept_blocked && !sh->stopping && !wsp_shard_conn_over_budget(&sh->sc)) {
+    if (sh->accept_blocked && !sh->stopping && !sh->handing &&
+        !wsp_shard_conn_over_budget(&sh->sc)) {
         sh->accept_blocked = 0;
         on_shard_connection((uv_stream_t *)&sh->listener, 0);
     }
@@ -306,7 +327,9 @@ static void shard_ping_step(wsp_shard_t *sh)
 static void on_shard_step(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, step_timer);
-    if (sh->stopping)
+    if (sh->handing == 1)
+        shard_handover_step(sh);
+    else if (sh->stopping)
         shard_drain_step(sh);
     else
         shard_ping_step(sh);
@@ -319,7 +342,12 @@ static void on_shard_wake(uv_async_t *a)
     wsp_bcast_t *b;
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         shard_pass(sh, b);
-    if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping)
+    /* After the passes: a broadcast posted before the handover reaches every connection. */
+    if (atomic_load_explicit(&sh->ho_requested, memory_order_acquire) && !sh->handing &&
+        !sh->stopping)
+        shard_begin_handover(sh);
+    if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping &&
+        !sh->handing)
         shard_begin_stop(sh);
 }
 
@@ -358,7 +386,7 @@ static void on_shard_tick(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, tick_timer);
     sh->sc.tick++;
-    if (sh->accept_blocked && !sh->stopping) {
+    if (sh->accept_blocked && !sh->stopping && !sh->handing) {
         sh->accept_blocked = 0;
         on_shard_connection((uv_stream_t *)&sh->listener, 0);
     }
@@ -376,6 +404,93 @@ static void on_shard_tick(uv_timer_t *t)
         wsp_conn_close_why(c, wsp_conn_state(c) == WSP_CONN_HANDSHAKE ? WSP_CLOSE_HS_TIMEOUT
                                                                       : WSP_CLOSE_CLIENT);
     }
+}
+
+/* --- live upgrade (issue #20) --- */
+
+/* Old process: sends what can move; ends the handover once nothing waits or the wait is
+ * over. What stays (mid-frame past the wait, or everything after a failed send) is closed
+ * with 1001 as at shutdown, and the thread ends once its last connection is gone. */
+static void shard_handover_step(wsp_shard_t *sh)
+{
+    unsigned left = 0;
+    int rv = sh->ho.buf ? wsp_handoff_send(&sh->ho, &sh->sc, &left) : -ENOMEM;
+    if (rv == 0 && left > 0 && uv_now(&sh->loop) < sh->ho_deadline_ms)
+        return; /* the step timer tries again */
+    if (rv == 0)
+        rv = wsp_handoff_end(&sh->ho);
+    WSP_LOG(rv < 0 || left ? WSP_LOG_WARN : WSP_LOG_INFO,
+            "shard=%u event=handover_sent conns=%llu closing=%u error=%s", sh->sc.id,
+            (unsigned long long)sh->ho.moved, rv < 0 ? sh->sc.table[WSP_SHARD_T_OPEN].n : left,
+            rv < 0 ? uv_err_name(rv) : "none");
+    wsp_handoff_free(&sh->ho);
+    sh->handing = 2;
+    /* What stayed OPEN (mid-frame past the wait, or all after a failed send) drains now; the
+     * handed ones are closing and leave the tables in their close callbacks. */
+    wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_OPEN];
+    for (uint32_t i = tb->n; i-- > 0;)
+        if (i < tb->n && wsp_conn_state(tb->v[i]) == WSP_CONN_OPEN)
+            wsp_conn_drain(tb->v[i], 1001);
+    sh->stopping = 1; /* the thread ends once the tables are empty */
+    sh->drain_per_step = 1;
+    sh->stop_deadline_ms = uv_now(&sh->loop) + (uint64_t)WSP_SHARD_FLUSH_S * 1000;
+    atomic_store_explicit(&sh->ho_done, 1, memory_order_release);
+    (void)uv_async_send(sh->exited_async); /* only fails for a non-async handle */
+    shard_maybe_finish(sh);
+}
+
+static void shard_begin_handover(wsp_shard_t *sh)
+{
+    sh->handing = 1;
+    (void)wsp_handoff_init(&sh->ho, sh->ho.sock); /* -ENOMEM: the first step fails it */
+    /* Stop accepting: the new process listens on the same socket, so a connection in the
+     * backlog waits for it instead of being refused. */
+    uv_close((uv_handle_t *)&sh->listener, NULL);
+    sh->ho_deadline_ms = uv_now(&sh->loop) + WSP_SHARD_HO_WAIT_MS;
+    if (!uv_is_active((uv_handle_t *)&sh->step_timer) &&
+        uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS) < 0)
+        sh->ho_deadline_ms = 0; /* no retries: one pass */
+    shard_handover_step(sh);
+}
+
+/* New process: the old shard's datagrams. The first means it stopped accepting: listen. */
+static void on_shard_ho_readable(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    wsp_shard_t *sh = WSP_CONTAINER_OF(p, wsp_shard_t, ho_poll);
+    if (sh->adopting == 1) {
+        sh->adopting = 2;
+        int rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection);
+        if (rv < 0)
+            WSP_LOG(WSP_LOG_ERROR, "shard=%u event=listen_failed error=%s", sh->sc.id,
+                    uv_err_name(rv));
+    }
+    int ended = 0;
+    int rv = status < 0 ? status : wsp_handoff_recv(&sh->ho, &sh->sc, &sh->loop, &ended);
+    if (rv == 0 && !ended)
+        return;
+    WSP_LOG(rv < 0 ? WSP_LOG_ERROR : WSP_LOG_INFO,
+            "shard=%u event=handover_adopted conns=%llu failed=%llu error=%s", sh->sc.id,
+            (unsigned long long)sh->ho.moved, (unsigned long long)sh->ho.failed,
+            rv < 0 ? uv_err_name(rv) : "none");
+    (void)uv_poll_stop(p); /* cannot fail on an initialised handle */
+    uv_close((uv_handle_t *)p, NULL);
+    wsp_handoff_free(&sh->ho); /* after the poll stopped watching the socket */
+    atomic_store_explicit(&sh->ho_done, 1, memory_order_release);
+    (void)uv_async_send(sh->exited_async); /* only fails for a non-async handle */
+}
+
+void wsp_shard_handover(wsp_shard_t *sh, int sock)
+{
+    sh->ho.sock = sock; /* read by the shard after the flag: ordered by the release below */
+    atomic_store_explicit(&sh->ho_requested, 1, memory_order_release);
+    int rv = uv_async_send(&sh->wake);
+    (void)rv; /* only fails for a handle that is not an async */
+}
+
+int wsp_shard_handover_done(const wsp_shard_t *sh)
+{
+    return atomic_load_explicit(&sh->ho_done, memory_order_acquire);
 }
 
 static void shard_main(void *arg)
@@ -406,7 +521,8 @@ static void shard_teardown(wsp_shard_t *sh)
     if (!sh->loop_open)
         return;
     uv_handle_t *hs[] = {(uv_handle_t *)&sh->wake, (uv_handle_t *)&sh->tick_timer,
-                         (uv_handle_t *)&sh->step_timer, (uv_handle_t *)&sh->listener};
+                         (uv_handle_t *)&sh->step_timer, (uv_handle_t *)&sh->listener,
+                         (uv_handle_t *)&sh->ho_poll};
     for (unsigned i = 0; i < sh->nhandles; i++)
         uv_close(hs[i], on_shard_handle_close);
     (void)uv_run(&sh->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
@@ -437,8 +553,17 @@ static int shard_open(wsp_shard_t *sh)
     sh->nhandles++;
     if ((rv = uv_tcp_open(&sh->listener, sh->listen_fd)) < 0)
         return rv;
-    sh->listen_fd = -1; /* the handle owns it now */
-    if ((rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection)) < 0)
+    sh->listen_fd = -1;     /* the handle owns it now */
+    if (sh->ho.sock >= 0) { /* a live upgrade's: listen once the old shard stopped accepting */
+        if ((rv = uv_poll_init(&sh->loop, &sh->ho_poll, sh->ho.sock)) < 0)
+            return rv;
+        sh->nhandles++;
+        sh->adopting = 1;
+        rv = uv_poll_start(&sh->ho_poll, UV_READABLE, on_shard_ho_readable);
+    } else {
+        rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection);
+    }
+    if (rv < 0)
         return rv;
     if ((rv = uv_timer_start(&sh->tick_timer, on_shard_tick, 1000, 1000)) < 0)
         return rv;
@@ -465,9 +590,18 @@ static int shard_send_path(wsp_shard_t *sh)
 }
 
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited)
+                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
+    sh->ho.sock = -1;
+    atomic_init(&sh->ho_requested, 0);
+    atomic_init(&sh->ho_done, 0);
+    if (ho_sock >= 0 && wsp_handoff_init(&sh->ho, ho_sock) < 0) {
+        wsp_handoff_free(&sh->ho); /* closes ho_sock */
+        close(listen_fd);
+        free(sh);
+        return -ENOMEM;
+    }
     sh->sc.id = id;
     sh->sc.cfg = cfg;
     sh->sc.lim = lim;
@@ -539,6 +673,7 @@ void wsp_shard_free(wsp_shard_t *sh)
         return;
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
+    wsp_handoff_free(&sh->ho);
     wsp_chan_table_free(&sh->sc.chans); /* empty after a stop: every connection left */
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);

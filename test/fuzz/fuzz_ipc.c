@@ -56,7 +56,8 @@ static void check_channel(const uint8_t *p, uint32_t len)
 static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload, uint32_t len)
 {
     struct record *r = user;
-    WSP_FUZZ_CHECK(type == WSP_IPC_BROADCAST || type == WSP_IPC_TRIGGER || type == WSP_IPC_PUBLISH);
+    WSP_FUZZ_CHECK(type == WSP_IPC_BROADCAST || type == WSP_IPC_TRIGGER ||
+                   type == WSP_IPC_PUBLISH || type == WSP_IPC_UPGRADE);
     WSP_FUZZ_CHECK(len <= WSP_IPC_MAX_PAYLOAD);
     WSP_FUZZ_CHECK(len == 0 || payload != NULL);
     uint8_t hdr[WSP_IPC_HDR];
@@ -65,7 +66,7 @@ static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *pay
     WSP_FUZZ_CHECK(memcmp(r->stream + r->off, hdr, WSP_IPC_HDR) == 0);
     WSP_FUZZ_CHECK(len == 0 || memcmp(r->stream + r->off + WSP_IPC_HDR, payload, len) == 0);
     r->off += WSP_IPC_HDR + len;
-    if (type != WSP_IPC_TRIGGER)
+    if (type != WSP_IPC_TRIGGER && type != WSP_IPC_UPGRADE)
         check_channel(payload, len);
     WSP_FUZZ_CHECK(r->n < MAX_PACKETS);
     r->p[r->n].type = type;

@@ -241,6 +241,7 @@ def ipc_seeds():
     s["over-max-payload"] = ipc(P, 0, b"")[:9] + struct.pack("<I", 65537)
     s["huge-length"] = ipc(B, 0, b"")[:9] + struct.pack("<I", 0xFFFFFFFF)
     s["unknown-type"] = ipc(ord("X"), 1, b"x")
+    s["upgrade"] = ipc(ord("U"), 4242)
     s["unknown-after-good"] = ipc(T, 0) + ipc(0, 0)
     s["seq-max"] = ipc(B, 0xFFFFFFFFFFFFFFFF, b"z")
     # BROADCAST/PUBLISH payloads: [channel length][channel][message]
