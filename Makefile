@@ -15,11 +15,15 @@ ARGS ?=
 
 all: build
 
-# dpkg first: apt-get update runs only when something is missing.
+# dpkg first: apt-get update runs only when something is missing. node and npm (Node's ws is a
+# client in test/integration/test_deflate.py; npm installs it from the npm registry at test
+# time) count as present when the commands exist: a nodejs from another repository bundles npm,
+# and Debian's npm package would conflict with it.
 deps:
 	@missing=""; for p in $(DEBS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	{ command -v node && command -v npm; } >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
@@ -81,7 +85,7 @@ test-tsan: deps
 
 # Each libFuzzer target (clang, ASan+UBSan) for a bounded 20 s from the seed corpus; every
 # build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
-FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs
+FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs framed tlsconn
 FUZZ_SECONDS ?= 20
 test-fuzz: deps
 	@mkdir -p $(BUILD); for t in $(FUZZ_TARGETS); do \

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwt.h"
 #include "stats.h"
 
 const char wsp_args_usage[] =
@@ -30,6 +31,27 @@ const char wsp_args_usage[] =
     "  --json FILE            write the final report, per-broadcast table and config\n"
     "  --status-file FILE     rewrite key=value progress every 0.25 s (for scripts)\n"
     "  --quiet                only the final report\n"
+    "  --jwt-alg ALG          send each connection its own JWT (sub bench-<slot>) in\n"
+    "                         Authorization: Bearer; ALG HS256..ES384; all minted before\n"
+    "                         the ramp, so signing is not in the setup rate\n"
+    "  --jwt-key FILE         with --jwt-alg: the HS secret, or the RS/ES private key\n"
+    "  --jwt-exp SECONDS      the tokens' exp, from the mint (default 3600)\n"
+    "  --jwt-aud AUD, --jwt-iss ISS  claims to add (default none)\n"
+    "  --framed               offer the wspush.v1 subprotocol: a hello, then every message as\n"
+    "                         {\"ch\",\"seq\",\"data\"} (seq and the tick's time are read from "
+    "it)\n"
+    "  --recover K            implies --framed: each connection closes once it has broadcast\n"
+    "                         K and, on SIGHUP to the bench, comes back with\n"
+    "                         ?since=time:<last seq>&epoch=<its epoch>; the report counts\n"
+    "                         recovered / not recovered, the replay and its time\n"
+    "  --deflate              offer permessage-deflate (as browsers do) and inflate every\n"
+    "                         compressed message, so CPU and latency include the client's side\n"
+    "wss:// (TLS):\n"
+    "  --tls-ca FILE          trust the CA in FILE for the server's certificate\n"
+    "  --tls-insecure         do not check the server's certificate\n"
+    "  --tls-version 1.2|1.3  the TLS version offered (default 1.3)\n"
+    "  --tls-resume on|off    a new connection resumes the worker's latest session ticket\n"
+    "                         (default on; off: every handshake is a full one)\n"
     "SIGINT stops early with the final report; SIGUSR2 stops opening connections.\n"
     "Exit status: 0 when every connection got every broadcast it was open for, once, with no\n"
     "error; 1 otherwise (FAIL: missing, duplicate or unexpected broadcasts, or errors, with\n"
@@ -109,9 +131,10 @@ int wsp_args_parse_range(const char *s, uint32_t *first, uint32_t *last)
 
 int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
 {
-    if (strncmp(url, "ws://", 5) != 0 || strlen(url) >= sizeof(cfg->url))
+    int tls = strncmp(url, "wss://", 6) == 0;
+    if ((!tls && strncmp(url, "ws://", 5) != 0) || strlen(url) >= sizeof(cfg->url))
         return -EINVAL;
-    const char *h = url + 5;
+    const char *h = url + (tls ? 6 : 5);
     size_t hl = strcspn(h, ":/");
     if (hl == 0 || hl >= sizeof(cfg->host))
         return -EINVAL;
@@ -122,7 +145,7 @@ int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
     memcpy(cfg->host, h, hl);
     cfg->host[hl] = '\0';
     const char *rest = h + hl;
-    cfg->port = 80;
+    cfg->port = tls ? 443 : 80;
     if (*rest == ':') {
         rest++;
         size_t pl = strspn(rest, "0123456789");
@@ -143,6 +166,44 @@ int wsp_args_parse_url(wsp_bench_cfg_t *cfg, const char *url)
             return -EINVAL;
     strcpy(cfg->path, rest);
     strcpy(cfg->url, url);
+    cfg->tls = tls;
+    return 0;
+}
+
+/* A claim value written into JSON as is: no quote, backslash or control character. */
+static int claim_ok(const char *v)
+{
+    for (const char *c = v; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < ' ')
+            return 0;
+    return *v != '\0' && strlen(v) < 256;
+}
+
+/* The --jwt-* options (issue #16). 0 or -EINVAL with err. */
+static int args_jwt(wsp_bench_cfg_t *cfg, const char *name, const char *v, char *err, size_t errlen)
+{
+    uint64_t u;
+    if (strcmp(name, "--jwt-alg") == 0) {
+        int alg = wsp_jwt_alg_parse(v);
+        if (alg < 0)
+            return fail(err, errlen,
+                        "--jwt-alg must be HS256..HS512, RS256..RS512, ES256 or "
+                        "ES384, got '%s'",
+                        v);
+        cfg->jwt_alg = alg;
+    } else if (strcmp(name, "--jwt-key") == 0) {
+        cfg->jwt_key = v;
+    } else if (strcmp(name, "--jwt-exp") == 0) {
+        if (parse_u64(v, &u) < 0 || u < 1 || u > 10 * 365 * 86400u)
+            return fail(err, errlen, "--jwt-exp must be 1..315360000 seconds, got '%s'", v);
+        cfg->jwt_exp = (unsigned)u;
+    } else if (strcmp(name, "--jwt-aud") == 0 || strcmp(name, "--jwt-iss") == 0) {
+        if (!claim_ok(v))
+            return fail(err, errlen, "%s wants 1..255 bytes without quotes or backslashes", name);
+        *(name[6] == 'a' ? &cfg->jwt_aud : &cfg->jwt_iss) = v;
+    } else {
+        return fail(err, errlen, "unknown option '%s' (see --help)", name);
+    }
     return 0;
 }
 
@@ -165,6 +226,10 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
     cfg->src_first = 0x7F010001u; /* 127.1.0.1 */
     cfg->src_last = 0x7F01FFFEu;  /* 127.1.255.254 */
     cfg->expect_bcasts = -1;
+    cfg->jwt_exp = 3600;
+    cfg->recover_at = -1;
+    cfg->tls_version = 0x0304;
+    cfg->tls_resume = 1;
     int have_url = 0, have_conns = 0, have_duration = 0;
     uint64_t procs = 0;
 
@@ -174,6 +239,18 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
             return 1;
         if (strcmp(a, "--quiet") == 0) {
             cfg->quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--framed") == 0) {
+            cfg->framed = 1;
+            continue;
+        }
+        if (strcmp(a, "--tls-insecure") == 0) {
+            cfg->tls_insecure = 1;
+            continue;
+        }
+        if (strcmp(a, "--deflate") == 0) { /* permessage-deflate (issue #19) */
+            cfg->deflate = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0)
@@ -194,7 +271,9 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
         if (strcmp(name, "--url") == 0) {
             if (wsp_args_parse_url(cfg, v) < 0)
                 return fail(err, errlen,
-                            "malformed --url '%s': want ws://IPV4[:PORT][/PATH] (or localhost)", v);
+                            "malformed --url '%s': want ws:// or wss://IPV4[:PORT][/PATH] (or "
+                            "localhost)",
+                            v);
             have_url = 1;
         } else if (strcmp(name, "--conns") == 0) {
             if (parse_u64(v, &u) < 0 || u < 1 || u > 10000000)
@@ -255,6 +334,25 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                             "--expect-broadcasts must be an integer from 0 to %d, got '%s'",
                             WSP_SEQ_MAX - 1, v);
             cfg->expect_bcasts = (int64_t)u;
+        } else if (strncmp(name, "--jwt-", 6) == 0) {
+            if (args_jwt(cfg, name, v, err, errlen) < 0)
+                return -EINVAL;
+        } else if (strcmp(name, "--recover") == 0) {
+            if (parse_u64(v, &u) < 0 || u < 1 || u >= WSP_SEQ_MAX)
+                return fail(err, errlen, "--recover must be a broadcast from 1 to %d, got '%s'",
+                            WSP_SEQ_MAX - 1, v);
+            cfg->recover_at = (int64_t)u;
+            cfg->framed = 1;
+        } else if (strcmp(name, "--tls-ca") == 0) {
+            cfg->tls_ca = v;
+        } else if (strcmp(name, "--tls-version") == 0) {
+            if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0)
+                return fail(err, errlen, "--tls-version must be 1.2 or 1.3, got '%s'", v);
+            cfg->tls_version = strcmp(v, "1.2") == 0 ? 0x0303 : 0x0304;
+        } else if (strcmp(name, "--tls-resume") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+                return fail(err, errlen, "--tls-resume must be on or off, got '%s'", v);
+            cfg->tls_resume = strcmp(v, "on") == 0;
         } else if (strcmp(name, "--json") == 0) {
             cfg->json = v;
         } else if (strcmp(name, "--status-file") == 0) {
@@ -263,11 +361,19 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
             return fail(err, errlen, "unknown option '%s' (see --help)", name);
         }
     }
+    if ((cfg->jwt_alg != 0) != (cfg->jwt_key != NULL))
+        return fail(err, errlen, "--jwt-alg and --jwt-key go together");
     if (!have_url || !have_conns || !have_duration)
         return fail(err, errlen, "missing %s (see --help)",
                     !have_url     ? "--url"
                     : !have_conns ? "--conns"
                                   : "--duration");
+    if (cfg->tls && !cfg->tls_ca == !cfg->tls_insecure)
+        return fail(err, errlen, "wss:// wants exactly one of --tls-ca FILE and --tls-insecure");
+    if (!cfg->tls && (cfg->tls_ca || cfg->tls_insecure))
+        return fail(err, errlen, "--tls-ca and --tls-insecure are for wss:// URLs");
+    if (cfg->tls && cfg->io_uring)
+        return fail(err, errlen, "--io-uring on reads ciphertext: not with wss://");
 
     if (procs == 0)
         procs = (cfg->conns + WSP_ARGS_CONNS_PER_PROC - 1) / WSP_ARGS_CONNS_PER_PROC;
@@ -298,12 +404,13 @@ int wsp_args_parse(wsp_bench_cfg_t *cfg, int argc, char **argv, const wsp_args_l
                     (unsigned long long)need, WSP_ARGS_PER_SOURCE);
     }
 
-    if (lim->mem_available && cfg->conns * WSP_ARGS_BYTES_PER_CONN > lim->mem_available)
+    uint64_t per = WSP_ARGS_BYTES_PER_CONN + (cfg->tls ? WSP_ARGS_TLS_BYTES_PER_CONN : 0);
+    if (lim->mem_available && cfg->conns * per > lim->mem_available)
         return fail(err, errlen,
-                    "%llu connections need ~%.1f GiB (%u B per loopback pair), MemAvailable is "
-                    "%.1f GiB",
-                    (unsigned long long)cfg->conns,
-                    (double)cfg->conns * WSP_ARGS_BYTES_PER_CONN / 1073741824.0,
-                    WSP_ARGS_BYTES_PER_CONN, (double)lim->mem_available / 1073741824.0);
+                    "%llu connections need ~%.1f GiB (%llu B per loopback pair%s), MemAvailable "
+                    "is %.1f GiB",
+                    (unsigned long long)cfg->conns, (double)cfg->conns * per / 1073741824.0,
+                    (unsigned long long)per, cfg->tls ? " with its TLS client" : "",
+                    (double)lim->mem_available / 1073741824.0);
     return 0;
 }

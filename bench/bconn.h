@@ -11,6 +11,10 @@
 
 enum { WSP_BCONN_FREE = 0, WSP_BCONN_CONNECTING, WSP_BCONN_HANDSHAKE, WSP_BCONN_OPEN };
 
+/* flags: bits 0-2 are worker.c's (WSP_BCONN_F_FRAG, _HELLO, _RESUMED in worker_int.h); bit 3:
+ * the server accepted permessage-deflate (--deflate, issue #19): RSV1 means compressed. */
+enum { WSP_BCONN_F_DEFLATE = 1u << 3 };
+
 struct wsp_bpend_s; /* the worker's carry-over of a split frame; never read by the parent */
 
 /* The raw-epoll reference client needed 19 B per connection; we keep 24. */

@@ -5,6 +5,7 @@
 #   pass     broadcast pass time per shard and per broadcast (server log), B broadcasts
 #   syscalls syscalls per delivered message during one broadcast (strace -c -f)
 # usage: bench/core-figures.sh mem|pass|syscalls [-n 10000] [-t 1] [-b 3] [-q QUERY]
+#            [-S "SERVER ARGS"] [-B "BENCH ARGS"]   (e.g. the token auth flags of both)
 # Every process it starts is bounded in time and stopped by pid; the namespace is deleted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,15 +13,16 @@ SERVER=${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}
 BENCH=${WSPUSH_BENCH:-$ROOT/build/release/bench/wspush-bench}
 WHAT=${1:-}
 shift || true
-N=10000 T=1 B=3 Q=""
+N=10000 T=1 B=3 Q="" SARGS="" BARGS=""
 while [ $# -gt 0 ]; do
     case $1 in
     -n) N=$2; shift 2 ;; -t) T=$2; shift 2 ;; -b) B=$2; shift 2 ;; -q) Q=$2; shift 2 ;;
+    -S) SARGS=$2; shift 2 ;; -B) BARGS=$2; shift 2 ;;
     *) WHAT="" ; break ;;
     esac
 done
 case $WHAT in mem | pass | syscalls) ;; *)
-    echo "usage: bench/core-figures.sh mem|pass|syscalls [-n CONNS] [-t THREADS] [-b BROADCASTS] [-q '?channels=a,b']" >&2
+    echo "usage: bench/core-figures.sh mem|pass|syscalls [-n CONNS] [-t THREADS] [-b BROADCASTS] [-q '?channels=a,b'] [-S SERVER_ARGS] [-B BENCH_ARGS]" >&2
     exit 2 ;;
 esac
 [ "$N" -le 17000 ] || { echo "core-figures: one server process holds at most ~17,000" >&2; exit 2; }
@@ -29,7 +31,7 @@ netns_start core
 OUT=$(mktemp -d /tmp/wspush-core-XXXXXX)
 
 $NSX timeout 300 "$SERVER" --threads "$T" --port 8080 --bind 127.0.0.1 --interval 0 \
-    --admin off 2>"$OUT/server.log" &
+    --admin off $SARGS 2>"$OUT/server.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q event=listening "$OUT/server.log" && break; sleep 0.05; done
 SP=$(cat /proc/${PIDS[0]}/task/${PIDS[0]}/children | awk '{print $1}')
@@ -38,7 +40,7 @@ bench() { # $1 connections, $2 duration, then extra options
     local n=$1 d=$2
     shift 2
     $NSX timeout $((d + 30)) "$BENCH" --url "ws://127.0.0.1:8080/$Q" --conns "$n" --duration "$d" \
-        --quiet "$@" >>"$OUT/bench.out" 2>&1
+        --quiet $BARGS "$@" >>"$OUT/bench.out" 2>&1
 }
 # Warm-up: the first handshake faults in libcrypto's pages (~3 MB of VmRSS, once per
 # process), which is not per-connection memory.

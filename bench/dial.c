@@ -14,9 +14,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tokens.h"
 #include "worker_int.h"
 
-#define BACKOFF_NS 50000000ull /* first retry after 50 ms, doubling */
+#define BACKOFF_NS 50000000ull  /* first retry after 50 ms, doubling */
+#define WSP_DIAL_TOKEN_MAX 2048 /* bench/tokens.c's cap on one token */
 
 static void hs_release(wsp_worker_t *w, unsigned i)
 {
@@ -39,6 +41,8 @@ void wsp__dial_drop(wsp_worker_t *w, int fd)
         hs_release(w, c->hs);
     else if (c->state == WSP_BCONN_OPEN)
         w->st->active--;
+    if (w->ssl)
+        wsp__tlsc_drop(w, fd);
     free(c->pend);
     memset(c, 0, sizeof(*c));
     (void)close(fd); /* nothing to do about a failed close of a socket */
@@ -57,6 +61,8 @@ static void connect_failed(wsp_worker_t *w, int fd, uint64_t slot, unsigned retr
     } else {
         w->st->err[WSP_ERR_CONNECT]++;
         w->st->resolved++;
+        if (w->resume_since)
+            w->resume_since[slot - w->first] = 0; /* counted here, not as not resumed */
     }
 }
 
@@ -78,9 +84,15 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     uint64_t r1 = wsp__worker_rng(w), r2 = wsp__worker_rng(w);
     memcpy(raw, &r1, 8);
     memcpy(raw + 8, &r2, 8);
-    char req[sizeof(w->req_head) + 64];
-    memcpy(req, w->req_head, w->req_head_len);
-    char *key = req + w->req_head_len;
+    /* The request line (with ?since=&epoch= for a dropped connection that comes back), the
+     * head, the key, then the slot's token when there are tokens. */
+    char req[sizeof(w->req_head) + 384 + 64 + WSP_DIAL_TOKEN_MAX];
+    uint32_t since = w->resume_since ? w->resume_since[h->slot - w->first] : 0;
+    int ln = since ? snprintf(req, 384, "GET %s%csince=time:%u&epoch=%s HTTP/1.1", w->cfg->path,
+                              strchr(w->cfg->path, '?') ? '&' : '?', since - 1, w->epoch)
+                   : snprintf(req, 384, "GET %s HTTP/1.1", w->cfg->path);
+    memcpy(req + ln, w->req_head, w->req_head_len);
+    char *key = req + ln + w->req_head_len;
     EVP_EncodeBlock((unsigned char *)key, raw, 16); /* 24 characters */
     char cat[24 + 36];
     memcpy(cat, key, 24);
@@ -88,16 +100,27 @@ static int send_request(wsp_worker_t *w, int fd, uint64_t now)
     unsigned char sha[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)cat, sizeof(cat), sha);
     EVP_EncodeBlock((unsigned char *)h->accept, sha, SHA_DIGEST_LENGTH); /* 28 + NUL */
-    memcpy(key + 24, "\r\n\r\n", 4);
-    size_t len = w->req_head_len + 28;
-    ssize_t n = send(fd, req, len, MSG_NOSIGNAL);
+    size_t len = (size_t)ln + w->req_head_len + 24;
+    const wsp_tokens_t *tk = w->cfg->tokens;
+    size_t tlen = 0;
+    const char *tok = tk ? wsp_tokens_get(tk, h->slot, &tlen) : NULL;
+    if (tok != NULL && tlen <= WSP_DIAL_TOKEN_MAX) {
+        memcpy(req + len, "\r\nAuthorization: Bearer ", 24);
+        memcpy(req + len + 24, tok, tlen);
+        len += 24 + tlen;
+    }
+    memcpy(req + len, "\r\n\r\n", 4);
+    len += 4;
+    ssize_t n = w->ssl ? wsp__tlsc_send(w, fd, req, len) : send(fd, req, len, MSG_NOSIGNAL);
     if (n == (ssize_t)len) {
         c->state = WSP_BCONN_HANDSHAKE;
         return 1;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    /* wss://: the TLS handshake is done, so the socket is connected: a retry of SSL_write()
+     * would have to repeat these very bytes, and a 200-byte write never waits here anyway. */
+    if (n < 0 && (errno == EAGAIN || errno == EINTR) && !w->ssl)
         return 0; /* not connected yet: wait for EPOLLOUT */
-    if (n >= 0) {
+    if (n >= 0 || w->ssl) {
         hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID); /* a 200-byte write cut short: give up */
         return -1;
     }
@@ -138,6 +161,26 @@ static int open_socket(wsp_worker_t *w, uint64_t slot, unsigned retries, uint64_
     return fd;
 }
 
+/* wss://: one step of fd's TLS handshake; once done, the upgrade request. 1 when it was
+ * sent, 0 while the handshake goes on, -1 if the connection failed (counted, closed). */
+static int tls_step(wsp_worker_t *w, int fd, uint64_t now)
+{
+    wsp_hs_t *h = &w->hs[w->conn[fd].hs];
+    int err = 0;
+    int r = wsp__tlsc_handshake(w, fd, now, &err);
+    if (r == 0)
+        return 0;
+    if (r == -1) {
+        connect_failed(w, fd, h->slot, h->retries, err, now);
+        return -1;
+    }
+    if (r == -2) {
+        hs_fail(w, fd, WSP_ERR_TLS);
+        return -1;
+    }
+    return send_request(w, fd, now);
+}
+
 static int start_connect(wsp_worker_t *w, uint64_t slot, unsigned retries, uint64_t now)
 {
     if (w->st->first_connect_us == 0)
@@ -160,7 +203,7 @@ static int start_connect(wsp_worker_t *w, uint64_t slot, unsigned retries, uint6
      * upgrade now and skip an EPOLLOUT wake-up; if not yet connected, wait for EPOLLOUT.
      * Edge-triggered: EPOLLIN per arrival, and a short read means the socket is drained, so
      * no read ends in EAGAIN in the common case. */
-    int sent = send_request(w, fd, now);
+    int sent = w->ssl ? 0 : send_request(w, fd, now); /* wss://: TLS first */
     if (sent < 0)
         return -1; /* counted and closed */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET | (sent ? 0u : EPOLLOUT), .data.fd = fd};
@@ -168,6 +211,8 @@ static int start_connect(wsp_worker_t *w, uint64_t slot, unsigned retries, uint6
         connect_failed(w, fd, slot, retries, errno, now);
         return -1;
     }
+    if (w->ssl) /* the ClientHello now, or at EPOLLOUT if not connected yet */
+        return tls_step(w, fd, now) < 0 ? -1 : 0;
     return 0;
 }
 
@@ -187,23 +232,73 @@ static int parse_status(const char *p, size_t n)
     return code;
 }
 
-/* Whether the headers in p[0..n) carry Sec-WebSocket-Accept: want. */
-static int accept_ok(const char *p, size_t n, const char *want)
+/* The next header line of p[0..n) from *pos on named name (lowercase, with its colon): its
+ * value, trimmed, in *v and *vlen. Returns 0 when there is none. */
+static int next_header(const char *p, size_t n, const char *name, size_t *pos, const char **v,
+                       size_t *vlen)
 {
-    static const char name[] = "sec-websocket-accept:";
-    const size_t nl = sizeof(name) - 1;
-    for (size_t i = 0; i + 2 + nl < n; i++) {
+    const size_t nl = strlen(name);
+    for (size_t i = *pos; i + 2 + nl < n; i++) {
         if (p[i] != '\n' || strncasecmp(p + i + 1, name, nl) != 0)
             continue;
         size_t j = i + 1 + nl;
         while (j < n && (p[j] == ' ' || p[j] == '\t'))
             j++;
         size_t k = j;
-        while (k < n && p[k] != '\r' && p[k] != ' ' && p[k] != '\t')
+        while (k < n && p[k] != '\r' && p[k] != '\n')
             k++;
-        return k - j == 28 && memcmp(p + j, want, 28) == 0;
+        *pos = k;
+        while (k > j && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+            k--;
+        *v = p + j;
+        *vlen = k - j;
+        return 1;
     }
     return 0;
+}
+
+/* The reason index of a token auth refusal's body {"error":"<reason>"} (what of it arrived
+ * with the headers: the server writes the answer at once). */
+static int auth_reason(const char *body, size_t n)
+{
+    static const char pre[] = "{\"error\":\"";
+    const size_t pl = sizeof(pre) - 1;
+    if (n < pl || memcmp(body, pre, pl) != 0)
+        return WSP_AUTH_REASONS - 1;
+    const char *end = memchr(body + pl, '"', n - pl);
+    return end ? wsp_stats_auth_index(body + pl, (size_t)(end - body - pl)) : WSP_AUTH_REASONS - 1;
+}
+
+/* Whether the headers in p[0..n) carry the field name (lowercase, with its colon) with the
+ * value want[0..wl), on its first line of that name. */
+static int field_is(const char *p, size_t n, const char *name, const char *want, size_t wl)
+{
+    size_t pos = 0, len;
+    const char *v;
+    return next_header(p, n, name, &pos, &v, &len) && len == wl && memcmp(v, want, wl) == 0;
+}
+
+/* Whether the headers in p[0..n) carry Sec-WebSocket-Accept: want. */
+static int accept_ok(const char *p, size_t n, const char *want)
+{
+    return field_is(p, n, "sec-websocket-accept:", want, 28);
+}
+
+/* --deflate: what the answer p[0..n) says to the offer, every Sec-WebSocket-Extensions line
+ * read (common/pmd.c): 1 accepted, 0 declined, -1 an answer the client must fail (RFC 7692
+ * section 7.1). Without --deflate nothing was offered and nothing is read. */
+static int pmd_answer(const wsp_worker_t *w, const char *p, size_t n)
+{
+    wsp_pmd_list_t l;
+    wsp_pmd_init(&l);
+    size_t pos = 0, len;
+    const char *v;
+    while (next_header(p, n, "sec-websocket-extensions:", &pos, &v, &len))
+        if (wsp_pmd_parse(&l, v, len) < 0)
+            return -1;
+    wsp_pmd_t got;
+    int rv = wsp_pmd_check(&w->pmd_offer, &l, &got);
+    return rv < 0 ? -1 : rv;
 }
 
 /* The complete answer headers (hlen bytes) of fd: fails it, or makes it OPEN and hands the
@@ -214,6 +309,8 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
     wsp_hs_t *h = &w->hs[c->hs];
     int status = parse_status(h->rbuf, hlen);
     if (status != 101) {
+        if (status == 401 || status == 403) /* token auth: why, from the body */
+            w->st->auth_fail[auth_reason(h->rbuf + hlen, h->rlen - hlen)]++;
         if (status > 0) {
             wsp_stats_code_add(&w->st->statuses, (uint32_t)status, 1);
             hs_fail(w, fd, WSP_ERR_HANDSHAKE_STATUS);
@@ -222,25 +319,47 @@ static void hs_answer(wsp_worker_t *w, int fd, size_t hlen, size_t n, size_t spa
         }
         return;
     }
-    if (!accept_ok(h->rbuf, hlen, h->accept)) {
+    int pmd = w->zd ? pmd_answer(w, h->rbuf, hlen) : 0;
+    if (!accept_ok(h->rbuf, hlen, h->accept) || pmd < 0 ||
+        (w->cfg->framed && !field_is(h->rbuf, hlen, "sec-websocket-protocol:", "wspush.v1", 9))) {
         hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID);
         return;
+    }
+    if (pmd) {
+        c->flags |= WSP_BCONN_F_DEFLATE;
+        w->st->deflate_conns++;
     }
     uint64_t now_us = wsp__worker_epoch_us();
     size_t extra = h->rlen - hlen;
     if (extra) /* frames right behind the 101 */
         memcpy(w->rbuf, h->rbuf + hlen, extra);
+    uint64_t slot = h->slot;
     hs_release(w, c->hs);
     c->state = WSP_BCONN_OPEN;
     c->est_ms = (uint32_t)(now_us / 1000u - w->epoch0_ms);
+    if (w->cfg->framed)
+        c->flags |= WSP_BCONN_F_HELLO;
+    if (w->slot_of) { /* --recover */
+        w->slot_of[fd] = (uint32_t)slot;
+        uint32_t since = w->resume_since[slot - w->first];
+        if (since) { /* it was dropped: it has everything up to since - 1 already */
+            c->last_seq = since - 1;
+            c->first_seq = w->resume_first[slot - w->first];
+            c->flags |= WSP_BCONN_F_RESUMED;
+            w->resume_since[slot - w->first] = 0;
+            w->st->resumed++;
+        }
+    }
     w->st->active++;
     w->st->setups++;
     w->st->resolved++;
     w->st->last_setup_us = now_us;
     if (extra && wsp__worker_frames(w, fd, w->rbuf, extra, now_us) < 0)
         return;
-    if (n == space)
-        wsp__worker_read(w, fd); /* the buffer filled up: there may be more */
+    /* The buffer filled up: there may be more. wss://: OpenSSL may hold more whatever the
+     * size of the last read, and edge-triggered epoll will not say so. */
+    if (n == space || w->ssl)
+        wsp__worker_read(w, fd);
 }
 
 static void hs_read(wsp_worker_t *w, int fd)
@@ -252,7 +371,8 @@ static void hs_read(wsp_worker_t *w, int fd)
             hs_fail(w, fd, WSP_ERR_HANDSHAKE_INVALID); /* headers too long */
             return;
         }
-        ssize_t n = recv(fd, h->rbuf + h->rlen, space, 0);
+        ssize_t n = w->ssl ? wsp__tlsc_recv(w, fd, h->rbuf + h->rlen, space)
+                           : recv(fd, h->rbuf + h->rlen, space, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -267,7 +387,7 @@ static void hs_read(wsp_worker_t *w, int fd)
         h->rbuf[h->rlen] = '\0';
         char *end = strstr(h->rbuf, "\r\n\r\n");
         if (end == NULL) {
-            if ((size_t)n < space)
+            if ((size_t)n < space && !w->ssl) /* wss://: until OpenSSL says EAGAIN */
                 return;
             continue;
         }
@@ -295,6 +415,11 @@ void wsp__dial_event(wsp_worker_t *w, int fd, uint32_t events, uint64_t now)
         connect_failed(w, fd, h->slot, h->retries, err, now);
         return;
     }
+    if (w->ssl) { /* wss://: the TLS handshake reads and writes as it needs */
+        if (tls_step(w, fd, now) > 0 && (events & (EPOLLIN | EPOLLHUP)))
+            hs_read(w, fd);
+        return;
+    }
     if (!(events & EPOLLOUT) || send_request(w, fd, now) <= 0)
         return;
     if (events & (EPOLLIN | EPOLLHUP))
@@ -303,8 +428,25 @@ void wsp__dial_event(wsp_worker_t *w, int fd, uint32_t events, uint64_t now)
 
 /* ---- the ramp and the deadlines ---- */
 
+void wsp__dial_again(wsp_worker_t *w, uint64_t slot, uint32_t last_seq, uint32_t first_seq)
+{
+    w->resume_since[slot - w->first] = last_seq + 1;
+    w->resume_first[slot - w->first] = first_seq;
+    ring_push(&w->again, slot, 0);
+}
+
 void wsp__dial_ramp(wsp_worker_t *w, uint64_t now)
 {
+    if (w->ctl->resume && w->again.len) { /* SIGHUP: the dropped ones come back first */
+        if (w->st->resume_start_us == 0)
+            w->st->resume_start_us = wsp__worker_epoch_us();
+        while (w->again.len && w->nfree > 0) {
+            uint64_t slot = w->again.e[w->again.head].slot;
+            w->again.head = (w->again.head + 1) % w->again.cap;
+            w->again.len--;
+            start_connect(w, slot, 0, now);
+        }
+    }
     if (w->ctl->stop_ramp)
         return;
     if (w->per_ns > 0) {
@@ -351,7 +493,7 @@ void wsp__dial_sweep(wsp_worker_t *w, uint64_t now)
 
 int wsp__dial_over(const wsp_worker_t *w)
 {
-    if (w->st->inflight > 0)
+    if (w->st->inflight > 0 || (w->ctl->resume && w->again.len))
         return 0;
     if (w->ctl->stop_ramp)
         return 1;
@@ -365,6 +507,8 @@ int wsp__dial_over(const wsp_worker_t *w)
 
 int wsp__dial_wait_ms(const wsp_worker_t *w, uint64_t now)
 {
+    if (w->ctl->resume && w->again.len && w->nfree > 0)
+        return 0;
     if (w->ctl->stop_ramp || w->nfree == 0)
         return 100;
     int ms = 100;

@@ -83,12 +83,13 @@ static int run_worker(const wsp_fleet_t *f, unsigned i, pid_t parent)
 {
     const wsp_bench_cfg_t *cfg = f->cfg;
     /* Die with the parent; Ctrl-C reaches the whole process group, but only the parent
-     * decides when the run ends, so the workers ignore SIGINT and SIGUSR2. */
+     * decides when the run ends, so the workers ignore SIGINT, SIGUSR2 and SIGHUP. */
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         return 1;
     signal(SIGINT, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

@@ -12,10 +12,12 @@
 
 #include "args.h"
 #include "fleet.h"
+#include "jwt.h"
 #include "net.h"
 #include "report.h"
 #include "stats.h"
 #include "tally.h"
+#include "tokens.h"
 
 #define LOOP_NS 50000000ull          /* the parent wakes every 50 ms */
 #define STATUS_NS 250000000ull       /* status file and terminal progress */
@@ -23,6 +25,7 @@
 
 static volatile sig_atomic_t g_stop;      /* SIGINT/SIGTERM */
 static volatile sig_atomic_t g_stop_ramp; /* SIGUSR2 */
+static volatile sig_atomic_t g_resume;    /* SIGHUP: --recover's dropped connections return */
 
 static void on_stop(int sig)
 {
@@ -34,6 +37,12 @@ static void on_stop_ramp(int sig)
 {
     (void)sig;
     g_stop_ramp = 1;
+}
+
+static void on_resume(int sig)
+{
+    (void)sig;
+    g_resume = 1;
 }
 
 static void set_handler(int sig, void (*fn)(int))
@@ -70,12 +79,15 @@ static void write_status(const char *path, const wsp_report_t *r, uint64_t now)
     const wsp_wstats_t *s = r->sum;
     fprintf(f,
             "t=%.2f\ntarget=%llu\nactive=%llu\nsetups=%llu\nresolved=%llu\ninflight=%llu\n"
-            "ramp_done=%d\nmessages=%llu\nmax_seq=%llu\nerrors=%llu\npid=%d\n",
+            "ramp_done=%d\nmessages=%llu\nmax_seq=%llu\nerrors=%llu\npid=%d\n"
+            "dropped=%llu\nresumed=%llu\nrecovered=%llu\nnot_recovered=%llu\nreplayed=%llu\n",
             (double)(now - r->start_ns) / 1e9, (unsigned long long)r->cfg->conns,
             (unsigned long long)s->active, (unsigned long long)s->setups,
             (unsigned long long)s->resolved, (unsigned long long)s->inflight, r->ramp_done,
             (unsigned long long)s->messages, (unsigned long long)s->max_seq,
-            (unsigned long long)wsp_report_errors(s), (int)getpid());
+            (unsigned long long)wsp_report_errors(s), (int)getpid(), (unsigned long long)s->dropped,
+            (unsigned long long)s->resumed, (unsigned long long)s->recovered,
+            (unsigned long long)s->not_recovered, (unsigned long long)s->replayed);
     if (fclose(f) == 0)
         (void)rename(tmp, path); /* readers see the old or the new file, never half */
 }
@@ -174,6 +186,10 @@ static int run(mon_t *m)
             fl->ctl->stop_ramp = 1;
             printf("wspush-bench: SIGUSR2: no new connections from now on\n");
         }
+        if (g_resume && !fl->ctl->resume) {
+            fl->ctl->resume = 1;
+            printf("wspush-bench: SIGHUP: dropped connections come back with since=\n");
+        }
         if (now >= m->next_status)
             monitor(m, now);
     }
@@ -268,9 +284,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "wspush-bench: mmap: %s\n", strerror(-rv));
         return 1;
     }
+    /* Every token before any worker exists: signing is no part of the measured ramp. */
+    static wsp_tokens_t tokens;
+    if (cfg.jwt_alg) {
+        char err[256];
+        if ((rv = wsp_tokens_mint(&tokens, &cfg, err, sizeof(err))) < 0) {
+            fprintf(stderr, "wspush-bench: %s\n", err);
+            wsp_fleet_free(&fleet);
+            return 1;
+        }
+        cfg.tokens = &tokens;
+        printf("wspush-bench: minted %llu %s tokens in %.2f s, before the ramp\n",
+               (unsigned long long)tokens.n, wsp_jwt_alg_name(cfg.jwt_alg), tokens.mint_s);
+    }
     set_handler(SIGINT, on_stop);
     set_handler(SIGTERM, on_stop);
     set_handler(SIGUSR2, on_stop_ramp);
+    set_handler(SIGHUP, on_resume);
     signal(SIGPIPE, SIG_IGN);
     printf("wspush-bench: %llu connections to %s, %u worker process(es), %.0f s\n",
            (unsigned long long)cfg.conns, cfg.url, cfg.procs, cfg.duration);
@@ -290,5 +320,6 @@ int main(int argc, char **argv)
     status |= finish(&mon);
     wsp_report_free(&rep);
     wsp_fleet_free(&fleet);
+    wsp_tokens_free(&tokens);
     return status;
 }

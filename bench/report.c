@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "jwt.h"
+#include "tokens.h"
 
 #define SERIES_MAX 4000 /* points at most */
 
@@ -113,6 +115,36 @@ static void seq_times(const wsp_seq_stat_t *s, double *first, double *last, doub
     *spread = (double)(s->time_max_ms - s->time_min_ms);
 }
 
+/* How many of code the server's closes carried. */
+static uint64_t code_count(const wsp_codes_t *t, uint32_t code)
+{
+    for (int i = 0; i < WSP_CODES; i++)
+        if (t->code[i] == code)
+            return t->count[i];
+    return 0;
+}
+
+/* Token auth (issue #16): the tokens, the refusals by reason, the closes by reason. */
+static void print_auth(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_tokens_t *t = r->cfg->tokens;
+    if (t == NULL)
+        return;
+    fprintf(f, "%-26s%s, %llu minted in %.2f s before the ramp; refused 401 = %llu, 403 = %llu",
+            "Token auth", wsp_jwt_alg_name(r->cfg->jwt_alg), (unsigned long long)t->n, t->mint_s,
+            (unsigned long long)code_count(&s->statuses, 401),
+            (unsigned long long)code_count(&s->statuses, 403));
+    int any = 0;
+    for (int i = 0; i < WSP_AUTH_REASONS; i++)
+        if (s->auth_fail[i])
+            fprintf(f, "%s%s=%llu", any++ ? " " : " (", wsp_stats_auth_names[i],
+                    (unsigned long long)s->auth_fail[i]);
+    fprintf(f, "%s; closed 4001 (expired) = %llu, 4003 (invalid refresh) = %llu\n", any ? ")" : "",
+            (unsigned long long)code_count(&s->closed_codes, 4001),
+            (unsigned long long)code_count(&s->closed_codes, 4003));
+}
+
 /* The connections and the errors. */
 static void print_conns(FILE *f, const wsp_report_t *r)
 {
@@ -126,6 +158,7 @@ static void print_conns(FILE *f, const wsp_report_t *r)
     fputc('\n', f);
     print_codes(f, "closed by server, by close code; 1006 = no close frame", &s->closed_codes);
     print_codes(f, "handshake answers, by HTTP status", &s->statuses);
+    print_auth(f, r);
     if (s->err[WSP_ERR_CONNECT] && s->last_errno)
         fprintf(f, "%26slast connect error: %s\n", "", strerror((int)s->last_errno));
     if (r->dead_open)
@@ -133,6 +166,36 @@ static void print_conns(FILE *f, const wsp_report_t *r)
                 "%26s%llu connections were open in workers that died: what they did not get "
                 "is missing\n",
                 "", (unsigned long long)r->dead_open);
+}
+
+/* wss://: the TLS handshakes, full and resumed, and how long they took. */
+static void print_tls(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_hist_t *h = &s->tls_hs;
+    fprintf(f,
+            "%-26sfull = %llu  resumed = %llu  min = %.3f  median = %.3f  90%% <= %.3f  99%% "
+            "<= %.3f  max = %.3f\n",
+            "TLS handshakes (ms)", (unsigned long long)s->tls_full,
+            (unsigned long long)s->tls_resumed, ms(h->count ? h->min : 0),
+            ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.9)),
+            ms(wsp_hist_quantile(h, 0.99)), ms(h->max));
+}
+
+/* --deflate: how many connections got permessage-deflate, and what compression saved. */
+static void print_deflate(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    if (!r->cfg->deflate)
+        return;
+    fprintf(f,
+            "%-26saccepted on %llu of %llu connections; %llu compressed messages: %llu bytes "
+            "received, %llu inflated (%.3f); %llu uncompressed messages\n",
+            "permessage-deflate", (unsigned long long)s->deflate_conns,
+            (unsigned long long)s->setups, (unsigned long long)s->z_msgs,
+            (unsigned long long)s->z_wire_bytes, (unsigned long long)s->z_plain_bytes,
+            s->z_plain_bytes ? (double)s->z_wire_bytes / (double)s->z_plain_bytes : 0,
+            (unsigned long long)(s->messages - s->z_msgs));
 }
 
 /* Latency, the meters, the ramp. */
@@ -238,6 +301,35 @@ static void print_delivery(FILE *f, const wsp_report_t *r)
     }
 }
 
+/* The seconds from the first reconnect to the last replayed message (0: none). */
+static double replay_span(const wsp_wstats_t *s)
+{
+    return s->replay_end_us > s->resume_start_us && s->resume_start_us
+               ? (double)(s->replay_end_us - s->resume_start_us) / 1e6
+               : 0;
+}
+
+/* --recover: what came back and how fast. */
+static void print_recovery(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    if (!r->cfg->framed)
+        return;
+    double span = replay_span(s);
+    fprintf(f,
+            "%-26shellos = %llu  dropped = %llu  resumed = %llu  recovered = %llu  "
+            "not recovered = %llu\n",
+            "wspush.v1", (unsigned long long)s->hellos, (unsigned long long)s->dropped,
+            (unsigned long long)s->resumed, (unsigned long long)s->recovered,
+            (unsigned long long)s->not_recovered);
+    if (s->resumed)
+        fprintf(f,
+                "%26sreplayed = %llu in %.3f s (first reconnect to last replayed message) = "
+                "%.0f messages/s\n",
+                "", (unsigned long long)s->replayed, span,
+                span > 0 ? (double)s->replayed / span : 0);
+}
+
 void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
 {
     double t = (double)(now - r->start_ns) / 1e9;
@@ -246,7 +338,11 @@ void wsp_report_print(FILE *f, wsp_report_t *r, uint64_t now, int final)
         fputc('-', f);
     fputc('\n', f);
     print_conns(f, r);
+    print_recovery(f, r);
+    if (r->cfg->tls)
+        print_tls(f, r);
     print_rates(f, r, now);
+    print_deflate(f, r);
     print_broadcasts(f, r);
     if (r->tallied)
         print_delivery(f, r);
@@ -257,7 +353,7 @@ int wsp_report_ok(const wsp_report_t *r)
 {
     const wsp_tally_sum_t *d = &r->delivery;
     return r->tallied && wsp_report_errors(r->sum) == 0 && d->missing == 0 && d->duplicates == 0 &&
-           d->unexpected == 0;
+           d->unexpected == 0 && r->sum->not_recovered == 0;
 }
 
 void wsp_report_verdict(FILE *f, const wsp_report_t *r)
@@ -276,9 +372,11 @@ void wsp_report_verdict(FILE *f, const wsp_report_t *r)
             put_missing_seqs(f, r, 20);
             fputc(')', f);
         }
-        fprintf(f, ", %llu duplicates, %llu unexpected, %llu errors (of %llu expected)\n",
+        fprintf(f,
+                ", %llu duplicates, %llu unexpected, %llu errors, %llu not recovered (of %llu "
+                "expected)\n",
                 (unsigned long long)d->duplicates, (unsigned long long)d->unexpected, errors,
-                (unsigned long long)d->expected);
+                (unsigned long long)r->sum->not_recovered, (unsigned long long)d->expected);
     }
     fflush(f);
 }
@@ -326,10 +424,15 @@ static void json_config(FILE *f, const wsp_bench_cfg_t *c)
     fprintf(f,
             ", \"conns\": %llu, \"duration_s\": %.3f, \"procs\": %u, \"sources\": \"%s-%s\", "
             "\"per_source\": %d, \"concurrency\": %u, \"rate\": %.3f, \"report_interval_s\": "
-            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u},\n",
+            "%.3f, \"handshake_timeout_s\": %.3f, \"retries\": %u, \"coalesce_us\": %u, "
+            "\"framed\": %s, \"recover\": %lld, \"tls\": %s, \"tls_version\": \"%s\", "
+            "\"tls_resume\": %s, \"tls_verify\": %s, \"deflate\": %s},\n",
             (unsigned long long)c->conns, c->duration, c->procs, a, b, WSP_ARGS_PER_SOURCE,
             c->concurrency, c->rate, c->report_interval, c->handshake_timeout, c->retries,
-            c->coalesce_us);
+            c->coalesce_us, c->framed ? "true" : "false", (long long)c->recover_at,
+            c->tls ? "true" : "false", c->tls_version == 0x0303 ? "1.2" : "1.3",
+            c->tls_resume ? "true" : "false", c->tls_ca ? "true" : "false",
+            c->deflate ? "true" : "false");
 }
 
 /* The connections: how many, the ramp. */
@@ -352,6 +455,22 @@ static void json_conns(FILE *f, const wsp_report_t *r, uint64_t now)
             (unsigned long long)s->setups, span, span > 0 ? (double)s->setups / span : 0);
 }
 
+/* "recovery": --framed and --recover's figures. */
+static void json_recovery(FILE *f, const wsp_wstats_t *s)
+{
+    double span = replay_span(s);
+    fprintf(f,
+            "  \"recovery\": {\"hellos\": %llu, \"dropped\": %llu, \"resumed\": %llu, "
+            "\"recovered\": %llu, \"not_recovered\": %llu, \"replayed\": %llu, "
+            "\"resume_start_epoch_us\": %llu, \"replay_end_epoch_us\": %llu, \"seconds\": %.3f, "
+            "\"replayed_per_s\": %.1f},\n",
+            (unsigned long long)s->hellos, (unsigned long long)s->dropped,
+            (unsigned long long)s->resumed, (unsigned long long)s->recovered,
+            (unsigned long long)s->not_recovered, (unsigned long long)s->replayed,
+            (unsigned long long)s->resume_start_us, (unsigned long long)s->replay_end_us, span,
+            span > 0 ? (double)s->replayed / span : 0);
+}
+
 static void json_errors(FILE *f, const wsp_wstats_t *s)
 {
     fprintf(f, "  \"errors\": {\"total\": %llu", (unsigned long long)wsp_report_errors(s));
@@ -365,6 +484,29 @@ static void json_errors(FILE *f, const wsp_wstats_t *s)
     fprintf(f, ", \"last_connect_error\": ");
     json_str(f, s->last_errno ? strerror((int)s->last_errno) : "");
     fprintf(f, "},\n");
+}
+
+/* "auth": the tokens and what token auth refused or closed (null without --jwt-alg). */
+static void json_auth(FILE *f, const wsp_report_t *r)
+{
+    const wsp_wstats_t *s = r->sum;
+    const wsp_tokens_t *t = r->cfg->tokens;
+    if (t == NULL) {
+        fprintf(f, "  \"auth\": null,\n");
+        return;
+    }
+    fprintf(f,
+            "  \"auth\": {\"alg\": \"%s\", \"tokens\": %llu, \"mint_s\": %.3f, \"exp_s\": %u, "
+            "\"refused_401\": %llu, \"refused_403\": %llu, \"reasons\": {",
+            wsp_jwt_alg_name(r->cfg->jwt_alg), (unsigned long long)t->n, t->mint_s, r->cfg->jwt_exp,
+            (unsigned long long)code_count(&s->statuses, 401),
+            (unsigned long long)code_count(&s->statuses, 403));
+    for (int i = 0; i < WSP_AUTH_REASONS; i++)
+        fprintf(f, "%s\"%s\": %llu", i ? ", " : "", wsp_stats_auth_names[i],
+                (unsigned long long)s->auth_fail[i]);
+    fprintf(f, "}, \"closed_4001_expired\": %llu, \"closed_4003_invalid\": %llu},\n",
+            (unsigned long long)code_count(&s->closed_codes, 4001),
+            (unsigned long long)code_count(&s->closed_codes, 4003));
 }
 
 /* The messages: counts, latency, rates, the bench's own CPU. */
@@ -393,6 +535,31 @@ static void json_messages(FILE *f, wsp_report_t *r, uint64_t now)
             "%.3f},\n",
             r->cpu_user_s, r->cpu_sys_s,
             s->messages ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)s->messages : 0);
+    if (!r->cfg->deflate) {
+        fprintf(f, "  \"deflate\": null,\n");
+        return;
+    }
+    fprintf(f,
+            "  \"deflate\": {\"offered\": %llu, \"accepted\": %llu, \"compressed_messages\": "
+            "%llu, \"compressed_bytes\": %llu, \"inflated_bytes\": %llu, "
+            "\"uncompressed_messages\": %llu},\n",
+            (unsigned long long)s->setups, (unsigned long long)s->deflate_conns,
+            (unsigned long long)s->z_msgs, (unsigned long long)s->z_wire_bytes,
+            (unsigned long long)s->z_plain_bytes, (unsigned long long)(s->messages - s->z_msgs));
+}
+
+/* "tls": the handshakes (all zero for ws://). */
+static void json_tls(FILE *f, const wsp_wstats_t *s)
+{
+    const wsp_hist_t *h = &s->tls_hs;
+    fprintf(f,
+            "  \"tls\": {\"full\": %llu, \"resumed\": %llu, \"handshake_ms\": {\"count\": %llu, "
+            "\"min\": %.3f, \"max\": %.3f, \"mean\": %.3f, \"p50\": %.3f, \"p90\": %.3f, "
+            "\"p99\": %.3f, \"p999\": %.3f}},\n",
+            (unsigned long long)s->tls_full, (unsigned long long)s->tls_resumed,
+            (unsigned long long)h->count, ms(h->count ? h->min : 0), ms(h->max),
+            wsp_hist_mean(h) / 1000.0, ms(wsp_hist_quantile(h, 0.5)), ms(wsp_hist_quantile(h, 0.9)),
+            ms(wsp_hist_quantile(h, 0.99)), ms(wsp_hist_quantile(h, 0.999)));
 }
 
 /* "broadcasts": one entry per seq. */
@@ -475,7 +642,10 @@ int wsp_report_json(const char *path, wsp_report_t *r, uint64_t now)
     json_config(f, r->cfg);
     json_conns(f, r, now);
     json_errors(f, r->sum);
+    json_auth(f, r);
+    json_recovery(f, r->sum);
     json_messages(f, r, now);
+    json_tls(f, r->sum);
     json_delivery(f, r);
     json_broadcasts(f, r);
     json_plots(f, r);

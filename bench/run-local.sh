@@ -31,6 +31,11 @@ STOP_BENCH=0
 NS=${WSP_NETNS:-wsp_bench_$$}
 UPGRADE=0
 BCAST_WAIT=${WSP_BCAST_WAIT:-}
+TLS="" # DIR[:NAME]: wss:// with DIR/NAME.pem, DIR/NAME.key, DIR/ca.pem (issue #18)
+WARMUP=0
+SETTLE=1
+PUBLISH=""
+ADMIN_PORT=8081 # with --publish: the admin API inside the namespace
 
 usage() {
     cat <<EOF
@@ -62,6 +67,19 @@ usage: bench/run-local.sh [options]
                        going on (env WSP_BCAST_WAIT; default 30 s + 1 s per 20,000)
   --netns NAME         the network namespace to create (env WSP_NETNS; default wsp_bench_PID):
                        one name per concurrent run
+  --tls DIR[:NAME]     wss://: the servers get --tls-cert DIR/NAME.pem --tls-key DIR/NAME.key
+                       (NAME default ec), the bench --tls-ca DIR/ca.pem (test/common/mkcerts.sh
+                       makes such a DIR)
+  --warmup N           before the memory baseline, N connections for 2 s, closed: what the first
+                       handshakes fault in once per process is then not counted per connection
+  --settle SEC         seconds after the ramp before memory is read (default 1): freed handshake
+                       memory goes back to the kernel ~10 s after use (jemalloc's decay)
+  --publish FILE       each broadcast is FILE (a JSON object starting {"time":N,"seq":N,...})
+                       published through the admin API (POST /publish on 127.0.0.1:$ADMIN_PORT in
+                       the namespace) with "time" set to the sender's clock and "seq" to the
+                       broadcast's number, instead of SIGUSR1's time tick; the server's /metrics
+                       are kept (metrics.prom, and a summary in summary.json). One server
+                       process, or --prefork
   --upgrade            a live upgrade (SIGUSR2 to every server, issue #20) after the first
                        broadcast: timed from the signal until every server has taken over
                        (with --prefork: every worker replaced); needs -b 2 or more
@@ -98,12 +116,16 @@ while [ $# -gt 0 ]; do
     --stop-bench) STOP_BENCH=1; shift ;;
     --netns) NS=$2; shift 2 ;;
     --wait) BCAST_WAIT=$2; shift 2 ;;
+    --tls) TLS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --settle) SETTLE=$2; shift 2 ;;
+    --publish) PUBLISH=$2; shift 2 ;;
     --upgrade) UPGRADE=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
 done
-for v in CONNS BCASTS SERVERS THREADS HOLD ${BCAST_WAIT:+BCAST_WAIT}; do
+for v in CONNS BCASTS SERVERS THREADS HOLD WARMUP SETTLE ${BCAST_WAIT:+BCAST_WAIT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run-local: ${v,,} must be an integer" >&2; exit 2; }
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
@@ -119,11 +141,21 @@ else
     [ -x "$SERVER" ] || die "no server binary at $SERVER (make build, or --server PATH)"
 fi
 [ -x "$BENCH" ] || die "no bench binary at $BENCH (make build, or --bench PATH)"
+if [ -n "$PUBLISH" ]; then
+    [ -r "$PUBLISH" ] || die "--publish: cannot read $PUBLISH"
+    grep -q '^{"time":[0-9]*,"seq":[0-9]*' "$PUBLISH" || die "--publish: $PUBLISH must start {\"time\":N,\"seq\":N"
+    [ -z "$SERVER_CMD" ] || die "--publish needs wspush's admin API, not --server-cmd"
+    command -v curl >/dev/null || die "--publish needs curl"
+fi
 command -v python3 >/dev/null || die "needs python3 for the summary"
 [ "$SERVERS" -gt 0 ] || SERVERS=$(((CONNS + 14999) / 15000))
 PER_SERVER=$(((CONNS + SERVERS - 1) / SERVERS))
 # SO_REUSEPORT spreads by hash, not evenly: leave each process room under the 20,000 cap.
 [ "$PER_SERVER" -le 17000 ] || die "$CONNS connections need more than $SERVERS server processes (-s)"
+[ -z "$PUBLISH" ] || [ "$SERVERS" -eq 1 ] || [ "$PREFORK" = 1 ] ||
+    die "--publish needs one server process or --prefork (one admin API for all)"
+ADMIN=off
+[ -z "$PUBLISH" ] || ADMIN=127.0.0.1:$ADMIN_PORT
 # --hold: the broadcasts are spaced so that the last one ends no earlier than HOLD seconds
 # after the ramp.
 [ "$HOLD" -eq 0 ] || GAP=$(((HOLD + BCASTS - 1) / BCASTS))
@@ -131,11 +163,24 @@ OUT=${OUT:-/tmp/wspush-run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 HZ=$(getconf CLK_TCK)
 
-# Lifetimes: the ramp gets 60 s plus 1 s per 2,000 connections; each broadcast 30 s plus
-# 1 s per 20,000 connections.
-RAMP_MAX=$((60 + CONNS / 2000))
+# wss://: the servers' certificate and key, the bench's CA, and the scheme.
+SCHEME=ws
+TLS_BENCH=()
+if [ -n "$TLS" ]; then
+    tdir=${TLS%%:*} tname=${TLS#*:}
+    [ "$tname" != "$TLS" ] || tname=ec
+    for f in "$tdir/$tname.pem" "$tdir/$tname.key" "$tdir/ca.pem"; do
+        [ -r "$f" ] || { echo "run-local: --tls: cannot read $f" >&2; exit 2; }
+    done
+    SERVER_ARGS="$SERVER_ARGS --tls-cert $tdir/$tname.pem --tls-key $tdir/$tname.key"
+    TLS_BENCH=(--tls-ca "$tdir/ca.pem")
+    SCHEME=wss
+fi
+# Lifetimes: the ramp gets 60 s plus 1 s per 2,000 connections (per 500 over TLS: every
+# connection is a handshake); each broadcast 30 s plus 1 s per 20,000 connections.
+RAMP_MAX=$((60 + CONNS / (${#TLS_BENCH[@]} ? 500 : 2000) + SETTLE))
 BCAST_MAX=${BCAST_WAIT:-$((30 + CONNS / 20000))}
-LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60))
+LIFE=$((RAMP_MAX + BCASTS * (BCAST_MAX + ${GAP%.*} + 1) + 60 + (WARMUP ? 30 : 0)))
 
 SERVER_TPIDS=() # the `timeout` wrappers
 SERVER_PIDS=()  # the servers themselves (with --prefork: the supervisor and its workers)
@@ -243,7 +288,7 @@ printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\tserve
 [ "$SERVERS" -ge 2 ] || PREFORK=0
 if [ "$PREFORK" = 1 ]; then
     ip netns exec "$NS" timeout -s TERM -k 30 "$LIFE" "$SERVER" --procs "$SERVERS" \
-        --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0 --admin off \
+        --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0 --admin "$ADMIN" \
         --max-conns 19900 $SERVER_ARGS 2>"$OUT/server-1.log" &
     SERVER_TPIDS+=($!)
     deadline=$((SECONDS + 30))
@@ -262,7 +307,7 @@ else
         srv_cmd+=(--port "$PORT" --bind 127.0.0.1)
     else
         srv_cmd=("$SERVER" --threads "$THREADS" --port "$PORT" --bind 127.0.0.1 --interval 0
-            --admin off --max-conns 19900)
+            --admin "$ADMIN" --max-conns 19900)
     fi
     for i in $(seq 1 "$SERVERS"); do
         ip netns exec "$NS" timeout -s TERM -k 10 "$LIFE" "${srv_cmd[@]}" \
@@ -282,6 +327,12 @@ else
     SIGNAL_PIDS=("${SERVER_PIDS[@]}")
 fi
 sleep 0.5
+if [ "$WARMUP" -gt 0 ]; then
+    ip netns exec "$NS" timeout -s INT -k 10 30 "$BENCH" --url "$SCHEME://127.0.0.1:$PORT/" \
+        --conns "$WARMUP" --duration 2 --quiet "${TLS_BENCH[@]}" >"$OUT/warmup.out" 2>&1 ||
+        die "the warm-up failed: $(tail -2 "$OUT/warmup.out")"
+    sleep 1 # the servers see the warm-up connections close
+fi
 RSS0=$(rss_kb "${SERVER_PIDS[@]}")
 ANON0=$(RSS_FIELD=RssAnon rss_kb "${SERVER_PIDS[@]}")
 SRV_CPU0=$(cpu_ns "${SERVER_PIDS[@]}")
@@ -290,7 +341,7 @@ sample
 
 BENCH_DUR=$((LIFE - 30))
 ip netns exec "$NS" timeout -s INT -k 30 "$((BENCH_DUR + 20))" "$BENCH" \
-    --url "ws://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" \
+    --url "$SCHEME://127.0.0.1:$PORT/" --conns "$CONNS" --duration "$BENCH_DUR" "${TLS_BENCH[@]}" \
     ${CONC:+--concurrency "$CONC"} --json "$OUT/report.json" --status-file "$OUT/status" \
     --report-interval 10 --expect-broadcasts "$BCASTS" $BENCH_ARGS >"$OUT/bench.out" 2>&1 &
 BENCH_TPID=$!
@@ -322,7 +373,7 @@ while st_read && [ "${ST[ramp_done]}" != 1 ]; do
     fi
     sleep 0.1
 done
-sleep 1 # let the servers settle: the last upgrades' buffers
+sleep "$SETTLE" # let the servers settle: the last upgrades' buffers (--settle)
 # Dropped SYNs cost a 1 s retransmit each: they explain a slow ramp tail.
 ip netns exec "$NS" nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop \
     TcpExtSyncookiesSent TcpRetransSegs 2>/dev/null | awk 'NR > 1 { printf "%s=%s ", $1, $2 }' \
@@ -377,6 +428,17 @@ live_upgrade() {
 # The broadcasts: all servers at once, then wait for every active connection to have it.
 SRV_CPU=0 BENCH_CPU=0 BUSY=0 GOT=0 SEND_CPU=0
 passes_logged() { cat "$OUT"/server-*.log 2>/dev/null | grep -c 'event=broadcast seq=' || true; }
+trigger() { # broadcast $1: SIGUSR1 to every server, or --publish's file through the admin API
+    if [ -z "$PUBLISH" ]; then
+        kill -USR1 "${SIGNAL_PIDS[@]}"
+        return
+    fi
+    local code
+    code=$(sed "1s/^{\"time\":[0-9]*,\"seq\":[0-9]*/{\"time\":$(date +%s%3N),\"seq\":$1/" "$PUBLISH" |
+        ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST \
+            --data-binary @- "http://127.0.0.1:$ADMIN_PORT/publish" || true)
+    [ "$code" = 202 ] || echo "run-local: broadcast $1: POST /publish answered '$code'" >&2
+}
 for b in $(seq 1 "$BCASTS"); do
     if [ "$UPGRADE" = 1 ] && [ "$b" = 2 ]; then
         live_upgrade
@@ -390,7 +452,7 @@ for b in $(seq 1 "$BCASTS"); do
         # Nothing reads while the servers write: the pass lands in the socket buffers.
         p0=$(passes_logged)
         kill -STOP "$BENCH_PID" $WORKERS
-        kill -USR1 "${SIGNAL_PIDS[@]}"
+        trigger "$b"
         deadline=$((SECONDS + BCAST_MAX))
         until [ "$(passes_logged)" -ge $((p0 + SERVERS)) ]; do
             [ $SECONDS -lt $deadline ] || { echo "run-local: broadcast $b: no pass logged after ${BCAST_MAX}s"; break; }
@@ -401,7 +463,7 @@ for b in $(seq 1 "$BCASTS"); do
         kill -CONT "$BENCH_PID" $WORKERS
         echo "run-local: broadcast $b: send side with the bench stopped: server CPU $(((sm - s0) / 1000000)) ms"
     else
-        kill -USR1 "${SIGNAL_PIDS[@]}"
+        trigger "$b"
     fi
     deadline=$((SECONDS + BCAST_MAX))
     while st_read && [ "${ST[messages]}" -lt $((m0 + ACTIVE)) ]; do
@@ -421,6 +483,8 @@ for b in $(seq 1 "$BCASTS"); do
     sleep "$GAP"
 done
 
+[ -z "$PUBLISH" ] || ip netns exec "$NS" curl -s --max-time 10 "http://127.0.0.1:$ADMIN_PORT/metrics" \
+    >"$OUT/metrics.prom" || true
 kill -INT "$BENCH_PID"
 # Closing the sockets takes time at scale: 140 workers x 15,000 at 2.1M.
 deadline=$((SECONDS + 60 + CONNS / 20000))
@@ -442,13 +506,14 @@ WSP_UPGRADE_MS="$UPGRADE_MS" WSP_UPGRADE_LOG="$OUT/upgrade.log" \
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
     "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" "$BENCH_RC" \
+    "$WARMUP" "$SETTLE" "$PUBLISH" \
     <<'EOF' | tee "$OUT/summary.txt" || SUMMARY_RC=$?
 import json, os, statistics, sys
 sys.path.insert(0, os.environ["WSP_BENCH_DIR"])
 import provenance
 (out, conns, servers, threads, bcasts, rss0, rss1, slab0, slab1, srv_cpu, bench_cpu, busy, got,
  ehash, ramp_srv, ramp_bench, stopped, anon0, anon1, send_cpu, stop_bench, server_cmd,
- bench_rc) = sys.argv[1:]
+ bench_rc, warmup, settle, publish) = sys.argv[1:]
 r = json.load(open(f"{out}/report.json"))
 active = r["active"] or 1
 got = int(got) or 1
@@ -505,6 +570,24 @@ if os.environ.get("WSP_UPGRADE_MS"):
           f"{closed} closed by the server, {r['missing']} missing, {r['duplicates']} duplicates")
 nst = open(f"{out}/nstat.txt").read().strip() if os.path.exists(f"{out}/nstat.txt") else ""
 print(f"kernel counters      {nst or 'n/a'} (after the ramp)")
+# --publish: what the server says it wrote (every worker's counters, one /metrics).
+metrics = None
+if publish and os.path.exists(f"{out}/metrics.prom"):
+    metrics = {}
+    for line in open(f"{out}/metrics.prom"):
+        if line.startswith("wspush_") and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            metrics[name] = metrics.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    keep = ("wspush_messages_written_total", "wspush_bytes_written_total",
+            "wspush_deflate_connections_total", "wspush_deflate_broadcasts_total",
+            "wspush_deflate_input_bytes_total", "wspush_deflate_output_bytes_total",
+            "wspush_deflate_compress_seconds_total", "wspush_deflate_messages_written_total",
+            "wspush_broadcast_passes_total")
+    metrics = {k: metrics.get(k, 0) for k in keep}
+    w = metrics["wspush_messages_written_total"] or 1
+    print(f"server wrote         {metrics['wspush_bytes_written_total'] / w:.1f} bytes per message "
+          f"({metrics['wspush_deflate_messages_written_total']:.0f} of {w:.0f} compressed); "
+          f"payload {os.path.getsize(publish)} bytes ({publish})")
 print(f"files                {out}/report.json, bench.out, summary.txt, summary.json, samples.tsv, server-*.log")
 # The verdict: the bench's own (it knew how many broadcasts to expect), and the arithmetic.
 why = []
@@ -525,6 +608,10 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "servers": int(servers), "threads": int(threads), "broadcasts": int(bcasts),
            "retries": r["retries"],
            "setup_s": r["ramp"]["seconds"], "setup_rate_per_s": r["ramp"]["rate_per_s"],
+           "ramp_server_cpu_us_per_conn": int(ramp_srv) / 1e3 / active,
+           "ramp_bench_cpu_us_per_conn": int(ramp_bench) / 1e3 / active,
+           # --jwt-alg: the tokens were minted before the ramp, in the bench's parent
+           "bench_mint_s": (r.get("auth") or {}).get("mint_s", 0),
            "rss_b_per_conn": (int(rss1) - int(rss0)) * 1024 / active,
            "anon_b_per_conn": (int(anon1) - int(anon0)) * 1024 / active,
            "slab_b_per_pair": (int(slab1) - int(slab0)) * 1024 / active,
@@ -539,7 +626,12 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "closed_by_server": closed, "upgrade": upgrade,
            "provenance": provenance.provenance(os.environ.get("WSP_RUN_CMD"),
                                                [os.environ.get("WSP_RUN_SERVER"),
-                                                os.environ.get("WSP_RUN_BENCH")])},
+                                                os.environ.get("WSP_RUN_BENCH")]),
+           "ramp_server_cpu_us_per_conn": int(ramp_srv) / 1e3 / active,
+           "ramp_bench_cpu_us_per_conn": int(ramp_bench) / 1e3 / active,
+           "warmup": int(warmup), "settle_s": int(settle),
+           "tls": r["tls"] if r["config"].get("tls") else None,
+           "publish": publish or None, "server_metrics": metrics, "deflate": r.get("deflate")},
           open(f"{out}/summary.json", "w"), indent=1)
 sys.exit(0 if ok else 1)
 EOF

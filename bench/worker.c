@@ -26,15 +26,25 @@
 #define SWEEP_NS 100000000ull /* handshake deadlines are checked every 100 ms */
 #define URING_BUF 1024        /* per batched receive: a tick is ~40 bytes; more is read by recv() */
 
-enum { C_F_FRAG = 1 }; /* inside a fragmented data message */
-
 /* What a connection carries between reads, allocated only while a frame or a fragmented
- * message is split across reads (rare: a tick is one small frame). */
+ * message is split across reads (rare: a tick is one small frame), or while it receives a
+ * replay (--recover). */
 typedef struct wsp_bpend_s {
     wsp_rx_t rx;              /* the split frame */
     uint8_t msg[WSP_RX_KEEP]; /* the first bytes of a fragmented message, for its tick */
     uint8_t mlen;
+    uint32_t replay_top; /* messages up to here are the replay of a resume; 0: none */
+    uint8_t zbuf[];      /* --deflate: WSP_RX_EXT bytes, rx.ext (a compressed frame whole) */
 } wsp_bpend_t;
+
+/* A connection's carry-over, zeroed: rx idle. With --deflate it keeps a split frame whole. */
+static wsp_bpend_t *pend_new(const wsp_worker_t *w)
+{
+    wsp_bpend_t *pd = calloc(1, sizeof(wsp_bpend_t) + (w->zd ? WSP_RX_EXT : 0));
+    if (pd && w->zd)
+        pd->rx.ext = pd->zbuf;
+    return pd;
+}
 
 /* ---- sending ---- */
 
@@ -51,7 +61,8 @@ static void send_control(wsp_worker_t *w, int fd, unsigned op, const uint8_t *pa
     if (len)
         memcpy(buf + h, payload, len);
     wsp_frame_mask(buf + h, len, mask, 0);
-    ssize_t n = send(fd, buf, h + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = w->ssl ? wsp__tlsc_send(w, fd, buf, h + len)
+                       : send(fd, buf, h + len, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;
 }
 
@@ -67,21 +78,30 @@ typedef struct frame_ctx_s {
     wsp_worker_t *w;
     int fd;
     unsigned close_code;
+    int drop; /* --recover: the connection closes after this frame */
     uint64_t now_us;
 } frame_ctx_t;
 
-static void on_tick(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len)
+/* One message numbered seq, sent at t (server ms): counted for its seq; its latency unless it
+ * is part of a replay (sent long ago, on purpose). */
+static void on_seq(frame_ctx_t *x, wsp_bconn_t *c, uint64_t t, uint64_t seq)
 {
     wsp_worker_t *w = x->w;
     wsp_wstats_t *st = w->st;
-    uint64_t t, seq;
-    if (wsp_rx_parse_tick(p, len, &t, &seq) < 0) {
-        st->err[WSP_ERR_BAD_MESSAGE]++;
-        return;
-    }
     st->messages++;
-    uint64_t sent_us = t * 1000u;
-    wsp_hist_record(&st->latency, x->now_us > sent_us ? x->now_us - sent_us : 0);
+    if (c->pend && c->pend->replay_top && seq <= c->pend->replay_top) {
+        st->replayed++;
+        if (x->now_us > st->replay_end_us)
+            st->replay_end_us = x->now_us;
+        if (seq == c->pend->replay_top)
+            c->pend->replay_top = 0; /* the replay is over: pend may go */
+    } else {
+        uint64_t sent_us = t * 1000u;
+        wsp_hist_record(&st->latency, x->now_us > sent_us ? x->now_us - sent_us : 0);
+    }
+    if (w->cfg->recover_at > 0 && !(c->flags & WSP_BCONN_F_RESUMED) &&
+        seq >= (uint64_t)w->cfg->recover_at)
+        x->drop = 1; /* after its accounting: it has this one */
     if (seq > st->max_seq)
         st->max_seq = seq;
     if (seq >= WSP_SEQ_MAX || seq > UINT32_MAX) {
@@ -111,7 +131,52 @@ static void on_tick(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len
         s->last_us = x->now_us;
 }
 
+/* A wspush.v1 hello: the epoch (for resumes), and for a resume what it says and where its
+ * replay ends. */
+static void on_hello(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len)
+{
+    wsp_worker_t *w = x->w;
+    wsp_rx_hello_t h;
+    c->flags &= (uint8_t)~WSP_BCONN_F_HELLO;
+    if (wsp_rx_parse_hello(p, len, &h) < 0) {
+        w->st->err[WSP_ERR_BAD_MESSAGE]++;
+        return;
+    }
+    w->st->hellos++;
+    if (w->epoch[0] == '\0')
+        memcpy(w->epoch, h.epoch, sizeof(w->epoch));
+    if (!(c->flags & WSP_BCONN_F_RESUMED))
+        return;
+    w->st->recovered += h.recovered;
+    w->st->not_recovered += h.refused;
+    if (h.recovered && h.known && h.top > c->last_seq) {
+        /* Only for a connection that resumes: where its replay ends; freed once it has. */
+        if (c->pend == NULL && (c->pend = calloc(1, sizeof(wsp_bpend_t))) == NULL)
+            return; /* costs the replay's marking only: those count as live messages */
+        c->pend->replay_top = (uint32_t)h.top;
+    }
+}
+
+/* A data message: a plain tick, or (--framed) a hello or a framed message. */
+static void on_tick(frame_ctx_t *x, wsp_bconn_t *c, const uint8_t *p, size_t len)
+{
+    uint64_t t, seq;
+    if (!x->w->cfg->framed) {
+        if (wsp_rx_parse_tick(p, len, &t, &seq) < 0)
+            x->w->st->err[WSP_ERR_BAD_MESSAGE]++;
+        else
+            on_seq(x, c, t, seq);
+    } else if (c->flags & WSP_BCONN_F_HELLO) {
+        on_hello(x, c, p, len);
+    } else if (wsp_rx_parse_framed(p, len, &t, &seq) < 0) {
+        x->w->st->err[WSP_ERR_BAD_MESSAGE]++;
+    } else {
+        on_seq(x, c, t, seq);
+    }
+}
+
 #define FRAME_CLOSE 1 /* the server sent a close frame */
+#define FRAME_DROP 2  /* --recover: this connection closes now, to come back later */
 
 /* Appends the start of a fragment to the message prefix kept for its tick. */
 static void frag_keep(wsp_bpend_t *pd, const uint8_t *p, size_t len)
@@ -121,6 +186,28 @@ static void frag_keep(wsp_bpend_t *pd, const uint8_t *p, size_t len)
     pd->mlen = (uint8_t)(pd->mlen + k);
 }
 
+/* --deflate: a compressed message, inflated whole (the client's share of the CPU), then read
+ * as a tick. wspush sends each compressed message as one frame: a fragmented one is refused
+ * like any frame the bench cannot follow. */
+static int on_compressed(frame_ctx_t *x, wsp_bconn_t *c, const wsp_rx_frame_t *f)
+{
+    wsp_worker_t *w = x->w;
+    if (!(c->flags & WSP_BCONN_F_DEFLATE) || (c->flags & WSP_BCONN_F_FRAG) || !f->fin)
+        return -EPROTO; /* RSV1 the server never agreed to, or inside a fragmented message */
+    if (f->len < f->full_len) { /* split across reads and over WSP_RX_EXT */
+        w->st->err[WSP_ERR_BAD_MESSAGE]++;
+        return 0;
+    }
+    size_t n = 0;
+    if (wsp_deflate_inflate(w->zd, f->payload, f->len, w->zout, WSP_WORKER_ZOUT, &n) < 0)
+        return -EPROTO; /* not DEFLATE, or over 64 KiB inflated: no server should send it */
+    w->st->z_msgs++;
+    w->st->z_wire_bytes += f->full_len;
+    w->st->z_plain_bytes += n;
+    on_tick(x, c, w->zout, n);
+    return 0;
+}
+
 static int on_frame(void *arg, const wsp_rx_frame_t *f)
 {
     frame_ctx_t *x = arg;
@@ -128,34 +215,39 @@ static int on_frame(void *arg, const wsp_rx_frame_t *f)
     switch (f->opcode) {
     case WSP_OP_TEXT:
     case WSP_OP_BINARY:
-        if (c->flags & C_F_FRAG)
+        if (c->flags & WSP_BCONN_F_FRAG)
             return -EPROTO; /* a new message inside a fragmented one */
         if (f->fin) {
             on_tick(x, c, f->payload, f->len);
-            return 0;
+            return x->drop ? FRAME_DROP : 0;
         }
-        if (c->pend == NULL && (c->pend = calloc(1, sizeof(wsp_bpend_t))) == NULL)
+        if (c->pend == NULL && (c->pend = pend_new(x->w)) == NULL)
             return -ENOMEM; /* costs this connection only; calloc left pend->rx idle */
         c->pend->mlen = 0;
         frag_keep(c->pend, f->payload, f->len);
-        c->flags |= C_F_FRAG;
+        c->flags |= WSP_BCONN_F_FRAG;
         return 0;
     case WSP_OP_CONT:
-        if (!(c->flags & C_F_FRAG))
+        if (!(c->flags & WSP_BCONN_F_FRAG))
             return -EPROTO;
         frag_keep(c->pend, f->payload, f->len);
         if (f->fin) {
-            c->flags &= (uint8_t)~C_F_FRAG;
+            c->flags &= (uint8_t)~WSP_BCONN_F_FRAG;
             on_tick(x, c, c->pend->msg, c->pend->mlen);
         }
-        return 0;
+        return x->drop ? FRAME_DROP : 0;
     case WSP_OP_PING:
         send_control(x->w, x->fd, WSP_OP_PONG, f->payload, f->len);
         x->w->st->pings++;
         return 0;
     case WSP_OP_PONG:
         return 0;
-    default: /* WSP_OP_CLOSE: wsp_rx_feed() passes no other opcode */
+    case WSP_OP_TEXT | WSP_FRAME_RSV1: /* compressed, or a protocol error without --deflate */
+    case WSP_OP_BINARY | WSP_FRAME_RSV1:
+        return on_compressed(x, c, f);
+    default: /* WSP_OP_CLOSE, or RSV1 on a continuation or a control frame */
+        if (f->opcode != WSP_OP_CLOSE)
+            return -EPROTO;
         if (f->len == 1)
             return -EPROTO;
         x->close_code = f->len >= 2 ? (unsigned)f->payload[0] << 8 | f->payload[1] : 1005;
@@ -166,27 +258,40 @@ static int on_frame(void *arg, const wsp_rx_frame_t *f)
 int wsp__worker_frames(wsp_worker_t *w, int fd, const uint8_t *p, size_t n, uint64_t now_us)
 {
     wsp_bconn_t *c = &w->conn[fd];
-    frame_ctx_t x = {w, fd, 0, now_us};
+    frame_ctx_t x = {w, fd, 0, 0, now_us};
     int rv;
     if (c->pend) {
         rv = wsp_rx_feed(&c->pend->rx, p, n, on_frame, &x);
     } else {
         wsp_rx_t tmp; /* the common case: nothing carried over, nothing allocated */
         wsp_rx_reset(&tmp);
+        tmp.ext = w->zsplit; /* NULL without --deflate */
         rv = wsp_rx_feed(&tmp, p, n, on_frame, &x);
         if (rv == 0 && !wsp_rx_idle(&tmp)) {
-            if (c->pend == NULL && (c->pend = calloc(1, sizeof(wsp_bpend_t))) == NULL)
+            if (c->pend == NULL && (c->pend = pend_new(w)) == NULL) {
                 rv = -ENOMEM;
-            else
+            } else {
+                uint8_t *ext = c->pend->rx.ext;
                 memcpy(&c->pend->rx, &tmp, sizeof(tmp)); /* pend may hold a fragment */
+                c->pend->rx.ext = ext;
+                if (ext && tmp.in_payload) /* --deflate: what came so far, from w->zsplit */
+                    memcpy(ext, tmp.ext, tmp.elen);
+            }
         }
     }
     if (rv == 0) {
-        if (c->pend && wsp_rx_idle(&c->pend->rx) && !(c->flags & C_F_FRAG)) {
+        if (c->pend && wsp_rx_idle(&c->pend->rx) && !(c->flags & WSP_BCONN_F_FRAG) &&
+            c->pend->replay_top == 0) {
             free(c->pend);
             c->pend = NULL;
         }
         return 0;
+    }
+    if (rv == FRAME_DROP) { /* no close frame: as a network that went away */
+        w->st->dropped++;
+        wsp__dial_again(w, w->slot_of[fd], c->last_seq, c->first_seq);
+        wsp__dial_drop(w, fd);
+        return -1;
     }
     if (rv == FRAME_CLOSE) {
         send_close(w, fd, x.close_code == 1005 ? 1000 : x.close_code); /* echo (RFC 6455 5.5.1) */
@@ -207,8 +312,32 @@ static void closed_abnormally(wsp_worker_t *w, int fd)
     wsp__dial_drop(w, fd);
 }
 
+/* wss://: reads until OpenSSL has nothing more (edge-triggered: a short read says nothing,
+ * records may wait inside it). */
+static void worker_tls_read(wsp_worker_t *w, int fd)
+{
+    for (;;) {
+        ssize_t n = wsp__tlsc_recv(w, fd, w->rbuf, sizeof(w->rbuf));
+        if (n > 0) {
+            if (wsp__worker_frames(w, fd, w->rbuf, (size_t)n, wsp__worker_epoch_us()) < 0)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        closed_abnormally(w, fd); /* EOF without a close frame, a reset, a TLS error */
+        return;
+    }
+}
+
 void wsp__worker_read(wsp_worker_t *w, int fd)
 {
+    if (w->ssl) { /* wss://: one predictable branch per read, none per message */
+        worker_tls_read(w, fd);
+        return;
+    }
     for (;;) {
         ssize_t n = recv(fd, w->rbuf, sizeof(w->rbuf), 0);
         if (n > 0) {
@@ -290,6 +419,12 @@ static void finish(wsp_worker_t *w)
             (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec;
         w->st->cpu_sys_us = (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
     }
+    /* Dropped connections still waiting to come back (no SIGHUP, or their connect gave up
+     * after the retries, which counted it as a connect error already): lost. */
+    if (w->resume_since)
+        for (uint64_t i = 0; i < w->end_slot - w->first; i++)
+            if (w->resume_since[i])
+                w->st->err[WSP_ERR_NOT_RESUMED]++;
     /* Every figure is final: closing 15,000 sockets (with 60 other workers doing the same on
      * two cores) may outlast the parent's grace, and being killed then is not an error. */
     __atomic_store_n(&w->st->figures_final, 1, __ATOMIC_RELEASE);
@@ -297,9 +432,27 @@ static void finish(wsp_worker_t *w)
         wsp_bconn_t *c = &w->conn[fd];
         if (c->state == WSP_BCONN_FREE)
             continue;
+        if (w->ssl)
+            wsp__tlsc_drop(w, (int)fd);
         free(c->pend);
         (void)close((int)fd); /* closing is all that is left; the kernel sends FIN */
     }
+}
+
+/* --deflate: the offer browsers make ("permessage-deflate; client_max_window_bits") as a
+ * header line into ext[0..cap), and what inflating needs. Returns 0 or a negative errno. */
+static int worker_deflate_init(wsp_worker_t *w, char *ext, size_t cap)
+{
+    w->pmd_offer = (wsp_pmd_params_t){.client_max_window_bits = WSP_PMD_BITS_NOVALUE};
+    char offer[80];
+    int n = wsp_pmd_offer(&w->pmd_offer, offer, sizeof(offer));
+    if (n < 0)
+        return n;
+    snprintf(ext, cap, "Sec-WebSocket-Extensions: %s\r\n", offer); /* 69 bytes */
+    w->zd = wsp_deflate_new(0);
+    w->zout = malloc(WSP_WORKER_ZOUT);
+    w->zsplit = malloc(WSP_RX_EXT);
+    return w->zd && w->zout && w->zsplit ? 0 : -ENOMEM;
 }
 
 /* Sets up w for slots [first, end) of the run. Returns 0 or a negative errno. */
@@ -312,6 +465,14 @@ static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t fir
     w->cfg = cfg;
     w->next_slot = first;
     w->end_slot = end;
+    w->first = first;
+    if (cfg->recover_at > 0) { /* a few bytes per slot and per fd, for resumes */
+        w->slot_of = wsp_xcalloc(w->nconn, sizeof(*w->slot_of));
+        w->resume_since = wsp_xcalloc(end - first, sizeof(*w->resume_since));
+        w->resume_first = wsp_xcalloc(end - first, sizeof(*w->resume_first));
+        w->again.cap = end - first;
+        w->again.e = wsp_xcalloc(end - first, sizeof(wsp_retry_t));
+    }
     if (nofile < w->nconn)
         w->nconn = nofile; /* an fd at or above nconn is refused (EMFILE) */
     w->hs = wsp_xcalloc(cfg->concurrency, sizeof(wsp_hs_t));
@@ -329,16 +490,24 @@ static int worker_init(wsp_worker_t *w, const wsp_bench_cfg_t *cfg, uint64_t fir
     w->epoch0_ms = wsp_net_epoch_ms();
     w->st->epoch0_ms = w->epoch0_ms;
     w->rng = wsp_net_mono_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+    char ext[128] = "";
+    if (cfg->deflate && (rv = worker_deflate_init(w, ext, sizeof(ext))) < 0)
+        return rv;
+    /* After the request line (dial.c writes it: a resume adds its query): the headers up to
+     * the key. */
     int hl = snprintf(w->req_head, sizeof(w->req_head),
-                      "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      "\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n%s%s"
                       "Sec-WebSocket-Key: ",
-                      cfg->path, cfg->host, (unsigned)cfg->port);
-    assert(hl > 0 && (size_t)hl < sizeof(w->req_head)); /* the path is at most 255 bytes */
+                      cfg->host, (unsigned)cfg->port,
+                      cfg->framed ? "Sec-WebSocket-Protocol: wspush.v1\r\n" : "", ext);
+    assert(hl > 0 && (size_t)hl < sizeof(w->req_head));
     w->req_head_len = (size_t)hl;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     if (w->ep < 0)
         return -errno;
+    if (cfg->tls && (rv = wsp__tlsc_init(w)) < 0)
+        return rv;
     if (cfg->io_uring) { /* asked for: no silent fallback, the run measures this path */
         if ((rv = wsp_uring_new(&w->ring, MAX_EVENTS)) < 0)
             return rv;
@@ -398,5 +567,9 @@ int wsp_worker_run(const wsp_bench_cfg_t *cfg, uint64_t first, uint64_t end, wsp
         return rv; /* the process exits: nothing to free */
     finish(w);
     wsp_uring_free(w->ring);
+    wsp__tlsc_free(w);
+    wsp_deflate_free(w->zd);
+    free(w->zout);
+    free(w->zsplit);
     return 0;
 }

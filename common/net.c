@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -47,25 +48,55 @@ int wsp_net_bind(const char *host, int port, int reuseport, int *fd)
     return 0;
 }
 
+int wsp_net_listen(const char *host, int port, int backlog, int *fd)
+{
+    int s, rv = wsp_net_bind(host, port, 0, &s);
+    if (rv < 0)
+        return rv;
+    if (listen(s, backlog) != 0) {
+        rv = -errno;
+        close(s);
+        return rv;
+    }
+    *fd = s;
+    return 0;
+}
+
 int wsp_net_bind_reuseport(const char *host, int port, int *fd)
 {
     return wsp_net_bind(host, port, 1, fd);
 }
 
-int wsp_net_tune_listener(int fd, unsigned keepalive_s)
+int wsp_net_tune_listener(int fd, const wsp_net_tune_t *t)
 {
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         return -errno;
-    if (keepalive_s == 0)
-        return 0;
-    int idle = (int)keepalive_s, intvl = keepalive_s < 30 ? (int)keepalive_s : 30, cnt = 4;
-    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0)
+    if (t->keepalive_s > 0) {
+        int idle = (int)t->keepalive_s, intvl = idle < 30 ? idle : 30, cnt = 4;
+        if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0)
+            return -errno;
+    }
+    /* 0 is the kernel's own default for both: setting nothing leaves it so. */
+    unsigned uto = t->user_timeout_ms;
+    if (uto > 0 && setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) != 0)
+        return -errno;
+    int sndbuf = t->sndbuf > INT_MAX / 2 ? INT_MAX / 2 : (int)t->sndbuf;
+    if (sndbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
         return -errno;
     return 0;
+}
+
+int wsp_net_sndbuf(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) != 0)
+        return -errno;
+    return v;
 }
 
 int wsp_net_local_port(int fd)

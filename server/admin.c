@@ -63,31 +63,59 @@ static int req_authorized(const wsp_admin_t *a, const wsp_httpd_req_t *r)
  * repeated, empty or invalid. */
 static int query_channel(const char *q, size_t len, const char **name, size_t *nlen)
 {
-    static const char key[] = "channel=";
-    const size_t klen = sizeof key - 1;
+    const char *v;
+    size_t vlen;
+    int n = wsp_channels_query_param(q, len, "channel", &v, &vlen);
     *name = NULL;
     *nlen = 0;
-    if (q == NULL) /* no '?' in the target; q + 0 below would be undefined on NULL */
+    if (n == 0)
         return 0;
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && q[i] != '&')
-            continue;
-        const char *p = q + start;
-        size_t plen = i - start;
-        start = i + 1;
-        if (plen == klen - 1 && memcmp(p, key, klen - 1) == 0)
-            return -EINVAL; /* "channel" without a value */
-        if (plen < klen || memcmp(p, key, klen) != 0)
-            continue;
-        if (*name != NULL)
-            return -EINVAL;
-        *name = p + klen;
-        *nlen = plen - klen;
-        if (!wsp_channel_valid(*name, *nlen))
-            return -EINVAL;
-    }
+    if (n > 1 || !wsp_channel_valid(v, vlen)) /* also "channel" without a value */
+        return -EINVAL;
+    *name = v;
+    *nlen = vlen;
     return 0;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Finds `user` in the query q[0..len) and percent-decodes it into out[0..WSP_ADMIN_USER_MAX]
+ * (a sub may hold any bytes; '+' stays '+'): 0 with *olen 0 when absent, 1 when found,
+ * -EINVAL when repeated, empty, longer than WSP_ADMIN_USER_MAX decoded bytes or badly
+ * encoded. */
+static int query_user(const char *q, size_t len, char *out, size_t *olen)
+{
+    const char *v;
+    size_t vlen;
+    int found = wsp_channels_query_param(q, len, "user", &v, &vlen);
+    *olen = 0;
+    if (found == 0)
+        return 0;
+    if (found > 1 || vlen == 0)
+        return -EINVAL; /* repeated, "user" or "user=" */
+    size_t n = 0;
+    for (size_t j = 0; j < vlen; j++) {
+        int c = (unsigned char)v[j];
+        if (c == '%') {
+            int hi = j + 2 < vlen ? hexval(v[j + 1]) : -1;
+            int lo = j + 2 < vlen ? hexval(v[j + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -EINVAL;
+            c = hi * 16 + lo;
+            j += 2;
+        }
+        if (n == WSP_ADMIN_USER_MAX)
+            return -EINVAL;
+        out[n++] = (char)c;
+    }
+    *olen = n;
+    return 1;
 }
 
 /* Splits the request target at '?'. */
@@ -142,19 +170,85 @@ static void on_admin_head(void *user, wsp_httpd_req_t *r)
         return; /* a GET body, if any, is read and dropped */
     }
     const char *ch;
-    size_t chlen;
+    size_t chlen, ulen;
+    char sub[WSP_ADMIN_USER_MAX];
+    int has_user = 0;
     if (r->method != HTTP_POST)
         wsp_httpd_fail(r, 405, "method not allowed");
     else if (a->token_len > 0 && !req_authorized(a, r))
         wsp_httpd_fail(r, 401, "unauthorized"); /* before any other answer: no probing */
     else if (query_channel(query, query_len, &ch, &chlen) < 0)
         wsp_httpd_fail(r, 400, "invalid channel");
+    else if ((has_user = query_user(query, query_len, sub, &ulen)) < 0)
+        wsp_httpd_fail(r, 400, "invalid user");
+    else if (has_user && ch != NULL)
+        wsp_httpd_fail(r, 400, "channel and user exclude each other");
+    else if (has_user && a->ops->publish_user == NULL)
+        wsp_httpd_fail(r, 400, "no user publishing here");
     else if (!r->has_length && !r->chunked)
         wsp_httpd_fail(r, 411, "length required");
     else if (r->has_length && r->content_length > WSP_HTTPD_BODY_MAX)
         wsp_httpd_fail(r, 413, "payload too large"); /* now, not after 64 KiB of it arrived */
     else
         r->want_body = 1;
+}
+
+/* A publish that failed with rv: 503 while draining, else 500 with the error's text. */
+static void respond_publish_error(wsp_httpd_conn_t *c, int rv, int keep)
+{
+    if (rv == -EAGAIN) {
+        wsp_httpd_respond_error(c, 503, "draining", keep);
+        return;
+    }
+    char err[96];
+    if (uv_strerror_r(rv, err, sizeof err) == NULL)
+        snprintf(err, sizeof err, "error %d", rv);
+    for (char *s = err; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            *s = ' '; /* stays a JSON string whatever the message holds */
+    wsp_httpd_respond_error(c, 500, err, keep);
+}
+
+/* A POST /publish?user= waiting for its delivery reports: which request to answer. */
+typedef struct admin_wait_s {
+    wsp_admin_t *a;
+    uint64_t id; /* wsp_httpd_defer()'s */
+    int keep;
+} admin_wait_t;
+
+static void on_admin_user_done(void *ctx, int status, uint64_t conns, int complete)
+{
+    admin_wait_t *w = ctx;
+    wsp_httpd_conn_t *c = wsp_httpd_find(w->a->http, w->id);
+    if (c != NULL && status < 0) {
+        wsp_httpd_respond_error(c, 503, "draining", w->keep);
+    } else if (c != NULL) {
+        char json[96];
+        int n = snprintf(json, sizeof json, "{\"connections\":%" PRIu64 ",\"complete\":%s}", conns,
+                         complete ? "true" : "false");
+        wsp_httpd_respond(c, 202, "application/json", NULL, json, (size_t)n, w->keep);
+    }
+    free(w);
+}
+
+/* POST /publish?user=: answered when the delivery reports are in (issue #16). */
+static void req_publish_user(wsp_admin_t *a, wsp_httpd_conn_t *c, const char *sub, size_t sublen,
+                             const uint8_t *body, size_t len, int keep)
+{
+    /* One per user publish, freed when it is answered. */
+    admin_wait_t *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        wsp_httpd_respond_error(c, 500, "out of memory", keep);
+        return;
+    }
+    w->a = a;
+    w->keep = keep;
+    w->id = wsp_httpd_defer(c); /* before publishing: the answer may come at once */
+    int rv = a->ops->publish_user(a->user, sub, sublen, body, len, on_admin_user_done, w);
+    if (rv < 0) {
+        free(w);
+        respond_publish_error(c, rv, keep);
+    }
 }
 
 static void req_publish(wsp_admin_t *a, wsp_httpd_conn_t *c, const wsp_httpd_req_t *r,
@@ -168,21 +262,19 @@ static void req_publish(wsp_admin_t *a, wsp_httpd_conn_t *c, const wsp_httpd_req
     }
     size_t path_len, query_len;
     const char *query, *ch;
-    size_t chlen;
+    size_t chlen, ulen;
+    char sub[WSP_ADMIN_USER_MAX];
     req_target(r, &path_len, &query, &query_len);
-    (void)query_channel(query, query_len, &ch, &chlen); /* validated in on_admin_head() */
+    /* Both validated in on_admin_head(). */
+    if (query_user(query, query_len, sub, &ulen) == 1) {
+        req_publish_user(a, c, sub, ulen, body, b->len, keep);
+        return;
+    }
+    (void)query_channel(query, query_len, &ch, &chlen);
     uint64_t seq = 0, conns = 0;
     int rv = a->ops->publish(a->user, ch, chlen, body, b->len, &seq, &conns);
-    if (rv == -EAGAIN) {
-        wsp_httpd_respond_error(c, 503, "draining", keep);
-    } else if (rv < 0) {
-        char err[96];
-        if (uv_strerror_r(rv, err, sizeof err) == NULL)
-            snprintf(err, sizeof err, "error %d", rv);
-        for (char *s = err; *s; s++)
-            if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-                *s = ' '; /* stays a JSON string whatever the message holds */
-        wsp_httpd_respond_error(c, 500, err, keep);
+    if (rv < 0) {
+        respond_publish_error(c, rv, keep);
     } else {
         char json[96];
         int n = snprintf(json, sizeof json, "{\"seq\":%" PRIu64 ",\"connections\":%" PRIu64 "}",

@@ -7,6 +7,10 @@
  *   POST /publish[?channel=NAME]  body = the message (<= 64 KiB, valid UTF-8)
  *        -> 202 {"seq":N,"connections":N}; 400/413 with {"error":"..."}; 401 without the
  *           bearer token when one is configured
+ *   POST /publish?user=ID  the same for the connections of one user (a token's sub, issue
+ *        #16; ID percent-decoded, 1..64 bytes): answered once this machine's processes
+ *        report their delivery (at most WSP_ADMIN_USER_WAIT_MS later)
+ *        -> 202 {"connections":N,"complete":true|false}
  *   GET /metrics  -> Prometheus text exposition (text/plain; version=0.0.4)
  *   GET /healthz  -> 200 "ok" while serving, 503 "draining" while draining
  *   GET /stats    -> JSON
@@ -17,6 +21,13 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "pubwait.h"
+
+/* The longest user id of POST /publish?user= (a token's sub: common/jwt.h's cap). */
+#define WSP_ADMIN_USER_MAX 64
+/* How long POST /publish?user= waits for the delivery reports before answering with what it
+ * has ("complete":false). */
+#define WSP_ADMIN_USER_WAIT_MS 2000
 
 typedef struct wsp_admin_s wsp_admin_t;
 
@@ -33,6 +44,12 @@ typedef struct wsp_admin_ops_s {
     int (*stats)(void *user, wsp_buf_t *out);
     /* 1 while serving, 0 while draining. */
     int (*healthy)(void *user);
+    /* Publishes payload (checked as above) to the connections of the user sub[0..sub_len)
+     * (1..WSP_ADMIN_USER_MAX bytes, any bytes; issue #16). NULL: not offered (400). Returns 0,
+     * after which done(ctx, ...) is called exactly once, maybe before this returns; or -EAGAIN
+     * while draining, or a negative errno (done is then never called). */
+    int (*publish_user)(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
+                        size_t len, wsp_pubwait_done_fn done, void *ctx);
 } wsp_admin_ops_t;
 
 /* Listens on host:port (numeric address) on loop. token (NULL = none) is the required

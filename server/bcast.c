@@ -25,7 +25,10 @@ struct wsp_bcast_s {
     atomic_uint pending; /* shards still holding it */
     atomic_uint_fast64_t first_start, last_end, written, failed;
     wsp_bcast_t *next; /* the coordinator's in-flight list */
-    uint8_t chan_len;  /* 0 = the default channel */
+    uint64_t uid, tag; /* a user message (issue #16): its user id and delivery report tag */
+    uint8_t user;      /* 1: for the user uid, not for a channel */
+    wsp_bcast_pos_t pos;
+    uint8_t chan_len; /* 0 = the default channel */
     char chan[WSP_CHANNEL_NAME_MAX + 1];
 };
 
@@ -87,13 +90,17 @@ wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_
     return st == BCAST_READY ? b->frame[kind] : NULL;
 }
 
-const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+const uint8_t *wsp_bcast_frame_payload(const wsp_msg_t *m, size_t *len)
 {
-    const wsp_msg_t *m = b->frame[WSP_BCAST_PLAIN];
     /* Server frames are unmasked: 2 header bytes, then 2 or 8 of extended length. */
     size_t hdr = (m->bytes[1] & 0x7f) == 126 ? 4 : (m->bytes[1] & 0x7f) == 127 ? 10 : 2;
     *len = m->len - hdr;
     return m->bytes + hdr;
+}
+
+const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len)
+{
+    return wsp_bcast_frame_payload(b->frame[WSP_BCAST_PLAIN], len);
 }
 
 const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
@@ -103,6 +110,41 @@ const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len)
 }
 
 uint64_t wsp_bcast_seq(const wsp_bcast_t *b) { return b->seq; }
+
+void wsp_bcast_set_user(wsp_bcast_t *b, uint64_t uid, uint64_t tag)
+{
+    b->user = 1;
+    b->uid = uid;
+    b->tag = tag;
+}
+
+int wsp_bcast_user(const wsp_bcast_t *b, uint64_t *uid, uint64_t *tag)
+{
+    if (uid)
+        *uid = b->uid;
+    if (tag)
+        *tag = b->tag;
+    return b->user;
+}
+
+void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos) { b->pos = *pos; }
+
+const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b) { return &b->pos; }
+
+wsp_msg_t *wsp_bcast_build_framed(const wsp_bcast_t *b, void *ctx)
+{
+    (void)ctx;
+    size_t len;
+    const uint8_t *p = wsp_bcast_payload(b, &len);
+    if (b->chan_len)
+        return wsp_framed_msg(b->chan, b->chan_len, b->pos.seq, p, len);
+    return wsp_framed_msg(WSP_CHANNEL_DEFAULT, sizeof(WSP_CHANNEL_DEFAULT) - 1, b->pos.seq, p, len);
+}
+
+wsp_msg_t *wsp_bcast_framed(wsp_bcast_t *b)
+{
+    return wsp_bcast_frame_build(b, WSP_BCAST_FRAMED, wsp_bcast_build_framed, NULL);
+}
 
 static void atomic_min_u64(atomic_uint_fast64_t *a, uint64_t v)
 {

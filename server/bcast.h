@@ -10,24 +10,25 @@
  * whole interface between the coordinator and the shards' passes.
  *
  * Frames: a broadcast is encoded once and the same bytes go to every connection of every
- * shard. A pass asks for the frame of the kind its connections were upgraded for
- * (wsp_bcast_frame). Today every connection is WSP_BCAST_PLAIN. The kinds to come (a
- * {"ch":..,"seq":..,"data":..} frame for clients of the wspush.v1 subprotocol, a
- * permessage-deflate frame) are built there lazily, once per broadcast, by the first shard
- * that needs one, shared by all shards through their reference counts and freed with the
- * broadcast. */
+ * shard. A pass asks for the frame of the kind each connection was upgraded for
+ * (wsp_bcast_frame). The other kinds (the {"ch":..,"seq":..,"data":..} frame for clients of
+ * the wspush.v1 subprotocol, a permessage-deflate frame) are built lazily, once per
+ * broadcast, by the first shard that needs one, shared by all shards through their reference
+ * counts and freed with the broadcast. */
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "framed.h"
 #include "msg.h"
 
 typedef struct wsp_bcast_s wsp_bcast_t;
 
 /* Frame kinds: what a connection receives (see above). The kind is two bits of the
  * connection (server/conn.c, wsp_conn_s.xf): bit 0 the wspush.v1 framing (issue #17), bit 1
- * permessage-deflate (issue #19). Only PLAIN exists until those land. */
+ * permessage-deflate (issue #19). Which kind a connection gets for one broadcast, and the
+ * builders of the compressed kinds, are server/pick.c's. */
 enum {
     WSP_BCAST_PLAIN = 0,
     WSP_BCAST_FRAMED = 1,         /* {"ch":..,"seq":..,"data":..} */
@@ -80,6 +81,10 @@ wsp_msg_t *wsp_bcast_frame_build(wsp_bcast_t *b, unsigned kind, wsp_bcast_build_
  * held. Any thread holding b. */
 const uint8_t *wsp_bcast_payload(const wsp_bcast_t *b, size_t *len);
 
+/* The payload of m, one complete unmasked server frame (any kind's), and its length in *len.
+ * Valid while m is held. Pure; any thread holding m. */
+const uint8_t *wsp_bcast_frame_payload(const wsp_msg_t *m, size_t *len);
+
 /* The channel b is for, or NULL for the default channel; *len gets its length. Any thread
  * holding b. */
 const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len);
@@ -87,6 +92,43 @@ const char *wsp_bcast_channel(const wsp_bcast_t *b, size_t *len);
 /* b's sequence number, as the publisher (server/publisher.c) assigned it. Any thread holding
  * b. */
 uint64_t wsp_bcast_seq(const wsp_bcast_t *b);
+
+/* Makes b a message for one user (issue #16) instead of a channel: every shard writes it to
+ * the connections whose token's sub hashes to uid (server/auth.h), and the coordinator hands
+ * tag back to the publisher when reaping it (the delivery report of POST /publish?user=).
+ * Coordinator thread, before posting b. */
+void wsp_bcast_set_user(wsp_bcast_t *b, uint64_t uid, uint64_t tag);
+
+/* 1 when b is for one user (its uid and tag in *uid, *tag; either may be NULL), else 0. Any
+ * thread holding b. */
+int wsp_bcast_user(const wsp_bcast_t *b, uint64_t *uid, uint64_t *tag);
+
+/* Where a broadcast stands in its channel (issue #17), set by the coordinator before it
+ * posts b. */
+typedef struct wsp_bcast_pos_s {
+    uint64_t seq;      /* the channel's sequence number; 0 = none ("seq":null, not recorded) */
+    uint64_t g;        /* its number in the process's broadcast order (wsp_chan_pos_note()) */
+    uint32_t gen;      /* the Redis link generation it arrived in (0 without Redis) */
+    uint8_t silent;    /* only says that the epoch changed: no connection gets it */
+    uint8_t epoch_len; /* 0: says nothing about the epoch */
+    char epoch[WSP_FRAMED_EPOCH_MAX + 1];
+} wsp_bcast_pos_t;
+
+/* Sets b's place (a copy of *pos). Coordinator thread, before posting b. */
+void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos);
+
+/* b's place in its channel. Any thread holding b. */
+const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b);
+
+/* Builds b's WSP_BCAST_FRAMED frame ({"ch":..,"seq":..,"data":..}) from its payload, channel
+ * and position (ctx unused): the wsp_bcast_build_fn of that kind, for
+ * wsp_bcast_frame_build() and server/pick.c. NULL when out of memory. Any thread. */
+wsp_msg_t *wsp_bcast_build_framed(const wsp_bcast_t *b, void *ctx);
+
+/* The WSP_BCAST_FRAMED frame of b ({"ch":..,"seq":..,"data":..}, server/framed.h), built on
+ * first use as wsp_bcast_frame_build() does; NULL when out of memory. Shard thread, between
+ * popping b and wsp_bcast_done(b). */
+wsp_msg_t *wsp_bcast_framed(wsp_bcast_t *b);
 
 /* Reports one shard's pass over b and gives up that shard's hold on b; the last shard wakes
  * the coordinator. b may be freed as soon as this returns. Shard thread, once per b. */

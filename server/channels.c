@@ -54,36 +54,43 @@ static int chanlist_parse(wsp_chanlist_t *l, const char *v, size_t len)
     return 0;
 }
 
-int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out)
+int wsp_channels_query_param(const char *q, size_t n, const char *key, const char **v, size_t *vlen)
 {
-    static const char key[] = "channels";
-    const size_t klen = sizeof key - 1;
-    wsp_chanlist_t l = {.n = 0};
-    int seen = 0;
+    size_t klen = strlen(key);
+    int count = 0;
     size_t start = 0;
-    if (query == NULL) { /* no '?': NULL + 0 below would be undefined */
-        query = "";
-        len = 0;
-    }
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && query[i] != '&')
+    if (q == NULL) /* no '?': q + 0 below would be undefined on NULL */
+        return 0;
+    for (size_t i = 0; i <= n && count < 2; i++) {
+        if (i < n && q[i] != '&')
             continue;
-        const char *p = query + start;
+        const char *p = q + start;
         size_t plen = i - start;
         start = i + 1;
         if (plen < klen || memcmp(p, key, klen) != 0 || (plen > klen && p[klen] != '='))
             continue; /* another parameter: not ours to judge */
-        /* Refused rather than merged: two lists usually mean a client concatenating URLs. */
-        if (seen)
-            return -EINVAL;
-        seen = 1;
-        if (plen == klen)
-            return -EINVAL; /* "channels" without '=': an empty list */
-        int rv = chanlist_parse(&l, p + klen + 1, plen - klen - 1);
+        if (count++ == 0) {
+            *v = p + (plen > klen ? klen + 1 : klen);
+            *vlen = plen > klen ? plen - klen - 1 : 0;
+        }
+    }
+    return count;
+}
+
+int wsp_channels_parse_query(const char *query, size_t len, wsp_chanlist_t *out)
+{
+    wsp_chanlist_t l = {.n = 0};
+    const char *v;
+    size_t vlen;
+    int seen = wsp_channels_query_param(query, len, "channels", &v, &vlen);
+    /* Refused rather than merged: two lists usually mean a client concatenating URLs. */
+    if (seen > 1)
+        return -EINVAL;
+    if (seen) {
+        int rv = chanlist_parse(&l, v, vlen); /* an empty value is an empty item: refused */
         if (rv < 0)
             return rv;
-    }
-    if (!seen) {
+    } else {
         l.n = 1;
         l.v[0].name = WSP_CHANNEL_DEFAULT;
         l.v[0].len = sizeof WSP_CHANNEL_DEFAULT - 1;

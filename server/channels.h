@@ -25,6 +25,12 @@ typedef struct wsp_chanlist_s {
 /* 1 when name[0..len) is a valid channel name ([A-Za-z0-9_.:-]{1,64}). Pure; any thread. */
 int wsp_channel_valid(const char *name, size_t len);
 
+/* Finds parameter key in the query q[0..n) (without '?'; NULL/0 = none), matching "key=..." or
+ * a bare "key". Returns how often it occurs (0, 1, or 2 for "more than once") and sets *v,
+ * *vlen to the first one's raw value (empty for "key" and "key="). Pure; any thread. */
+int wsp_channels_query_param(const char *q, size_t n, const char *key, const char **v,
+                             size_t *vlen);
+
 /* Parses a request's query string (without '?'; NULL/0 = none) into out. The parameter
  * `channels` holds a comma-separated list of 1..WSP_CHANNELS_MAX valid names; duplicates are
  * merged; other parameters are ignored; no `channels` parameter gives the default channel.

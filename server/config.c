@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "jwt.h"
 #include "log.h"
 
 void wsp_config_usage(FILE *f)
@@ -42,14 +43,44 @@ void wsp_config_usage(FILE *f)
             "  --drain-seconds SECONDS  on SIGTERM, spread close 1001 over this long; default 10\n"
             "  --io-uring auto|on|off   broadcast with batched io_uring sends; auto falls back\n"
             "                           to one send per connection where io_uring is\n"
-            "                           unavailable, on refuses to start; default auto\n"
+            "                           unavailable, on refuses to start; default auto\n");
+    /* Two strings: C99 promises only 4095 bytes of one literal. */
+    fprintf(f,
+            "  --sndbuf BYTES           kernel send buffer of every connection (SO_SNDBUF,\n"
+            "                           doubled by the kernel); 0 = autotuning; default 65536\n"
+            "  --tcp-user-timeout SEC   a peer that leaves sent data unacknowledged (or its\n"
+            "                           window closed) this long is dropped; also keepalive's\n"
+            "                           give-up time; 0 = off; default: keepalive's own\n"
+            "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
+            "  --auth-jwt-alg ALG       require a JWT at the upgrade, signed with ALG: HS256,\n"
+            "                           HS384, HS512, RS256, RS384, RS512, ES256 or ES384\n"
+            "  --auth-jwt-key FILE      the HS secret or the RS/ES PEM public key (re-read on\n"
+            "                           SIGHUP)\n"
+            "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
+            "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
+            "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
+            "  --history-size N         messages kept per channel for recovery (wspush.v1\n"
+            "                           clients resume with ?since=); 0 = off; default 0\n"
+            "  --history-ttl SECONDS    a message stays recoverable this long; 0 = no limit;\n"
+            "                           default 600\n"
+            "  --history-max-bytes B    memory for all history of the process; default 67108864\n"
+            "  --tls-cert FILE          PEM certificate (chain allowed): the WebSocket port\n"
+            "                           speaks TLS only (wss://); needs --tls-key\n"
+            "  --tls-key FILE           PEM private key of --tls-cert; SIGHUP reloads both\n"
+            "  --tls-max-handshakes N   TLS handshakes in progress per process; at N, new\n"
+            "                           connections wait in the listen backlog; default 1024\n"
+            "  --tls-ktls auto|off      kernel TLS for sending where the kernel has it;\n"
+            "                           default auto\n"
+            "  --deflate on|off         permessage-deflate with clients that offer it: each\n"
+            "                           broadcast compressed once; default on\n"
+            "  --deflate-min-bytes N    payloads under N bytes go uncompressed; default 256\n"
             "  --upgrade-timeout SEC    SIGUSR2 (live upgrade): how long the new binary may\n"
             "                           take to be ready before this one keeps serving;\n"
             "                           default 10\n"
             "  --help, --version\n"
-            "signals: SIGUSR1 broadcasts now; SIGUSR2 hands every connection to the binary at\n"
-            "this one's path, started again; SIGINT/SIGTERM close every connection with 1001\n"
-            "and exit 0.\n");
+            "signals: SIGUSR1 broadcasts now; SIGHUP re-reads the --auth-jwt-key file and the\n"
+            "TLS certificate and key; SIGUSR2 hands every connection to the binary at this one's\n"
+            "path, started again; SIGINT/SIGTERM close every connection with 1001 and exit 0.\n");
 }
 
 static int config_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -181,6 +212,72 @@ int wsp_config_parse_hostport(const char *s, char *host, size_t hostcap, int *po
     return 0;
 }
 
+unsigned wsp_config_keepalive_giveup(unsigned keepalive)
+{
+    if (keepalive == 0)
+        return WSP_CONFIG_USER_TIMEOUT_DEFAULT;
+    return keepalive + 4 * (keepalive < 30 ? keepalive : 30);
+}
+
+/* Copies s into out[0..cap) for option name; -EINVAL (with err) when empty or too long. */
+static int config_str(char *out, size_t cap, const char *name, const char *s, char *err,
+                      size_t errlen)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap)
+        return config_fail(err, errlen, "%s wants 1..%zu bytes", name, cap - 1);
+    memcpy(out, s, n + 1);
+    return 0;
+}
+
+/* One token auth option (issue #16); opt is its place among them: 0 alg, 1 key, 2 aud, 3 iss,
+ * 4 leeway. Only the algorithm and the leeway are echoed in errors. */
+static int config_auth(wsp_config_t *cfg, int opt, const char *v, char *err, size_t errlen)
+{
+    uint64_t n;
+    switch (opt) {
+    case 0: { /* --auth-jwt-alg */
+        int alg = wsp_jwt_alg_parse(v);
+        if (alg < 0)
+            return config_fail(err, errlen,
+                               "--auth-jwt-alg wants HS256, HS384, HS512, RS256, RS384, RS512, "
+                               "ES256 or ES384, got '%s'",
+                               v);
+        cfg->auth_jwt_alg = alg;
+        return 0;
+    }
+    case 1:
+        return config_str(cfg->auth_jwt_key, sizeof(cfg->auth_jwt_key), "--auth-jwt-key", v, err,
+                          errlen);
+    case 2:
+        return config_str(cfg->auth_jwt_aud, sizeof(cfg->auth_jwt_aud), "--auth-jwt-aud", v, err,
+                          errlen);
+    case 3:
+        return config_str(cfg->auth_jwt_iss, sizeof(cfg->auth_jwt_iss), "--auth-jwt-iss", v, err,
+                          errlen);
+    default:
+        if (config_num(v, 0, WSP_JWT_LEEWAY_MAX, &n) != 0)
+            return config_fail(err, errlen, "--auth-leeway wants 0..%d seconds, got '%s'",
+                               WSP_JWT_LEEWAY_MAX, v);
+        cfg->auth_leeway = (unsigned)n;
+        return 0;
+    }
+}
+
+/* The auth options come together: an algorithm needs a key file and the other way round, and
+ * aud and iss mean nothing without them (a leeway alone is harmless: it has a default). */
+static int config_auth_check(const wsp_config_t *cfg, char *err, size_t errlen)
+{
+    int any = cfg->auth_jwt_key[0] || cfg->auth_jwt_aud[0] || cfg->auth_jwt_iss[0];
+    if (cfg->auth_jwt_alg && !cfg->auth_jwt_key[0])
+        return config_fail(err, errlen, "--auth-jwt-alg needs --auth-jwt-key FILE");
+    if (!cfg->auth_jwt_alg && any)
+        return config_fail(err, errlen,
+                           "--auth-jwt-key, --auth-jwt-aud and --auth-jwt-iss "
+                           "need --auth-jwt-alg");
+    return 0;
+}
+
 int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     enum {
@@ -206,6 +303,29 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         OPT_PING_INTERVAL,
         OPT_DRAIN_SECONDS,
         OPT_IO_URING,
+        /* #20 reliability */
+        OPT_SNDBUF,
+        OPT_TCP_USER_TIMEOUT,
+        /* issue #16: token auth */
+        OPT_AUTH_JWT_ALG,
+        OPT_AUTH_JWT_KEY,
+        OPT_AUTH_JWT_AUD,
+        OPT_AUTH_JWT_ISS,
+        OPT_AUTH_LEEWAY,
+        /* issue #17 */
+        OPT_HISTORY_SIZE,
+        OPT_HISTORY_TTL,
+        OPT_HISTORY_MAX_BYTES,
+        OPT_WORKER_EPOCH,
+        OPT_WORKER_RESTART,
+        /* TLS (issue #18) */
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_TLS_MAX_HANDSHAKES,
+        OPT_TLS_KTLS,
+        /* permessage-deflate (issue #19) */
+        OPT_DEFLATE,
+        OPT_DEFLATE_MIN_BYTES,
         OPT_UPGRADE_TIMEOUT, /* #20 */
     };
     static const struct option opts[] = {
@@ -229,6 +349,24 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS},
         {"io-uring", required_argument, NULL, OPT_IO_URING},
+        {"sndbuf", required_argument, NULL, OPT_SNDBUF},
+        {"tcp-user-timeout", required_argument, NULL, OPT_TCP_USER_TIMEOUT},
+        {"auth-jwt-alg", required_argument, NULL, OPT_AUTH_JWT_ALG},
+        {"auth-jwt-key", required_argument, NULL, OPT_AUTH_JWT_KEY},
+        {"auth-jwt-aud", required_argument, NULL, OPT_AUTH_JWT_AUD},
+        {"auth-jwt-iss", required_argument, NULL, OPT_AUTH_JWT_ISS},
+        {"auth-leeway", required_argument, NULL, OPT_AUTH_LEEWAY},
+        {"history-size", required_argument, NULL, OPT_HISTORY_SIZE},
+        {"history-ttl", required_argument, NULL, OPT_HISTORY_TTL},
+        {"history-max-bytes", required_argument, NULL, OPT_HISTORY_MAX_BYTES},
+        {"worker-epoch", required_argument, NULL, OPT_WORKER_EPOCH}, /* internal: --procs */
+        {"worker-restart", no_argument, NULL, OPT_WORKER_RESTART},   /* internal: --procs */
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-max-handshakes", required_argument, NULL, OPT_TLS_MAX_HANDSHAKES},
+        {"tls-ktls", required_argument, NULL, OPT_TLS_KTLS},
+        {"deflate", required_argument, NULL, OPT_DEFLATE},
+        {"deflate-min-bytes", required_argument, NULL, OPT_DEFLATE_MIN_BYTES},
         {"upgrade-timeout", required_argument, NULL, OPT_UPGRADE_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -253,6 +391,14 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->admin_port = 8081;
     cfg->tcp_keepalive = 120;
     cfg->drain_seconds = 10;
+    cfg->sndbuf = WSP_CONFIG_SNDBUF_DEFAULT;
+    int user_timeout_set = 0;
+    cfg->auth_leeway = 5;
+    cfg->history_ttl = 600;
+    cfg->history_max_bytes = 64u << 20;
+    cfg->tls_max_handshakes = 1024;
+    cfg->deflate = 1;
+    cfg->deflate_min_bytes = WSP_CONFIG_DEFLATE_MIN_BYTES;
     cfg->upgrade_timeout = 10;
 
     optind = 1; /* parse may run more than once in a process (tests) */
@@ -393,6 +539,90 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
                                    optarg);
             cfg->upgrade_timeout = (unsigned)v;
             break;
+        case OPT_SNDBUF:
+            if (config_num(optarg, 0, WSP_CONFIG_SNDBUF_MAX, &v) != 0 || (v > 0 && v < 4096))
+                return config_fail(err, errlen, "--sndbuf wants 0 or 4096..%u bytes, got '%s'",
+                                   WSP_CONFIG_SNDBUF_MAX, optarg);
+            cfg->sndbuf = (uint32_t)v;
+            break;
+        case OPT_TCP_USER_TIMEOUT:
+            if (config_num(optarg, 0, 86400, &v) != 0)
+                return config_fail(err, errlen,
+                                   "--tcp-user-timeout wants 0..86400 seconds, got '%s'", optarg);
+            cfg->tcp_user_timeout = (unsigned)v;
+            user_timeout_set = 1;
+            break;
+        case OPT_AUTH_JWT_ALG:
+        case OPT_AUTH_JWT_KEY:
+        case OPT_AUTH_JWT_AUD:
+        case OPT_AUTH_JWT_ISS:
+        case OPT_AUTH_LEEWAY:
+            if (config_auth(cfg, c - OPT_AUTH_JWT_ALG, optarg, err, errlen) < 0)
+                return -EINVAL;
+            break;
+        case OPT_HISTORY_SIZE:
+            if (config_num(optarg, 0, 1000000, &v) != 0)
+                return config_fail(err, errlen, "--history-size wants 0..1000000, got '%s'",
+                                   optarg);
+            cfg->history_size = (uint32_t)v;
+            break;
+        case OPT_HISTORY_TTL:
+            if (config_num(optarg, 0, 30 * 86400, &v) != 0)
+                return config_fail(err, errlen, "--history-ttl wants 0..2592000 seconds, got '%s'",
+                                   optarg);
+            cfg->history_ttl = (unsigned)v;
+            break;
+        case OPT_HISTORY_MAX_BYTES:
+            if (config_num(optarg, 65536, 1ull << 40, &v) != 0)
+                return config_fail(err, errlen,
+                                   "--history-max-bytes wants 65536..%llu bytes, got '%s'",
+                                   1ull << 40, optarg);
+            cfg->history_max_bytes = v;
+            break;
+        case OPT_WORKER_EPOCH: {
+            size_t n = strlen(optarg);
+            if (n == 0 || n > WSP_CONFIG_EPOCH_MAX ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789_-") != n)
+                return config_fail(err, errlen, "--worker-epoch is internal, got '%s'", optarg);
+            memcpy(cfg->epoch, optarg, n + 1);
+            break;
+        }
+        case OPT_WORKER_RESTART:
+            cfg->worker_restart = 1;
+            break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY: {
+            char *dst = c == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof(cfg->tls_cert))
+                return config_fail(err, errlen, "%s wants a file name, got '%s'",
+                                   c == OPT_TLS_CERT ? "--tls-cert" : "--tls-key", optarg);
+            strcpy(dst, optarg);
+            break;
+        }
+        case OPT_TLS_MAX_HANDSHAKES:
+            if (config_num(optarg, 1, WSP_CONFIG_MAX_TLS_HANDSHAKES, &v) != 0)
+                return config_fail(err, errlen, "--tls-max-handshakes wants 1..%d, got '%s'",
+                                   WSP_CONFIG_MAX_TLS_HANDSHAKES, optarg);
+            cfg->tls_max_handshakes = (unsigned)v;
+            break;
+        case OPT_TLS_KTLS:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "off") != 0)
+                return config_fail(err, errlen, "--tls-ktls wants auto or off, got '%s'", optarg);
+            cfg->tls_ktls = strcmp(optarg, "off") == 0 ? WSP_CONFIG_KTLS_OFF : WSP_CONFIG_KTLS_AUTO;
+            break;
+        case OPT_DEFLATE:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                return config_fail(err, errlen, "--deflate wants on or off, got '%s'", optarg);
+            cfg->deflate = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_DEFLATE_MIN_BYTES:
+            if (config_num(optarg, 0, WSP_CONFIG_DEFLATE_MIN_BYTES_MAX, &v) != 0)
+                return config_fail(err, errlen, "--deflate-min-bytes wants 0..%u, got '%s'",
+                                   WSP_CONFIG_DEFLATE_MIN_BYTES_MAX, optarg);
+            cfg->deflate_min_bytes = (uint32_t)v;
+            break;
         case OPT_HELP:
             wsp_config_usage(stdout);
             return 1;
@@ -407,5 +637,11 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     }
     if (optind < argc)
         return config_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-    return 0;
+    if (!user_timeout_set) /* keepalive gives up exactly as its own probe count would */
+        cfg->tcp_user_timeout = wsp_config_keepalive_giveup(cfg->tcp_keepalive);
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return config_fail(err, errlen, "%s needs %s",
+                           cfg->tls_cert[0] ? "--tls-cert" : "--tls-key",
+                           cfg->tls_cert[0] ? "--tls-key" : "--tls-cert");
+    return config_auth_check(cfg, err, errlen);
 }

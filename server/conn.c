@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,9 +10,14 @@
 #include "alloc.h"
 #include "chan.h"
 #include "channels.h"
+#include "conn_int.h"
+#include "framed.h"
 #include "hsbuf.h"
 #include "log.h"
+#include "net.h"
+#include "pmd.h"
 #include "table.h"
+#include "tlsconn.h"
 #include "upgrade.h"
 #include "ws.h"
 
@@ -37,6 +43,19 @@ enum {
  *   bit 6    authenticated by a token (issue #16)
  *   bit 7    free
  * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
+#define WSP_CONN_X_AUTH (1u << 6) /* its deadline and user id are in the shard's auth arrays */
+
+#define WSP_CONN_X_FRAMED 1u /* xf bit 0: wspush.v1 (WSP_BCAST_FRAMED) */
+
+/* st bit 4: a wspush.v1 connection waits to come in (server/arrival.c): it receives nothing
+ * until it has its hello (issue #17). */
+#define WSP_CONN_S_WAITING 0x10u
+
+enum {
+    /* TLS: tcp.data is a wsp_tlsconn_t (server/tlsconn.h) for the connection's whole life;
+     * what a plain connection keeps in tcp.data is in its data slot (conn_data()). */
+    WSP_CONN_X_TLS = 1u << 5,
+};
 
 #define WSP_CONN_NO_TABLE 3u
 #define WSP_CONN_DRAIN_SECONDS 5
@@ -97,14 +116,54 @@ static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c
 
 static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_shard(c)->stats; }
 
+static inline int conn_tls(const wsp_conn_t *c) { return (c->xf & WSP_CONN_X_TLS) != 0; }
+
+static inline wsp_tlsconn_t *conn_tlsx(const wsp_conn_t *c) { return c->tcp.data; }
+
+/* Where the per-state pointer (handshake buffer, wslay state, extension) lives: tcp.data, or
+ * the data slot of a TLS connection's wsp_tlsconn_t. */
+static inline void **conn_data(wsp_conn_t *c)
+{
+    return conn_tls(c) ? &conn_tlsx(c)->data : &c->tcp.data;
+}
+
+/* 1 when c's writes are sealed here (TLS without kTLS): never for a plain connection. */
+static inline int conn_seals(const wsp_conn_t *c)
+{
+    return conn_tls(c) && !(conn_tlsx(c)->flags & WSP_TLSCONN_F_KTLS);
+}
+
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
+wsp_shard_conn_t *wsp__conn_shard(const wsp_conn_t *c) { return conn_shard(c); }
+
+wsp_tlsconn_t *wsp__conn_tlsx(const wsp_conn_t *c) { return conn_tls(c) ? conn_tlsx(c) : NULL; }
+
+size_t wsp__conn_queued(const wsp_conn_t *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+int wsp__conn_reserved(const wsp_conn_t *c) { return (c->flags & WSP_CONN_F_RESERVED) != 0; }
+
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
+
+unsigned wsp_conn_kind(const wsp_conn_t *c) { return c->xf & 3u; }
+
+/* A waiting connection that goes (closes, drains) never comes in: its shard forgets it. */
+static void conn_forget_resume(wsp_conn_t *c)
+{
+    if (!(c->st & WSP_CONN_S_WAITING))
+        return;
+    c->st &= (uint8_t)~WSP_CONN_S_WAITING;
+    conn_shard(c)->gone(conn_shard(c), c);
+}
+unsigned wsp_conn_xf(const wsp_conn_t *c) { return c->xf; }
 
 /* Records c's new slot in channel ch after another connection left it. */
 static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 {
-    wsp_connext_t *x = c->tcp.data;
+    wsp_connext_t *x = *conn_data(c);
     for (unsigned i = 0; i < x->n; i++)
         if (x->sub[i].ch == ch)
             x->sub[i].idx = idx;
@@ -114,8 +173,8 @@ static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 static wsp_ws_t **conn_ws_slot(wsp_conn_t *c)
 {
     if (c->flags & WSP_CONN_F_EXT)
-        return &((wsp_connext_t *)c->tcp.data)->ws;
-    return (wsp_ws_t **)&c->tcp.data;
+        return &((wsp_connext_t *)*conn_data(c))->ws;
+    return (wsp_ws_t **)conn_data(c);
 }
 
 int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick)
@@ -132,7 +191,7 @@ static void conn_unsubscribe_all(wsp_conn_t *c)
 {
     if (!(c->flags & WSP_CONN_F_EXT))
         return;
-    wsp_connext_t *x = c->tcp.data;
+    wsp_connext_t *x = *conn_data(c);
     while (x->n > 0) {
         x->n--;
         wsp_chan_t *ch = x->sub[x->n].ch;
@@ -147,7 +206,11 @@ static void conn_unsubscribe_all(wsp_conn_t *c)
 static void conn_untrack(wsp_conn_t *c)
 {
     unsigned t = conn_table(c);
-    wsp_conn_t *moved = wsp_table_remove(&conn_shard(c)->table[t], c->idx);
+    wsp_shard_conn_t *sc = conn_shard(c);
+    /* The auth arrays are parallel to OPEN: the same swap-removal moves the same entry. */
+    if (t == WSP_SHARD_T_OPEN && (c->xf & WSP_CONN_X_AUTH))
+        wsp_authidx_remove(&sc->auth->idx, c->idx);
+    wsp_conn_t *moved = wsp_table_remove(&sc->table[t], c->idx);
     if (moved)
         moved->idx = c->idx;
     conn_set_table(c, WSP_CONN_NO_TABLE);
@@ -198,19 +261,22 @@ static void on_conn_close(uv_handle_t *h)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(h, wsp_conn_t, tcp);
     wsp_shard_conn_t *sc = conn_shard(c);
+    conn_forget_resume(c);
     conn_unsubscribe_all(c);
     if (conn_table(c) != WSP_CONN_NO_TABLE)
         conn_untrack(c);
     if (c->flags & WSP_CONN_F_UPGRADED) {
         wsp_ws_free(*conn_ws_slot(c));
         if (c->flags & WSP_CONN_F_EXT)
-            free(c->tcp.data);
+            free(*conn_data(c));
     } else {
-        free(c->tcp.data);
+        free(*conn_data(c));
     }
+    int reason = c->reason ? c->reason - 1 : WSP_CLOSE_CLIENT;
+    if (conn_tls(c))
+        wsp__conn_tls_free(c, reason);
     if (c->flags & WSP_CONN_F_RESERVED)
         wsp_shard_conn_release(sc);
-    int reason = c->reason ? c->reason - 1 : WSP_CLOSE_CLIENT;
     atomic_fetch_add_explicit(&sc->stats->closed[reason], 1, memory_order_relaxed);
     free(c);
     wsp_shard_conn_freed(sc);
@@ -247,6 +313,12 @@ static void conn_linger(wsp_conn_t *c)
     if (c->flags & WSP_CONN_F_SHUTDOWN)
         return;
     c->flags |= WSP_CONN_F_SHUTDOWN;
+    /* TLS: a close_notify goes before the FIN, so the client knows nothing was cut off. */
+    size_t cn = conn_tls(c) ? wsp_tlsconn_close_notify(conn_tlsx(c), conn_shard(c)->tls) : 0;
+    if (cn > 0 && wsp__conn_write_raw(c, conn_shard(c)->tls->out, cn) < 0) {
+        wsp_conn_close(c);
+        return;
+    }
     /* Rare (closing connections only): one small allocation, freed in on_conn_shutdown. */
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (req == NULL || uv_shutdown(req, conn_stream(c), on_conn_shutdown) < 0) {
@@ -255,9 +327,9 @@ static void conn_linger(wsp_conn_t *c)
     }
 }
 
-/* Writes len bytes, copying what the socket does not take into a queued request so that
- * nothing written later can overtake it. Returns 0 or a negative errno. */
-static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
+/* Writes len bytes as they are, copying what the socket does not take into a queued request
+ * so that nothing written later can overtake it. Returns 0 or a negative errno. */
+int wsp__conn_write_raw(wsp_conn_t *c, const void *p, size_t len)
 {
     uv_stream_t *s = conn_stream(c);
     uv_buf_t b = uv_buf_init((char *)(uintptr_t)p, (unsigned)len);
@@ -280,19 +352,47 @@ static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
     return rv;
 }
 
+/* Writes len bytes of WebSocket or HTTP, sealed first on a TLS connection (whose handshake
+ * must be done: nothing goes out in the clear there). Returns 0 or a negative errno. */
+static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
+{
+    if (!conn_seals(c))
+        return wsp__conn_write_raw(c, p, len);
+    wsp_tlsconn_t *x = conn_tlsx(c);
+    const wsp_tlsconn_res_t *r = conn_shard(c)->tls;
+    if (x->state != WSP_TLSCONN_OPEN)
+        return -EPROTO;
+    ssize_t n = wsp_tlsconn_seal(x, r, p, len, r->out, WSP_TLSCONN_OUT);
+    return n < 0 ? (int)n : wsp__conn_write_raw(c, r->out, (size_t)n);
+}
+
+/* 1 (and c draining with 1008) when len more bytes would queue behind over --max-pending:
+ * the cap is on the backlog, a message may be larger than it. */
+static int conn_over_pending(wsp_conn_t *c, size_t len)
+{
+    size_t queued = uv_stream_get_write_queue_size(conn_stream(c));
+    if (queued == 0 || queued + len <= conn_shard(c)->cfg->max_pending)
+        return 0;
+    if (c->reason == 0)
+        c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
+    atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
+    wsp_conn_drain(c, 1008); /* slow consumer: best-effort close frame behind the queue */
+    return 1;
+}
+
 int wsp_conn_send(wsp_conn_t *c, wsp_msg_t *m)
 {
     uv_stream_t *s = conn_stream(c);
-    size_t queued = uv_stream_get_write_queue_size(s);
-    /* The cap is on the backlog: a message may be larger than it, but never queue behind
-     * more than --max-pending bytes. */
-    if (queued > 0 && queued + m->len > conn_shard(c)->cfg->max_pending) {
-        if (c->reason == 0)
-            c->reason = WSP_CLOSE_SLOW_CONSUMER + 1;
-        atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
-        wsp_conn_drain(c, 1008); /* slow consumer: best-effort close frame behind the queue */
-        return -ENOBUFS;
+    if (conn_seals(c)) { /* one seal per connection: its own sequence number and key */
+        wsp_tlsconn_t *x = conn_tlsx(c);
+        const wsp_tlsconn_res_t *r = conn_shard(c)->tls;
+        if (conn_over_pending(c, wsp_tlsrec_sealed_size(&x->rec, m->len)))
+            return -ENOBUFS;
+        ssize_t n = wsp_tlsconn_seal(x, r, m->bytes, m->len, r->out, WSP_TLSCONN_OUT);
+        return n < 0 ? (int)n : wsp__conn_write_raw(c, r->out, (size_t)n);
     }
+    if (conn_over_pending(c, m->len))
+        return -ENOBUFS;
     uv_buf_t b = uv_buf_init((char *)m->bytes, m->len);
     int n = uv_try_write(s, &b, 1);
     if (n == (int)b.len)
@@ -344,6 +444,7 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
             return;
         }
     }
+    conn_forget_resume(c); /* a connection that goes never comes in */
     /* Out of the OPEN table (and every channel) first: it must stop receiving broadcasts. */
     if (conn_move(c, WSP_SHARD_T_TIMED) < 0) {
         wsp_conn_close(c);
@@ -356,6 +457,13 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
     c->deadline = (uint8_t)(conn_shard(c)->tick + WSP_CONN_DRAIN_SECONDS + 1);
     if (uv_stream_get_write_queue_size(conn_stream(c)) == 0)
         conn_linger(c); /* everything is in the kernel already */
+}
+
+void wsp_conn_expire(wsp_conn_t *c)
+{
+    if (c->reason == 0)
+        c->reason = WSP_CLOSE_TOKEN_EXPIRED + 1;
+    wsp_conn_drain(c, 4001);
 }
 
 int wsp_conn_ping(wsp_conn_t *c)
@@ -376,11 +484,9 @@ int wsp_conn_ping(wsp_conn_t *c)
     return 0;
 }
 
-/* The handshake failed: answer status and close once it is written. */
-static void conn_reject(wsp_conn_t *c, int status)
+/* The handshake failed: answer status with resp[0..len) and close once it is written. */
+static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
 {
-    size_t len;
-    const char *resp = wsp_upgrade_error(status, &len);
     atomic_fetch_add_explicit(&conn_stats(c)->hs_failed[wsp_metrics_hs_index(status)], 1,
                               memory_order_relaxed);
     if (c->reason == 0)
@@ -389,11 +495,40 @@ static void conn_reject(wsp_conn_t *c, int status)
         wsp_conn_close(c);
         return;
     }
+    wsp__conn_fail(c, WSP_CLOSE_HS_FAILED);
+}
+
+void wsp__conn_fail(wsp_conn_t *c, int reason)
+{
+    if (c->reason == 0)
+        c->reason = (uint8_t)(reason + 1);
     wsp_conn_drain(c, 0);
     /* A refused client gets a second, not five, to read the answer and hang up: its socket
      * counts against the fd budget meanwhile. */
     if (conn_state(c) == WSP_CONN_DRAINING)
         c->deadline = (uint8_t)(conn_shard(c)->tick + 2);
+}
+
+static void conn_reject(wsp_conn_t *c, int status)
+{
+    size_t len;
+    const char *resp = wsp_upgrade_error(status, &len);
+    conn_refuse(c, status, resp, len);
+}
+
+void wsp__conn_reject(wsp_conn_t *c, int status) { conn_reject(c, status); }
+
+/* Token auth refused the upgrade: 401 or 403 with its reason, counted by reason. */
+static void conn_reject_auth(wsp_conn_t *c, int status, int fail)
+{
+    char resp[256];
+    int len = wsp_auth_response(status, fail, resp, sizeof(resp));
+    atomic_fetch_add_explicit(&conn_stats(c)->auth_failed[fail], 1, memory_order_relaxed);
+    if (len < 0) { /* cannot happen with these reasons: the plain answer then */
+        conn_reject(c, status);
+        return;
+    }
+    conn_refuse(c, status, resp, (size_t)len);
 }
 
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
@@ -410,6 +545,30 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
     return conn_write_copy(c, buf, len);
 }
 
+/* A complete client text message, inside the parser: a token refresh moves the deadline, an
+ * invalid one closes with 4003 (ws.c sends it); anything else is dropped. */
+static int on_conn_ws_text(void *user, const uint8_t *msg, size_t len)
+{
+    wsp_conn_t *c = user;
+    wsp_shard_conn_t *sc = conn_shard(c);
+    if (!(c->xf & WSP_CONN_X_AUTH) || conn_state(c) != WSP_CONN_OPEN)
+        return 0;
+    wsp_authidx_t *x = &sc->auth->idx;
+    uint32_t deadline;
+    int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
+    int rv = wsp_auth_refresh(sc->auth, msg, len, x->uid[c->idx], now, &deadline);
+    if (rv > 0)
+        return 0;
+    if (rv == 0) {
+        x->deadline[c->idx] = deadline;
+        atomic_fetch_add_explicit(&sc->stats->auth_refreshes, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (c->reason == 0)
+        c->reason = WSP_CLOSE_TOKEN_INVALID + 1;
+    return 4003;
+}
+
 /* Feeds client frames to the on-demand parser and acts on what it says, outside of it. */
 static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
@@ -419,10 +578,16 @@ static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
     wsp_ws_t **slot = conn_ws_slot(c);
     wsp_ws_t *ws = *slot;
     int code = 0;
+    wsp_shard_conn_t *sc = conn_shard(c);
+    wsp_ws_pmd_t *pmd = (c->xf & WSP_CONN_X_DEFLATE) ? &sc->pmd : NULL;
     c->flags |= WSP_CONN_F_IN_WS;
-    int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, c, &code);
+    /* Without token auth text messages are dropped unread, as they always were. */
+    wsp_ws_text_fn text = conn_shard(c)->auth ? on_conn_ws_text : NULL;
+    int rv = wsp_ws_feed(&ws, p, n, on_conn_ws_write, text, c, pmd, &code);
     c->flags &= (uint8_t)~WSP_CONN_F_IN_WS;
     *slot = ws;
+    if (pmd) /* this thread is the only writer: the running total */
+        atomic_store_explicit(&sc->stats->inflated, pmd->inflated, memory_order_relaxed);
     if (c->flags & WSP_CONN_F_CLOSE_PENDING) {
         wsp_conn_close(c);
         return;
@@ -456,9 +621,10 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
     wsp_connext_t *x = malloc(sizeof(*x) + named * sizeof(x->sub[0]));
     if (x == NULL)
         return -ENOMEM;
-    x->ws = c->tcp.data;
+    void **slot = conn_data(c);
+    x->ws = *slot;
     x->n = 0;
-    c->tcp.data = x;
+    *slot = x;
     c->flags |= WSP_CONN_F_EXT;
     for (unsigned i = 0; i < cl->n; i++) {
         if (cl->v[i].len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
@@ -473,45 +639,160 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
     return 0;
 }
 
-/* What admission grants a connection. Later: its identity (a verified token), the
- * subprotocol (wspush.v1) and the extensions (permessage-deflate) it gets. */
+/* What admission grants a connection: its channels, its identity (a verified token), the
+ * subprotocol (wspush.v1) and the extension (permessage-deflate) it gets. */
 typedef struct conn_grant_s {
-    wsp_chanlist_t channels; /* what ?channels= chose */
+    wsp_chanlist_t channels; /* what to join: ?channels=, or the token's claim */
+    int authed;              /* a token was verified: auth holds what it grants */
+    wsp_auth_grant_t auth;
+    uint8_t framed;         /* the wspush.v1 subprotocol (issue #17) */
+    wsp_resume_ask_t ask;   /* wspush.v1: its channels and ?since=&epoch= */
+    wsp_pmd_t pmd;          /* permessage-deflate as agreed (issue #19); pmd.on false: none */
+    const char *pmd_answer; /* its Sec-WebSocket-Extensions answer (static), NULL: none */
 } conn_grant_t;
+
+/* permessage-deflate (RFC 7692): the first offer we can honour, in the order of every
+ * Sec-WebSocket-Extensions line, or none; an offer we cannot honour is declined by taking the
+ * next (wsp_pmd_accept()). Returns 0 or 400 for a header that breaks RFC 6455 section 9.1's
+ * grammar, or more lines than the parser keeps. With --deflate off nothing is read: the
+ * request is treated as it was before the extension existed. */
+static int conn_admit_pmd(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
+{
+    g->pmd.on = false;
+    g->pmd_answer = NULL;
+    if (!sc->cfg->deflate || r->n_ext == 0)
+        return 0;
+    if (r->n_ext > WSP_UPGRADE_EXT_LINES)
+        return 400;
+    wsp_pmd_list_t l;
+    wsp_pmd_init(&l);
+    for (unsigned i = 0; i < r->n_ext; i++)
+        if (wsp_pmd_parse(&l, r->ext[i], r->ext_len[i]) < 0)
+            return 400;
+    g->pmd_answer = wsp_pmd_accept(&l, &g->pmd);
+    return 0;
+}
 
 /* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
  * is the single place where a check says yes, or no with an HTTP status; it only decides, and
- * records what it grants in *g. Today: the path (404) and the ?channels= list (400, before
- * the upgrade, so that the client sees why). To come here: a token (Authorization or a
- * cookie: 401), per-client limits (429), subprotocol and extension negotiation. The process's
- * connection limit (--max-conns: 503) is taken at accept, before any byte. Returns 0 or the
- * HTTP status. */
-static int conn_admit(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
+ * records what it grants in *g. Today: the path (404), the ?channels= list (400, before
+ * the upgrade, so that the client sees why), with --auth-jwt-alg the token (401; 403 for a
+ * channel its claim does not grant: server/auth.c), the wspush.v1 resume point (400) and
+ * permessage-deflate (400 for a malformed Sec-WebSocket-Extensions). To come here:
+ * per-client limits (429). The process's connection limit (--max-conns: 503) is taken at
+ * accept, before any byte. Returns 0 or the HTTP status. */
+static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
 {
     const char *path = sc->cfg->path;
+    g->authed = 0;
     if (r->path_len != strlen(path) || memcmp(r->path, path, r->path_len) != 0)
         return 404;
     if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
         return 400;
+    if (sc->auth != NULL) {
+        int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
+        int status = wsp_auth_admit(sc->auth, r, &g->channels, now, &g->auth);
+        if (status != 0)
+            return status;
+        g->channels = g->auth.channels;
+        g->authed = 1;
+    }
+    /* wspush.v1 when offered; a resume point without it, or for a channel not chosen, is a
+     * client bug worth a 400 rather than messages it cannot place. */
+    wsp_framed_resume_t rs;
+    g->framed = (r->subprotocols & WSP_UPGRADE_SP_WSPUSH_V1) != 0;
+    if (wsp_framed_parse_resume(r->query, r->query_len, &rs) < 0 || (rs.n > 0 && !g->framed))
+        return 400;
+    if (g->framed && wsp_resume_ask(&g->ask, &g->channels, &rs) < 0)
+        return 400;
+    return conn_admit_pmd(sc, r, g);
+}
+
+int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
+{
+    unsigned i = 0;
+    while (i < n) {
+        uv_buf_t b[64];
+        unsigned k = 0;
+        size_t total = 0;
+        for (; k < 64 && i + k < n; k++) {
+            b[k] = uv_buf_init((char *)m[i + k]->bytes, m[i + k]->len);
+            total += m[i + k]->len;
+        }
+        int w = uv_try_write(conn_stream(c), b, k);
+        if (w == (int)total) {
+            i += k;
+            continue;
+        }
+        if (w < 0 && w != UV_EAGAIN)
+            return w;
+        size_t done = w > 0 ? (size_t)w : 0;
+        for (; i < n; i++) { /* the socket is full: queue the rest, in order */
+            if (done >= m[i]->len) {
+                done -= m[i]->len;
+                continue;
+            }
+            int rv = wsp_conn_send_rest(c, m[i], done);
+            if (rv < 0)
+                return rv;
+            done = 0;
+        }
+    }
     return 0;
+}
+
+int wsp_conn_join(wsp_conn_t *c, const wsp_chanlist_t *cl)
+{
+    c->st &= (uint8_t)~WSP_CONN_S_WAITING;
+    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* conn_subscribe() decides it again */
+    return conn_subscribe(c, cl);
+}
+
+void wsp_conn_wait(wsp_conn_t *c)
+{
+    c->st |= WSP_CONN_S_WAITING;
+    c->flags |= WSP_CONN_F_NO_DEFAULT; /* no broadcast before its hello */
 }
 
 /* Handshake, step 3: writes the 101, moves c to OPEN and applies what was granted. Returns 0
  * or a negative errno (the caller closes c). */
 static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
 {
-    char resp[256];
-    int len = wsp_upgrade_response(r->key, r->key_len, resp, sizeof(resp));
+    char extra[160]; /* the longest permessage-deflate answer is 101 bytes */
+    extra[0] = '\0';
+    if (g->pmd_answer)
+        (void)snprintf(extra, sizeof(extra), "Sec-WebSocket-Extensions: %s\r\n", g->pmd_answer);
+    char resp[448];
+    wsp_shard_conn_t *sc = conn_shard(c);
+    int len = wsp_upgrade_response(r->key, r->key_len, g->framed ? WSP_FRAMED_PROTOCOL : NULL,
+                                   extra, resp, sizeof(resp));
     if (len < 0)
         return len;
-    int rv = conn_write_copy(c, resp, (size_t)len);
-    if (rv < 0 || (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
+    /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
+    int rv = g->authed ? wsp_authidx_reserve(&sc->auth->idx, sc->auth->idx.n + 1) : 0;
+    if (rv < 0 || (rv = conn_write_copy(c, resp, (size_t)len)) < 0 ||
+        (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
         return rv;
+    if (g->authed) { /* the same slot as OPEN's: both just appended */
+        uint32_t slot = wsp_authidx_add(&sc->auth->idx, g->auth.uid, g->auth.deadline);
+        assert(slot == c->idx);
+        (void)slot;
+        c->xf |= WSP_CONN_X_AUTH;
+    }
     c->flags |= WSP_CONN_F_UPGRADED; /* tcp.data: the on-demand wslay state (or extension) */
     conn_set_state(c, WSP_CONN_OPEN);
     wsp_shard_stats_t *st = conn_stats(c);
+    if (g->pmd.on) { /* every broadcast frame and client message follows from these bits */
+        c->xf |= WSP_CONN_X_DEFLATE | (unsigned)(g->pmd.server_max_window_bits - 8)
+                                          << WSP_CONN_X_WBITS_SHIFT;
+        atomic_fetch_add_explicit(&st->deflate_upgraded, 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&st->upgraded, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->open, 1, memory_order_relaxed);
+    if (g->framed) {
+        c->xf |= WSP_CONN_X_FRAMED; /* broadcasts in the framed form, after a hello */
+        return conn_shard(c)->arrive(conn_shard(c), c, &g->ask);
+    }
     return conn_subscribe(c, &g->channels);
 }
 
@@ -522,7 +803,7 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     wsp_shard_conn_t *sc = conn_shard(c);
     const uint8_t *req;
     size_t reqlen, taken;
-    if (wsp_hsbuf_append((wsp_hsbuf_t **)&c->tcp.data, p, n, &req, &reqlen, &taken) < 0) {
+    if (wsp_hsbuf_append((wsp_hsbuf_t **)conn_data(c), p, n, &req, &reqlen, &taken) < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return;
     }
@@ -530,7 +811,7 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     int status = 400;
     int rv = wsp_upgrade_parse(req, reqlen, &r, &status);
     if (rv == -EAGAIN) {
-        if (wsp_hsbuf_keep((wsp_hsbuf_t **)&c->tcp.data, p, n) < 0)
+        if (wsp_hsbuf_keep((wsp_hsbuf_t **)conn_data(c), p, n) < 0)
             wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return;
     }
@@ -538,13 +819,19 @@ static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     if (rv >= 0 && (status = conn_admit(sc, &r, &g)) != 0)
         rv = -EBADMSG;
     if (rv < 0) {
+        int authfail = status == 401 || status == 403; /* the reason, never the token */
         if (wsp_shard_conn_log_ok(sc))
-            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d", sc->id, status);
-        conn_reject(c, status);
+            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d%s%s", sc->id, status,
+                    authfail ? " reason=" : "",
+                    authfail ? wsp_metrics_auth_reason(g.auth.fail) : "");
+        if (authfail)
+            conn_reject_auth(c, status, g.auth.fail);
+        else
+            conn_reject(c, status);
         return;
     }
-    wsp_hsbuf_t *hb = c->tcp.data; /* ours from here: req may point into it */
-    c->tcp.data = NULL;
+    wsp_hsbuf_t *hb = *conn_data(c); /* ours from here: req may point into it */
+    *conn_data(c) = NULL;
     if (conn_upgrade(c, &r, &g) < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
     } else {
@@ -563,6 +850,21 @@ static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)wsp_shard_conn_of(h->loop)->rbuf, WSP_SHARD_RBUF);
 }
 
+/* Bytes from the peer (decrypted on a TLS connection). 1 once c takes no more. */
+int wsp__conn_input(wsp_conn_t *c, const uint8_t *p, size_t n)
+{
+    switch (conn_state(c)) {
+    case WSP_CONN_HANDSHAKE:
+        conn_handshake(c, p, n);
+        return 0;
+    case WSP_CONN_OPEN:
+        conn_feed(c, p, n);
+        return 0;
+    default:
+        return 1; /* draining or closing: discard */
+    }
+}
+
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(s, wsp_conn_t, tcp);
@@ -572,33 +874,45 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         wsp_conn_close_why(c, WSP_CLOSE_CLIENT); /* EOF or error */
         return;
     }
-    const uint8_t *p = (const uint8_t *)buf->base;
-    switch (conn_state(c)) {
-    case WSP_CONN_HANDSHAKE:
-        conn_handshake(c, p, (size_t)nread);
-        break;
-    case WSP_CONN_OPEN:
-        conn_feed(c, p, (size_t)nread);
-        break;
-    default:
-        break; /* draining or closing: discard */
-    }
+    unsigned st = conn_state(c);
+    if (st != WSP_CONN_HANDSHAKE && st != WSP_CONN_OPEN)
+        return; /* draining or closing: discard, undecrypted */
+    if (conn_tls(c))
+        wsp__conn_tls_read(c, (const uint8_t *)buf->base, (size_t)nread);
+    else
+        wsp__conn_input(c, (const uint8_t *)buf->base, (size_t)nread);
 }
 
 int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
 {
+    /* TLS: a handshake slot from here until its handshake ends; none free: not accepted. */
+    if (sc->tls && wsp_shard_conn_tls_begin(sc) < 0)
+        return -EBUSY;
     wsp_conn_t *c = malloc(sizeof(*c));
-    if (c == NULL)
+    wsp_tlsconn_t *x = sc->tls ? wsp_tlsconn_new() : NULL;
+    if (c == NULL || (sc->tls && x == NULL)) {
+        free(c);
+        free(x);
+        if (sc->tls)
+            wsp_shard_conn_tls_end(sc);
         return -ENOMEM; /* not accepted: the shard retries on its next tick */
+    }
     memset(c, 0, sizeof(*c));
     conn_set_table(c, WSP_CONN_NO_TABLE);
     conn_set_state(c, WSP_CONN_HANDSHAKE);
     int rv = uv_tcp_init(server->loop, &c->tcp);
     if (rv < 0) {
         free(c);
+        free(x);
+        if (sc->tls)
+            wsp_shard_conn_tls_end(sc);
         return -ENOMEM; /* uv_tcp_init only fails to allocate; nothing was accepted */
     }
-    c->tcp.data = NULL;
+    c->tcp.data = x;
+    if (x != NULL) { /* TLS: the slot taken above goes with the connection */
+        c->xf |= WSP_CONN_X_TLS;
+        x->flags |= WSP_TLSCONN_F_SLOT;
+    }
     wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv < 0) {
@@ -621,7 +935,8 @@ int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
         return rv;
     }
     if (wsp_shard_conn_reserve(sc) < 0) {
-        conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
+        if (!conn_tls(c))        /* TLS: answered once the handshake makes it readable */
+            conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
         return 0;
     }
     c->flags |= WSP_CONN_F_RESERVED;
@@ -656,8 +971,14 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
     uv_os_fd_t ofd;
     if ((s != WSP_CONN_OPEN && s != WSP_CONN_HANDSHAKE) || uv_fileno((uv_handle_t *)&c->tcp, &ofd))
         return -EALREADY;
+    /* Not carried yet (docs/OPERATIONS.md, "Live upgrade"): a TLS connection's record state
+     * and a token's deadline and user id (the shard's auth arrays). */
+    if (conn_tls(c) || (c->xf & WSP_CONN_X_AUTH))
+        return -ENOTSUP;
     if ((c->flags & WSP_CONN_F_UPGRADED) && *conn_ws_slot(c) != NULL)
         return -EAGAIN; /* part of a client frame sits in wslay: wait until it is whole */
+    if (c->st & WSP_CONN_S_WAITING)
+        return -EAGAIN; /* a wspush.v1 connection coming in: wait until it has joined */
     memset(h, 0, sizeof(*h));
     h->state = s == WSP_CONN_OPEN ? WSP_HO_ST_OPEN : WSP_HO_ST_HANDSHAKE;
     h->xf = (uint8_t)c->xf;
@@ -670,7 +991,7 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
     h->pending = scratch;
     h->pending_len = (uint32_t)n;
     if (s == WSP_CONN_HANDSHAKE) {
-        wsp_hsbuf_t *hb = c->tcp.data;
+        wsp_hsbuf_t *hb = *conn_data(c);
         h->ttl = (uint8_t)(c->deadline - conn_shard(c)->tick);
         if (hb) {
             h->hs = hb->data;

@@ -13,8 +13,11 @@
 #include <uv.h>
 
 #include "alloc.h"
+#include "auth.h"
 #include "bcast.h"
+#include "chan.h"
 #include "channels.h"
+#include "fetch.h"
 #include "link.h"
 #include "liveup.h"
 #include "log.h"
@@ -42,13 +45,22 @@ typedef struct wsp_coord_s {
     int stopping;
     wsp_bcast_t *inflight;
     wsp_limits_t lim;
+    wsp_tlsterm_t *tls; /* TLS (issue #18): main()'s; NULL for plain ws:// */
     wsp_pub_t *pub;
-    wsp_link_t sup; /* to the supervisor, in a supervised worker */
+    wsp_auth_t *auth; /* token auth (issue #16); NULL without --auth-jwt-alg */
+    wsp_link_t sup;   /* to the supervisor, in a supervised worker */
     int sup_open;
     wsp_proc_stats_t *stats; /* this process's counters: own memory, or the supervisor's */
     int stats_mapped;
     size_t stats_map_len;
     void *stats_map;
+    /* issue #17: history, positions and Redis fetches, shared with the shards */
+    wsp_chan_hist_t hist;
+    wsp_chan_pos_t pos;
+    int pos_init;
+    wsp_resume_queue_t fetchq; /* shards -> coordinator (Redis only) */
+    uv_async_t fetch_wake;
+    int fetch_init;
     wsp_liveup_t up; /* live upgrade (issue #20) */
 } wsp_coord_t;
 
@@ -60,6 +72,15 @@ static void on_coord_reaped(void *user, const wsp_bcast_t *b, const wsp_bcast_re
     wsp_coord_t *co = user;
     size_t clen;
     const char *chan = wsp_bcast_channel(b, &clen);
+    uint64_t tag;
+    if (wsp_bcast_user(b, NULL, &tag)) { /* a user's message: its delivery report */
+        WSP_LOG(WSP_LOG_INFO,
+                "event=user_message tag=%" PRIx64 " shards=%u written=%" PRIu64 " failed=%" PRIu64
+                " total_ms=%.3f",
+                tag, r->shards, r->written, r->failed, (double)r->ns / 1e6);
+        wsp_pub_user_reached(co->pub, tag, r->written);
+        return;
+    }
     wsp_metrics_bcast_observe(co->stats, r->ns);
     WSP_LOG(WSP_LOG_INFO,
             "event=broadcast seq=%" PRIu64 " channel=%s shards=%u written=%" PRIu64
@@ -72,13 +93,51 @@ static void coord_reap(wsp_coord_t *co) { wsp_bcast_reap(&co->inflight, on_coord
 
 static void on_coord_done(uv_async_t *a) { coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done)); }
 
+/* Numbers b in the process's order and records its channel's position (issue #17). */
+static void coord_place(wsp_coord_t *co, wsp_bcast_t *b, const char *chan, size_t chan_len,
+                        const wsp_pub_chseq_t *cs, int silent)
+{
+    wsp_bcast_pos_t bp = {.seq = cs->seq, .silent = (uint8_t)silent};
+    if (cs->epoch_len > 0 && cs->epoch_len <= WSP_FRAMED_EPOCH_MAX) {
+        memcpy(bp.epoch, cs->epoch, cs->epoch_len);
+        bp.epoch_len = (uint8_t)cs->epoch_len;
+    } else {
+        bp.seq = 0; /* a number without its epoch means nothing */
+    }
+    bp.gen = atomic_load_explicit(&co->pos.gen, memory_order_relaxed);
+    if (chan == NULL) {
+        chan = WSP_CHANNEL_DEFAULT;
+        chan_len = sizeof(WSP_CHANNEL_DEFAULT) - 1;
+    }
+    bp.g = wsp_chan_pos_note(&co->pos, chan, chan_len, bp.seq, bp.epoch, bp.epoch_len, bp.gen);
+    wsp_bcast_set_pos(b, &bp);
+}
+
+/* Hands b to every shard (a full ring skips that shard). */
+static void coord_post(wsp_coord_t *co, wsp_bcast_t *b)
+{
+    wsp_bcast_track(&co->inflight, b);
+    unsigned skipped = 0;
+    for (unsigned i = 0; i < co->nshards; i++) {
+        int rv = wsp_shard_post(co->shards[i], b);
+        if (rv < 0) {
+            /* The shard is 64 broadcasts behind: it would only fall further behind. */
+            WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
+                    wsp_bcast_seq(b), i, uv_err_name(rv));
+            skipped++;
+        }
+    }
+    if (wsp_bcast_cancel(b, skipped))
+        coord_reap(co);
+}
+
 /* The publisher's deliver: one broadcast, encoded once, to every shard of this process. */
 static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                            size_t len, uint64_t seq, const char *reason)
+                            size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     wsp_coord_t *co = user;
     /* A live upgrade keeps it for the new process (issue #20). */
-    int rv = wsp_liveup_deliver(&co->up, chan, chan_len, payload, len, seq, reason);
+    int rv = wsp_liveup_deliver(&co->up, chan, chan_len, payload, len, seq, cs, reason);
     if (rv != 0)
         return rv < 0 ? rv : 0;
     wsp_bcast_t *b;
@@ -87,23 +146,101 @@ static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const
         WSP_LOG(WSP_LOG_ERROR, "event=broadcast_skipped reason=%s error=ENOMEM", reason);
     if (rv < 0)
         return rv;
-    wsp_bcast_track(&co->inflight, b);
+    coord_place(co, b, chan, chan_len, cs, 0);
     atomic_fetch_add_explicit(&co->stats->publishes, 1, memory_order_relaxed);
-    WSP_LOG(WSP_LOG_DEBUG, "event=broadcast_start seq=%" PRIu64 " reason=%s bytes=%zu", seq, reason,
-            len);
-    unsigned skipped = 0;
-    for (unsigned i = 0; i < co->nshards; i++) {
-        rv = wsp_shard_post(co->shards[i], b);
-        if (rv < 0) {
-            /* The shard is 64 broadcasts behind: it would only fall further behind. */
-            WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
-                    seq, i, uv_err_name(rv));
-            skipped++;
-        }
-    }
-    if (wsp_bcast_cancel(b, skipped))
-        coord_reap(co);
+    WSP_LOG(WSP_LOG_DEBUG,
+            "event=broadcast_start seq=%" PRIu64 " chseq=%" PRIu64 " reason=%s bytes=%zu", seq,
+            cs->seq, reason, len);
+    coord_post(co, b);
     return 0;
+}
+
+/* The publisher's deliver_user (issue #16): the message, encoded once, to every shard, each
+ * of which writes it to that user's connections; the reap reports back with tag. One report
+ * (this process's). Without token auth nobody is a user: the shards find no one. */
+static int on_coord_deliver_user(void *user, const char *sub, size_t sub_len,
+                                 const uint8_t *payload, size_t len, uint64_t tag)
+{
+    wsp_coord_t *co = user;
+    /* Stopping, the shards are going away; handing over (issue #20), connections move: the
+     * caller reports 0 (a user message is not queued for the new process). */
+    if (co->stopping || wsp_liveup_busy(&co->up))
+        return -EAGAIN;
+    wsp_bcast_t *b;
+    int rv = wsp_bcast_new(&b, NULL, 0, payload, len, 0, co->nshards, &co->done);
+    if (rv < 0)
+        return rv;
+    wsp_bcast_set_user(b, co->auth ? wsp_auth_uid(co->auth, sub, sub_len) : 0, tag);
+    coord_post(co, b);
+    return 1;
+}
+
+static unsigned on_coord_redis_reporters(void *user)
+{
+    (void)user;
+    return 1; /* this process: its subscriber delivers and reports */
+}
+
+/* SIGHUP: the key file again (the shards take it on their next handshake or tick). */
+static void on_coord_reload(void *arg)
+{
+    wsp_coord_t *co = arg;
+    if (co->auth)
+        (void)wsp_auth_reload(co->auth); /* a failure keeps the old key and is logged */
+}
+
+/* --- recoveries under --redis (issue #17) --- */
+
+static wsp_redis_t *on_fetch_redis(void *user)
+{
+    wsp_coord_t *co = user;
+    return co->stopping ? NULL : wsp_pub_redis(co->pub);
+}
+
+/* Redis is in another epoch than the one the shards last heard of: a silent broadcast tells
+ * them, in order, before the fetch's answer. */
+static void on_fetch_epoch(void *user, const char *epoch, size_t epoch_len)
+{
+    wsp_coord_t *co = user;
+    wsp_bcast_t *b;
+    if (co->stopping || wsp_bcast_new(&b, NULL, 0, NULL, 0, 0, co->nshards, &co->done) < 0)
+        return; /* the answer then finds the shard in another epoch: not recovered */
+    wsp_pub_chseq_t cs = {0, epoch, epoch_len};
+    coord_place(co, b, NULL, 0, &cs, 1);
+    WSP_LOG(WSP_LOG_INFO, "event=epoch_changed epoch=%.*s source=fetch", (int)epoch_len, epoch);
+    coord_post(co, b);
+}
+
+static void on_fetch_done(void *user, wsp_resume_t *r)
+{
+    wsp_coord_t *co = user;
+    if (co->joined == 0) /* else the shard has ended: it frees r with its pending list */
+        wsp_shard_post_resume(co->shards[r->shard], r);
+}
+
+static const wsp_fetch_ops_t coord_fetch_ops = {
+    .redis = on_fetch_redis,
+    .epoch = on_fetch_epoch,
+    .done = on_fetch_done,
+};
+
+static void on_coord_fetch(uv_async_t *a)
+{
+    wsp_coord_t *co = WSP_CONTAINER_OF(a, wsp_coord_t, fetch_wake);
+    wsp_resume_t *r = wsp_resume_queue_take(&co->fetchq);
+    while (r) {
+        wsp_resume_t *next = r->qnext; /* r goes back to its shard, maybe at once */
+        wsp_fetch_run(r, co->cfg, &co->pos, &coord_fetch_ops, co);
+        r = next;
+    }
+}
+
+/* The Redis subscription went up or down: positions learnt before are stale from now on. */
+static void on_coord_link(void *user, int up)
+{
+    wsp_coord_t *co = user;
+    unsigned gen = atomic_fetch_add_explicit(&co->pos.gen, 1, memory_order_acq_rel) + 1;
+    WSP_LOG(WSP_LOG_INFO, "event=redis_link_generation gen=%u up=%d", gen, up);
 }
 
 /* --- the supervisor, in a supervised worker --- */
@@ -150,6 +287,18 @@ static void coord_upgrade_offer(wsp_coord_t *co, uint32_t peer)
     wsp_liveup_offer(&co->up, fd, peer);
 }
 
+/* A worker's delivery report of a user message, to the supervisor that waits for it. */
+static void on_coord_reached(void *user, uint64_t tag, uint64_t conns)
+{
+    wsp_coord_t *co = user;
+    uint8_t p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(conns >> (8 * i));
+    int rv = co->sup_open ? wsp_link_send(&co->sup, WSP_IPC_REACHED, tag, p, sizeof(p)) : 0;
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=supervisor_write_failed error=%s", uv_err_name(rv));
+}
+
 static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
                                 uint32_t len)
 {
@@ -162,15 +311,26 @@ static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const ui
         coord_upgrade_offer(co, (uint32_t)seq);
         return;
     }
+    if (type == WSP_IPC_USER) {
+        if (wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) < 0 ||
+            chan_len == 0) {
+            WSP_LOG(WSP_LOG_ERROR, "event=supervisor_protocol_error reason=user");
+            return;
+        }
+        wsp_pub_relay_user(co->pub, chan, chan_len, msg, msg_len, seq);
+        return;
+    }
+    wsp_pub_chseq_t cs;
     if (type != WSP_IPC_BROADCAST || co->stopping)
         return;
-    if (wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) < 0) {
+    if (wsp_ipc_split_broadcast(payload, len, &chan, &chan_len, &cs.seq, &cs.epoch, &cs.epoch_len,
+                                &msg, &msg_len) < 0) {
         WSP_LOG(WSP_LOG_ERROR, "event=supervisor_protocol_error reason=channel");
         return;
     }
-    if (wsp_liveup_supervisor(&co->up, chan, chan_len, msg, msg_len, seq))
+    if (wsp_liveup_supervisor(&co->up, chan, chan_len, msg, msg_len, seq, &cs))
         return; /* a new worker: published once it takes over */
-    wsp_pub_relay(co->pub, chan, chan_len, msg, msg_len, seq, "supervisor");
+    wsp_pub_relay(co->pub, chan, chan_len, msg, msg_len, seq, &cs, "supervisor");
 }
 
 static void on_coord_sup_end(void *user, int protocol, int err)
@@ -209,7 +369,12 @@ static void on_coord_sample(uv_timer_t *t)
     const wsp_redis_t *r = wsp_pub_redis(co->pub);
     atomic_store_explicit(&co->stats->redis_up, r ? (uint64_t)wsp_redis_up(r) : 0,
                           memory_order_relaxed);
+    uint64_t units = atomic_load_explicit(&co->hist.units, memory_order_relaxed);
+    atomic_store_explicit(&co->stats->hist_bytes, co->nshards ? units / co->nshards : 0,
+                          memory_order_relaxed);
     atomic_store_explicit(&co->stats->redis_dropped, r ? wsp_redis_dropped(r) : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&co->stats->redis_resolve_failures, r ? wsp_redis_resolve_failures(r) : 0,
                           memory_order_relaxed);
 }
 
@@ -279,25 +444,55 @@ static void on_coord_signal_stop(void *user, int signum)
     coord_stop(user, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* SIGHUP: a new TLS certificate and key for the handshakes that start from now on. */
+static void on_coord_reload_tls(void *arg)
+{
+    wsp_coord_t *co = arg;
+    (void)wsp_tlsterm_reload(co->tls); /* logs; a bad pair keeps the current one */
+}
+
 static const wsp_pub_ops_t coord_pub_ops = {
     .deliver = on_coord_deliver,
+    .link = on_coord_link,
     .trigger = on_coord_trigger,
     .stop = on_coord_signal_stop,
     .upgrade = on_coord_upgrade,
+    .deliver_user = on_coord_deliver_user,
+    .redis_reporters = on_coord_redis_reporters,
+    .reached = on_coord_reached,
 };
 
 /* --- open, start, serve, teardown --- */
 
+/* Logs what the kernel made of --sndbuf: it doubles the value and caps it at
+ * net.core.wmem_max, which an operator should hear about. */
+static void coord_log_sockopts(const wsp_config_t *cfg, int fd)
+{
+    int eff = cfg->sndbuf ? wsp_net_sndbuf(fd) : 0;
+    int capped = eff >= 0 && (uint64_t)eff < 2 * (uint64_t)cfg->sndbuf;
+    WSP_LOG(capped ? WSP_LOG_WARN : WSP_LOG_INFO,
+            "event=socket_options sndbuf=%" PRIu32 " sndbuf_effective=%d%s tcp_user_timeout_s=%u "
+            "tcp_keepalive_s=%u",
+            cfg->sndbuf, eff, capped ? " capped_by=net.core.wmem_max" : "", cfg->tcp_user_timeout,
+            cfg->tcp_keepalive);
+}
+
 /* Binds one reuseport socket per shard on one port: with --port 0 the first picks it.
- * TCP_NODELAY and keepalive are set here once: accepted sockets inherit them. */
+ * TCP_NODELAY, keepalive, TCP_USER_TIMEOUT and SO_SNDBUF are set here once: accepted
+ * sockets inherit them. */
 static int coord_bind_all(wsp_coord_t *co)
 {
     const wsp_config_t *cfg = co->cfg;
+    const wsp_net_tune_t tune = {.keepalive_s = cfg->tcp_keepalive,
+                                 .user_timeout_ms = cfg->tcp_user_timeout * 1000u,
+                                 .sndbuf = cfg->sndbuf};
     co->port = cfg->port;
     for (unsigned i = 0; i < cfg->threads; i++) {
         int rv = wsp_net_bind_reuseport(cfg->bind, co->port, &co->fds[i]);
         if (rv == 0)
-            rv = wsp_net_tune_listener(co->fds[i], cfg->tcp_keepalive);
+            rv = wsp_net_tune_listener(co->fds[i], &tune);
+        if (rv == 0 && i == 0)
+            coord_log_sockopts(cfg, co->fds[0]);
         if (rv == 0 && co->port == 0) {
             rv = wsp_net_local_port(co->fds[i]);
             if (rv > 0) {
@@ -338,6 +533,11 @@ static int coord_stats_init(wsp_coord_t *co)
     atomic_store_explicit(&co->stats->pid, (uint64_t)getpid(), memory_order_relaxed);
     atomic_store_explicit(&co->stats->nshards, cfg->threads, memory_order_relaxed);
     atomic_store_explicit(&co->stats->up, 1, memory_order_relaxed);
+    atomic_store_explicit(&co->stats->tls_path,
+                          !co->tls                    ? WSP_METRICS_TLS_OFF
+                          : wsp_tlsterm_ktls(co->tls) ? WSP_METRICS_TLS_KTLS
+                                                      : WSP_METRICS_TLS_USER,
+                          memory_order_relaxed);
     return 0;
 }
 
@@ -359,6 +559,33 @@ static void coord_stats_free(wsp_coord_t *co)
     co->stats = NULL;
 }
 
+/* History settings, the process's positions and, under --redis, the fetch queue (issue #17).
+ * Without Redis the epoch is this process's (or its supervisor's) and every channel starts at
+ * 0, unless this worker started after its supervisor published; with Redis both are Redis's,
+ * unknown until it says. */
+static int coord_history_init(wsp_coord_t *co)
+{
+    const wsp_config_t *cfg = co->cfg;
+    int redis = cfg->redis_host[0] != '\0';
+    co->hist.size = cfg->history_size;
+    co->hist.ttl_ms = (uint64_t)cfg->history_ttl * 1000;
+    co->hist.max_bytes = cfg->history_max_bytes;
+    co->hist.nshards = cfg->threads;
+    atomic_init(&co->hist.units, 0);
+    int rv = wsp_chan_pos_init(&co->pos, redis ? NULL : cfg->epoch, redis ? 0 : strlen(cfg->epoch),
+                               !redis && !cfg->worker_restart);
+    if (rv < 0)
+        return rv;
+    co->pos_init = 1;
+    if (!redis)
+        return 0;
+    if ((rv = uv_async_init(&co->loop, &co->fetch_wake, on_coord_fetch)) < 0 ||
+        (rv = wsp_resume_queue_init(&co->fetchq, &co->fetch_wake)) < 0)
+        return rv;
+    co->fetch_init = 1;
+    return 0;
+}
+
 /* Everything that can fail before a thread runs: counters, listeners, the loop, the shards. */
 static int coord_open(wsp_coord_t *co)
 {
@@ -371,17 +598,33 @@ static int coord_open(wsp_coord_t *co)
         return rv;
     co->loop_open = 1;
     /* The exit notification must exist before any shard can end. */
-    if ((rv = uv_async_init(&co->loop, &co->exited, on_coord_exited)) < 0)
+    if ((rv = uv_async_init(&co->loop, &co->exited, on_coord_exited)) < 0 ||
+        (rv = coord_history_init(co)) < 0)
         return rv;
+    if (cfg->auth_jwt_alg) {
+        char err[256];
+        if ((rv = wsp_auth_new(&co->auth, cfg, cfg->threads, err, sizeof(err))) < 0) {
+            WSP_LOG(WSP_LOG_ERROR, "event=auth_key_failed error=\"%s\"", err); /* no key bytes */
+            return rv;
+        }
+        WSP_LOG(WSP_LOG_INFO, "event=auth alg=%s key=%s leeway=%u aud=%s iss=%s",
+                wsp_jwt_alg_name(cfg->auth_jwt_alg), cfg->auth_jwt_key, cfg->auth_leeway,
+                cfg->auth_jwt_aud[0] ? "checked" : "-", cfg->auth_jwt_iss[0] ? "checked" : "-");
+    }
+    int redis = cfg->redis_host[0] != '\0';
+    wsp_shard_hist_t h = {&co->hist, &co->pos, redis ? &co->fetchq : NULL,
+                          redis ? NULL : cfg->epoch, !redis && cfg->worker_fd >= 0};
     for (unsigned i = 0; i < cfg->threads; i++) {
         int fd = co->fds[i], ho = co->up.ho_socks[i];
         co->up.lfds[i] = fd;                  /* for a live upgrade's HELLO: the shard owns it */
         co->fds[i] = co->up.ho_socks[i] = -1; /* the shard owns them now, even if it fails */
         rv = wsp_shard_new(&co->shards[i], i, cfg, fd, ho, &co->lim, &co->stats->shard[i],
-                           &co->exited);
+                           co->auth ? wsp_auth_shard(co->auth, i) : NULL, &co->exited, co->tls);
         if (rv < 0)
             return rv;
         co->nshards++;
+        if ((rv = wsp_shard_set_history(co->shards[i], &h)) < 0)
+            return rv;
     }
     return 0;
 }
@@ -398,6 +641,10 @@ static int coord_start(wsp_coord_t *co)
         return rv;
     int role = cfg->worker_fd >= 0 ? WSP_PUB_WORKER : WSP_PUB_SINGLE;
     if ((rv = wsp_pub_new(&co->pub, &co->loop, cfg, role, co->stats, 1, &coord_pub_ops, co)) < 0)
+        return rv;
+    if (co->tls && (rv = wsp_pub_on_reload(co->pub, on_coord_reload_tls, co)) < 0)
+        return rv;
+    if (co->auth && (rv = wsp_pub_on_reload(co->pub, on_coord_reload, co)) < 0)
         return rv;
     if (role == WSP_PUB_WORKER && (rv = coord_link_supervisor(co)) < 0)
         return rv;
@@ -445,6 +692,7 @@ static int coord_teardown(wsp_coord_t *co, int rv)
     wsp_pub_close(co->pub);
     for (unsigned i = 0; i < co->nshards; i++)
         wsp_shard_free(co->shards[i]);
+    wsp_auth_free(co->auth);           /* every shard is gone: no one holds its keys or arrays */
     wsp_bcast_free_all(&co->inflight); /* only on a failed start: none is left otherwise */
     for (unsigned i = 0; i < co->cfg->threads; i++)
         if (co->fds[i] >= 0)
@@ -459,6 +707,10 @@ static int coord_teardown(wsp_coord_t *co, int rv)
     wsp_link_reset(&co->sup);
     wsp_liveup_free(&co->up);
     wsp_pub_free(co->pub);
+    if (co->fetch_init)
+        wsp_resume_queue_free(&co->fetchq);
+    if (co->pos_init)
+        wsp_chan_pos_free(&co->pos);
     if (rv == 0)
         WSP_LOG(WSP_LOG_INFO, "event=stopped");
     coord_stats_free(co);
@@ -468,7 +720,8 @@ static int coord_teardown(wsp_coord_t *co, int rv)
     return rv;
 }
 
-int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget, int ho_fd)
+int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget,
+                  wsp_tlsterm_t *tls, int ho_fd)
 {
     if (cfg->threads > WSP_METRICS_MAX_SHARDS)
         return -EINVAL;
@@ -476,8 +729,11 @@ int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budge
     co->cfg = cfg;
     co->lim.max_conns = max_conns;
     co->lim.fd_budget = fd_budget;
+    co->lim.tls_hs_max = cfg->tls_max_handshakes;
+    co->tls = tls;
     atomic_init(&co->lim.conns, 0);
     atomic_init(&co->lim.fds, 0);
+    atomic_init(&co->lim.tls_hs, 0);
     co->fds = wsp_xcalloc(cfg->threads, sizeof(int));
     for (unsigned i = 0; i < cfg->threads; i++)
         co->fds[i] = -1;

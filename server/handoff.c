@@ -59,7 +59,13 @@ static int handoff_one(wsp_handoff_t *h, wsp_conn_t *c)
         return 0; /* draining or closing: it finishes in this process */
     if (rv == -EAGAIN)
         return 1;
+    if (rv == -ENOTSUP) { /* state not carried yet: closed as at shutdown, the client returns */
+        h->closed++;
+        wsp_conn_drain(c, 1001);
+        return 0;
+    }
     if (rv < 0) { /* more queued than a datagram carries: a slow consumer */
+        h->closed++;
         wsp_conn_drain(c, 1008);
         return 0;
     }

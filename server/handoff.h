@@ -24,6 +24,7 @@ typedef struct wsp_handoff_s {
     int fds[WSP_HO_FDS_MAX];
     uint64_t moved;  /* connections sent (old) or adopted (new) */
     uint64_t failed; /* adopted records that could not become connections (new) */
+    uint64_t closed; /* old: closed instead of sent (state not carried, or too much queued) */
 } wsp_handoff_t;
 
 /* Takes sock (the handoff's from here on, even on failure). Returns 0 or -ENOMEM. */

@@ -130,7 +130,8 @@ int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
 
 int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b)
 {
-    uint8_t *p = ho_record(w, WSP_HO_BCAST, 8 + 1 + (size_t)b->chan_len + 4 + (size_t)b->len);
+    uint8_t *p = ho_record(w, WSP_HO_BCAST,
+                           8 + 1 + (size_t)b->chan_len + 4 + (size_t)b->len + 8 + 1 + b->epoch_len);
     if (p == NULL)
         return -ENOBUFS;
     put_le(p, b->seq, 8);
@@ -141,6 +142,11 @@ int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b)
     put_le(p, b->len, 4);
     if (b->len)
         memcpy(p + 4, b->payload, b->len);
+    p += 4 + b->len;
+    put_le(p, b->cseq, 8);
+    p[8] = b->epoch_len;
+    if (b->epoch_len)
+        memcpy(p + 9, b->epoch, b->epoch_len);
     return 0;
 }
 
@@ -249,10 +255,15 @@ int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b)
     b->chan = (const char *)cur_bytes(&c, b->chan_len);
     b->len = (uint32_t)cur_int(&c, 4);
     b->payload = cur_bytes(&c, b->len);
+    b->cseq = cur_int(&c, 8);
+    b->epoch_len = (uint8_t)cur_int(&c, 1);
+    b->epoch = (const char *)cur_bytes(&c, b->epoch_len);
     if (c.bad || c.off != c.len)
         return -EBADMSG;
     if (b->chan_len == 0)
         b->chan = NULL;
+    if (b->epoch_len == 0)
+        b->epoch = NULL;
     return 0;
 }
 

@@ -80,6 +80,9 @@ typedef struct wsp_ho_bcast_s {
     uint8_t chan_len;
     uint32_t len;
     const uint8_t *payload;
+    uint64_t cseq;     /* the channel's own number (issue #17; 0: none) */
+    const char *epoch; /* and its epoch (not NUL-terminated; NULL with epoch_len 0: none) */
+    uint8_t epoch_len;
 } wsp_ho_bcast_t;
 
 typedef struct wsp_ho_end_s {

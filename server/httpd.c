@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <http_parser.h>
@@ -38,6 +37,7 @@ struct wsp_httpd_s {
     wsp_httpd_conn_t *conns; /* live (not closing) connections */
     unsigned nconns;         /* length of conns: what WSP_HTTPD_MAX_CONNS bounds */
     unsigned refs;           /* listener + connections + refused sockets not yet closed */
+    uint64_t next_id;        /* ids of deferred requests (wsp_httpd_defer()) */
     int stopping;
     int started; /* wsp_httpd_start() succeeded: on_closed is owed */
     int port;
@@ -63,11 +63,17 @@ struct wsp_httpd_conn_s {
     uv_timer_t timer; /* idle, request, stalled-write or linger deadline */
     uv_write_t wreq;  /* at most one write in flight: parsing waits for it */
     uv_shutdown_t sreq;
+    /* NULL for tcp, else the transport that stands in for every libuv call on it */
+    const wsp_httpd_io_t *io;
+    void *io_user;
     wsp_httpd_t *s;
     wsp_httpd_conn_t *prev, *next;
     http_parser parser;
     uint8_t handles; /* tcp and timer: freed when both close callbacks ran */
     uint8_t closing, reading, writing, lingering, close_after, in_request, pause;
+    uint8_t deferred;   /* the handler answers the current request later */
+    uint8_t in_handler; /* inside on_request: httpd_process() goes on after it */
+    uint64_t id;        /* while deferred: what wsp_httpd_find() looks for */
     size_t in_off, in_len;
     wsp_buf_t body; /* POST body, or a response body the handler builds; reused per request */
     wsp_buf_t out;  /* the response being written; reused per request */
@@ -109,23 +115,26 @@ static void httpd_timer(wsp_httpd_conn_t *c, uint64_t ms)
         httpd_close(c); /* an admin connection without a deadline is not worth keeping */
 }
 
-static void on_httpd_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+char *wsp_httpd_io_rbuf(wsp_httpd_conn_t *c, size_t *cap)
 {
-    (void)hint;
-    wsp_httpd_conn_t *c = h->data;
     if (c->lingering) { /* what arrives now is dropped: reuse the whole buffer */
-        *buf = uv_buf_init(c->in, sizeof c->in);
-        return;
+        *cap = sizeof c->in;
+        return c->in;
     }
     /* Reading is stopped while unparsed input waits, so this is normally all of c->in; a
      * zero-length buffer makes libuv report UV_ENOBUFS, which closes. */
-    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(sizeof c->in - c->in_len));
+    *cap = sizeof c->in - c->in_len;
+    return c->in + c->in_len;
 }
 
-static void on_httpd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_httpd_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    (void)buf;
-    wsp_httpd_conn_t *c = s->data;
+    (void)hint;
+    buf->base = wsp_httpd_io_rbuf(h->data, &buf->len);
+}
+
+void wsp_httpd_io_read(wsp_httpd_conn_t *c, ssize_t nread)
+{
     if (nread < 0) { /* EOF or error: the peer is gone or done; nothing is owed to it */
         httpd_close(c);
         return;
@@ -136,11 +145,18 @@ static void on_httpd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     httpd_process(c);
 }
 
+static void on_httpd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    wsp_httpd_io_read(s->data, nread);
+}
+
 static void httpd_read_start(wsp_httpd_conn_t *c)
 {
     if (c->reading || c->closing)
         return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_httpd_alloc, on_httpd_read) < 0) {
+    if ((c->io ? c->io->read(c->io_user, 1)
+               : uv_read_start((uv_stream_t *)&c->tcp, on_httpd_alloc, on_httpd_read)) < 0) {
         httpd_close(c);
         return;
     }
@@ -154,15 +170,14 @@ static void httpd_read_stop(wsp_httpd_conn_t *c)
     if (!c->reading)
         return;
     c->reading = 0;
-    if (uv_read_stop((uv_stream_t *)&c->tcp) < 0)
+    if ((c->io ? c->io->read(c->io_user, 0) : uv_read_stop((uv_stream_t *)&c->tcp)) < 0)
         httpd_close(c);
 }
 
 /* ---- closing ---- */
 
-static void on_httpd_conn_closed(uv_handle_t *h)
+void wsp_httpd_io_closed(wsp_httpd_conn_t *c)
 {
-    wsp_httpd_conn_t *c = h->data;
     if (--c->handles > 0)
         return;
     wsp_httpd_t *s = c->s;
@@ -171,6 +186,8 @@ static void on_httpd_conn_closed(uv_handle_t *h)
     free(c);
     httpd_unref(s);
 }
+
+static void on_httpd_conn_closed(uv_handle_t *h) { wsp_httpd_io_closed(h->data); }
 
 /* Starts closing c; idempotent, safe from any callback (c lives until both handles closed). */
 static void httpd_close(wsp_httpd_conn_t *c)
@@ -186,15 +203,22 @@ static void httpd_close(wsp_httpd_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
-    uv_close((uv_handle_t *)&c->tcp, on_httpd_conn_closed);
+    if (c->io)
+        c->io->close(c->io_user);
+    else
+        uv_close((uv_handle_t *)&c->tcp, on_httpd_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_httpd_conn_closed);
+}
+
+void wsp_httpd_io_shutdown(wsp_httpd_conn_t *c, int status)
+{
+    if (status < 0) /* UV_ECANCELED when already closing; httpd_close() is idempotent */
+        httpd_close(c);
 }
 
 static void on_httpd_shutdown(uv_shutdown_t *req, int status)
 {
-    wsp_httpd_conn_t *c = req->handle->data;
-    if (status < 0) /* UV_ECANCELED when already closing; httpd_close() is idempotent */
-        httpd_close(c);
+    wsp_httpd_io_shutdown(req->handle->data, status);
 }
 
 /* After the last response: FIN once it is written, then read and drop until the peer's EOF,
@@ -203,7 +227,8 @@ static void httpd_linger(wsp_httpd_conn_t *c)
 {
     c->lingering = 1;
     c->in_off = c->in_len = 0;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_httpd_shutdown) < 0) {
+    if ((c->io ? c->io->shutdown(c->io_user)
+               : uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_httpd_shutdown)) < 0) {
         httpd_close(c);
         return;
     }
@@ -222,9 +247,8 @@ static void httpd_sent(wsp_httpd_conn_t *c)
         httpd_timer(c, WSP_HTTPD_IDLE_MS);
 }
 
-static void on_httpd_write(uv_write_t *req, int status)
+void wsp_httpd_io_written(wsp_httpd_conn_t *c, int status)
 {
-    wsp_httpd_conn_t *c = req->handle->data;
     c->writing = 0;
     if (c->closing)
         return; /* UV_ECANCELED from uv_close(): the close callbacks free c */
@@ -234,6 +258,11 @@ static void on_httpd_write(uv_write_t *req, int status)
     }
     httpd_sent(c);
     httpd_process(c); /* pipelined requests waited for this response */
+}
+
+static void on_httpd_write(uv_write_t *req, int status)
+{
+    wsp_httpd_io_written(req->handle->data, status);
 }
 
 /* Writes c->out: one try_write for the common small response, else a queued write during
@@ -248,7 +277,7 @@ static void httpd_send(wsp_httpd_conn_t *c)
     }
     uv_stream_t *s = (uv_stream_t *)&c->tcp;
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-    int n = uv_try_write(s, &b, 1);
+    int n = c->io ? c->io->try_write(c->io_user, b.base, b.len) : uv_try_write(s, &b, 1);
     if (n == (int)c->out.len) {
         httpd_sent(c);
         return;
@@ -259,7 +288,8 @@ static void httpd_send(wsp_httpd_conn_t *c)
     }
     size_t done = n > 0 ? (size_t)n : 0;
     b = uv_buf_init(c->out.data + done, (unsigned)(c->out.len - done));
-    if (uv_write(&c->wreq, s, &b, 1, on_httpd_write) < 0) {
+    if ((c->io ? c->io->write(c->io_user, b.base, b.len)
+               : uv_write(&c->wreq, s, &b, 1, on_httpd_write)) < 0) {
         httpd_close(c);
         return;
     }
@@ -299,10 +329,29 @@ static const char *status_reason(int status)
     }
 }
 
+uint64_t wsp_httpd_defer(wsp_httpd_conn_t *c)
+{
+    c->deferred = 1;
+    c->id = ++c->s->next_id;
+    httpd_read_stop(c); /* pipelined requests wait in the kernel meanwhile */
+    httpd_timer(c, WSP_HTTPD_REQUEST_MS);
+    return c->id;
+}
+
+wsp_httpd_conn_t *wsp_httpd_find(wsp_httpd_t *s, uint64_t id)
+{
+    for (wsp_httpd_conn_t *c = s->conns; c; c = c->next) /* at most WSP_HTTPD_MAX_CONNS */
+        if (c->deferred && c->id == id)
+            return c;
+    return NULL;
+}
+
 /* Builds one complete response in c->out and sends it. */
 void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const char *extra,
                        const char *body, size_t len, int keep)
 {
+    int was_deferred = c->deferred;
+    c->deferred = 0;
     const char *conn_hdr = "";
     if (!keep)
         conn_hdr = "Connection: close\r\n";
@@ -320,6 +369,8 @@ void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const
     WSP_LOG(WSP_LOG_DEBUG, "event=admin_response status=%d route=%d bytes=%zu keep=%d", status,
             c->req.tag, len, keep);
     httpd_send(c);
+    if (was_deferred && !c->closing && !c->in_handler)
+        httpd_process(c); /* what was pipelined behind it, and reading again */
 }
 
 void wsp_httpd_respond_error(wsp_httpd_conn_t *c, int status, const char *error, int keep)
@@ -521,8 +572,11 @@ static void httpd_complete(wsp_httpd_conn_t *c)
     c->in_request = 0;
     if (r->status != 0)
         wsp_httpd_respond_error(c, r->status, r->error, keep);
-    else
+    else {
+        c->in_handler = 1;
         c->s->h->on_request(c->s->user, c, r, &c->body, keep);
+        c->in_handler = 0;
+    }
     /* The next request starts afresh; the buffers keep their capacity for it. */
     c->ps.headers_done = 0;
     c->ps.head_bytes = 0;
@@ -544,7 +598,7 @@ static void httpd_parse_error(wsp_httpd_conn_t *c, enum http_errno e)
  * being written (pipelined requests wait, so answers leave in request order). */
 static void httpd_process(wsp_httpd_conn_t *c)
 {
-    while (!c->closing && !c->writing && !c->close_after && c->in_off < c->in_len) {
+    while (!c->closing && !c->writing && !c->close_after && !c->deferred && c->in_off < c->in_len) {
         wsp_httpd_req_t *r = &c->req;
         httpd_parse_t *ps = &c->ps;
         int in_head = !ps->headers_done;
@@ -590,7 +644,7 @@ static void httpd_process(wsp_httpd_conn_t *c)
     }
     if (c->in_off == c->in_len)
         c->in_off = c->in_len = 0;
-    if (!c->writing && !c->closing)
+    if (!c->writing && !c->closing && !c->deferred)
         httpd_read_start(c);
 }
 
@@ -621,6 +675,40 @@ static void httpd_refuse(wsp_httpd_t *s)
     uv_close((uv_handle_t *)t, on_refused_closed);
 }
 
+/* Links c into s and starts its timer, whatever the transport. Returns 0, or a negative
+ * errno with c unlinked and one handle (the transport) left to close. */
+static int httpd_conn_link(wsp_httpd_t *s, wsp_httpd_conn_t *c)
+{
+    c->s = s;
+    c->timer.data = c;
+    c->handles = 2; /* the transport and the timer: c is freed when both have closed */
+    s->refs++;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    int rv = uv_timer_init(s->loop, &c->timer);
+    if (rv < 0) { /* cannot fail in libuv 1.44; still undone */
+        c->handles = 1;
+        c->closing = 1;
+        s->conns = c->next;
+        if (c->next)
+            c->next->prev = NULL;
+        s->nconns--;
+    }
+    return rv;
+}
+
+/* A linked connection starts: a fresh parser, the idle deadline, reading. */
+static void httpd_conn_begin(wsp_httpd_conn_t *c)
+{
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    httpd_timer(c, WSP_HTTPD_IDLE_MS);
+    httpd_read_start(c);
+}
+
 static void on_httpd_connection(uv_stream_t *server, int status)
 {
     wsp_httpd_t *s = WSP_CONTAINER_OF(server, wsp_httpd_t, listener);
@@ -633,35 +721,15 @@ static void on_httpd_connection(uv_stream_t *server, int status)
         httpd_refuse(s);
         return;
     }
-    /* Per connection (at most WSP_HTTPD_MAX_CONNS); freed in on_httpd_conn_closed(). */
+    /* Per connection (at most WSP_HTTPD_MAX_CONNS); freed in wsp_httpd_io_closed(). */
     wsp_httpd_conn_t *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        httpd_refuse(s);
-        return;
-    }
-    if (uv_tcp_init(s->loop, &c->tcp) < 0) {
+    if (c == NULL || uv_tcp_init(s->loop, &c->tcp) < 0) {
         free(c);
         httpd_refuse(s);
         return;
     }
-    c->s = s;
     c->tcp.data = c;
-    c->timer.data = c;
-    c->parser.data = c;
-    c->handles = 2;
-    s->refs++;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
-    if (uv_timer_init(s->loop, &c->timer) < 0) { /* cannot fail in libuv 1.44; still undone */
-        c->handles = 1;
-        c->closing = 1;
-        s->conns = c->next;
-        if (c->next)
-            c->next->prev = NULL;
-        s->nconns--;
+    if (httpd_conn_link(s, c) < 0) {
         uv_close((uv_handle_t *)&c->tcp, on_httpd_conn_closed);
         httpd_refuse(s);
         return;
@@ -673,26 +741,26 @@ static void on_httpd_connection(uv_stream_t *server, int status)
     /* Without it a keep-alive client's second response can wait for a delayed ACK. Only a
      * latency hint: a failure changes nothing else. */
     (void)uv_tcp_nodelay(&c->tcp, 1);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    httpd_timer(c, WSP_HTTPD_IDLE_MS);
-    httpd_read_start(c);
+    httpd_conn_begin(c);
 }
 
-/* Binds a listening socket without SO_REUSEPORT: a second process must not silently share
- * the port. Numeric addresses only. Returns the fd or a negative errno. */
-static int httpd_bind(const char *host, int port)
+int wsp_httpd_open(wsp_httpd_t *s, const wsp_httpd_io_t *io, void *io_user, wsp_httpd_conn_t **out)
 {
-    int fd;
-    int rv = wsp_net_bind(host, port, 0, &fd);
-    if (rv < 0)
-        return rv;
-    if (listen(fd, 64) != 0) {
-        rv = -errno;
-        close(fd);
+    if (s->stopping || s->nconns >= WSP_HTTPD_MAX_CONNS)
+        return -EBUSY;
+    wsp_httpd_conn_t *c = calloc(1, sizeof *c); /* as an accepted connection's */
+    if (c == NULL)
+        return -ENOMEM;
+    c->io = io;
+    c->io_user = io_user;
+    int rv = httpd_conn_link(s, c);
+    if (rv < 0) {
+        wsp_httpd_io_closed(c); /* the transport never started: nothing to wait for */
         return rv;
     }
-    return fd;
+    *out = c;
+    httpd_conn_begin(c);
+    return 0;
 }
 
 static void on_httpd_listener_closed(uv_handle_t *h)
@@ -707,10 +775,11 @@ int wsp_httpd_start(wsp_httpd_t **out, uv_loop_t *loop, const char *host, int po
     if (loop == NULL || host == NULL || h == NULL || port < 0 || port > 65535)
         return -EINVAL;
     /* Bound before any handle exists, so the usual failures (address in use, bad address)
-     * leave nothing for the loop to clean up. */
-    int fd = httpd_bind(host, port);
-    if (fd < 0)
-        return fd;
+     * leave nothing for the loop to clean up. No SO_REUSEPORT: a second process must not
+     * silently share the port. */
+    int fd, rv = wsp_net_listen(host, port, 64, &fd);
+    if (rv < 0)
+        return rv;
     return wsp_httpd_adopt(out, loop, fd, h, user);
 }
 
@@ -718,6 +787,7 @@ int wsp_httpd_adopt(wsp_httpd_t **out, uv_loop_t *loop, int fd, const wsp_httpd_
                     void *user)
 {
     *out = NULL;
+    int rv;
     int bound = wsp_net_local_port(fd);
     wsp_httpd_t *s = calloc(1, sizeof *s); /* once per process */
     if (bound < 0 || s == NULL) {
@@ -725,7 +795,7 @@ int wsp_httpd_adopt(wsp_httpd_t **out, uv_loop_t *loop, int fd, const wsp_httpd_
         free(s);
         return bound < 0 ? bound : -ENOMEM;
     }
-    int rv = uv_tcp_init(loop, &s->listener);
+    rv = uv_tcp_init(loop, &s->listener);
     if (rv < 0) {
         close(fd);
         free(s);

@@ -3,10 +3,10 @@
 
 /* A small HTTP/1.1 server on a libuv loop: the plumbing under the admin API
  * (server/admin.c). Keep-alive connections; pipelined requests answered one at a time, in
- * order; parsing by http_parser; every size and time bounded (head 8 KiB, URL 2 KiB, body
- * 64 KiB, idle, request, stalled-write and linger deadlines, WSP_HTTPD_MAX_CONNS
- * connections). It routes nothing: a handler decides from each request's head whether it
- * wants the body, and answers each complete request. Loop thread only. */
+ * order, at once or later (wsp_httpd_defer()); parsing by http_parser; every size and time bounded
+ * (head 8 KiB, URL 2 KiB, body 64 KiB, idle, request, stalled-write and linger deadlines,
+ * WSP_HTTPD_MAX_CONNS connections). It routes nothing: a handler decides from each request's head
+ * whether it wants the body, and answers each complete request. Loop thread only. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -89,5 +89,60 @@ void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const
 /* Answers with {"error":"<error>"} (error must need no JSON escaping), adding
  * WWW-Authenticate to a 401 and Allow to a 405. From on_request. */
 void wsp_httpd_respond_error(wsp_httpd_conn_t *c, int status, const char *error, int keep);
+
+/* ---- a connection over another byte stream than a TCP socket ----
+ * The seam that runs the whole HTTP layer without sockets (test/fuzz/fuzz_admin.c drives it
+ * in memory): a connection opened with wsp_httpd_open() is parsed, limited, timed out,
+ * answered and closed by the very code that serves accepted sockets; only its five libuv
+ * stream calls go to the transport below instead. Each operation behaves as its libuv
+ * counterpart on a stream and completes the same way: never inside the call, later, through
+ * the wsp_httpd_io_*() functions (which libuv's callbacks call for a socket). Every call on
+ * the loop thread. */
+typedef struct wsp_httpd_io_s {
+    /* uv_read_start (on) / uv_read_stop: while on, input may be delivered with
+     * wsp_httpd_io_rbuf() and wsp_httpd_io_read(). 0 or a negative errno (closes). */
+    int (*read)(void *user, int on);
+    /* uv_try_write: takes what it can of p[0..len) now; bytes taken, UV_EAGAIN, or a
+     * negative errno (closes). */
+    int (*try_write)(void *user, const char *p, size_t len);
+    /* uv_write: takes p[0..len), valid until wsp_httpd_io_written(). 0 or a negative errno. */
+    int (*write)(void *user, const char *p, size_t len);
+    /* uv_shutdown: EOF after the pending write; completes with wsp_httpd_io_shutdown(). */
+    int (*shutdown)(void *user);
+    /* uv_close: a pending write, then a pending shutdown, complete with UV_ECANCELED, then
+     * wsp_httpd_io_closed() reports the transport closed. Called once. */
+    void (*close)(void *user);
+} wsp_httpd_io_t;
+
+/* Opens a connection of s over io (user is passed to every operation), as if the listener
+ * had accepted it: it starts reading at once. *out is valid until io's close has completed.
+ * Returns 0, -EBUSY (stopping, or WSP_HTTPD_MAX_CONNS connections open) or -ENOMEM.
+ * Loop thread. */
+int wsp_httpd_open(wsp_httpd_t *s, const wsp_httpd_io_t *io, void *user, wsp_httpd_conn_t **out);
+
+/* Where the next input goes and how much fits (*cap; 0: deliver UV_ENOBUFS, which closes),
+ * as libuv's alloc callback asks. Loop thread. */
+char *wsp_httpd_io_rbuf(wsp_httpd_conn_t *c, size_t *cap);
+
+/* n bytes were put at wsp_httpd_io_rbuf(), or n < 0: EOF (UV_EOF) or an error. */
+void wsp_httpd_io_read(wsp_httpd_conn_t *c, ssize_t n);
+
+/* The write completed (0), failed, or was cancelled by the close (UV_ECANCELED). */
+void wsp_httpd_io_written(wsp_httpd_conn_t *c, int status);
+
+/* The shutdown completed (0), failed, or was cancelled by the close (UV_ECANCELED). */
+void wsp_httpd_io_shutdown(wsp_httpd_conn_t *c, int status);
+
+/* The transport closed: the last call for c, which may be freed inside. */
+void wsp_httpd_io_closed(wsp_httpd_conn_t *c);
+/* From on_request: the answer to c's current request comes later (a publish waiting for its
+ * delivery reports). c reads and parses nothing more until then; the request's deadline
+ * (10 s) still holds. Returns an id for wsp_httpd_find(). The handler must answer it, with
+ * wsp_httpd_respond*() on what wsp_httpd_find() returns, unless that is NULL (gone). */
+uint64_t wsp_httpd_defer(wsp_httpd_conn_t *c);
+
+/* The connection of a deferred request by its id, or NULL when it closed meanwhile (or the
+ * server is stopping). Loop thread. */
+wsp_httpd_conn_t *wsp_httpd_find(wsp_httpd_t *s, uint64_t id);
 
 #endif

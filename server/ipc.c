@@ -17,7 +17,7 @@ static int ipc_parse_header(const uint8_t *p, uint8_t *type, uint64_t *seq, uint
 {
     *type = p[0];
     if (*type != WSP_IPC_BROADCAST && *type != WSP_IPC_TRIGGER && *type != WSP_IPC_PUBLISH &&
-        *type != WSP_IPC_UPGRADE)
+        *type != WSP_IPC_USER && *type != WSP_IPC_REACHED && *type != WSP_IPC_UPGRADE)
         return -EBADMSG;
     *seq = 0;
     for (int i = 0; i < 8; i++)
@@ -118,5 +118,50 @@ int wsp_ipc_split_channel(const uint8_t *p, size_t len, const char **chan, size_
     *chan = p[0] ? (const char *)p + 1 : NULL;
     *msg = p + 1 + p[0];
     *msg_len = len - 1 - p[0];
+    return 0;
+}
+
+int wsp_ipc_pack_broadcast(uint8_t *out, size_t cap, const char *chan, size_t chan_len,
+                           uint64_t cseq, const char *epoch, size_t epoch_len, const uint8_t *msg,
+                           size_t len)
+{
+    size_t need = 1 + chan_len + 1 + epoch_len + 8 + len;
+    if (chan_len > 255 || epoch_len > 255 || need > cap || need > WSP_IPC_MAX_PAYLOAD)
+        return -ENOBUFS;
+    uint8_t *o = out;
+    *o++ = (uint8_t)chan_len;
+    if (chan_len)
+        memcpy(o, chan, chan_len);
+    o += chan_len;
+    *o++ = (uint8_t)epoch_len;
+    if (epoch_len)
+        memcpy(o, epoch, epoch_len);
+    o += epoch_len;
+    for (int i = 0; i < 8; i++)
+        *o++ = (uint8_t)(cseq >> (8 * i));
+    if (len)
+        memcpy(o, msg, len);
+    return (int)need;
+}
+
+int wsp_ipc_split_broadcast(const uint8_t *p, size_t len, const char **chan, size_t *chan_len,
+                            uint64_t *cseq, const char **epoch, size_t *epoch_len,
+                            const uint8_t **msg, size_t *msg_len)
+{
+    if (len < 1 || (size_t)p[0] + 2 > len)
+        return -EBADMSG;
+    size_t cl = p[0], el = p[1 + cl];
+    if (1 + cl + 1 + el + 8 > len)
+        return -EBADMSG;
+    *chan_len = cl;
+    *chan = cl ? (const char *)p + 1 : NULL;
+    *epoch_len = el;
+    *epoch = (const char *)p + 2 + cl;
+    const uint8_t *s = p + 2 + cl + el;
+    *cseq = 0;
+    for (int i = 0; i < 8; i++)
+        *cseq |= (uint64_t)s[i] << (8 * i);
+    *msg = s + 8;
+    *msg_len = len - (2 + cl + el + 8);
     return 0;
 }

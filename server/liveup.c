@@ -21,15 +21,18 @@ struct liveup_queued_s {
     uint64_t seq;
     uint8_t chan_len;
     char chan[WSP_CHANNEL_NAME_MAX];
+    uint64_t cseq; /* the channel's number and epoch (issue #17) */
+    uint8_t epoch_len;
+    char epoch[WSP_CONFIG_EPOCH_MAX];
     uint32_t len;
     uint8_t payload[];
 };
 
 /* Appends a copy of a broadcast to the queue ending at *tail. Returns 0 or -ENOMEM. */
 static int liveup_queue(liveup_queued_t ***tail, const char *chan, size_t chan_len,
-                        const uint8_t *payload, size_t len, uint64_t seq)
+                        const uint8_t *payload, size_t len, uint64_t seq, const wsp_pub_chseq_t *cs)
 {
-    if (chan_len > WSP_CHANNEL_NAME_MAX)
+    if (chan_len > WSP_CHANNEL_NAME_MAX || (cs && cs->epoch_len > WSP_CONFIG_EPOCH_MAX))
         return -EINVAL;
     /* Only while a live upgrade runs: one per broadcast, not per connection. */
     liveup_queued_t *e = malloc(sizeof(*e) + len);
@@ -40,6 +43,10 @@ static int liveup_queue(liveup_queued_t ***tail, const char *chan, size_t chan_l
     e->chan_len = (uint8_t)chan_len;
     if (chan_len)
         memcpy(e->chan, chan, chan_len);
+    e->cseq = cs ? cs->seq : 0;
+    e->epoch_len = cs ? (uint8_t)cs->epoch_len : 0;
+    if (e->epoch_len)
+        memcpy(e->epoch, cs->epoch, e->epoch_len);
     e->len = (uint32_t)len;
     memcpy(e->payload, payload, len);
     **tail = e;
@@ -138,7 +145,10 @@ static void liveup_end(wsp_liveup_t *lu)
                             .chan = e->chan,
                             .chan_len = e->chan_len,
                             .payload = e->payload,
-                            .len = e->len};
+                            .len = e->len,
+                            .cseq = e->cseq,
+                            .epoch = e->epoch,
+                            .epoch_len = e->epoch_len};
         if ((rv = wsp_ho_put_bcast(&w, &b)) == -ENOBUFS &&
             (rv = wsp_reexec_send(lu->ctl, buf, w.len, NULL, 0)) == 0) {
             wsp_ho_begin(&w, buf, sizeof(buf));
@@ -306,6 +316,14 @@ void wsp_liveup_offer(wsp_liveup_t *lu, int ctl, uint32_t peer)
 
 /* --- live upgrade: the new process --- */
 
+/* Publishes a kept broadcast with the numbers it was given. */
+static void liveup_relay(wsp_liveup_t *lu, const liveup_queued_t *e, const char *reason)
+{
+    wsp_pub_chseq_t cs = {.seq = e->cseq, .epoch = e->epoch, .epoch_len = e->epoch_len};
+    wsp_pub_relay(lu->pub, e->chan_len ? e->chan : NULL, e->chan_len, e->payload, e->len, e->seq,
+                  &cs, reason);
+}
+
 /* Everything arrived: publish what the old process queued, then what the supervisor sent
  * meanwhile that the old one had not delivered, and serve: numbering, tick, admin API, Redis. */
 static void liveup_takeover(wsp_liveup_t *lu)
@@ -315,13 +333,11 @@ static void liveup_takeover(wsp_liveup_t *lu)
     for (unsigned i = 0; i < lu->nshards; i++)
         conns += atomic_load_explicit(&lu->stats->shard[i].open, memory_order_relaxed);
     for (liveup_queued_t *e = lu->q; e; e = e->next, queued++)
-        wsp_pub_relay(lu->pub, e->chan_len ? e->chan : NULL, e->chan_len, e->payload, e->len,
-                      e->seq, "handover");
+        liveup_relay(lu, e, "handover");
     for (liveup_queued_t *e = lu->supq; e; e = e->next)
         if (e->seq > lu->end.sup_seq) {
             lu->sup_seq = e->seq;
-            wsp_pub_relay(lu->pub, e->chan_len ? e->chan : NULL, e->chan_len, e->payload, e->len,
-                          e->seq, "supervisor");
+            liveup_relay(lu, e, "supervisor");
         }
     liveup_queue_free(&lu->q, &lu->qtail);
     liveup_queue_free(&lu->supq, &lu->supqtail);
@@ -369,7 +385,8 @@ static int liveup_read(wsp_liveup_t *lu)
                 rv = wsp_ho_get_end(body, len, &lu->end);
                 lu->state = rv == 0 ? WSP_UP_ENDED : lu->state;
             } else if (type == WSP_HO_BCAST && (rv = wsp_ho_get_bcast(body, len, &b)) == 0) {
-                rv = liveup_queue(&lu->qtail, b.chan, b.chan_len, b.payload, b.len, b.seq);
+                wsp_pub_chseq_t cs = {.seq = b.cseq, .epoch = b.epoch, .epoch_len = b.epoch_len};
+                rv = liveup_queue(&lu->qtail, b.chan, b.chan_len, b.payload, b.len, b.seq, &cs);
             } else if (type != WSP_HO_BCAST) {
                 rv = -EBADMSG;
             }
@@ -515,11 +532,16 @@ int wsp_liveup_ready(wsp_liveup_t *lu)
     return uv_poll_start(&lu->ctl_poll, UV_READABLE, on_liveup_ctl);
 }
 
+int wsp_liveup_busy(const wsp_liveup_t *lu)
+{
+    return lu->state == WSP_UP_HANDING || lu->state >= WSP_UP_ADOPTING;
+}
+
 int wsp_liveup_deliver(wsp_liveup_t *lu, const char *chan, size_t chan_len, const uint8_t *payload,
-                       size_t len, uint64_t seq, const char *reason)
+                       size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     if (lu->state == WSP_UP_HANDING) { /* the new process publishes it */
-        int rv = liveup_queue(&lu->qtail, chan, chan_len, payload, len, seq);
+        int rv = liveup_queue(&lu->qtail, chan, chan_len, payload, len, seq, cs);
         return rv < 0 ? rv : 1;
     }
     if (lu->state >= WSP_UP_ADOPTING) {
@@ -530,13 +552,14 @@ int wsp_liveup_deliver(wsp_liveup_t *lu, const char *chan, size_t chan_len, cons
 }
 
 int wsp_liveup_supervisor(wsp_liveup_t *lu, const char *chan, size_t chan_len,
-                          const uint8_t *payload, size_t len, uint64_t seq)
+                          const uint8_t *payload, size_t len, uint64_t seq,
+                          const wsp_pub_chseq_t *cs)
 {
     if (lu->state < WSP_UP_ADOPTING) {
         lu->sup_seq = seq;
         return 0;
     }
-    if (liveup_queue(&lu->supqtail, chan, chan_len, payload, len, seq) < 0)
+    if (liveup_queue(&lu->supqtail, chan, chan_len, payload, len, seq, cs) < 0)
         WSP_LOG(WSP_LOG_ERROR, "event=broadcast_skipped reason=supervisor error=ENOMEM");
     return 1;
 }

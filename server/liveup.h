@@ -107,12 +107,17 @@ int wsp_liveup_handed(const wsp_liveup_t *lu);
 /* Before delivering a broadcast: 0 = deliver it now; 1 = queued for the new process; or a
  * negative errno (not delivered: a new process before its takeover). */
 int wsp_liveup_deliver(wsp_liveup_t *lu, const char *chan, size_t chan_len, const uint8_t *payload,
-                       size_t len, uint64_t seq, const char *reason);
+                       size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason);
+
+/* 1 while broadcasts are not delivered here directly (handing over, or a new process before
+ * its takeover). */
+int wsp_liveup_busy(const wsp_liveup_t *lu);
 
 /* A supervisor broadcast arrived: 0 = relay it now (its seq is recorded); 1 = kept until the
  * takeover. */
 int wsp_liveup_supervisor(wsp_liveup_t *lu, const char *chan, size_t chan_len,
-                          const uint8_t *payload, size_t len, uint64_t seq);
+                          const uint8_t *payload, size_t len, uint64_t seq,
+                          const wsp_pub_chseq_t *cs);
 
 /* A shard sent or adopted all it had (or its thread ends): may finish the upgrade. */
 void wsp_liveup_shard_event(wsp_liveup_t *lu);

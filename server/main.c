@@ -9,13 +9,18 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <openssl/crypto.h>
+
 #include "config.h"
 #include "coordinator.h"
+#include "framed.h"
+#include "jwt.h"
 #include "log.h"
 #include "net.h"
 #include "publisher.h"
 #include "reexec.h"
 #include "supervisor.h"
+#include "tlsterm.h"
 #include "uring.h"
 
 /* Descriptors a process needs besides connections: stdio, epoll and eventfds per loop,
@@ -66,14 +71,66 @@ static int main_probe_uring(wsp_config_t *cfg)
     return 0;
 }
 
+/* With --auth-jwt-alg the key must load now: one clear error at startup rather than P
+ * workers failing later. Each serving process loads it again for itself. Returns 0 or 1. */
+static int main_check_auth(const wsp_config_t *cfg)
+{
+    if (!cfg->auth_jwt_alg)
+        return 0;
+    wsp_jwt_key_t *key;
+    char err[256];
+    if (wsp_jwt_key_load(&key, cfg->auth_jwt_alg, cfg->auth_jwt_key, 0, err, sizeof(err)) < 0) {
+        fprintf(stderr, "wspush: --auth-jwt-key: %s\n", err); /* path and algorithm only */
+        return 1;
+    }
+    wsp_jwt_key_free(key);
+    return 0;
+}
+
+/* TLS (issue #18) in a serving process: the session ticket keys (this process's own, or
+ * under --procs the supervisor's, from the descriptor it handed down), whether the kernel
+ * seals records (logged once: event=tls_path), and the certificate and key. *out stays NULL
+ * without --tls-cert. Returns 0, or 1 (exit status) after one line on stderr. */
+static int main_tls(const wsp_config_t *cfg, wsp_tlsterm_t **out)
+{
+    *out = NULL;
+    if (cfg->tls_cert[0] == '\0')
+        return 0;
+    uint8_t keys[WSP_TLS_TICKET_KEYS_LEN];
+    int rv = cfg->worker_fd >= 0 ? wsp_tlsterm_keys_read(WSP_SUPER_TLS_KEYS_FD, keys)
+                                 : wsp_tlsterm_keys_random(keys);
+    if (rv < 0) {
+        fprintf(stderr, "wspush: no TLS session ticket keys: %s\n", strerror(-rv));
+        return 1;
+    }
+    int k = cfg->tls_ktls == WSP_CONFIG_KTLS_OFF ? -ECANCELED : wsp_tlsterm_ktls_probe();
+    char err[512] = "";
+    rv = wsp_tlsterm_new(out, cfg->tls_cert, cfg->tls_key, keys, k == 0, err, sizeof(err));
+    OPENSSL_cleanse(keys, sizeof(keys));
+    if (rv < 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return 1;
+    }
+    WSP_LOG(WSP_LOG_INFO, "event=tls_path path=%s reason=\"%s\"", k == 0 ? "ktls" : "user_records",
+            k == 0            ? "the kernel has the tls ULP: it seals what is sent"
+            : k == -ECANCELED ? "--tls-ktls off: records sealed here, one per connection"
+            : k == -ENOENT    ? "no tls ULP in this kernel: records sealed here, one per connection"
+                           : "the tls ULP probe failed: records sealed here, one per connection");
+    return 0;
+}
+
 /* A serving process: sized to its nofile limit, then the coordinator. Returns what
- * wsp_coord_run() returned, or 1 when the limit cannot be read (said on stderr). */
+ * wsp_coord_run() returned, or 1 when the limit or TLS cannot be set up (said on stderr). */
 static int main_serve(const wsp_config_t *cfg, int ho_fd)
 {
+    wsp_tlsterm_t *tls; /* first: a bad certificate is the only line printed */
+    if (main_tls(cfg, &tls) != 0)
+        return 1;
     uint64_t limit = 0;
     int rv = wsp_net_raise_nofile(&limit);
     if (rv < 0) {
         fprintf(stderr, "wspush: cannot read the nofile limit: %s\n", strerror(-rv));
+        wsp_tlsterm_free(tls);
         return 1;
     }
     uint64_t room = limit > reserved_fds(cfg->threads) ? limit - reserved_fds(cfg->threads) : 0;
@@ -92,7 +149,33 @@ static int main_serve(const wsp_config_t *cfg, int ho_fd)
                 (unsigned long long)cfg->max_conns, (unsigned long long)room);
     WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
             (unsigned long long)max_conns, (unsigned long long)room);
-    return wsp_coord_run(cfg, max_conns, room, ho_fd);
+    rv = wsp_coord_run(cfg, max_conns, room, tls, ho_fd);
+    wsp_tlsterm_free(tls);
+    return rv;
+}
+
+/* The supervisor checks the certificate and key once (one error instead of P dying workers)
+ * and makes the session ticket keys every worker shares. Returns the keys' descriptor, -1
+ * without TLS, or -2 after one line on stderr. */
+static int main_super_tls(const wsp_config_t *cfg)
+{
+    if (cfg->tls_cert[0] == '\0')
+        return -1;
+    char err[512] = "";
+    if (wsp_tlsterm_check(cfg->tls_cert, cfg->tls_key, err, sizeof(err)) < 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return -2;
+    }
+    uint8_t keys[WSP_TLS_TICKET_KEYS_LEN];
+    int fd = wsp_tlsterm_keys_random(keys);
+    if (fd == 0)
+        fd = wsp_tlsterm_keys_fd(keys);
+    OPENSSL_cleanse(keys, sizeof(keys));
+    if (fd < 0) {
+        fprintf(stderr, "wspush: no TLS session ticket keys: %s\n", strerror(-fd));
+        return -2;
+    }
+    return fd;
 }
 
 /* Says why startup failed. Returns the exit status: 0 when rv is 0, else 1. */
@@ -135,16 +218,28 @@ int main(int argc, char **argv)
     int ho_fd = wsp_reexec_inherited();
     if ((rv = wsp_reexec_record(argc, argv)) < 0)
         WSP_LOG(WSP_LOG_WARN, "event=upgrade_unavailable error=%s", uv_err_name(rv));
+    /* This process's epoch (issue #17): its channel numbers start here. A worker has its
+     * supervisor's (--worker-epoch). */
+    if (cfg.epoch[0] == '\0' && (rv = wsp_framed_epoch_new(cfg.epoch)) < 0) {
+        fprintf(stderr, "wspush: cannot make an epoch: %s\n", strerror(-rv));
+        return 1;
+    }
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         fprintf(stderr, "wspush: cannot ignore SIGPIPE: %s\n", strerror(errno));
         return 1;
     }
-    if (main_probe_uring(&cfg) != 0)
+    if (main_probe_uring(&cfg) != 0 || main_check_auth(&cfg) != 0)
         return 1;
-    if (cfg.procs > 1 && cfg.worker_fd < 0)
-        rv = wsp_super_run(&cfg, argc, argv); /* each worker sizes itself to its own limit */
-    else if ((rv = main_serve(&cfg, ho_fd)) == 1)
+    if (cfg.procs > 1 && cfg.worker_fd < 0) {
+        int keys_fd = main_super_tls(&cfg);
+        if (keys_fd == -2)
+            return 1;
+        rv = wsp_super_run(&cfg, argc, argv, keys_fd); /* each worker sizes itself */
+        if (keys_fd >= 0)
+            close(keys_fd);
+    } else if ((rv = main_serve(&cfg, ho_fd)) == 1) {
         return 1;
+    }
     return main_exit(&cfg, rv);
 }

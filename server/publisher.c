@@ -5,15 +5,29 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "admin.h"
 #include "alloc.h"
 #include "log.h"
 #include "net.h"
+#include "pubwait.h"
+#include "siphash.h"
+
+#define WSP_PUB_WAIT_STEP_MS                                                                       \
+    100 /* the waiting user publishes' deadlines are checked this often                            \
+         */
 
 struct wsp_pub_s {
     uv_timer_t tick;
+    uv_timer_t wait_timer; /* deadlines of the user publishes waiting for reports */
     uv_signal_t sig_usr1, sig_int, sig_term, sig_usr2;
+    uv_signal_t sig_hup; /* reloads: each module's own function (wsp_pub_on_reload()) */
+    struct {
+        wsp_pub_reload_fn fn;
+        void *arg;
+    } reload[WSP_PUB_RELOADS];
+    unsigned nreload;
     uv_loop_t *loop;
     const wsp_config_t *cfg;
     int role;
@@ -25,20 +39,54 @@ struct wsp_pub_s {
     unsigned nstats;
     const wsp_pub_ops_t *ops;
     void *user;
-    wsp_admin_t *admin; /* NULL without --admin, in a worker, or once closed */
-    wsp_redis_t *redis; /* NULL without --redis or once stopped */
-    int admin_fd;       /* a live upgrade's admin listener to open instead of binding; -1 */
+    wsp_admin_t *admin;    /* NULL without --admin, in a worker, or once closed */
+    wsp_redis_t *redis;    /* NULL without --redis or once stopped */
+    wsp_pubwait_t waiting; /* POST /publish?user= requests waiting for delivery reports */
+    uint64_t user_id;      /* the last id given to a directly delivered user message */
+    wsp_chan_seqs_t cseqs; /* each channel's last number, when this process numbers them */
+    int admin_fd;          /* a live upgrade's admin listener to open instead of binding; -1 */
 };
 
+/* The default channel has no name on the wire: "time" from an admin ?channel= or a Redis
+ * NAME:time is the default channel, not a named channel nobody could subscribe to. */
+static void pub_channel(const char **chan, size_t *chan_len)
+{
+    if (*chan && *chan_len == sizeof(WSP_CHANNEL_DEFAULT) - 1 &&
+        memcmp(*chan, WSP_CHANNEL_DEFAULT, *chan_len) == 0) {
+        *chan = NULL;
+        *chan_len = 0;
+    }
+}
+
 /* Numbers and hands over: the only place a seq is given. */
-static int pub_deliver(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
-                       size_t len, const char *reason, uint64_t *seq)
+static int pub_hand(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
+                    size_t len, const wsp_pub_chseq_t *cs, const char *reason, uint64_t *seq)
 {
     p->seq++;
     if (seq)
         *seq = p->seq;
-    return p->ops->deliver(p->user, chan, chan_len, payload, len, p->seq, reason);
+    return p->ops->deliver(p->user, chan, chan_len, payload, len, p->seq, cs, reason);
 }
+
+/* A message this process publishes: numbered in its channel here (the single process, the
+ * supervisor), except under --redis, where only the Redis script numbers channels and what
+ * is published locally (the ticks) has no number there. */
+static int pub_deliver(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
+                       size_t len, const char *reason, uint64_t *seq)
+{
+    pub_channel(&chan, &chan_len);
+    wsp_pub_chseq_t cs = {0, NULL, 0};
+    if (p->role != WSP_PUB_WORKER && p->redis == NULL && p->cfg->redis_host[0] == '\0') {
+        cs.seq = chan ? wsp_chan_seqs_next(&p->cseqs, chan, chan_len)
+                      : wsp_chan_seqs_next(&p->cseqs, WSP_CHANNEL_DEFAULT,
+                                           sizeof(WSP_CHANNEL_DEFAULT) - 1);
+        cs.epoch = p->cfg->epoch;
+        cs.epoch_len = strlen(p->cfg->epoch);
+    }
+    return pub_hand(p, chan, chan_len, payload, len, &cs, reason, seq);
+}
+
+int wsp_pub_published(const wsp_pub_t *p) { return p->seq > 0; }
 
 int wsp_pub_publish(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
                     size_t len, const char *reason, uint64_t *seq)
@@ -59,13 +107,13 @@ void wsp_pub_time(wsp_pub_t *p, const char *reason)
 }
 
 void wsp_pub_relay(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
-                   size_t len, uint64_t seq, const char *reason)
+                   size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     if (p->stopping)
         return;
     if (seq > p->seq)
         p->seq = seq;
-    (void)p->ops->deliver(p->user, chan, chan_len, payload, len, seq, reason);
+    (void)p->ops->deliver(p->user, chan, chan_len, payload, len, seq, cs, reason);
 }
 
 /* --- the tick --- */
@@ -130,6 +178,16 @@ int wsp_pub_admin_fd(const wsp_pub_t *p) { return p->admin ? wsp_admin_fd(p->adm
 
 /* --- signals --- */
 
+int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg)
+{
+    if (p->nreload == WSP_PUB_RELOADS)
+        return -ENOSPC;
+    p->reload[p->nreload].fn = fn;
+    p->reload[p->nreload].arg = arg;
+    p->nreload++;
+    return 0;
+}
+
 static void on_pub_signal(uv_signal_t *s, int signum)
 {
     wsp_pub_t *p = s->data;
@@ -139,6 +197,12 @@ static void on_pub_signal(uv_signal_t *s, int signum)
         else
             WSP_LOG(WSP_LOG_WARN, "event=upgrade_ignored reason=%s",
                     p->stopping ? "stopping" : "not_here");
+        return;
+    }
+    if (signum == SIGHUP) { /* the one reload handler: every module's reload, in order */
+        WSP_LOG(WSP_LOG_INFO, "event=reload signal=SIGHUP reloads=%u", p->nreload);
+        for (unsigned i = 0; i < p->nreload; i++)
+            p->reload[i].fn(p->reload[i].arg);
         return;
     }
     if (signum != SIGUSR1) {
@@ -178,6 +242,91 @@ static int on_admin_publish(void *user, const char *channel, size_t channel_len,
     return pub_deliver(p, channel, channel_len, payload, len, "admin", seq);
 }
 
+/* --- messages for one user (issue #16) --- */
+
+/* The tag of a user message that goes through Redis: what every receiver can compute from
+ * the message alone (pubwait.h). A fixed key: it only pairs reports with requests. */
+static uint64_t pub_digest(const char *sub, size_t sub_len, const uint8_t *payload, size_t len)
+{
+    static const uint8_t k0[16] = {0};
+    uint8_t k1[16] = {0};
+    uint64_t h = wsp_siphash(k0, sub, sub_len);
+    memcpy(k1, &h, sizeof(h));
+    return wsp_siphash(k1, payload, len) | WSP_PUBWAIT_DIGEST;
+}
+
+static void on_pub_wait(uv_timer_t *t)
+{
+    wsp_pub_t *p = WSP_CONTAINER_OF(t, wsp_pub_t, wait_timer);
+    wsp_pubwait_expire(&p->waiting, uv_now(p->loop));
+    if (p->waiting.n == 0)
+        (void)uv_timer_stop(&p->wait_timer); /* cannot fail for an initialised timer */
+}
+
+/* The admin API's POST /publish?user=: Redis when configured (every machine delivers), else
+ * the owner delivers; the answer waits for this machine's reports. */
+static int on_admin_publish_user(void *user, const char *sub, size_t sub_len,
+                                 const uint8_t *payload, size_t len, wsp_pubwait_done_fn done,
+                                 void *ctx)
+{
+    wsp_pub_t *p = user;
+    if (p->stopping)
+        return -EAGAIN;
+    uint64_t tag = p->redis ? pub_digest(sub, sub_len, payload, len) : ++p->user_id;
+    /* Waiting before delivering: a report may come before deliver_user() returns. */
+    wsp_pubwait_entry_t *e =
+        wsp_pubwait_add(&p->waiting, tag, uv_now(p->loop) + WSP_ADMIN_USER_WAIT_MS, done, ctx);
+    if (e == NULL)
+        return -ENOMEM;
+    int n;
+    if (p->redis) {
+        n = wsp_redis_publish_user(p->redis, sub, sub_len, payload, len);
+        if (n == 0)
+            n = (int)p->ops->redis_reporters(p->user);
+    } else {
+        n = p->ops->deliver_user(p->user, sub, sub_len, payload, len, tag);
+    }
+    if (n < 0) {
+        wsp_pubwait_drop(&p->waiting, e);
+        return n;
+    }
+    if (!uv_is_active((uv_handle_t *)&p->wait_timer)) {
+        int rv =
+            uv_timer_start(&p->wait_timer, on_pub_wait, WSP_PUB_WAIT_STEP_MS, WSP_PUB_WAIT_STEP_MS);
+        if (rv < 0) /* no deadline without it: answer now with what came */
+            WSP_LOG(WSP_LOG_ERROR, "event=publish_wait_timer_failed error=%s", uv_err_name(rv));
+    }
+    wsp_pubwait_expect(&p->waiting, e, (unsigned)n); /* may answer now */
+    return 0;
+}
+
+void wsp_pub_relay_user(wsp_pub_t *p, const char *sub, size_t sub_len, const uint8_t *payload,
+                        size_t len, uint64_t tag)
+{
+    /* Even while stopping: the supervisor waits for this worker's report. */
+    int rv = p->ops->deliver_user(p->user, sub, sub_len, payload, len, tag);
+    if (rv < 0)
+        wsp_pub_user_reached(p, tag, 0);
+}
+
+void wsp_pub_user_reached(wsp_pub_t *p, uint64_t tag, uint64_t conns)
+{
+    if (p->role == WSP_PUB_WORKER)
+        p->ops->reached(p->user, tag, conns);
+    else
+        (void)wsp_pubwait_report(&p->waiting, tag, conns); /* 0: not ours, or too late */
+}
+
+/* A Redis message for one user: delivered here, reported under its digest. */
+static void on_pub_redis_user(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
+                              size_t len)
+{
+    wsp_pub_t *p = user;
+    uint64_t tag = pub_digest(sub, sub_len, payload, len);
+    if (p->ops->deliver_user(p->user, sub, sub_len, payload, len, tag) < 0)
+        wsp_pub_user_reached(p, tag, 0);
+}
+
 static int on_admin_metrics(void *user, wsp_buf_t *out)
 {
     wsp_pub_t *p = user;
@@ -194,16 +343,30 @@ static int on_admin_healthy(void *user) { return !((wsp_pub_t *)user)->stopping;
 
 static const wsp_admin_ops_t pub_admin_ops = {
     .publish = on_admin_publish,
+    .publish_user = on_admin_publish_user,
     .metrics = on_admin_metrics,
     .stats = on_admin_stats,
     .healthy = on_admin_healthy,
 };
 
-/* A Redis message: numbered here, in every process that subscribes. */
+/* A Redis message: numbered here, in every process that subscribes; its number in its
+ * channel is the Redis script's (cseq 0 for a raw PUBLISH: not recoverable). */
 static void on_pub_redis(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                         size_t len)
+                         size_t len, uint64_t cseq, const char *epoch, size_t epoch_len)
 {
-    (void)wsp_pub_publish(user, chan, chan_len, payload, len, "redis", NULL);
+    wsp_pub_t *p = user;
+    if (p->stopping)
+        return;
+    pub_channel(&chan, &chan_len);
+    wsp_pub_chseq_t cs = {cseq, epoch, epoch_len};
+    (void)pub_hand(p, chan, chan_len, payload, len, &cs, "redis", NULL);
+}
+
+static void on_pub_redis_link(void *user, int up)
+{
+    wsp_pub_t *p = user;
+    if (p->ops->link)
+        p->ops->link(p->user, up);
 }
 
 /* --- life cycle --- */
@@ -228,10 +391,17 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
     }
     /* From here on the timer exists: the owner's teardown closes whatever was initialised. */
     *out = p;
-    if ((rv = pub_signal(p, &p->sig_usr1, SIGUSR1)) < 0 ||
+    if ((rv = uv_timer_init(loop, &p->wait_timer)) < 0 ||
+        (rv = pub_signal(p, &p->sig_usr1, SIGUSR1)) < 0 ||
         (rv = pub_signal(p, &p->sig_int, SIGINT)) < 0 ||
         (rv = pub_signal(p, &p->sig_term, SIGTERM)) < 0 ||
+        (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0 ||
         (rv = pub_signal(p, &p->sig_usr2, SIGUSR2)) < 0)
+        return rv;
+    /* SIGHUP only when there is something to re-read: otherwise it ends the process, as it
+     * always did. One handler for every reloadable thing (the key; the TLS certificate to
+     * come): the owner's reload op lists them. */
+    if (cfg->auth_jwt_alg && (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0)
         return rv;
     return 0;
 }
@@ -255,8 +425,11 @@ int wsp_pub_open(wsp_pub_t *p)
     if (cfg->redis_host[0] == '\0')
         return 0;
     /* The supervisor only publishes: its workers subscribe, each for itself. */
-    return wsp_redis_start(&p->redis, p->loop, cfg,
-                           p->role == WSP_PUB_SUPERVISOR ? NULL : on_pub_redis, p);
+    int sub = p->role != WSP_PUB_SUPERVISOR;
+    rv = wsp_redis_start(&p->redis, p->loop, cfg, sub ? on_pub_redis : NULL, on_pub_redis_link, p);
+    if (rv == 0 && sub)
+        wsp_redis_set_user_fn(p->redis, on_pub_redis_user);
+    return rv;
 }
 
 void wsp_pub_stop(wsp_pub_t *p)
@@ -276,20 +449,27 @@ void wsp_pub_close(wsp_pub_t *p)
     if (p == NULL || p->closed)
         return;
     p->closed = 1;
-    wsp_admin_stop(p->admin); /* /healthz answered 503 until here */
+    wsp_pubwait_cancel_all(&p->waiting); /* answered 503 while the admin API still exists */
+    wsp_admin_stop(p->admin);            /* /healthz answered 503 until here */
     p->admin = NULL;
     wsp_redis_stop(p->redis);
     p->redis = NULL;
-    uv_handle_t *hs[] = {(uv_handle_t *)&p->tick, (uv_handle_t *)&p->sig_usr1,
-                         (uv_handle_t *)&p->sig_int, (uv_handle_t *)&p->sig_term,
+    uv_handle_t *hs[] = {(uv_handle_t *)&p->tick,     (uv_handle_t *)&p->wait_timer,
+                         (uv_handle_t *)&p->sig_usr1, (uv_handle_t *)&p->sig_int,
+                         (uv_handle_t *)&p->sig_term, (uv_handle_t *)&p->sig_hup,
                          (uv_handle_t *)&p->sig_usr2};
     for (size_t i = 0; i < WSP_ARRAY_SIZE(hs); i++)
         if (hs[i]->loop != NULL && !uv_is_closing(hs[i])) /* initialised: p was zeroed */
             uv_close(hs[i], NULL); /* the memory is p's: wsp_pub_free() frees it */
 }
 
-void wsp_pub_free(wsp_pub_t *p) { free(p); }
+void wsp_pub_free(wsp_pub_t *p)
+{
+    if (p)
+        wsp_chan_seqs_free(&p->cseqs);
+    free(p);
+}
 
 int wsp_pub_admin_port(const wsp_pub_t *p) { return p->admin ? wsp_admin_port(p->admin) : 0; }
 
-const wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p) { return p->redis; }
+wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p) { return p->redis; }

@@ -5,8 +5,10 @@
  * that publishes, on that process's main loop: the single process (coordinator.c), the
  * supervisor under --procs (supervisor.c), or a supervised worker, which relays what its
  * supervisor numbered. It owns the wall-clock tick, the signals (SIGUSR1 broadcasts,
- * SIGINT/SIGTERM stop), the admin API's operations (server/admin.c), the Redis link
- * (server/redis.c) and the sequence numbers: this is the one place a broadcast gets its seq.
+ * SIGHUP reloads, SIGINT/SIGTERM stop), the admin API's operations (server/admin.c), the
+ * Redis link (server/redis.c) and the sequence numbers: this is the one place a broadcast gets
+ * its seq, and (issue #17) its sequence number in its channel, with the process's epoch (the
+ * supervisor's under --procs); under --redis the Redis script numbers channel messages.
  * Its owner delivers what it publishes: to the process's shards (coordinator) or to every
  * worker (supervisor). */
 
@@ -14,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "chan.h"
 #include "config.h"
 #include "metrics.h"
 #include "redis.h"
@@ -32,19 +35,51 @@ enum {
  * failed. */
 #define WSP_PUB_EADMIN 10000
 
+/* A message's place in its channel (issue #17): its sequence number there (0: none, as for
+ * a raw Redis message or a tick under --redis) and the epoch the number belongs to. */
+typedef struct wsp_pub_chseq_s {
+    uint64_t seq;
+    const char *epoch;
+    size_t epoch_len;
+} wsp_pub_chseq_t;
+
 /* What the publisher asks of its owner; every call on the owner's loop thread. */
 typedef struct wsp_pub_ops_s {
-    /* Delivers payload as broadcast seq on chan (NULL/0 = the default channel); reason names
-     * the source for the logs. Returns 0 or a negative errno. */
+    /* Delivers payload as broadcast seq on chan (NULL/0 = the default channel), at cs in its
+     * channel; reason names the source for the logs. Returns 0 or a negative errno. */
     int (*deliver)(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                   size_t len, uint64_t seq, const char *reason);
+                   size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason);
+    /* The Redis subscription went up or down (may be NULL): what it told before is stale. */
+    void (*link)(void *user, int up);
     /* SIGUSR1 in a worker: ask the supervisor, which numbers the time messages. */
     void (*trigger)(void *user);
     /* SIGINT or SIGTERM arrived: the owner starts stopping (and calls wsp_pub_stop()). */
     void (*stop)(void *user, int signum);
     /* SIGUSR2 arrived: a live upgrade (issue #20); NULL where the owner does none. */
     void (*upgrade)(void *user);
+    /* Delivers payload to the connections of the user sub (issue #16): on the process's
+     * shards (coordinator) or through every worker (supervisor). Each process that delivers
+     * hands tag back to wsp_pub_user_reached() once. Returns how many such reports to expect,
+     * or a negative errno. */
+    int (*deliver_user)(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
+                        size_t len, uint64_t tag);
+    /* How many processes deliver (and report) a user message coming back from Redis: 1, or
+     * the supervisor's live workers. */
+    unsigned (*redis_reporters)(void *user);
+    /* A worker's report of a user message delivered: to be passed on to the supervisor. */
+    void (*reached)(void *user, uint64_t tag, uint64_t conns);
 } wsp_pub_ops_t;
+
+/* What SIGHUP runs: a module re-reads its files (a certificate, a key) for what starts
+ * afterwards, and logs how it went. */
+typedef void (*wsp_pub_reload_fn)(void *arg);
+
+/* The most reload functions one publisher runs. */
+#define WSP_PUB_RELOADS 4
+
+/* Adds fn(arg) to what SIGHUP runs, after those added before. 0, or -ENOSPC past
+ * WSP_PUB_RELOADS. Loop thread, before the loop runs. */
+int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg);
 
 /* Creates the publisher of a process of role (WSP_PUB_*) on loop: its tick timer and signal
  * handlers, nothing armed yet. stats[0..nstats) are the counters the admin API reports (the
@@ -88,10 +123,24 @@ int wsp_pub_publish(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8
  * thread. */
 void wsp_pub_time(wsp_pub_t *p, const char *reason);
 
-/* Delivers a broadcast the supervisor numbered seq; numbers given here later follow it.
- * Ignored while stopping. Loop thread of a worker. */
+/* Delivers a broadcast the supervisor numbered seq (and cs in its channel); numbers given
+ * here later follow it. Ignored while stopping. Loop thread of a worker. */
 void wsp_pub_relay(wsp_pub_t *p, const char *chan, size_t chan_len, const uint8_t *payload,
-                   size_t len, uint64_t seq, const char *reason);
+                   size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason);
+
+/* 1 once this publisher has numbered a broadcast: a worker started now cannot assume every
+ * channel is at 0 (--worker-restart). Loop thread. */
+int wsp_pub_published(const wsp_pub_t *p);
+
+/* Delivers a user message the supervisor sent (tag: its id) to this worker's shards. Loop
+ * thread of a worker. */
+void wsp_pub_relay_user(wsp_pub_t *p, const char *sub, size_t sub_len, const uint8_t *payload,
+                        size_t len, uint64_t tag);
+
+/* A delivery report of the user message tagged tag: conns connections reached by one
+ * process. In a worker it goes to the supervisor; elsewhere it counts toward the waiting
+ * POST /publish?user= answer (server/pubwait.h). Loop thread. */
+void wsp_pub_user_reached(wsp_pub_t *p, uint64_t tag, uint64_t conns);
 
 /* Stops publishing: the tick and the Redis link stop, the admin API refuses to publish and
  * answers /healthz 503 until wsp_pub_close(). Idempotent; NULL is fine. Loop thread. */
@@ -112,6 +161,6 @@ void wsp_pub_free(wsp_pub_t *p);
 int wsp_pub_admin_port(const wsp_pub_t *p);
 
 /* The Redis link, NULL without --redis or once stopped. Loop thread. */
-const wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p);
+wsp_redis_t *wsp_pub_redis(const wsp_pub_t *p);
 
 #endif

@@ -1,17 +1,21 @@
 #include "shard.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "alloc.h"
+#include "arrival.h"
 #include "chan.h"
 #include "conn.h"
 #include "handoff.h"
 #include "log.h"
 #include "net.h"
+#include "pick.h"
 #include "spsc.h"
 #include "table.h"
 #include "uring.h"
@@ -26,6 +30,10 @@
 /* Live upgrade: a connection whose parser holds part of a client frame gets this long to
  * complete it before it is closed with 1001 instead of handed over. */
 #define WSP_SHARD_HO_WAIT_MS 2000
+/* TLS with io_uring: the batch's sealed records live here until the batch is reaped. 1,024
+ * ticks of ~60 B sealed take 60 KiB; bigger frames fill it first, which sends the batch
+ * early. A 64 KiB frame sealed (65.7 KB) always fits. */
+#define WSP_SHARD_ARENA (256 * 1024)
 
 struct wsp_shard_s {
     wsp_shard_conn_t sc; /* what its connections see: loop.data points here */
@@ -49,10 +57,16 @@ struct wsp_shard_s {
     int started;
     uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
     uint32_t drain_per_step;
-    uint32_t ping_cursor;   /* next OPEN slot to ping in this round */
-    uint32_t ping_step;     /* steps into the current round */
-    uint32_t ping_per_step; /* connections per step in this round */
-    wsp_uring_t *uring;     /* NULL: one uv_try_write per connection */
+    uint32_t ping_cursor;       /* next OPEN slot to ping in this round */
+    uint32_t ping_step;         /* steps into the current round */
+    uint32_t ping_per_step;     /* connections per step in this round */
+    wsp_uring_t *uring;         /* NULL: one uv_try_write per connection */
+    wsp_table_t users;          /* a user message's connections, gathered for its pass */
+    wsp_resume_queue_t results; /* Redis fetches coming back from the coordinator */
+    int results_init;
+    wsp_tlsconn_res_t tls; /* TLS (sc.tls points here): cipher context and buffers */
+    uint8_t *arena;        /* TLS with io_uring: WSP_SHARD_ARENA bytes of sealed records */
+    wsp_pick_shard_t pick; /* the frame kinds' builders: the compressor (#19) */
     /* live upgrade (issue #20) */
     wsp_handoff_t ho;        /* the socket to the other process's shard, while it is used */
     uv_poll_t ho_poll;       /* new process: that socket is readable */
@@ -63,12 +77,24 @@ struct wsp_shard_s {
     uint64_t ho_deadline_ms; /* old: when connections still mid-frame are closed instead */
 };
 
-/* What a batch of io_uring sends reports into. */
+/* One pass over a broadcast: the frame each connection gets, and what was written. */
 typedef struct wsp_shard_batch_s {
     wsp_shard_t *sh;
-    wsp_msg_t *m;
-    uint64_t written, failed;
+    wsp_pick_t pick;
+    uint64_t failed;
+    /* Frames written per kind (pick.frame[kind]): one increment per connection; bytes and
+     * compressed frames are summed from them after the pass. */
+    uint64_t written[WSP_BCAST_NKINDS];
+    size_t arena_used; /* bytes of sh->arena the queued sends point into */
 } wsp_shard_batch_t;
+
+/* An io_uring send's user data: the connection, with the kind of frame it was sent in the
+ * two low bits and, for records sealed here for a TLS connection, WSP_SHARD_SEALED in the
+ * third (malloc aligns a connection to 16 bytes at least): its completion knows the frame
+ * and the path without asking the connection again, so plain sends pay nothing for TLS. */
+#define WSP_SHARD_SEALED ((uintptr_t)4)
+static_assert(WSP_BCAST_NKINDS <= 4 && _Alignof(max_align_t) >= 8, "kind and tag fit low bits");
+static inline void *shard_ud(wsp_conn_t *c, unsigned kind) { return (char *)c + kind; }
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
@@ -121,17 +147,33 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     shard_maybe_finish(sh);
 }
 
-/* Writes m to c the libuv way: one uv_try_write, the rest queued. */
-static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, uint64_t *written, uint64_t *failed)
+/* Writes the frame of kind (given out by wsp_pick_kind()) to c the libuv way: one
+ * uv_try_write, the rest queued. */
+static void shard_send_uv(wsp_conn_t *c, unsigned kind, wsp_shard_batch_t *bt)
 {
-    int rv = wsp_conn_send(c, m);
+    int rv = wsp_conn_send(c, bt->pick.frame[kind]);
     if (rv == 0) {
-        (*written)++;
+        bt->written[kind]++;
         return;
     }
-    (*failed)++;
+    bt->failed++;
     if (rv != -ENOBUFS) /* -ENOBUFS: draining with 1008 already */
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+}
+
+/* One direct send of records sealed for c (wsp_conn_seal()): a short send queues a copy of
+ * the rest, never a new seal (its sequence numbers are spent). */
+static void shard_sealed_sent(wsp_shard_batch_t *bt, wsp_conn_t *c, unsigned kind, int res)
+{
+    int rv = wsp_conn_seal_sent(c, res);
+    if (rv >= 0) {
+        if (rv == 0 && res != -ECANCELED)
+            atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
+        bt->written[kind]++;
+        return;
+    }
+    bt->failed++;
+    wsp_conn_close_why(c, WSP_CLOSE_ERROR);
 }
 
 /* One io_uring send's result. A short send or -EAGAIN hands the rest to libuv, which queues
@@ -139,20 +181,26 @@ static void shard_send_uv(wsp_conn_t *c, wsp_msg_t *m, uint64_t *written, uint64
 static void on_shard_sent(void *ud, int res, void *arg)
 {
     wsp_shard_batch_t *bt = arg;
-    wsp_conn_t *c = ud;
-    uint32_t len = bt->m->len;
-    if (res == (int)len) {
-        bt->written++;
+    uintptr_t tag = (uintptr_t)ud & (WSP_SHARD_SEALED | 3u); /* shard_ud() */
+    unsigned kind = tag & 3u;
+    wsp_conn_t *c = (void *)((char *)ud - tag);
+    if (tag & WSP_SHARD_SEALED) {
+        shard_sealed_sent(bt, c, kind, res);
+        return;
+    }
+    wsp_msg_t *m = bt->pick.frame[kind];
+    if (res == (int)m->len) {
+        bt->written[kind]++;
         return;
     }
     if (res == -ECANCELED) { /* the ring failed before this send ran: the libuv way */
-        shard_send_uv(c, bt->m, &bt->written, &bt->failed);
+        shard_send_uv(c, kind, bt);
         return;
     }
     if (res >= 0 || res == -EAGAIN) {
         atomic_fetch_add_explicit(&bt->sh->sc.stats->uring_short, 1, memory_order_relaxed);
-        if (wsp_conn_send_rest(c, bt->m, res > 0 ? (size_t)res : 0) == 0) {
-            bt->written++;
+        if (wsp_conn_send_rest(c, m, res > 0 ? (size_t)res : 0) == 0) {
+            bt->written[kind]++;
             return;
         }
     }
@@ -167,6 +215,7 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
     const wsp_uring_stats_t *st = wsp_uring_stats(sh->uring);
     uint64_t enters = st->enters, ops = st->ops;
     int rv = wsp_uring_flush(sh->uring, on_shard_sent, bt);
+    bt->arena_used = 0; /* every send reaped: the sealed records are no longer needed */
     atomic_fetch_add_explicit(&sh->sc.stats->uring_enters, st->enters - enters,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->sc.stats->uring_sends, st->ops - ops, memory_order_relaxed);
@@ -178,43 +227,128 @@ static void shard_uring_flush(wsp_shard_t *sh, wsp_shard_batch_t *bt)
     }
 }
 
-/* Writes m to every connection of tb, from the end down: a slow consumer leaves the table
+/* Queues the frame of kind for c (socket fd) in the io_uring batch, first sealed into the
+ * arena when c seals its own records (TLS without kTLS): one encrypt per connection. Sends
+ * the batch first when it, or the arena, is full. 0 when queued or handed to libuv behind
+ * nothing; -EAGAIN: not queued, nothing sealed (send the libuv way); another negative errno:
+ * close c. */
+static int shard_queue(wsp_shard_t *sh, wsp_shard_batch_t *bt, wsp_conn_t *c, int fd, unsigned kind)
+{
+    if (wsp_uring_queued(sh->uring) >= WSP_SHARD_URING)
+        shard_uring_flush(sh, bt);
+    wsp_msg_t *m = bt->pick.frame[kind];
+    const uint8_t *buf = m->bytes;
+    size_t len = m->len;
+    uintptr_t tag = kind;
+    if (sh->uring && sh->arena) {
+        ssize_t n =
+            wsp_conn_seal(c, m, sh->arena + bt->arena_used, WSP_SHARD_ARENA - bt->arena_used);
+        if (n == -ENOBUFS && bt->arena_used > 0) { /* the arena is full: send, then reuse it */
+            shard_uring_flush(sh, bt);
+            n = sh->uring ? wsp_conn_seal(c, m, sh->arena, WSP_SHARD_ARENA) : -EAGAIN;
+        }
+        if (n < 0)
+            return (int)n;
+        if (n > 0) {
+            buf = sh->arena + bt->arena_used;
+            len = (size_t)n;
+            bt->arena_used += (size_t)n;
+            tag |= WSP_SHARD_SEALED;
+        }
+    }
+    if (sh->uring && wsp_uring_send(sh->uring, fd, buf, len, (char *)c + tag) == 0)
+        return 0;
+    if (tag & WSP_SHARD_SEALED) { /* sealed but not queued (cannot happen): send as is */
+        shard_sealed_sent(bt, c, kind, -ECANCELED);
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* Writes to every connection of tb the frame it gets (bt->pick: plain, framed, or compressed
+ * for a permessage-deflate connection), from the end down: a slow consumer leaves the table
  * during the walk (swap-remove), which only moves an already visited entry. With a ring,
  * idle sockets get their frame through batched io_uring sends, all completed before this
  * returns (so no connection can be freed while its send is in flight); a connection with
  * queued libuv writes keeps the libuv path, behind its queue. */
-static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, wsp_msg_t *m, int time_only,
-                       uint64_t *written, uint64_t *failed)
+static void shard_walk(wsp_shard_t *sh, wsp_table_t *tb, int time_only, wsp_shard_batch_t *bt)
 {
-    wsp_shard_batch_t bt = {.sh = sh, .m = m};
     for (uint32_t i = tb->n; i-- > 0;) {
         wsp_conn_t *c = tb->v[i];
         if (time_only && !wsp_conn_wants_default(c))
             continue;
+        unsigned kind = wsp_pick_kind(&bt->pick, wsp_conn_xf(c));
         int fd = sh->uring ? wsp_conn_direct_fd(c) : -1;
-        if (fd < 0) {
-            shard_send_uv(c, m, written, failed);
-            continue;
+        int q = fd < 0 ? -EAGAIN : shard_queue(sh, bt, c, fd, kind);
+        if (q == -EAGAIN) { /* not queued: never skip a connection */
+            shard_send_uv(c, kind, bt);
+        } else if (q < 0) {
+            bt->failed++;
+            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         }
-        int q = wsp_uring_send(sh->uring, fd, m->bytes, m->len, c);
-        if (q == -ENOSPC) { /* a full batch: send it, then this one starts the next */
-            shard_uring_flush(sh, &bt);
-            q = sh->uring ? wsp_uring_send(sh->uring, fd, m->bytes, m->len, c) : -EIO;
-        }
-        if (q < 0) /* not queued: never skip a connection */
-            shard_send_uv(c, m, written, failed);
     }
     if (sh->uring && wsp_uring_queued(sh->uring))
-        shard_uring_flush(sh, &bt);
-    *written += bt.written;
-    *failed += bt.failed;
+        shard_uring_flush(sh, bt);
 }
 
-/* One shard's pass over b: the default channel walks OPEN, a named one its subscribers. */
+/* Notes b in the shard's positions and history (issue #17): its place in the process's
+ * order, and a sequenced message's frame in its channel's history. */
+static void shard_note(wsp_shard_t *sh, wsp_bcast_t *b)
+{
+    const wsp_bcast_pos_t *bp = wsp_bcast_pos(b);
+    wsp_chan_table_t *t = &sh->sc.chans;
+    wsp_chan_position(t, bp->g);
+    if (bp->seq == 0 && bp->epoch_len == 0)
+        return;
+    size_t clen;
+    const char *c = wsp_bcast_channel(b, &clen);
+    if (c == NULL) {
+        c = WSP_CHANNEL_DEFAULT;
+        clen = sizeof(WSP_CHANNEL_DEFAULT) - 1;
+    }
+    /* The framed form is what a recovery replays: built once per broadcast and process. */
+    wsp_msg_t *framed = bp->seq && t->hist && t->hist->size ? wsp_bcast_framed(b) : NULL;
+    int rv = wsp_chan_record(t, c, clen, bp->seq, bp->epoch, bp->epoch_len, bp->gen, framed,
+                             uv_now(&sh->loop));
+    if (rv < 0 && wsp_shard_conn_log_ok(&sh->sc))
+        WSP_LOG(WSP_LOG_WARN, "shard=%u event=history_record_failed channel=%.*s error=%s",
+                sh->sc.id, (int)clen, c, uv_err_name(rv));
+}
+
+/* A message for one user (issue #16): the connections of its user id, found by walking one
+ * chain of the auth arrays, gathered first (a send that fails moves slots) and then written
+ * as any pass writes. Returns how many connections it was offered to. */
+static uint32_t shard_user_pass(wsp_shard_t *sh, uint64_t uid, wsp_shard_batch_t *bt)
+{
+    wsp_auth_shard_t *as = sh->sc.auth;
+    wsp_table_t *open = &sh->sc.table[WSP_SHARD_T_OPEN];
+    if (as == NULL)
+        return 0; /* no token auth: nobody is a user */
+    sh->users.n = 0;
+    for (uint32_t s = wsp_authidx_find(&as->idx, uid, WSP_AUTHIDX_END); s != WSP_AUTHIDX_END;
+         s = wsp_authidx_find(&as->idx, uid, s)) {
+        uint32_t slot;
+        if (wsp_table_push(&sh->users, open->v[s], &slot) < 0) /* amortised, kept per shard */
+            bt->failed++;
+    }
+    uint32_t n = sh->users.n;
+    uint64_t written0 = 0, written1 = 0;
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
+        written0 += bt->written[k];
+    shard_walk(sh, &sh->users, 0, bt);
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
+        written1 += bt->written[k];
+    atomic_fetch_add_explicit(&sh->sc.stats->user_msgs, written1 - written0, memory_order_relaxed);
+    return n;
+}
+
+/* One shard's pass over b: the default channel walks OPEN, a named one its subscribers, a
+ * user message that user's connections. */
 static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
 {
     wsp_shard_stats_t *st = sh->sc.stats;
-    wsp_msg_t *m = wsp_bcast_frame(b, WSP_BCAST_PLAIN); /* every connection is plain so far */
+    wsp_shard_batch_t bt = {.sh = sh};
+    wsp_pick_begin(&bt.pick, b, &sh->pick);
     size_t clen;
     const char *cname = wsp_bcast_channel(b, &clen);
     wsp_bcast_report_t rep = {0};
@@ -222,33 +356,54 @@ static void shard_pass(wsp_shard_t *sh, wsp_bcast_t *b)
     /* Only this thread writes its counters: plain before/after deltas for the log line. */
     uint64_t us0 = atomic_load_explicit(&st->uring_sends, memory_order_relaxed);
     uint64_t ushort0 = atomic_load_explicit(&st->uring_short, memory_order_relaxed);
+    uint64_t zns0 = atomic_load_explicit(&st->deflate_ns, memory_order_relaxed);
     rep.start_ns = wsp_net_mono_ns();
-    if (cname == NULL) { /* the default channel: every open connection that did not opt out */
+    uint64_t uid;
+    int user = wsp_bcast_user(b, &uid, NULL);
+    if (!user) /* a user message is in no channel's order (its g is 0) */
+        shard_note(sh, b);
+    if (user) {
+        n = shard_user_pass(sh, uid, &bt);
+        cname = "#user"; /* the log names no user */
+        clen = 5;
+    } else if (wsp_bcast_pos(b)->silent) {
+        /* only an epoch for the positions: nobody to write to */
+    } else if (cname == NULL) { /* the default channel: every open connection not opted out */
         n = sh->sc.table[WSP_SHARD_T_OPEN].n;
-        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], m, 1, &rep.written, &rep.failed);
+        shard_walk(sh, &sh->sc.table[WSP_SHARD_T_OPEN], 1, &bt);
     } else {
         wsp_chan_t *ch = wsp_chan_find(&sh->sc.chans, cname, clen);
         if (ch) {
             wsp_table_t *subs = wsp_chan_walk_begin(ch);
             n = subs->n;
-            shard_walk(sh, subs, m, 0, &rep.written, &rep.failed);
+            shard_walk(sh, subs, 0, &bt);
             wsp_chan_walk_end(&sh->sc.chans, ch);
         }
     }
     rep.end_ns = wsp_net_mono_ns();
+    uint64_t bytes = 0, compressed = 0;
+    for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++) {
+        rep.written += bt.written[k];
+        bytes += bt.written[k] ? bt.written[k] * bt.pick.frame[k]->len : 0;
+        compressed += (k & WSP_BCAST_DEFLATE) ? bt.written[k] : 0;
+    }
+    rep.failed = bt.failed;
     atomic_fetch_add_explicit(&st->broadcasts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->msgs_written, rep.written, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_written, rep.written * m->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->bytes_written, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->deflate_written, compressed, memory_order_relaxed);
     WSP_LOG(
         WSP_LOG_INFO,
         "shard=%u event=shard_broadcast seq=%llu channel=%.*s conns=%u written=%llu "
-        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f",
+        "failed=%llu uring_sends=%llu uring_short=%llu pass_ms=%.3f compressed=%llu "
+        "compress_us=%.1f",
         sh->sc.id, (unsigned long long)wsp_bcast_seq(b), cname ? (int)clen : 4,
         cname ? cname : "time", n, (unsigned long long)rep.written, (unsigned long long)rep.failed,
         (unsigned long long)(atomic_load_explicit(&st->uring_sends, memory_order_relaxed) - us0),
         (unsigned long long)(atomic_load_explicit(&st->uring_short, memory_order_relaxed) -
                              ushort0),
-        (double)(rep.end_ns - rep.start_ns) / 1e6);
+        (double)(rep.end_ns - rep.start_ns) / 1e6, (unsigned long long)compressed,
+        (double)(atomic_load_explicit(&st->deflate_ns, memory_order_relaxed) - zns0) / 1e3);
     wsp_bcast_done(b, &rep);
 }
 
@@ -335,6 +490,14 @@ static void on_shard_step(uv_timer_t *t)
         shard_ping_step(sh);
 }
 
+/* The connections waiting to come in (issue #17): the fetches that came back (after the
+ * broadcasts posted before them: the ring is drained before this), then another try each. */
+static void shard_arrivals(wsp_shard_t *sh, int tick)
+{
+    wsp_resume_t *answers = sh->results_init ? wsp_resume_queue_take(&sh->results) : NULL;
+    wsp_arrival_retry(&sh->sc, answers, tick);
+}
+
 static void on_shard_wake(uv_async_t *a)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(a, wsp_shard_t, wake);
@@ -342,6 +505,8 @@ static void on_shard_wake(uv_async_t *a)
     wsp_bcast_t *b;
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         shard_pass(sh, b);
+    if (sh->sc.pending)
+        shard_arrivals(sh, 0);
     /* After the passes: a broadcast posted before the handover reaches every connection. */
     if (atomic_load_explicit(&sh->ho_requested, memory_order_acquire) && !sh->handing &&
         !sh->stopping)
@@ -363,15 +528,23 @@ static void on_shard_connection(uv_stream_t *server, int status)
     }
     if (wsp_shard_conn_over_budget(&sh->sc)) {
         /* Not accepted: libuv stops watching this listener until we accept, and the
-         * kernel's backlog holds the rest. Resumed when a socket is freed or on the tick. */
+         * kernel's backlog holds the rest. Resumed when a socket or a TLS handshake slot is
+         * freed, or on the tick. */
         sh->accept_blocked = 1;
+        int tls = wsp_shard_conn_tls_full(&sh->sc);
+        if (tls)
+            atomic_fetch_add_explicit(&sh->sc.stats->tls_paused, 1, memory_order_relaxed);
         if (wsp_shard_conn_log_ok(&sh->sc))
-            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_paused reason=fd_budget budget=%llu",
-                    sh->sc.id, (unsigned long long)sh->sc.lim->fd_budget);
+            WSP_LOG(WSP_LOG_WARN, "shard=%u event=accept_paused reason=%s budget=%llu", sh->sc.id,
+                    tls ? "tls_handshakes" : "fd_budget",
+                    (unsigned long long)(tls ? sh->sc.lim->tls_hs_max : sh->sc.lim->fd_budget));
         return;
     }
     int rv = wsp_conn_accept(&sh->sc, server);
-    if (rv == -ENOMEM) {
+    if (rv == -EBUSY) { /* another shard took the last TLS handshake slot */
+        sh->accept_blocked = 1;
+        atomic_fetch_add_explicit(&sh->sc.stats->tls_paused, 1, memory_order_relaxed);
+    } else if (rv == -ENOMEM) {
         /* Left unaccepted: libuv pauses this listener until we accept; the tick retries. */
         sh->accept_blocked = 1;
         if (wsp_shard_conn_log_ok(&sh->sc))
@@ -382,10 +555,27 @@ static void on_shard_connection(uv_stream_t *server, int status)
     }
 }
 
+/* Token auth on the 1 s tick: a key posted by SIGHUP is taken, and every connection whose
+ * token's exp + leeway has passed is closed with 4001: one sequential scan of the deadlines
+ * beside OPEN, from the end (a drained connection's slot gets an entry already looked at). */
+static void shard_expire(wsp_shard_t *sh)
+{
+    wsp_auth_shard_t *as = sh->sc.auth;
+    if (as == NULL)
+        return;
+    wsp_auth_shard_sync(as);
+    uint32_t now = (uint32_t)(wsp_net_epoch_ms() / 1000);
+    wsp_table_t *open = &sh->sc.table[WSP_SHARD_T_OPEN];
+    for (uint32_t i = wsp_authidx_expired(&as->idx, as->idx.n, now); i != WSP_AUTHIDX_END;
+         i = wsp_authidx_expired(&as->idx, i, now))
+        wsp_conn_expire(open->v[i]);
+}
+
 static void on_shard_tick(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, tick_timer);
     sh->sc.tick++;
+    shard_expire(sh);
     if (sh->accept_blocked && !sh->stopping && !sh->handing) {
         sh->accept_blocked = 0;
         on_shard_connection((uv_stream_t *)&sh->listener, 0);
@@ -395,6 +585,12 @@ static void on_shard_tick(uv_timer_t *t)
                 (unsigned long long)sh->sc.log_suppressed);
         sh->sc.log_suppressed = 0;
     }
+    /* History: the expired go; the gauges for /metrics. Waiting connections' deadlines. */
+    wsp_chan_expire(&sh->sc.chans, uv_now(&sh->loop));
+    atomic_store_explicit(&sh->sc.stats->hist_entries, sh->sc.chans.entries, memory_order_relaxed);
+    atomic_store_explicit(&sh->sc.stats->hist_evicted, sh->sc.chans.evicted, memory_order_relaxed);
+    if (sh->sc.pending)
+        shard_arrivals(sh, 1);
     /* Only HANDSHAKE and DRAINING connections live here: idle OPEN ones cost nothing. */
     wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_TIMED];
     for (uint32_t i = tb->n; i-- > 0;) {
@@ -420,8 +616,9 @@ static void shard_handover_step(wsp_shard_t *sh)
     if (rv == 0)
         rv = wsp_handoff_end(&sh->ho);
     WSP_LOG(rv < 0 || left ? WSP_LOG_WARN : WSP_LOG_INFO,
-            "shard=%u event=handover_sent conns=%llu closing=%u error=%s", sh->sc.id,
-            (unsigned long long)sh->ho.moved, rv < 0 ? sh->sc.table[WSP_SHARD_T_OPEN].n : left,
+            "shard=%u event=handover_sent conns=%llu closing=%llu error=%s", sh->sc.id,
+            (unsigned long long)sh->ho.moved,
+            (unsigned long long)sh->ho.closed + (rv < 0 ? sh->sc.table[WSP_SHARD_T_OPEN].n : left),
             rv < 0 ? uv_err_name(rv) : "none");
     wsp_handoff_free(&sh->ho);
     sh->handing = 2;
@@ -589,8 +786,24 @@ static int shard_send_path(wsp_shard_t *sh)
     return 0;
 }
 
+/* TLS: the shard's cipher context, its buffers and (with io_uring) the arena. 0 or -ENOMEM. */
+static int shard_tls_init(wsp_shard_t *sh, wsp_tlsterm_t *tls)
+{
+    sh->tls.term = tls;
+    sh->tls.cx = EVP_CIPHER_CTX_new();
+    sh->tls.pt = malloc(WSP_TLSREC_OPEN_MAX);
+    sh->tls.out = malloc(WSP_TLSCONN_OUT);
+    sh->arena = sh->uring ? malloc(WSP_SHARD_ARENA) : NULL;
+    if (sh->tls.cx == NULL || sh->tls.pt == NULL || sh->tls.out == NULL ||
+        (sh->uring && sh->arena == NULL))
+        return -ENOMEM;
+    sh->sc.tls = &sh->tls;
+    return 0;
+}
+
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited)
+                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
+                  uv_async_t *exited, wsp_tlsterm_t *tls)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
     sh->ho.sock = -1;
@@ -603,11 +816,18 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
         return -ENOMEM;
     }
     sh->sc.id = id;
+    sh->sc.auth = auth;
     sh->sc.cfg = cfg;
     sh->sc.lim = lim;
     sh->sc.stats = stats;
     sh->sc.log_tick = 0xFF;
     sh->sc.on_conn_freed = on_shard_conn_freed;
+    sh->sc.arrive = wsp_arrival_start;
+    sh->sc.gone = wsp_arrival_gone;
+    sh->sc.loop = &sh->loop;
+    sh->pick.min_bytes = cfg->deflate_min_bytes;
+    sh->pick.stats = stats;
+    sh->pick.framed = wsp_bcast_build_framed;
     sh->listen_fd = listen_fd;
     sh->exited_async = exited;
     atomic_init(&sh->stop_requested, 0);
@@ -619,6 +839,8 @@ int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int l
         rv = shard_open(sh);
     if (rv == 0)
         rv = shard_send_path(sh);
+    if (rv == 0 && tls)
+        rv = shard_tls_init(sh, tls);
     if (rv < 0) {
         wsp_shard_free(sh); /* never started: tears down what shard_open() made */
         return rv;
@@ -642,6 +864,22 @@ int wsp_shard_start(wsp_shard_t *sh)
     if (rv < 0)
         return rv;
     return rv2 != 0 ? -rv2 : 0;
+}
+
+int wsp_shard_set_history(wsp_shard_t *sh, const wsp_shard_hist_t *h)
+{
+    wsp_chan_table_init(&sh->sc.chans, h->hist, h->epoch, h->epoch ? strlen(h->epoch) : 0);
+    sh->sc.pos = h->pos;
+    sh->sc.fetchq = h->fetchq;
+    sh->sc.peers = h->peers;
+    int rv = wsp_resume_queue_init(&sh->results, &sh->wake);
+    sh->results_init = rv == 0;
+    return rv;
+}
+
+void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r)
+{
+    wsp_resume_queue_push(&sh->results, r);
 }
 
 int wsp_shard_post(wsp_shard_t *sh, wsp_bcast_t *b)
@@ -674,11 +912,23 @@ void wsp_shard_free(wsp_shard_t *sh)
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
     wsp_handoff_free(&sh->ho);
-    wsp_chan_table_free(&sh->sc.chans); /* empty after a stop: every connection left */
+    /* Connections that were waiting: their fetches are back (the coordinator closed its
+     * Redis link before freeing shards), so every wsp_resume_t is the shard's alone. */
+    wsp_arrival_free(&sh->sc);
+    if (sh->results_init)
+        wsp_resume_queue_free(&sh->results);
+    wsp_chan_table_free(&sh->sc.chans); /* no subscriber left after a stop; history freed */
+    wsp_pick_shard_free(&sh->pick);
+    wsp_deflate_free(sh->sc.pmd.z);
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
     for (int t = 0; t < WSP_SHARD_T_N; t++)
         wsp_table_free(&sh->sc.table[t]);
+    wsp_table_free(&sh->users);
     free(sh->sc.rbuf);
+    EVP_CIPHER_CTX_free(sh->tls.cx);
+    free(sh->tls.pt);
+    free(sh->tls.out);
+    free(sh->arena);
     free(sh);
 }

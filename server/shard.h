@@ -14,6 +14,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "shard_conn.h"
+#include "tlsterm.h"
 
 typedef struct wsp_shard_s wsp_shard_t;
 
@@ -21,11 +22,30 @@ typedef struct wsp_shard_s wsp_shard_t;
  * failure). ho_sock >= 0 (also the shard's) makes it a live upgrade's new shard: it adopts
  * the connections the old process's shard sends there, and listens once that one stopped
  * accepting (wsp_shard_handover_done() turns true when all came). lim holds the process-wide
- * limits; stats are the shard's counters (both owned by the caller, outliving the shard); exited is
- * signalled when the shard's thread is about to end. Returns 0 or a negative errno. Coordinator
- * thread, before wsp_shard_start(). */
+ * limits; stats are the shard's counters; auth is the
+ * shard's part of token auth (NULL without it; all three owned by the caller, outliving the
+ * shard); exited is signalled when the shard's thread is about to end; tls, when not NULL,
+ * makes the listener speak TLS only (the caller's, outliving the shard). Returns 0 or a
+ * negative errno. Coordinator thread, before wsp_shard_start(). */
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, uv_async_t *exited);
+                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
+                  uv_async_t *exited, wsp_tlsterm_t *tls);
+
+/* What a shard needs for history and recovery (issue #17), the coordinator's. */
+typedef struct wsp_shard_hist_s {
+    wsp_chan_hist_t *hist;      /* settings and the process-wide budget */
+    wsp_chan_pos_t *pos;        /* the process's positions */
+    wsp_resume_queue_t *fetchq; /* where Redis fetches go; NULL without --redis */
+    const char *epoch;          /* the epoch until a broadcast says otherwise; NULL: unknown */
+    int peers;                  /* other processes deliver the same channels (--procs) */
+} wsp_shard_hist_t;
+
+/* Gives sh its history settings (everything h points to outlives sh). Returns 0 or a negative
+ * errno. Coordinator thread, after wsp_shard_new(), before wsp_shard_start(). */
+int wsp_shard_set_history(wsp_shard_t *sh, const wsp_shard_hist_t *h);
+
+/* Hands a fetch's answer (r->res) back to r's shard and wakes it. Coordinator thread. */
+void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r);
 
 /* Starts the shard's thread, which listens and runs its loop. Returns 0 or a negative errno.
  * Coordinator thread. */

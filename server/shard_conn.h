@@ -14,10 +14,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "chan.h"
 #include "config.h"
 #include "metrics.h"
+#include "resume.h"
 #include "table.h"
+#include "tlsconn.h"
+#include "ws.h"
 
 /* The tables: TIMED holds HANDSHAKE and DRAINING connections, swept every second for
  * deadlines; OPEN holds exactly the upgraded connections that receive broadcasts. A
@@ -33,6 +37,10 @@ typedef struct wsp_limits_s {
     uint64_t fd_budget;         /* accepted sockets of any state; more wait in the backlog */
     atomic_uint_fast64_t conns; /* admitted connections now */
     atomic_uint_fast64_t fds;   /* accepted sockets now */
+    /* TLS (issue #18): accepted connections whose TLS handshake has not ended, each up to
+     * ~35 KB of OpenSSL state; at tls_hs_max accepting waits, as at the fd budget. */
+    uint64_t tls_hs_max;
+    atomic_uint_fast64_t tls_hs;
 } wsp_limits_t;
 
 typedef struct wsp_shard_conn_s wsp_shard_conn_t;
@@ -48,9 +56,23 @@ struct wsp_shard_conn_s {
     wsp_limits_t *lim;        /* the coordinator's */
     wsp_shard_stats_t *stats; /* the shard's counters */
     uint8_t *rbuf;            /* WSP_SHARD_RBUF bytes: one read buffer for every socket */
-    /* Called once a connection and its socket are freed: the shard resumes a listener paused
-     * at the fd budget, or finishes stopping. */
+    wsp_auth_shard_t *auth;   /* token auth (issue #16): the key, the arrays beside OPEN; NULL
+                                 without --auth-jwt-alg */
+    wsp_tlsconn_res_t *tls;   /* the listener speaks TLS (issue #18); NULL: plain ws:// */
+    wsp_ws_pmd_t pmd;         /* inflates client messages of permessage-deflate connections (#19) */
+    /* Called once a connection and its socket are freed, or a TLS handshake slot is given
+     * back: the shard resumes a listener paused at the fd budget or the TLS handshake limit,
+     * or finishes stopping. */
     void (*on_conn_freed)(wsp_shard_conn_t *sc);
+    /* issue #17: how wspush.v1 connections come in (server/arrival.c, set by the shard) */
+    int (*arrive)(wsp_shard_conn_t *sc, wsp_conn_t *c, const wsp_resume_ask_t *a);
+    void (*gone)(wsp_shard_conn_t *sc, wsp_conn_t *c);
+    uv_loop_t *loop;            /* the shard's: uv_now() is the history's clock */
+    wsp_chan_pos_t *pos;        /* the process's positions (the coordinator's); NULL: none */
+    wsp_resume_queue_t *fetchq; /* Redis fetches go to the coordinator here; NULL: no Redis */
+    int peers;                  /* other processes deliver the same channels (--procs) */
+    wsp_resume_t *pending;      /* connections waiting to come in, a list */
+    uint32_t npending;
 };
 
 /* One read buffer for all of a shard's sockets: every read is consumed before the next. */
@@ -75,7 +97,22 @@ void wsp_shard_conn_fd_taken(wsp_shard_conn_t *sc);
  * on_conn_freed. */
 void wsp_shard_conn_freed(wsp_shard_conn_t *sc);
 
-/* 1 while the process holds fd_budget accepted sockets or more: accepting waits. */
+/* 1 while the process holds fd_budget accepted sockets or more, or (TLS) tls_hs_max
+ * connections in their TLS handshake: accepting waits. */
 int wsp_shard_conn_over_budget(const wsp_shard_conn_t *sc);
+
+/* 1 while tls_hs_max TLS handshakes are in progress in the process. */
+int wsp_shard_conn_tls_full(const wsp_shard_conn_t *sc);
+
+/* Takes a TLS handshake slot for a connection about to be accepted, held until
+ * wsp_shard_conn_tls_end(). 0, or -EBUSY when tls_hs_max are taken (shards race for the
+ * last ones: this is the exact check, wsp_shard_conn_tls_full() only a hint). */
+int wsp_shard_conn_tls_begin(wsp_shard_conn_t *sc);
+
+/* Its handshake ended (done, failed or closed): the slot is free, accepting may resume. */
+void wsp_shard_conn_tls_end(wsp_shard_conn_t *sc);
+
+/* Counts a TLS handshake failure (WSP_TLS_FAIL_*) and logs it, rate-limited. */
+void wsp_shard_conn_tls_failed(wsp_shard_conn_t *sc, int reason);
 
 #endif

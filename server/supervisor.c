@@ -23,7 +23,7 @@
 #define WSP_SUPER_BACKOFF_MAX_MS 5000
 #define WSP_SUPER_STABLE_MS 10000 /* a worker that lived this long resets the backoff */
 #define WSP_SUPER_WORKER_FD 3     /* the socketpair in a worker; 4 is the metrics memfd */
-#define WSP_SUPER_UPGRADE_FD 5    /* a replacement worker's live-upgrade control socket */
+#define WSP_SUPER_UPGRADE_FD 6    /* a replacement worker's live-upgrade control socket */
 /* Live upgrade: how long a replacement may take, beyond --upgrade-timeout, until the worker it
  * replaces has handed over and exited (its last writes included). */
 #define WSP_SUPER_UPGRADE_EXTRA_MS 60000
@@ -55,6 +55,7 @@ struct wsp_super_s {
     int port_fd; /* held bound for the supervisor's life: the port is ours */
     int port;
     char portstr[16];
+    char epocharg[64]; /* --worker-epoch=<the supervisor's epoch> */
     char **wargv;
     wsp_slot_t *slots;
     unsigned n;
@@ -62,6 +63,7 @@ struct wsp_super_s {
     int stopping;
     int finished;
     int metrics_fd;          /* memfd holding every worker's counters */
+    int tls_keys_fd;         /* TLS: memfd of the session ticket keys every worker shares */
     wsp_proc_stats_t *stats; /* its mapping: n slots */
     wsp_pub_t *pub;
     /* live upgrade (issue #20): workers replaced one at a time */
@@ -78,14 +80,16 @@ static int super_up_exit(wsp_super_t *s, wsp_worker_t *w, int64_t status, int si
 /* --- what the publisher delivers: the same bytes and seq to every live worker --- */
 
 static int on_super_deliver(void *user, const char *chan, size_t chan_len, const uint8_t *payload,
-                            size_t len, uint64_t seq, const char *reason)
+                            size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     wsp_super_t *s = user;
     /* Off the hot path (one per broadcast, not per connection): a packed copy. */
-    uint8_t *packed = malloc(1 + chan_len + len);
+    size_t cap = 1 + chan_len + 1 + cs->epoch_len + 8 + len;
+    uint8_t *packed = malloc(cap);
     if (packed == NULL)
         return -ENOMEM;
-    int n = wsp_ipc_pack_channel(packed, 1 + chan_len + len, chan, chan_len, payload, len);
+    int n = wsp_ipc_pack_broadcast(packed, cap, chan, chan_len, cs->seq, cs->epoch, cs->epoch_len,
+                                   payload, len);
     if (n < 0) {
         free(packed);
         return n;
@@ -110,22 +114,54 @@ static int on_super_deliver(void *user, const char *chan, size_t chan_len, const
     return 0;
 }
 
+/* The publisher's deliver_user (issue #16): the message to every live worker, which writes it
+ * to that user's connections and reports back (WSP_IPC_REACHED) with tag. Returns how many
+ * reports to expect. */
+static int on_super_deliver_user(void *user, const char *sub, size_t sub_len,
+                                 const uint8_t *payload, size_t len, uint64_t tag)
+{
+    wsp_super_t *s = user;
+    /* One per user message, off the hot path: a packed copy. */
+    uint8_t *packed = malloc(1 + sub_len + len);
+    if (packed == NULL)
+        return -ENOMEM;
+    int n = wsp_ipc_pack_channel(packed, 1 + sub_len + len, sub, sub_len, payload, len);
+    int sent = 0;
+    for (unsigned i = 0; n > 0 && i < s->n; i++) {
+        wsp_worker_t *w = s->slots[i].w;
+        if (w != NULL && wsp_link_send(&w->link, WSP_IPC_USER, tag, packed, (uint32_t)n) == 0)
+            sent++;
+    }
+    free(packed);
+    return n < 0 ? n : sent;
+}
+
+static unsigned on_super_redis_reporters(void *user)
+{
+    return ((wsp_super_t *)user)->alive; /* each worker subscribes and reports for itself */
+}
+
 /* --- the workers --- */
 
 static void on_worker_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload,
                              uint32_t len)
 {
-    (void)seq;
     wsp_worker_t *w = user;
     const char *chan;
     size_t chan_len;
     const uint8_t *msg;
     size_t msg_len;
-    if (type == WSP_IPC_TRIGGER)
+    if (type == WSP_IPC_TRIGGER) {
         wsp_pub_time(w->s->pub, "worker_sigusr1");
-    else if (type == WSP_IPC_PUBLISH &&
-             wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) == 0)
+    } else if (type == WSP_IPC_REACHED && len == 8) {
+        uint64_t conns = 0;
+        for (int i = 0; i < 8; i++)
+            conns |= (uint64_t)payload[i] << (8 * i);
+        wsp_pub_user_reached(w->s->pub, seq, conns);
+    } else if (type == WSP_IPC_PUBLISH &&
+               wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) == 0) {
         (void)wsp_pub_publish(w->s->pub, chan, chan_len, msg, msg_len, "worker_publish", NULL);
+    }
 }
 
 static void on_worker_end(void *user, int protocol, int err)
@@ -209,8 +245,9 @@ static void on_worker_exit(uv_process_t *p, int64_t exit_status, int term_signal
 
 /* Starts worker i: this binary again (or, after a live upgrade, the one at its path) with the
  * supervisor's argv, the slot number as its --worker-id, the socketpair as fd 3, the shared
- * counters as fd 4 and, for a replacement, its upgrade control socket ctl as fd 5. Returns 0
- * or a negative errno (both handles of w are then closing). */
+ * counters as fd 4, with TLS the ticket keys as fd 5 and, for a replacement, its upgrade
+ * control socket ctl as fd 6. Returns 0 or a negative errno (both handles of w are then
+ * closing). */
 static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i, int ctl)
 {
     char id[16];
@@ -220,7 +257,11 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i, int ctl)
     while (argv[k])
         k++;
     argv[k - 1] = id; /* the last argument is the id's value */
-    uv_stdio_container_t stdio[6];
+    /* A worker started after the first broadcast cannot take every channel to be at 0: it
+     * learns positions from what it receives (issue #17). */
+    if (wsp_pub_published(s->pub))
+        argv[k - 3] = "--worker-restart";
+    uv_stdio_container_t stdio[WSP_SUPER_UPGRADE_FD + 1];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_INHERIT_FD;
     stdio[1].data.fd = 1;
@@ -230,6 +271,8 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i, int ctl)
     stdio[WSP_SUPER_WORKER_FD].data.stream = (uv_stream_t *)&w->link.pipe;
     stdio[4].flags = UV_INHERIT_FD; /* the shared counters: the worker maps its slot */
     stdio[4].data.fd = s->metrics_fd;
+    stdio[WSP_SUPER_TLS_KEYS_FD].flags = s->tls_keys_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+    stdio[WSP_SUPER_TLS_KEYS_FD].data.fd = s->tls_keys_fd;
     stdio[WSP_SUPER_UPGRADE_FD].flags = UV_INHERIT_FD;
     stdio[WSP_SUPER_UPGRADE_FD].data.fd = ctl;
     uv_process_options_t opts;
@@ -237,12 +280,13 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i, int ctl)
     opts.file = s->worker_exe;
     opts.args = argv;
     opts.exit_cb = on_worker_exit;
-    opts.stdio_count = ctl >= 0 ? 6 : 5;
+    opts.stdio_count = ctl >= 0 ? WSP_SUPER_UPGRADE_FD + 1 : WSP_SUPER_TLS_KEYS_FD + 1;
     opts.stdio = stdio;
     opts.env = ctl >= 0 ? wsp_reexec_env(WSP_SUPER_UPGRADE_FD) : NULL;
     int rv = ctl >= 0 && opts.env == NULL ? -ENOMEM : uv_spawn(&s->loop, &w->proc, &opts);
     free(opts.env);
     argv[k - 1] = "0"; /* never left pointing at the stack */
+    argv[k - 3] = s->epocharg;
     if (rv < 0) {
         /* uv_spawn() initialised the process handle even though it failed: close both. */
         uv_close((uv_handle_t *)&w->proc, on_worker_handle_close);
@@ -450,11 +494,29 @@ static void on_super_stop(void *user, int signum)
         on_kill_timeout(&s->kill_timer);
 }
 
+/* SIGHUP: each worker reloads what it serves (its TLS certificate and key, its JWT key)
+ * itself: it loaded them itself at start. */
+static void on_super_reload(void *arg)
+{
+    wsp_super_t *s = arg;
+    for (unsigned i = 0; i < s->n; i++) {
+        wsp_worker_t *w = s->slots[i].w;
+        if (w != NULL) {
+            int rv = uv_process_kill(&w->proc, SIGHUP);
+            (void)rv; /* ESRCH: it exited meanwhile; its successor reads the files anew */
+        }
+    }
+}
+
 static const wsp_pub_ops_t super_pub_ops = {
     .deliver = on_super_deliver,
+    .link = NULL,    /* the supervisor only publishes to Redis */
     .trigger = NULL, /* only a worker relays */
     .stop = on_super_stop,
     .upgrade = on_super_upgrade,
+    .deliver_user = on_super_deliver_user,
+    .redis_reporters = on_super_redis_reporters,
+    .reached = NULL, /* only a worker passes reports on */
 };
 
 /* --- open, start, teardown --- */
@@ -488,7 +550,7 @@ static void super_worker_argv(wsp_super_t *s, int argc, char **argv)
 {
     static char fdstr[] = "3"; /* WSP_SUPER_WORKER_FD */
     snprintf(s->portstr, sizeof(s->portstr), "%d", s->port);
-    s->wargv = wsp_xcalloc((size_t)argc + 7, sizeof(char *));
+    s->wargv = wsp_xcalloc((size_t)argc + 9, sizeof(char *));
     int k = 0;
     for (int i = 0; i < argc; i++)
         s->wargv[k++] = argv[i];
@@ -496,6 +558,11 @@ static void super_worker_argv(wsp_super_t *s, int argc, char **argv)
     s->wargv[k++] = s->portstr;
     s->wargv[k++] = "--worker-fd";
     s->wargv[k++] = fdstr;
+    /* The supervisor's epoch: every worker numbers channels in it. Its repetition is the
+     * slot super_exec() turns into --worker-restart for a worker started late. */
+    snprintf(s->epocharg, sizeof(s->epocharg), "--worker-epoch=%s", s->cfg->epoch);
+    s->wargv[k++] = s->epocharg;
+    s->wargv[k++] = s->epocharg;
     s->wargv[k++] = "--worker-id";
     s->wargv[k++] = "0";
     s->wargv[k] = NULL;
@@ -526,7 +593,8 @@ static int super_open(wsp_super_t *s)
         s->slots[i].restart.data = s;
     }
     if ((rv = wsp_pub_new(&s->pub, &s->loop, s->cfg, WSP_PUB_SUPERVISOR, s->stats, s->n,
-                          &super_pub_ops, s)) < 0)
+                          &super_pub_ops, s)) < 0 ||
+        (rv = wsp_pub_on_reload(s->pub, on_super_reload, s)) < 0)
         return rv;
     return wsp_pub_open(s->pub);
 }
@@ -577,7 +645,7 @@ static int super_teardown(wsp_super_t *s, int rv)
     return rv;
 }
 
-int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
+int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv, int tls_keys_fd)
 {
     wsp_super_t *s = wsp_xcalloc(1, sizeof(*s));
     s->cfg = cfg;
@@ -586,6 +654,7 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv)
     s->port_fd = -1;
     s->metrics_fd = -1;
     s->worker_exe = "/proc/self/exe"; /* this very binary, even if the path changed since */
+    s->tls_keys_fd = tls_keys_fd;
     int rv = super_open(s);
     if (rv == 0) {
         super_worker_argv(s, argc, argv);

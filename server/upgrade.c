@@ -47,8 +47,9 @@ static void trim(const uint8_t **p, size_t *n)
 }
 
 /* Whether the comma-separated list p[0..n) (RFC 7230 §7 #rule: empty elements allowed) holds
- * token, case-insensitively: "Connection: keep-alive, Upgrade" must match "upgrade". */
-static int list_has(const uint8_t *p, size_t n, const char *token)
+ * token, case-insensitively ("Connection: keep-alive, Upgrade" must match "upgrade"), or
+ * exactly when exact (a subprotocol token). */
+static int list_has(const uint8_t *p, size_t n, const char *token, int exact)
 {
     while (n > 0) {
         const uint8_t *comma = memchr(p, ',', n);
@@ -56,7 +57,7 @@ static int list_has(const uint8_t *p, size_t n, const char *token)
         const uint8_t *e = p;
         size_t en = el;
         trim(&e, &en);
-        if (ieq(e, en, token))
+        if (exact ? en == strlen(token) && memcmp(e, token, en) == 0 : ieq(e, en, token))
             return 1;
         if (comma == NULL)
             break;
@@ -196,17 +197,37 @@ static int parse_field(const uint8_t *l, size_t n, wsp_upgrade_req_t *r, struct 
     if (ieq(l, nn, "host")) {
         f->host++;
     } else if (ieq(l, nn, "upgrade")) {
-        f->upgrade |= list_has(v, vn, "websocket");
+        f->upgrade |= list_has(v, vn, "websocket", 0);
     } else if (ieq(l, nn, "connection")) {
-        f->connection |= list_has(v, vn, "upgrade");
+        f->connection |= list_has(v, vn, "upgrade", 0);
     } else if (ieq(l, nn, "sec-websocket-key")) {
         f->key_count++;
         r->key = (const char *)v;
         r->key_len = vn;
+    } else if (ieq(l, nn, "sec-websocket-protocol")) {
+        /* Subprotocol tokens compare exactly (RFC 6455 section 4.1): no case folding. */
+        if (list_has(v, vn, "wspush.v1", 1))
+            r->subprotocols |= WSP_UPGRADE_SP_WSPUSH_V1;
     } else if (ieq(l, nn, "sec-websocket-version")) {
         f->version_seen = 1;
         if (vn != 2 || memcmp(v, "13", 2) != 0)
             f->version_bad = 1;
+    } else if (ieq(l, nn, "authorization")) {
+        r->authorization = (const char *)v;
+        r->authorization_len = vn;
+        if (r->authorization_count < 2)
+            r->authorization_count++;
+    } else if (ieq(l, nn, "cookie")) {
+        r->cookie = (const char *)v;
+        r->cookie_len = vn;
+        if (r->cookie_count < 2)
+            r->cookie_count++;
+    } else if (ieq(l, nn, "sec-websocket-extensions")) {
+        if (r->n_ext < WSP_UPGRADE_EXT_LINES) {
+            r->ext[r->n_ext] = (const char *)v;
+            r->ext_len[r->n_ext] = vn;
+        }
+        r->n_ext++; /* at most WSP_UPGRADE_MAX_FIELDS: scan_block() counts the lines */
     }
     return 0;
 }
@@ -282,24 +303,38 @@ int wsp_upgrade_accept(const char *key, size_t len, char *out)
     return 0;
 }
 
-int wsp_upgrade_response(const char *key, size_t key_len, char *out, size_t cap)
+int wsp_upgrade_response(const char *key, size_t key_len, const char *protocol, const char *extra,
+                         char *out, size_t cap)
 {
     static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                "Upgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: ";
-    static const char tail[] = "\r\n\r\n";
-    size_t hn = sizeof(head) - 1, tn = sizeof(tail) - 1;
-    size_t total = hn + WSP_UPGRADE_ACCEPT_LEN + tn;
+    static const char proto[] = "\r\nSec-WebSocket-Protocol: ";
+    size_t hn = sizeof(head) - 1, xn = extra ? strlen(extra) : 0;
+    size_t pn = protocol ? sizeof(proto) - 1 + strlen(protocol) : 0;
+    size_t total = hn + WSP_UPGRADE_ACCEPT_LEN + pn + 2 + xn + 2;
     if (cap < total + 1) /* + 1: always NUL-terminated, so a caller may log it */
         return -ENOBUFS;
     char accept[WSP_UPGRADE_ACCEPT_LEN + 1];
     int rv = wsp_upgrade_accept(key, key_len, accept);
     if (rv < 0)
         return rv;
-    memcpy(out, head, hn);
-    memcpy(out + hn, accept, WSP_UPGRADE_ACCEPT_LEN);
-    memcpy(out + hn + WSP_UPGRADE_ACCEPT_LEN, tail, tn + 1);
+    char *p = out;
+    memcpy(p, head, hn);
+    p += hn;
+    memcpy(p, accept, WSP_UPGRADE_ACCEPT_LEN);
+    p += WSP_UPGRADE_ACCEPT_LEN;
+    if (protocol) {
+        memcpy(p, proto, sizeof(proto) - 1);
+        memcpy(p + sizeof(proto) - 1, protocol, pn - (sizeof(proto) - 1));
+        p += pn;
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (xn)
+        memcpy(p, extra, xn);
+    memcpy(p + xn, "\r\n", 3);
     return (int)total;
 }
 

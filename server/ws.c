@@ -7,6 +7,7 @@
 #include <wslay/wslay.h>
 
 #include "frame.h"
+#include "utf8.h"
 
 /* wslay parses payloads (unmasking, UTF-8, close codes) and writes pong/close replies. Frame
  * headers are also followed here, byte by byte, for three reasons:
@@ -32,7 +33,12 @@ struct wsp_ws_s {
     const uint8_t *in;
     size_t in_len;
     wsp_ws_write_fn write;
+    wsp_ws_text_fn text; /* NULL: text messages are dropped unread */
     void *user;
+    uint8_t *tbuf;    /* the text message being joined for text; only while one arrives */
+    uint16_t tlen;    /* its bytes so far */
+    bool msg_text;    /* the data message in progress is text (and text is set) */
+    bool frame_text;  /* the frame in progress belongs to it */
     int werr;         /* what write returned when it failed; 0 otherwise */
     uint64_t rem;     /* payload bytes of the current frame not yet seen */
     uint32_t msg_len; /* payload bytes so far of the fragmented data message in progress */
@@ -43,9 +49,17 @@ struct wsp_ws_s {
     bool closed;      /* a close was written or the sink failed: the peer is ignored */
     uint8_t held_len; /* bytes of an incomplete close frame in held, kept from wslay */
     uint8_t held[WS_CLOSE_FRAME_MAX];
+    /* permessage-deflate (issue #19); pmd is NULL unless negotiated, and set for each feed.
+     * scan() runs ahead of wslay, so each keeps its own view of the message in progress. */
+    wsp_ws_pmd_t *pmd;
+    bool zscan;    /* scan(): the data message in progress came with RSV1 */
+    bool zin;      /* wslay: the data message it reads is compressed */
+    bool zctrl;    /* wslay: the frame it reads is a control frame */
+    uint32_t zlen; /* compressed bytes of that message so far, in zbuf */
+    uint8_t *zbuf; /* WSP_WS_MAX_ZMSG bytes, allocated with the first compressed byte */
 };
 
-enum { WS_CLOSE_PROTOCOL = 1002, WS_CLOSE_TOO_BIG = 1009 };
+enum { WS_CLOSE_PROTOCOL = 1002, WS_CLOSE_INVALID_UTF8 = 1007, WS_CLOSE_TOO_BIG = 1009 };
 
 static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                              void *user_data)
@@ -84,10 +98,123 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
     return (ssize_t)len;
 }
 
+/* With no buffering, wslay hands data payloads over in chunks (already unmasked; UTF-8
+ * checked unless compressed). A message is kept only when someone reads it: a compressed one
+ * (permessage-deflate, issue #19) in zbuf, inflated once complete; a text one for the text
+ * sink (token refresh, issue #16) in tbuf. scan() bounds both before wslay sees a byte. */
+static void on_wslay_frame_start(wslay_event_context_ptr ctx,
+                                 const struct wslay_event_on_frame_recv_start_arg *arg,
+                                 void *user_data)
+{
+    (void)ctx;
+    wsp_ws_t *ws = user_data;
+    ws->zctrl = (arg->opcode & 0x08u) != 0;
+    if (!ws->zctrl && arg->opcode != WSLAY_CONTINUATION_FRAME) { /* a data message starts */
+        ws->zin = ws->pmd != NULL && (arg->rsv & WSLAY_RSV1_BIT) != 0;
+        ws->zlen = 0;
+        ws->msg_text = ws->text != NULL && arg->opcode == WSLAY_TEXT_FRAME;
+        ws->tlen = 0;
+    }
+    /* A control frame between two fragments is not part of the message. */
+    ws->frame_text = ws->msg_text && !ws->zctrl;
+}
+
+/* Appends p[0..n) to *buf (cap bytes, allocated on first use) at *len. 0 or -ENOMEM. */
+static int ws_keep(uint8_t **buf, size_t cap, const uint8_t *p, size_t n, size_t *len)
+{
+    /* Only while such a message arrives: costs one connection if it fails. */
+    if (*buf == NULL && (*buf = malloc(cap)) == NULL)
+        return -ENOMEM;
+    if (n > cap - *len)
+        n = cap - *len; /* unreachable: scan() closed a longer message with 1009 first */
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    return 0;
+}
+
+static void on_wslay_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
+{
+    wsp_ws_t *ws = user_data;
+    if (ws->zctrl || arg->data_length == 0 || ws->werr < 0 || !(ws->zin || ws->frame_text))
+        return;
+    size_t len = ws->zin ? ws->zlen : ws->tlen;
+    int rv = ws->zin ? ws_keep(&ws->zbuf, WSP_WS_MAX_ZMSG, arg->data, arg->data_length, &len)
+                     : ws_keep(&ws->tbuf, WSP_WS_MAX_MSG, arg->data, arg->data_length, &len);
+    if (rv < 0) {
+        ws->werr = rv;
+        wslay_event_shutdown_read(ctx);
+        ws->frame_text = ws->msg_text = false;
+        return;
+    }
+    if (ws->zin)
+        ws->zlen = (uint32_t)len;
+    else
+        ws->tlen = (uint16_t)len;
+}
+
+/* Inflates the compressed message in zbuf into out (WSP_WS_MAX_MSG bytes, which bounds a
+ * bomb); returns 0 with *n set, a close code or -ENOMEM. */
+static int ws_inflate(wsp_ws_t *ws, unsigned opcode, uint8_t *out, size_t *n)
+{
+    wsp_ws_pmd_t *pmd = ws->pmd;
+    if (pmd->z == NULL && (pmd->z = wsp_deflate_new(0)) == NULL) /* 11 KiB, once per shard */
+        return -ENOMEM;
+    *n = 0;
+    int rv = wsp_deflate_inflate(pmd->z, ws->zbuf, ws->zlen, out, WSP_WS_MAX_MSG, n);
+    ws->zlen = 0;
+    if (rv == -EMSGSIZE)
+        return WS_CLOSE_TOO_BIG;
+    if (rv == -EBADMSG) /* RFC 7692 section 8: fail the connection */
+        return WS_CLOSE_PROTOCOL;
+    if (rv < 0)
+        return rv;
+    pmd->inflated++;
+    /* wslay skips UTF-8 checks on compressed text: the inflated text is checked here. */
+    return opcode == WSP_OP_TEXT && !wsp_utf8_valid(out, *n) ? WS_CLOSE_INVALID_UTF8 : 0;
+}
+
+/* A whole data message: inflated if compressed, then a text one handed to the sink. */
+static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user_data)
+{
+    wsp_ws_t *ws = user_data;
+    if ((arg->opcode & 0x08u) || ws->werr < 0)
+        return; /* control frames: wslay answers them */
+    int code = 0;
+    if (arg->rsv & WSLAY_RSV1_BIT) {
+        uint8_t out[WSP_WS_MAX_MSG];
+        size_t n;
+        code = ws_inflate(ws, arg->opcode, out, &n);
+        if (code == 0 && ws->msg_text)
+            code = ws->text(ws->user, out, n);
+    } else if (ws->msg_text) {
+        code = ws->text(ws->user, ws->tbuf ? ws->tbuf : (const uint8_t *)"", ws->tlen);
+    }
+    free(ws->tbuf);
+    ws->tbuf = NULL;
+    ws->tlen = 0;
+    ws->msg_text = ws->frame_text = false;
+    if (code == 0)
+        return;
+    /* Not a close from inside wslay: a close frame queued (ours, or the sink's verdict), and
+     * nothing more is read. */
+    wslay_event_shutdown_read(ctx);
+    if (code < 0) {
+        ws->werr = code;
+        return;
+    }
+    int rv = wslay_event_queue_close(ctx, (uint16_t)code, NULL, 0);
+    (void)rv; /* NO_MORE_MSG: a close is queued already and wins; NOMEM: closed without one */
+}
+
 /* wslay copies this into each context; one table for all connections. */
 static const struct wslay_event_callbacks wsp_ws_callbacks = {
     .recv_callback = on_wslay_recv,
     .send_callback = on_wslay_send,
+    .on_frame_recv_start_callback = on_wslay_frame_start,
+    .on_frame_recv_chunk_callback = on_wslay_chunk,
+    .on_msg_recv_callback = on_wslay_msg,
 };
 
 static int wslay_to_errno(int rv)
@@ -130,7 +257,10 @@ static uint64_t hdr_payload_len(const wsp_ws_t *ws)
 static int check_hdr_start(const wsp_ws_t *ws)
 {
     unsigned fin = ws->hdr[0] & 0x80u, op = ws->hdr[0] & 0x0Fu, l7 = ws->hdr[1] & 0x7Fu;
-    if ((ws->hdr[0] & 0x70u) || !(ws->hdr[1] & 0x80u)) /* RSV without extension; unmasked */
+    /* RSV1 means "compressed" on a data message's first frame once permessage-deflate is
+     * negotiated (RFC 7692 section 6); any other RSV bit is an extension we never agreed to. */
+    unsigned rsv_ok = ws->pmd && (op == WSP_OP_TEXT || op == WSP_OP_BINARY) ? WSP_FRAME_RSV1 : 0;
+    if ((ws->hdr[0] & 0x70u & ~rsv_ok) || !(ws->hdr[1] & 0x80u)) /* bad RSV; unmasked */
         return WS_CLOSE_PROTOCOL;
     switch (op) {
     case WSP_OP_CONT:
@@ -155,7 +285,10 @@ static int check_hdr_len(const wsp_ws_t *ws)
     uint64_t len = hdr_payload_len(ws);
     if ((ext == 2 && len < 126) || (ext == 8 && (len <= 0xFFFF || len >> 63)))
         return WS_CLOSE_PROTOCOL; /* RFC 6455 5.2: the minimal length encoding, MSB 0 */
-    if (!(ws->hdr[0] & 0x08u) && len > WSP_WS_MAX_MSG - (uint64_t)ws->msg_len)
+    /* A compressed message may take a little more on the wire; inflating checks 4 KiB. */
+    bool z = ws->in_msg ? ws->zscan : (ws->hdr[0] & WSP_FRAME_RSV1) != 0;
+    uint64_t max = z ? WSP_WS_MAX_ZMSG : WSP_WS_MAX_MSG;
+    if (!(ws->hdr[0] & 0x08u) && len > max - (uint64_t)ws->msg_len)
         return WS_CLOSE_TOO_BIG; /* data frame: counts toward the whole message */
     if (!(ws->hdr[0] & 0x08u) && ws->in_msg && ws->frags >= WSP_WS_MAX_FRAGMENTS)
         return WS_CLOSE_TOO_BIG; /* a continuation past the fragment cap */
@@ -209,6 +342,8 @@ static struct scan_res scan(wsp_ws_t *ws, const uint8_t *p, size_t n)
             ws->rem = hdr_payload_len(ws);
             ws->hdr_len = 0;
             if (!(ws->hdr[0] & 0x08u)) { /* data frame: track the message it belongs to */
+                if (!ws->in_msg)
+                    ws->zscan = (ws->hdr[0] & WSP_FRAME_RSV1) != 0;
                 ws->frags = ws->in_msg ? ws->frags + 1 : 1;
                 ws->in_msg = !(ws->hdr[0] & 0x80u);
                 ws->msg_len = ws->in_msg ? ws->msg_len + (uint32_t)ws->rem : 0;
@@ -232,7 +367,7 @@ static void ws_shut(wsp_ws_t *ws)
     ws->closed = true;
 }
 
-static int ws_new(wsp_ws_t **out)
+static int ws_new(wsp_ws_t **out, bool pmd)
 {
     /* Per connection, only while a frame is incomplete: costs one connection on failure. */
     wsp_ws_t *ws = calloc(1, sizeof(*ws));
@@ -244,9 +379,13 @@ static int ws_new(wsp_ws_t **out)
     }
     /* No message buffering: scan() enforces WSP_WS_MAX_MSG and messages are dropped anyway,
      * so wslay allocates nothing per data frame. It still checks UTF-8 and buffers control
-     * frames. The limit is a backstop (per frame when not buffering). */
+     * frames. The limit is a backstop (per frame when not buffering). With permessage-deflate
+     * wslay also lets RSV1 through, on a message's first data frame only (never a control
+     * frame or a continuation), and skips the UTF-8 check of compressed text. */
     wslay_event_config_set_no_buffering(ws->ctx, 1);
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, WSP_WS_MAX_MSG);
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, pmd ? WSP_WS_MAX_ZMSG : WSP_WS_MAX_MSG);
+    if (pmd)
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
     *out = ws;
     return 0;
 }
@@ -292,8 +431,8 @@ static size_t skip_pongs(const uint8_t *buf, size_t len)
     return skip;
 }
 
-int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn write, void *user,
-                int *close_code)
+int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn write,
+                wsp_ws_text_fn text, void *user, wsp_ws_pmd_t *pmd, int *close_code)
 {
     if (close_code)
         *close_code = 0;
@@ -308,14 +447,16 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
             return WSP_WS_OK;
         buf += skip; /* the rest starts at a frame boundary */
         len -= skip;
-        int rv = ws_new(&ws);
+        int rv = ws_new(&ws, pmd != NULL);
         if (rv < 0)
             return rv;
         *wsp = ws;
     }
 
     ws->write = write;
+    ws->text = text;
     ws->user = user;
+    ws->pmd = pmd;
     ws->werr = 0;
     size_t off = 0;
     struct scan_res sr;
@@ -331,7 +472,9 @@ int wsp_ws_feed(wsp_ws_t **wsp, const uint8_t *buf, size_t len, wsp_ws_write_fn 
         off += sr.used;
     }
     ws->write = NULL;
+    ws->text = NULL;
     ws->user = NULL;
+    ws->pmd = NULL;
 
     if (ws->werr < 0) {
         ws_shut(ws);
@@ -373,5 +516,7 @@ void wsp_ws_free(wsp_ws_t *ws)
     if (ws == NULL)
         return;
     wslay_event_context_free(ws->ctx);
+    free(ws->tbuf);
+    free(ws->zbuf);
     free(ws);
 }

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 
 from benchutil import read_status, wait_for
 
@@ -41,10 +42,16 @@ ERRORS = {
     "garbage": {"protocol": CONNS},
     "closeframe": {"closed": CONNS},
     "worker_dies": {"worker_died": 1},
+    "pmd_badanswer": {"handshake_invalid": CONNS},
+    "pmd_rsv1": {"protocol": CONNS},
 }
+# permessage-deflate (the bench runs with --deflate): an answer the bench must fail (an
+# extension it did not offer), RSV1 on a connection that did not negotiate it, and "pmd": three
+# ticks, compressed in one write, compressed one byte per write, and plain.
+PMD = {"pmd_badanswer", "pmd_rsv1", "pmd"}
 # The broadcast modes: the server sends seqs to every registered connection from one thread.
 BROADCAST = {"gaps", "drop_all", "drop_some", "worker_dies"}
-MODES = sorted(set(ERRORS) | BROADCAST | {"frames"})
+MODES = sorted(set(ERRORS) | BROADCAST | PMD | {"frames"})
 
 
 def read_request(c):
@@ -60,15 +67,16 @@ def read_request(c):
     return b""
 
 
-def answer_101(c, key, accept=None):
+def answer_101(c, key, accept=None, ext=None):
     acc = accept or base64.b64encode(hashlib.sha1(key + GUID).digest())
+    ext = b"Sec-WebSocket-Extensions: " + ext + b"\r\n" if ext else b""
     c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n" + ext + b"\r\n")
 
 
-def frame(op, payload, fin=True):
+def frame(op, payload, fin=True, rsv1=False):
     n = len(payload)
-    b0 = (0x80 if fin else 0) | op
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
     if n < 126:
         h = struct.pack("!BB", b0, n)
     elif n < 65536:
@@ -124,9 +132,40 @@ def serve_frames(c):
         pongs.append((h[0], h[1] & 0x80, data))
 
 
+def compressed(payload):
+    """A permessage-deflate payload (RFC 7692 7.2.1): raw DEFLATE, sync flush, tail dropped."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return (z.compress(payload) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def serve_pmd(c, mode):
+    """The permessage-deflate modes, after the request: the answer, then the frames."""
+    key = read_request(c)
+    if key is None:
+        return
+    if mode == "pmd_badanswer":
+        answer_101(c, key, ext=b"x-not-offered")
+        return
+    if mode == "pmd_rsv1":
+        answer_101(c, key)  # no extension: RSV1 means nothing here
+        c.sendall(frame(0x1, compressed(tick(1)), rsv1=True))
+        return
+    answer_101(c, key, ext=b"permessage-deflate; server_no_context_takeover")
+    all_up.wait(BOUND)
+    c.sendall(frame(0x1, compressed(tick(1, pad=3000)), rsv1=True))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for b in frame(0x1, compressed(tick(2, pad=500)), rsv1=True):
+        c.sendall(bytes([b]))
+    c.sendall(frame(0x1, tick(3)))
+
+
 def serve_conn(c, mode):
     try:
         if mode == "close":
+            return
+        if mode in PMD:
+            serve_pmd(c, mode)
+            wait_eof(c)
             return
         key = read_request(c)
         if key is None:
@@ -217,6 +256,12 @@ def until_done(mode, bench, status):
     elif mode == "frames":
         wait_for("3 messages and a pong each", lambda: read_status(status).get("messages") ==
                  3 * CONNS and len(pongs) == CONNS, BOUND)
+    elif mode == "pmd":
+        wait_for("3 messages each", lambda: read_status(status).get("messages") == 3 * CONNS,
+                 BOUND)
+    elif mode == "pmd_rsv1":
+        wait_for("every connection failed", lambda: read_status(status).get("errors") == CONNS,
+                 BOUND)
     else:
         wait_for("every connection resolved", lambda: read_status(status).get("ramp_done") == 1,
                  BOUND)
@@ -231,10 +276,12 @@ def run_bench(bench_bin, mode, port):
                 "--handshake-timeout", "1", "--retries", "2", "--quiet"]
         if mode in ("drop_all", "drop_some", "worker_dies"):
             args += ["--expect-broadcasts", "4" if mode == "drop_all" else "3"]
+        if mode in PMD:
+            args += ["--deflate"]
         t0 = time.monotonic()
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            wait_for("every connection open", lambda: mode not in BROADCAST | {"frames"} or
+            wait_for("every connection open", lambda: mode not in BROADCAST | {"frames", "pmd"} or
                      read_status(status).get("active") == CONNS, BOUND)
             all_up.set()
             until_done(mode, p, status)
@@ -276,6 +323,15 @@ def check_errors(mode, rc, text, r):
 
 def check_delivery(mode, text, r):
     b = {x["seq"]: (x["got"], x["missing"], x["duplicates"]) for x in r["broadcasts"]}
+    if mode == "pmd":
+        z = r["deflate"]
+        assert b == {k: (CONNS, 0, 0) for k in (1, 2, 3)}, b
+        assert z["offered"] == CONNS and z["accepted"] == CONNS, z
+        assert z["compressed_messages"] == 2 * CONNS and z["uncompressed_messages"] == CONNS, z
+        want = CONNS * (len(tick(1, pad=3000)) + len(tick(2, pad=500)))
+        assert z["inflated_bytes"] == want, (z, want)
+        assert z["compressed_bytes"] < want / 4, z
+        return
     if mode == "frames":
         assert r["active"] == CONNS and r["messages"]["count"] == 3 * CONNS, r["messages"]
         assert r["messages"]["pings_answered"] == CONNS
@@ -354,7 +410,7 @@ def main():
         port = listen("127.0.0.1", 0, mode, 128).getsockname()[1]
     rc, text, r = run_bench(bench, mode, port)
     check_errors(mode, rc, text, r)
-    if mode in BROADCAST | {"frames"}:
+    if mode in BROADCAST | {"frames", "pmd"}:
         check_delivery(mode, text, r)
     print(f"ok: {mode}")
 

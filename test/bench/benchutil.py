@@ -1,5 +1,6 @@
 """What the bench harnesses of test/bench share: bounded polling and the bench's status file."""
 import re
+import signal
 import subprocess
 import time
 
@@ -40,3 +41,15 @@ def start_server(argv, log):
         proc.kill()
         proc.wait()
         raise
+
+
+def stop_all(procs):
+    """SIGTERM to each process still running (last started first), a bounded wait, SIGKILL."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

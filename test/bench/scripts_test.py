@@ -4,6 +4,9 @@
                   connection got both broadcasts once, and the plots are PNGs
   run_local_fail  the same against a server that drops broadcast 2 (badserver.py serve): exit 1,
                   FAIL naming seq 2, the summary counts 200 missing
+  run_local_publish  run-local.sh -n 200 -b 2 --prefork -s 2 --publish (the 2 KiB payload)
+                  --bench-args --deflate: every message arrives compressed, the server's
+                  /metrics agree, and the summary carries both
   plot            bench/plot.sh on a report of a direct bench run, and on one without messages
   demo            `make demo` with DEMO_CONNS=200 DEMO_BROADCASTS=2 (no release build)
 run-local.sh needs root (ip netns) and gnuplot, which `make test` provides: without them the
@@ -92,6 +95,31 @@ def case_run_local_fail(src, server, bench, tmp):
         j = json.load(f)
     assert j["ok"] is False and j["bench_exit"] == 1, j
     assert (j["expected"], j["delivered"], j["missing"], j["missing_seqs"]) == (600, 400, 200, [2])
+    assert ns not in namespaces(), f"{ns} left behind"
+
+
+def case_run_local_publish(src, server, bench, tmp):
+    out, ns = os.path.join(tmp, "run"), netns_name("rlp")
+    payload = f"{src}/bench/payloads/notifications-2k.json"
+    rc, text = run([f"{src}/bench/run-local.sh", "-n", "200", "-b", "2", "-g", "0.2", "-s", "2",
+                    "--prefork", "--publish", payload, "--bench-args", "--deflate", "--server",
+                    server, "--bench", bench, "-o", out, "--netns", ns])
+    assert rc == 0, f"run-local.sh exit {rc}"
+    check_summary(out, 200, 2, text)
+    with open(os.path.join(out, "summary.json")) as f:
+        j = json.load(f)
+    m, z = j["server_metrics"], j["deflate"]
+    size = os.path.getsize(payload)
+    assert j["publish"] == payload, j["publish"]
+    assert m["wspush_messages_written_total"] == 400, m
+    assert m["wspush_deflate_messages_written_total"] == 400, m
+    assert m["wspush_deflate_broadcasts_total"] == 4, m  # once per broadcast and process
+    assert m["wspush_deflate_input_bytes_total"] == 4 * size, m
+    assert m["wspush_bytes_written_total"] < 400 * size / 2, m
+    assert z["accepted"] == 200 and z["compressed_messages"] == 400, z
+    assert z["inflated_bytes"] == 400 * size, z
+    assert re.search(r"^server wrote +\d+\.\d bytes per message \(400 of 400 compressed\)", text,
+                     re.M), text[-800:]
     assert ns not in namespaces(), f"{ns} left behind"
 
 

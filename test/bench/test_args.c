@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "jwt.h"
 
 static wsp_bench_cfg_t cfg;
 static char err[512];
@@ -71,7 +72,8 @@ static void test_all_options(void **state)
                            "--sources", "10.0.0.1-10.0.0.2", "--concurrency", "8", "--rate", "500",
                            "--report-interval", "0.5", "--json", "/tmp/x.json", "--status-file",
                            "/tmp/st", "--handshake-timeout", "2", "--retries", "0", "--coalesce-us",
-                           "0", "--quiet", "--io-uring", "on", "--expect-broadcasts", "8191"),
+                           "0", "--quiet", "--io-uring", "on", "--expect-broadcasts", "8191",
+                           "--deflate"),
                      0);
     assert_int_equal(cfg.dst_addr, 0x7F000001u);
     assert_int_equal(cfg.port, 80);
@@ -88,10 +90,31 @@ static void test_all_options(void **state)
     assert_int_equal(cfg.quiet, 1);
     assert_int_equal(cfg.io_uring, 1);
     assert_int_equal(cfg.expect_bcasts, 8191);
+    assert_int_equal(cfg.deflate, 1);
     assert_int_equal(parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1",
                            "--expect-broadcasts", "0"),
                      0);
     assert_int_equal(cfg.expect_bcasts, 0);
+    assert_int_equal(cfg.framed, 0);
+    assert_int_equal(cfg.recover_at, -1);
+    /* issue #17: the framing, and drop + resume (which implies it) */
+    assert_int_equal(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--framed"), 0);
+    assert_true(cfg.framed && cfg.recover_at == -1);
+    assert_int_equal(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "2"),
+        0);
+    assert_true(cfg.framed && cfg.recover_at == 2);
+    assert_error(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "0"),
+        "--recover must be");
+    assert_error(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--recover", "8192"),
+        "--recover must be");
+    assert_int_equal(cfg.deflate, 0);
+    assert_int_equal(
+        parse("--url", "ws://127.0.0.1:9/", "--conns", "1", "--duration", "1", "--deflate=on"),
+        -EINVAL); /* a flag: it takes no value */
 }
 
 static void test_help(void **state)
@@ -143,7 +166,8 @@ static void test_bad_urls(void **state)
 {
     (void)state;
     const char *bad[] = {"http://127.0.0.1/",
-                         "wss://127.0.0.1/",
+                         "https://127.0.0.1/",
+                         "wss:/127.0.0.1/",
                          "ws://",
                          "ws://:80/",
                          "ws://example.com/",
@@ -156,6 +180,47 @@ static void test_bad_urls(void **state)
                          "ws://127.0.0.1/a\r\nX: y"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_error(parse("--url", bad[i], "--conns", "1", "--duration", "1"), "malformed --url");
+}
+
+/* wss:// (issue #18): port 443 by default, exactly one of --tls-ca and --tls-insecure. */
+static void test_tls(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        parse("--url", "wss://127.0.0.1/x", "--conns", "1", "--duration", "1", "--tls-insecure"),
+        0);
+    assert_true(cfg.tls && cfg.tls_insecure && cfg.tls_ca == NULL);
+    assert_int_equal(cfg.port, 443);
+    assert_string_equal(cfg.path, "/x");
+    assert_int_equal(cfg.tls_version, 0x0304);
+    assert_int_equal(cfg.tls_resume, 1);
+    assert_int_equal(parse("--url", "wss://localhost:9443/", "--conns", "1", "--duration", "1",
+                           "--tls-ca", "ca.pem", "--tls-version", "1.2", "--tls-resume", "off"),
+                     0);
+    assert_true(cfg.tls && !cfg.tls_insecure);
+    assert_string_equal(cfg.tls_ca, "ca.pem");
+    assert_int_equal(cfg.port, 9443);
+    assert_int_equal(cfg.tls_version, 0x0303);
+    assert_int_equal(cfg.tls_resume, 0);
+    assert_int_equal(parse("--url", "ws://127.0.0.1/", "--conns", "1", "--duration", "1"), 0);
+    assert_false(cfg.tls);
+    const char *u = "wss://127.0.0.1/";
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1"), "exactly one of");
+    assert_error(
+        parse("--url", u, "--conns", "1", "--duration", "1", "--tls-ca", "a", "--tls-insecure"),
+        "exactly one of");
+    assert_error(
+        parse("--url", "ws://127.0.0.1/", "--conns", "1", "--duration", "1", "--tls-insecure"),
+        "for wss://");
+    assert_error(
+        parse("--url", u, "--conns", "1", "--duration", "1", "--tls-insecure", "--io-uring", "on"),
+        "not with wss://");
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--tls-insecure",
+                       "--tls-version", "1.1"),
+                 "--tls-version");
+    assert_error(parse("--url", u, "--conns", "1", "--duration", "1", "--tls-insecure",
+                       "--tls-resume", "maybe"),
+                 "--tls-resume");
 }
 
 static void test_bad_sources(void **state)
@@ -202,9 +267,42 @@ static void test_machine_limits(void **state)
                      0);
     assert_int_equal(parse("--url", u, "--conns", "1000000", "--duration", "1"), 0);
     assert_int_equal(cfg.procs, 67);
+    /* wss:// adds the bench's OpenSSL client per connection: 700,000 no longer fit 24 GiB */
+    assert_int_equal(parse("--url", u, "--conns", "700000", "--duration", "1"), 0);
+    assert_error(parse("--url", "wss://127.0.0.1:9/", "--conns", "700000", "--duration", "1",
+                       "--tls-insecure"),
+                 "with its TLS client");
     /* never more processes than connections */
     assert_int_equal(parse("--url", u, "--conns", "3", "--duration", "1", "--procs", "8"), 0);
     assert_int_equal(cfg.procs, 3);
+}
+
+/* Token auth (issue #16): --jwt-alg and --jwt-key together, exp, claims. */
+static void test_jwt(void **state)
+{
+    (void)state;
+    const char *base[] = {"--url", "ws://127.0.0.1:1/", "--conns", "1", "--duration", "1"};
+#define BASE base[0], base[1], base[2], base[3], base[4], base[5]
+    assert_int_equal(parse(BASE), 0);
+    assert_int_equal(cfg.jwt_alg, 0);
+    assert_int_equal(cfg.jwt_exp, 3600);
+    assert_null(cfg.tokens);
+    assert_int_equal(parse(BASE, "--jwt-alg", "ES256", "--jwt-key", "k.pem", "--jwt-exp=30",
+                           "--jwt-aud", "app", "--jwt-iss", "https://idp"),
+                     0);
+    assert_int_equal(cfg.jwt_alg, WSP_JWT_ES256);
+    assert_string_equal(cfg.jwt_key, "k.pem");
+    assert_int_equal(cfg.jwt_exp, 30);
+    assert_string_equal(cfg.jwt_aud, "app");
+    assert_string_equal(cfg.jwt_iss, "https://idp");
+    assert_error(parse(BASE, "--jwt-alg", "none", "--jwt-key", "k"), "--jwt-alg");
+    assert_error(parse(BASE, "--jwt-alg", "HS256"), "--jwt-key");
+    assert_error(parse(BASE, "--jwt-key", "k"), "--jwt-alg");
+    assert_error(parse(BASE, "--jwt-exp", "0"), "--jwt-exp");
+    assert_error(parse(BASE, "--jwt-aud", "a\"b"), "--jwt-aud");
+    assert_error(parse(BASE, "--jwt-iss", ""), "--jwt-iss");
+    assert_error(parse(BASE, "--jwt-nope", "x"), "--jwt-nope");
+#undef BASE
 }
 
 int main(void)
@@ -214,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_help),        cmocka_unit_test(test_required),
         cmocka_unit_test(test_bad_numbers), cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_bad_sources), cmocka_unit_test(test_machine_limits),
+        cmocka_unit_test(test_jwt),         cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,17 @@
                   the clients of that instance and of a --procs 2 instance beside it
   redis_dropped   invalid UTF-8, oversize (> 64 KiB) and badly named Redis messages are
                   dropped and counted (wspush_redis_dropped_total); the next valid one arrives
+  redis_resolve   --redis with a host name: localhost (/etc/hosts) is resolved off the loop,
+                  for the subscriber and for a --procs supervisor's publishing link; a name
+                  that cannot resolve (.invalid) is logged, counted and retried while
+                  broadcasts and the admin API carry on; a connect that hangs (a full
+                  listen queue) is given up after 5 s and retried, and subscribes once Redis
+                  is there
+  redis_resolve_slow  (root) a resolver that answers when the test says (a DNS server of
+                  the test's own, given to the server through a private mount of
+                  /etc/resolv.conf): while the lookup is pending the server starts, broadcasts
+                  and answers its admin API; every reconnect resolves again, and follows
+                  the host to a new address
 
 usage: /usr/bin/python3 test_cluster.py SCENARIO PATH_TO_WSPUSH
 "not delivered" is always shown by a marker sent afterwards arriving next, never by silence.
@@ -19,7 +30,11 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import struct
 import sys
+import tempfile
+import time
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lib"))
@@ -237,6 +252,210 @@ async def redis_dropped(ck, binary):
         ck.check("exit 0", srv.stop() == 0)
 
 
+# ---- Redis host names (#20 item 4) ----
+
+def publish_reaches(ck, what, redis, clients, msg, channel="wspush"):
+    """PUBLISH msg reached one subscriber and each client's next frame is msg."""
+    n = redis.publish(channel, msg)
+    frames = [c.read_frame(10) for c in clients]
+    ck.check(what, n >= 1 and all(f and f[2] == msg.encode() for f in frames),
+             f"PUBLISH reached {n}; {[f and f[2][:20] for f in frames][:3]}")
+
+
+def serving(ck, what, srv, clients):
+    """While Redis is out of reach: a SIGUSR1 broadcast reaches every client, and /healthz and
+    /metrics answer at once."""
+    srv.signal(signal.SIGUSR1)
+    got = [c.read_frame(10) for c in clients]
+    ck.check(f"{what}: a broadcast reaches every client",
+             all(f and wt.parse_time_msg(f[2]) for f in got), f"{got[:2]}")
+    t0 = wt.now()
+    st, _, body = srv.http("GET", "/healthz")
+    took = wt.now() - t0
+    ck.check(f"{what}: /healthz answers 200 at once", st == 200 and took < 1.0,
+             f"{st} in {took * 1000:.0f} ms")
+    ck.check(f"{what}: /metrics answers", srv.http("GET", "/metrics")[0] == 200)
+
+
+def redis_resolve(ck, binary):
+    with wt.Redis() as redis:
+        url = f"redis://localhost:{redis.port}"
+        # A. /etc/hosts: resolved off the loop, subscribed; the publishing link too.
+        with wt.Server(binary, redis=url) as srv:
+            ck.check("A: localhost resolved", srv.wait_log(
+                "event=redis_resolved host=localhost addr=127.0.0.1 previous=none"))
+            ck.check("A: subscribed", srv.wait_log("event=redis_subscribed", timeout=15))
+            cs = [wt.ws_connect(wt.HOST, srv.port) for _ in range(3)]
+            publish_reaches(ck, "A: PUBLISH reaches the clients", redis, cs, "via-localhost")
+            st, _ = srv.publish("admin-via-localhost")
+            ck.check("A: POST /publish is 202", st == 202)
+            ck.check("A: ...and comes back through Redis",
+                     all((f := c.read_frame(10)) and f[2] == b"admin-via-localhost" for c in cs))
+            ck.check("A: exit 0", srv.stop() == 0)
+        with wt.Server(binary, threads=1, procs=2, redis=url) as srv:
+            ck.check("A: --procs 2: both workers subscribed",
+                     redis.wait_subscribers("wspush", 2, 15))
+            ck.check("A: the supervisor resolved localhost for its publishing link",
+                     srv.wait_log("supervisor", "event=redis_resolved host=localhost"))
+            cs = [wt.ws_connect(wt.HOST, srv.port) for _ in range(6)]
+            st, _ = srv.publish("supervisor-via-localhost")
+            ck.check("A: POST /publish on the supervisor is 202", st == 202)
+            ck.check("A: the supervisor's link published it to every client, through Redis",
+                     all((f := c.read_frame(10)) and f[2] == b"supervisor-via-localhost"
+                         for c in cs))
+            ck.check("A: --procs exit 0", srv.stop() == 0)
+
+    # B. A name that cannot resolve: logged once, counted, retried; the server carries on.
+    with wt.Server(binary, redis="redis://no-such-host.invalid:6379") as srv:
+        ck.check("B: the failure is logged", srv.wait_log(
+            "level=warn", "event=redis_resolve_failed host=no-such-host.invalid", timeout=30))
+        cs = [wt.ws_connect(wt.HOST, srv.port) for _ in range(20)]
+        serving(ck, "B", srv, cs)
+        n = wt.poll(lambda: srv.metric("wspush_redis_resolve_failures_total") >= 3, 60, 0.1)
+        ck.check("B: retried and counted (wspush_redis_resolve_failures_total >= 3)", n,
+                 str(srv.metric("wspush_redis_resolve_failures_total")))
+        ck.check("B: logged once at warn level, the retries at debug",
+                 srv.count("level=warn", "event=redis_resolve_failed") == 1)
+        st, _, body = srv.http("POST", "/publish", b"x")
+        ck.check("B: POST /publish says Redis is unreachable (500)",
+                 st == 500 and b"unreachable" in body, f"{st} {body[:80]}")
+        serving(ck, "B, later", srv, cs)
+        ck.check("B: never subscribed", srv.count("event=redis_subscribed") == 0)
+        for c in cs:
+            c.close()
+        ck.check("B: exit 0 while retrying", srv.stop() == 0)
+
+    # C. A connect that hangs: a listener whose accept queue is full drops SYNs.
+    blocker = socket.socket()
+    blocker.bind((wt.HOST, 0))
+    blocker.listen(0)
+    port = blocker.getsockname()[1]
+    filler = socket.create_connection((wt.HOST, port), timeout=5)  # the queue's one place
+    redis = wt.Redis(start=False)
+    redis.port = port
+    try:
+        with wt.Server(binary, redis=f"redis://localhost:{port}") as srv:
+            t0 = wt.now()
+            hung = srv.wait_log("event=redis_unreachable", 'error="connect timeout"', timeout=15)
+            ck.check("C: a hung connect is given up after 5 s", hung and wt.now() - t0 >= 4.5,
+                     f"after {wt.now() - t0:.1f} s")
+            cs = [wt.ws_connect(wt.HOST, srv.port) for _ in range(5)]
+            serving(ck, "C", srv, cs)
+            filler.close()
+            blocker.close()
+            redis.start()
+            ck.check("C: subscribed once Redis listens there",
+                     srv.wait_log("event=redis_subscribed", timeout=20))
+            publish_reaches(ck, "C: PUBLISH reaches the clients", redis, cs, "after-hang")
+            ck.check("C: exit 0", srv.stop() == 0)
+    finally:
+        filler.close()
+        blocker.close()
+        redis.close()
+
+
+class FakeDNS:
+    """A DNS server on UDP addr:53 for the server under test (through its resolv.conf): A
+    queries are answered with `answer` when pump() runs with one set, else held unanswered;
+    other types get an empty answer. Only this test's process serves it."""
+
+    def __init__(self, addr):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((addr, 53))
+        self.sock.setblocking(False)
+        self.answer = None
+        self.held = []
+        self.a_queries = []  # names asked for, in order
+
+    def pump(self):
+        """Reads what came; answers what it can. Returns the number of A queries so far."""
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(2048)
+            except BlockingIOError:
+                break
+            i, labels = 12, []
+            while i < len(data) and data[i]:
+                labels.append(data[i + 1:i + 1 + data[i]].decode())
+                i += 1 + data[i]
+            qtype = struct.unpack(">H", data[i + 1:i + 3])[0]
+            q = (data[:2], data[12:i + 5], qtype, peer)
+            if qtype == 1:
+                self.a_queries.append(".".join(labels))
+                self.held.append(q)
+            else:
+                self._reply(q, None)
+        if self.answer:
+            for q in self.held:
+                self._reply(q, self.answer)
+            self.held = []
+        return len(self.a_queries)
+
+    def _reply(self, q, ip):
+        qid, question, qtype, peer = q
+        rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 0, 4) + socket.inet_aton(ip) if ip else b""
+        head = qid + struct.pack(">HHHHH", 0x8180, 1, 1 if rr else 0, 0, 0)  # QR RD RA, NOERROR
+        self.sock.sendto(head + question + rr, peer)
+
+    def close(self):
+        self.sock.close()
+
+
+def redis_resolve_slow(ck, binary):
+    if os.geteuid() != 0:
+        raise wt.Skip("needs root: a private mount of /etc/resolv.conf, a DNS server on port 53")
+    wt.need("unshare", "util-linux")
+    pid = os.getpid()
+    dns_addr = f"127.53.{(pid >> 8) & 255}.{pid & 255 or 1}"  # this test's own
+    dns = FakeDNS(dns_addr)
+    conf = tempfile.NamedTemporaryFile("w", prefix="wspush-resolv-", suffix=".conf")
+    # One attempt, 30 s: the lookup stays pending for as long as the test holds it.
+    conf.write(f"nameserver {dns_addr}\noptions timeout:30 attempts:1\n")
+    conf.flush()
+    host = "redis.wspush-test"
+    prefix = ["unshare", "--mount", "--", "/bin/sh", "-c",
+              'mount --bind "$0" /etc/resolv.conf && exec "$@"', conf.name]
+    try:
+        with wt.Redis() as redis, wt.Server(binary, redis=f"redis://{host}:{redis.port}",
+                                            prefix=prefix) as srv:
+            # The server is listening (Server() waited for it) with the lookup unanswered.
+            ck.check("the lookup reached the test's DNS server", wt.poll(dns.pump, 10),
+                     "no query: is nscd or another cache in the way?")
+            cs = [wt.ws_connect(wt.HOST, srv.port) for _ in range(20)]
+            serving(ck, "lookup pending", srv, cs)
+            ck.check("lookup pending: the first query is still unanswered",
+                     dns.pump() == 1 and len(dns.held) == 1 and
+                     srv.count("event=redis_resolved") == 0)
+            # First answer: an address where nothing listens; every later one: Redis's.
+            dns.answer = "127.0.0.2"
+            dns.pump()
+            dns.answer = "127.0.0.1"
+            ok = wt.poll(lambda: dns.pump() and srv.count("event=redis_subscribed"), 20)
+            ck.check("subscribed after the answers", ok)
+            ck.check("the refused address was given up", srv.wait_log(
+                "event=redis_unreachable", "addr=127.0.0.2"))
+            ck.check("the reconnect resolved again and followed the host", srv.count(
+                f"event=redis_resolved host={host} addr=127.0.0.1 previous=127.0.0.2") == 1 and
+                len(dns.a_queries) >= 2 and set(dns.a_queries) == {host}, str(dns.a_queries))
+            publish_reaches(ck, "PUBLISH reaches the clients", redis, cs, "after-dns")
+            # A Redis restart: the link is lost, the reconnect asks the resolver again.
+            asked = dns.pump()
+            redis.stop()
+            ck.check("the link loss is seen", srv.wait_log("event=redis_link_lost"))
+            redis.start()
+            ok = wt.poll(lambda: dns.pump() and srv.count("event=redis_subscribed") == 2, 20)
+            ck.check("resubscribed after the restart, resolving again", ok and
+                     dns.pump() > asked, f"A queries {asked} -> {dns.pump()}")
+            publish_reaches(ck, "PUBLISH after the restart", redis, cs, "after-restart")
+            for c in cs:
+                c.close()
+            ck.check("exit 0", srv.stop() == 0)
+    finally:
+        dns.close()
+        conf.close()
+
+
 if __name__ == "__main__":
     sys.exit(wt.main({f.__name__: f for f in (redis_prefork, procs_frames, admin_procs,
-                                              admin_redis, redis_dropped)}))
+                                              admin_redis, redis_dropped, redis_resolve,
+                                              redis_resolve_slow)}))

@@ -92,6 +92,25 @@ static void test_port_in_use(void **state)
     assert_int_equal(close(l), 0);
 }
 
+/* A plain listener (the admin API's): listening at once, and no second one on its port. */
+static void test_listen_exclusive(void **state)
+{
+    (void)state;
+    int fd = -1, fd2 = -1;
+    assert_int_equal(wsp_net_listen("127.0.0.1", 0, 8, &fd), 0);
+    int port = wsp_net_local_port(fd);
+    assert_true(port > 0);
+    int v = 0;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(wsp_net_listen("127.0.0.1", port, 8, &fd2), -EADDRINUSE);
+    assert_int_equal(wsp_net_bind_reuseport("127.0.0.1", port, &fd2), -EADDRINUSE);
+    assert_int_equal(fd2, -1);
+    assert_int_equal(wsp_net_listen("localhost", 0, 8, &fd2), -EINVAL);
+    assert_int_equal(close(fd), 0);
+}
+
 static void test_local_port_errors(void **state)
 {
     (void)state;
@@ -115,40 +134,75 @@ static void test_raise_nofile(void **state)
     assert_true(rl.rlim_cur == rl.rlim_max);
 }
 
-/* The server sets TCP_NODELAY and keepalive once on its listeners and relies on Linux
- * copying them to every accepted socket: check that it does. */
-static void test_tuned_listener_is_inherited(void **state)
+/* A listener tuned by t, a client connected to it and the accepted socket: *lfd, *cfd, *afd. */
+static void accept_tuned(const wsp_net_tune_t *t, int *lfd, int *cfd, int *afd)
 {
-    (void)state;
-    int lfd;
-    assert_int_equal(wsp_net_bind_reuseport("127.0.0.1", 0, &lfd), 0);
-    assert_int_equal(wsp_net_tune_listener(lfd, 77), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    int port = wsp_net_local_port(lfd);
-    int cfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(cfd >= 0);
+    assert_int_equal(wsp_net_bind_reuseport("127.0.0.1", 0, lfd), 0);
+    assert_int_equal(wsp_net_tune_listener(*lfd, t), 0);
+    assert_int_equal(listen(*lfd, 4), 0);
+    int port = wsp_net_local_port(*lfd);
+    *cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(*cfd >= 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    int afd = -1;
-    for (int i = 0; i < 200 && afd < 0; i++) { /* the listener is non-blocking */
-        afd = accept(lfd, NULL, NULL);
-        if (afd < 0)
+    assert_int_equal(connect(*cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    *afd = -1;
+    for (int i = 0; i < 200 && *afd < 0; i++) { /* the listener is non-blocking */
+        *afd = accept(*lfd, NULL, NULL);
+        if (*afd < 0)
             usleep(5000);
     }
-    assert_true(afd >= 0);
-    int v = 0;
+    assert_true(*afd >= 0);
+}
+
+static int sockopt_int(int fd, int level, int name)
+{
+    int v = -1;
     socklen_t len = sizeof(v);
-    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
-    assert_int_equal(v, 1);
-    assert_int_equal(getsockopt(afd, SOL_SOCKET, SO_KEEPALIVE, &v, &len), 0);
-    assert_int_equal(v, 1);
-    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &len), 0);
-    assert_int_equal(v, 77);
-    assert_int_equal(getsockopt(afd, IPPROTO_TCP, TCP_KEEPINTVL, &v, &len), 0);
-    assert_int_equal(v, 30);
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+/* The server sets TCP_NODELAY, keepalive, TCP_USER_TIMEOUT and SO_SNDBUF once on its
+ * listeners and relies on Linux copying them to every accepted socket: check that it does. */
+static void test_tuned_listener_is_inherited(void **state)
+{
+    (void)state;
+    const wsp_net_tune_t t = {.keepalive_s = 77, .user_timeout_ms = 12345, .sndbuf = 20000};
+    int lfd, cfd, afd;
+    accept_tuned(&t, &lfd, &cfd, &afd);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_NODELAY), 1);
+    assert_int_equal(sockopt_int(afd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_KEEPIDLE), 77);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_KEEPINTVL), 30);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
+    /* Linux doubles SO_SNDBUF; reading it back on the accepted socket shows it was copied
+     * (an autotuned socket reports what autotuning chose, not 40,000). */
+    assert_int_equal(sockopt_int(afd, SOL_SOCKET, SO_SNDBUF), 40000);
+    assert_int_equal(wsp_net_sndbuf(afd), 40000);
+    assert_int_equal(wsp_net_sndbuf(lfd), 40000);
+    close(afd);
+    close(cfd);
+    close(lfd);
+}
+
+/* Zeroes set nothing: no keepalive, the kernel's TCP_USER_TIMEOUT (0) and an autotuned
+ * send buffer, unlike the tuned listener above. */
+static void test_untuned_defaults(void **state)
+{
+    (void)state;
+    const wsp_net_tune_t t = {0};
+    int lfd, cfd, afd;
+    accept_tuned(&t, &lfd, &cfd, &afd);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_NODELAY), 1);
+    assert_int_equal(sockopt_int(afd, SOL_SOCKET, SO_KEEPALIVE), 0);
+    assert_int_equal(sockopt_int(afd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+    /* Nothing was asked: whatever the kernel chose, not the tuned listener's 40,000. */
+    assert_int_not_equal(sockopt_int(afd, SOL_SOCKET, SO_SNDBUF), 40000);
+    assert_int_equal(wsp_net_sndbuf(-1), -EBADF);
     close(afd);
     close(cfd);
     close(lfd);
@@ -175,10 +229,12 @@ int main(void)
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_ipv6_loopback),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_listen_exclusive),
         cmocka_unit_test(test_local_port_errors),
         cmocka_unit_test(test_raise_nofile),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_tuned_listener_is_inherited),
+        cmocka_unit_test(test_untuned_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

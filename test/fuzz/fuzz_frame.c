@@ -1,13 +1,15 @@
 /* Fuzzes client-frame handling (server/ws.c over wslay): wsp_ws_feed() over a byte stream fed
  * in pieces, as reads would deliver it. Input: [split control byte][sink control byte][stream].
  * The sink records what the server writes; with the sink control's top bit set it refuses
- * (-ENOBUFS) once (ctl & 0x7F) * 8 bytes are written, as conn.c does over --max-pending.
+ * (-ENOBUFS) once (ctl & 0x3F) * 8 bytes are written, as conn.c does over --max-pending. Bit 6
+ * of the sink control negotiates permessage-deflate (issue #19): RSV1 marks a compressed
+ * message, inflated (bounded) with one decompressor per run, as a shard has.
  * Checks, besides memory safety and leaks:
  * - every written byte is a well-formed server frame: FIN, no RSV, unmasked, a pong or one
  *   final close, control-sized, with a valid close code and a UTF-8 reason;
  * - the close code reported is the one written;
- * - the read boundaries change nothing: with a sink that never refuses, the bytes written
- *   and the outcome equal those of feeding the whole stream at once;
+ * - the read boundaries change nothing: with a sink that never refuses, the bytes written,
+ *   the outcome and the messages inflated equal those of feeding the whole stream at once;
  * - after WSP_WS_CLOSE the peer is ignored: WSP_WS_CLOSE again, nothing written;
  * - the sink is never called outside wsp_ws_feed(). */
 #include <errno.h>
@@ -83,16 +85,19 @@ static int check_output(const struct sink *s, bool cut)
 }
 
 struct outcome {
-    int last;  /* what the last feed returned */
-    int code;  /* the close code reported, 0 if none */
-    int fails; /* feeds that returned a negative errno: at most one, the last */
+    int last;          /* what the last feed returned */
+    int code;          /* the close code reported, 0 if none */
+    int fails;         /* feeds that returned a negative errno: at most one, the last */
+    uint64_t inflated; /* compressed messages inflated (permessage-deflate) */
 };
 
 /* Feeds s[0..n) in pieces chosen by ctl, as conn.c would: stop at a negative return, keep
- * feeding (to check it is ignored) after WSP_WS_CLOSE. */
-static struct outcome run(uint8_t ctl, const uint8_t *s, size_t n, struct sink *out)
+ * feeding (to check it is ignored) after WSP_WS_CLOSE. pmd: permessage-deflate negotiated. */
+static struct outcome run(uint8_t ctl, const uint8_t *s, size_t n, struct sink *out, bool pmd)
 {
-    struct outcome o = {WSP_WS_OK, 0, 0};
+    struct outcome o = {WSP_WS_OK, 0, 0, 0};
+    wsp_ws_pmd_t zstate = {0};
+    wsp_ws_pmd_t *z = pmd ? &zstate : NULL;
     wsp_ws_t *ws = NULL;
     wsp_fuzz_split_t sp;
     wsp_fuzz_split_init(&sp, ctl);
@@ -103,7 +108,7 @@ static struct outcome run(uint8_t ctl, const uint8_t *s, size_t n, struct sink *
         size_t before = out->len;
         int code = -1;
         out->in_feed = true;
-        int rv = wsp_ws_feed(&ws, s + off, k, on_sink_write, out, &code);
+        int rv = wsp_ws_feed(&ws, s + off, k, on_sink_write, NULL, out, z, &code);
         out->in_feed = false;
         off += k;
         WSP_FUZZ_CHECK(code >= 0);
@@ -130,11 +135,13 @@ static struct outcome run(uint8_t ctl, const uint8_t *s, size_t n, struct sink *
     size_t before = out->len;
     if (o.fails == 0) {
         out->in_feed = true;
-        int rv = wsp_ws_feed(&ws, s, 0, on_sink_write, out, NULL);
+        int rv = wsp_ws_feed(&ws, s, 0, on_sink_write, NULL, out, z, NULL);
         out->in_feed = false;
         WSP_FUZZ_CHECK(rv == (closed ? WSP_WS_CLOSE : WSP_WS_OK) && out->len == before);
     }
     wsp_ws_free(ws);
+    o.inflated = zstate.inflated;
+    wsp_deflate_free(zstate.z);
     int written = check_output(out, o.last == -ENOBUFS);
     if (closed)
         WSP_FUZZ_CHECK(written == o.code);
@@ -154,12 +161,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sink whole = {b1, 0, n + 256, SIZE_MAX, false};
     struct sink split = {b2, 0, n + 256, SIZE_MAX, false};
     if (data[1] & 0x80u)
-        split.budget = (size_t)(data[1] & 0x7Fu) * 8;
-    struct outcome o1 = run(0, s, n, &whole);
-    struct outcome o2 = run(data[0], s, n, &split);
+        split.budget = (size_t)(data[1] & 0x3Fu) * 8;
+    bool pmd = (data[1] & 0x40u) != 0;
+    struct outcome o1 = run(0, s, n, &whole, pmd);
+    struct outcome o2 = run(data[0], s, n, &split, pmd);
     WSP_FUZZ_CHECK(o1.last != -ENOBUFS); /* the whole-stream sink never refuses */
+    WSP_FUZZ_CHECK(pmd || (o1.inflated == 0 && o2.inflated == 0));
     if (split.budget == SIZE_MAX) {
         WSP_FUZZ_CHECK(o1.last == o2.last && o1.code == o2.code && o1.fails == o2.fails);
+        WSP_FUZZ_CHECK(o1.inflated == o2.inflated);
         WSP_FUZZ_CHECK(whole.len == split.len && memcmp(whole.buf, split.buf, whole.len) == 0);
     } else {
         /* A refusing sink only cuts the same output short. */

@@ -53,11 +53,35 @@ static void check_channel(const uint8_t *p, uint32_t len)
     WSP_FUZZ_CHECK(n == (int)len && memcmp(again, p, len) == 0);
 }
 
+/* A BROADCAST payload (issue #17): [channel length][channel][epoch length][epoch][cseq:8]
+ * [message]; the split stays inside it and packs back into the same bytes. */
+static void check_broadcast(const uint8_t *p, uint32_t len)
+{
+    const char *chan = NULL, *epoch = NULL;
+    const uint8_t *msg = NULL;
+    size_t chan_len = 0, epoch_len = 0, msg_len = 0;
+    uint64_t cseq = 0;
+    int rv = wsp_ipc_split_broadcast(p, len, &chan, &chan_len, &cseq, &epoch, &epoch_len, &msg,
+                                     &msg_len);
+    if (rv < 0) { /* refused only when the lengths do not fit */
+        size_t cl = len ? p[0] : 0;
+        WSP_FUZZ_CHECK(rv == -EBADMSG &&
+                       (len == 0 || cl + 2 > len || cl + 2 + p[1 + cl] + 8 > len));
+        return;
+    }
+    WSP_FUZZ_CHECK(2 + chan_len + epoch_len + 8 + msg_len == len && msg + msg_len == p + len);
+    static uint8_t again[WSP_IPC_MAX_PAYLOAD];
+    int n = wsp_ipc_pack_broadcast(again, sizeof(again), chan, chan_len, cseq, epoch, epoch_len,
+                                   msg, msg_len);
+    WSP_FUZZ_CHECK(n == (int)len && memcmp(again, p, len) == 0);
+}
+
 static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *payload, uint32_t len)
 {
     struct record *r = user;
     WSP_FUZZ_CHECK(type == WSP_IPC_BROADCAST || type == WSP_IPC_TRIGGER ||
-                   type == WSP_IPC_PUBLISH || type == WSP_IPC_UPGRADE);
+                   type == WSP_IPC_PUBLISH || type == WSP_IPC_USER || type == WSP_IPC_REACHED ||
+                   type == WSP_IPC_UPGRADE);
     WSP_FUZZ_CHECK(len <= WSP_IPC_MAX_PAYLOAD);
     WSP_FUZZ_CHECK(len == 0 || payload != NULL);
     uint8_t hdr[WSP_IPC_HDR];
@@ -66,8 +90,10 @@ static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *pay
     WSP_FUZZ_CHECK(memcmp(r->stream + r->off, hdr, WSP_IPC_HDR) == 0);
     WSP_FUZZ_CHECK(len == 0 || memcmp(r->stream + r->off + WSP_IPC_HDR, payload, len) == 0);
     r->off += WSP_IPC_HDR + len;
-    if (type != WSP_IPC_TRIGGER && type != WSP_IPC_UPGRADE)
+    if (type != WSP_IPC_TRIGGER && type != WSP_IPC_REACHED && type != WSP_IPC_UPGRADE)
         check_channel(payload, len);
+    if (type == WSP_IPC_BROADCAST)
+        check_broadcast(payload, len);
     WSP_FUZZ_CHECK(r->n < MAX_PACKETS);
     r->p[r->n].type = type;
     r->p[r->n].seq = seq;

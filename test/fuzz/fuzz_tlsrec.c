@@ -23,12 +23,9 @@
 
 #include "fuzz.h"
 #include "tlsrec.h"
-#include "tlsref.h"
+#include "tlswire.h"
 
 #define MAXIN (1 << 18)
-
-static const uint16_t suites[] = {0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F,
-                                  0xC02C, 0xC030, 0xCCA9, 0xCCA8};
 
 static EVP_CIPHER_CTX *cx;
 static uint8_t wire[MAXIN], expect[MAXIN], got[MAXIN], plain[WSP_TLSREC_OPEN_MAX];
@@ -38,59 +35,10 @@ struct outcome {
     size_t got, records;
 };
 
-static void make_states(uint16_t suite, wsp_tlsrec_t *srv, wsp_tlsrec_t *cli)
-{
-    uint8_t a[48], b[48], cr[32], sr[32];
-    memset(a, 0xA5, sizeof(a));
-    memset(b, 0x5A, sizeof(b));
-    memset(cr, 1, sizeof(cr));
-    memset(sr, 2, sizeof(sr));
-    if (suite >> 8 == 0x13) {
-        WSP_FUZZ_CHECK(wsp_tlsrec_init13(srv, suite, a, b) == 0);
-        WSP_FUZZ_CHECK(wsp_tlsrec_init13(cli, suite, b, a) == 0);
-    } else {
-        WSP_FUZZ_CHECK(wsp_tlsrec_init12(srv, suite, a, cr, sr, 1) == 0);
-        WSP_FUZZ_CHECK(wsp_tlsrec_init12(cli, suite, a, cr, sr, 0) == 0);
-    }
-}
-
-/* Builds the client's byte stream from the items; returns its length. *clean: only
- * well-formed records. *nexp: application bytes the client sent. */
+/* The stream a client puts on the wire: tlswire.h (shared with fuzz_tlsconn.c). */
 static size_t build(wsp_tlsrec_t *cli, const uint8_t *p, size_t n, bool *clean, size_t *nexp)
 {
-    size_t w = 0;
-    *clean = true;
-    *nexp = 0;
-    while (n >= 3) {
-        uint8_t op = p[0];
-        size_t len = (size_t)p[1] << 8 | p[2];
-        p += 3, n -= 3;
-        len = len < n ? len : n;
-        ssize_t s = 0;
-        if (op % 4 == 0 && len <= MAXIN - w) {
-            memcpy(wire + w, p, len);
-            s = (ssize_t)len;
-            *clean = *clean && len == 0;
-        } else if (op % 4 == 1 && wsp_tlsrec_sealed_size(cli, len) <= MAXIN - w) {
-            s = wsp_tlsrec_seal(cli, cx, p, len, wire + w, MAXIN - w);
-            WSP_FUZZ_CHECK(s == (ssize_t)wsp_tlsrec_sealed_size(cli, len));
-            memcpy(expect + *nexp, p, len);
-            *nexp += len;
-        } else if (op % 4 == 2 && cli->version == 0x0304 && len + 21 <= MAXIN - w) {
-            s = (ssize_t)tlsref_seal13(cli, p, len, wire + w);
-            WSP_FUZZ_CHECK(s > 0);
-            *clean = false;
-        } else if (op % 4 == 2 && len > 0 && WSP_TLSREC_CONTROL_MAX <= MAXIN - w) {
-            s = wsp_tlsrec_alert(cli, cx, p[0], wire + w, MAXIN - w);
-            *clean = false;
-        } else if (op % 4 == 3 && cli->version == 0x0304 && WSP_TLSREC_CONTROL_MAX <= MAXIN - w) {
-            s = wsp_tlsrec_key_update(cli, cx, op & 4, wire + w, MAXIN - w);
-        }
-        WSP_FUZZ_CHECK(s >= 0);
-        w += (size_t)s;
-        p += len, n -= len;
-    }
-    return w;
+    return tlswire_build(cli, cx, p, n, wire, MAXIN, expect, clean, nexp);
 }
 
 /* The client reads what we answered (KeyUpdates): each must open and act. */
@@ -149,7 +97,7 @@ static struct outcome run(uint16_t suite, const uint8_t *p, size_t n, uint8_t sp
                           size_t *nexp)
 {
     wsp_tlsrec_t srv, cli;
-    make_states(suite, &srv, &cli);
+    tlswire_states(suite, &srv, &cli);
     size_t w = build(&cli, p, n, clean, nexp);
     struct outcome o = {0};
     wsp_fuzz_split_t sp;
@@ -177,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (size < 2)
         return 0;
-    uint16_t suite = suites[data[1] % 9];
+    uint16_t suite = tlswire_suites[data[1] % 9];
     bool clean;
     size_t nexp;
     struct outcome a = run(suite, data + 2, size - 2, data[0], &clean, &nexp);

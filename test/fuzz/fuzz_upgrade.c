@@ -38,8 +38,12 @@ static int parse_checked(const uint8_t *buf, size_t n, int *status)
             WSP_FUZZ_CHECK(req.query_len == 0);
         }
         WSP_FUZZ_CHECK(req.key_len == 24 && inside(buf, end, req.key, req.key_len));
-        char resp[256];
-        int len = wsp_upgrade_response(req.key, req.key_len, resp, sizeof(resp));
+        for (unsigned i = 0; i < req.n_ext && i < WSP_UPGRADE_EXT_LINES; i++)
+            WSP_FUZZ_CHECK(inside(buf, end, req.ext[i], req.ext_len[i]));
+        char resp[320];
+        WSP_FUZZ_CHECK((req.subprotocols & ~WSP_UPGRADE_SP_WSPUSH_V1) == 0);
+        int len = wsp_upgrade_response(req.key, req.key_len, req.subprotocols ? "wspush.v1" : NULL,
+                                       NULL, resp, sizeof(resp));
         WSP_FUZZ_CHECK(len > 0 && (size_t)len < sizeof(resp));
         WSP_FUZZ_CHECK(memcmp(resp, "HTTP/1.1 101 ", 13) == 0);
     } else if (rv == -EAGAIN) {

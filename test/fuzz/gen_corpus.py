@@ -7,7 +7,8 @@ Deterministic (no randomness), so re-running it changes nothing unless this file
 Seeds named crash-*, leak-*, timeout-* or regress-* are regression inputs from fuzzing; this
 script never writes or removes those. Input formats:
   upgrade: the bytes a client sent before the upgrade (and possibly after it)
-  frame:   [split control][sink control][client byte stream]   (see fuzz.h, fuzz_frame.c)
+  frame:   [split control][sink control][client byte stream]   (see fuzz.h, fuzz_frame.c;
+           sink control bit 6: permessage-deflate negotiated)
   ipc:     [split control][packet stream]                      (see fuzz_ipc.c)
   utf8:    the bytes to validate
   channels: a request's query string, without the '?'
@@ -16,7 +17,10 @@ script never writes or removes those. Input formats:
   inflate: [bound control][form][bit lo][bit hi][data]             (see fuzz_inflate.c)
   jwt:     [mode/policy/leeway control][token, or JSON text to sign]  (see fuzz_jwt.c)
   tlsrec:  [split control][suite][items: op, length (2 bytes), bytes]   (see fuzz_tlsrec.c)
+  tlsconn: the same as tlsrec, through one server connection     (see fuzz_tlsconn.c)
   tlshs:   [split control][client byte stream]                       (see fuzz_tlshs.c)
+  auth:    [mode][request, refresh message, "QUERY\nCLAIMS" or CLAIMS]  (see fuzz_auth.c)
+  framed:  [mode][query | payload | Redis message | epoch]           (see fuzz_framed.c)
   handover: one live-upgrade datagram (server/handover.h)             (see fuzz_handover.c)
 """
 
@@ -222,6 +226,45 @@ def frame_seeds():
     for name in ("pings-many", "ping-125", "mixed", "close-1000"):
         for sink in (0x80, 0x81, 0x88):
             write("frame", "%s-sink%02x" % (name, sink), bytes([0x05, sink]) + s[name])
+    # permessage-deflate negotiated (sink control 0x40): RSV1 marks a compressed message.
+    for name, data in pmd_frame_seeds().items():
+        for sp in splits:
+            write("frame", "pmd-%s-s%02x" % (name, sp), bytes([sp, 0x40]) + data)
+    write("frame", "pmd-mixed-sinkc1", bytes([0x05, 0xC1]) + pmd_frame_seeds()["mixed"])
+
+
+def zpayload(data, level=6):
+    """A client's compressed payload (RFC 7692 7.2.1): sync flush, 00 00 ff ff dropped."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def pmd_frame_seeds():
+    TEXT, BIN, CONT, PING = 0x1, 0x2, 0x0, 0x9
+    R1 = 0x40
+    z = zpayload(b'{"subscribe":"news","note":"hello hello hello hello"}')
+    big = zpayload(bytes(range(256)) * 16, 0)  # 4 KiB in stored blocks: just over 4096 bytes
+    s = {}
+    s["text"] = cframe(TEXT, z, rsv=R1)
+    s["binary"] = cframe(BIN, z, rsv=R1)
+    s["plain-text"] = cframe(TEXT, b"hello")
+    s["empty"] = cframe(TEXT, b"\x00", rsv=R1)
+    s["no-bytes-1002"] = cframe(TEXT, b"", rsv=R1)
+    s["frag"] = cframe(TEXT, z[:5], fin=False, rsv=R1) + cframe(PING, b"mid") + \
+        cframe(CONT, z[5:20], fin=False) + cframe(CONT, z[20:])
+    s["stored-4096"] = cframe(BIN, big, rsv=R1)
+    s["over-wire-1009"] = cframe(BIN, big + b"\x00" * 64, rsv=R1)
+    s["bomb-1009"] = cframe(BIN, zpayload(b"\x00" * 100000, 9), rsv=R1)
+    s["4097-1009"] = cframe(BIN, zpayload(b"a" * 4097), rsv=R1)
+    s["corrupt-1002"] = cframe(TEXT, b"\x07\x00", rsv=R1)
+    s["truncated-1002"] = cframe(TEXT, z[:len(z) // 2], rsv=R1)
+    s["bad-utf8-1007"] = cframe(TEXT, zpayload(b"ok\xc3\x28"), rsv=R1)
+    s["ping-rsv1-1002"] = cframe(PING, b"p", rsv=R1)
+    s["cont-rsv1-1002"] = cframe(TEXT, z[:5], fin=False, rsv=R1) + cframe(CONT, z[5:], rsv=R1)
+    s["rsv2-1002"] = cframe(TEXT, z, rsv=0x20)
+    s["mixed"] = cframe(TEXT, z, rsv=R1) + cframe(PING, b"a") + cframe(TEXT, b"plain") + \
+        cframe(BIN, z, rsv=R1) + cframe(0x8, b"\x03\xe8")
+    return s
 
 
 def ipc(t, seq, payload=b""):
@@ -241,7 +284,7 @@ def ipc_seeds():
     s["over-max-payload"] = ipc(P, 0, b"")[:9] + struct.pack("<I", 65537)
     s["huge-length"] = ipc(B, 0, b"")[:9] + struct.pack("<I", 0xFFFFFFFF)
     s["unknown-type"] = ipc(ord("X"), 1, b"x")
-    s["upgrade"] = ipc(ord("U"), 4242)
+    s["upgrade"] = ipc(ord("H"), 4242)
     s["unknown-after-good"] = ipc(T, 0) + ipc(0, 0)
     s["seq-max"] = ipc(B, 0xFFFFFFFFFFFFFFFF, b"z")
     # BROADCAST/PUBLISH payloads: [channel length][channel][message]
@@ -275,7 +318,8 @@ def ho_conn(state=1, flags=0, xf=0, ttl=0, hs=b"", pending=b"", chans=(), tags=b
 def handover_seeds():
     hello = ho_rec(1, struct.pack("<IHHBQ", 4242, 2, 8080, 1, 17))
     end = ho_rec(6, struct.pack("<QQQ", 99, 7, 1795755960000))
-    bcast = ho_rec(5, struct.pack("<QB", 5, 4) + b"news" + struct.pack("<I", 5) + b"hello")
+    bcast = ho_rec(5, struct.pack("<QB", 5, 4) + b"news" + struct.pack("<I", 5) + b"hello" +
+                   struct.pack("<QB", 3, 6) + b"e0abcd")
     s = {
         "hello": ho_dgram(hello),
         "ready": ho_dgram(ho_rec(2, b"")),
@@ -287,7 +331,7 @@ def handover_seeds():
         "conn-required-tag": ho_dgram(ho_conn(tags=b"\x01\x01\x00z")),
         "conn-open-with-hs": ho_dgram(ho_conn(hs=b"x")),
         "many-conns": ho_dgram(*[ho_conn(chans=(b"c%d" % i,)) for i in range(40)], ho_rec(4, b"")),
-        "end-with-bcasts": ho_dgram(bcast, ho_rec(5, struct.pack("<QBI", 6, 0, 2) + b"hi"), end),
+        "end-with-bcasts": ho_dgram(bcast, ho_rec(5, struct.pack("<QBI", 6, 0, 2) + b"hi" + struct.pack("<QB", 0, 0)), end),
         "bad-magic": b"WSPX" + ho_dgram(end)[4:],
         "other-version": ho_dgram(end, version=2),
         "short-record": ho_dgram(end)[:-3],
@@ -406,6 +450,9 @@ def admin_seeds():
     s["publish-channel"] = (0, publish(target=b"/publish?channel=news:eu"))
     s["publish-channel-other-params"] = (0, publish(target=b"/publish?a=1&channel=x&b"))
     s["publish-channel-twice"] = (0, publish(target=b"/publish?channel=a&channel=b"))
+    s["publish-user"] = (0, publish(target=b"/publish?user=a%3A%23b%00c"))
+    s["publish-user-and-channel"] = (0, publish(target=b"/publish?user=a&channel=b"))
+    s["publish-user-bad-escape"] = (0, publish(target=b"/publish?user=%4"))
     s["publish-channel-empty"] = (0, publish(target=b"/publish?channel="))
     s["publish-channel-novalue"] = (0, publish(target=b"/publish?channel"))
     s["publish-channel-bad"] = (0, publish(target=b"/publish?channel=a%20b"))
@@ -642,6 +689,49 @@ def jwt_seeds():
     s["sign-claims-nul"] = (SIGN_CLAIMS, b'{"sub":"a\\u0000b","exp":1700003600}')
     for name, (ctl, data) in s.items():
         write("jwt", name, bytes([ctl]) + data)
+AUTH_SECRET = b"fuzz-only-auth-hs256-secret-not-for-production!!"  # fuzz_auth.c's secret
+AUTH_REQUEST, AUTH_REFRESH, AUTH_SIGN_QUERY, AUTH_SIGN_REFRESH = 0, 1, 2, 3
+
+
+def auth_token(claims):
+    h = b64u(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64u(json.dumps(claims).encode())
+    return h + b"." + b64u(hmac.new(AUTH_SECRET, h, hashlib.sha256).digest())
+
+
+def auth_seeds():
+    now = JWT_NOW
+    ok = {"sub": "user-1", "exp": now + 3600}
+    news = dict(ok, channels=["news", "time"])
+    tok, tnews = auth_token(ok), auth_token(news)
+    s = {}
+    s["bearer"] = (AUTH_REQUEST, request(headers=std_headers(extra=[(b"Authorization", b"Bearer " + tok)])))
+    s["bearer-other-scheme"] = (AUTH_REQUEST, request(
+        target=b"/?token=" + tok, headers=std_headers(extra=[(b"Authorization", b"Basic eDp5")])))
+    s["query"] = (AUTH_REQUEST, request(target=b"/?channels=news&token=" + tnews))
+    s["query-forbidden"] = (AUTH_REQUEST, request(target=b"/?channels=sport&token=" + tnews))
+    s["query-twice"] = (AUTH_REQUEST, request(target=b"/?token=a&token=" + tok))
+    s["cookie"] = (AUTH_REQUEST, request(headers=std_headers(
+        extra=[(b"Cookie", b"a=1; wspush_token=\"" + tok + b"\"; b=2")])))
+    s["cookie-twice"] = (AUTH_REQUEST, request(headers=std_headers(
+        extra=[(b"Cookie", b"wspush_token=x"), (b"Cookie", b"wspush_token=" + tok)])))
+    s["missing"] = (AUTH_REQUEST, request())
+    s["refresh"] = (AUTH_REFRESH, b'{"refresh":"' + tok + b'"}')
+    s["refresh-other-sub"] = (AUTH_REFRESH, b'{"refresh":"' + auth_token(dict(ok, sub="x")) + b'"}')
+    s["refresh-dup"] = (AUTH_REFRESH, b'{"refresh":"a","refresh":"b"}')
+    s["refresh-not"] = (AUTH_REFRESH, b'{"refresh":1}')
+    s["refresh-text"] = (AUTH_REFRESH, b"hello")
+    s["sign-query-subset"] = (AUTH_SIGN_QUERY, b"channels=news\n" + json.dumps(news).encode())
+    s["sign-query-outside"] = (AUTH_SIGN_QUERY, b"channels=news,x\n" + json.dumps(news).encode())
+    s["sign-query-no-claim"] = (AUTH_SIGN_QUERY, b"channels=a,b\n" + json.dumps(ok).encode())
+    s["sign-query-empty-claim"] = (AUTH_SIGN_QUERY, b"a=1\n" + json.dumps(dict(ok, channels=[])).encode())
+    s["sign-query-bad-claim"] = (AUTH_SIGN_QUERY, b"\n" + json.dumps(dict(ok, channels=["a b"])).encode())
+    s["sign-refresh"] = (AUTH_SIGN_REFRESH, json.dumps(ok).encode())
+    s["sign-refresh-expired"] = (AUTH_SIGN_REFRESH, json.dumps(dict(ok, exp=now - 6)).encode())
+    s["sign-refresh-other"] = (AUTH_SIGN_REFRESH, json.dumps(dict(ok, sub="user-2")).encode())
+    for name, (mode, data) in s.items():
+        write("auth", name, bytes([mode]) + data)
+
+
 def tls_ext(t, body):
     return struct.pack(">HH", t, len(body)) + body
 
@@ -758,9 +848,51 @@ def tlsrec_seeds():
     for name, (suite, data) in s.items():
         for sp in (0x00, 0x05):
             write("tlsrec", "%s-s%02x" % (name, sp), bytes([sp, suite]) + data)
+    # tlsconn reads the same streams through a connection: one byte at a time too (0x10),
+    # and records whose 5-byte header arrives in two reads.
+    for name, (suite, data) in s.items():
+        for sp in (0x00, 0x03, 0x10):
+            write("tlsconn", "%s-s%02x" % (name, sp), bytes([sp, suite]) + data)
+
+
+def framed_seeds():
+    q = {
+        "query-plain": b"channels=a,b&since=a:41,b:7&epoch=E",
+        "query-epoch-first": b"epoch=0123456789abcdef&since=time:0",
+        "query-colon-names": b"since=a:b:c:19,x:1&epoch=e_1-2",
+        "query-max-seq": b"since=a:9999999999999999999&epoch=e",
+        "query-eight": b"since=" + b",".join(b"c%d:%d" % (i, i) for i in range(8)) + b"&epoch=e",
+        "query-no-epoch": b"since=a:1",
+        "query-repeated": b"since=a:1&since=a:2&epoch=e",
+        "query-twice": b"since=a:1,a:2&epoch=e",
+        "query-bad-seq": b"since=a:1x&epoch=e",
+    }
+    for name, v in q.items():
+        write("framed", name, b"\x00" + v)
+    payloads = {
+        "data-tick": b'{"time":1795755922337,"seq":1}',
+        "data-escapes": b'quote " backslash \\ \t\n\r\x01\x1f\x7f',
+        "data-utf8": "caf\u00e9 \u20ac \U0001F600 \u2028".encode(),
+        "data-invalid-utf8": b"\xff\xfe\xc3",
+        "data-empty": b"",
+    }
+    for name, v in payloads.items():
+        write("framed", name, b"\x01" + v)
+    envs = {
+        "env-ok": b"\xffwsp1;0123456789abcdef;42;hello",
+        "env-semicolon": b"\xffwsp1;e;7;a;b;c",
+        "env-zero": b"\xffwsp1;e;0;x",
+        "env-short": b"\xffwsp1;e",
+        "env-raw": b"just a message",
+    }
+    for name, v in envs.items():
+        write("framed", name, b"\x02" + v)
+    write("framed", "hello-epoch", b"\x03" + b"0123456789abcdef")
+    write("framed", "hello-bad-epoch", b"\x03" + b"a b")
 
 
 if __name__ == "__main__":
+    framed_seeds()
     channels_seeds()
     upgrade_seeds()
     frame_seeds()
@@ -773,3 +905,4 @@ if __name__ == "__main__":
     jwt_seeds()
     tlshs_seeds()
     tlsrec_seeds()
+    auth_seeds()

@@ -17,7 +17,9 @@ half_open; only processes this script started are signalled, by pid):
   short_sends     sends the socket takes only in part, on both send paths: every message
                   once, in order, intact
   half_open       clients vanish without FIN (veth pair, link down): what reaps them, idle
-                  (keepalive), with data in flight (--max-pending), with --ping-interval
+                  (keepalive), with data in flight (--tcp-user-timeout, or --max-pending when
+                  it is off), with --ping-interval; and what --tcp-user-timeout does to live
+                  clients whose window is closed (one reading slowly, one not at all)
 
 Prints a line per check, notes on measured behaviour and a summary; exits 1 on any failure
 (a missing tool too: make test installs them all), 77 only for half_open without root (its
@@ -32,6 +34,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
@@ -477,7 +480,7 @@ class Veth:
             run("ip", "netns", "add", self.ns)
         except RuntimeError as e:
             raise h.Skip(f"no network namespaces: {e}")
-        self.helper = None
+        self.helpers = []
         try:
             run("ip", "link", "add", self.vh, "type", "veth", "peer", "name", self.vn)
             run("ip", "link", "set", self.vn, "netns", self.ns)
@@ -490,109 +493,266 @@ class Veth:
             raise
 
     def connect(self, port, n):
-        """n upgraded clients in the namespace; True once they are."""
+        """n more upgraded clients in the namespace (to port); True once they are."""
         run("ip", "-n", self.ns, "link", "set", self.vn, "up")
-        self.helper = subprocess.Popen(
+        helper = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", NS_CLIENT, self.host_ip,
              str(port), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, preexec_fn=h.die_with_parent)
-        return bool(h.ready([self.helper.stdout], 15)) and \
-            self.helper.stdout.readline() == b"ready\n"
+        self.helpers.append(helper)
+        return bool(h.ready([helper.stdout], 15)) and helper.stdout.readline() == b"ready\n"
 
     def vanish(self):
+        """Every client in the namespace vanishes at once."""
         run("ip", "-n", self.ns, "link", "set", self.vn, "down")
-        self.kill_helper()
+        self.kill_helpers()
         return f"dev {self.vh}" in run("ip", "route", "get", self.ns_ip)
 
-    def kill_helper(self):
-        if self.helper and self.helper.poll() is None:
-            self.helper.kill()  # our own child: ip netns exec execs python, same pid
-            self.helper.wait(10)
-        self.helper = None
+    def kill_helpers(self):
+        for helper in self.helpers:
+            if helper.poll() is None:
+                helper.kill()  # our own child: ip netns exec execs python, same pid
+                helper.wait(10)
+        self.helpers = []
 
     def close(self):
-        self.kill_helper()
+        self.kill_helpers()
         run("ip", "link", "del", self.vh, check=False)
         run("ip", "netns", "del", self.ns, check=False)
 
 
-def wait_reaped(srv, ip, timeout):
-    """Seconds until srv holds no established socket to ip, or None after timeout."""
+def wait_reaped(srv, ip, timeout, port=None):
+    """Seconds until srv holds no established socket to ip (to ip:port with port), or None
+    after timeout."""
     t0 = h.now()
+    peer = f"{ip}:{port}" if port else ip
     while h.now() - t0 < timeout:
-        if not established(srv.port, ip, srv.pid):
+        if not established(srv.port, peer, srv.pid):
             return h.now() - t0
         time.sleep(0.25)
     return None
 
 
-def scenario_half_open(ck, binary):
-    """Clients that vanish without a FIN, and what reaps them:
-    A. idle: TCP keepalive (--tcp-keepalive 2: probes after 2 s idle, 4 probes 2 s apart);
-    B. a broadcast in flight: keepalive never probes while data is unacknowledged, so only
-       the write backlog passing --max-pending (or the kernel's tcp_retries2, ~15 min) does;
-    C. --ping-interval 2: no answer by the next round closes it, data in flight or not."""
-    n, end = 5, 10**9  # the seq the reader files the closing marker under
-    veth = Veth()
-    srv = None
-    try:
-        ip = veth.ns_ip
-        srv = h.Server(binary, "--max-pending", "256", "--tcp-keepalive", "2", bind=veth.host_ip)
-        readers = h.Readers(lambda p: h.parse_time_msg(p) or ((0, end) if p == b"end" else None))
-        readers.add(h.ws_connect(veth.host_ip, srv.port))
-        # A: idle.
-        ck.check("half_open: A: clients in the namespace upgraded", veth.connect(srv.port, n))
-        ck.check("half_open: A: server holds them", len(established(srv.port, ip, srv.pid)) == n)
-        ck.check("half_open: packets to the vanished peer stay on the veth", veth.vanish())
+class SlowReader(threading.Thread):
+    """A live client that reads slowly: at most `chunk` bytes ten times a second through a
+    4 KiB receive buffer, so that a burst of broadcasts closes its window until it has caught
+    up. What it read is kept for the end."""
+
+    def __init__(self, host, port, chunk=4096):
+        super().__init__(daemon=True)
+        self.conn = h.ws_connect(host, port, rcvbuf=4096)
+        self.chunk = chunk
+        self.port = self.conn.sock.getsockname()[1]
+        self.data = bytearray(self.conn.buf)  # bytes after the 101 already read
+        self.lock = threading.Lock()
+        self.eof = False
+        self.stop = threading.Event()
+        self.start()
+
+    def run(self):
+        sock = self.conn.sock
+        while not self.stop.wait(0.1):  # the pace of a slow reader: the behaviour under test
+            if not h.ready([sock], 0):
+                continue
+            try:
+                d = sock.recv(self.chunk)
+            except OSError:
+                d = b""
+            with self.lock:
+                self.data += d
+                self.eof = not d
+            if not d:
+                return
+
+    def payloads(self):
+        """The payloads read so far, in order."""
+        with self.lock:
+            buf = bytearray(self.data)
+        out = []
+        while (f := h.parse_frame(buf)):
+            out.append(f[2])
+            del buf[:f[3]]
+        return out
+
+
+def half_open_user_timeout(ck, veth, binary):
+    """--tcp-user-timeout 4 --tcp-keepalive 2. An idle vanished peer is dropped when the first
+    keepalive probe past 4 s goes unanswered (4 s, not 10: TCP_USER_TIMEOUT replaces
+    TCP_KEEPCNT); with data in flight, 4 s after the first unacknowledged send. Beside them,
+    three live clients behind 4 KiB receive buffers, which every burst of broadcasts (40 KB)
+    closes: one that never reads, and one that reads 10 KB/s and so never catches up, are
+    dropped once their window has been closed for 4 s without a break (what the bound does to
+    a peer whose window stays closed: reading does not restart the clock, catching up does);
+    one that reads 40 KB/s, and so catches up within each burst, is kept however long it goes
+    on (here 3 bounds)."""
+    ut, ip = 4, veth.ns_ip
+    with h.Server(binary, "--tcp-keepalive", "2", "--tcp-user-timeout", str(ut),
+                  "--max-pending", str(8 << 20), bind=veth.host_ip) as srv:
+        ck.check("half_open: UT: the option is set", srv.wait_log(
+            "event=socket_options", f"tcp_user_timeout_s={ut} "))
+        ck.check("half_open: UT idle: clients upgraded", veth.connect(srv.port, 5))
+        ck.check("half_open: UT idle: packets to the vanished peer stay on the veth",
+                 veth.vanish())
         took = wait_reaped(srv, ip, 30)
-        ck.check("half_open: A: idle ones reaped by TCP keepalive", took is not None,
-                 "still held after 30 s")
+        ck.check("half_open: UT idle: reaped at the first keepalive probe past 4 s",
+                 took is not None and ut - 0.5 <= took <= ut + 3, f"{took}")
+        ck.note(f"UT idle: reaped {took or 0:.1f} s after vanishing (keepalive 2 s idle, probes "
+                f"2 s apart, --tcp-user-timeout {ut}; without it 10 s)")
+        # Data in flight, and two live clients behind closed windows.
+        ck.check("half_open: UT data: clients upgraded", veth.connect(srv.port, 5))
+        slow = SlowReader(veth.host_ip, srv.port)
+        lagging = SlowReader(veth.host_ip, srv.port, chunk=1024)
+        stopped = h.ws_connect(veth.host_ip, srv.port, rcvbuf=1024)
+        sport = stopped.sock.getsockname()[1]
+
+        def holds(port):
+            return len(established(srv.port, f"{veth.host_ip}:{port}", srv.pid)) == 1
+
+        ck.check("half_open: UT data: the server holds the live ones",
+                 holds(slow.port) and holds(sport))
+        veth.vanish()
+        sent, bursts, t0 = [], 0, h.now()
+        at = {"reaped": None, "gone": None, "lagging": None}  # seconds after t0
+
+        def progress():
+            """Notes when the vanished peers and the non-reader went; True once the slow
+            reader has read everything sent (or lost its connection)."""
+            for k, gone in (("reaped", lambda: not established(srv.port, ip, srv.pid)),
+                            ("gone", lambda: not holds(sport)),
+                            ("lagging", lambda: not holds(lagging.port))):
+                if at[k] is None and gone():
+                    at[k] = h.now() - t0
+            return slow.eof or slow.payloads() == sent
+
+        while h.now() - t0 < 3 * ut:  # a burst each time the slow reader has caught up
+            for _ in range(4):
+                sent.append(b"%d:" % len(sent) + b"x" * 10000)
+                st, _ = srv.publish(sent[-1])
+                if st != 202:
+                    ck.check("half_open: UT data: publish", False, str(st))
+            bursts += 1
+            if not h.poll(progress, 3 * ut, 0.1):
+                break
+        h.poll(lambda: progress() and None not in at.values(), 10, 0.1)
+        reaped, gone, lag = at["reaped"], at["gone"], at["lagging"]
+        ck.check("half_open: UT data: vanished peers reaped 4 s after the unacknowledged send",
+                 reaped is not None and ut - 0.5 <= reaped <= ut + 3, f"{reaped}")
+        ck.check("half_open: UT data: the client that never reads is dropped once its window "
+                 "stayed closed for 4 s", gone is not None and ut - 0.5 <= gone <= ut + 4,
+                 f"{gone}")
+        ck.check("half_open: UT data: the client that reads 10 KB/s but never catches up is "
+                 "dropped 4 s after its window closed, reading all along",
+                 lag is not None and ut - 0.5 <= lag <= ut + 4 and len(lagging.data) > 4096,
+                 f"{lag}, read {len(lagging.data)} bytes")
+        ck.check("half_open: UT data: the slow reader caught up with every burst and is kept "
+                 "past three bounds", not slow.eof and holds(slow.port) and
+                 h.now() - t0 >= 3 * ut and slow.payloads() == sent,
+                 f"{bursts} bursts, eof {slow.eof}, {len(slow.payloads())} of {len(sent)}")
+        ck.note(f"UT data: vanished peers reaped {reaped or 0:.1f} s after the first send; the "
+                f"non-reader {gone or 0:.1f} s after its window closed, the lagging reader "
+                f"{lag or 0:.1f} s (having read {len(lagging.data)} bytes); the slow reader "
+                f"kept through {bursts} bursts of 40 KB in {h.now() - t0:.1f} s")
+        for r in (slow, lagging):
+            r.stop.set()
+            r.join(5)
+            r.conn.close()
+        stopped.close()
+        ck.check("half_open: UT: server exits 0", srv.stop() == 0)
+
+
+def half_open_defaults(ck, veth, binary):
+    """--tcp-keepalive 2 with the default --tcp-user-timeout (keepalive's own give-up time,
+    10 s) against --tcp-user-timeout 0 (as before it existed), side by side, clients
+    vanishing at the same moment: idle ones go after 10 s either way; with a broadcast in
+    flight the default drops them after 10 s too, while without it they are held (the kernel
+    retransmits until tcp_retries2, ~15 min) until the write backlog passes --max-pending."""
+    n, end, ip = 5, 10**9, veth.ns_ip
+    flags = ("--max-pending", "256", "--tcp-keepalive", "2")
+    with h.Server(binary, *flags, bind=veth.host_ip) as dflt, \
+            h.Server(binary, *flags, "--tcp-user-timeout", "0", bind=veth.host_ip) as off:
+        ck.check("half_open: the default follows keepalive (2 + 4 x 2 s)",
+                 dflt.wait_log("event=socket_options", "tcp_user_timeout_s=10 ") and
+                 off.wait_log("event=socket_options", "tcp_user_timeout_s=0 "))
+        readers = h.Readers(lambda p: h.parse_time_msg(p) or ((0, end) if p == b"end" else None))
+        readers.add(h.ws_connect(veth.host_ip, off.port))
+        # A: idle, on the default.
+        ck.check("half_open: A: clients in the namespace upgraded", veth.connect(dflt.port, n))
+        ck.check("half_open: A: server holds them",
+                 len(established(dflt.port, ip, dflt.pid)) == n)
+        ck.check("half_open: packets to the vanished peer stay on the veth", veth.vanish())
+        took = wait_reaped(dflt, ip, 30)
+        ck.check("half_open: A: idle ones reaped by TCP keepalive after 10 s, as before",
+                 took is not None and 9.5 <= took <= 14, f"{took}")
         ck.note(f"A: idle half-open connections reaped by keepalive {took or 0:.1f} s after "
                 f"vanishing (--tcp-keepalive 2: 2 s idle + 4 probes 2 s apart)")
-        # B: a broadcast in flight.
-        ck.check("half_open: B: clients upgraded", veth.connect(srv.port, n))
+        # B: a broadcast in flight to both servers' clients.
+        ck.check("half_open: B: clients upgraded", veth.connect(dflt.port, n) and
+                 veth.connect(off.port, n))
         veth.vanish()
-        srv.signal(signal.SIGUSR1)
+        t0 = h.now()
+        dflt.signal(signal.SIGUSR1)
+        off.signal(signal.SIGUSR1)
         readers.wait_seq(1, 5)
-        time.sleep(14)  # what is observed: 14 s without a reap (a window, not a wait for one)
-        held = established(srv.port, ip, srv.pid)
+        took = wait_reaped(dflt, ip, 30)
+        ck.check("half_open: B: with the default, reaped 10 s after the unacknowledged send",
+                 took is not None and 9.5 <= took <= 14, f"{took}")
+        held = established(off.port, ip, off.pid)
         timers = sorted({m.group(0) for line, info in held for m in
                          [re.search(r"timer:\([^)]*\)", line + info)] if m})
         retries2 = open("/proc/sys/net/ipv4/tcp_retries2").read().strip()
-        ck.note(f"B: one broadcast unacknowledged: {len(held)} of {n} still held 14 s later "
-                f"(keepalive would have taken 10 s); {timers[:1]}: the kernel retransmits "
-                f"until tcp_retries2={retries2} (~15 min)")
+        ck.check("half_open: B: with --tcp-user-timeout 0, still held then",
+                 len(held) == n, f"{len(held)} of {n}")
+        ck.note(f"B: one broadcast unacknowledged: the default reaped them {took or 0:.1f} s "
+                f"later; with --tcp-user-timeout 0 {len(held)} of {n} still held "
+                f"{h.now() - t0:.1f} s later, {timers[:1]}: the kernel retransmits until "
+                f"tcp_retries2={retries2} (~15 min)")
         # Signals sent faster than the coordinator takes them coalesce: count what it logged.
         t0 = h.now()
-        while established(srv.port, ip, srv.pid) and h.now() - t0 < 60:
+        while established(off.port, ip, off.pid) and h.now() - t0 < 60:
             for _ in range(50):
-                srv.signal(signal.SIGUSR1)
+                off.signal(signal.SIGUSR1)
                 time.sleep(0.004)
             readers.pump(0.1)
         # A publish after the signals: once the server logs it done, every broadcast before it
         # is done too (each shard takes them in order); its seq counts them.
-        st, reply = srv.publish("end")
+        st, reply = off.publish("end")
         ck.check("half_open: B: the closing publish is 202", st == 202, str(st))
         made = reply.get("seq", 1) - 1
         ck.check("half_open: B: the closing publish done",
-                 srv.wait_log(f"event=broadcast seq={made + 1} "))
-        left = established(srv.port, ip, srv.pid)
+                 off.wait_log(f"event=broadcast seq={made + 1} "))
+        left = established(off.port, ip, off.pid)
         ck.check("half_open: B: reaped once the write backlog passes --max-pending", not left,
                  f"{len(left)} still held after {made} broadcasts")
-        ck.note(f"B: reaped after {made} broadcasts of ~40 bytes ({h.now() - t0:.1f} s incl. "
-                f"the drain) with --max-pending 256")
+        ck.note(f"B: with --tcp-user-timeout 0, reaped after {made} broadcasts of ~40 bytes "
+                f"({h.now() - t0:.1f} s incl. the drain) with --max-pending 256")
         ck.check("half_open: B: the reader got every broadcast, the closing one last",
                  readers.wait_seq(end, 10) and readers.seqs[readers.conns[0]] ==
                  list(range(1, made + 1)) + [end], f"{made} made")
         readers.close()
-        ck.check("half_open: server exits 0", srv.stop() == 0)
-        srv.close()
-        # C: application pings, keepalive off.
-        srv = h.Server(binary, "--ping-interval", "2", "--tcp-keepalive", "0", bind=veth.host_ip)
+        ck.check("half_open: server exits 0", dflt.stop() == 0 and off.stop() == 0)
+
+
+def scenario_half_open(ck, binary):
+    """Clients that vanish without a FIN, and what reaps them:
+    A. idle: TCP keepalive (--tcp-keepalive 2: probes after 2 s idle, 4 probes 2 s apart);
+    B. a broadcast in flight: keepalive never probes while data is unacknowledged:
+       TCP_USER_TIMEOUT (--tcp-user-timeout, by default keepalive's give-up time) does, or,
+       with it off, only the write backlog passing --max-pending (or tcp_retries2, ~15 min);
+    UT. a short --tcp-user-timeout against live clients behind closed windows;
+    C. --ping-interval 2: no answer by the next round closes it, data in flight or not."""
+    n = 5
+    veth = Veth()
+    srv = None
+    try:
+        half_open_defaults(ck, veth, binary)
+        half_open_user_timeout(ck, veth, binary)
+        # C: application pings, keepalive and the user timeout off.
+        srv = h.Server(binary, "--ping-interval", "2", "--tcp-keepalive", "0",
+                       "--tcp-user-timeout", "0", bind=veth.host_ip)
         ck.check("half_open: C: clients upgraded", veth.connect(srv.port, n))
         veth.vanish()
         srv.signal(signal.SIGUSR1)  # data in flight too: pings reap regardless
-        took = wait_reaped(srv, ip, 20)
+        took = wait_reaped(srv, veth.ns_ip, 20)
         ck.check("half_open: C: reaped by --ping-interval", took is not None,
                  "still held after 20 s")
         ck.note(f"C: reaped by --ping-interval 2 {took or 0:.1f} s after vanishing")

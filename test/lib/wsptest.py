@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsraw import (  # noqa: F401 (re-exported: a test imports wsptest alone)
@@ -320,6 +321,15 @@ class Server:
                                 hdrs)
         return st, (json.loads(data) if st == 202 else {})
 
+    def publish_user(self, user, body, token=None):
+        """POST /publish?user=USER (str or bytes, percent-encoded here): a message for the
+        connections of one token's sub (issue #16); (status, the JSON reply or {})."""
+        path = "/publish?user=" + urllib.parse.quote(user, safe="")
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        st, _, data = self.http("POST", path, body if isinstance(body, bytes) else body.encode(),
+                                hdrs)
+        return st, (json.loads(data) if st == 202 else {})
+
     def metrics(self):
         return self.http("GET", "/metrics")[2].decode()
 
@@ -547,3 +557,119 @@ async def close_code(ws, timeout=15):
 
 async def close_all(clients):
     await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+
+
+# ---- TLS (issue #18) ----
+
+MKCERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../common/mkcerts.sh")
+
+
+def make_certs():
+    """A throwaway CA and server certificates made now by test/common/mkcerts.sh with the
+    openssl CLI (no key is ever committed): the directory, removed when the test exits.
+    ca.pem, ec.pem/ec.key, rsa.pem/rsa.key, other.key, other-ca.pem, garbage.pem, ..."""
+    need("openssl")
+    d = tempfile.mkdtemp(prefix="wspush-certs-")
+    import atexit  # noqa: PLC0415 (only tests with TLS need it)
+    atexit.register(shutil.rmtree, d, True)
+    subprocess.run(["/bin/sh", MKCERTS, d], check=True, timeout=60, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return d
+
+
+def tls_ctx(ca, version=None):
+    """A client ssl.SSLContext trusting the CA file(s) ca (a path or a list), for
+    127.0.0.1 (the test certificates name it), pinned to version when given."""
+    import ssl  # noqa: PLC0415
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for f in ([ca] if isinstance(ca, str) else ca):
+        ctx.load_verify_locations(f)
+    if version is not None:
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (Python's ssl over memory BIOs, no socket)."""
+    import ssl  # noqa: PLC0415
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    rd, wr = ssl.MemoryBIO(), ssl.MemoryBIO()
+    s = ctx.wrap_bio(rd, wr, server_hostname="localhost")
+    try:
+        s.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return wr.read()
+
+
+class TlsConn:
+    """A blocking TLS client (Python's ssl) with a deadline on every read: the WebSocket
+    upgrade by hand, then raw frames. session resumes a ticket of an earlier connection
+    (.session); .serial is the server certificate's serial number."""
+
+    def __init__(self, port, ctx, session=None, rcvbuf=None, timeout=10, upgrade=True):
+        raw = socket.socket()
+        if rcvbuf:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.settimeout(timeout)
+        raw.connect((HOST, port))
+        try:
+            self.sock = ctx.wrap_socket(raw, server_hostname=HOST, session=session)
+        except Exception:
+            raw.close()
+            raise
+        self.buf = bytearray()
+        self.serial = self.sock.getpeercert().get("serialNumber")
+        if upgrade:
+            req, key = upgrade_request()
+            self.sock.sendall(req)
+            got = self.read_until(lambda: parse_head(self.buf), timeout)
+            if not got or got[0] != 101 or not check_101(got[1], key):
+                self.close()
+                raise RuntimeError(f"upgrade failed: {got!r}")
+            self.buf = bytearray(got[2])
+
+    @property
+    def session(self):
+        return self.sock.session
+
+    @property
+    def reused(self):
+        return self.sock.session_reused
+
+    def read_until(self, cond, timeout=10):
+        """Reads until cond() is true (returns it) or EOF / timeout (None)."""
+        deadline = now() + timeout
+        while True:
+            got = cond()
+            if got or now() >= deadline:
+                return got or None
+            self.sock.settimeout(max(0.01, deadline - now()))
+            try:
+                data = self.sock.recv(1 << 16)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return None
+            if not data:
+                return None
+            self.buf += data
+
+    def read_frame(self, timeout=10):
+        """(fin, opcode, payload) of the next server frame, or None."""
+        got = self.read_until(lambda: parse_frame(self.buf), timeout)
+        if not got:
+            return None
+        del self.buf[:got[3]]
+        return got[:3]
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

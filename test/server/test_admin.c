@@ -19,7 +19,7 @@
  * only to shrink httpd.c's timeouts from 30 s and 10 s and to count its connections;
  * everything is driven through the public API. The static wsp_server library's httpd.o and
  * admin.o are then never pulled in. The request timeout is also the stalled-write deadline:
- * the slow-reader tests hold a 4 MiB answer mid-write, which a loaded machine (other test
+ * the slow-reader tests hold a big answer mid-write, which a loaded machine (other test
  * runs on 2 cores) can stall for a few hundred ms, so it stays well above that. */
 #define WSP_HTTPD_IDLE_MS 400
 #define WSP_HTTPD_REQUEST_MS 1500
@@ -40,9 +40,26 @@ typedef struct fake_s {
     uint64_t seq, conns;
     const char *metrics, *stats;
     size_t metrics_repeat; /* metrics text appended this many times (for a big response) */
+    /* POST /publish?user= (issue #16) */
+    int user_calls, user_rv, user_sync; /* user_sync: answer before returning */
+    char sub[80];
+    size_t sub_len;
+    uint64_t user_conns;
+    wsp_pubwait_done_fn done; /* a deferred answer the test completes */
+    void *done_ctx;
 } fake_t;
 
 static fake_t fake;
+
+/* Keeps a copy of the last payload published. */
+static void fake_keep(fake_t *f, const uint8_t *payload, size_t len)
+{
+    free(f->payload);
+    f->payload = malloc(len + 1);
+    assert_non_null(f->payload);
+    memcpy(f->payload, payload, len);
+    f->len = len;
+}
 
 static int fake_publish(void *user, const char *channel, size_t channel_len, const uint8_t *payload,
                         size_t len, uint64_t *seq, uint64_t *conns)
@@ -53,11 +70,7 @@ static int fake_publish(void *user, const char *channel, size_t channel_len, con
     f->channel_len = channel_len;
     if (channel)
         memcpy(f->channel, channel, channel_len < sizeof f->channel ? channel_len : 0);
-    free(f->payload);
-    f->payload = malloc(len + 1);
-    assert_non_null(f->payload);
-    memcpy(f->payload, payload, len);
-    f->len = len;
+    fake_keep(f, payload, len);
     if (f->publish_rv < 0)
         return f->publish_rv;
     *seq = ++f->seq;
@@ -90,7 +103,28 @@ static int fake_healthy(void *user)
     return f->healthy;
 }
 
-static const wsp_admin_ops_t fake_ops = {fake_publish, fake_metrics, fake_stats, fake_healthy};
+static int fake_publish_user(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
+                             size_t len, wsp_pubwait_done_fn done, void *ctx)
+{
+    fake_t *f = user;
+    f->user_calls++;
+    assert_true(sub_len >= 1 && sub_len <= sizeof f->sub);
+    memcpy(f->sub, sub, sub_len);
+    f->sub_len = sub_len;
+    fake_keep(f, payload, len);
+    if (f->user_rv < 0)
+        return f->user_rv;
+    if (f->user_sync) {
+        done(ctx, 0, f->user_conns, 1);
+    } else {
+        f->done = done;
+        f->done_ctx = ctx;
+    }
+    return 0;
+}
+
+static const wsp_admin_ops_t fake_ops = {fake_publish, fake_metrics, fake_stats, fake_healthy,
+                                         fake_publish_user};
 
 /* ---- the server under test, on a loop this thread drives between socket calls ---- */
 
@@ -170,6 +204,23 @@ static int teardown(void **state)
     free(fake.payload);
     fake.payload = NULL;
     return 0;
+}
+
+/* The metrics line's repeats for an answer the kernel cannot take in while the client reads
+ * nothing: the server's send buffer autotunes up to tcp_wmem's maximum (4 MiB by default, and
+ * the receiver queues more), so a 4 MiB answer could leave whole in a few loop turns and end
+ * the queued write before the test looked for it. Four times that maximum, at least 16 MiB. */
+static size_t big_repeat(void)
+{
+    unsigned long lo = 0, def = 0, max = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    if (f) {
+        if (fscanf(f, "%lu %lu %lu", &lo, &def, &max) != 3)
+            max = 0;
+        fclose(f);
+    }
+    size_t bytes = 4 * (size_t)max > ((size_t)16 << 20) ? 4 * (size_t)max : (size_t)16 << 20;
+    return bytes / 64;
 }
 
 /* ---- a minimal blocking-free HTTP client ---- */
@@ -569,21 +620,27 @@ static void test_publish_invalid_utf8(void **state)
     cli_close(c);
 }
 
-static void test_publish_bad_channel(void **state)
+/* Each of queries[0..n) (a publish's "?...") is answered 400 with error. */
+static void assert_queries_400(const char *const *queries, size_t n, const char *error)
 {
-    (void)state;
-    const char *queries[] = {
-        "?channel=",        "?channel", "?channel=a%20b", "?channel=a,b", "?channel=a&channel=b",
-        "?channel=\xc3\xa9"};
-    for (size_t i = 0; i < WSP_ARRAY_SIZE(queries); i++) {
+    for (size_t i = 0; i < n; i++) {
         char req[256];
         snprintf(req, sizeof req, "POST /publish%s HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
                  queries[i]);
         resp_t r;
         request(req, &r);
-        assert_json_error(&r, 400, "invalid channel");
+        assert_json_error(&r, 400, error);
         resp_free(&r);
     }
+}
+
+static void test_publish_bad_channel(void **state)
+{
+    (void)state;
+    static const char *const queries[] = {
+        "?channel=",        "?channel", "?channel=a%20b", "?channel=a,b", "?channel=a&channel=b",
+        "?channel=\xc3\xa9"};
+    assert_queries_400(queries, WSP_ARRAY_SIZE(queries), "invalid channel");
     char req[256] = "POST /publish?channel=";
     memset(req + strlen(req), 'c', 65);
     strcat(req, " HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
@@ -640,6 +697,101 @@ static void test_publish_expect_continue(void **state)
     assert_memory_equal(fake.payload, "abc", 3);
     resp_free(&r);
     cli_close(c);
+}
+
+/* ---- POST /publish?user= (issue #16): answered when the delivery reports are in ---- */
+
+static void test_publish_user_at_once(void **state)
+{
+    (void)state;
+    resp_t r;
+    fake.user_sync = 1;
+    fake.user_conns = 5;
+    /* Percent-decoded into any bytes: ':' '#' NUL and a UTF-8 byte pair. */
+    request(POST_PUBLISH("?user=a%3Ab%23c%00%C3%A9+x", "", "2") "hi", &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"connections\":5,\"complete\":true}");
+    resp_free(&r);
+    assert_int_equal(fake.user_calls, 1);
+    assert_int_equal(fake.publish_calls, 0);
+    assert_int_equal(fake.sub_len, 10);
+    assert_memory_equal(fake.sub, "a:b#c\0\xc3\xa9+x", 10);
+    assert_memory_equal(fake.payload, "hi", 2);
+    fake.user_rv = -EAGAIN;
+    request(POST_PUBLISH("?user=u", "", "1") "x", &r);
+    assert_json_error(&r, 503, "draining");
+    resp_free(&r);
+}
+
+static int user_calls_want = 1;
+static int user_called(void) { return fake.user_calls == user_calls_want && fake.done != NULL; }
+
+/* The answer waits for the reports; a request pipelined behind it waits for that answer. */
+static void test_publish_user_later(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    resp_t r;
+    cli_sends(c, POST_PUBLISH("?user=u1", "", "3") "one"
+                                                   "GET /healthz HTTP/1.1\r\n\r\n");
+    assert_true(pump_until(user_called));
+    pump(20);
+    assert_int_equal(cli_recv_some(c), -EAGAIN); /* nothing answered yet */
+    assert_int_equal(fake.healthy_calls, 0);     /* nor the request behind it parsed */
+    fake.done(fake.done_ctx, 0, 7, 0);           /* the deadline, with one report short */
+    cli_response(c, &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"connections\":7,\"complete\":false}");
+    resp_free(&r);
+    cli_response(c, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* The publisher closing first: 503. */
+    fake.done = NULL;
+    cli_sends(c, POST_PUBLISH("?user=u2", "", "3") "two");
+    user_calls_want = 2;
+    assert_true(pump_until(user_called));
+    user_calls_want = 1;
+    fake.done(fake.done_ctx, -ECANCELED, 0, 0);
+    cli_response(c, &r);
+    assert_json_error(&r, 503, "draining");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static int no_admin_conn(void) { return a_conns() == 0; }
+
+/* The client left before the answer: the late answer finds no one and frees its context. */
+static void test_publish_user_client_gone(void **state)
+{
+    (void)state;
+    cli_t *c = cli_open();
+    cli_sends(c, POST_PUBLISH("?user=u1", "", "1") "x");
+    assert_true(pump_until(user_called));
+    cli_close(c);
+    assert_true(pump_until(no_admin_conn));
+    fake.done(fake.done_ctx, 0, 1, 1); /* ASan: nothing leaks, nothing is touched */
+}
+
+static void test_publish_user_bad(void **state)
+{
+    (void)state;
+    static const char *const queries[] = {
+        "?user=",    "?user",          "?user=%",           "?user=%4",
+        "?user=%zz", "?user=a&user=b", "?user=a&x=1&user=a"};
+    assert_queries_400(queries, WSP_ARRAY_SIZE(queries), "invalid user");
+    char req[512] = "POST /publish?user=";
+    for (int i = 0; i < 65; i++)
+        strcat(req, i % 2 ? "%41" : "b"); /* 65 decoded bytes: one too many */
+    strcat(req, " HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+    resp_t r;
+    request(req, &r);
+    assert_json_error(&r, 400, "invalid user");
+    resp_free(&r);
+    request(POST_PUBLISH("?user=a&channel=b", "", "1") "x", &r);
+    assert_json_error(&r, 400, "channel and user exclude each other");
+    resp_free(&r);
+    assert_int_equal(fake.user_calls + fake.publish_calls, 0);
 }
 
 /* ---- GET endpoints, routing ---- */
@@ -797,7 +949,8 @@ static void test_pipelined_behind_slow_reader(void **state)
 {
     (void)state;
     /* A 4 MiB metrics answer cannot leave in one try_write, so the requests behind it must
-     * wait for the queued write and still come out in order. */
+     * wait for the queued write and still come out in order. Not big_repeat(): this client
+     * reads the whole answer, which must arrive within WSP_HTTPD_REQUEST_MS. */
     fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
     fake.metrics_repeat = 65536;
     cli_t *c = cli_open();
@@ -990,9 +1143,9 @@ static int three_conns_one_writing(void)
 static void test_stop_with_connections(void **state)
 {
     (void)state;
-    /* Mid-request, idle, and mid-write (a 4 MiB answer the client never reads) at once. */
+    /* Mid-request, idle, and mid-write (a big answer the client never reads) at once. */
     fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
-    fake.metrics_repeat = 65536;
+    fake.metrics_repeat = big_repeat();
     cli_t *idle = cli_open(), *partial = cli_open(), *slow = cli_open();
     cli_sends(partial, "POST /publish HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     cli_sends(slow, "GET /metrics HTTP/1.1\r\n\r\n");
@@ -1052,6 +1205,10 @@ int main(void)
         cmocka_unit_test(test_query_channel_no_query),
         cmocka_unit_test_setup_teardown(test_publish_draining_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_user_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_user_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_user_client_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_user_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthz, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),

@@ -146,6 +146,22 @@ static void test_reports_sum_and_reap(void **state)
     assert_null(list);
 }
 
+/* A message for one user (issue #16): its user id and report tag travel with it. */
+static void test_user_target(void **state)
+{
+    (void)state;
+    wsp_bcast_t *b;
+    assert_int_equal(wsp_bcast_new(&b, NULL, 0, (const uint8_t *)"hi", 2, 0, 1, NULL), 0);
+    uint64_t uid = 1, tag = 1;
+    assert_int_equal(wsp_bcast_user(b, &uid, &tag), 0); /* a channel's, by default */
+    wsp_bcast_set_user(b, 0xABCDEF0123456789ull, 77);
+    assert_int_equal(wsp_bcast_user(b, &uid, &tag), 1);
+    assert_true(uid == 0xABCDEF0123456789ull);
+    assert_int_equal(tag, 77);
+    assert_int_equal(wsp_bcast_user(b, NULL, NULL), 1);
+    wsp_bcast_free_all(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_kind_built_once_under_a_race),
         cmocka_unit_test(test_failed_build_is_null_for_everyone),
         cmocka_unit_test(test_reports_sum_and_reap),
+        cmocka_unit_test(test_user_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -209,6 +209,27 @@ static void test_query_length_bounds(void **state)
     assert_name(&l, 0, WSP_CHANNEL_DEFAULT);
 }
 
+/* The one query-parameter lookup (the channel list, the admin API, the token). */
+static void test_query_param(void **state)
+{
+    (void)state;
+    const char *v = NULL;
+    size_t n = 99;
+    assert_int_equal(wsp_channels_query_param(NULL, 0, "token", &v, &n), 0);
+    assert_int_equal(wsp_channels_query_param("tokens=a&xtoken=b&tok=c", 23, "token", &v, &n), 0);
+    assert_int_equal(wsp_channels_query_param("a=1&token=x.y&b", 15, "token", &v, &n), 1);
+    assert_int_equal(n, 3);
+    assert_memory_equal(v, "x.y", 3);
+    assert_int_equal(wsp_channels_query_param("token", 5, "token", &v, &n), 1);
+    assert_int_equal(n, 0);
+    assert_int_equal(wsp_channels_query_param("token=&b", 8, "token", &v, &n), 1);
+    assert_int_equal(n, 0);
+    assert_int_equal(wsp_channels_query_param("token=1&token=2&token=3", 23, "token", &v, &n), 2);
+    assert_int_equal(n, 1);
+    assert_memory_equal(v, "1", 1); /* the first one's */
+    assert_int_equal(wsp_channels_query_param("x=token=1", 9, "token", &v, &n), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +245,7 @@ int main(void)
         cmocka_unit_test_teardown(test_query_other_params_ignored, teardown),
         cmocka_unit_test_teardown(test_query_repeated, teardown),
         cmocka_unit_test_teardown(test_query_length_bounds, teardown),
+        cmocka_unit_test(test_query_param),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,8 +38,14 @@ static void test_round_trip(void **state)
     op.chan[0] = (wsp_ho_chan_t){"news", 4};
     op.chan[1] = (wsp_ho_chan_t){"sport.eu", 8};
     assert_int_equal(wsp_ho_put_conn(&w, &op), 0);
-    wsp_ho_bcast_t b = {
-        .seq = 77, .chan = "news", .chan_len = 4, .payload = (const uint8_t *)"hello", .len = 5};
+    wsp_ho_bcast_t b = {.seq = 77,
+                        .chan = "news",
+                        .chan_len = 4,
+                        .payload = (const uint8_t *)"hello",
+                        .len = 5,
+                        .cseq = 12,
+                        .epoch = "e1x",
+                        .epoch_len = 3};
     assert_int_equal(wsp_ho_put_bcast(&w, &b), 0);
     assert_int_equal(wsp_ho_put_empty(&w, WSP_HO_SHARD_END), 0);
     wsp_ho_end_t e = {.seq = 78, .sup_seq = 12, .next_tick_ms = 1795755960000ull};
@@ -95,6 +101,9 @@ static void test_round_trip(void **state)
     assert_memory_equal(b2.chan, "news", 4);
     assert_int_equal(b2.len, 5);
     assert_memory_equal(b2.payload, "hello", 5);
+    assert_int_equal(b2.cseq, 12);
+    assert_int_equal(b2.epoch_len, 3);
+    assert_memory_equal(b2.epoch, "e1x", 3);
 
     assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
     assert_int_equal(type, WSP_HO_SHARD_END);
@@ -125,6 +134,7 @@ static void test_default_channel(void **state)
     assert_int_equal(wsp_ho_get_bcast(body, len, &b2), 0);
     assert_null(b2.chan);
     assert_int_equal(b2.chan_len, 0);
+    assert_null(b2.epoch);
 }
 
 /* A full datagram refuses the next record and stays as it was: the caller sends and
@@ -201,9 +211,10 @@ static void test_bad(void **state)
     wsp_ho_end_t e;
     assert_int_equal(wsp_ho_get_end(zero, 16, &e), -EBADMSG);
     wsp_ho_bcast_t b;
-    assert_int_equal(wsp_ho_get_bcast(zero, 12, &b), -EBADMSG);
-    assert_int_equal(wsp_ho_get_bcast(zero, 14, &b), -EBADMSG); /* trailing byte */
-    assert_int_equal(wsp_ho_get_bcast(zero, 13, &b), 0);
+    static const uint8_t zero23[23];
+    assert_int_equal(wsp_ho_get_bcast(zero23, 21, &b), -EBADMSG);
+    assert_int_equal(wsp_ho_get_bcast(zero23, 23, &b), -EBADMSG); /* trailing byte */
+    assert_int_equal(wsp_ho_get_bcast(zero23, 22, &b), 0);
 }
 
 /* A datagram of WSP_HO_DGRAM_MAX holds as many connections as it may carry descriptors, each

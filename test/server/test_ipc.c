@@ -153,12 +153,88 @@ static void test_max_payload(void **state)
     free(buf);
 }
 
+/* The user kinds (issue #16): a USER packet packs the user id where a channel goes; REACHED
+ * carries a count. Both pass the reader. */
+static void test_user_kinds(void **state)
+{
+    (void)state;
+    uint8_t buf[128], packed[64];
+    int n = wsp_ipc_pack_channel(packed, sizeof(packed), "al:#ce", 6, (const uint8_t *)"hi", 2);
+    assert_int_equal(n, 9);
+    wsp_ipc_header(buf, WSP_IPC_USER, 42, (uint32_t)n);
+    memcpy(buf + WSP_IPC_HDR, packed, (size_t)n);
+    size_t len = WSP_IPC_HDR + (size_t)n;
+    wsp_ipc_header(buf + len, WSP_IPC_REACHED, 42, 8);
+    memcpy(buf + len + WSP_IPC_HDR, "\x03\0\0\0\0\0\0\0", 8);
+    len += WSP_IPC_HDR + 8;
+    seen_t s = {0};
+    wsp_ipc_reader_t r = {0};
+    assert_int_equal(wsp_ipc_feed(&r, buf, len, on_packet, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.type[0], WSP_IPC_USER);
+    assert_int_equal(s.seq[0], 42);
+    const char *sub;
+    size_t sub_len, msg_len;
+    const uint8_t *msg;
+    assert_int_equal(wsp_ipc_split_channel(packed, (size_t)n, &sub, &sub_len, &msg, &msg_len), 0);
+    assert_int_equal(sub_len, 6);
+    assert_memory_equal(sub, "al:#ce", 6);
+    assert_int_equal(s.type[1], WSP_IPC_REACHED);
+    assert_int_equal(s.len[1], 8);
+    wsp_ipc_reset(&r);
+}
+
+/* A BROADCAST payload carries the channel, its number there and the epoch (issue #17). */
+static void test_broadcast_payload(void **state)
+{
+    (void)state;
+    uint8_t out[128];
+    const char *chan, *epoch;
+    size_t chan_len, epoch_len, msg_len;
+    const uint8_t *msg;
+    uint64_t cseq;
+    int n = wsp_ipc_pack_broadcast(out, sizeof(out), "news", 4, 0x1122334455667788ull, "e0e0e0e0",
+                                   8, (const uint8_t *)"hi", 2);
+    assert_int_equal(n, 1 + 4 + 1 + 8 + 8 + 2);
+    assert_int_equal(wsp_ipc_split_broadcast(out, (size_t)n, &chan, &chan_len, &cseq, &epoch,
+                                             &epoch_len, &msg, &msg_len),
+                     0);
+    assert_int_equal(chan_len, 4);
+    assert_memory_equal(chan, "news", 4);
+    assert_true(cseq == 0x1122334455667788ull);
+    assert_int_equal(epoch_len, 8);
+    assert_memory_equal(epoch, "e0e0e0e0", 8);
+    assert_int_equal(msg_len, 2);
+    assert_memory_equal(msg, "hi", 2);
+    /* The default channel, no number, no epoch, an empty message. */
+    n = wsp_ipc_pack_broadcast(out, sizeof(out), NULL, 0, 0, NULL, 0, NULL, 0);
+    assert_int_equal(n, 10);
+    assert_int_equal(wsp_ipc_split_broadcast(out, (size_t)n, &chan, &chan_len, &cseq, &epoch,
+                                             &epoch_len, &msg, &msg_len),
+                     0);
+    assert_null(chan);
+    assert_true(cseq == 0 && epoch_len == 0 && msg_len == 0);
+    /* Every truncation is refused; the buffer too small is -ENOBUFS. */
+    n = wsp_ipc_pack_broadcast(out, sizeof(out), "a", 1, 5, "e", 1, (const uint8_t *)"x", 1);
+    for (int cut = 0; cut < n - 1; cut++)
+        assert_int_equal(wsp_ipc_split_broadcast(out, (size_t)cut, &chan, &chan_len, &cseq, &epoch,
+                                                 &epoch_len, &msg, &msg_len),
+                         -EBADMSG);
+    assert_int_equal(wsp_ipc_pack_broadcast(out, 12, "a", 1, 5, "e", 1, (const uint8_t *)"x", 1),
+                     -ENOBUFS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_whole),        cmocka_unit_test(test_every_split),
-        cmocka_unit_test(test_byte_by_byte), cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_max_payload),  cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_whole),
+        cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_max_payload),
+        cmocka_unit_test(test_user_kinds),
+        cmocka_unit_test(test_broadcast_payload),
+        cmocka_unit_test(test_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

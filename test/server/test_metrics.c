@@ -31,6 +31,8 @@ static void test_render(void **state)
     atomic_store(&p[0].shard[1].slow_consumers, 3);
     atomic_store(&p[1].shard[0].slow_consumers, 1);
     atomic_store(&p[1].shard[0].hs_failed[WSP_HS_404], 2);
+    atomic_store(&p[0].shard[1].deflate_builds, 2);
+    atomic_store(&p[0].shard[1].deflate_ns, 25000);
     wsp_metrics_bcast_observe(&p[0], 3000000);      /* 3 ms: the 0.005 bucket */
     wsp_metrics_bcast_observe(&p[0], 120000000000); /* 120 s: only +Inf */
     wsp_buf_t b = {0};
@@ -49,6 +51,10 @@ static void test_render(void **state)
         "wspush_broadcast_duration_seconds_bucket{worker=\"0\",le=\"+Inf\"} 2\n",
         "wspush_broadcast_duration_seconds_count{worker=\"0\"} 2\n",
         "# TYPE process_open_fds gauge\n",
+        "# TYPE wspush_deflate_broadcasts_total counter\n",
+        "wspush_deflate_broadcasts_total{worker=\"0\",shard=\"1\"} 2\n",
+        "wspush_deflate_compress_seconds_total{worker=\"0\",shard=\"1\"} 0.000025000\n",
+        "wspush_deflate_compress_seconds_total{worker=\"1\",shard=\"0\"} 0.000000000\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (strstr(b.data, want[i]) == NULL)

@@ -158,6 +158,32 @@ static void test_parse_case_and_ows(void **state)
     assert_memory_equal(req.key, KEY, 24);
 }
 
+/* Token auth's headers (issue #16): the last value of each, trimmed, and how many came. */
+static void test_auth_headers(void **state)
+{
+    (void)state;
+    wsp_upgrade_req_t req;
+    int status;
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n"
+                      "authorization:  Bearer a.b.c \r\nCookie: x=1; wspush_token=t\r\n\r\n",
+                      &req, &status) > 0);
+    assert_int_equal(req.authorization_count, 1);
+    assert_int_equal(req.authorization_len, 12);
+    assert_memory_equal(req.authorization, "Bearer a.b.c", 12);
+    assert_int_equal(req.cookie_count, 1);
+    assert_int_equal(req.cookie_len, 19);
+    assert_memory_equal(req.cookie, "x=1; wspush_token=t", 19);
+    assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n"
+                      "Cookie: a\r\nCookie: b\r\nCookie: c\r\n\r\n",
+                      &req, &status) > 0);
+    assert_int_equal(req.authorization_count, 0);
+    assert_null(req.authorization);
+    assert_int_equal(req.cookie_count, 2); /* saturates: two is already ambiguous */
+    assert_memory_equal(req.cookie, "c", 1);
+}
+
 static void test_method(void **state)
 {
     (void)state;
@@ -394,15 +420,119 @@ static void test_response(void **state)
 {
     (void)state;
     char out[256];
-    int n = wsp_upgrade_response(KEY, strlen(KEY), out, sizeof(out));
+    int n = wsp_upgrade_response(KEY, strlen(KEY), NULL, NULL, out, sizeof(out));
     static const char want[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                "Upgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: " ACCEPT "\r\n\r\n";
     assert_int_equal(n, (int)strlen(want));
     assert_string_equal(out, want);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), out, strlen(want)), -ENOBUFS);
-    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), out, strlen(want) + 1), n);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, NULL, out, strlen(want)),
+                     -ENOBUFS);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, NULL, out, strlen(want) + 1), n);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, "", out, sizeof(out)), n);
+    assert_string_equal(out, want);
+    /* With the subprotocol chosen (issue #17): one more field, nothing else changes. */
+    static const char want_p[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                                 "Upgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\n"
+                                 "Sec-WebSocket-Accept: " ACCEPT "\r\n"
+                                 "Sec-WebSocket-Protocol: wspush.v1\r\n\r\n";
+    n = wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", NULL, out, sizeof(out));
+    assert_int_equal(n, (int)strlen(want_p));
+    assert_string_equal(out, want_p);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), "wspush.v1", NULL, out, strlen(want_p)),
+                     -ENOBUFS);
+}
+
+/* Sec-WebSocket-Protocol: every field and every list element counts, the token compares
+ * exactly (RFC 6455 sections 4.1, 11.3.4), and other subprotocols are not ours. */
+static void test_subprotocols(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields;
+        unsigned want;
+    } cases[] = {
+        {"", 0},
+        {"Sec-WebSocket-Protocol: wspush.v1\r\n", WSP_UPGRADE_SP_WSPUSH_V1},
+        {"sec-websocket-protocol:  chat ,wspush.v1 , x\r\n", WSP_UPGRADE_SP_WSPUSH_V1},
+        {"Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: wspush.v1\r\n",
+         WSP_UPGRADE_SP_WSPUSH_V1},
+        {"Sec-WebSocket-Protocol: WSPUSH.V1\r\n", 0},
+        {"Sec-WebSocket-Protocol: wspush.v10, wspush\r\n", 0},
+        {"Sec-WebSocket-Protocol:\r\n", 0},
+        {"X-Sec-WebSocket-Protocol: wspush.v1\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char b[1024];
+        snprintf(b, sizeof(b),
+                 "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                 cases[i].fields);
+        wsp_upgrade_req_t req;
+        int status;
+        assert_int_equal(parse(b, &req, &status), (int)strlen(b));
+        assert_int_equal(req.subprotocols, cases[i].want);
+    }
+}
+
+/* Extra header lines (a Sec-WebSocket-Extensions answer) go before the empty line. */
+static void test_response_extra(void **state)
+{
+    (void)state;
+    char out[256];
+    static const char extra[] = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    static const char want[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: " ACCEPT "\r\n"
+                               "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    int n = wsp_upgrade_response(KEY, strlen(KEY), NULL, extra, out, sizeof(out));
+    assert_int_equal(n, (int)strlen(want));
+    assert_string_equal(out, want);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, extra, out, strlen(want)),
+                     -ENOBUFS);
+    assert_int_equal(wsp_upgrade_response(KEY, strlen(KEY), NULL, extra, out, strlen(want) + 1), n);
+}
+
+/* Every Sec-WebSocket-Extensions line, in order, trimmed; names match in any case; the lines
+ * past WSP_UPGRADE_EXT_LINES are counted, not kept. */
+static void test_extensions(void **state)
+{
+    (void)state;
+    wsp_upgrade_req_t req;
+    int status;
+    assert_true(parse(valid, &req, &status) > 0);
+    assert_int_equal(req.n_ext, 0);
+    static const char two[] = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                              "Sec-WebSocket-Extensions:  permessage-deflate; x=1 \r\n"
+                              "Sec-WebSocket-Version: 13\r\n"
+                              "sec-websocket-EXTENSIONS:\tfoo, bar\r\n"
+                              "Sec-WebSocket-Extensions:\r\n\r\n";
+    assert_int_equal(parse(two, &req, &status), (int)strlen(two));
+    assert_int_equal(req.n_ext, 3);
+    assert_int_equal(req.ext_len[0], strlen("permessage-deflate; x=1"));
+    assert_memory_equal(req.ext[0], "permessage-deflate; x=1", req.ext_len[0]);
+    assert_int_equal(req.ext_len[1], strlen("foo, bar"));
+    assert_memory_equal(req.ext[1], "foo, bar", req.ext_len[1]);
+    assert_int_equal(req.ext_len[2], 0);
+
+    char many[2048];
+    int n = snprintf(many, sizeof(many),
+                     "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                     "Sec-WebSocket-Version: 13\r\n");
+    for (int i = 0; i < WSP_UPGRADE_EXT_LINES + 3; i++)
+        n += snprintf(many + n, sizeof(many) - (size_t)n, "Sec-WebSocket-Extensions: e%d\r\n", i);
+    n += snprintf(many + n, sizeof(many) - (size_t)n, "\r\n");
+    assert_int_equal(parse(many, &req, &status), n);
+    assert_int_equal(req.n_ext, WSP_UPGRADE_EXT_LINES + 3);
+    char last_kept[8];
+    snprintf(last_kept, sizeof(last_kept), "e%d", WSP_UPGRADE_EXT_LINES - 1);
+    assert_int_equal(req.ext_len[WSP_UPGRADE_EXT_LINES - 1], strlen(last_kept));
+    assert_memory_equal(req.ext[WSP_UPGRADE_EXT_LINES - 1], last_kept, strlen(last_kept));
 }
 
 static void test_errors(void **state)
@@ -446,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_parse_leaves_trailing_bytes),
         cmocka_unit_test(test_parse_bare_lf_lenient),
         cmocka_unit_test(test_parse_case_and_ows),
+        cmocka_unit_test(test_auth_headers),
         cmocka_unit_test(test_method),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_host),
@@ -461,6 +592,9 @@ int main(void)
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_response),
+        cmocka_unit_test(test_subprotocols),
+        cmocka_unit_test(test_response_extra),
+        cmocka_unit_test(test_extensions),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);

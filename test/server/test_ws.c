@@ -12,160 +12,7 @@
 
 #include "frame.h"
 #include "ws.h"
-
-/* Captures what wsp_ws_feed() writes; fail makes every write return that errno. */
-struct sink {
-    uint8_t buf[16384];
-    size_t len;
-    int fail;
-};
-
-static int on_sink_write(void *user, const uint8_t *buf, size_t len)
-{
-    struct sink *s = user;
-    if (s->fail)
-        return s->fail;
-    assert_true(s->len + len <= sizeof(s->buf));
-    memcpy(s->buf + s->len, buf, len);
-    s->len += len;
-    return 0;
-}
-
-static const uint8_t key[4] = {0x37, 0xFA, 0x21, 0x3D};
-
-/* Writes a masked client frame whose first byte is b0 (FIN, RSV, opcode as given). */
-static size_t client_frame(uint8_t *out, uint8_t b0, const void *payload, size_t len)
-{
-    size_t h = wsp_frame_header(out, b0 & 0x0Fu, len, key);
-    out[0] = b0;
-    if (len)
-        memcpy(out + h, payload, len);
-    wsp_frame_mask(out + h, len, key, 0);
-    return h + len;
-}
-
-/* Writes a masked close frame with code (and no reason). */
-static size_t client_close(uint8_t *out, unsigned code)
-{
-    uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-    return client_frame(out, 0x88, p, 2);
-}
-
-struct sframe {
-    uint8_t b0;
-    size_t len;
-    const uint8_t *payload;
-};
-
-/* Decodes the server frame at s->buf + *off and advances *off past it. */
-static struct sframe next_frame(const struct sink *s, size_t *off)
-{
-    const uint8_t *p = s->buf + *off;
-    size_t n = s->len - *off;
-    assert_true(n >= 2);
-    assert_int_equal(p[1] & 0x80, 0); /* server frames are never masked */
-    struct sframe f = {.b0 = p[0], .len = p[1] & 0x7Fu};
-    assert_true(f.len <= 125); /* pongs and closes only */
-    size_t h = 2;
-    assert_true(n >= h + f.len);
-    f.payload = p + h;
-    *off += h + f.len;
-    return f;
-}
-
-/* Asserts the sink holds pongs pongs, then one close frame carrying code (0: no code). */
-static void assert_close_after(const struct sink *s, int pongs, int code)
-{
-    size_t off = 0;
-    for (int i = 0; i < pongs; i++)
-        assert_int_equal(next_frame(s, &off).b0, 0x8A);
-    struct sframe f = next_frame(s, &off);
-    assert_int_equal(off, s->len);
-    assert_int_equal(f.b0, 0x88);
-    if (code == 0) {
-        assert_int_equal(f.len, 0);
-        return;
-    }
-    assert_true(f.len >= 2);
-    assert_int_equal(f.payload[0] << 8 | f.payload[1], code);
-}
-
-static void assert_one_close(const struct sink *s, int code) { assert_close_after(s, 0, code); }
-
-/* Asserts the sink holds exactly one pong carrying payload. */
-static void assert_one_pong(const struct sink *s, const void *payload, size_t len)
-{
-    size_t off = 0;
-    struct sframe f = next_frame(s, &off);
-    assert_int_equal(off, s->len);
-    assert_int_equal(f.b0, 0x8A);
-    assert_int_equal(f.len, len);
-    if (len)
-        assert_memory_equal(f.payload, payload, len);
-}
-
-static int feed(wsp_ws_t **ws, struct sink *s, const uint8_t *buf, size_t len, int *code)
-{
-    return wsp_ws_feed(ws, buf, len, on_sink_write, s, code);
-}
-
-/* Feeds buf whole, expects pongs pongs and a close with code, then that later bytes are
- * ignored. */
-static void expect_pongs_close(const uint8_t *buf, size_t len, int pongs, int code)
-{
-    wsp_ws_t *ws = NULL;
-    struct sink s = {0};
-    int got = -1;
-    assert_int_equal(feed(&ws, &s, buf, len, &got), WSP_WS_CLOSE);
-    assert_int_equal(got, code);
-    assert_close_after(&s, pongs, code);
-    assert_non_null(ws); /* the closed state is kept so later bytes are ignored */
-
-    uint8_t ping[16];
-    size_t n = client_frame(ping, 0x89, "p", 1);
-    s.len = 0;
-    assert_int_equal(feed(&ws, &s, ping, n, &got), WSP_WS_CLOSE);
-    assert_int_equal(got, 0);
-    assert_int_equal(s.len, 0);
-    wsp_ws_free(ws);
-}
-
-static void expect_close(const uint8_t *buf, size_t len, int code)
-{
-    expect_pongs_close(buf, len, 0, code);
-}
-
-/* Feeds buf one byte at a time until a step returns other than WSP_WS_OK. */
-static void expect_pongs_close_bytewise(const uint8_t *buf, size_t len, int pongs, int code)
-{
-    wsp_ws_t *ws = NULL;
-    struct sink s = {0};
-    int got = -1, rv = WSP_WS_OK;
-    size_t i = 0;
-    while (i < len && rv == WSP_WS_OK)
-        rv = feed(&ws, &s, buf + i++, 1, &got);
-    assert_int_equal(rv, WSP_WS_CLOSE);
-    assert_int_equal(got, code);
-    assert_close_after(&s, pongs, code);
-    wsp_ws_free(ws);
-}
-
-static void expect_close_bytewise(const uint8_t *buf, size_t len, int code)
-{
-    expect_pongs_close_bytewise(buf, len, 0, code);
-}
-
-/* Feeds buf whole and expects silence, no error and no state left behind. */
-static void expect_quiet_idle(const uint8_t *buf, size_t len)
-{
-    wsp_ws_t *ws = NULL;
-    struct sink s = {0};
-    int code = -1;
-    assert_int_equal(feed(&ws, &s, buf, len, &code), WSP_WS_OK);
-    assert_int_equal(code, 0);
-    assert_int_equal(s.len, 0);
-    assert_null(ws);
-}
+#include "ws_test.h"
 
 static void test_ping_pong(void **state)
 {
@@ -401,6 +248,95 @@ static void test_text_and_binary_dropped(void **state)
     for (size_t i = 0; i < sizeof(pl); i++)
         pl[i] = (uint8_t)(i * 13);
     expect_quiet_idle(b, client_frame(b, 0x82, pl, WSP_WS_MAX_MSG));
+}
+
+/* ---- the text sink (token refresh, issue #16) ---- */
+
+/* What the text sink saw: every message joined, and the close code it answers with. */
+struct texts {
+    uint8_t all[2 * WSP_WS_MAX_MSG];
+    size_t len;
+    int calls, answer;
+    struct sink out; /* &out is the user pointer: the write sink's, and on_text finds t from it */
+};
+
+static int on_text(void *user, const uint8_t *msg, size_t len)
+{
+    struct texts *t = (struct texts *)((char *)user - offsetof(struct texts, out));
+    assert_true(t->len + len <= sizeof(t->all));
+    memcpy(t->all + t->len, msg, len);
+    t->len += len;
+    t->calls++;
+    return t->answer;
+}
+
+static int feed_text(wsp_ws_t **ws, struct texts *t, const uint8_t *buf, size_t len, int *code)
+{
+    return wsp_ws_feed(ws, buf, len, on_sink_write, on_text, &t->out, NULL, code);
+}
+
+static void test_text_sink(void **state)
+{
+    (void)state;
+    static uint8_t pl[WSP_WS_MAX_MSG], b[2 * WSP_WS_MAX_MSG + 64];
+    static struct texts t;
+    memset(&t, 0, sizeof(t));
+    wsp_ws_t *ws = NULL;
+    /* Whole, then fragmented around a ping and fed byte by byte, then binary (not text). */
+    size_t n = client_frame(b, 0x81, "{\"refresh\":1}", 13);
+    assert_int_equal(feed_text(&ws, &t, b, n, NULL), WSP_WS_OK);
+    assert_null(ws); /* idle again: nothing kept */
+    n = client_frame(b, 0x01, "he", 2);
+    n += client_frame(b + n, 0x89, "p", 1);
+    n += client_frame(b + n, 0x00, "l", 1);
+    n += client_frame(b + n, 0x80, "lo", 2);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(feed_text(&ws, &t, b + i, 1, NULL), WSP_WS_OK);
+    assert_null(ws);
+    assert_one_pong(&t.out, "p", 1);
+    n = client_frame(b, 0x82, "bin", 3);
+    assert_int_equal(feed_text(&ws, &t, b, n, NULL), WSP_WS_OK);
+    assert_int_equal(t.calls, 2);
+    assert_int_equal(t.len, 13 + 5);
+    assert_memory_equal(t.all, "{\"refresh\":1}hello", 18);
+    /* The largest message, and an empty one. */
+    memset(pl, 'r', sizeof(pl));
+    t.len = 0;
+    n = client_frame(b, 0x81, pl, sizeof(pl));
+    n += client_frame(b + n, 0x81, NULL, 0);
+    assert_int_equal(feed_text(&ws, &t, b, n, NULL), WSP_WS_OK);
+    assert_int_equal(t.calls, 4);
+    assert_int_equal(t.len, sizeof(pl));
+    assert_memory_equal(t.all, pl, sizeof(pl));
+    assert_null(ws);
+}
+
+/* The sink's close code goes out as our close; what follows it is not parsed. */
+static void test_text_sink_closes(void **state)
+{
+    (void)state;
+    static struct texts t;
+    memset(&t, 0, sizeof(t));
+    t.answer = 4003;
+    uint8_t b[128];
+    size_t n = client_frame(b, 0x81, "bad", 3);
+    n += client_frame(b + n, 0x89, "p", 1);
+    n += client_frame(b + n, 0x81, "again", 5);
+    wsp_ws_t *ws = NULL;
+    int code = 0;
+    assert_int_equal(feed_text(&ws, &t, b, n, &code), WSP_WS_CLOSE);
+    assert_int_equal(code, 4003);
+    assert_int_equal(t.calls, 1);
+    assert_one_close(&t.out, 4003); /* no pong: reading stopped at the close */
+    wsp_ws_free(ws);
+    /* Invalid UTF-8 never reaches the sink: 1007 as before. */
+    memset(&t, 0, sizeof(t));
+    ws = NULL;
+    n = client_frame(b, 0x81, "\xC3\x28", 2);
+    assert_int_equal(feed_text(&ws, &t, b, n, &code), WSP_WS_CLOSE);
+    assert_int_equal(code, 1007);
+    assert_int_equal(t.calls, 0);
+    wsp_ws_free(ws);
 }
 
 static void test_large_message_in_pieces(void **state)
@@ -830,6 +766,8 @@ int main(void)
         cmocka_unit_test(test_close_echo),
         cmocka_unit_test(test_close_split_reason),
         cmocka_unit_test(test_text_and_binary_dropped),
+        cmocka_unit_test(test_text_sink),
+        cmocka_unit_test(test_text_sink_closes),
         cmocka_unit_test(test_large_message_in_pieces),
         cmocka_unit_test(test_too_big),
         cmocka_unit_test(test_too_big_header_only),
