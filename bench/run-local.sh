@@ -396,10 +396,12 @@ live_upgrade() {
     local t0 t1 i p
     t0=$(date +%s%N)
     kill -USR2 "${SIGNAL_PIDS[@]}"
-    local deadline=$((SECONDS + 120 + CONNS / 5000))
+    local deadline=$((SECONDS + 120 + CONNS / 5000)) done_re='event=upgrade_complete'
+    # A supervisor replaces its workers one at a time: done once it says so.
+    [ "$PREFORK" = 1 ] && done_re='event=upgrade_workers_done'
     for i in $(seq 1 "$SERVERS"); do
         [ "$PREFORK" = 1 ] && [ "$i" -gt 1 ] && break
-        until grep -q 'event=upgrade_workers_done\|event=upgrade_complete' "$OUT/server-$i.log"; do
+        until grep -q "$done_re" "$OUT/server-$i.log"; do
             ! grep -q 'event=upgrade_failed' "$OUT/server-$i.log" ||
                 die "upgrade failed: $(grep 'event=upgrade_failed' "$OUT/server-$i.log" | tail -1)"
             [ $SECONDS -lt $deadline ] || die "server $i: upgrade not done after 120 s"
