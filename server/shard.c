@@ -1,5 +1,7 @@
 #include "shard.h"
 
+#include "shard_int.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <signal.h>
@@ -12,7 +14,6 @@
 #include "arrival.h"
 #include "chan.h"
 #include "conn.h"
-#include "handoff.h"
 #include "log.h"
 #include "net.h"
 #include "pick.h"
@@ -20,62 +21,14 @@
 #include "table.h"
 #include "uring.h"
 
-#define WSP_SHARD_RING 64      /* broadcasts a shard may lag behind */
-#define WSP_SHARD_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
-#define WSP_SHARD_STEP_MS 100  /* drain and ping slices */
-#define WSP_SHARD_FLUSH_S 5    /* after the drain window, time for the last writes */
+#define WSP_SHARD_RING 64 /* broadcasts a shard may lag behind */
 /* Sends per io_uring_enter in a broadcast pass: 0.66x the CPU of one send() each at 128 here
  * already, 0.62-0.70x from 1,024 on; a bigger batch only costs ring memory (SQ + CQ, 48 KiB). */
 #define WSP_SHARD_URING 1024
-/* Live upgrade: a connection whose parser holds part of a client frame gets this long to
- * complete it before it is closed with 1001 instead of handed over. */
-#define WSP_SHARD_HO_WAIT_MS 2000
 /* TLS with io_uring: the batch's sealed records live here until the batch is reaped. 1,024
  * ticks of ~60 B sealed take 60 KiB; bigger frames fill it first, which sends the batch
  * early. A 64 KiB frame sealed (65.7 KB) always fits. */
 #define WSP_SHARD_ARENA (256 * 1024)
-
-struct wsp_shard_s {
-    wsp_shard_conn_t sc; /* what its connections see: loop.data points here */
-    uv_loop_t loop;
-    uv_tcp_t listener;
-    uv_async_t wake;
-    uv_timer_t tick_timer;
-    uv_timer_t step_timer; /* drain slices while stopping, ping slices otherwise */
-    uv_thread_t thread;
-    unsigned nhandles; /* handles initialised, closed on teardown */
-    wsp_spsc_t *ring;
-    atomic_int stop_requested;
-    atomic_int exited;
-    uv_async_t *exited_async; /* the coordinator's */
-    int stopping;             /* shard thread only */
-    int handles_closing;      /* shard thread only */
-    int accept_blocked;       /* an accepted connection is waiting for memory */
-    int listen_fd;            /* until the listener handle owns it; -1 after */
-    int loop_open;
-    int loop_close_rv;
-    int started;
-    uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
-    uint32_t drain_per_step;
-    uint32_t ping_cursor;       /* next OPEN slot to ping in this round */
-    uint32_t ping_step;         /* steps into the current round */
-    uint32_t ping_per_step;     /* connections per step in this round */
-    wsp_uring_t *uring;         /* NULL: one uv_try_write per connection */
-    wsp_table_t users;          /* a user message's connections, gathered for its pass */
-    wsp_resume_queue_t results; /* Redis fetches coming back from the coordinator */
-    int results_init;
-    wsp_tlsconn_res_t tls; /* TLS (sc.tls points here): cipher context and buffers */
-    uint8_t *arena;        /* TLS with io_uring: WSP_SHARD_ARENA bytes of sealed records */
-    wsp_pick_shard_t pick; /* the frame kinds' builders: the compressor (#19) */
-    /* live upgrade (issue #20) */
-    wsp_handoff_t ho;        /* the socket to the other process's shard, while it is used */
-    uv_poll_t ho_poll;       /* new process: that socket is readable */
-    atomic_int ho_requested; /* old process: the coordinator asks for the handover */
-    atomic_int ho_done;      /* every connection sent (old) or adopted (new) */
-    int handing;             /* old, shard thread: 1 while sending, 2 once sent */
-    int adopting;            /* new, shard thread: 1 until the first datagram, 2 after */
-    uint64_t ho_deadline_ms; /* old: when connections still mid-frame are closed instead */
-};
 
 /* One pass over a broadcast: the frame each connection gets, and what was written. */
 typedef struct wsp_shard_batch_s {
@@ -98,13 +51,8 @@ static inline void *shard_ud(wsp_conn_t *c, unsigned kind) { return (char *)c + 
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
-static void on_shard_step(uv_timer_t *t);
-static void on_shard_connection(uv_stream_t *server, int status);
 static void on_shard_handle_close(uv_handle_t *h);
-static void shard_handover_step(wsp_shard_t *sh);
-static void shard_begin_handover(wsp_shard_t *sh);
 static void shard_drain_step(wsp_shard_t *sh);
-static void shard_maybe_finish(wsp_shard_t *sh);
 
 static inline wsp_shard_t *shard_of(wsp_shard_conn_t *sc)
 {
@@ -118,7 +66,7 @@ int wsp_shard_exited(const wsp_shard_t *sh)
 
 /* Closes the shard's own handles once a stopping shard has no connection left; the loop then
  * runs out of handles and the thread ends. */
-static void shard_maybe_finish(wsp_shard_t *sh)
+void wsp__shard_maybe_finish(wsp_shard_t *sh)
 {
     if (!sh->stopping || sh->handles_closing || sh->sc.table[WSP_SHARD_T_TIMED].n ||
         sh->sc.table[WSP_SHARD_T_OPEN].n)
@@ -142,9 +90,9 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     if (sh->accept_blocked && !sh->stopping && !sh->handing &&
         !wsp_shard_conn_over_budget(&sh->sc)) {
         sh->accept_blocked = 0;
-        on_shard_connection((uv_stream_t *)&sh->listener, 0);
+        wsp__shard_on_connection((uv_stream_t *)&sh->listener, 0);
     }
-    shard_maybe_finish(sh);
+    wsp__shard_maybe_finish(sh);
 }
 
 /* Writes the frame of kind (given out by wsp_pick_kind()) to c the libuv way: one
@@ -452,10 +400,11 @@ static void shard_begin_stop(wsp_shard_t *sh)
     WSP_LOG(WSP_LOG_INFO, "shard=%u event=shard_stopping closing=%u drain_seconds=%u", sh->sc.id, n,
             sh->sc.cfg->drain_seconds);
     shard_drain_step(sh); /* the first slice now */
-    int rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
+    int rv =
+        uv_timer_start(&sh->step_timer, wsp__shard_on_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
     if (rv < 0) /* cannot pace: close now rather than hang */
         shard_close_all(sh);
-    shard_maybe_finish(sh);
+    wsp__shard_maybe_finish(sh);
 }
 
 /* One ping slice: every open connection is visited once per --ping-interval. One still
@@ -479,11 +428,11 @@ static void shard_ping_step(wsp_shard_t *sh)
     }
 }
 
-static void on_shard_step(uv_timer_t *t)
+void wsp__shard_on_step(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, step_timer);
     if (sh->handing == 1)
-        shard_handover_step(sh);
+        wsp__shard_handover_step(sh);
     else if (sh->stopping)
         shard_drain_step(sh);
     else
@@ -510,13 +459,13 @@ static void on_shard_wake(uv_async_t *a)
     /* After the passes: a broadcast posted before the handover reaches every connection. */
     if (atomic_load_explicit(&sh->ho_requested, memory_order_acquire) && !sh->handing &&
         !sh->stopping)
-        shard_begin_handover(sh);
+        wsp__shard_begin_handover(sh);
     if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping &&
         !sh->handing)
         shard_begin_stop(sh);
 }
 
-static void on_shard_connection(uv_stream_t *server, int status)
+void wsp__shard_on_connection(uv_stream_t *server, int status)
 {
     wsp_shard_t *sh = shard_of(wsp_shard_conn_of(server->loop));
     if (status < 0) {
@@ -578,7 +527,7 @@ static void on_shard_tick(uv_timer_t *t)
     shard_expire(sh);
     if (sh->accept_blocked && !sh->stopping && !sh->handing) {
         sh->accept_blocked = 0;
-        on_shard_connection((uv_stream_t *)&sh->listener, 0);
+        wsp__shard_on_connection((uv_stream_t *)&sh->listener, 0);
     }
     if (sh->sc.log_suppressed && sh->sc.log_tick != sh->sc.tick) {
         WSP_LOG(WSP_LOG_INFO, "shard=%u event=logs_suppressed count=%llu", sh->sc.id,
@@ -600,94 +549,6 @@ static void on_shard_tick(uv_timer_t *t)
         wsp_conn_close_why(c, wsp_conn_state(c) == WSP_CONN_HANDSHAKE ? WSP_CLOSE_HS_TIMEOUT
                                                                       : WSP_CLOSE_CLIENT);
     }
-}
-
-/* --- live upgrade (issue #20) --- */
-
-/* Old process: sends what can move; ends the handover once nothing waits or the wait is
- * over. What stays (mid-frame past the wait, or everything after a failed send) is closed
- * with 1001 as at shutdown, and the thread ends once its last connection is gone. */
-static void shard_handover_step(wsp_shard_t *sh)
-{
-    unsigned left = 0;
-    int rv = sh->ho.buf ? wsp_handoff_send(&sh->ho, &sh->sc, &left) : -ENOMEM;
-    if (rv == 0 && left > 0 && uv_now(&sh->loop) < sh->ho_deadline_ms)
-        return; /* the step timer tries again */
-    if (rv == 0)
-        rv = wsp_handoff_end(&sh->ho);
-    WSP_LOG(rv < 0 || left ? WSP_LOG_WARN : WSP_LOG_INFO,
-            "shard=%u event=handover_sent conns=%llu closing=%llu error=%s", sh->sc.id,
-            (unsigned long long)sh->ho.moved,
-            (unsigned long long)sh->ho.closed + (rv < 0 ? sh->sc.table[WSP_SHARD_T_OPEN].n : left),
-            rv < 0 ? uv_err_name(rv) : "none");
-    wsp_handoff_free(&sh->ho);
-    sh->handing = 2;
-    /* What stayed OPEN (mid-frame past the wait, or all after a failed send) drains now; the
-     * handed ones are closing and leave the tables in their close callbacks. */
-    wsp_table_t *tb = &sh->sc.table[WSP_SHARD_T_OPEN];
-    for (uint32_t i = tb->n; i-- > 0;)
-        if (i < tb->n && wsp_conn_state(tb->v[i]) == WSP_CONN_OPEN)
-            wsp_conn_drain(tb->v[i], 1001);
-    sh->stopping = 1; /* the thread ends once the tables are empty */
-    sh->drain_per_step = 1;
-    sh->stop_deadline_ms = uv_now(&sh->loop) + (uint64_t)WSP_SHARD_FLUSH_S * 1000;
-    atomic_store_explicit(&sh->ho_done, 1, memory_order_release);
-    (void)uv_async_send(sh->exited_async); /* only fails for a non-async handle */
-    shard_maybe_finish(sh);
-}
-
-static void shard_begin_handover(wsp_shard_t *sh)
-{
-    sh->handing = 1;
-    (void)wsp_handoff_init(&sh->ho, sh->ho.sock); /* -ENOMEM: the first step fails it */
-    /* Stop accepting: the new process listens on the same socket, so a connection in the
-     * backlog waits for it instead of being refused. */
-    uv_close((uv_handle_t *)&sh->listener, NULL);
-    sh->ho_deadline_ms = uv_now(&sh->loop) + WSP_SHARD_HO_WAIT_MS;
-    if (!uv_is_active((uv_handle_t *)&sh->step_timer) &&
-        uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS) < 0)
-        sh->ho_deadline_ms = 0; /* no retries: one pass */
-    shard_handover_step(sh);
-}
-
-/* New process: the old shard's datagrams. The first means it stopped accepting: listen. */
-static void on_shard_ho_readable(uv_poll_t *p, int status, int events)
-{
-    (void)events;
-    wsp_shard_t *sh = WSP_CONTAINER_OF(p, wsp_shard_t, ho_poll);
-    if (sh->adopting == 1) {
-        sh->adopting = 2;
-        int rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection);
-        if (rv < 0)
-            WSP_LOG(WSP_LOG_ERROR, "shard=%u event=listen_failed error=%s", sh->sc.id,
-                    uv_err_name(rv));
-    }
-    int ended = 0;
-    int rv = status < 0 ? status : wsp_handoff_recv(&sh->ho, &sh->sc, &sh->loop, &ended);
-    if (rv == 0 && !ended)
-        return;
-    WSP_LOG(rv < 0 ? WSP_LOG_ERROR : WSP_LOG_INFO,
-            "shard=%u event=handover_adopted conns=%llu failed=%llu error=%s", sh->sc.id,
-            (unsigned long long)sh->ho.moved, (unsigned long long)sh->ho.failed,
-            rv < 0 ? uv_err_name(rv) : "none");
-    (void)uv_poll_stop(p); /* cannot fail on an initialised handle */
-    uv_close((uv_handle_t *)p, NULL);
-    wsp_handoff_free(&sh->ho); /* after the poll stopped watching the socket */
-    atomic_store_explicit(&sh->ho_done, 1, memory_order_release);
-    (void)uv_async_send(sh->exited_async); /* only fails for a non-async handle */
-}
-
-void wsp_shard_handover(wsp_shard_t *sh, int sock)
-{
-    sh->ho.sock = sock; /* read by the shard after the flag: ordered by the release below */
-    atomic_store_explicit(&sh->ho_requested, 1, memory_order_release);
-    int rv = uv_async_send(&sh->wake);
-    (void)rv; /* only fails for a handle that is not an async */
-}
-
-int wsp_shard_handover_done(const wsp_shard_t *sh)
-{
-    return atomic_load_explicit(&sh->ho_done, memory_order_acquire);
 }
 
 static void shard_main(void *arg)
@@ -756,16 +617,17 @@ static int shard_open(wsp_shard_t *sh)
             return rv;
         sh->nhandles++;
         sh->adopting = 1;
-        rv = uv_poll_start(&sh->ho_poll, UV_READABLE, on_shard_ho_readable);
+        rv = uv_poll_start(&sh->ho_poll, UV_READABLE, wsp__shard_on_ho_readable);
     } else {
-        rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection);
+        rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, wsp__shard_on_connection);
     }
     if (rv < 0)
         return rv;
     if ((rv = uv_timer_start(&sh->tick_timer, on_shard_tick, 1000, 1000)) < 0)
         return rv;
     if (sh->sc.cfg->ping_interval)
-        rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
+        rv = uv_timer_start(&sh->step_timer, wsp__shard_on_step, WSP_SHARD_STEP_MS,
+                            WSP_SHARD_STEP_MS);
     return rv;
 }
 
