@@ -410,6 +410,13 @@ live_upgrade() {
     done
     t1=$(date +%s%N)
     UPGRADE_MS=$(((t1 - t0) / 1000000))
+    # The last new worker logs its takeover around when the supervisor logs the last old one's
+    # exit: wait for every line before reading them.
+    local want=$SERVERS
+    until [ "$(cat "$OUT"/server-*.log | grep -c 'event=upgrade_complete')" -ge "$want" ]; do
+        [ $SECONDS -lt $deadline ] || die "only $(cat "$OUT"/server-*.log | grep -c 'event=upgrade_complete') of $want takeovers logged"
+        sleep 0.01
+    done
     if [ "$PREFORK" = 1 ]; then
         # The old workers are gone (upgrade_workers_done follows the last one's exit).
         SERVER_PIDS=("${SIGNAL_PIDS[0]}" $(children "${SIGNAL_PIDS[0]}"))
