@@ -186,4 +186,13 @@ uint64_t wsp_chan_seqs_next(wsp_chan_seqs_t *s, const char *name, size_t len);
 /* Frees the counters. Owner thread. */
 void wsp_chan_seqs_free(wsp_chan_seqs_t *s);
 
+/* Calls fn for each channel's last number (a live upgrade hands them over, issue #20); stops
+ * at fn's first negative return, which it returns; else 0. Owner thread. */
+typedef int (*wsp_chan_seqs_fn)(void *arg, const char *name, size_t len, uint64_t seq);
+int wsp_chan_seqs_each(const wsp_chan_seqs_t *s, wsp_chan_seqs_fn fn, void *arg);
+
+/* Makes channel name[0..len)'s last number at least seq (the next is seq + 1). Returns 0,
+ * -EINVAL for a name too long, or -ENOMEM. Owner thread. */
+int wsp_chan_seqs_set(wsp_chan_seqs_t *s, const char *name, size_t len, uint64_t seq);
+
 #endif

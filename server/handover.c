@@ -276,3 +276,26 @@ int wsp_ho_get_end(const uint8_t *body, uint32_t len, wsp_ho_end_t *e)
     e->next_tick_ms = get_le(body + 16, 8);
     return 0;
 }
+
+int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c)
+{
+    if (c->len == 0)
+        return -EINVAL;
+    uint8_t *p = ho_record(w, WSP_HO_CSEQ, 8 + 1 + (size_t)c->len);
+    if (p == NULL)
+        return -ENOBUFS;
+    put_le(p, c->seq, 8);
+    p[8] = c->len;
+    memcpy(p + 9, c->name, c->len);
+    return 0;
+}
+
+int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c)
+{
+    if (len < 10 || body[8] == 0 || (uint32_t)body[8] + 9 != len)
+        return -EBADMSG;
+    c->seq = get_le(body, 8);
+    c->len = body[8];
+    c->name = (const char *)body + 9;
+    return 0;
+}

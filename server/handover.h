@@ -36,6 +36,7 @@ enum {
     WSP_HO_SHARD_END = 4, /* old shard -> new shard: every connection of the shard sent; empty */
     WSP_HO_BCAST = 5,     /* old -> new: a broadcast published while handing over */
     WSP_HO_END = 6,       /* old -> new: every shard handed over; the numbering to go on with */
+    WSP_HO_CSEQ = 7,      /* old -> new, before END: one channel's last number (issue #17) */
 };
 
 /* A connection's state as handed over. */
@@ -85,6 +86,12 @@ typedef struct wsp_ho_bcast_s {
     uint8_t epoch_len;
 } wsp_ho_bcast_t;
 
+typedef struct wsp_ho_cseq_s {
+    uint64_t seq;
+    const char *name; /* not NUL-terminated */
+    uint8_t len;      /* 1..255 */
+} wsp_ho_cseq_t;
+
 typedef struct wsp_ho_end_s {
     uint64_t seq;          /* the last number given: the new process goes on from it */
     uint64_t sup_seq;      /* a worker: the last supervisor broadcast it delivered or passed on */
@@ -109,6 +116,7 @@ int wsp_ho_put_hello(wsp_ho_writer_t *w, const wsp_ho_hello_t *h);
 int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c);
 int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b);
 int wsp_ho_put_end(wsp_ho_writer_t *w, const wsp_ho_end_t *e);
+int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c);
 
 /* Walks the records of one received datagram. */
 typedef struct wsp_ho_reader_s {
@@ -131,5 +139,6 @@ int wsp_ho_get_hello(const uint8_t *body, uint32_t len, wsp_ho_hello_t *h);
 int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *c);
 int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b);
 int wsp_ho_get_end(const uint8_t *body, uint32_t len, wsp_ho_end_t *e);
+int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c);
 
 #endif

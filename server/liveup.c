@@ -131,6 +131,26 @@ static void on_liveup_timeout(uv_timer_t *t)
         liveup_fail(lu, "timeout", -ETIMEDOUT);
 }
 
+/* A datagram being filled on the control socket. */
+typedef struct liveup_writer_s {
+    wsp_liveup_t *lu;
+    wsp_ho_writer_t *w;
+    uint8_t *buf;
+} liveup_writer_t;
+
+/* One channel's last number, before END: the new process numbers on from it (issue #17). */
+static int on_liveup_cseq(void *arg, const char *name, size_t len, uint64_t seq)
+{
+    liveup_writer_t *lw = arg;
+    wsp_ho_cseq_t c = {.seq = seq, .name = name, .len = (uint8_t)len};
+    int rv = wsp_ho_put_cseq(lw->w, &c);
+    if (rv == -ENOBUFS && (rv = wsp_reexec_send(lw->lu->ctl, lw->buf, lw->w->len, NULL, 0)) == 0) {
+        wsp_ho_begin(lw->w, lw->buf, WSP_HO_DGRAM_MAX);
+        rv = wsp_ho_put_cseq(lw->w, &c);
+    }
+    return rv;
+}
+
 /* Every shard sent its connections: the broadcasts queued meanwhile and END go to the new
  * process, which publishes from here on; this one stops publishing and drains what stayed. */
 static void liveup_end(wsp_liveup_t *lu)
@@ -155,6 +175,9 @@ static void liveup_end(wsp_liveup_t *lu)
             rv = wsp_ho_put_bcast(&w, &b);
         }
     }
+    liveup_writer_t lw = {.lu = lu, .w = &w, .buf = buf};
+    if (rv == 0)
+        rv = wsp_chan_seqs_each(wsp_pub_chan_seqs(lu->pub), on_liveup_cseq, &lw);
     wsp_ho_end_t end = {.seq = wsp_pub_seq(lu->pub),
                         .sup_seq = lu->sup_seq,
                         .next_tick_ms = wsp_pub_next_tick(lu->pub)};
@@ -268,7 +291,8 @@ static void liveup_begin(wsp_liveup_t *lu, int ctl, uint32_t peer)
     const char *why = "sockets";
     if (rv == 0 && ctl < 0) {
         why = "spawn";
-        rv = wsp_reexec_spawn(lu->loop, &lu->child, ctl_theirs, on_liveup_child_exit);
+        rv = wsp_reexec_spawn(lu->loop, &lu->child, ctl_theirs, lu->cfg->epoch,
+                              on_liveup_child_exit);
         lu->peer_pid = rv == 0 ? (uint32_t)lu->child.pid : 0;
         if (rv < 0 && lu->child.loop) /* uv_spawn() initialised the handle anyway */
             liveup_close(lu, (uv_handle_t *)&lu->child);
@@ -384,10 +408,14 @@ static int liveup_read(wsp_liveup_t *lu)
             if (type == WSP_HO_END) {
                 rv = wsp_ho_get_end(body, len, &lu->end);
                 lu->state = rv == 0 ? WSP_UP_ENDED : lu->state;
+            } else if (type == WSP_HO_CSEQ) {
+                wsp_ho_cseq_t c;
+                if ((rv = wsp_ho_get_cseq(body, len, &c)) == 0)
+                    rv = wsp_chan_seqs_set(wsp_pub_chan_seqs(lu->pub), c.name, c.len, c.seq);
             } else if (type == WSP_HO_BCAST && (rv = wsp_ho_get_bcast(body, len, &b)) == 0) {
                 wsp_pub_chseq_t cs = {.seq = b.cseq, .epoch = b.epoch, .epoch_len = b.epoch_len};
                 rv = liveup_queue(&lu->qtail, b.chan, b.chan_len, b.payload, b.len, b.seq, &cs);
-            } else if (type != WSP_HO_BCAST) {
+            } else if (type != WSP_HO_BCAST && type != WSP_HO_CSEQ) {
                 rv = -EBADMSG;
             }
         }

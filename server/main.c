@@ -216,6 +216,13 @@ int main(int argc, char **argv)
         return 1;
     /* What SIGUSR2 starts again (issue #20): this binary's path now, these arguments. */
     int ho_fd = wsp_reexec_inherited();
+    const char *ho_epoch = ho_fd >= 0 ? wsp_reexec_inherited_epoch() : NULL;
+    if (ho_epoch && cfg.worker_fd < 0 && strlen(ho_epoch) <= WSP_CONFIG_EPOCH_MAX) {
+        /* The old process's epoch: its clients' numbers go on. Which channel is where is
+         * learnt from what is published, as by a worker started late. */
+        strcpy(cfg.epoch, ho_epoch);
+        cfg.worker_restart = 1;
+    }
     if ((rv = wsp_reexec_record(argc, argv)) < 0)
         WSP_LOG(WSP_LOG_WARN, "event=upgrade_unavailable error=%s", uv_err_name(rv));
     /* This process's epoch (issue #17): its channel numbers start here. A worker has its

@@ -167,6 +167,8 @@ void wsp_pub_resume(wsp_pub_t *p, uint64_t seq, uint64_t next_tick_ms)
 
 uint64_t wsp_pub_seq(const wsp_pub_t *p) { return p->seq; }
 
+wsp_chan_seqs_t *wsp_pub_chan_seqs(wsp_pub_t *p) { return &p->cseqs; }
+
 uint64_t wsp_pub_next_tick(const wsp_pub_t *p)
 {
     return uv_is_active((const uv_handle_t *)&p->tick) ? p->next_tick_ms : 0;

@@ -105,6 +105,10 @@ void wsp_pub_resume(wsp_pub_t *p, uint64_t seq, uint64_t next_tick_ms);
 /* The last number given, and the wall-clock ms of the armed tick (0: none), for a live
  * upgrade's handover. Loop thread. */
 uint64_t wsp_pub_seq(const wsp_pub_t *p);
+
+/* Each channel's last number, where this process numbers them (issue #17): a live upgrade
+ * hands them over so that the new process goes on in the same epoch. Loop thread. */
+wsp_chan_seqs_t *wsp_pub_chan_seqs(wsp_pub_t *p);
 uint64_t wsp_pub_next_tick(const wsp_pub_t *p);
 
 /* wsp_pub_open() opens the admin API on fd (a live upgrade's, now p's) instead of binding.

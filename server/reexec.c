@@ -32,29 +32,46 @@ int wsp_reexec_record(int argc, char **argv)
 
 const char *wsp_reexec_path(void) { return reexec_path; }
 
-char **wsp_reexec_env(int fd)
+char **wsp_reexec_env(int fd, const char *epoch)
 {
     static char var[sizeof(WSP_REEXEC_ENV) + 12];
+    static char evar[sizeof(WSP_REEXEC_EPOCH_ENV) + 64];
     snprintf(var, sizeof(var), WSP_REEXEC_ENV "=%d", fd);
+    snprintf(evar, sizeof(evar), WSP_REEXEC_EPOCH_ENV "=%.40s", epoch ? epoch : "");
     size_t n = 0;
     while (environ[n])
         n++;
-    char **env = calloc(n + 2, sizeof(*env)); /* once per upgrade */
+    char **env = calloc(n + 3, sizeof(*env)); /* once per upgrade */
     if (env == NULL)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], WSP_REEXEC_ENV "=", sizeof(WSP_REEXEC_ENV)) != 0)
+        if (strncmp(environ[i], WSP_REEXEC_ENV "=", sizeof(WSP_REEXEC_ENV)) != 0 &&
+            strncmp(environ[i], WSP_REEXEC_EPOCH_ENV "=", sizeof(WSP_REEXEC_EPOCH_ENV)) != 0)
             env[k++] = environ[i];
-    env[k] = var;
+    env[k++] = var;
+    if (epoch && *epoch)
+        env[k] = evar;
     return env;
 }
 
-int wsp_reexec_spawn(uv_loop_t *loop, uv_process_t *proc, int sock, uv_exit_cb exit_cb)
+const char *wsp_reexec_inherited_epoch(void)
+{
+    static char ep[64];
+    const char *v = getenv(WSP_REEXEC_EPOCH_ENV);
+    if (v == NULL || strlen(v) >= sizeof(ep))
+        return NULL;
+    strcpy(ep, v);
+    (void)unsetenv(WSP_REEXEC_EPOCH_ENV); /* only fails for a bad name */
+    return ep;
+}
+
+int wsp_reexec_spawn(uv_loop_t *loop, uv_process_t *proc, int sock, const char *epoch,
+                     uv_exit_cb exit_cb)
 {
     if (reexec_path[0] == '\0' || reexec_argv == NULL)
         return -ENOENT;
-    char **env = wsp_reexec_env(WSP_REEXEC_FD);
+    char **env = wsp_reexec_env(WSP_REEXEC_FD, epoch);
     if (env == NULL)
         return -ENOMEM;
     uv_stdio_container_t stdio[4];

@@ -13,6 +13,8 @@
 
 /* The environment variable that names the inherited handover socket in the new process. */
 #define WSP_REEXEC_ENV "WSP_UPGRADE_FD"
+/* The old process's epoch (issue #17), so that the new one numbers on in it. */
+#define WSP_REEXEC_EPOCH_ENV "WSP_UPGRADE_EPOCH"
 /* The descriptor the new process finds it on. */
 #define WSP_REEXEC_FD 3
 
@@ -25,15 +27,22 @@ int wsp_reexec_record(int argc, char **argv);
 const char *wsp_reexec_path(void);
 
 /* Starts the recorded binary with the recorded arguments as a child on loop, sock as its
- * descriptor WSP_REEXEC_FD, WSP_REEXEC_ENV set in its environment, stdout and stderr shared;
+ * descriptor WSP_REEXEC_FD, WSP_REEXEC_ENV (and the epoch, if not NULL) set in its
+ * environment, stdout and stderr shared;
  * exit_cb runs when it exits. Returns 0 or a negative errno (proc is then closing). Loop
  * thread. */
-int wsp_reexec_spawn(uv_loop_t *loop, uv_process_t *proc, int sock, uv_exit_cb exit_cb);
+int wsp_reexec_spawn(uv_loop_t *loop, uv_process_t *proc, int sock, const char *epoch,
+                     uv_exit_cb exit_cb);
 
-/* environ with WSP_REEXEC_ENV=fd (any earlier value dropped), for a child that inherits its
+/* environ with WSP_REEXEC_ENV=fd and, if epoch is not NULL, WSP_REEXEC_EPOCH_ENV=epoch (any
+ * earlier values dropped), for a child that inherits its
  * handover socket as fd; the array is the caller's to free (not the strings, which stay
  * valid until the next call). NULL on ENOMEM. Main loop thread. */
-char **wsp_reexec_env(int fd);
+char **wsp_reexec_env(int fd, const char *epoch);
+
+/* In a process a live upgrade started: the old process's epoch (removed from the
+ * environment), or NULL. Main thread, at startup. */
+const char *wsp_reexec_inherited_epoch(void);
 
 /* In a process started by wsp_reexec_spawn() (or a supervisor's upgrade): the handover
  * socket, and the variable is

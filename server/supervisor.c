@@ -282,7 +282,7 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i, int ctl)
     opts.exit_cb = on_worker_exit;
     opts.stdio_count = ctl >= 0 ? WSP_SUPER_UPGRADE_FD + 1 : WSP_SUPER_TLS_KEYS_FD + 1;
     opts.stdio = stdio;
-    opts.env = ctl >= 0 ? wsp_reexec_env(WSP_SUPER_UPGRADE_FD) : NULL;
+    opts.env = ctl >= 0 ? wsp_reexec_env(WSP_SUPER_UPGRADE_FD, NULL) : NULL; /* --worker-epoch */
     int rv = ctl >= 0 && opts.env == NULL ? -ENOMEM : uv_spawn(&s->loop, &w->proc, &opts);
     free(opts.env);
     argv[k - 1] = "0"; /* never left pointing at the stack */

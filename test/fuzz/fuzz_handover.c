@@ -24,6 +24,8 @@ static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const v
         rv = wsp_ho_put_bcast(&w, rec);
     else if (type == WSP_HO_END)
         rv = wsp_ho_put_end(&w, rec);
+    else if (type == WSP_HO_CSEQ)
+        rv = wsp_ho_put_cseq(&w, rec);
     WSP_FUZZ_CHECK(rv == 0 && w.nrec == 1);
     size_t n = w.len - WSP_HO_HDR - WSP_HO_REC_HDR;
     WSP_FUZZ_CHECK(buf[WSP_HO_HDR] == type);
@@ -38,6 +40,7 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         wsp_ho_conn_t c;
         wsp_ho_bcast_t b;
         wsp_ho_end_t e;
+        wsp_ho_cseq_t q;
     } u;
     int rv;
     if (type == WSP_HO_HELLO)
@@ -48,6 +51,8 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         rv = wsp_ho_get_bcast(body, len, &u.b);
     else if (type == WSP_HO_END)
         rv = wsp_ho_get_end(body, len, &u.e);
+    else if (type == WSP_HO_CSEQ)
+        rv = wsp_ho_get_cseq(body, len, &u.q);
     else
         return; /* READY, SHARD_END and unknown types carry nothing to decode */
     WSP_FUZZ_CHECK(rv == 0 || rv == -EBADMSG || rv == -EPROTO);

@@ -332,6 +332,8 @@ def handover_seeds():
         "conn-open-with-hs": ho_dgram(ho_conn(hs=b"x")),
         "many-conns": ho_dgram(*[ho_conn(chans=(b"c%d" % i,)) for i in range(40)], ho_rec(4, b"")),
         "end-with-bcasts": ho_dgram(bcast, ho_rec(5, struct.pack("<QBI", 6, 0, 2) + b"hi" + struct.pack("<QB", 0, 0)), end),
+        "cseqs": ho_dgram(ho_rec(7, struct.pack("<QB", 41, 4) + b"news"),
+                          ho_rec(7, struct.pack("<QB", 9, 4) + b"time"), end),
         "bad-magic": b"WSPX" + ho_dgram(end)[4:],
         "other-version": ho_dgram(end, version=2),
         "short-record": ho_dgram(end)[:-3],

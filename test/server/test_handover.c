@@ -48,9 +48,11 @@ static void test_round_trip(void **state)
                         .epoch_len = 3};
     assert_int_equal(wsp_ho_put_bcast(&w, &b), 0);
     assert_int_equal(wsp_ho_put_empty(&w, WSP_HO_SHARD_END), 0);
+    wsp_ho_cseq_t q = {.seq = 41, .name = "news", .len = 4};
+    assert_int_equal(wsp_ho_put_cseq(&w, &q), 0);
     wsp_ho_end_t e = {.seq = 78, .sup_seq = 12, .next_tick_ms = 1795755960000ull};
     assert_int_equal(wsp_ho_put_end(&w, &e), 0);
-    assert_int_equal(w.nrec, 6);
+    assert_int_equal(w.nrec, 7);
 
     wsp_ho_reader_t r;
     assert_int_equal(wsp_ho_open(&r, buf, w.len), 0);
@@ -108,6 +110,14 @@ static void test_round_trip(void **state)
     assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
     assert_int_equal(type, WSP_HO_SHARD_END);
     assert_int_equal(len, 0);
+    wsp_ho_cseq_t q2;
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    assert_int_equal(type, WSP_HO_CSEQ);
+    assert_int_equal(wsp_ho_get_cseq(body, len, &q2), 0);
+    assert_int_equal(q2.seq, 41);
+    assert_int_equal(q2.len, 4);
+    assert_memory_equal(q2.name, "news", 4);
+    assert_int_equal(wsp_ho_get_cseq(body, len - 1, &q2), -EBADMSG);
     wsp_ho_end_t e2;
     assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
     assert_int_equal(wsp_ho_get_end(body, len, &e2), 0);

@@ -16,11 +16,15 @@
             again: the next SIGUSR2 upgrades to it
   procs     --procs 2: the supervisor replaces its workers one at a time; every client of
             both stays open and gets the next broadcast once; the supervisor's pid stays
+  v1        wspush.v1 clients (issue #17) and permessage-deflate ones (#19): numbered
+            messages go on after the handover in the same epoch with the next seq, nothing
+            twice, none closed; a client resuming with the old epoch is recovered
 
 usage: /usr/bin/python3 test_upgrade.py SCENARIO PATH_TO_WSPUSH
 After an upgrade the serving process is not the test's child but its grandchild: the test
 makes itself a child subreaper, so the new process is reaped (and killed) here.
 """
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -356,6 +360,41 @@ def procs(ck, binary):
             cl.close()
 
 
+async def v1(ck, binary):
+    import json
+    with session(ck, binary, "--history-size", "100") as (srv, cl):
+        framed = [await wt.connect(srv.url("?channels=news"), subprotocols=["wspush.v1"])
+                  for _ in range(20)]
+        hellos = [json.loads(await wt.recv(ws)) for ws in framed]
+        epoch = hellos[0].get("epoch")
+        deflated = [await wt.connect(srv.url("?channels=news")) for _ in range(20)]
+        ck.check("the deflate clients negotiated permessage-deflate", all(
+            "permessage-deflate" in (ws.response_headers.get("Sec-WebSocket-Extensions") or "")
+            for ws in deflated))
+        for k in (1, 2):
+            srv.publish(f"before-{k}" + "x" * 300, channel="news")
+        got = [[json.loads(await wt.recv(ws)) for _ in range(2)] for ws in framed]
+        ck.check("framed clients got seq 1 and 2 before the upgrade",
+                 all([m["seq"] for m in g] == [1, 2] for g in got), str(got[0]))
+        await wt.recv_all(deflated)
+        await wt.recv_all(deflated)
+        srv.signal(signal.SIGUSR2)
+        await asyncio.to_thread(upgraded, ck, srv)
+        srv.publish("after-3" + "x" * 300, channel="news")
+        after = [json.loads(await wt.recv(ws)) if ws else None for ws in framed]
+        ck.check("after the handover the next message is seq 3 on every framed client",
+                 all(m and m["seq"] == 3 and m["data"].startswith("after-3") for m in after),
+                 str(after[:2]))
+        d = await wt.recv_all(deflated)
+        ck.check("deflate clients got it, inflated", all(x and x.startswith("after-3") for x in d))
+        back = await wt.connect(srv.url(f"?channels=news&since=news:1&epoch={epoch}"),
+                                subprotocols=["wspush.v1"])
+        hello = json.loads(await wt.recv(back))
+        ck.check("the epoch survived the upgrade", hello.get("epoch") == epoch, str(hello))
+        ck.check("every client is still open", all(ws.open for ws in framed + deflated))
+        await wt.close_all(framed + deflated + [back])
+
+
 if __name__ == "__main__":
     sys.exit(wt.main({"handover": handover, "race": race, "flood": flood, "failed": failed,
-                      "procs": procs}, timeout=120))
+                      "procs": procs, "v1": v1}, timeout=120))
