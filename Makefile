@@ -85,7 +85,7 @@ test-tsan: deps
 
 # Each libFuzzer target (clang, ASan+UBSan) for a bounded 20 s from the seed corpus; every
 # build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
-FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs framed tlsconn
+FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs auth framed tlsconn
 FUZZ_SECONDS ?= 20
 test-fuzz: deps
 	@mkdir -p $(BUILD); for t in $(FUZZ_TARGETS); do \

@@ -16,6 +16,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=100000 R=3 M=10000 OUT=/tmp/wspush-auth-$(date +%Y%m%d-%H%M%S)
 CMDLINE="bench/auth-compare.sh $*"
+# What was measured, taken before the first run: a commit made while this runs must not be
+# named as the one measured, nor a tree with uncommitted changes pass for a clean commit.
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
+[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ] || COMMIT="$COMMIT-dirty"
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 while [ $# -gt 0 ]; do
     case $1 in
     -n) N=$2; shift 2 ;;
@@ -83,10 +88,10 @@ for r in $(seq 1 "$R"); do
     for c in none HS256; do mem_run "$c" "$r"; done
 done
 
-python3 - "$OUT" "$N" "$M" "$R" "$CMDLINE" "$(git -C "$ROOT" rev-parse --short HEAD)" \
+python3 - "$OUT" "$N" "$M" "$R" "$CMDLINE" "$COMMIT" "$STARTED" \
     <<'PY' | tee "$OUT/table.md"
 import glob, json, os, platform, re, statistics, sys, time
-out, n, m, rounds, cmd, commit = sys.argv[1:]
+out, n, m, rounds, cmd, commit, started = sys.argv[1:]
 def mmm(v):
     v = [x for x in v if x is not None]
     return {"min": min(v), "median": statistics.median(v), "max": max(v)} if v else None
@@ -123,8 +128,11 @@ for row in mem.get("HS256", []):
         mem_delta.append(row["anon_b_per_conn"] - base[0]["anon_b_per_conn"])
 summary = {
     "issue": 16, "what": "token auth: setup rate, CPU and bytes per connection",
-    "command": cmd, "commit": commit, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release()},
+    "command": cmd, "commit": commit, "started_utc": started,
+    "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    "machine": {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+                "mem_total_kib": next((int(l.split()[1]) for l in open("/proc/meminfo")
+                                       if l.startswith("MemTotal:")), None)},
     "conns": int(n), "mem_conns": int(m), "rounds": int(rounds),
     "setup": {c: {"runs": v, "setup_rate_per_s": mmm([x["setup_rate_per_s"] for x in v]),
                   "server_cpu_us_per_conn": mmm([x["server_cpu_us_per_conn"] for x in v]),

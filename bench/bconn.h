@@ -11,8 +11,9 @@
 
 enum { WSP_BCONN_FREE = 0, WSP_BCONN_CONNECTING, WSP_BCONN_HANDSHAKE, WSP_BCONN_OPEN };
 
-/* flags: bits 0-2 are worker.c's (WSP_BCONN_F_FRAG, _HELLO, _RESUMED in worker_int.h); bit 3:
- * the server accepted permessage-deflate (--deflate, issue #19): RSV1 means compressed. */
+/* flags: bits 0-2 are the worker's (bench/worker_int.h: a fragmented message, the wspush.v1
+ * hello, a resumed connection); the server accepted permessage-deflate (--deflate, issue
+ * #19): RSV1 means compressed. */
 enum { WSP_BCONN_F_DEFLATE = 1u << 3 };
 
 struct wsp_bpend_s; /* the worker's carry-over of a split frame; never read by the parent */

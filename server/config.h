@@ -85,7 +85,7 @@ enum { WSP_CONFIG_KTLS_AUTO = 0, WSP_CONFIG_KTLS_OFF = 1 };
 
 /* --sndbuf's default: a socket whose peer has acknowledged nothing yet still takes the
  * largest frame (a 64 KiB publish, 65,546 bytes) whole, since Linux doubles it to 128 KiB;
- * measured in docs/BENCHMARKS.md section 8, with what a non-reading client costs. */
+ * measured in docs/BENCHMARKS.md section 12, with what a non-reading client costs. */
 #define WSP_CONFIG_SNDBUF_DEFAULT 65536
 
 /* --tcp-user-timeout's default without --tcp-keepalive: the give-up time of the default

@@ -12,7 +12,6 @@
 #include "channels.h"
 #include "conn_int.h"
 #include "framed.h"
-#include "hsbuf.h"
 #include "log.h"
 #include "net.h"
 #include "pmd.h"
@@ -20,80 +19,6 @@
 #include "tlsconn.h"
 #include "upgrade.h"
 #include "ws.h"
-
-/* What a connection is and holds besides its state (wsp_conn_s.flags, one byte). */
-enum {
-    WSP_CONN_F_UPGRADED = 1u << 0, /* tcp.data is parser state (else a handshake buffer) */
-    WSP_CONN_F_RESERVED = 1u << 1, /* holds a --max-conns slot */
-    WSP_CONN_F_IN_WS = 1u << 2,    /* inside wsp_ws_feed(): closing must wait */
-    /* wsp_conn_close() came while IN_WS: conn_feed() closes once wslay has returned */
-    WSP_CONN_F_CLOSE_PENDING = 1u << 3,
-    WSP_CONN_F_SHUTDOWN = 1u << 4,   /* FIN sent; waiting for the peer's EOF or the deadline */
-    WSP_CONN_F_PING_OUT = 1u << 5,   /* a ping is unanswered (no byte since it was sent) */
-    WSP_CONN_F_EXT = 1u << 6,        /* tcp.data is a wsp_connext_t (chose channels) */
-    WSP_CONN_F_NO_DEFAULT = 1u << 7, /* chose channels without the default one */
-};
-
-/* What the upgrade negotiated (wsp_conn_s.xf, the byte beside the table slot). Bits are
- * given out per feature so that the features never compete for them:
- *   bit 0    wspush.v1 subprotocol: broadcasts in the framed form (issue #17)
- *   bit 1    permessage-deflate (issue #19)
- *   bits 2-4 permessage-deflate server_max_window_bits - 8 (issue #19)
- *   bit 5    TLS (issue #18)
- *   bit 6    authenticated by a token (issue #16)
- *   bit 7    free
- * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
-#define WSP_CONN_X_AUTH (1u << 6) /* its deadline and user id are in the shard's auth arrays */
-
-#define WSP_CONN_X_FRAMED 1u /* xf bit 0: wspush.v1 (WSP_BCAST_FRAMED) */
-
-/* st bit 4: a wspush.v1 connection waits to come in (server/arrival.c): it receives nothing
- * until it has its hello (issue #17). */
-#define WSP_CONN_S_WAITING 0x10u
-
-enum {
-    /* TLS: tcp.data is a wsp_tlsconn_t (server/tlsconn.h) for the connection's whole life;
-     * what a plain connection keeps in tcp.data is in its data slot (conn_data()). */
-    WSP_CONN_X_TLS = 1u << 5,
-};
-
-#define WSP_CONN_NO_TABLE 3u
-#define WSP_CONN_DRAIN_SECONDS 5
-
-/* 256 bytes: the allocator's 256 B size class. tcp.data carries the one per-state pointer
- * (handshake buffer, then the on-demand wslay state or the channel extension) so the struct
- * needs no extra word, and the owning shard is tcp.loop->data. */
-struct wsp_conn_s {
-    uv_tcp_t tcp;      /* first member: libuv hands &tcp back to every callback */
-    uint32_t idx : 24; /* slot in the shard table named by the table bits (< WSP_TABLE_MAX) */
-    uint32_t xf : 8;   /* WSP_CONN_X_*: what the upgrade negotiated */
-    uint8_t st;        /* state (bits 0-1, WSP_CONN_*) and table (bits 2-3, WSP_SHARD_T_*) */
-    uint8_t flags;     /* WSP_CONN_F_* */
-    uint8_t deadline;  /* shard tick at which a HANDSHAKE or DRAINING connection is dropped */
-    uint8_t reason;    /* WSP_CLOSE_* + 1 once decided; 0 = not yet */
-};
-static_assert(sizeof(struct wsp_conn_s) <= 256, "bytes per connection: update docs/BENCHMARKS.md");
-
-/* Only for connections that chose channels: their subscriptions and the parser state. */
-typedef struct wsp_connext_s {
-    wsp_ws_t *ws;
-    uint8_t n;
-    struct {
-        wsp_chan_t *ch;
-        uint32_t idx;
-    } sub[];
-} wsp_connext_t;
-
-static inline unsigned conn_state(const wsp_conn_t *c) { return c->st & 3u; }
-static inline unsigned conn_table(const wsp_conn_t *c) { return (c->st >> 2) & 3u; }
-static inline void conn_set_state(wsp_conn_t *c, unsigned s)
-{
-    c->st = (uint8_t)((c->st & ~3u) | s);
-}
-static inline void conn_set_table(wsp_conn_t *c, unsigned t)
-{
-    c->st = (uint8_t)((c->st & ~12u) | (t << 2));
-}
 
 /* A queued write: the tail of a broadcast frame (holds a reference to msg) or a copy of
  * small protocol bytes (101 response, pong, close). Only exists when the socket is full. */
@@ -107,37 +32,13 @@ static void on_conn_close(uv_handle_t *h);
 static void on_conn_write(uv_write_t *req, int status);
 static void conn_linger(wsp_conn_t *c);
 
-static inline wsp_shard_conn_t *conn_shard(const wsp_conn_t *c)
-{
-    return wsp_shard_conn_of(c->tcp.loop);
-}
-
-static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c->tcp; }
-
-static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_shard(c)->stats; }
-
-static inline int conn_tls(const wsp_conn_t *c) { return (c->xf & WSP_CONN_X_TLS) != 0; }
-
-static inline wsp_tlsconn_t *conn_tlsx(const wsp_conn_t *c) { return c->tcp.data; }
-
-/* Where the per-state pointer (handshake buffer, wslay state, extension) lives: tcp.data, or
- * the data slot of a TLS connection's wsp_tlsconn_t. */
-static inline void **conn_data(wsp_conn_t *c)
-{
-    return conn_tls(c) ? &conn_tlsx(c)->data : &c->tcp.data;
-}
-
-/* 1 when c's writes are sealed here (TLS without kTLS): never for a plain connection. */
-static inline int conn_seals(const wsp_conn_t *c)
-{
-    return conn_tls(c) && !(conn_tlsx(c)->flags & WSP_TLSCONN_F_KTLS);
-}
-
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
 wsp_shard_conn_t *wsp__conn_shard(const wsp_conn_t *c) { return conn_shard(c); }
 
 wsp_tlsconn_t *wsp__conn_tlsx(const wsp_conn_t *c) { return conn_tls(c) ? conn_tlsx(c) : NULL; }
+
+void **wsp__conn_data(wsp_conn_t *c) { return conn_data(c); }
 
 size_t wsp__conn_queued(const wsp_conn_t *c)
 {
@@ -147,8 +48,6 @@ size_t wsp__conn_queued(const wsp_conn_t *c)
 int wsp__conn_reserved(const wsp_conn_t *c) { return (c->flags & WSP_CONN_F_RESERVED) != 0; }
 
 int wsp_conn_wants_default(const wsp_conn_t *c) { return !(c->flags & WSP_CONN_F_NO_DEFAULT); }
-
-unsigned wsp_conn_kind(const wsp_conn_t *c) { return c->xf & 3u; }
 
 /* A waiting connection that goes (closes, drains) never comes in: its shard forgets it. */
 static void conn_forget_resume(wsp_conn_t *c)
@@ -170,7 +69,7 @@ static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 }
 
 /* Where the on-demand parser state lives: tcp.data, or the channel extension. */
-static wsp_ws_t **conn_ws_slot(wsp_conn_t *c)
+wsp_ws_t **wsp__conn_ws_slot(wsp_conn_t *c)
 {
     if (c->flags & WSP_CONN_F_EXT)
         return &((wsp_connext_t *)*conn_data(c))->ws;
@@ -217,7 +116,7 @@ static void conn_untrack(wsp_conn_t *c)
 }
 
 /* Moves c into shard table t (from the one it is in, if any). 0 or -ENOMEM (c unmoved). */
-static int conn_move(wsp_conn_t *c, unsigned table)
+int wsp__conn_move(wsp_conn_t *c, unsigned table)
 {
     unsigned cur = conn_table(c);
     if (cur == table)
@@ -266,7 +165,7 @@ static void on_conn_close(uv_handle_t *h)
     if (conn_table(c) != WSP_CONN_NO_TABLE)
         conn_untrack(c);
     if (c->flags & WSP_CONN_F_UPGRADED) {
-        wsp_ws_free(*conn_ws_slot(c));
+        wsp_ws_free(*wsp__conn_ws_slot(c));
         if (c->flags & WSP_CONN_F_EXT)
             free(*conn_data(c));
     } else {
@@ -354,7 +253,7 @@ int wsp__conn_write_raw(wsp_conn_t *c, const void *p, size_t len)
 
 /* Writes len bytes of WebSocket or HTTP, sealed first on a TLS connection (whose handshake
  * must be done: nothing goes out in the clear there). Returns 0 or a negative errno. */
-static int conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
+int wsp__conn_write_copy(wsp_conn_t *c, const void *p, size_t len)
 {
     if (!conn_seals(c))
         return wsp__conn_write_raw(c, p, len);
@@ -439,14 +338,14 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
         if (c->reason == 0)
             c->reason = (uint8_t)(wsp_metrics_close_reason(code) + 1);
         uint8_t frame[4] = {0x88, 0x02, (uint8_t)(code >> 8), (uint8_t)code};
-        if (conn_write_copy(c, frame, sizeof(frame)) < 0) {
+        if (wsp__conn_write_copy(c, frame, sizeof(frame)) < 0) {
             wsp_conn_close(c);
             return;
         }
     }
     conn_forget_resume(c); /* a connection that goes never comes in */
     /* Out of the OPEN table (and every channel) first: it must stop receiving broadcasts. */
-    if (conn_move(c, WSP_SHARD_T_TIMED) < 0) {
+    if (wsp__conn_move(c, WSP_SHARD_T_TIMED) < 0) {
         wsp_conn_close(c);
         return;
     }
@@ -475,27 +374,13 @@ int wsp_conn_ping(wsp_conn_t *c)
         return -ETIMEDOUT;
     }
     static const uint8_t ping[2] = {0x89, 0x00}; /* FIN ping, empty payload */
-    int rv = conn_write_copy(c, ping, sizeof(ping));
+    int rv = wsp__conn_write_copy(c, ping, sizeof(ping));
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
     c->flags |= WSP_CONN_F_PING_OUT;
     return 0;
-}
-
-/* The handshake failed: answer status with resp[0..len) and close once it is written. */
-static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
-{
-    atomic_fetch_add_explicit(&conn_stats(c)->hs_failed[wsp_metrics_hs_index(status)], 1,
-                              memory_order_relaxed);
-    if (c->reason == 0)
-        c->reason = (uint8_t)((status == 503 ? WSP_CLOSE_REFUSED : WSP_CLOSE_HS_FAILED) + 1);
-    if (conn_write_copy(c, resp, len) < 0) {
-        wsp_conn_close(c);
-        return;
-    }
-    wsp__conn_fail(c, WSP_CLOSE_HS_FAILED);
 }
 
 void wsp__conn_fail(wsp_conn_t *c, int reason)
@@ -509,28 +394,6 @@ void wsp__conn_fail(wsp_conn_t *c, int reason)
         c->deadline = (uint8_t)(conn_shard(c)->tick + 2);
 }
 
-static void conn_reject(wsp_conn_t *c, int status)
-{
-    size_t len;
-    const char *resp = wsp_upgrade_error(status, &len);
-    conn_refuse(c, status, resp, len);
-}
-
-void wsp__conn_reject(wsp_conn_t *c, int status) { conn_reject(c, status); }
-
-/* Token auth refused the upgrade: 401 or 403 with its reason, counted by reason. */
-static void conn_reject_auth(wsp_conn_t *c, int status, int fail)
-{
-    char resp[256];
-    int len = wsp_auth_response(status, fail, resp, sizeof(resp));
-    atomic_fetch_add_explicit(&conn_stats(c)->auth_failed[fail], 1, memory_order_relaxed);
-    if (len < 0) { /* cannot happen with these reasons: the plain answer then */
-        conn_reject(c, status);
-        return;
-    }
-    conn_refuse(c, status, resp, (size_t)len);
-}
-
 static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
 {
     wsp_conn_t *c = user;
@@ -542,7 +405,7 @@ static int on_conn_ws_write(void *user, const uint8_t *buf, size_t len)
         atomic_fetch_add_explicit(&conn_stats(c)->slow_consumers, 1, memory_order_relaxed);
         return -ENOBUFS;
     }
-    return conn_write_copy(c, buf, len);
+    return wsp__conn_write_copy(c, buf, len);
 }
 
 /* A complete client text message, inside the parser: a token refresh moves the deadline, an
@@ -570,12 +433,12 @@ static int on_conn_ws_text(void *user, const uint8_t *msg, size_t len)
 }
 
 /* Feeds client frames to the on-demand parser and acts on what it says, outside of it. */
-static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
+void wsp__conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
     if (n == 0 || conn_state(c) != WSP_CONN_OPEN)
         return;
     c->flags &= (uint8_t)~WSP_CONN_F_PING_OUT; /* any byte from the peer shows it is alive */
-    wsp_ws_t **slot = conn_ws_slot(c);
+    wsp_ws_t **slot = wsp__conn_ws_slot(c);
     wsp_ws_t *ws = *slot;
     int code = 0;
     wsp_shard_conn_t *sc = conn_shard(c);
@@ -602,7 +465,7 @@ static void conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 }
 
 /* Joins the channels chosen in the query; a connection without ?channels= costs nothing. */
-static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
+int wsp__conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
 {
     int wants_default = 0;
     unsigned named = 0;
@@ -637,75 +500,6 @@ static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
         x->n++;
     }
     return 0;
-}
-
-/* What admission grants a connection: its channels, its identity (a verified token), the
- * subprotocol (wspush.v1) and the extension (permessage-deflate) it gets. */
-typedef struct conn_grant_s {
-    wsp_chanlist_t channels; /* what to join: ?channels=, or the token's claim */
-    int authed;              /* a token was verified: auth holds what it grants */
-    wsp_auth_grant_t auth;
-    uint8_t framed;         /* the wspush.v1 subprotocol (issue #17) */
-    wsp_resume_ask_t ask;   /* wspush.v1: its channels and ?since=&epoch= */
-    wsp_pmd_t pmd;          /* permessage-deflate as agreed (issue #19); pmd.on false: none */
-    const char *pmd_answer; /* its Sec-WebSocket-Extensions answer (static), NULL: none */
-} conn_grant_t;
-
-/* permessage-deflate (RFC 7692): the first offer we can honour, in the order of every
- * Sec-WebSocket-Extensions line, or none; an offer we cannot honour is declined by taking the
- * next (wsp_pmd_accept()). Returns 0 or 400 for a header that breaks RFC 6455 section 9.1's
- * grammar, or more lines than the parser keeps. With --deflate off nothing is read: the
- * request is treated as it was before the extension existed. */
-static int conn_admit_pmd(const wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
-{
-    g->pmd.on = false;
-    g->pmd_answer = NULL;
-    if (!sc->cfg->deflate || r->n_ext == 0)
-        return 0;
-    if (r->n_ext > WSP_UPGRADE_EXT_LINES)
-        return 400;
-    wsp_pmd_list_t l;
-    wsp_pmd_init(&l);
-    for (unsigned i = 0; i < r->n_ext; i++)
-        if (wsp_pmd_parse(&l, r->ext[i], r->ext_len[i]) < 0)
-            return 400;
-    g->pmd_answer = wsp_pmd_accept(&l, &g->pmd);
-    return 0;
-}
-
-/* Handshake, step 2: whether a complete, valid upgrade request may become a connection. This
- * is the single place where a check says yes, or no with an HTTP status; it only decides, and
- * records what it grants in *g. Today: the path (404), the ?channels= list (400, before
- * the upgrade, so that the client sees why), with --auth-jwt-alg the token (401; 403 for a
- * channel its claim does not grant: server/auth.c), the wspush.v1 resume point (400) and
- * permessage-deflate (400 for a malformed Sec-WebSocket-Extensions). To come here:
- * per-client limits (429). The process's connection limit (--max-conns: 503) is taken at
- * accept, before any byte. Returns 0 or the HTTP status. */
-static int conn_admit(wsp_shard_conn_t *sc, const wsp_upgrade_req_t *r, conn_grant_t *g)
-{
-    const char *path = sc->cfg->path;
-    g->authed = 0;
-    if (r->path_len != strlen(path) || memcmp(r->path, path, r->path_len) != 0)
-        return 404;
-    if (wsp_channels_parse_query(r->query, r->query_len, &g->channels) < 0)
-        return 400;
-    if (sc->auth != NULL) {
-        int64_t now = (int64_t)(wsp_net_epoch_ms() / 1000);
-        int status = wsp_auth_admit(sc->auth, r, &g->channels, now, &g->auth);
-        if (status != 0)
-            return status;
-        g->channels = g->auth.channels;
-        g->authed = 1;
-    }
-    /* wspush.v1 when offered; a resume point without it, or for a channel not chosen, is a
-     * client bug worth a 400 rather than messages it cannot place. */
-    wsp_framed_resume_t rs;
-    g->framed = (r->subprotocols & WSP_UPGRADE_SP_WSPUSH_V1) != 0;
-    if (wsp_framed_parse_resume(r->query, r->query_len, &rs) < 0 || (rs.n > 0 && !g->framed))
-        return 400;
-    if (g->framed && wsp_resume_ask(&g->ask, &g->channels, &rs) < 0)
-        return 400;
-    return conn_admit_pmd(sc, r, g);
 }
 
 int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
@@ -744,8 +538,8 @@ int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
 int wsp_conn_join(wsp_conn_t *c, const wsp_chanlist_t *cl)
 {
     c->st &= (uint8_t)~WSP_CONN_S_WAITING;
-    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* conn_subscribe() decides it again */
-    return conn_subscribe(c, cl);
+    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* wsp__conn_subscribe() decides it again */
+    return wsp__conn_subscribe(c, cl);
 }
 
 void wsp_conn_wait(wsp_conn_t *c)
@@ -756,7 +550,7 @@ void wsp_conn_wait(wsp_conn_t *c)
 
 /* Handshake, step 3: writes the 101, moves c to OPEN and applies what was granted. Returns 0
  * or a negative errno (the caller closes c). */
-static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_grant_t *g)
+int wsp__conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const wsp__conn_grant_t *g)
 {
     char extra[160]; /* the longest permessage-deflate answer is 101 bytes */
     extra[0] = '\0';
@@ -770,8 +564,8 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
         return len;
     /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
     int rv = g->authed ? wsp_authidx_reserve(&sc->auth->idx, sc->auth->idx.n + 1) : 0;
-    if (rv < 0 || (rv = conn_write_copy(c, resp, (size_t)len)) < 0 ||
-        (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
+    if (rv < 0 || (rv = wsp__conn_write_copy(c, resp, (size_t)len)) < 0 ||
+        (rv = wsp__conn_move(c, WSP_SHARD_T_OPEN)) < 0)
         return rv;
     if (g->authed) { /* the same slot as OPEN's: both just appended */
         uint32_t slot = wsp_authidx_add(&sc->auth->idx, g->auth.uid, g->auth.deadline);
@@ -793,57 +587,10 @@ static int conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const conn_gr
         c->xf |= WSP_CONN_X_FRAMED; /* broadcasts in the framed form, after a hello */
         return conn_shard(c)->arrive(conn_shard(c), c, &g->ask);
     }
-    return conn_subscribe(c, &g->channels);
+    return wsp__conn_subscribe(c, &g->channels);
 }
 
-/* Bytes of a connection in HANDSHAKE: buffer -> parse -> admit -> upgrade, then the frames
- * that came with the request. */
-static void conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
-{
-    wsp_shard_conn_t *sc = conn_shard(c);
-    const uint8_t *req;
-    size_t reqlen, taken;
-    if (wsp_hsbuf_append((wsp_hsbuf_t **)conn_data(c), p, n, &req, &reqlen, &taken) < 0) {
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return;
-    }
-    wsp_upgrade_req_t r;
-    int status = 400;
-    int rv = wsp_upgrade_parse(req, reqlen, &r, &status);
-    if (rv == -EAGAIN) {
-        if (wsp_hsbuf_keep((wsp_hsbuf_t **)conn_data(c), p, n) < 0)
-            wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return;
-    }
-    conn_grant_t g;
-    if (rv >= 0 && (status = conn_admit(sc, &r, &g)) != 0)
-        rv = -EBADMSG;
-    if (rv < 0) {
-        int authfail = status == 401 || status == 403; /* the reason, never the token */
-        if (wsp_shard_conn_log_ok(sc))
-            WSP_LOG(WSP_LOG_INFO, "shard=%u event=handshake_failed status=%d%s%s", sc->id, status,
-                    authfail ? " reason=" : "",
-                    authfail ? wsp_metrics_auth_reason(g.auth.fail) : "");
-        if (authfail)
-            conn_reject_auth(c, status, g.auth.fail);
-        else
-            conn_reject(c, status);
-        return;
-    }
-    wsp_hsbuf_t *hb = *conn_data(c); /* ours from here: req may point into it */
-    *conn_data(c) = NULL;
-    if (conn_upgrade(c, &r, &g) < 0) {
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-    } else {
-        /* Frames that came with the request are processed, not lost: first what the
-         * handshake buffer holds past the request, then what did not fit into it. */
-        conn_feed(c, req + rv, reqlen - (size_t)rv);
-        conn_feed(c, p + taken, n - taken);
-    }
-    free(hb);
-}
-
-static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void wsp__conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     /* One read buffer per shard: every read is consumed before the next is made. */
@@ -855,17 +602,17 @@ int wsp__conn_input(wsp_conn_t *c, const uint8_t *p, size_t n)
 {
     switch (conn_state(c)) {
     case WSP_CONN_HANDSHAKE:
-        conn_handshake(c, p, n);
+        wsp__conn_handshake(c, p, n);
         return 0;
     case WSP_CONN_OPEN:
-        conn_feed(c, p, n);
+        wsp__conn_feed(c, p, n);
         return 0;
     default:
         return 1; /* draining or closing: discard */
     }
 }
 
-static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void wsp__conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(s, wsp_conn_t, tcp);
     if (nread == 0)
@@ -922,162 +669,23 @@ int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
     /* TCP_NODELAY and keepalive come from the listener: accepted sockets inherit them, which
      * saves two syscalls per connection. */
     atomic_fetch_add_explicit(&sc->stats->accepted, 1, memory_order_relaxed);
-    rv = conn_move(c, WSP_SHARD_T_TIMED);
+    rv = wsp__conn_move(c, WSP_SHARD_T_TIMED);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
     /* +1: the current tick is already partly over; this gives at least the full timeout. */
     c->deadline = (uint8_t)(sc->tick + sc->cfg->handshake_timeout + 1);
-    rv = uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
+    rv = uv_read_start((uv_stream_t *)&c->tcp, wsp__conn_on_alloc, wsp__conn_on_read);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
     if (wsp_shard_conn_reserve(sc) < 0) {
-        if (!conn_tls(c))        /* TLS: answered once the handshake makes it readable */
-            conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
+        if (!conn_tls(c))             /* TLS: answered once the handshake makes it readable */
+            wsp__conn_reject(c, 503); /* before any byte: over --max-conns nothing else matters */
         return 0;
     }
     c->flags |= WSP_CONN_F_RESERVED;
-    return 0;
-}
-
-/* --- live upgrade (issue #20) --- */
-
-/* Copies what libuv still holds for c, in order, into out[0..cap): of each queued write the
- * bytes the kernel has not taken. libuv 1.44 keeps them in the stream's write queue
- * (uv_write_t.queue), advancing bufs[write_index] in place on a partial write; read only.
- * Returns the length, or -E2BIG. */
-static ssize_t conn_pending_copy(wsp_conn_t *c, uint8_t *out, size_t cap)
-{
-    void **head = (void **)c->tcp.write_queue;
-    size_t n = 0;
-    for (void **q = head[0]; q != head; q = q[0]) {
-        uv_write_t *req = (uv_write_t *)((char *)q - offsetof(uv_write_t, queue));
-        for (unsigned i = req->write_index; i < req->nbufs; i++) {
-            if (req->bufs[i].len > cap - n)
-                return -E2BIG;
-            memcpy(out + n, req->bufs[i].base, req->bufs[i].len);
-            n += req->bufs[i].len;
-        }
-    }
-    return (ssize_t)n;
-}
-
-int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap)
-{
-    unsigned s = conn_state(c);
-    uv_os_fd_t ofd;
-    if ((s != WSP_CONN_OPEN && s != WSP_CONN_HANDSHAKE) || uv_fileno((uv_handle_t *)&c->tcp, &ofd))
-        return -EALREADY;
-    /* Not carried yet (docs/OPERATIONS.md, "Live upgrade"): a TLS connection's record state
-     * and a token's deadline and user id (the shard's auth arrays). */
-    if (conn_tls(c) || (c->xf & WSP_CONN_X_AUTH))
-        return -ENOTSUP;
-    if ((c->flags & WSP_CONN_F_UPGRADED) && *conn_ws_slot(c) != NULL)
-        return -EAGAIN; /* part of a client frame sits in wslay: wait until it is whole */
-    if (c->st & WSP_CONN_S_WAITING)
-        return -EAGAIN; /* a wspush.v1 connection coming in: wait until it has joined */
-    memset(h, 0, sizeof(*h));
-    h->state = s == WSP_CONN_OPEN ? WSP_HO_ST_OPEN : WSP_HO_ST_HANDSHAKE;
-    h->xf = (uint8_t)c->xf;
-    h->flags = (uint8_t)(((c->flags & WSP_CONN_F_NO_DEFAULT) ? WSP_HO_F_NO_DEFAULT : 0) |
-                         ((c->flags & WSP_CONN_F_PING_OUT) ? WSP_HO_F_PING_OUT : 0) |
-                         ((c->flags & WSP_CONN_F_RESERVED) ? WSP_HO_F_RESERVED : 0));
-    ssize_t n = conn_pending_copy(c, scratch, cap);
-    if (n < 0)
-        return (int)n;
-    h->pending = scratch;
-    h->pending_len = (uint32_t)n;
-    if (s == WSP_CONN_HANDSHAKE) {
-        wsp_hsbuf_t *hb = *conn_data(c);
-        h->ttl = (uint8_t)(c->deadline - conn_shard(c)->tick);
-        if (hb) {
-            h->hs = hb->data;
-            h->hs_len = hb->len;
-        }
-    } else if (c->flags & WSP_CONN_F_EXT) {
-        wsp_connext_t *x = c->tcp.data;
-        for (unsigned i = 0; i < x->n && i < WSP_HO_CHAN_MAX; i++) {
-            size_t len;
-            h->chan[i].name = wsp_chan_name(x->sub[i].ch, &len);
-            h->chan[i].len = (uint8_t)len;
-        }
-        h->nchan = x->n < WSP_HO_CHAN_MAX ? x->n : WSP_HO_CHAN_MAX;
-    }
-    *fd = ofd;
-    return 0;
-}
-
-void wsp_conn_handed(wsp_conn_t *c)
-{
-    /* The socket lives on in the new process: closing our descriptor sends nothing. */
-    wsp_conn_close_why(c, WSP_CLOSE_HANDOVER);
-}
-
-/* The state of an adopted connection: OPEN with its channels, or HANDSHAKE with its deadline
- * and the request so far. Returns 0 or a negative errno (the caller closes c). */
-static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
-{
-    wsp_shard_conn_t *sc = conn_shard(c);
-    if (h->state == WSP_HO_ST_HANDSHAKE) {
-        int rv = conn_move(c, WSP_SHARD_T_TIMED);
-        c->deadline = (uint8_t)(sc->tick + (h->ttl > 0 ? h->ttl : 1));
-        if (rv < 0 || h->hs_len == 0)
-            return rv;
-        return wsp_hsbuf_keep((wsp_hsbuf_t **)&c->tcp.data, h->hs, h->hs_len);
-    }
-    wsp_chanlist_t cl = {0};
-    if (!(h->flags & WSP_HO_F_NO_DEFAULT)) {
-        cl.v[0].name = WSP_CHANNEL_DEFAULT;
-        cl.v[cl.n++].len = sizeof(WSP_CHANNEL_DEFAULT) - 1;
-    }
-    for (unsigned i = 0; i < h->nchan; i++) {
-        if (cl.n == WSP_CHANNELS_MAX || !wsp_channel_valid(h->chan[i].name, h->chan[i].len))
-            return -EBADMSG;
-        cl.v[cl.n].name = h->chan[i].name;
-        cl.v[cl.n++].len = h->chan[i].len;
-    }
-    int rv = conn_move(c, WSP_SHARD_T_OPEN);
-    if (rv < 0)
-        return rv;
-    c->flags |= WSP_CONN_F_UPGRADED;
-    conn_set_state(c, WSP_CONN_OPEN);
-    atomic_fetch_add_explicit(&sc->stats->open, 1, memory_order_relaxed);
-    return conn_subscribe(c, &cl);
-}
-
-int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h)
-{
-    wsp_conn_t *c = malloc(sizeof(*c));
-    int rv = c ? uv_tcp_init(loop, &c->tcp) : -ENOMEM;
-    if (rv < 0) {
-        free(c);
-        close(fd);
-        return rv;
-    }
-    memset((char *)c + sizeof(c->tcp), 0, sizeof(*c) - sizeof(c->tcp));
-    conn_set_table(c, WSP_CONN_NO_TABLE);
-    conn_set_state(c, WSP_CONN_HANDSHAKE);
-    c->tcp.data = NULL;
-    c->xf = h->xf;
-    c->flags = (uint8_t)(((h->flags & WSP_HO_F_PING_OUT) ? WSP_CONN_F_PING_OUT : 0));
-    wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
-    if ((rv = uv_tcp_open(&c->tcp, fd)) < 0)
-        close(fd); /* not the handle's: closing it below does not */
-    /* The bytes the old process had queued go first: nothing may overtake them. */
-    if (rv == 0 && h->pending_len)
-        rv = conn_write_copy(c, h->pending, h->pending_len);
-    if (rv == 0)
-        rv = conn_adopt_state(c, h);
-    if (rv == 0)
-        rv = uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
-    if (rv < 0) {
-        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
-        return rv;
-    }
-    if ((h->flags & WSP_HO_F_RESERVED) && wsp_shard_conn_reserve(sc) == 0)
-        c->flags |= WSP_CONN_F_RESERVED; /* over the new --max-conns it stays, without a slot */
     return 0;
 }

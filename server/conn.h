@@ -85,9 +85,6 @@ unsigned wsp_conn_xf(const wsp_conn_t *c);
 /* 1 when c receives the default channel (no ?channels=, or "time" among them). Shard. */
 int wsp_conn_wants_default(const wsp_conn_t *c);
 
-/* c's broadcast frame kind (WSP_BCAST_*, server/bcast.h): what its upgrade negotiated. */
-unsigned wsp_conn_kind(const wsp_conn_t *c);
-
 /* Writes every frame of m[0..n) in order (a hello, a replay): as many as the socket takes in
  * one writev, the rest queued behind with references (a replay counts against
  * --max-pending only for the broadcasts after it). Returns 0 or a negative errno (caller

@@ -10,81 +10,11 @@
 #include <http_parser.h>
 
 #include "alloc.h"
+#include "httpd_int.h"
 #include "log.h"
 #include "net.h"
 
-/* Limits. #ifndef so the unit test can shrink the timeouts. */
-#ifndef WSP_HTTPD_MAX_CONNS
-#define WSP_HTTPD_MAX_CONNS 64 /* more are accepted and closed at once */
-#endif
-#ifndef WSP_HTTPD_IDLE_MS
-#define WSP_HTTPD_IDLE_MS 30000 /* keep-alive connection with no request in progress */
-#endif
-#ifndef WSP_HTTPD_REQUEST_MS
-#define WSP_HTTPD_REQUEST_MS 10000 /* first byte to complete request; also a stalled response */
-#endif
-#ifndef WSP_HTTPD_LINGER_MS
-#define WSP_HTTPD_LINGER_MS 2000 /* draining the peer's input after our last response */
-#endif
-#define WSP_HTTPD_HEAD_MAX 8192 /* request line + headers + blank line */
-#define WSP_HTTPD_RBUF 8192     /* per connection: unparsed input survives a pending write */
-
-struct wsp_httpd_s {
-    uv_tcp_t listener;
-    uv_loop_t *loop;
-    const wsp_httpd_handler_t *h;
-    void *user;
-    wsp_httpd_conn_t *conns; /* live (not closing) connections */
-    unsigned nconns;         /* length of conns: what WSP_HTTPD_MAX_CONNS bounds */
-    unsigned refs;           /* listener + connections + refused sockets not yet closed */
-    uint64_t next_id;        /* ids of deferred requests (wsp_httpd_defer()) */
-    int stopping;
-    int started; /* wsp_httpd_start() succeeded: on_closed is owed */
-    int port;
-};
-
-enum { HDR_OTHER, HDR_AUTH, HDR_EXPECT };
-/* Why http_parser_execute() returned paused: the parser callbacks only record, the
- * caller acts, so no response or close happens in the middle of the parser. */
-enum { PAUSE_NONE, PAUSE_HEADERS, PAUSE_BODY, PAUSE_DONE };
-
-/* Parsing state of the current request, beside what the handler sees (wsp_httpd_req_t). */
-typedef struct httpd_parse_s {
-    size_t head_bytes;  /* since the previous request ended, until this one's headers did */
-    uint64_t body_seen; /* body bytes received, kept or discarded */
-    uint16_t name_len, expect_len;
-    uint8_t hdr, headers_done, in_value, name_over, oom;
-    char name[16]; /* the header names we look for are shorter */
-    char expect[16];
-} httpd_parse_t;
-
-struct wsp_httpd_conn_s {
-    uv_tcp_t tcp;     /* libuv hands &tcp back to the stream callbacks */
-    uv_timer_t timer; /* idle, request, stalled-write or linger deadline */
-    uv_write_t wreq;  /* at most one write in flight: parsing waits for it */
-    uv_shutdown_t sreq;
-    /* NULL for tcp, else the transport that stands in for every libuv call on it */
-    const wsp_httpd_io_t *io;
-    void *io_user;
-    wsp_httpd_t *s;
-    wsp_httpd_conn_t *prev, *next;
-    http_parser parser;
-    uint8_t handles; /* tcp and timer: freed when both close callbacks ran */
-    uint8_t closing, reading, writing, lingering, close_after, in_request, pause;
-    uint8_t deferred;   /* the handler answers the current request later */
-    uint8_t in_handler; /* inside on_request: httpd_process() goes on after it */
-    uint64_t id;        /* while deferred: what wsp_httpd_find() looks for */
-    size_t in_off, in_len;
-    wsp_buf_t body; /* POST body, or a response body the handler builds; reused per request */
-    wsp_buf_t out;  /* the response being written; reused per request */
-    httpd_parse_t ps;
-    wsp_httpd_req_t req;
-    char in[WSP_HTTPD_RBUF];
-};
-
 static void httpd_close(wsp_httpd_conn_t *c);
-static void httpd_process(wsp_httpd_conn_t *c);
-
 static void httpd_unref(wsp_httpd_t *s)
 {
     if (--s->refs > 0 || !s->stopping)
@@ -107,7 +37,7 @@ static void on_httpd_timer(uv_timer_t *t)
     httpd_close(c);
 }
 
-static void httpd_timer(wsp_httpd_conn_t *c, uint64_t ms)
+void wsp__httpd_timer(wsp_httpd_conn_t *c, uint64_t ms)
 {
     if (c->closing)
         return;
@@ -142,7 +72,7 @@ void wsp_httpd_io_read(wsp_httpd_conn_t *c, ssize_t nread)
     if (c->lingering || nread == 0)
         return;
     c->in_len += (size_t)nread;
-    httpd_process(c);
+    wsp__httpd_process(c);
 }
 
 static void on_httpd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -151,7 +81,7 @@ static void on_httpd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     wsp_httpd_io_read(s->data, nread);
 }
 
-static void httpd_read_start(wsp_httpd_conn_t *c)
+void wsp__httpd_read_start(wsp_httpd_conn_t *c)
 {
     if (c->reading || c->closing)
         return;
@@ -232,8 +162,8 @@ static void httpd_linger(wsp_httpd_conn_t *c)
         httpd_close(c);
         return;
     }
-    httpd_timer(c, WSP_HTTPD_LINGER_MS);
-    httpd_read_start(c);
+    wsp__httpd_timer(c, WSP_HTTPD_LINGER_MS);
+    wsp__httpd_read_start(c);
 }
 
 /* ---- writing ---- */
@@ -244,7 +174,7 @@ static void httpd_sent(wsp_httpd_conn_t *c)
     if (c->close_after)
         httpd_linger(c);
     else if (!c->in_request)
-        httpd_timer(c, WSP_HTTPD_IDLE_MS);
+        wsp__httpd_timer(c, WSP_HTTPD_IDLE_MS);
 }
 
 void wsp_httpd_io_written(wsp_httpd_conn_t *c, int status)
@@ -257,7 +187,7 @@ void wsp_httpd_io_written(wsp_httpd_conn_t *c, int status)
         return;
     }
     httpd_sent(c);
-    httpd_process(c); /* pipelined requests waited for this response */
+    wsp__httpd_process(c); /* pipelined requests waited for this response */
 }
 
 static void on_httpd_write(uv_write_t *req, int status)
@@ -267,7 +197,7 @@ static void on_httpd_write(uv_write_t *req, int status)
 
 /* Writes c->out: one try_write for the common small response, else a queued write during
  * which parsing and reading pause. */
-static void httpd_send(wsp_httpd_conn_t *c)
+void wsp__httpd_send(wsp_httpd_conn_t *c)
 {
     if (c->closing) /* the handler stopped the server */
         return;
@@ -296,7 +226,7 @@ static void httpd_send(wsp_httpd_conn_t *c)
     c->writing = 1;
     httpd_read_stop(c);
     if (!c->in_request)
-        httpd_timer(c, WSP_HTTPD_REQUEST_MS); /* a peer that never reads is dropped */
+        wsp__httpd_timer(c, WSP_HTTPD_REQUEST_MS); /* a peer that never reads is dropped */
 }
 
 static const char *status_reason(int status)
@@ -334,7 +264,7 @@ uint64_t wsp_httpd_defer(wsp_httpd_conn_t *c)
     c->deferred = 1;
     c->id = ++c->s->next_id;
     httpd_read_stop(c); /* pipelined requests wait in the kernel meanwhile */
-    httpd_timer(c, WSP_HTTPD_REQUEST_MS);
+    wsp__httpd_timer(c, WSP_HTTPD_REQUEST_MS);
     return c->id;
 }
 
@@ -364,13 +294,13 @@ void wsp_httpd_respond(wsp_httpd_conn_t *c, int status, const char *ctype, const
                          "Cache-Control: no-store\r\n%s%s\r\n",
                          status, status_reason(status), ctype, len, extra ? extra : "", conn_hdr);
     if (!c->req.is_head)
-        (void)wsp_buf_append(&c->out, body, len); /* OOM is sticky: httpd_send() checks it */
+        (void)wsp_buf_append(&c->out, body, len); /* OOM is sticky: wsp__httpd_send() checks it */
     c->close_after = !keep;
     WSP_LOG(WSP_LOG_DEBUG, "event=admin_response status=%d route=%d bytes=%zu keep=%d", status,
             c->req.tag, len, keep);
-    httpd_send(c);
+    wsp__httpd_send(c);
     if (was_deferred && !c->closing && !c->in_handler)
-        httpd_process(c); /* what was pipelined behind it, and reading again */
+        wsp__httpd_process(c); /* what was pipelined behind it, and reading again */
 }
 
 void wsp_httpd_respond_error(wsp_httpd_conn_t *c, int status, const char *error, int keep)
@@ -387,265 +317,6 @@ void wsp_httpd_respond_error(wsp_httpd_conn_t *c, int status, const char *error,
     }
     size_t len = n > 0 && (size_t)n < sizeof body ? (size_t)n : 0;
     wsp_httpd_respond(c, status, "application/json", extra, body, len, keep);
-}
-
-/* ---- parser callbacks: record only ---- */
-
-static wsp_httpd_conn_t *parser_conn(http_parser *p) { return p->data; }
-
-static int on_http_begin(http_parser *p)
-{
-    wsp_httpd_conn_t *c = parser_conn(p);
-    size_t head = c->ps.head_bytes; /* leading CRLFs count against the head too */
-    memset(&c->req, 0, offsetof(wsp_httpd_req_t, url));
-    memset(&c->ps, 0, offsetof(httpd_parse_t, name));
-    c->ps.head_bytes = head;
-    c->in_request = 1;
-    httpd_timer(c, WSP_HTTPD_REQUEST_MS); /* the whole request, not per read */
-    return 0;
-}
-
-static void append_capped(char *dst, uint16_t *dlen, size_t cap, uint8_t *over, const char *at,
-                          size_t len)
-{
-    if (*over || len > cap - *dlen) {
-        *over = 1;
-        return;
-    }
-    memcpy(dst + *dlen, at, len);
-    *dlen = (uint16_t)(*dlen + len);
-}
-
-static int on_http_url(http_parser *p, const char *at, size_t len)
-{
-    wsp_httpd_req_t *r = &parser_conn(p)->req;
-    append_capped(r->url, &r->url_len, sizeof r->url, &r->url_over, at, len);
-    return 0;
-}
-
-static int on_http_field(http_parser *p, const char *at, size_t len)
-{
-    httpd_parse_t *ps = &parser_conn(p)->ps;
-    if (ps->in_value) { /* a field after a value starts the next header */
-        ps->in_value = 0;
-        ps->name_len = 0;
-        ps->name_over = 0;
-    }
-    append_capped(ps->name, &ps->name_len, sizeof ps->name, &ps->name_over, at, len);
-    return 0;
-}
-
-static int name_is(const httpd_parse_t *ps, const char *want)
-{
-    size_t n = strlen(want);
-    return !ps->name_over && ps->name_len == n && strncasecmp(ps->name, want, n) == 0;
-}
-
-/* Keeps the two headers anyone here reads: Authorization (the handler) and Expect. */
-static int on_http_value(http_parser *p, const char *at, size_t len)
-{
-    wsp_httpd_conn_t *c = parser_conn(p);
-    httpd_parse_t *ps = &c->ps;
-    wsp_httpd_req_t *r = &c->req;
-    if (!ps->in_value) {
-        ps->in_value = 1;
-        ps->hdr = HDR_OTHER;
-        if (name_is(ps, "authorization")) {
-            ps->hdr = HDR_AUTH;
-            if (r->auth_count < 2) /* saturates: two tokens are ambiguous, refused by admin.c */
-                r->auth_count++;
-            r->auth_len = 0;
-        } else if (name_is(ps, "expect")) {
-            ps->hdr = HDR_EXPECT;
-            ps->expect_len = 0;
-        }
-    }
-    if (ps->hdr == HDR_AUTH) {
-        append_capped(r->auth, &r->auth_len, sizeof r->auth, &r->auth_over, at, len);
-    } else if (ps->hdr == HDR_EXPECT) {
-        uint8_t over = 0; /* an unknown expectation is ignored, as RFC 9110 allows */
-        append_capped(ps->expect, &ps->expect_len, sizeof ps->expect, &over, at, len);
-    }
-    return 0;
-}
-
-static int on_http_headers(http_parser *p)
-{
-    wsp_httpd_conn_t *c = parser_conn(p);
-    c->ps.headers_done = 1;
-    c->pause = PAUSE_HEADERS;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static int on_http_body(http_parser *p, const char *at, size_t len)
-{
-    wsp_httpd_conn_t *c = parser_conn(p);
-    c->ps.body_seen += len;
-    if (c->ps.body_seen > WSP_HTTPD_BODY_MAX) { /* chunked, or a discarded body: stop here */
-        c->pause = PAUSE_BODY;
-        http_parser_pause(p, 1);
-        return 0;
-    }
-    if (c->req.want_body && wsp_buf_append(&c->body, at, len) < 0) {
-        c->ps.oom = 1;
-        c->pause = PAUSE_BODY;
-        http_parser_pause(p, 1);
-    }
-    return 0;
-}
-
-static int on_http_complete(http_parser *p)
-{
-    wsp_httpd_conn_t *c = parser_conn(p);
-    c->pause = PAUSE_DONE;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings httpd_settings = {
-    .on_message_begin = on_http_begin,
-    .on_url = on_http_url,
-    .on_header_field = on_http_field,
-    .on_header_value = on_http_value,
-    .on_headers_complete = on_http_headers,
-    .on_body = on_http_body,
-    .on_message_complete = on_http_complete,
-};
-
-static size_t trim_len(const char *s, size_t len)
-{
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    return len;
-}
-
-void wsp_httpd_fail(wsp_httpd_req_t *req, int status, const char *error)
-{
-    req->status = status;
-    req->error = error;
-}
-
-/* Acts on the headers before any body byte is read: the handler routes and checks them. */
-static void httpd_head(wsp_httpd_conn_t *c)
-{
-    wsp_httpd_req_t *r = &c->req;
-    const http_parser *p = &c->parser;
-    r->method = p->method;
-    r->has_length = (p->flags & F_CONTENTLENGTH) != 0;
-    r->chunked = (p->flags & F_CHUNKED) != 0;
-    r->content_length = r->has_length ? p->content_length : 0;
-    r->want_body = 0;
-    if (r->url_over) {
-        wsp_httpd_fail(r, 414, "uri too long");
-    } else {
-        r->is_head = p->method == HTTP_HEAD; /* known only now: a bad request line gets a body */
-        c->s->h->on_head(c->s->user, r);
-    }
-    const httpd_parse_t *ps = &c->ps;
-    int expect = ps->expect_len >= 12 && trim_len(ps->expect, ps->expect_len) == 12 &&
-                 strncasecmp(ps->expect, "100-continue", 12) == 0;
-    if (r->status != 0) {
-        /* Answer at once and close when the rest could be long or may never come (a client
-         * awaiting 100 Continue); a short body is read and dropped to keep the connection. */
-        if (expect || r->status == 413 || r->status == 414 ||
-            ((p->flags & F_CONTENTLENGTH) && p->content_length > WSP_HTTPD_BODY_MAX)) {
-            c->in_request = 0;
-            wsp_httpd_respond_error(c, r->status, r->error, 0);
-        }
-        return;
-    }
-    if (expect && r->want_body) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        c->out.len = 0;
-        c->out.oom = 0;
-        (void)wsp_buf_append(&c->out, cont, sizeof cont - 1); /* OOM: httpd_send() closes */
-        httpd_send(c);
-    }
-}
-
-/* A whole request is in: an error decided from its head, or the handler's answer. */
-static void httpd_complete(wsp_httpd_conn_t *c)
-{
-    wsp_httpd_req_t *r = &c->req;
-    int keep = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
-    c->in_request = 0;
-    if (r->status != 0)
-        wsp_httpd_respond_error(c, r->status, r->error, keep);
-    else {
-        c->in_handler = 1;
-        c->s->h->on_request(c->s->user, c, r, &c->body, keep);
-        c->in_handler = 0;
-    }
-    /* The next request starts afresh; the buffers keep their capacity for it. */
-    c->ps.headers_done = 0;
-    c->ps.head_bytes = 0;
-    c->body.len = 0;
-}
-
-/* Answers a request the parser refused, and closes. */
-static void httpd_parse_error(wsp_httpd_conn_t *c, enum http_errno e)
-{
-    WSP_LOG(WSP_LOG_DEBUG, "event=admin_bad_request error=%s", http_errno_name(e));
-    c->in_request = 0;
-    if (e == HPE_HEADER_OVERFLOW)
-        wsp_httpd_respond_error(c, 431, "request header fields too large", 0);
-    else
-        wsp_httpd_respond_error(c, 400, "bad request", 0);
-}
-
-/* Parses buffered input, one pause point at a time, until it is used up or a response is
- * being written (pipelined requests wait, so answers leave in request order). */
-static void httpd_process(wsp_httpd_conn_t *c)
-{
-    while (!c->closing && !c->writing && !c->close_after && !c->deferred && c->in_off < c->in_len) {
-        wsp_httpd_req_t *r = &c->req;
-        httpd_parse_t *ps = &c->ps;
-        int in_head = !ps->headers_done;
-        size_t avail = c->in_len - c->in_off;
-        c->pause = PAUSE_NONE;
-        size_t n = http_parser_execute(&c->parser, &httpd_settings, c->in + c->in_off, avail);
-        c->in_off += n;
-        if (c->closing)
-            break;
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED)
-            http_parser_pause(&c->parser, 0);
-        if (in_head) {
-            /* Pausing in on_headers_complete leaves the head's final LF unparsed: count it. */
-            ps->head_bytes += n + (c->pause == PAUSE_HEADERS);
-            if (ps->head_bytes > WSP_HTTPD_HEAD_MAX) {
-                c->in_request = 0;
-                wsp_httpd_respond_error(c, 431, "request header fields too large", 0);
-                break;
-            }
-        }
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            httpd_parse_error(c, e);
-            break;
-        }
-        if (e == HPE_OK && n < avail) { /* only after an Upgrade; never spin on it */
-            httpd_parse_error(c, HPE_UNKNOWN);
-            break;
-        }
-        if (c->pause == PAUSE_HEADERS) {
-            httpd_head(c);
-        } else if (c->pause == PAUSE_BODY) {
-            c->in_request = 0;
-            if (ps->oom)
-                wsp_httpd_respond_error(c, 500, "out of memory", 0);
-            else if (r->status != 0)
-                wsp_httpd_respond_error(c, r->status, r->error, 0);
-            else
-                wsp_httpd_respond_error(c, 413, "payload too large", 0);
-        } else if (c->pause == PAUSE_DONE) {
-            httpd_complete(c);
-        }
-    }
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
-    if (!c->writing && !c->closing && !c->deferred)
-        httpd_read_start(c);
 }
 
 /* ---- accepting ---- */
@@ -705,8 +376,8 @@ static void httpd_conn_begin(wsp_httpd_conn_t *c)
 {
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    httpd_timer(c, WSP_HTTPD_IDLE_MS);
-    httpd_read_start(c);
+    wsp__httpd_timer(c, WSP_HTTPD_IDLE_MS);
+    wsp__httpd_read_start(c);
 }
 
 static void on_httpd_connection(uv_stream_t *server, int status)

@@ -13,6 +13,7 @@
 #include "channels.h"
 #include "framed.h"
 #include "log.h"
+#include "redis_int.h"
 #include "stream.h"
 #include "utf8.h"
 
@@ -20,47 +21,7 @@
 #define WSP_REDIS_BACKOFF_MAX_MS 5000
 #define WSP_REDIS_CONNECT_TIMEOUT_MS 5000 /* hiredis 0.14 has no async connect timeout */
 #define WSP_REDIS_SUB_MAX 64              /* a user id: a token's sub (common/jwt.h) */
-#define WSP_REDIS_KEY_MAX 256             /* --channel is < 128 bytes, a channel name <= 64 */
 #define WSP_REDIS_SUBSCRIPTIONS 3         /* NAME, NAME:*, the sync channel */
-
-/* A barrier in flight: completed when its token comes back on the sync channel. */
-typedef struct rbarrier_s {
-    struct rbarrier_s *next;
-    uint64_t token;
-    wsp_redis_barrier_fn fn;
-    void *ud;
-} rbarrier_t;
-
-struct wsp_redis_s {
-    uv_timer_t retry;     /* first member: the close callback frees the struct through it */
-    uv_getaddrinfo_t gai; /* one resolution of cfg->redis_host at a time, on libuv's threadpool */
-    uv_loop_t *loop;
-    const wsp_config_t *cfg;
-    redisAsyncContext *ac;  /* subscriber; NULL while disconnected */
-    redisAsyncContext *pub; /* publisher, made on first use; NULL while disconnected */
-    wsp_redis_msg_fn fn;
-    wsp_redis_link_fn link;
-    wsp_redis_user_fn user_fn; /* NAME:#<sub> (issue #16); NULL: dropped */
-    void *user;
-    uint64_t backoff_ms;
-    uint64_t dropped;
-    int up;            /* subscribed to all three */
-    int stopping;      /* wsp_redis_stop() called */
-    int was_up;        /* for the log: "lost" versus "still unreachable" */
-    unsigned confirms; /* subscriptions confirmed on this connection */
-    rbarrier_t *bhead, *btail;
-    uint64_t tokens; /* barriers sent */
-    char sha_publish[41], sha_fetch[41];
-    char meta[WSP_REDIS_KEY_MAX]; /* NAME:hist */
-    char sync[WSP_REDIS_KEY_MAX]; /* NAME.sync.<epoch>: this process's own channel */
-    /* Resolving: the coordinator's loop never waits for a name. */
-    char addr[INET6_ADDRSTRLEN]; /* what the host last resolved to; "" until the first time */
-    int resolving;               /* gai in flight */
-    int sub_waiting;             /* the subscriber connects once it completes */
-    int resolve_failing;         /* the last resolution failed: logged once per run */
-    int timer_closed;            /* stopped: freed once no resolution is in flight either */
-    uint64_t resolve_failures;
-};
 
 static void redis_connect(wsp_redis_t *r);
 static void redis_resolve(wsp_redis_t *r);
@@ -184,24 +145,6 @@ static void redis_schedule(wsp_redis_t *r)
         r->backoff_ms = WSP_REDIS_BACKOFF_MAX_MS;
 }
 
-static void redis_barriers_fail(wsp_redis_t *r, int status);
-
-/* A token came back on the sync channel: every barrier up to it has passed. */
-static void redis_barriers_pass(wsp_redis_t *r, const char *tok, size_t len)
-{
-    uint64_t t = 0;
-    for (size_t i = 0; i < len && i < 20 && tok[i] >= '0' && tok[i] <= '9'; i++)
-        t = t * 10 + (uint64_t)(tok[i] - '0');
-    while (r->bhead && r->bhead->token <= t) {
-        rbarrier_t *b = r->bhead;
-        r->bhead = b->next;
-        if (r->bhead == NULL)
-            r->btail = NULL;
-        b->fn(b->ud, 0);
-        free(b);
-    }
-}
-
 /* A subscription confirmed: the link is up once all three are. */
 static void redis_confirmed(wsp_redis_t *r)
 {
@@ -278,7 +221,7 @@ static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
     if (payload->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING)
         return;
     if (!pm && strcmp(channel->str, r->sync) == 0) {
-        redis_barriers_pass(r, payload->str, payload->len);
+        wsp__redis_barriers_pass(r, payload->str, payload->len);
         return;
     }
     size_t plen = strlen(r->cfg->channel) + 1; /* NAME:<chan> */
@@ -311,7 +254,7 @@ static void on_redis_disconnect(const redisAsyncContext *ac, int status)
     r->ac = NULL; /* hiredis frees ac after this callback */
     int was = r->up;
     r->up = 0;
-    redis_barriers_fail(r, -ENOTCONN); /* their tokens can no longer come back */
+    wsp__redis_barriers_fail(r, -ENOTCONN); /* their tokens can no longer come back */
     if (was && r->link)
         r->link(r->user, 0);
     if (r->stopping)
@@ -365,9 +308,10 @@ static void on_redis_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
         r->resolve_failures++;
         /* Once per run of failures (as redis_unreachable), then only counted. */
         WSP_LOG(r->resolve_failing ? WSP_LOG_DEBUG : WSP_LOG_WARN,
-                "event=redis_resolve_failed host=%s error=%s failures=%llu retry_ms=%llu",
-                r->cfg->redis_host, uv_err_name(status), (unsigned long long)r->resolve_failures,
-                (unsigned long long)r->backoff_ms);
+                "event=redis_resolve_failed host=%s error=%s detail=\"%s\" failures=%llu "
+                "retry_ms=%llu",
+                r->cfg->redis_host, uv_err_name(status), uv_strerror(status),
+                (unsigned long long)r->resolve_failures, (unsigned long long)r->backoff_ms);
         r->resolve_failing = 1;
         if (sub)
             redis_schedule(r);
@@ -516,7 +460,7 @@ static void on_redis_pub_disconnect(const redisAsyncContext *ac, int status)
 
 /* The publishing connection, made on first use; its first commands load both scripts, so
  * that EVALSHA finds them (a NOSCRIPT later, after a SCRIPT FLUSH, loads them again). */
-static redisAsyncContext *redis_pub(wsp_redis_t *r, int *err)
+redisAsyncContext *wsp__redis_pub(wsp_redis_t *r, int *err)
 {
     if (r->pub)
         return r->pub;
@@ -550,139 +494,6 @@ static redisAsyncContext *redis_pub(wsp_redis_t *r, int *err)
     return ac;
 }
 
-#define RREQ_ARGS 32 /* EVALSHA, sha, numkeys, 1 + 8 keys, 2 + 2 * 8 arguments */
-
-/* One EVALSHA: its arguments are kept (one allocation, off the per-message path: a publish
- * or a recovery fetch) so that a NOSCRIPT can load the script and send it again. */
-typedef struct rreq_s {
-    wsp_redis_t *r;
-    int fetch;   /* the fetch script (else publish) */
-    int retried; /* NOSCRIPT was answered once already */
-    wsp_redis_fetch_fn fn;
-    void *ud;
-    wsp_redis_span_t *spans;
-    unsigned nspans;
-    int argc;
-    const char *argv[RREQ_ARGS];
-    size_t lens[RREQ_ARGS];
-    char data[];
-} rreq_t;
-
-/* Collects arguments before the request is allocated. */
-typedef struct rargs_s {
-    int argc;
-    size_t total;
-    const char *p[RREQ_ARGS];
-    size_t n[RREQ_ARGS];
-} rargs_t;
-
-static void rargs_add(rargs_t *a, const void *p, size_t n)
-{
-    a->p[a->argc] = p;
-    a->n[a->argc++] = n;
-    a->total += n;
-}
-
-static void rargs_str(rargs_t *a, const char *s) { rargs_add(a, s, strlen(s)); }
-
-static rreq_t *rreq_new(wsp_redis_t *r, const rargs_t *a)
-{
-    rreq_t *q = calloc(1, sizeof(*q) + a->total + 1);
-    if (q == NULL)
-        return NULL;
-    q->r = r;
-    q->argc = a->argc;
-    char *d = q->data;
-    for (int i = 0; i < a->argc; i++) {
-        memcpy(d, a->p[i], a->n[i]);
-        q->argv[i] = d;
-        q->lens[i] = a->n[i];
-        d += a->n[i];
-    }
-    return q;
-}
-
-static void on_rreq_reply(redisAsyncContext *ac, void *reply, void *priv);
-
-static int rreq_send(rreq_t *q)
-{
-    int err;
-    redisAsyncContext *ac = redis_pub(q->r, &err);
-    if (ac == NULL)
-        return err;
-    return redisAsyncCommandArgv(ac, on_rreq_reply, q, q->argc, q->argv, q->lens) == REDIS_OK
-               ? 0
-               : -ENOMEM;
-}
-
-static void rreq_fetch_reply(rreq_t *q, const redisReply *rep);
-
-static void on_rreq_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    rreq_t *q = priv;
-    redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 &&
-        !q->retried && q->r->pub) {
-        /* The script cache was flushed: load it, then the same call again, in order. */
-        q->retried = 1;
-        if (redisAsyncCommand(q->r->pub, NULL, NULL, "SCRIPT LOAD %s",
-                              q->fetch ? wsp_stream_fetch_lua : wsp_stream_publish_lua) ==
-                REDIS_OK &&
-            rreq_send(q) == 0)
-            return;
-    }
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
-        WSP_LOG(WSP_LOG_WARN, "event=redis_script_failed script=%s error=\"%s\"",
-                q->fetch ? "fetch" : "publish", rep ? rep->str : "link lost");
-    else if (!q->fetch)
-        WSP_LOG(WSP_LOG_DEBUG, "event=redis_published seq=%lld",
-                rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1);
-    if (q->fetch)
-        rreq_fetch_reply(q, rep && rep->type != REDIS_REPLY_ERROR ? rep : NULL);
-    free(q);
-}
-
-int wsp_redis_publish(wsp_redis_t *r, const char *chan, size_t chan_len, const uint8_t *payload,
-                      size_t len)
-{
-    if (r->stopping)
-        return -ESHUTDOWN;
-    char key[WSP_REDIS_KEY_MAX], field[WSP_REDIS_KEY_MAX], pubchan[WSP_REDIS_KEY_MAX];
-    char maxlen[24], ttl[24];
-    if (wsp_stream_key(key, sizeof(key), r->cfg->channel, chan, chan_len) < 0 ||
-        wsp_stream_field(field, sizeof(field), chan, chan_len) < 0 ||
-        snprintf(pubchan, sizeof(pubchan), "%s%s%.*s", r->cfg->channel, chan ? ":" : "",
-                 (int)chan_len, chan ? chan : "") >= (int)sizeof(pubchan))
-        return -EINVAL;
-    snprintf(maxlen, sizeof(maxlen), "%u", r->cfg->history_size);
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)r->cfg->history_ttl * 1000);
-    rargs_t a = {0};
-    rargs_str(&a, "EVALSHA");
-    rargs_str(&a, r->sha_publish);
-    rargs_str(&a, "2");
-    rargs_str(&a, r->meta);
-    rargs_str(&a, key);
-    rargs_str(&a, field);
-    rargs_str(&a, pubchan);
-    rargs_add(&a, payload, len);
-    rargs_str(&a, maxlen);
-    rargs_str(&a, ttl);
-    /* The epoch to set if Redis has none: a new one every time, never this process's, so
-     * that numbers starting again after Redis lost its hash always come with another. */
-    char fresh[17];
-    if (wsp_framed_epoch_new(fresh) < 0)
-        return -EIO;
-    rargs_str(&a, fresh);
-    rreq_t *q = rreq_new(r, &a);
-    if (q == NULL)
-        return -ENOMEM;
-    int rv = rreq_send(q);
-    if (rv < 0)
-        free(q);
-    return rv;
-}
-
 void wsp_redis_set_user_fn(wsp_redis_t *r, wsp_redis_user_fn fn) { r->user_fn = fn; }
 
 static void on_redis_user_published(redisAsyncContext *ac, void *reply, void *priv)
@@ -701,7 +512,7 @@ int wsp_redis_publish_user(wsp_redis_t *r, const char *sub, size_t sub_len, cons
     if (r->stopping)
         return -ESHUTDOWN;
     int err;
-    redisAsyncContext *ac = redis_pub(r, &err);
+    redisAsyncContext *ac = wsp__redis_pub(r, &err);
     if (ac == NULL)
         return err;
     /* A plain PUBLISH: a user's messages have no sequence and no history (issue #16). */
@@ -709,169 +520,6 @@ int wsp_redis_publish_user(wsp_redis_t *r, const char *sub, size_t sub_len, cons
         redisAsyncCommand(ac, on_redis_user_published, NULL, "PUBLISH %b:#%b %b", r->cfg->channel,
                           strlen(r->cfg->channel), sub, sub_len, payload, len);
     return rv == REDIS_OK ? 0 : -ENOMEM;
-}
-
-/* --- recoveries: the fetch script, and barriers --- */
-
-/* Parses one channel's entries ([[id, [field, value, ...]], ...]) into sp->ent. */
-static int fetch_entries(wsp_redis_span_t *sp, const redisReply *ents, struct wsp_redis_ent_s *e)
-{
-    sp->ent = e;
-    sp->n = 0;
-    for (size_t k = 0; k < ents->elements; k++) {
-        const redisReply *it = ents->element[k];
-        if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
-            it->element[0]->type != REDIS_REPLY_STRING || it->element[1]->type != REDIS_REPLY_ARRAY)
-            return -EBADMSG;
-        struct wsp_redis_ent_s *x = &e[sp->n];
-        if (wsp_stream_id(it->element[0]->str, it->element[0]->len, &x->seq) < 0)
-            return -EBADMSG;
-        x->p = NULL;
-        x->t_ms = 0;
-        const redisReply *f = it->element[1];
-        for (size_t j = 0; j + 1 < f->elements; j += 2) {
-            const redisReply *name = f->element[j], *val = f->element[j + 1];
-            if (name->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-                return -EBADMSG;
-            if (name->len == 1 && name->str[0] == 'd') {
-                x->p = (const uint8_t *)val->str;
-                x->len = val->len;
-            } else if (name->len == 1 && name->str[0] == 't') {
-                x->t_ms = strtoull(val->str, NULL, 10);
-            }
-        }
-        if (x->p == NULL)
-            return -EBADMSG;
-        sp->n++;
-    }
-    return 0;
-}
-
-/* The fetch's reply: {epoch, top_1, entries_1, ...}, checked and handed to fn. */
-static void rreq_fetch_reply(rreq_t *q, const redisReply *rep)
-{
-    int st = rep ? 0 : -EIO;
-    if (st == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * q->nspans ||
-                    rep->element[0]->type != REDIS_REPLY_STRING))
-        st = -EBADMSG;
-    size_t total = 0;
-    for (unsigned i = 0; st == 0 && i < q->nspans; i++) {
-        const redisReply *top = rep->element[1 + 2 * i], *ents = rep->element[2 + 2 * i];
-        if (top->type != REDIS_REPLY_INTEGER || top->integer < 0 || ents->type != REDIS_REPLY_ARRAY)
-            st = -EBADMSG;
-        else
-            total += ents->elements;
-    }
-    /* One array for every entry of the answer, for the callback's duration. */
-    struct wsp_redis_ent_s *e = st == 0 ? malloc((total ? total : 1) * sizeof(*e)) : NULL;
-    if (st == 0 && e == NULL)
-        st = -ENOMEM;
-    for (unsigned i = 0, used = 0; st == 0 && i < q->nspans; i++) {
-        q->spans[i].top = (uint64_t)rep->element[1 + 2 * i]->integer;
-        st = fetch_entries(&q->spans[i], rep->element[2 + 2 * i], e + used);
-        used += q->spans[i].n;
-    }
-    if (st == 0)
-        q->fn(q->ud, 0, rep->element[0]->str, rep->element[0]->len, q->spans, q->nspans);
-    else
-        q->fn(q->ud, st, NULL, 0, q->spans, q->nspans);
-    free(e);
-}
-
-int wsp_redis_fetch(wsp_redis_t *r, wsp_redis_span_t *spans, unsigned n, unsigned maxn,
-                    wsp_redis_fetch_fn fn, void *ud)
-{
-    char keys[WSP_CHANNELS_MAX][WSP_REDIS_KEY_MAX], fields[WSP_CHANNELS_MAX][WSP_REDIS_KEY_MAX];
-    char since[WSP_CHANNELS_MAX][24], nkeys[8], maxs[24];
-    int rv = r->stopping ? -ESHUTDOWN : n == 0 || n > WSP_CHANNELS_MAX ? -EINVAL : 0;
-    rargs_t a = {0};
-    rargs_str(&a, "EVALSHA");
-    rargs_str(&a, r->sha_fetch);
-    snprintf(nkeys, sizeof(nkeys), "%u", n + 1);
-    rargs_str(&a, nkeys);
-    rargs_str(&a, r->meta);
-    for (unsigned i = 0; rv == 0 && i < n; i++) {
-        if (wsp_stream_key(keys[i], sizeof(keys[i]), r->cfg->channel, spans[i].chan,
-                           spans[i].chan_len) < 0 ||
-            wsp_stream_field(fields[i], sizeof(fields[i]), spans[i].chan, spans[i].chan_len) < 0)
-            rv = -EINVAL;
-        else
-            rargs_str(&a, keys[i]);
-    }
-    char fresh[17];
-    if (rv == 0 && wsp_framed_epoch_new(fresh) < 0)
-        rv = -EIO;
-    rargs_str(&a, rv == 0 ? fresh : ""); /* as for a publish: a new one if Redis has none */
-    snprintf(maxs, sizeof(maxs), "%u", maxn);
-    rargs_str(&a, maxs);
-    for (unsigned i = 0; rv == 0 && i < n; i++) {
-        snprintf(since[i], sizeof(since[i]), "%lld", (long long)spans[i].since);
-        rargs_str(&a, fields[i]);
-        rargs_str(&a, since[i]);
-    }
-    rreq_t *q = rv == 0 ? rreq_new(r, &a) : NULL;
-    if (rv == 0 && q == NULL)
-        rv = -ENOMEM;
-    if (q) {
-        q->fetch = 1;
-        q->fn = fn;
-        q->ud = ud;
-        q->spans = spans;
-        q->nspans = n;
-        if ((rv = rreq_send(q)) < 0)
-            free(q);
-    }
-    if (rv < 0)
-        fn(ud, rv, NULL, 0, spans, n);
-    return rv;
-}
-
-static void redis_barriers_fail(wsp_redis_t *r, int status)
-{
-    rbarrier_t *b = r->bhead;
-    r->bhead = r->btail = NULL;
-    while (b) {
-        rbarrier_t *next = b->next;
-        b->fn(b->ud, status);
-        free(b);
-        b = next;
-    }
-}
-
-static void on_barrier_sent(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    (void)priv;
-    redisReply *rep = reply;
-    wsp_redis_t *r = ac->data;
-    /* Not published (link lost, an error): its token will never come back. */
-    if ((rep == NULL || rep->type == REDIS_REPLY_ERROR) && r->bhead)
-        redis_barriers_fail(r, -EIO);
-}
-
-void wsp_redis_barrier(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud)
-{
-    int err = -ENOTCONN;
-    redisAsyncContext *ac = r->up && !r->stopping ? redis_pub(r, &err) : NULL;
-    /* One per recovery fetch, freed when its token returns. */
-    rbarrier_t *b = ac ? calloc(1, sizeof(*b)) : NULL;
-    char tok[24];
-    if (b)
-        snprintf(tok, sizeof(tok), "%llu", (unsigned long long)(r->tokens + 1));
-    if (b == NULL ||
-        redisAsyncCommand(ac, on_barrier_sent, NULL, "PUBLISH %s %s", r->sync, tok) != REDIS_OK) {
-        free(b);
-        fn(ud, ac ? -ENOMEM : err);
-        return;
-    }
-    b->token = ++r->tokens;
-    b->fn = fn;
-    b->ud = ud;
-    if (r->btail)
-        r->btail->next = b;
-    else
-        r->bhead = b;
-    r->btail = b;
 }
 
 void wsp_redis_stop(wsp_redis_t *r)

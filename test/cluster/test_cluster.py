@@ -309,6 +309,10 @@ def redis_resolve(ck, binary):
     with wt.Server(binary, redis="redis://no-such-host.invalid:6379") as srv:
         ck.check("B: the failure is logged", srv.wait_log(
             "level=warn", "event=redis_resolve_failed host=no-such-host.invalid", timeout=30))
+        line = re.search(r".*event=redis_resolve_failed.*", srv.log())
+        ck.check("B: ...saying why: the resolver's error name and its text",
+                 line and re.search(r' error=EAI_[A-Z]+ detail="[^"]+" failures=1 retry_ms=\d+',
+                                    line.group(0)), line and line.group(0))
         cs = [wt.ws_connect(wt.HOST, srv.port) for _ in range(20)]
         serving(ck, "B", srv, cs)
         n = wt.poll(lambda: srv.metric("wspush_redis_resolve_failures_total") >= 3, 60, 0.1)

@@ -12,6 +12,16 @@
 /* Runs one input; always returns 0 (libFuzzer reserves other values). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* On a target's own bookkeeping and checkers (never on code that calls into the code under
+ * test): no coverage instrumentation, so that libFuzzer's time and features go to the code
+ * under test. noinline: inlined into an instrumented caller, the body would be instrumented
+ * there. */
+#if defined(__clang__) && __clang_major__ >= 13
+#define WSP_FUZZ_HARNESS __attribute__((no_sanitize("coverage"), noinline))
+#else
+#define WSP_FUZZ_HARNESS
+#endif
+
 /* A broken invariant is a finding: say which, then abort so libFuzzer saves the input. */
 #define WSP_FUZZ_CHECK(cond)                                                                       \
     ((cond)                                                                                        \

@@ -28,6 +28,7 @@
  * pass (on_httpd_timer()) without waiting for it. */
 #include "admin.c"
 #include "httpd.c"
+#include "httpd_parse.c"
 
 #define FUZZ_TOKEN "fuzz-token"
 #define FUZZ_BIG_METRICS 32768
@@ -149,7 +150,7 @@ typedef struct client_s {
 } client_t;
 
 /* 1 when admin.c can answer with status in the current mode. */
-static int status_expected(int status)
+WSP_FUZZ_HARNESS static int status_expected(int status)
 {
     static const int always[] = {100, 200, 400, 404, 405, 411, 413, 414, 431};
     unsigned m = fake.mode;
@@ -167,12 +168,12 @@ static int status_expected(int status)
     return 0;
 }
 
-static int bytes_are(const uint8_t *p, size_t n, const char *s)
+WSP_FUZZ_HARNESS static int bytes_are(const uint8_t *p, size_t n, const char *s)
 {
     return n == strlen(s) && memcmp(p, s, n) == 0;
 }
 
-static int all_digits(const uint8_t *p, size_t n)
+WSP_FUZZ_HARNESS static int all_digits(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (p[i] < '0' || p[i] > '9')
@@ -181,7 +182,7 @@ static int all_digits(const uint8_t *p, size_t n)
 }
 
 /* Checks a body sent with status: one of the few the fake owner and admin.c can give. */
-static void check_body(int status, const uint8_t *b, size_t n)
+WSP_FUZZ_HARNESS static void check_body(int status, const uint8_t *b, size_t n)
 {
     if (status == 200) {
         const char *m = metrics_text;
@@ -208,7 +209,7 @@ static void check_body(int status, const uint8_t *b, size_t n)
 }
 
 /* Checks one response at p[0..n); returns its length, or 0 when more bytes are needed. */
-static size_t check_response(const uint8_t *p, size_t n, int at_eof, client_t *cl)
+WSP_FUZZ_HARNESS static size_t check_response(const uint8_t *p, size_t n, int at_eof, client_t *cl)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     WSP_FUZZ_CHECK(!cl->closed); /* nothing after Connection: close */
@@ -292,7 +293,7 @@ static size_t check_response(const uint8_t *p, size_t n, int at_eof, client_t *c
 }
 
 /* Checks and drops every complete response in cl->rbuf; at EOF nothing may remain. */
-static void check_responses(client_t *cl)
+WSP_FUZZ_HARNESS static void check_responses(client_t *cl)
 {
     size_t off = 0, used;
     int at_eof = cl->eof && !cl->cut;
@@ -318,7 +319,7 @@ typedef struct mem_s {
     size_t wlen;
 } mem_t;
 
-static uint32_t mem_rand(mem_t *m)
+WSP_FUZZ_HARNESS static uint32_t mem_rand(mem_t *m)
 {
     m->rng ^= m->rng << 13; /* xorshift32 */
     m->rng ^= m->rng >> 17;
@@ -328,7 +329,7 @@ static uint32_t mem_rand(mem_t *m)
 
 /* What the peer's receive window takes now: everything, or with OPS_BIG 0..4096 bytes (at
  * least 1 when a queued write waits for the peer to read: a step must progress). */
-static size_t mem_window(mem_t *m, size_t least)
+WSP_FUZZ_HARNESS static size_t mem_window(mem_t *m, size_t least)
 {
     if (!(fake.mode & OPS_BIG))
         return SIZE_MAX;
@@ -337,7 +338,7 @@ static size_t mem_window(mem_t *m, size_t least)
 }
 
 /* The client receives p[0..n) and checks every response completed by it. */
-static void client_take(client_t *cl, const char *p, size_t n)
+WSP_FUZZ_HARNESS static void client_take(client_t *cl, const char *p, size_t n)
 {
     WSP_FUZZ_CHECK(!cl->eof && n <= FUZZ_RBUF - cl->len); /* nothing after EOF; bounded */
     memcpy(cl->rbuf + cl->len, p, n);
@@ -345,7 +346,7 @@ static void client_take(client_t *cl, const char *p, size_t n)
     check_responses(cl);
 }
 
-static void client_eof(client_t *cl)
+WSP_FUZZ_HARNESS static void client_eof(client_t *cl)
 {
     cl->eof = 1;
     check_responses(cl);
@@ -514,21 +515,28 @@ static void fuzz_init(void)
 }
 
 /* Occurrences of the token in in[0..n) once CR, LF, SP and HT are dropped: http-parser joins
- * a folded header value's pieces, so a token may reach admin.c split across lines. */
-static size_t count_tokens(const uint8_t *in, size_t n)
+ * a folded header value's pieces, so a token may reach admin.c split across lines. The
+ * stripped copy goes to a buffer kept between inputs (reachable, not a leak): an allocation
+ * per input cost more than the scan. */
+WSP_FUZZ_HARNESS static size_t count_tokens(const uint8_t *in, size_t n)
 {
-    uint8_t *s = malloc(n ? n : 1);
-    WSP_FUZZ_CHECK(s != NULL);
+    static uint8_t *s;
+    static size_t cap;
+    if (n > cap) {
+        uint8_t *grown = realloc(s, n);
+        WSP_FUZZ_CHECK(grown != NULL);
+        s = grown;
+        cap = n;
+    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (in[i] != '\r' && in[i] != '\n' && in[i] != ' ' && in[i] != '\t')
             s[m++] = in[i];
     size_t count = 0;
     const size_t tl = sizeof FUZZ_TOKEN - 1;
-    for (const uint8_t *p = s; (p = memmem(p, m - (size_t)(p - s), FUZZ_TOKEN, tl)) != NULL;
-         p += tl)
+    for (const uint8_t *p = s;
+         m > 0 && (p = memmem(p, m - (size_t)(p - s), FUZZ_TOKEN, tl)) != NULL; p += tl)
         count++;
-    free(s);
     return count;
 }
 

@@ -16,16 +16,18 @@
 #include <unistd.h>
 
 /* The admin API and its HTTP plumbing are compiled into the test, as h2o's unit tests do,
- * only to shrink httpd.c's timeouts from 30 s and 10 s and to count its connections;
- * everything is driven through the public API. The static wsp_server library's httpd.o and
- * admin.o are then never pulled in. The request timeout is also the stalled-write deadline:
- * the slow-reader tests hold a big answer mid-write, which a loaded machine (other test
- * runs on 2 cores) can stall for a few hundred ms, so it stays well above that. */
+ * only to shrink httpd's timeouts (server/httpd_int.h) from 30 s and 10 s and to count its
+ * connections; everything is driven through the public API. The static wsp_server library's
+ * httpd.o, httpd_parse.o and admin.o are then never pulled in. The request timeout is also
+ * the stalled-write deadline: the slow-reader tests hold a ~7 MiB answer mid-write, which a
+ * loaded machine (other test runs on 2 cores) can stall for a few hundred ms, so it stays
+ * well above that. */
 #define WSP_HTTPD_IDLE_MS 400
 #define WSP_HTTPD_REQUEST_MS 1500
 #define WSP_HTTPD_LINGER_MS 300
 #include "admin.c"
 #include "httpd.c"
+#include "httpd_parse.c"
 
 /* ---- fake owner ---- */
 
@@ -206,29 +208,12 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The metrics line's repeats for an answer the kernel cannot take in while the client reads
- * nothing: the server's send buffer autotunes up to tcp_wmem's maximum (4 MiB by default, and
- * the receiver queues more), so a 4 MiB answer could leave whole in a few loop turns and end
- * the queued write before the test looked for it. Four times that maximum, at least 16 MiB. */
-static size_t big_repeat(void)
-{
-    unsigned long lo = 0, def = 0, max = 0;
-    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
-    if (f) {
-        if (fscanf(f, "%lu %lu %lu", &lo, &def, &max) != 3)
-            max = 0;
-        fclose(f);
-    }
-    size_t bytes = 4 * (size_t)max > ((size_t)16 << 20) ? 4 * (size_t)max : (size_t)16 << 20;
-    return bytes / 64;
-}
-
 /* ---- a minimal blocking-free HTTP client ---- */
 
 typedef struct cli_s {
     int fd;
     size_t len, cap;
-    char *buf; /* grows: a test reads a 4 MiB response */
+    char *buf; /* grows: a test reads a ~7 MiB response */
 } cli_t;
 
 typedef struct resp_s {
@@ -238,7 +223,9 @@ typedef struct resp_s {
     size_t body_len;
 } resp_t;
 
-static cli_t *cli_open(void)
+/* rcvbuf > 0 pins the client's receive buffer (SO_RCVBUF, before connect so that the
+ * window scale agrees); 0 leaves the kernel's autotuning. */
+static cli_t *cli_open_rcvbuf(int rcvbuf)
 {
     cli_t *c = malloc(sizeof *c);
     assert_non_null(c);
@@ -248,11 +235,48 @@ static cli_t *cli_open(void)
     assert_non_null(c->buf);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(c->fd >= 0);
+    if (rcvbuf > 0)
+        assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* Completes from the kernel's backlog: the server accepts when the loop next runs. */
     assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof sin), 0);
     pump(0);
+    return c;
+}
+
+static cli_t *cli_open(void) { return cli_open_rcvbuf(0); }
+
+/* The largest send buffer TCP autotuning gives a socket: net.ipv4.tcp_wmem's third field. */
+static size_t tcp_wmem_max(void)
+{
+    unsigned long lo, def, max;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%lu %lu %lu", &lo, &def, &max), 3);
+    fclose(f);
+    return max;
+}
+
+#define METRICS_LINE "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"
+
+/* A client that does not read for now, and a /metrics answer that cannot fit in the kernel
+ * between it and the server, so the server must queue the write and wait. The server's send
+ * buffer grows up to tcp_wmem's maximum (4 MiB by default: a 4 MiB answer sometimes left in
+ * one go, and then no queued write was ever seen); the client's receive buffer is pinned at
+ * 1 MiB (what getsockopt then reports: doubled, capped by net.core.rmem_max), large enough
+ * that reading the answer back takes few rounds, since all of it must arrive within
+ * WSP_HTTPD_REQUEST_MS of the queued write (64 KiB made it miss that on a loaded machine).
+ * The answer is what both hold and 1 MiB more (a send buffer's payload is less than its
+ * size). */
+static cli_t *cli_open_slow(void)
+{
+    cli_t *c = cli_open_rcvbuf(1 << 20);
+    int rcv = 0;
+    socklen_t len = sizeof rcv;
+    assert_int_equal(getsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, &len), 0);
+    fake.metrics = METRICS_LINE;
+    fake.metrics_repeat = (tcp_wmem_max() + (size_t)rcv + (1 << 20)) / (sizeof METRICS_LINE - 1);
     return c;
 }
 
@@ -948,12 +972,9 @@ static void test_pipelined(void **state)
 static void test_pipelined_behind_slow_reader(void **state)
 {
     (void)state;
-    /* A 4 MiB metrics answer cannot leave in one try_write, so the requests behind it must
-     * wait for the queued write and still come out in order. Not big_repeat(): this client
-     * reads the whole answer, which must arrive within WSP_HTTPD_REQUEST_MS. */
-    fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
-    fake.metrics_repeat = 65536;
-    cli_t *c = cli_open();
+    /* A metrics answer larger than the kernel can hold cannot leave in one try_write, so the
+     * requests behind it must wait for the queued write and still come out in order. */
+    cli_t *c = cli_open_slow();
     resp_t r;
     cli_sends(c, "GET /metrics HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
     /* The server writes what the socket takes, then waits: the queued-write path, not one
@@ -961,7 +982,7 @@ static void test_pipelined_behind_slow_reader(void **state)
     assert_true(pump_until(one_conn_writing));
     cli_response(c, &r);
     assert_int_equal(r.status, 200);
-    assert_int_equal(r.body_len, 64 * 65536);
+    assert_int_equal(r.body_len, (sizeof METRICS_LINE - 1) * fake.metrics_repeat);
     resp_free(&r);
     cli_response(c, &r);
     assert_int_equal(r.status, 200);
@@ -1143,10 +1164,8 @@ static int three_conns_one_writing(void)
 static void test_stop_with_connections(void **state)
 {
     (void)state;
-    /* Mid-request, idle, and mid-write (a big answer the client never reads) at once. */
-    fake.metrics = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
-    fake.metrics_repeat = big_repeat();
-    cli_t *idle = cli_open(), *partial = cli_open(), *slow = cli_open();
+    /* Mid-request, idle, and mid-write (an answer the client never reads) at once. */
+    cli_t *idle = cli_open(), *partial = cli_open(), *slow = cli_open_slow();
     cli_sends(partial, "POST /publish HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     cli_sends(slow, "GET /metrics HTTP/1.1\r\n\r\n");
     assert_true(pump_until(three_conns_one_writing));

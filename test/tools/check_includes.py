@@ -2,7 +2,9 @@
 """Checks the include graph of server/ and common/ (docs/ARCHITECTURE.md, "Modules").
 
 A module is a .c file and its same-named .h (server/shard.c + server/shard.h); a header with
-no .c of its own is a module by itself. An edge A -> B means a file of A has
+no .c of its own is a module by itself, except a private header <m>_int.h beside a module m
+(server/conn_int.h, server/redis_int.h), which is part of m: it holds what the files of m
+share, including m.h's types. An edge A -> B means a file of A has
 `#include "b.h"` of a header of B. The check fails, naming the files, when:
   - the module graph has a cycle (shard -> coordinator -> shard, as it once had);
   - common/ includes a header of server/ or bench/ (common/ knows nothing of the server);
@@ -23,19 +25,28 @@ LAYERS = ("common", "server")  # the graph; bench/ only matters as a forbidden t
 ALLOWED = {"common": ("common",), "server": ("server", "common")}
 
 
+def module_of(layer, name, files):
+    """The module of file name in layer: its stem, or m for a private header m_int.h."""
+    stem = name[:-2]
+    if name.endswith("_int.h") and ({stem[:-4] + ".c", stem[:-4] + ".h"} & files):
+        return (layer, stem[:-4])
+    return (layer, stem)
+
+
 def scan(root):
     """{(layer, stem): set of (layer, stem)} plus a list of findings."""
-    headers = {}  # layer -> set of header names
+    headers, files = {}, {}  # layer -> set of header names, of all file names
     for layer in LAYERS + ("bench",):
         d = os.path.join(root, layer)
-        headers[layer] = {f for f in os.listdir(d) if f.endswith(".h")} if os.path.isdir(d) else set()
+        files[layer] = set(os.listdir(d)) if os.path.isdir(d) else set()
+        headers[layer] = {f for f in files[layer] if f.endswith(".h")}
     graph, findings = {}, []
     for layer in LAYERS:
         d = os.path.join(root, layer)
         for f in sorted(os.listdir(d)):
             if not f.endswith((".c", ".h")):
                 continue
-            mod = (layer, f[:-2])
+            mod = module_of(layer, f, files[layer])
             graph.setdefault(mod, set())
             with open(os.path.join(d, f), encoding="utf-8") as fh:
                 text = fh.read()
@@ -50,7 +61,7 @@ def scan(root):
                     else:
                         findings.append("%s/%s includes \"%s\", found nowhere" % (layer, f, inc))
                     continue
-                dep = (where, name[:-2])
+                dep = module_of(where, name, files[where])
                 if dep != mod:
                     graph[mod].add(dep)
     return graph, findings
@@ -103,6 +114,12 @@ def self_test():
                            "common/ may not include server/"),
         "server->bench": ({"server/s.c": '#include "w.h"\n', "bench/w.h": ""},
                           "server/ may not include bench/"),
+        "private": ({"server/m.h": "", "server/m_int.h": '#include "m.h"\n',
+                     "server/m.c": '#include "m.h"\n#include "m_int.h"\n',
+                     "server/m_x.c": '#include "m_int.h"\n'}, None),
+        "private cycle": ({"server/m.h": "", "server/m_int.h": '#include "y.h"\n',
+                           "server/m.c": '#include "m_int.h"\n',
+                           "server/y.h": "", "server/y.c": '#include "m.h"\n'}, "include cycle"),
         "missing": ({"server/s.c": '#include "nope.h"\n'}, "found nowhere"),
     }
     bad = 0
