@@ -253,8 +253,16 @@ def race(ck, binary):
             ks = [int(x[2:]) for x in m if x.startswith("m-")]
             return len(m) == len(ks) and ks == sorted(set(ks)) and set(acked) <= set(ks)
         bad = [cl.msgs[c] for c in conns if not exact(cl.msgs[c])]
+
+        def why(m):
+            ks = [int(x[2:]) for x in m if x.startswith("m-")]
+            dup = sorted({k for k in ks if ks.count(k) > 1})
+            order = [(a, b) for a, b in zip(ks, ks[1:]) if b <= a][:3]
+            return (f"missing acked {sorted(set(acked) - set(ks))[:10]}, twice {dup[:10]}, "
+                    f"out of order {order}, other {[x for x in m if not x.startswith('m-')][:3]}")
         ck.check("every client got every acknowledged message once, in order",
-                 not bad, f"{len(bad)} clients differ, e.g. {bad[0][:5] if bad else ''}")
+                 not bad, f"{len(bad)} clients differ, e.g. {why(bad[0]) if bad else ''}; "
+                 f"acked {len(acked)} (last {acked[-1] if acked else None}), not {lost[:5]}")
         ck.check("no client was closed", not cl.closed())
 
 
