@@ -83,7 +83,7 @@ test-tsan: deps
 	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/test/tsan.supp \
 	    $(CTEST) --output-on-failure -j $(JOBS) -L threaded
 
-# Each libFuzzer target (clang, ASan+UBSan) for a bounded 20 s from the seed corpus; every
+# Each libFuzzer target (clang, ASan+UBSan) for a bounded FUZZ_SECONDS from the seed corpus; every
 # build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
 FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs auth framed tlsconn
 # 10 s a target: a smoke run inside CI's 20 minutes; the long campaigns are in
