@@ -5,7 +5,9 @@
 #   pass     broadcast pass time per shard and per broadcast (server log), B broadcasts
 #   syscalls syscalls per delivered message during one broadcast (strace -c -f)
 # usage: bench/core-figures.sh mem|pass|syscalls [-n 10000] [-t 1] [-b 3] [-q QUERY]
-#            [-S "SERVER ARGS"] [-B "BENCH ARGS"]   (e.g. the token auth flags of both)
+#            [-S "SERVER ARGS"] [-B "BENCH ARGS"] [-o DIR]   (e.g. the token auth flags of both)
+# Writes DIR/summary.json (default: a new /tmp/wspush-core-* directory): the figures printed,
+# with the provenance object of bench/provenance.py (commit, date, machine, command, binaries).
 # Every process it starts is bounded in time and stopped by pid; the namespace is deleted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,22 +15,23 @@ SERVER=${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}
 BENCH=${WSPUSH_BENCH:-$ROOT/build/release/bench/wspush-bench}
 WHAT=${1:-}
 shift || true
-N=10000 T=1 B=3 Q="" SARGS="" BARGS=""
+CMD="$0 $*"
+N=10000 T=1 B=3 Q="" SARGS="" BARGS="" OUT=""
 while [ $# -gt 0 ]; do
     case $1 in
     -n) N=$2; shift 2 ;; -t) T=$2; shift 2 ;; -b) B=$2; shift 2 ;; -q) Q=$2; shift 2 ;;
-    -S) SARGS=$2; shift 2 ;; -B) BARGS=$2; shift 2 ;;
+    -S) SARGS=$2; shift 2 ;; -B) BARGS=$2; shift 2 ;; -o) OUT=$2; shift 2 ;;
     *) WHAT="" ; break ;;
     esac
 done
 case $WHAT in mem | pass | syscalls) ;; *)
-    echo "usage: bench/core-figures.sh mem|pass|syscalls [-n CONNS] [-t THREADS] [-b BROADCASTS] [-q '?channels=a,b'] [-S SERVER_ARGS] [-B BENCH_ARGS]" >&2
+    echo "usage: bench/core-figures.sh mem|pass|syscalls [-n CONNS] [-t THREADS] [-b BROADCASTS] [-q '?channels=a,b'] [-S SERVER_ARGS] [-B BENCH_ARGS] [-o DIR]" >&2
     exit 2 ;;
 esac
 [ "$N" -le 17000 ] || { echo "core-figures: one server process holds at most ~17,000" >&2; exit 2; }
 . "$ROOT/bench/netns.sh"
 netns_start core
-OUT=$(mktemp -d /tmp/wspush-core-XXXXXX)
+if [ -n "$OUT" ]; then mkdir -p "$OUT"; else OUT=$(mktemp -d /tmp/wspush-core-XXXXXX); fi
 
 $NSX timeout 300 "$SERVER" --threads "$T" --port 8080 --bind 127.0.0.1 --interval 0 \
     --admin off $SARGS 2>"$OUT/server.log" &
@@ -56,6 +59,8 @@ sleep 1
 case $WHAT in
 mem)
     R1=$(field VmRSS) A1=$(field RssAnon)
+    printf '{"rss_anon_kib": [%s, %s], "vmrss_kib": [%s, %s], "anon_b_per_conn": %s, "vmrss_b_per_conn": %s}\n' \
+        "$A0" "$A1" "$R0" "$R1" $(((A1 - A0) * 1024 / N)) $(((R1 - R0) * 1024 / N)) >"$OUT/figures.json"
     echo "threads=$T conns=$N query='$Q'"
     echo "user space per idle connection: $(((A1 - A0) * 1024 / N)) B (RssAnon $A0 -> $A1 kB); VmRSS delta $(((R1 - R0) * 1024 / N)) B ($R0 -> $R1 kB)"
     ;;
@@ -85,4 +90,31 @@ syscalls)
     sed -n '1,12p' "$OUT/strace.txt"
     ;;
 esac
-echo "files: $OUT"
+WSP_BENCH_DIR="$ROOT/bench" python3 - "$OUT" "$WHAT" "$N" "$T" "$B" "$Q" "$CMD" "$SERVER" "$BENCH" <<'EOF'
+import json, os, re, sys
+sys.path.insert(0, os.environ["WSP_BENCH_DIR"])
+import provenance
+out, what, n, t, b, q, cmd, server, bench = sys.argv[1:]
+res = {"what": what, "conns": int(n), "threads": int(t), "query": q,
+       "provenance": provenance.provenance(cmd, [server, bench])}
+log = open(f"{out}/server.log").read()
+if what == "mem":
+    res.update(json.load(open(f"{out}/figures.json")))
+if what == "pass":
+    res["broadcasts"] = int(b)
+    res["shard_pass_ms"] = [{"shard": int(s), "seq": int(k), "pass_ms": float(p)} for s, k, p in
+                            re.findall(r"shard=(\d+) event=shard_broadcast seq=(\d+) .*?pass_ms=([\d.]+)", log)]
+    res["broadcast_total_ms"] = [float(x) for x in re.findall(r"event=broadcast seq=\d+ .*?total_ms=([\d.]+)", log)]
+if what == "syscalls":
+    res["written"] = [int(x) for x in re.findall(r"event=broadcast .*?written=(\d+)", log)]
+    calls = {}
+    for line in open(f"{out}/strace.txt"):
+        f = line.split()
+        if len(f) >= 5 and f[-1] not in ("syscall", "total") and f[3].isdigit():
+            calls[f[-1]] = int(f[3])
+    res["syscalls"] = calls
+    res["syscalls_total"] = sum(calls.values())
+    res["per_message"] = res["syscalls_total"] / max(1, sum(res["written"]))
+json.dump(res, open(f"{out}/summary.json", "w"), indent=1)
+EOF
+echo "files: $OUT (summary.json)"

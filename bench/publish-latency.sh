@@ -4,19 +4,23 @@
 # network namespace this script creates; wspush-bench holds the connections. Each publish
 # carries {"time":<ms just before the request>,"seq":S}, so the bench's per-broadcast table
 # gives first and last receive after the publisher's clock: HTTP or Redis included.
-#   bench/publish-latency.sh [-n 15000] [-b 3] [-t 2]
+#   bench/publish-latency.sh [-n 15000] [-b 3] [-t 2] [-o DIR]
+# Writes DIR/summary.json (default: a new /tmp/wspush-publish-* directory): every publish's
+# first and last receive, with the provenance object of bench/provenance.py.
 # Every process has a bounded lifetime and is stopped by pid; the namespace is deleted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=${WSPUSH_SERVER:-$ROOT/build/release/server/wspush}
 BENCH=${WSPUSH_BENCH:-$ROOT/build/release/bench/wspush-bench}
-CONNS=15000 B=3 T=2
+CMD="$0 $*"
+CONNS=15000 B=3 T=2 OUT=""
 while [ $# -gt 0 ]; do
     case $1 in
     -n) CONNS=$2; shift 2 ;;
     -b) B=$2; shift 2 ;;
     -t) T=$2; shift 2 ;;
-    *) echo "usage: bench/publish-latency.sh [-n CONNS] [-b PUBLISHES] [-t THREADS]" >&2; exit 2 ;;
+    -o) OUT=$2; shift 2 ;;
+    *) echo "usage: bench/publish-latency.sh [-n CONNS] [-b PUBLISHES] [-t THREADS] [-o DIR]" >&2; exit 2 ;;
     esac
 done
 [ "$CONNS" -le 17000 ] || { echo "publish-latency: one server process holds at most ~17,000" >&2; exit 2; }
@@ -25,7 +29,7 @@ for c in redis-server redis-cli curl; do
 done
 . "$ROOT/bench/netns.sh"
 netns_start pub
-OUT=$(mktemp -d /tmp/wspush-publish-XXXXXX)
+if [ -n "$OUT" ]; then mkdir -p "$OUT"; else OUT=$(mktemp -d /tmp/wspush-publish-XXXXXX); fi
 
 $NSX timeout 600 redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no \
     >"$OUT/redis.log" 2>&1 &
@@ -63,9 +67,14 @@ for i in $(seq 1 "$B"); do # Redis: seq 2000+i
 done
 kill -INT "$BENCH_PID"
 for _ in $(seq 1 300); do kill -0 "$BENCH_PID" 2>/dev/null || break; sleep 0.1; done
-python3 - "$OUT/report.json" "$CONNS" "$T" <<'EOF'
-import json, statistics, sys
+WSP_BENCH_DIR="$ROOT/bench" python3 - "$OUT/report.json" "$CONNS" "$T" "$CMD" "$SERVER" "$BENCH" <<'EOF'
+import json, os, statistics, sys
+sys.path.insert(0, os.environ["WSP_BENCH_DIR"])
+import provenance
 r = json.load(open(sys.argv[1]))
+summary = {"conns": int(sys.argv[2]), "threads": int(sys.argv[3]), "paths": {},
+           "missing": r["missing"], "duplicates": r["duplicates"], "errors": r["errors"]["total"],
+           "provenance": provenance.provenance(sys.argv[4], sys.argv[5:7])}
 print(f"publish-to-delivery at {sys.argv[2]} connections, one wspush --threads {sys.argv[3]} "
       f"(ms after the publisher's clock)")
 print(f"{'path':8} {'seq':>5} {'got':>6} {'missing':>7} {'first':>8} {'last':>8}")
@@ -75,5 +84,8 @@ for path, lo in (("admin", 1000), ("redis", 2000)):
         print(f"{path:8} {b['seq']:>5} {b['got']:>6} {b['missing']:>7} {b['first_ms']:>8.1f} {b['last_ms']:>8.1f}")
     if rows:
         print(f"{path:8} median last receive {statistics.median(b['last_ms'] for b in rows):.1f} ms")
+    summary["paths"][path] = [{k: b[k] for k in ("seq", "got", "missing", "first_ms", "last_ms")}
+                              for b in rows]
+json.dump(summary, open(os.path.join(os.path.dirname(sys.argv[1]), "summary.json"), "w"), indent=1)
 EOF
 echo "files: $OUT"
