@@ -29,6 +29,7 @@ SERVER_ARGS=""
 SERVER_CMD=""
 STOP_BENCH=0
 NS=${WSP_NETNS:-wsp_bench_$$}
+UPGRADE=0
 BCAST_WAIT=${WSP_BCAST_WAIT:-}
 TLS="" # DIR[:NAME]: wss:// with DIR/NAME.pem, DIR/NAME.key, DIR/ca.pem (issue #18)
 WARMUP=0
@@ -79,6 +80,9 @@ usage: bench/run-local.sh [options]
                        broadcast's number, instead of SIGUSR1's time tick; the server's /metrics
                        are kept (metrics.prom, and a summary in summary.json). One server
                        process, or --prefork
+  --upgrade            a live upgrade (SIGUSR2 to every server, issue #20) after the first
+                       broadcast: timed from the signal until every server has taken over
+                       (with --prefork: every worker replaced); needs -b 2 or more
 The bench runs with --expect-broadcasts B. The run passes (exit 0, "result ok" in the
 summary) only if the bench does: every connection open for a broadcast got it, once
 (delivered = expected = connections x B), 0 missing, 0 duplicates, 0 errors. Otherwise the
@@ -116,6 +120,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=$2; shift 2 ;;
     --settle) SETTLE=$2; shift 2 ;;
     --publish) PUBLISH=$2; shift 2 ;;
+    --upgrade) UPGRADE=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
@@ -125,6 +130,7 @@ for v in CONNS BCASTS SERVERS THREADS HOLD WARMUP SETTLE ${BCAST_WAIT:+BCAST_WAI
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
 [ "$CONNS" -ge 1 ] || { echo "run-local: --conns must be >= 1" >&2; exit 2; }
+[ "$UPGRADE" = 0 ] || [ "$BCASTS" -ge 2 ] || { echo "run-local: --upgrade needs 2 or more broadcasts" >&2; exit 2; }
 [ "$BCASTS" -le 8191 ] || { echo "run-local: at most 8191 broadcasts (the bench's seq table)" >&2; exit 2; }
 [[ $NS =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || { echo "run-local: --netns: letters, digits, _ . - only" >&2; exit 2; }
 ! ip netns list 2>/dev/null | grep -q "^$NS\( \|$\)" || { echo "run-local: namespace $NS exists" >&2; exit 2; }
@@ -383,6 +389,51 @@ SLAB1=$(meminfo Slab)
 sample
 echo "run-local: ramp done: $ACTIVE connected, errors $(status errors)"
 
+# --upgrade: SIGUSR2 to every server; timed until each has logged its takeover (with --prefork
+# the supervisor's last worker replaced). The pids change: sampling and cleanup follow them.
+UPGRADE_MS="" UPGRADE_LOG=""
+live_upgrade() {
+    local t0 t1 i p
+    t0=$(date +%s%N)
+    kill -USR2 "${SIGNAL_PIDS[@]}"
+    local deadline=$((SECONDS + 120 + CONNS / 5000)) done_re='event=upgrade_complete'
+    # A supervisor replaces its workers one at a time: done once it says so.
+    [ "$PREFORK" = 1 ] && done_re='event=upgrade_workers_done'
+    for i in $(seq 1 "$SERVERS"); do
+        [ "$PREFORK" = 1 ] && [ "$i" -gt 1 ] && break
+        until grep -q "$done_re" "$OUT/server-$i.log"; do
+            ! grep -q 'event=upgrade_failed' "$OUT/server-$i.log" ||
+                die "upgrade failed: $(grep 'event=upgrade_failed' "$OUT/server-$i.log" | tail -1)"
+            [ $SECONDS -lt $deadline ] || die "server $i: upgrade not done after 120 s"
+            sleep 0.01
+        done
+    done
+    t1=$(date +%s%N)
+    UPGRADE_MS=$(((t1 - t0) / 1000000))
+    # The last new worker logs its takeover around when the supervisor logs the last old one's
+    # exit: wait for every line before reading them.
+    local want=$SERVERS
+    until [ "$(cat "$OUT"/server-*.log | grep -c 'event=upgrade_complete')" -ge "$want" ]; do
+        [ $SECONDS -lt $deadline ] || die "only $(cat "$OUT"/server-*.log | grep -c 'event=upgrade_complete') of $want takeovers logged"
+        sleep 0.01
+    done
+    if [ "$PREFORK" = 1 ]; then
+        # The old workers are gone (upgrade_workers_done follows the last one's exit).
+        SERVER_PIDS=("${SIGNAL_PIDS[0]}" $(children "${SIGNAL_PIDS[0]}"))
+    else
+        SERVER_PIDS=()
+        for i in $(seq 1 "$SERVERS"); do
+            p=$(sed -n 's/.* event=upgrade_started pid=\([0-9]*\).*/\1/p' "$OUT/server-$i.log" | tail -1)
+            [ -n "$p" ] || die "server $i: no new pid"
+            SERVER_PIDS+=("$p")
+        done
+        SIGNAL_PIDS=("${SERVER_PIDS[@]}")
+    fi
+    UPGRADE_LOG=$(cat "$OUT"/server-*.log | grep -E 'event=(upgrade_handed_over|handover_sent|handover_adopted|upgrade_complete|upgrade_failed)' || true)
+    printf '%s\n' "$UPGRADE_LOG" >"$OUT/upgrade.log"
+    echo "run-local: upgrade: $UPGRADE_MS ms from SIGUSR2 until every server took over; $(grep -c 'event=upgrade_complete' "$OUT/upgrade.log") process(es) replaced"
+}
+
 # The broadcasts: all servers at once, then wait for every active connection to have it.
 SRV_CPU=0 BENCH_CPU=0 BUSY=0 GOT=0 SEND_CPU=0
 passes_logged() { cat "$OUT"/server-*.log 2>/dev/null | grep -c 'event=broadcast seq=' || true; }
@@ -398,6 +449,10 @@ trigger() { # broadcast $1: SIGUSR1 to every server, or --publish's file through
     [ "$code" = 202 ] || echo "run-local: broadcast $1: POST /publish answered '$code'" >&2
 }
 for b in $(seq 1 "$BCASTS"); do
+    if [ "$UPGRADE" = 1 ] && [ "$b" = 2 ]; then
+        live_upgrade
+        sample
+    fi
     m0=$(status messages)
     s0=$(cpu_ns "${SERVER_PIDS[@]}")
     c0=$(cpu_ns $WORKERS)
@@ -456,6 +511,7 @@ echo "-- run-local summary -----------------------------------------------------
 
 SUMMARY_RC=0
 WSP_BENCH_DIR="$ROOT/bench" WSP_RUN_SERVER="$SERVER" WSP_RUN_BENCH="$BENCH" \
+WSP_UPGRADE_MS="$UPGRADE_MS" WSP_UPGRADE_LOG="$OUT/upgrade.log" \
 python3 - "$OUT" "$CONNS" "$SERVERS" "$THREADS" "$BCASTS" "$RSS0" "$RSS1" "$SLAB0" "$SLAB1" \
     "$SRV_CPU" "$BENCH_CPU" "$BUSY" "$GOT" "$EHASH" "$RAMP_SRV_CPU" "$RAMP_BENCH_CPU" \
     "${STOPPED:-}" "$ANON0" "$ANON1" "$SEND_CPU" "$STOP_BENCH" "$SERVER_CMD" "$BENCH_RC" \
@@ -505,6 +561,22 @@ print(f"delivery             expected {r['expected']} = {r['active']} connection
       + f", duplicates {r['duplicates']}, unexpected {r['unexpected']}")
 print(f"errors               {e['total']}" + ("" if not e["total"] else
       " (" + ", ".join(f"{k} {v}" for k, v in e.items() if isinstance(v, int) and v and k != "total") + ")"))
+closed = sum(int(v) for v in (e.get("closed_codes") or {}).values())
+upgrade = None
+if os.environ.get("WSP_UPGRADE_MS"):
+    import re
+    log = open(os.environ["WSP_UPGRADE_LOG"]).read()
+    ho = [int(x) for x in re.findall(r"event=upgrade_handed_over .*?handover_ms=(\d+)", log)]
+    upgrade = {"total_ms": int(os.environ["WSP_UPGRADE_MS"]),
+               "processes": len(re.findall(r"event=upgrade_complete", log)),
+               "conns_moved": sum(int(x) for x in re.findall(r"event=upgrade_complete .*?conns=(\d+)", log)),
+               "handover_ms_each": ho, "closing": sum(int(x) for x in re.findall(
+                   r"event=handover_sent .*?closing=(\d+)", log)),
+               "failed": len(re.findall(r"event=upgrade_failed", log))}
+    print(f"live upgrade         {upgrade['total_ms']} ms SIGUSR2 to the last takeover, "
+          f"{upgrade['processes']} process(es), {upgrade['conns_moved']} connections moved; "
+          f"per process READY->END (broadcasts paused) max {max(ho) if ho else 0} ms; "
+          f"{closed} closed by the server, {r['missing']} missing, {r['duplicates']} duplicates")
 nst = open(f"{out}/nstat.txt").read().strip() if os.path.exists(f"{out}/nstat.txt") else ""
 print(f"kernel counters      {nst or 'n/a'} (after the ramp)")
 # --publish: what the server says it wrote (every worker's counters, one /metrics).
@@ -560,6 +632,7 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "delivered": r["delivered"], "missing": r["missing"], "missing_seqs": r["missing_seqs"],
            "duplicates": r["duplicates"], "unexpected": r["unexpected"], "errors": e["total"],
            "bench_exit": int(bench_rc), "ok": ok, "fail": "; ".join(why) or None,
+           "closed_by_server": closed, "upgrade": upgrade,
            "provenance": provenance.provenance(os.environ.get("WSP_RUN_CMD"),
                                                [os.environ.get("WSP_RUN_SERVER"),
                                                 os.environ.get("WSP_RUN_BENCH")]),

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <http_parser.h>
 #include <openssl/crypto.h>
@@ -329,25 +330,28 @@ static const wsp_httpd_handler_t admin_handler = {
     .on_closed = on_admin_closed,
 };
 
-int wsp_admin_start(wsp_admin_t **out, uv_loop_t *loop, const char *host, int port,
-                    const char *token, const wsp_admin_ops_t *ops, void *user)
+/* wsp_admin_start() on host:port, or wsp_admin_adopt() on fd when fd >= 0. */
+static int admin_open(wsp_admin_t **out, uv_loop_t *loop, const char *host, int port, int fd,
+                      const char *token, const wsp_admin_ops_t *ops, void *user)
 {
     *out = NULL;
-    if (ops == NULL || ops->publish == NULL || ops->metrics == NULL || ops->stats == NULL ||
-        ops->healthy == NULL)
-        return -EINVAL;
     size_t tlen = token ? strlen(token) : 0;
-    if (token && !wsp_config_token_ok(token, tlen))
-        return -EINVAL;
-    wsp_admin_t *a = calloc(1, sizeof *a); /* once per process; freed in on_admin_closed() */
-    if (a == NULL)
-        return -ENOMEM;
+    int bad = ops == NULL || ops->publish == NULL || ops->metrics == NULL || ops->stats == NULL ||
+              ops->healthy == NULL || (token && !wsp_config_token_ok(token, tlen));
+    /* once per process; freed in on_admin_closed() */
+    wsp_admin_t *a = bad ? NULL : calloc(1, sizeof *a);
+    if (a == NULL) {
+        if (fd >= 0)
+            close(fd); /* adopted: ours even on failure */
+        return bad ? -EINVAL : -ENOMEM;
+    }
     a->ops = ops;
     a->user = user;
     a->token_len = tlen;
     if (tlen > 0)
         memcpy(a->token, token, tlen);
-    int rv = wsp_httpd_start(&a->http, loop, host, port, &admin_handler, a);
+    int rv = fd >= 0 ? wsp_httpd_adopt(&a->http, loop, fd, &admin_handler, a)
+                     : wsp_httpd_start(&a->http, loop, host, port, &admin_handler, a);
     if (rv < 0) {
         admin_free(a);
         return rv;
@@ -355,6 +359,24 @@ int wsp_admin_start(wsp_admin_t **out, uv_loop_t *loop, const char *host, int po
     *out = a;
     return 0;
 }
+
+int wsp_admin_start(wsp_admin_t **out, uv_loop_t *loop, const char *host, int port,
+                    const char *token, const wsp_admin_ops_t *ops, void *user)
+{
+    return admin_open(out, loop, host, port, -1, token, ops, user);
+}
+
+int wsp_admin_adopt(wsp_admin_t **out, uv_loop_t *loop, int fd, const char *token,
+                    const wsp_admin_ops_t *ops, void *user)
+{
+    if (fd < 0) {
+        *out = NULL;
+        return -EBADF;
+    }
+    return admin_open(out, loop, NULL, 0, fd, token, ops, user);
+}
+
+int wsp_admin_fd(const wsp_admin_t *a) { return wsp_httpd_fd(a->http); }
 
 int wsp_admin_port(const wsp_admin_t *a) { return wsp_httpd_port(a->http); }
 

@@ -59,6 +59,14 @@ typedef struct wsp_admin_ops_s {
 int wsp_admin_start(wsp_admin_t **out, uv_loop_t *loop, const char *host, int port,
                     const char *token, const wsp_admin_ops_t *ops, void *user);
 
+/* As wsp_admin_start(), on fd, the listening socket of the process a live upgrade replaced
+ * (issue #20); fd is the API's from here on, even on failure. Loop thread. */
+int wsp_admin_adopt(wsp_admin_t **out, uv_loop_t *loop, int fd, const char *token,
+                    const wsp_admin_ops_t *ops, void *user);
+
+/* The listening socket's descriptor (still the API's), for a live upgrade. Loop thread. */
+int wsp_admin_fd(const wsp_admin_t *a);
+
 /* The bound port (useful with port 0). Loop thread. */
 int wsp_admin_port(const wsp_admin_t *a);
 

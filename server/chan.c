@@ -432,6 +432,12 @@ wsp_conn_t *wsp_chan_unsubscribe(wsp_chan_table_t *t, wsp_chan_t *ch, uint32_t i
     return moved;
 }
 
+const char *wsp_chan_name(const wsp_chan_t *ch, size_t *len)
+{
+    *len = ch->len;
+    return ch->name;
+}
+
 wsp_table_t *wsp_chan_walk_begin(wsp_chan_t *ch)
 {
     ch->walking = 1;
@@ -545,6 +551,28 @@ uint64_t wsp_chan_seqs_next(wsp_chan_seqs_t *s, const char *name, size_t len)
 }
 
 void wsp_chan_seqs_free(wsp_chan_seqs_t *s) { map_free(&s->map); }
+
+int wsp_chan_seqs_each(const wsp_chan_seqs_t *s, wsp_chan_seqs_fn fn, void *arg)
+{
+    const wsp_chan_map_t *m = s->map;
+    for (uint32_t i = 0; m && i < m->nb; i++)
+        for (const mapent_t *e = m->b[i]; e; e = e->next) {
+            int rv = fn(arg, e->name, e->len, e->seq);
+            if (rv < 0)
+                return rv;
+        }
+    return 0;
+}
+
+int wsp_chan_seqs_set(wsp_chan_seqs_t *s, const char *name, size_t len, uint64_t seq)
+{
+    mapent_t *e = map_get(&s->map, name, len, 1);
+    if (e == NULL)
+        return len > WSP_CHANNEL_NAME_MAX ? -EINVAL : -ENOMEM;
+    if (seq > e->seq)
+        e->seq = seq;
+    return 0;
+}
 
 int wsp_chan_pos_init(wsp_chan_pos_t *p, const char *epoch, size_t elen, int complete)
 {

@@ -80,6 +80,9 @@ wsp_conn_t *wsp_chan_unsubscribe(wsp_chan_table_t *t, wsp_chan_t *ch, uint32_t i
 /* The channel name[0..len) of t, or NULL when this shard has no state for it. */
 wsp_chan_t *wsp_chan_find(const wsp_chan_table_t *t, const char *name, size_t len);
 
+/* ch's name (not NUL-terminated); *len gets its length. */
+const char *wsp_chan_name(const wsp_chan_t *ch, size_t *len);
+
 /* Starts a walk over ch's subscribers and returns them: ch stays allocated, even emptied,
  * until wsp_chan_walk_end(). */
 wsp_table_t *wsp_chan_walk_begin(wsp_chan_t *ch);
@@ -182,5 +185,14 @@ uint64_t wsp_chan_seqs_next(wsp_chan_seqs_t *s, const char *name, size_t len);
 
 /* Frees the counters. Owner thread. */
 void wsp_chan_seqs_free(wsp_chan_seqs_t *s);
+
+/* Calls fn for each channel's last number (a live upgrade hands them over, issue #20); stops
+ * at fn's first negative return, which it returns; else 0. Owner thread. */
+typedef int (*wsp_chan_seqs_fn)(void *arg, const char *name, size_t len, uint64_t seq);
+int wsp_chan_seqs_each(const wsp_chan_seqs_t *s, wsp_chan_seqs_fn fn, void *arg);
+
+/* Makes channel name[0..len)'s last number at least seq (the next is seq + 1). Returns 0,
+ * -EINVAL for a name too long, or -ENOMEM. Owner thread. */
+int wsp_chan_seqs_set(wsp_chan_seqs_t *s, const char *name, size_t len, uint64_t seq);
 
 #endif

@@ -45,39 +45,42 @@ void wsp_config_usage(FILE *f)
             "                           to one send per connection where io_uring is\n"
             "                           unavailable, on refuses to start; default auto\n");
     /* Two strings: C99 promises only 4095 bytes of one literal. */
-    fprintf(
-        f,
-        "  --sndbuf BYTES           kernel send buffer of every connection (SO_SNDBUF,\n"
-        "                           doubled by the kernel); 0 = autotuning; default 65536\n"
-        "  --tcp-user-timeout SEC   a peer that leaves sent data unacknowledged (or its\n"
-        "                           window closed) this long is dropped; also keepalive's\n"
-        "                           give-up time; 0 = off; default: keepalive's own\n"
-        "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
-        "  --auth-jwt-alg ALG       require a JWT at the upgrade, signed with ALG: HS256,\n"
-        "                           HS384, HS512, RS256, RS384, RS512, ES256 or ES384\n"
-        "  --auth-jwt-key FILE      the HS secret or the RS/ES PEM public key (re-read on\n"
-        "                           SIGHUP)\n"
-        "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
-        "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
-        "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
-        "  --history-size N         messages kept per channel for recovery (wspush.v1\n"
-        "                           clients resume with ?since=); 0 = off; default 0\n"
-        "  --history-ttl SECONDS    a message stays recoverable this long; 0 = no limit;\n"
-        "                           default 600\n"
-        "  --history-max-bytes B    memory for all history of the process; default 67108864\n"
-        "  --tls-cert FILE          PEM certificate (chain allowed): the WebSocket port\n"
-        "                           speaks TLS only (wss://); needs --tls-key\n"
-        "  --tls-key FILE           PEM private key of --tls-cert; SIGHUP reloads both\n"
-        "  --tls-max-handshakes N   TLS handshakes in progress per process; at N, new\n"
-        "                           connections wait in the listen backlog; default 1024\n"
-        "  --tls-ktls auto|off      kernel TLS for sending where the kernel has it;\n"
-        "                           default auto\n"
-        "  --deflate on|off         permessage-deflate with clients that offer it: each\n"
-        "                           broadcast compressed once; default on\n"
-        "  --deflate-min-bytes N    payloads under N bytes go uncompressed; default 256\n"
-        "  --help, --version\n"
-        "signals: SIGUSR1 broadcasts now; SIGHUP re-reads the --auth-jwt-key file and the\n"
-        "TLS certificate and key; SIGINT/SIGTERM close every connection with 1001 and exit 0.\n");
+    fprintf(f,
+            "  --sndbuf BYTES           kernel send buffer of every connection (SO_SNDBUF,\n"
+            "                           doubled by the kernel); 0 = autotuning; default 65536\n"
+            "  --tcp-user-timeout SEC   a peer that leaves sent data unacknowledged (or its\n"
+            "                           window closed) this long is dropped; also keepalive's\n"
+            "                           give-up time; 0 = off; default: keepalive's own\n"
+            "                           (SEC + 4 x min(SEC, 30) of --tcp-keepalive), else 240\n"
+            "  --auth-jwt-alg ALG       require a JWT at the upgrade, signed with ALG: HS256,\n"
+            "                           HS384, HS512, RS256, RS384, RS512, ES256 or ES384\n"
+            "  --auth-jwt-key FILE      the HS secret or the RS/ES PEM public key (re-read on\n"
+            "                           SIGHUP)\n"
+            "  --auth-jwt-aud AUD       tokens must name AUD in \"aud\"; default: not checked\n"
+            "  --auth-jwt-iss ISS       tokens must have \"iss\" ISS; default: not checked\n"
+            "  --auth-leeway SECONDS    clock skew allowed on exp, nbf and iat; default 5\n"
+            "  --history-size N         messages kept per channel for recovery (wspush.v1\n"
+            "                           clients resume with ?since=); 0 = off; default 0\n"
+            "  --history-ttl SECONDS    a message stays recoverable this long; 0 = no limit;\n"
+            "                           default 600\n"
+            "  --history-max-bytes B    memory for all history of the process; default 67108864\n"
+            "  --tls-cert FILE          PEM certificate (chain allowed): the WebSocket port\n"
+            "                           speaks TLS only (wss://); needs --tls-key\n"
+            "  --tls-key FILE           PEM private key of --tls-cert; SIGHUP reloads both\n"
+            "  --tls-max-handshakes N   TLS handshakes in progress per process; at N, new\n"
+            "                           connections wait in the listen backlog; default 1024\n"
+            "  --tls-ktls auto|off      kernel TLS for sending where the kernel has it;\n"
+            "                           default auto\n"
+            "  --deflate on|off         permessage-deflate with clients that offer it: each\n"
+            "                           broadcast compressed once; default on\n"
+            "  --deflate-min-bytes N    payloads under N bytes go uncompressed; default 256\n"
+            "  --upgrade-timeout SEC    SIGUSR2 (live upgrade): how long the new binary may\n"
+            "                           take to be ready before this one keeps serving;\n"
+            "                           default 10\n"
+            "  --help, --version\n"
+            "signals: SIGUSR1 broadcasts now; SIGHUP re-reads the --auth-jwt-key file and the\n"
+            "TLS certificate and key; SIGUSR2 hands every connection to the binary at this one's\n"
+            "path, started again; SIGINT/SIGTERM close every connection with 1001 and exit 0.\n");
 }
 
 static int config_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -323,6 +326,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         /* permessage-deflate (issue #19) */
         OPT_DEFLATE,
         OPT_DEFLATE_MIN_BYTES,
+        OPT_UPGRADE_TIMEOUT, /* #20 */
     };
     static const struct option opts[] = {
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -363,6 +367,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
         {"tls-ktls", required_argument, NULL, OPT_TLS_KTLS},
         {"deflate", required_argument, NULL, OPT_DEFLATE},
         {"deflate-min-bytes", required_argument, NULL, OPT_DEFLATE_MIN_BYTES},
+        {"upgrade-timeout", required_argument, NULL, OPT_UPGRADE_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -394,6 +399,7 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
     cfg->tls_max_handshakes = 1024;
     cfg->deflate = 1;
     cfg->deflate_min_bytes = WSP_CONFIG_DEFLATE_MIN_BYTES;
+    cfg->upgrade_timeout = 10;
 
     optind = 1; /* parse may run more than once in a process (tests) */
     opterr = 0; /* one line of our own instead of getopt's */
@@ -526,6 +532,12 @@ int wsp_config_parse(wsp_config_t *cfg, int argc, char **argv, char *err, size_t
             else
                 return config_fail(err, errlen, "--io-uring wants auto, on or off, got '%s'",
                                    optarg);
+            break;
+        case OPT_UPGRADE_TIMEOUT:
+            if (config_num(optarg, 1, 600, &v) != 0)
+                return config_fail(err, errlen, "--upgrade-timeout wants 1..600 seconds, got '%s'",
+                                   optarg);
+            cfg->upgrade_timeout = (unsigned)v;
             break;
         case OPT_SNDBUF:
             if (config_num(optarg, 0, WSP_CONFIG_SNDBUF_MAX, &v) != 0 || (v > 0 && v < 4096))

@@ -62,6 +62,8 @@ typedef struct wsp_config_s {
     /* permessage-deflate (issue #19) */
     int deflate;                /* --deflate on|off: 1 negotiates it with clients that offer it */
     uint32_t deflate_min_bytes; /* smaller payloads are sent uncompressed (RSV1 clear) */
+    /* live upgrade (issue #20) */
+    unsigned upgrade_timeout; /* SIGUSR2: seconds for the new binary to be ready */
 } wsp_config_t;
 
 /* --io-uring: auto uses batched io_uring sends where the kernel allows them, on insists

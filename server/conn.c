@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "chan.h"
@@ -19,80 +20,6 @@
 #include "upgrade.h"
 #include "ws.h"
 
-/* What a connection is and holds besides its state (wsp_conn_s.flags, one byte). */
-enum {
-    WSP_CONN_F_UPGRADED = 1u << 0, /* tcp.data is parser state (else a handshake buffer) */
-    WSP_CONN_F_RESERVED = 1u << 1, /* holds a --max-conns slot */
-    WSP_CONN_F_IN_WS = 1u << 2,    /* inside wsp_ws_feed(): closing must wait */
-    /* wsp_conn_close() came while IN_WS: conn_feed() closes once wslay has returned */
-    WSP_CONN_F_CLOSE_PENDING = 1u << 3,
-    WSP_CONN_F_SHUTDOWN = 1u << 4,   /* FIN sent; waiting for the peer's EOF or the deadline */
-    WSP_CONN_F_PING_OUT = 1u << 5,   /* a ping is unanswered (no byte since it was sent) */
-    WSP_CONN_F_EXT = 1u << 6,        /* tcp.data is a wsp_connext_t (chose channels) */
-    WSP_CONN_F_NO_DEFAULT = 1u << 7, /* chose channels without the default one */
-};
-
-/* What the upgrade negotiated (wsp_conn_s.xf, the byte beside the table slot). Bits are
- * given out per feature so that the features never compete for them:
- *   bit 0    wspush.v1 subprotocol: broadcasts in the framed form (issue #17)
- *   bit 1    permessage-deflate (issue #19)
- *   bits 2-4 permessage-deflate server_max_window_bits - 8 (issue #19)
- *   bit 5    TLS (issue #18)
- *   bit 6    authenticated by a token (issue #16)
- *   bit 7    free
- * Bits 0 and 1 together are the connection's broadcast frame kind (server/bcast.h). */
-#define WSP_CONN_X_AUTH (1u << 6) /* its deadline and user id are in the shard's auth arrays */
-
-#define WSP_CONN_X_FRAMED 1u /* xf bit 0: wspush.v1 (WSP_BCAST_FRAMED) */
-
-/* st bit 4: a wspush.v1 connection waits to come in (server/arrival.c): it receives nothing
- * until it has its hello (issue #17). */
-#define WSP_CONN_S_WAITING 0x10u
-
-enum {
-    /* TLS: tcp.data is a wsp_tlsconn_t (server/tlsconn.h) for the connection's whole life;
-     * what a plain connection keeps in tcp.data is in its data slot (conn_data()). */
-    WSP_CONN_X_TLS = 1u << 5,
-};
-
-#define WSP_CONN_NO_TABLE 3u
-#define WSP_CONN_DRAIN_SECONDS 5
-
-/* 256 bytes: the allocator's 256 B size class. tcp.data carries the one per-state pointer
- * (handshake buffer, then the on-demand wslay state or the channel extension) so the struct
- * needs no extra word, and the owning shard is tcp.loop->data. */
-struct wsp_conn_s {
-    uv_tcp_t tcp;      /* first member: libuv hands &tcp back to every callback */
-    uint32_t idx : 24; /* slot in the shard table named by the table bits (< WSP_TABLE_MAX) */
-    uint32_t xf : 8;   /* WSP_CONN_X_*: what the upgrade negotiated */
-    uint8_t st;        /* state (bits 0-1, WSP_CONN_*) and table (bits 2-3, WSP_SHARD_T_*) */
-    uint8_t flags;     /* WSP_CONN_F_* */
-    uint8_t deadline;  /* shard tick at which a HANDSHAKE or DRAINING connection is dropped */
-    uint8_t reason;    /* WSP_CLOSE_* + 1 once decided; 0 = not yet */
-};
-static_assert(sizeof(struct wsp_conn_s) <= 256, "bytes per connection: update docs/BENCHMARKS.md");
-
-/* Only for connections that chose channels: their subscriptions and the parser state. */
-typedef struct wsp_connext_s {
-    wsp_ws_t *ws;
-    uint8_t n;
-    struct {
-        wsp_chan_t *ch;
-        uint32_t idx;
-    } sub[];
-} wsp_connext_t;
-
-static inline unsigned conn_state(const wsp_conn_t *c) { return c->st & 3u; }
-static inline unsigned conn_table(const wsp_conn_t *c) { return (c->st >> 2) & 3u; }
-static inline void conn_set_state(wsp_conn_t *c, unsigned s)
-{
-    c->st = (uint8_t)((c->st & ~3u) | s);
-}
-static inline void conn_set_table(wsp_conn_t *c, unsigned t)
-{
-    c->st = (uint8_t)((c->st & ~12u) | (t << 2));
-}
-
 /* A queued write: the tail of a broadcast frame (holds a reference to msg) or a copy of
  * small protocol bytes (101 response, pong, close). Only exists when the socket is full. */
 typedef struct wsp_wreq_s {
@@ -104,32 +31,6 @@ typedef struct wsp_wreq_s {
 static void on_conn_close(uv_handle_t *h);
 static void on_conn_write(uv_write_t *req, int status);
 static void conn_linger(wsp_conn_t *c);
-
-static inline wsp_shard_conn_t *conn_shard(const wsp_conn_t *c)
-{
-    return wsp_shard_conn_of(c->tcp.loop);
-}
-
-static inline uv_stream_t *conn_stream(wsp_conn_t *c) { return (uv_stream_t *)&c->tcp; }
-
-static inline wsp_shard_stats_t *conn_stats(const wsp_conn_t *c) { return conn_shard(c)->stats; }
-
-static inline int conn_tls(const wsp_conn_t *c) { return (c->xf & WSP_CONN_X_TLS) != 0; }
-
-static inline wsp_tlsconn_t *conn_tlsx(const wsp_conn_t *c) { return c->tcp.data; }
-
-/* Where the per-state pointer (handshake buffer, wslay state, extension) lives: tcp.data, or
- * the data slot of a TLS connection's wsp_tlsconn_t. */
-static inline void **conn_data(wsp_conn_t *c)
-{
-    return conn_tls(c) ? &conn_tlsx(c)->data : &c->tcp.data;
-}
-
-/* 1 when c's writes are sealed here (TLS without kTLS): never for a plain connection. */
-static inline int conn_seals(const wsp_conn_t *c)
-{
-    return conn_tls(c) && !(conn_tlsx(c)->flags & WSP_TLSCONN_F_KTLS);
-}
 
 int wsp_conn_state(const wsp_conn_t *c) { return (int)conn_state(c); }
 
@@ -168,7 +69,7 @@ static void conn_set_chan_idx(wsp_conn_t *c, wsp_chan_t *ch, uint32_t idx)
 }
 
 /* Where the on-demand parser state lives: tcp.data, or the channel extension. */
-static wsp_ws_t **conn_ws_slot(wsp_conn_t *c)
+wsp_ws_t **wsp__conn_ws_slot(wsp_conn_t *c)
 {
     if (c->flags & WSP_CONN_F_EXT)
         return &((wsp_connext_t *)*conn_data(c))->ws;
@@ -215,7 +116,7 @@ static void conn_untrack(wsp_conn_t *c)
 }
 
 /* Moves c into shard table t (from the one it is in, if any). 0 or -ENOMEM (c unmoved). */
-static int conn_move(wsp_conn_t *c, unsigned table)
+int wsp__conn_move(wsp_conn_t *c, unsigned table)
 {
     unsigned cur = conn_table(c);
     if (cur == table)
@@ -264,7 +165,7 @@ static void on_conn_close(uv_handle_t *h)
     if (conn_table(c) != WSP_CONN_NO_TABLE)
         conn_untrack(c);
     if (c->flags & WSP_CONN_F_UPGRADED) {
-        wsp_ws_free(*conn_ws_slot(c));
+        wsp_ws_free(*wsp__conn_ws_slot(c));
         if (c->flags & WSP_CONN_F_EXT)
             free(*conn_data(c));
     } else {
@@ -444,7 +345,7 @@ void wsp_conn_drain(wsp_conn_t *c, uint16_t code)
     }
     conn_forget_resume(c); /* a connection that goes never comes in */
     /* Out of the OPEN table (and every channel) first: it must stop receiving broadcasts. */
-    if (conn_move(c, WSP_SHARD_T_TIMED) < 0) {
+    if (wsp__conn_move(c, WSP_SHARD_T_TIMED) < 0) {
         wsp_conn_close(c);
         return;
     }
@@ -537,7 +438,7 @@ void wsp__conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
     if (n == 0 || conn_state(c) != WSP_CONN_OPEN)
         return;
     c->flags &= (uint8_t)~WSP_CONN_F_PING_OUT; /* any byte from the peer shows it is alive */
-    wsp_ws_t **slot = conn_ws_slot(c);
+    wsp_ws_t **slot = wsp__conn_ws_slot(c);
     wsp_ws_t *ws = *slot;
     int code = 0;
     wsp_shard_conn_t *sc = conn_shard(c);
@@ -564,7 +465,7 @@ void wsp__conn_feed(wsp_conn_t *c, const uint8_t *p, size_t n)
 }
 
 /* Joins the channels chosen in the query; a connection without ?channels= costs nothing. */
-static int conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
+int wsp__conn_subscribe(wsp_conn_t *c, const wsp_chanlist_t *cl)
 {
     int wants_default = 0;
     unsigned named = 0;
@@ -637,8 +538,8 @@ int wsp_conn_send_all(wsp_conn_t *c, wsp_msg_t *const *m, unsigned n)
 int wsp_conn_join(wsp_conn_t *c, const wsp_chanlist_t *cl)
 {
     c->st &= (uint8_t)~WSP_CONN_S_WAITING;
-    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* conn_subscribe() decides it again */
-    return conn_subscribe(c, cl);
+    c->flags &= (uint8_t)~WSP_CONN_F_NO_DEFAULT; /* wsp__conn_subscribe() decides it again */
+    return wsp__conn_subscribe(c, cl);
 }
 
 void wsp_conn_wait(wsp_conn_t *c)
@@ -664,7 +565,7 @@ int wsp__conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const wsp__conn
     /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
     int rv = g->authed ? wsp_authidx_reserve(&sc->auth->idx, sc->auth->idx.n + 1) : 0;
     if (rv < 0 || (rv = wsp__conn_write_copy(c, resp, (size_t)len)) < 0 ||
-        (rv = conn_move(c, WSP_SHARD_T_OPEN)) < 0)
+        (rv = wsp__conn_move(c, WSP_SHARD_T_OPEN)) < 0)
         return rv;
     if (g->authed) { /* the same slot as OPEN's: both just appended */
         uint32_t slot = wsp_authidx_add(&sc->auth->idx, g->auth.uid, g->auth.deadline);
@@ -686,10 +587,10 @@ int wsp__conn_upgrade(wsp_conn_t *c, const wsp_upgrade_req_t *r, const wsp__conn
         c->xf |= WSP_CONN_X_FRAMED; /* broadcasts in the framed form, after a hello */
         return conn_shard(c)->arrive(conn_shard(c), c, &g->ask);
     }
-    return conn_subscribe(c, &g->channels);
+    return wsp__conn_subscribe(c, &g->channels);
 }
 
-static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void wsp__conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     /* One read buffer per shard: every read is consumed before the next is made. */
@@ -711,7 +612,7 @@ int wsp__conn_input(wsp_conn_t *c, const uint8_t *p, size_t n)
     }
 }
 
-static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void wsp__conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     wsp_conn_t *c = WSP_CONTAINER_OF(s, wsp_conn_t, tcp);
     if (nread == 0)
@@ -768,14 +669,14 @@ int wsp_conn_accept(wsp_shard_conn_t *sc, uv_stream_t *server)
     /* TCP_NODELAY and keepalive come from the listener: accepted sockets inherit them, which
      * saves two syscalls per connection. */
     atomic_fetch_add_explicit(&sc->stats->accepted, 1, memory_order_relaxed);
-    rv = conn_move(c, WSP_SHARD_T_TIMED);
+    rv = wsp__conn_move(c, WSP_SHARD_T_TIMED);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;
     }
     /* +1: the current tick is already partly over; this gives at least the full timeout. */
     c->deadline = (uint8_t)(sc->tick + sc->cfg->handshake_timeout + 1);
-    rv = uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
+    rv = uv_read_start((uv_stream_t *)&c->tcp, wsp__conn_on_alloc, wsp__conn_on_read);
     if (rv < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return rv;

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "channels.h"
+#include "handover.h"
 #include "msg.h"
 #include "shard_conn.h"
 
@@ -103,5 +104,24 @@ int wsp_conn_state(const wsp_conn_t *c);
 
 /* 1 when c has a deadline (HANDSHAKE or DRAINING) that tick has reached. Shard thread. */
 int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick);
+
+/* Live upgrade (issue #20). Describes c for the new process in *h (pointers into c's
+ * memory and into scratch[0..cap), valid until c changes) and gives its socket in *fd.
+ * Returns 0, -EAGAIN when c cannot move yet (its parser holds part of a client frame, or a
+ * wspush.v1 connection has not joined yet), -EALREADY when it never moves (draining or
+ * closing: it finishes here), -ENOTSUP for state the handover does not carry yet (TLS, a
+ * token), or -E2BIG when its queued bytes exceed cap.
+ * Owning shard thread. */
+int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap);
+
+/* c went to the new process (its descriptor was sent): it is closed here without a byte
+ * written or read, counted as handed over. Owning shard thread. */
+void wsp_conn_handed(wsp_conn_t *c);
+
+/* Makes a connection of sc's shard on loop from socket fd (now the connection's, even on
+ * failure) and what the old process said of it: its state, queued bytes (written first),
+ * channels and handshake so far. Returns 0 or a negative errno (fd then closed). Owning
+ * shard thread. */
+int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h);
 
 #endif

@@ -1,8 +1,8 @@
 /* The admission step of a connection, the third file of the connection module
  * (server/conn_int.h): the bytes of an HTTP upgrade request are buffered and parsed, then
  * admitted or refused with an HTTP status; conn.c's wsp__conn_upgrade() makes an admitted
- * request a connection. The struct of a connection stays private to conn.c. Owning shard
- * thread only. */
+ * request a connection; the buffer of a request split over several reads is server/hsbuf.c.
+ * Owning shard thread only. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,18 +12,13 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "framed.h"
+#include "hsbuf.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
 #include "pmd.h"
 #include "resume.h"
 #include "upgrade.h"
-
-/* A partial handshake, kept only while the request is incomplete. */
-typedef struct wsp_hsbuf_s {
-    uint32_t len, cap;
-    uint8_t data[];
-} wsp_hsbuf_t;
 
 /* The handshake failed: answer status with resp[0..len) and close once it is written. */
 static void conn_refuse(wsp_conn_t *c, int status, const char *resp, size_t len)
@@ -57,62 +52,6 @@ static void conn_reject_auth(wsp_conn_t *c, int status, int fail)
         return;
     }
     conn_refuse(c, status, resp, (size_t)len);
-}
-
-/* The size of a handshake buffer for need bytes: doubling from cap, at most the header cap. */
-static uint32_t hs_cap(uint32_t cap, size_t need)
-{
-    while (cap < need)
-        cap *= 2;
-    return cap > WSP_UPGRADE_MAX_HEADER ? WSP_UPGRADE_MAX_HEADER : cap;
-}
-
-/* Handshake, step 1: the bytes to parse. A request is parsed straight from the shard's read
- * buffer; only one split over several reads has a buffer of its own (conn_hs_keep()), to which p
- * is appended here, at most up to the header cap (the parser answers 431 past it). Sets *req
- * and *len to what to parse and *taken to how much of p[0..n) that holds. Returns 0 or
- * -ENOMEM. */
-static int conn_hs_buffer(wsp_conn_t *c, const uint8_t *p, size_t n, const uint8_t **req,
-                          size_t *len, size_t *taken)
-{
-    wsp_hsbuf_t *hb = *wsp__conn_data(c);
-    *req = p;
-    *len = *taken = n;
-    if (hb == NULL)
-        return 0;
-    size_t room = WSP_UPGRADE_MAX_HEADER - hb->len;
-    *taken = n < room ? n : room;
-    if (hb->len + *taken > hb->cap) {
-        uint32_t cap = hs_cap(hb->cap * 2, hb->len + *taken);
-        wsp_hsbuf_t *nb = realloc(hb, sizeof(*hb) + cap);
-        if (nb == NULL)
-            return -ENOMEM;
-        hb = nb;
-        hb->cap = cap;
-        *wsp__conn_data(c) = hb;
-    }
-    memcpy(hb->data + hb->len, p, *taken);
-    hb->len += (uint32_t)*taken;
-    *req = hb->data;
-    *len = hb->len;
-    return 0;
-}
-
-/* The request is incomplete: keep what arrived (rare, most arrive in one segment) until it
- * completes or the handshake times out. Returns 0 or -ENOMEM. */
-static int conn_hs_keep(wsp_conn_t *c, const uint8_t *p, size_t n)
-{
-    if (*wsp__conn_data(c) != NULL)
-        return 0; /* conn_hs_buffer() appended it already */
-    uint32_t cap = hs_cap(512, n);
-    wsp_hsbuf_t *hb = malloc(sizeof(*hb) + cap);
-    if (hb == NULL)
-        return -ENOMEM;
-    hb->cap = cap;
-    hb->len = (uint32_t)(n < cap ? n : cap);
-    memcpy(hb->data, p, hb->len);
-    *wsp__conn_data(c) = hb;
-    return 0;
 }
 
 /* permessage-deflate (RFC 7692): the first offer we can honour, in the order of every
@@ -180,7 +119,7 @@ void wsp__conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     wsp_shard_conn_t *sc = wsp__conn_shard(c);
     const uint8_t *req;
     size_t reqlen, taken;
-    if (conn_hs_buffer(c, p, n, &req, &reqlen, &taken) < 0) {
+    if (wsp_hsbuf_append((wsp_hsbuf_t **)wsp__conn_data(c), p, n, &req, &reqlen, &taken) < 0) {
         wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return;
     }
@@ -188,7 +127,7 @@ void wsp__conn_handshake(wsp_conn_t *c, const uint8_t *p, size_t n)
     int status = 400;
     int rv = wsp_upgrade_parse(req, reqlen, &r, &status);
     if (rv == -EAGAIN) {
-        if (conn_hs_keep(c, p, n) < 0)
+        if (wsp_hsbuf_keep((wsp_hsbuf_t **)wsp__conn_data(c), p, n) < 0)
             wsp_conn_close_why(c, WSP_CLOSE_ERROR);
         return;
     }

@@ -1,10 +1,14 @@
 #include "coordinator.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -15,10 +19,12 @@
 #include "channels.h"
 #include "fetch.h"
 #include "link.h"
+#include "liveup.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
 #include "publisher.h"
+#include "reexec.h"
 #include "shard.h"
 
 /* In a supervised worker the supervisor's shared metrics memory is this descriptor. */
@@ -55,6 +61,7 @@ typedef struct wsp_coord_s {
     wsp_resume_queue_t fetchq; /* shards -> coordinator (Redis only) */
     uv_async_t fetch_wake;
     int fetch_init;
+    wsp_liveup_t up; /* live upgrade (issue #20) */
 } wsp_coord_t;
 
 /* --- broadcasts --- */
@@ -129,8 +136,12 @@ static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const
                             size_t len, uint64_t seq, const wsp_pub_chseq_t *cs, const char *reason)
 {
     wsp_coord_t *co = user;
+    /* A live upgrade keeps it for the new process (issue #20). */
+    int rv = wsp_liveup_deliver(&co->up, chan, chan_len, payload, len, seq, cs, reason);
+    if (rv != 0)
+        return rv < 0 ? rv : 0;
     wsp_bcast_t *b;
-    int rv = wsp_bcast_new(&b, chan, chan_len, payload, len, seq, co->nshards, &co->done);
+    rv = wsp_bcast_new(&b, chan, chan_len, payload, len, seq, co->nshards, &co->done);
     if (rv == -ENOMEM)
         WSP_LOG(WSP_LOG_ERROR, "event=broadcast_skipped reason=%s error=ENOMEM", reason);
     if (rv < 0)
@@ -151,8 +162,10 @@ static int on_coord_deliver_user(void *user, const char *sub, size_t sub_len,
                                  const uint8_t *payload, size_t len, uint64_t tag)
 {
     wsp_coord_t *co = user;
-    if (co->stopping)
-        return -EAGAIN; /* the shards are going away; the caller reports 0 */
+    /* Stopping, the shards are going away; handing over (issue #20), connections move: the
+     * caller reports 0 (a user message is not queued for the new process). */
+    if (co->stopping || wsp_liveup_busy(&co->up))
+        return -EAGAIN;
     wsp_bcast_t *b;
     int rv = wsp_bcast_new(&b, NULL, 0, payload, len, 0, co->nshards, &co->done);
     if (rv < 0)
@@ -234,12 +247,44 @@ static void on_coord_link(void *user, int up)
 
 static void coord_stop(wsp_coord_t *co, const char *why);
 
+static void on_coord_free_handle(uv_handle_t *h) { free(h); }
+
 static void on_coord_trigger(void *user)
 {
     wsp_coord_t *co = user;
     int rv = wsp_link_send(&co->sup, WSP_IPC_TRIGGER, 0, NULL, 0);
     if (rv < 0)
         WSP_LOG(WSP_LOG_ERROR, "event=supervisor_write_failed error=%s", uv_err_name(rv));
+}
+
+/* The supervisor replaces this worker (issue #20): the control socket of the new worker came
+ * with the packet (SCM_RIGHTS; the link is an IPC pipe); its pid is the packet's seq. */
+static void coord_upgrade_offer(wsp_coord_t *co, uint32_t peer)
+{
+    uv_stream_t *link = (uv_stream_t *)&co->sup.pipe;
+    uv_pipe_t *tmp = NULL;
+    uv_os_fd_t fd = -1;
+    int rv = uv_pipe_pending_count(&co->sup.pipe) > 0 ? 0 : -ENOENT;
+    /* One pipe handle to take the descriptor from libuv; closed at once. */
+    if (rv == 0 && (tmp = malloc(sizeof(*tmp))) == NULL)
+        rv = -ENOMEM;
+    if (rv == 0 && (rv = uv_pipe_init(&co->loop, tmp, 0)) < 0) {
+        free(tmp);
+        tmp = NULL;
+    }
+    if (rv == 0 && (rv = uv_accept(link, (uv_stream_t *)tmp)) == 0 &&
+        (rv = uv_fileno((uv_handle_t *)tmp, &fd)) == 0 && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        rv = -errno;
+    if (tmp)
+        uv_close((uv_handle_t *)tmp, on_coord_free_handle);
+    if (rv < 0) {
+        WSP_LOG(WSP_LOG_ERROR, "event=upgrade_failed reason=no_socket error=%s", uv_err_name(rv));
+        return;
+    }
+    /* libuv made it non-blocking; the handover's sends block with a timeout instead. */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        WSP_LOG(WSP_LOG_WARN, "event=upgrade_socket_flags error=%s", uv_err_name(-errno));
+    wsp_liveup_offer(&co->up, fd, peer);
 }
 
 /* A worker's delivery report of a user message, to the supervisor that waits for it. */
@@ -262,6 +307,10 @@ static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const ui
     size_t chan_len;
     const uint8_t *msg;
     size_t msg_len;
+    if (type == WSP_IPC_UPGRADE && !co->stopping) {
+        coord_upgrade_offer(co, (uint32_t)seq);
+        return;
+    }
     if (type == WSP_IPC_USER) {
         if (wsp_ipc_split_channel(payload, len, &chan, &chan_len, &msg, &msg_len) < 0 ||
             chan_len == 0) {
@@ -279,6 +328,8 @@ static void on_coord_sup_packet(void *user, uint8_t type, uint64_t seq, const ui
         WSP_LOG(WSP_LOG_ERROR, "event=supervisor_protocol_error reason=channel");
         return;
     }
+    if (wsp_liveup_supervisor(&co->up, chan, chan_len, msg, msg_len, seq, &cs))
+        return; /* a new worker: published once it takes over */
     wsp_pub_relay(co->pub, chan, chan_len, msg, msg_len, seq, &cs, "supervisor");
 }
 
@@ -297,7 +348,7 @@ static void on_coord_sup_end(void *user, int protocol, int err)
 
 static int coord_link_supervisor(wsp_coord_t *co)
 {
-    int rv = wsp_link_init(&co->sup, &co->loop);
+    int rv = wsp_link_init(&co->sup, &co->loop, 1); /* IPC: an upgrade's socket comes this way */
     if (rv < 0)
         return rv;
     if ((rv = uv_pipe_open(&co->sup.pipe, co->cfg->worker_fd)) < 0 ||
@@ -349,9 +400,11 @@ static void coord_finish(wsp_coord_t *co)
     uv_walk(&co->loop, coord_close_walk, NULL);
 }
 
+/* A shard's thread is ending, or (live upgrade) a shard sent or adopted all it had. */
 static void on_coord_exited(uv_async_t *a)
 {
     wsp_coord_t *co = WSP_CONTAINER_OF(a, wsp_coord_t, exited);
+    wsp_liveup_shard_event(&co->up);
     for (unsigned i = 0; i < co->nshards; i++)
         if (!wsp_shard_exited(co->shards[i]))
             return;
@@ -363,6 +416,7 @@ static void coord_stop(wsp_coord_t *co, const char *why)
 {
     if (co->stopping)
         return;
+    wsp_liveup_cancel(&co->up);
     co->stopping = 1;
     WSP_LOG(WSP_LOG_INFO, "event=shutdown signal=%s drain_seconds=%u", why, co->cfg->drain_seconds);
     wsp_pub_stop(co->pub); /* no more ticks, no more Redis */
@@ -373,6 +427,17 @@ static void coord_stop(wsp_coord_t *co, const char *why)
     for (unsigned i = 0; i < co->nshards; i++)
         wsp_shard_stop(co->shards[i]);
 }
+
+/* Live upgrade, old process: END is sent; the new process publishes from here on. */
+static void on_coord_handed(void *user)
+{
+    wsp_coord_t *co = user;
+    co->stopping = 1;
+    if (co->sup_open)
+        (void)uv_read_stop((uv_stream_t *)&co->sup.pipe); /* cannot fail on an open pipe */
+}
+
+static void on_coord_upgrade(void *user) { wsp_liveup_start(&((wsp_coord_t *)user)->up); }
 
 static void on_coord_signal_stop(void *user, int signum)
 {
@@ -391,6 +456,7 @@ static const wsp_pub_ops_t coord_pub_ops = {
     .link = on_coord_link,
     .trigger = on_coord_trigger,
     .stop = on_coord_signal_stop,
+    .upgrade = on_coord_upgrade,
     .deliver_user = on_coord_deliver_user,
     .redis_reporters = on_coord_redis_reporters,
     .reached = on_coord_reached,
@@ -453,7 +519,10 @@ static int coord_stats_init(wsp_coord_t *co)
             co->stats_map_len = len;
             co->stats = (wsp_proc_stats_t *)p + cfg->worker_id;
             co->stats_mapped = 1;
-            wsp_metrics_reset_gauges(co->stats); /* a restarted worker reuses its slot */
+            /* A restarted worker reuses its slot; a live upgrade's new worker shares it with
+             * the old one, whose gauges move over connection by connection. */
+            if (co->up.ctl < 0)
+                wsp_metrics_reset_gauges(co->stats);
         }
     }
     if (co->stats == NULL) {
@@ -476,11 +545,15 @@ static void coord_stats_free(wsp_coord_t *co)
 {
     if (co->stats == NULL)
         return;
-    atomic_store_explicit(&co->stats->up, 0, memory_order_relaxed);
-    if (co->stats_mapped) {
+    if (co->stats_mapped && wsp_liveup_handed(&co->up)) {
+        /* A live upgrade's new worker serves from this slot now. */
+        (void)munmap(co->stats_map, co->stats_map_len); /* cannot fail for our own mapping */
+    } else if (co->stats_mapped) {
+        atomic_store_explicit(&co->stats->up, 0, memory_order_relaxed);
         wsp_metrics_reset_gauges(co->stats);
         (void)munmap(co->stats_map, co->stats_map_len); /* cannot fail for our own mapping */
     } else {
+        atomic_store_explicit(&co->stats->up, 0, memory_order_relaxed);
         free(co->stats);
     }
     co->stats = NULL;
@@ -518,7 +591,10 @@ static int coord_open(wsp_coord_t *co)
 {
     const wsp_config_t *cfg = co->cfg;
     int rv = coord_stats_init(co);
-    if (rv < 0 || (rv = coord_bind_all(co)) < 0 || (rv = uv_loop_init(&co->loop)) < 0)
+    if (rv == 0) /* a live upgrade's new process gets its listeners from the old one */
+        rv = co->up.ctl >= 0 ? wsp_liveup_adopt_hello(&co->up, co->fds, &co->port)
+                             : coord_bind_all(co);
+    if (rv < 0 || (rv = uv_loop_init(&co->loop)) < 0)
         return rv;
     co->loop_open = 1;
     /* The exit notification must exist before any shard can end. */
@@ -539,9 +615,10 @@ static int coord_open(wsp_coord_t *co)
     wsp_shard_hist_t h = {&co->hist, &co->pos, redis ? &co->fetchq : NULL,
                           redis ? NULL : cfg->epoch, !redis && cfg->worker_fd >= 0};
     for (unsigned i = 0; i < cfg->threads; i++) {
-        int fd = co->fds[i];
-        co->fds[i] = -1; /* the shard owns it now, even if it fails */
-        rv = wsp_shard_new(&co->shards[i], i, cfg, fd, &co->lim, &co->stats->shard[i],
+        int fd = co->fds[i], ho = co->up.ho_socks[i];
+        co->up.lfds[i] = fd;                  /* for a live upgrade's HELLO: the shard owns it */
+        co->fds[i] = co->up.ho_socks[i] = -1; /* the shard owns them now, even if it fails */
+        rv = wsp_shard_new(&co->shards[i], i, cfg, fd, ho, &co->lim, &co->stats->shard[i],
                            co->auth ? wsp_auth_shard(co->auth, i) : NULL, &co->exited, co->tls);
         if (rv < 0)
             return rv;
@@ -571,22 +648,31 @@ static int coord_start(wsp_coord_t *co)
         return rv;
     if (role == WSP_PUB_WORKER && (rv = coord_link_supervisor(co)) < 0)
         return rv;
-    if ((rv = wsp_pub_open(co->pub)) < 0)
+    wsp_liveup_attach(&co->up, co->pub, co->shards, co->stats, co->port, on_coord_handed, co);
+    if (wsp_liveup_adopting(&co->up)) /* the publisher opens once everything is adopted */
+        wsp_pub_adopt_admin(co->pub, wsp_liveup_take_admin(&co->up));
+    else if ((rv = wsp_pub_open(co->pub)) < 0) {
         return rv;
+    }
     for (; co->started < co->nshards; co->started++)
         if ((rv = wsp_shard_start(co->shards[co->started])) < 0)
             return rv;
-    return 0;
+    /* Loops run: a new process is ready; the old one stops accepting and hands over. */
+    return wsp_liveup_adopting(&co->up) ? wsp_liveup_ready(&co->up) : 0;
 }
 
 static void coord_serve(wsp_coord_t *co)
 {
     const wsp_config_t *cfg = co->cfg;
-    WSP_LOG(WSP_LOG_INFO,
-            "event=listening bind=%s port=%d threads=%u path=%s interval=%u admin_port=%d",
-            cfg->bind, co->port, co->nshards, cfg->path, cfg->interval,
-            wsp_pub_admin_port(co->pub));
-    wsp_pub_start(co->pub);
+    if (!wsp_liveup_adopting(&co->up)) { /* else after the takeover (server/liveup.c) */
+        WSP_LOG(WSP_LOG_INFO,
+                "event=listening bind=%s port=%d threads=%u path=%s interval=%u admin_port=%d",
+                cfg->bind, co->port, co->nshards, cfg->path, cfg->interval,
+                wsp_pub_admin_port(co->pub));
+        wsp_pub_start(co->pub);
+        if (cfg->worker_fd < 0 && wsp_reexec_notify("READY=1") < 0)
+            WSP_LOG(WSP_LOG_WARN, "event=sd_notify_failed");
+    }
     (void)uv_run(&co->loop, UV_RUN_DEFAULT); /* until coord_finish() closed everything */
     if (co->joined == 0)                     /* the loop ended early */
         coord_finish(co);
@@ -619,6 +705,7 @@ static int coord_teardown(wsp_coord_t *co, int rv)
             WSP_LOG(WSP_LOG_ERROR, "event=loop_close_failed error=%s", uv_err_name(crv));
     }
     wsp_link_reset(&co->sup);
+    wsp_liveup_free(&co->up);
     wsp_pub_free(co->pub);
     if (co->fetch_init)
         wsp_resume_queue_free(&co->fetchq);
@@ -634,7 +721,7 @@ static int coord_teardown(wsp_coord_t *co, int rv)
 }
 
 int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget,
-                  wsp_tlsterm_t *tls)
+                  wsp_tlsterm_t *tls, int ho_fd)
 {
     if (cfg->threads > WSP_METRICS_MAX_SHARDS)
         return -EINVAL;
@@ -650,6 +737,7 @@ int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budge
     co->fds = wsp_xcalloc(cfg->threads, sizeof(int));
     for (unsigned i = 0; i < cfg->threads; i++)
         co->fds[i] = -1;
+    wsp_liveup_init(&co->up, &co->loop, cfg, ho_fd);
     co->shards = wsp_xcalloc(cfg->threads, sizeof(*co->shards));
     int rv = coord_open(co);
     if (rv == 0)

@@ -19,8 +19,11 @@
  * is freed. With tls (the caller's, outliving the call) the listeners speak TLS only and
  * SIGHUP reloads its certificate. Returns 0, or a negative errno from startup (bind:
  * -EADDRINUSE, -EINVAL for a bad address, ...; -(WSP_PUB_EADMIN + errno) for the admin
- * listener), before which nothing keeps running. Main thread only, once. */
+ * listener), before which nothing keeps running. ho_fd >= 0 is a live upgrade's control
+ * socket (server/reexec.h): the listeners and connections then come from the process that
+ * started this one, which exits once all are here. SIGUSR2 starts such an upgrade from this
+ * process. Main thread only, once. */
 int wsp_coord_run(const wsp_config_t *cfg, uint64_t max_conns, uint64_t fd_budget,
-                  wsp_tlsterm_t *tls);
+                  wsp_tlsterm_t *tls, int ho_fd);
 
 #endif

@@ -451,6 +451,14 @@ int wsp_httpd_start(wsp_httpd_t **out, uv_loop_t *loop, const char *host, int po
     int fd, rv = wsp_net_listen(host, port, 64, &fd);
     if (rv < 0)
         return rv;
+    return wsp_httpd_adopt(out, loop, fd, h, user);
+}
+
+int wsp_httpd_adopt(wsp_httpd_t **out, uv_loop_t *loop, int fd, const wsp_httpd_handler_t *h,
+                    void *user)
+{
+    *out = NULL;
+    int rv;
     int bound = wsp_net_local_port(fd);
     wsp_httpd_t *s = calloc(1, sizeof *s); /* once per process */
     if (bound < 0 || s == NULL) {
@@ -484,6 +492,12 @@ int wsp_httpd_start(wsp_httpd_t **out, uv_loop_t *loop, const char *host, int po
     s->started = 1;
     *out = s;
     return 0;
+}
+
+int wsp_httpd_fd(const wsp_httpd_t *s)
+{
+    uv_os_fd_t fd;
+    return uv_fileno((const uv_handle_t *)&s->listener, &fd) == 0 ? fd : -EBADF;
 }
 
 int wsp_httpd_port(const wsp_httpd_t *s) { return s->port; }

@@ -62,6 +62,14 @@ typedef struct wsp_httpd_handler_s {
 int wsp_httpd_start(wsp_httpd_t **out, uv_loop_t *loop, const char *host, int port,
                     const wsp_httpd_handler_t *h, void *user);
 
+/* As wsp_httpd_start(), on fd, a listening socket made elsewhere (a live upgrade's, issue #20);
+ * fd is the server's from here on, even on failure. Loop thread. */
+int wsp_httpd_adopt(wsp_httpd_t **out, uv_loop_t *loop, int fd, const wsp_httpd_handler_t *h,
+                    void *user);
+
+/* The listening socket's descriptor (still the server's), or -EBADF. Loop thread. */
+int wsp_httpd_fd(const wsp_httpd_t *s);
+
 /* The bound port (useful with port 0). Loop thread. */
 int wsp_httpd_port(const wsp_httpd_t *s);
 

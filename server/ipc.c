@@ -17,7 +17,7 @@ static int ipc_parse_header(const uint8_t *p, uint8_t *type, uint64_t *seq, uint
 {
     *type = p[0];
     if (*type != WSP_IPC_BROADCAST && *type != WSP_IPC_TRIGGER && *type != WSP_IPC_PUBLISH &&
-        *type != WSP_IPC_USER && *type != WSP_IPC_REACHED)
+        *type != WSP_IPC_USER && *type != WSP_IPC_REACHED && *type != WSP_IPC_UPGRADE)
         return -EBADMSG;
     *seq = 0;
     for (int i = 0; i < 8; i++)

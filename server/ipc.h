@@ -18,6 +18,9 @@ enum {
      * user id (a token's sub, 1..64 bytes) where the channel goes; seq is the request's tag. */
     WSP_IPC_USER = 'U',    /* supervisor -> worker: payload for the user's connections */
     WSP_IPC_REACHED = 'R', /* worker -> supervisor: [conns:8 LE] reached for the tag in seq */
+    /* supervisor -> worker: hand over to the new worker whose pid is seq; its control socket
+     * comes with the packet (SCM_RIGHTS). Issue #20. */
+    WSP_IPC_UPGRADE = 'H',
 };
 
 #define WSP_IPC_HDR 13

@@ -6,10 +6,10 @@
 
 #include "alloc.h"
 
-int wsp_link_init(wsp_link_t *l, uv_loop_t *loop)
+int wsp_link_init(wsp_link_t *l, uv_loop_t *loop, int ipc)
 {
     memset(&l->rd, 0, sizeof(l->rd));
-    return uv_pipe_init(loop, &l->pipe, 0);
+    return uv_pipe_init(loop, &l->pipe, ipc);
 }
 
 static void on_link_write(uv_write_t *req, int status)

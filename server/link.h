@@ -25,8 +25,10 @@ typedef struct wsp_link_s {
 } wsp_link_t;
 
 /* Initialises l's pipe handle on loop (open it with uv_pipe_open() or hand it to uv_spawn()).
- * Returns 0 or a negative errno. */
-int wsp_link_init(wsp_link_t *l, uv_loop_t *loop);
+ * ipc 1 receives descriptors too (a worker: the control socket of a live upgrade, issue #20,
+ * read with uv_pipe_pending_count() and uv_accept() in the packet callback). Returns 0 or a
+ * negative errno. */
+int wsp_link_init(wsp_link_t *l, uv_loop_t *loop, int ipc);
 
 /* Starts reading: fn for each packet, end once reading stops (see above). Returns 0 or a
  * negative errno. */

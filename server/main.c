@@ -18,6 +18,7 @@
 #include "log.h"
 #include "net.h"
 #include "publisher.h"
+#include "reexec.h"
 #include "supervisor.h"
 #include "tlsterm.h"
 #include "uring.h"
@@ -120,7 +121,7 @@ static int main_tls(const wsp_config_t *cfg, wsp_tlsterm_t **out)
 
 /* A serving process: sized to its nofile limit, then the coordinator. Returns what
  * wsp_coord_run() returned, or 1 when the limit or TLS cannot be set up (said on stderr). */
-static int main_serve(const wsp_config_t *cfg)
+static int main_serve(const wsp_config_t *cfg, int ho_fd)
 {
     wsp_tlsterm_t *tls; /* first: a bad certificate is the only line printed */
     if (main_tls(cfg, &tls) != 0)
@@ -148,7 +149,7 @@ static int main_serve(const wsp_config_t *cfg)
                 (unsigned long long)cfg->max_conns, (unsigned long long)room);
     WSP_LOG(WSP_LOG_INFO, "event=limits max_conns=%llu fd_budget=%llu",
             (unsigned long long)max_conns, (unsigned long long)room);
-    rv = wsp_coord_run(cfg, max_conns, room, tls);
+    rv = wsp_coord_run(cfg, max_conns, room, tls, ho_fd);
     wsp_tlsterm_free(tls);
     return rv;
 }
@@ -213,6 +214,17 @@ int main(int argc, char **argv)
     wsp_log_level = cfg.log_level;
     if (main_role(&cfg) != 0)
         return 1;
+    /* What SIGUSR2 starts again (issue #20): this binary's path now, these arguments. */
+    int ho_fd = wsp_reexec_inherited();
+    const char *ho_epoch = ho_fd >= 0 ? wsp_reexec_inherited_epoch() : NULL;
+    if (ho_epoch && cfg.worker_fd < 0 && strlen(ho_epoch) <= WSP_CONFIG_EPOCH_MAX) {
+        /* The old process's epoch: its clients' numbers go on. Which channel is where is
+         * learnt from what is published, as by a worker started late. */
+        strcpy(cfg.epoch, ho_epoch);
+        cfg.worker_restart = 1;
+    }
+    if ((rv = wsp_reexec_record(argc, argv)) < 0)
+        WSP_LOG(WSP_LOG_WARN, "event=upgrade_unavailable error=%s", uv_err_name(rv));
     /* This process's epoch (issue #17): its channel numbers start here. A worker has its
      * supervisor's (--worker-epoch). */
     if (cfg.epoch[0] == '\0' && (rv = wsp_framed_epoch_new(cfg.epoch)) < 0) {
@@ -233,7 +245,7 @@ int main(int argc, char **argv)
         rv = wsp_super_run(&cfg, argc, argv, keys_fd); /* each worker sizes itself */
         if (keys_fd >= 0)
             close(keys_fd);
-    } else if ((rv = main_serve(&cfg)) == 1) {
+    } else if ((rv = main_serve(&cfg, ho_fd)) == 1) {
         return 1;
     }
     return main_exit(&cfg, rv);

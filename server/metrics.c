@@ -16,7 +16,7 @@ const double wsp_metrics_bcast_bounds[WSP_METRICS_BCAST_BUCKETS] = {
 static const char *const close_names[WSP_CLOSE__N] = {
     "client",   "handshake_timeout", "handshake_failed", "refused",      "slow_consumer",
     "protocol", "too_big",           "invalid_utf8",     "ping_timeout", "shutdown",
-    "error",    "token_expired",     "token_invalid",    "tls",
+    "error",    "token_expired",     "token_invalid",    "tls",          "handover",
 };
 
 static const char *const hs_names[WSP_HS__N] = {"400", "404", "405", "426",

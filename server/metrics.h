@@ -31,6 +31,7 @@ enum {
     WSP_CLOSE_TOKEN_EXPIRED, /* 4001: the token's exp + leeway passed (issue #16) */
     WSP_CLOSE_TOKEN_INVALID, /* 4003: a refresh with an invalid token or another sub */
     WSP_CLOSE_TLS,           /* a TLS failure: handshake, bad record, alert, renegotiation */
+    WSP_CLOSE_HANDOVER,      /* handed to a new process by a live upgrade (#20) */
     WSP_CLOSE__N,
 };
 

@@ -21,7 +21,7 @@
 struct wsp_pub_s {
     uv_timer_t tick;
     uv_timer_t wait_timer; /* deadlines of the user publishes waiting for reports */
-    uv_signal_t sig_usr1, sig_int, sig_term;
+    uv_signal_t sig_usr1, sig_int, sig_term, sig_usr2;
     uv_signal_t sig_hup; /* reloads: each module's own function (wsp_pub_on_reload()) */
     struct {
         wsp_pub_reload_fn fn;
@@ -44,6 +44,7 @@ struct wsp_pub_s {
     wsp_pubwait_t waiting; /* POST /publish?user= requests waiting for delivery reports */
     uint64_t user_id;      /* the last id given to a directly delivered user message */
     wsp_chan_seqs_t cseqs; /* each channel's last number, when this process numbers them */
+    int admin_fd;          /* a live upgrade's admin listener to open instead of binding; -1 */
 };
 
 /* The default channel has no name on the wire: "time" from an admin ?channel= or a Redis
@@ -148,6 +149,35 @@ static void pub_arm_tick(wsp_pub_t *p)
 
 void wsp_pub_start(wsp_pub_t *p) { pub_arm_tick(p); }
 
+void wsp_pub_resume(wsp_pub_t *p, uint64_t seq, uint64_t next_tick_ms)
+{
+    if (seq > p->seq)
+        p->seq = seq;
+    uint64_t now = wsp_net_epoch_ms();
+    if (next_tick_ms == 0 || p->cfg->interval == 0 || p->role == WSP_PUB_WORKER) {
+        pub_arm_tick(p);
+        return;
+    }
+    /* The tick the old process had armed, even if it is due already: none is lost. */
+    p->next_tick_ms = next_tick_ms;
+    int rv = uv_timer_start(&p->tick, on_pub_tick, next_tick_ms > now ? next_tick_ms - now : 0, 0);
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=tick_failed error=%s", uv_err_name(rv));
+}
+
+uint64_t wsp_pub_seq(const wsp_pub_t *p) { return p->seq; }
+
+wsp_chan_seqs_t *wsp_pub_chan_seqs(wsp_pub_t *p) { return &p->cseqs; }
+
+uint64_t wsp_pub_next_tick(const wsp_pub_t *p)
+{
+    return uv_is_active((const uv_handle_t *)&p->tick) ? p->next_tick_ms : 0;
+}
+
+void wsp_pub_adopt_admin(wsp_pub_t *p, int fd) { p->admin_fd = fd; }
+
+int wsp_pub_admin_fd(const wsp_pub_t *p) { return p->admin ? wsp_admin_fd(p->admin) : -1; }
+
 /* --- signals --- */
 
 int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg)
@@ -163,6 +193,14 @@ int wsp_pub_on_reload(wsp_pub_t *p, wsp_pub_reload_fn fn, void *arg)
 static void on_pub_signal(uv_signal_t *s, int signum)
 {
     wsp_pub_t *p = s->data;
+    if (signum == SIGUSR2) { /* a live upgrade: the owner's, if it does them */
+        if (p->ops->upgrade && !p->stopping)
+            p->ops->upgrade(p->user);
+        else
+            WSP_LOG(WSP_LOG_WARN, "event=upgrade_ignored reason=%s",
+                    p->stopping ? "stopping" : "not_here");
+        return;
+    }
     if (signum == SIGHUP) { /* the one reload handler: every module's reload, in order */
         WSP_LOG(WSP_LOG_INFO, "event=reload signal=SIGHUP reloads=%u", p->nreload);
         for (unsigned i = 0; i < p->nreload; i++)
@@ -347,6 +385,7 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
     p->nstats = nstats;
     p->ops = ops;
     p->user = user;
+    p->admin_fd = -1;
     int rv = uv_timer_init(loop, &p->tick);
     if (rv < 0) {
         free(p);
@@ -358,7 +397,8 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
         (rv = pub_signal(p, &p->sig_usr1, SIGUSR1)) < 0 ||
         (rv = pub_signal(p, &p->sig_int, SIGINT)) < 0 ||
         (rv = pub_signal(p, &p->sig_term, SIGTERM)) < 0 ||
-        (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0)
+        (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0 ||
+        (rv = pub_signal(p, &p->sig_usr2, SIGUSR2)) < 0)
         return rv;
     return 0;
 }
@@ -367,9 +407,15 @@ int wsp_pub_open(wsp_pub_t *p)
 {
     const wsp_config_t *cfg = p->cfg;
     int rv;
-    if (p->role != WSP_PUB_WORKER && cfg->admin_host[0] != '\0') {
-        rv = wsp_admin_start(&p->admin, p->loop, cfg->admin_host, cfg->admin_port,
-                             cfg->admin_token[0] ? cfg->admin_token : NULL, &pub_admin_ops, p);
+    const char *token = cfg->admin_token[0] ? cfg->admin_token : NULL;
+    if (p->admin_fd >= 0) { /* the listener a live upgrade handed over */
+        rv = wsp_admin_adopt(&p->admin, p->loop, p->admin_fd, token, &pub_admin_ops, p);
+        p->admin_fd = -1;
+        if (rv < 0)
+            return -(WSP_PUB_EADMIN - rv);
+    } else if (p->role != WSP_PUB_WORKER && cfg->admin_host[0] != '\0') {
+        rv = wsp_admin_start(&p->admin, p->loop, cfg->admin_host, cfg->admin_port, token,
+                             &pub_admin_ops, p);
         if (rv < 0)
             return -(WSP_PUB_EADMIN - rv); /* main() names the admin port */
     }
@@ -407,7 +453,8 @@ void wsp_pub_close(wsp_pub_t *p)
     p->redis = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&p->tick,     (uv_handle_t *)&p->wait_timer,
                          (uv_handle_t *)&p->sig_usr1, (uv_handle_t *)&p->sig_int,
-                         (uv_handle_t *)&p->sig_term, (uv_handle_t *)&p->sig_hup};
+                         (uv_handle_t *)&p->sig_term, (uv_handle_t *)&p->sig_hup,
+                         (uv_handle_t *)&p->sig_usr2};
     for (size_t i = 0; i < WSP_ARRAY_SIZE(hs); i++)
         if (hs[i]->loop != NULL && !uv_is_closing(hs[i])) /* initialised: p was zeroed */
             uv_close(hs[i], NULL); /* the memory is p's: wsp_pub_free() frees it */

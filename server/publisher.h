@@ -55,6 +55,8 @@ typedef struct wsp_pub_ops_s {
     void (*trigger)(void *user);
     /* SIGINT or SIGTERM arrived: the owner starts stopping (and calls wsp_pub_stop()). */
     void (*stop)(void *user, int signum);
+    /* SIGUSR2 arrived: a live upgrade (issue #20); NULL where the owner does none. */
+    void (*upgrade)(void *user);
     /* Delivers payload to the connections of the user sub (issue #16): on the process's
      * shards (coordinator) or through every worker (supervisor). Each process that delivers
      * hands tag back to wsp_pub_user_reached() once. Returns how many such reports to expect,
@@ -94,6 +96,27 @@ int wsp_pub_open(wsp_pub_t *p);
 /* Arms the tick on the next wall-clock multiple of --interval (never in a worker). Loop
  * thread, once the process serves. */
 void wsp_pub_start(wsp_pub_t *p);
+
+/* A live upgrade's new process takes over: numbering goes on after seq, and the tick is
+ * armed for next_tick_ms (the old process's, 0 = the next multiple as wsp_pub_start()). Loop
+ * thread, instead of wsp_pub_start(). */
+void wsp_pub_resume(wsp_pub_t *p, uint64_t seq, uint64_t next_tick_ms);
+
+/* The last number given, and the wall-clock ms of the armed tick (0: none), for a live
+ * upgrade's handover. Loop thread. */
+uint64_t wsp_pub_seq(const wsp_pub_t *p);
+
+/* Each channel's last number, where this process numbers them (issue #17): a live upgrade
+ * hands them over so that the new process goes on in the same epoch. Loop thread. */
+wsp_chan_seqs_t *wsp_pub_chan_seqs(wsp_pub_t *p);
+uint64_t wsp_pub_next_tick(const wsp_pub_t *p);
+
+/* wsp_pub_open() opens the admin API on fd (a live upgrade's, now p's) instead of binding.
+ * Loop thread, before wsp_pub_open(). */
+void wsp_pub_adopt_admin(wsp_pub_t *p, int fd);
+
+/* The admin API's listening socket (still p's), or -1 without one. Loop thread. */
+int wsp_pub_admin_fd(const wsp_pub_t *p);
 
 /* Numbers a broadcast here and delivers it. *seq (may be NULL) gets its number. Returns 0,
  * -EAGAIN while stopping, or what the owner's deliver returned. Loop thread. */

@@ -1,5 +1,7 @@
 #include "shard.h"
 
+#include "shard_int.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <signal.h>
@@ -19,10 +21,7 @@
 #include "table.h"
 #include "uring.h"
 
-#define WSP_SHARD_RING 64      /* broadcasts a shard may lag behind */
-#define WSP_SHARD_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
-#define WSP_SHARD_STEP_MS 100  /* drain and ping slices */
-#define WSP_SHARD_FLUSH_S 5    /* after the drain window, time for the last writes */
+#define WSP_SHARD_RING 64 /* broadcasts a shard may lag behind */
 /* Sends per io_uring_enter in a broadcast pass: 0.66x the CPU of one send() each at 128 here
  * already, 0.62-0.70x from 1,024 on; a bigger batch only costs ring memory (SQ + CQ, 48 KiB). */
 #define WSP_SHARD_URING 1024
@@ -30,40 +29,6 @@
  * ticks of ~60 B sealed take 60 KiB; bigger frames fill it first, which sends the batch
  * early. A 64 KiB frame sealed (65.7 KB) always fits. */
 #define WSP_SHARD_ARENA (256 * 1024)
-
-struct wsp_shard_s {
-    wsp_shard_conn_t sc; /* what its connections see: loop.data points here */
-    uv_loop_t loop;
-    uv_tcp_t listener;
-    uv_async_t wake;
-    uv_timer_t tick_timer;
-    uv_timer_t step_timer; /* drain slices while stopping, ping slices otherwise */
-    uv_thread_t thread;
-    unsigned nhandles; /* handles initialised, closed on teardown */
-    wsp_spsc_t *ring;
-    atomic_int stop_requested;
-    atomic_int exited;
-    uv_async_t *exited_async; /* the coordinator's */
-    int stopping;             /* shard thread only */
-    int handles_closing;      /* shard thread only */
-    int accept_blocked;       /* an accepted connection is waiting for memory */
-    int listen_fd;            /* until the listener handle owns it; -1 after */
-    int loop_open;
-    int loop_close_rv;
-    int started;
-    uint64_t stop_deadline_ms; /* loop time by which every connection is closed */
-    uint32_t drain_per_step;
-    uint32_t ping_cursor;       /* next OPEN slot to ping in this round */
-    uint32_t ping_step;         /* steps into the current round */
-    uint32_t ping_per_step;     /* connections per step in this round */
-    wsp_uring_t *uring;         /* NULL: one uv_try_write per connection */
-    wsp_table_t users;          /* a user message's connections, gathered for its pass */
-    wsp_resume_queue_t results; /* Redis fetches coming back from the coordinator */
-    int results_init;
-    wsp_tlsconn_res_t tls; /* TLS (sc.tls points here): cipher context and buffers */
-    uint8_t *arena;        /* TLS with io_uring: WSP_SHARD_ARENA bytes of sealed records */
-    wsp_pick_shard_t pick; /* the frame kinds' builders: the compressor (#19) */
-};
 
 /* One pass over a broadcast: the frame each connection gets, and what was written. */
 typedef struct wsp_shard_batch_s {
@@ -86,9 +51,8 @@ static inline void *shard_ud(wsp_conn_t *c, unsigned kind) { return (char *)c + 
 
 static void on_shard_wake(uv_async_t *a);
 static void on_shard_tick(uv_timer_t *t);
-static void on_shard_step(uv_timer_t *t);
-static void on_shard_connection(uv_stream_t *server, int status);
 static void on_shard_handle_close(uv_handle_t *h);
+static void shard_drain_step(wsp_shard_t *sh);
 
 static inline wsp_shard_t *shard_of(wsp_shard_conn_t *sc)
 {
@@ -102,12 +66,16 @@ int wsp_shard_exited(const wsp_shard_t *sh)
 
 /* Closes the shard's own handles once a stopping shard has no connection left; the loop then
  * runs out of handles and the thread ends. */
-static void shard_maybe_finish(wsp_shard_t *sh)
+void wsp__shard_maybe_finish(wsp_shard_t *sh)
 {
     if (!sh->stopping || sh->handles_closing || sh->sc.table[WSP_SHARD_T_TIMED].n ||
         sh->sc.table[WSP_SHARD_T_OPEN].n)
         return;
     sh->handles_closing = 1;
+    if (sh->adopting && !uv_is_closing((uv_handle_t *)&sh->ho_poll)) {
+        uv_close((uv_handle_t *)&sh->ho_poll, NULL); /* stopped while adopting */
+        wsp_handoff_free(&sh->ho);
+    }
     uv_close((uv_handle_t *)&sh->wake, NULL);
     uv_close((uv_handle_t *)&sh->tick_timer, NULL);
     uv_close((uv_handle_t *)&sh->step_timer, NULL);
@@ -119,11 +87,12 @@ static void on_shard_conn_freed(wsp_shard_conn_t *sc)
     wsp_shard_t *sh = shard_of(sc);
     /* A listener paused at the budget resumes here (or, if another shard freed the socket,
      * on this shard's next tick). */
-    if (sh->accept_blocked && !sh->stopping && !wsp_shard_conn_over_budget(&sh->sc)) {
+    if (sh->accept_blocked && !sh->stopping && !sh->handing &&
+        !wsp_shard_conn_over_budget(&sh->sc)) {
         sh->accept_blocked = 0;
-        on_shard_connection((uv_stream_t *)&sh->listener, 0);
+        wsp__shard_on_connection((uv_stream_t *)&sh->listener, 0);
     }
-    shard_maybe_finish(sh);
+    wsp__shard_maybe_finish(sh);
 }
 
 /* Writes the frame of kind (given out by wsp_pick_kind()) to c the libuv way: one
@@ -431,10 +400,11 @@ static void shard_begin_stop(wsp_shard_t *sh)
     WSP_LOG(WSP_LOG_INFO, "shard=%u event=shard_stopping closing=%u drain_seconds=%u", sh->sc.id, n,
             sh->sc.cfg->drain_seconds);
     shard_drain_step(sh); /* the first slice now */
-    int rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
+    int rv =
+        uv_timer_start(&sh->step_timer, wsp__shard_on_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
     if (rv < 0) /* cannot pace: close now rather than hang */
         shard_close_all(sh);
-    shard_maybe_finish(sh);
+    wsp__shard_maybe_finish(sh);
 }
 
 /* One ping slice: every open connection is visited once per --ping-interval. One still
@@ -458,10 +428,12 @@ static void shard_ping_step(wsp_shard_t *sh)
     }
 }
 
-static void on_shard_step(uv_timer_t *t)
+void wsp__shard_on_step(uv_timer_t *t)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, step_timer);
-    if (sh->stopping)
+    if (sh->handing == 1)
+        wsp__shard_handover_step(sh);
+    else if (sh->stopping)
         shard_drain_step(sh);
     else
         shard_ping_step(sh);
@@ -484,11 +456,16 @@ static void on_shard_wake(uv_async_t *a)
         shard_pass(sh, b);
     if (sh->sc.pending)
         shard_arrivals(sh, 0);
-    if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping)
+    /* After the passes: a broadcast posted before the handover reaches every connection. */
+    if (atomic_load_explicit(&sh->ho_requested, memory_order_acquire) && !sh->handing &&
+        !sh->stopping)
+        wsp__shard_begin_handover(sh);
+    if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping &&
+        !sh->handing)
         shard_begin_stop(sh);
 }
 
-static void on_shard_connection(uv_stream_t *server, int status)
+void wsp__shard_on_connection(uv_stream_t *server, int status)
 {
     wsp_shard_t *sh = shard_of(wsp_shard_conn_of(server->loop));
     if (status < 0) {
@@ -548,9 +525,9 @@ static void on_shard_tick(uv_timer_t *t)
     wsp_shard_t *sh = WSP_CONTAINER_OF(t, wsp_shard_t, tick_timer);
     sh->sc.tick++;
     shard_expire(sh);
-    if (sh->accept_blocked && !sh->stopping) {
+    if (sh->accept_blocked && !sh->stopping && !sh->handing) {
         sh->accept_blocked = 0;
-        on_shard_connection((uv_stream_t *)&sh->listener, 0);
+        wsp__shard_on_connection((uv_stream_t *)&sh->listener, 0);
     }
     if (sh->sc.log_suppressed && sh->sc.log_tick != sh->sc.tick) {
         WSP_LOG(WSP_LOG_INFO, "shard=%u event=logs_suppressed count=%llu", sh->sc.id,
@@ -602,7 +579,8 @@ static void shard_teardown(wsp_shard_t *sh)
     if (!sh->loop_open)
         return;
     uv_handle_t *hs[] = {(uv_handle_t *)&sh->wake, (uv_handle_t *)&sh->tick_timer,
-                         (uv_handle_t *)&sh->step_timer, (uv_handle_t *)&sh->listener};
+                         (uv_handle_t *)&sh->step_timer, (uv_handle_t *)&sh->listener,
+                         (uv_handle_t *)&sh->ho_poll};
     for (unsigned i = 0; i < sh->nhandles; i++)
         uv_close(hs[i], on_shard_handle_close);
     (void)uv_run(&sh->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
@@ -633,13 +611,23 @@ static int shard_open(wsp_shard_t *sh)
     sh->nhandles++;
     if ((rv = uv_tcp_open(&sh->listener, sh->listen_fd)) < 0)
         return rv;
-    sh->listen_fd = -1; /* the handle owns it now */
-    if ((rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, on_shard_connection)) < 0)
+    sh->listen_fd = -1;     /* the handle owns it now */
+    if (sh->ho.sock >= 0) { /* a live upgrade's: listen once the old shard stopped accepting */
+        if ((rv = uv_poll_init(&sh->loop, &sh->ho_poll, sh->ho.sock)) < 0)
+            return rv;
+        sh->nhandles++;
+        sh->adopting = 1;
+        rv = uv_poll_start(&sh->ho_poll, UV_READABLE, wsp__shard_on_ho_readable);
+    } else {
+        rv = uv_listen((uv_stream_t *)&sh->listener, WSP_SHARD_BACKLOG, wsp__shard_on_connection);
+    }
+    if (rv < 0)
         return rv;
     if ((rv = uv_timer_start(&sh->tick_timer, on_shard_tick, 1000, 1000)) < 0)
         return rv;
     if (sh->sc.cfg->ping_interval)
-        rv = uv_timer_start(&sh->step_timer, on_shard_step, WSP_SHARD_STEP_MS, WSP_SHARD_STEP_MS);
+        rv = uv_timer_start(&sh->step_timer, wsp__shard_on_step, WSP_SHARD_STEP_MS,
+                            WSP_SHARD_STEP_MS);
     return rv;
 }
 
@@ -676,10 +664,19 @@ static int shard_tls_init(wsp_shard_t *sh, wsp_tlsterm_t *tls)
 }
 
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
+                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
                   uv_async_t *exited, wsp_tlsterm_t *tls)
 {
     wsp_shard_t *sh = wsp_xcalloc(1, sizeof(*sh));
+    sh->ho.sock = -1;
+    atomic_init(&sh->ho_requested, 0);
+    atomic_init(&sh->ho_done, 0);
+    if (ho_sock >= 0 && wsp_handoff_init(&sh->ho, ho_sock) < 0) {
+        wsp_handoff_free(&sh->ho); /* closes ho_sock */
+        close(listen_fd);
+        free(sh);
+        return -ENOMEM;
+    }
     sh->sc.id = id;
     sh->sc.auth = auth;
     sh->sc.cfg = cfg;
@@ -776,6 +773,7 @@ void wsp_shard_free(wsp_shard_t *sh)
         return;
     if (!sh->started)
         shard_teardown(sh); /* created but never run: its handles and loop are still open */
+    wsp_handoff_free(&sh->ho);
     /* Connections that were waiting: their fetches are back (the coordinator closed its
      * Redis link before freeing shards), so every wsp_resume_t is the shard's alone. */
     wsp_arrival_free(&sh->sc);

@@ -19,13 +19,16 @@
 typedef struct wsp_shard_s wsp_shard_t;
 
 /* Creates shard id over the bound socket listen_fd (ownership passes to the shard, even on
- * failure). lim holds the process-wide limits; stats are the shard's counters; auth is the
+ * failure). ho_sock >= 0 (also the shard's) makes it a live upgrade's new shard: it adopts
+ * the connections the old process's shard sends there, and listens once that one stopped
+ * accepting (wsp_shard_handover_done() turns true when all came). lim holds the process-wide
+ * limits; stats are the shard's counters; auth is the
  * shard's part of token auth (NULL without it; all three owned by the caller, outliving the
  * shard); exited is signalled when the shard's thread is about to end; tls, when not NULL,
  * makes the listener speak TLS only (the caller's, outliving the shard). Returns 0 or a
  * negative errno. Coordinator thread, before wsp_shard_start(). */
 int wsp_shard_new(wsp_shard_t **out, unsigned id, const wsp_config_t *cfg, int listen_fd,
-                  wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
+                  int ho_sock, wsp_limits_t *lim, wsp_shard_stats_t *stats, wsp_auth_shard_t *auth,
                   uv_async_t *exited, wsp_tlsterm_t *tls);
 
 /* What a shard needs for history and recovery (issue #17), the coordinator's. */
@@ -56,6 +59,15 @@ int wsp_shard_post(wsp_shard_t *sh, wsp_bcast_t *b);
  * --drain-seconds, then to end its thread (at the latest --drain-seconds + 5 s later).
  * Coordinator thread; wsp_shard_exited() turns true, then wsp_shard_join(). */
 void wsp_shard_stop(wsp_shard_t *sh);
+
+/* Live upgrade, old process: after the broadcasts already posted, the shard stops accepting,
+ * sends every connection over sock (now the shard's) to the new process's shard, and ends its
+ * thread once what had to stay has closed; exited is signalled when all was sent
+ * (wsp_shard_handover_done()). Coordinator thread. */
+void wsp_shard_handover(wsp_shard_t *sh, int sock);
+
+/* 1 once every connection was sent (old process) or adopted (new process). Any thread. */
+int wsp_shard_handover_done(const wsp_shard_t *sh);
 
 /* 1 once the shard's thread is about to end (joining will not block long). Any thread. */
 int wsp_shard_exited(const wsp_shard_t *sh);

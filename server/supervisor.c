@@ -16,12 +16,17 @@
 #include "metrics.h"
 #include "net.h"
 #include "publisher.h"
+#include "reexec.h"
 
 #define WSP_SUPER_KILL_EXTRA_MS 10000 /* SIGTERM to SIGKILL: the workers' drain, and room */
 #define WSP_SUPER_BACKOFF_MIN_MS 100
 #define WSP_SUPER_BACKOFF_MAX_MS 5000
 #define WSP_SUPER_STABLE_MS 10000 /* a worker that lived this long resets the backoff */
 #define WSP_SUPER_WORKER_FD 3     /* the socketpair in a worker; 4 is the metrics memfd */
+#define WSP_SUPER_UPGRADE_FD 6    /* a replacement worker's live-upgrade control socket */
+/* Live upgrade: how long a replacement may take, beyond --upgrade-timeout, until the worker it
+ * replaces has handed over and exited (its last writes included). */
+#define WSP_SUPER_UPGRADE_EXTRA_MS 60000
 
 typedef struct wsp_super_s wsp_super_t;
 
@@ -61,9 +66,16 @@ struct wsp_super_s {
     int tls_keys_fd;         /* TLS: memfd of the session ticket keys every worker shares */
     wsp_proc_stats_t *stats; /* its mapping: n slots */
     wsp_pub_t *pub;
+    /* live upgrade (issue #20): workers replaced one at a time */
+    const char *worker_exe; /* what a worker runs: /proc/self/exe until an upgrade */
+    int upgrading;
+    unsigned up_slot;     /* the slot being replaced */
+    wsp_worker_t *up_new; /* its replacement, until the old worker has exited */
+    uv_timer_t up_timer;
 };
 
 static void super_spawn(wsp_super_t *s, unsigned i);
+static int super_up_exit(wsp_super_t *s, wsp_worker_t *w, int64_t status, int sig);
 
 /* --- what the publisher delivers: the same bytes and seq to every live worker --- */
 
@@ -83,8 +95,10 @@ static int on_super_deliver(void *user, const char *chan, size_t chan_len, const
         return n;
     }
     unsigned sent = 0;
-    for (unsigned i = 0; i < s->n; i++) {
-        wsp_worker_t *w = s->slots[i].w;
+    for (unsigned i = 0; i <= s->n; i++) {
+        /* A replacement gets every broadcast too: it publishes those its predecessor did not
+         * deliver (by seq) once it takes over. */
+        wsp_worker_t *w = i < s->n ? s->slots[i].w : s->up_new;
         if (w == NULL)
             continue;
         int rv = wsp_link_send(&w->link, WSP_IPC_BROADCAST, seq, packed, (uint32_t)n);
@@ -174,6 +188,7 @@ static void super_finish(wsp_super_t *s)
     s->finished = 1;
     wsp_pub_close(s->pub); /* /healthz answered 503 until every worker had drained */
     uv_close((uv_handle_t *)&s->kill_timer, NULL);
+    uv_close((uv_handle_t *)&s->up_timer, NULL);
     for (unsigned i = 0; i < s->n; i++)
         uv_close((uv_handle_t *)&s->slots[i].restart, NULL);
 }
@@ -214,10 +229,12 @@ static void on_worker_exit(uv_process_t *p, int64_t exit_status, int term_signal
     else
         WSP_LOG(s->stopping || exit_status == 0 ? WSP_LOG_INFO : WSP_LOG_WARN,
                 "event=worker_exit worker=%u pid=%d status=%" PRId64, w->idx, p->pid, exit_status);
-    s->slots[w->idx].w = NULL;
-    s->alive--;
     uv_close((uv_handle_t *)&w->proc, on_worker_handle_close);
     uv_close((uv_handle_t *)&w->link.pipe, on_worker_handle_close);
+    if (super_up_exit(s, w, exit_status, term_signal))
+        return;
+    s->slots[w->idx].w = NULL;
+    s->alive--;
     if (s->stopping) {
         if (s->alive == 0)
             super_finish(s);
@@ -226,10 +243,12 @@ static void on_worker_exit(uv_process_t *p, int64_t exit_status, int term_signal
     super_schedule_restart(s, w->idx);
 }
 
-/* Starts worker i: this binary again with the supervisor's argv, the slot number as its
- * --worker-id, the socketpair as fd 3, the shared counters as fd 4 and, with TLS, the
- * ticket keys as fd 5. Returns 0 or a negative errno (both handles of w are then closing). */
-static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
+/* Starts worker i: this binary again (or, after a live upgrade, the one at its path) with the
+ * supervisor's argv, the slot number as its --worker-id, the socketpair as fd 3, the shared
+ * counters as fd 4, with TLS the ticket keys as fd 5 and, for a replacement, its upgrade
+ * control socket ctl as fd 6. Returns 0 or a negative errno (both handles of w are then
+ * closing). */
+static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i, int ctl)
 {
     char id[16];
     snprintf(id, sizeof(id), "%u", i);
@@ -242,7 +261,7 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
      * learns positions from what it receives (issue #17). */
     if (wsp_pub_published(s->pub))
         argv[k - 3] = "--worker-restart";
-    uv_stdio_container_t stdio[WSP_SUPER_TLS_KEYS_FD + 1];
+    uv_stdio_container_t stdio[WSP_SUPER_UPGRADE_FD + 1];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_INHERIT_FD;
     stdio[1].data.fd = 1;
@@ -254,14 +273,18 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
     stdio[4].data.fd = s->metrics_fd;
     stdio[WSP_SUPER_TLS_KEYS_FD].flags = s->tls_keys_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
     stdio[WSP_SUPER_TLS_KEYS_FD].data.fd = s->tls_keys_fd;
+    stdio[WSP_SUPER_UPGRADE_FD].flags = UV_INHERIT_FD;
+    stdio[WSP_SUPER_UPGRADE_FD].data.fd = ctl;
     uv_process_options_t opts;
     memset(&opts, 0, sizeof(opts));
-    opts.file = "/proc/self/exe"; /* this very binary, even if the path changed since */
+    opts.file = s->worker_exe;
     opts.args = argv;
     opts.exit_cb = on_worker_exit;
-    opts.stdio_count = WSP_SUPER_TLS_KEYS_FD + 1;
+    opts.stdio_count = ctl >= 0 ? WSP_SUPER_UPGRADE_FD + 1 : WSP_SUPER_TLS_KEYS_FD + 1;
     opts.stdio = stdio;
-    int rv = uv_spawn(&s->loop, &w->proc, &opts);
+    opts.env = ctl >= 0 ? wsp_reexec_env(WSP_SUPER_UPGRADE_FD, NULL) : NULL; /* --worker-epoch */
+    int rv = ctl >= 0 && opts.env == NULL ? -ENOMEM : uv_spawn(&s->loop, &w->proc, &opts);
+    free(opts.env);
     argv[k - 1] = "0"; /* never left pointing at the stack */
     argv[k - 3] = s->epocharg;
     if (rv < 0) {
@@ -272,20 +295,29 @@ static int super_exec(wsp_super_t *s, wsp_worker_t *w, unsigned i)
     return rv;
 }
 
-static void super_spawn(wsp_super_t *s, unsigned i)
+/* A worker for slot i (ctl: see super_exec()); NULL with *err set when it could not start. */
+static wsp_worker_t *super_new_worker(wsp_super_t *s, unsigned i, int ctl, int *err)
 {
     wsp_worker_t *w = calloc(1, sizeof(*w));
-    int rv = w ? wsp_link_init(&w->link, &s->loop) : -ENOMEM;
+    int rv = w ? wsp_link_init(&w->link, &s->loop, 0) : -ENOMEM;
     if (rv == 0) {
         w->s = s;
         w->idx = i;
         w->link.pipe.data = w;
         w->proc.data = w;
         w->handles = 2;
-        rv = super_exec(s, w, i);
+        rv = super_exec(s, w, i, ctl); /* on failure w is freed by its close callbacks */
     } else {
         free(w);
     }
+    *err = rv;
+    return rv < 0 ? NULL : w;
+}
+
+static void super_spawn(wsp_super_t *s, unsigned i)
+{
+    int rv;
+    wsp_worker_t *w = super_new_worker(s, i, -1, &rv);
     if (rv < 0) {
         WSP_LOG(WSP_LOG_ERROR, "event=worker_spawn_failed worker=%u error=%s", i, uv_err_name(rv));
         super_schedule_restart(s, i);
@@ -298,6 +330,124 @@ static void super_spawn(wsp_super_t *s, unsigned i)
     if (rv < 0) /* the worker still runs; it only cannot ask for broadcasts */
         WSP_LOG(WSP_LOG_ERROR, "event=worker_pipe_failed worker=%u error=%s", i, uv_err_name(rv));
     WSP_LOG(WSP_LOG_INFO, "event=worker_started worker=%u pid=%d", i, w->proc.pid);
+}
+
+/* --- live upgrade (issue #20): one worker at a time --- */
+
+static void super_up_next(wsp_super_t *s);
+
+/* Sends w the UPGRADE packet with ctl (SCM_RIGHTS) beside libuv, which has nothing queued on
+ * the link then (packets never interleave). Returns 0 or a negative errno. */
+static int super_up_offer(wsp_worker_t *w, int ctl, uint64_t pid)
+{
+    uv_os_fd_t fd;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&w->link.pipe) != 0)
+        return -EAGAIN;
+    int rv = uv_fileno((uv_handle_t *)&w->link.pipe, &fd);
+    if (rv < 0)
+        return rv;
+    uint8_t hdr[WSP_IPC_HDR];
+    wsp_ipc_header(hdr, WSP_IPC_UPGRADE, pid, 0);
+    return wsp_reexec_send(fd, hdr, sizeof(hdr), &ctl, 1);
+}
+
+static void super_up_stop(wsp_super_t *s, const char *why)
+{
+    if (why)
+        WSP_LOG(WSP_LOG_ERROR,
+                "event=upgrade_failed worker=%u reason=%s msg=\"the remaining "
+                "workers keep running their binary\"",
+                s->up_slot, why);
+    if (s->up_new) {
+        int rv = uv_process_kill(&s->up_new->proc, SIGKILL);
+        (void)rv; /* ESRCH: it exited meanwhile, on_worker_exit follows */
+    }
+    (void)uv_timer_stop(&s->up_timer); /* cannot fail */
+    s->upgrading = 0;
+}
+
+static void on_super_up_timeout(uv_timer_t *t) { super_up_stop(t->data, "timeout"); }
+
+/* A worker exited: the end of a replacement step? Returns 1 when handled here. */
+static int super_up_exit(wsp_super_t *s, wsp_worker_t *w, int64_t status, int sig)
+{
+    if (w == s->up_new) { /* the replacement died: its slot keeps the old worker */
+        s->up_new = NULL;
+        if (s->upgrading)
+            super_up_stop(s, "new_worker_exited");
+        return 1;
+    }
+    if (!s->upgrading || s->up_new == NULL || w != s->slots[s->up_slot].w)
+        return 0;
+    /* The old worker handed over and left (or died meanwhile: the new one serves what came). */
+    wsp_worker_t *nw = s->up_new;
+    s->up_new = NULL;
+    s->slots[w->idx].w = nw;
+    s->slots[w->idx].started_ms = wsp_net_epoch_ms();
+    s->worker_exe = wsp_reexec_path(); /* restarts run the new binary too */
+    WSP_LOG(status == 0 && !sig ? WSP_LOG_INFO : WSP_LOG_WARN,
+            "event=worker_started worker=%u pid=%d upgrade=1 old_status=%d", w->idx, nw->proc.pid,
+            (int)(sig ? -sig : status));
+    (void)uv_timer_stop(&s->up_timer); /* cannot fail */
+    s->up_slot++;
+    super_up_next(s);
+    return 1;
+}
+
+/* Replaces the next live worker: a new one from the binary at our path, given a control socket
+ * whose other end goes to the old worker, which hands its connections over and exits. */
+static void super_up_next(wsp_super_t *s)
+{
+    while (s->up_slot < s->n && s->slots[s->up_slot].w == NULL)
+        s->up_slot++;
+    if (s->up_slot == s->n || s->stopping) {
+        WSP_LOG(WSP_LOG_INFO, "event=upgrade_workers_done workers=%u", s->up_slot);
+        s->upgrading = 0;
+        return;
+    }
+    unsigned i = s->up_slot;
+    wsp_worker_t *old = s->slots[i].w;
+    int sv[2];
+    int rv = wsp_reexec_socketpair(sv);
+    if (rv < 0) {
+        super_up_stop(s, "socketpair");
+        return;
+    }
+    const char *exe = s->worker_exe;
+    s->worker_exe = wsp_reexec_path(); /* the binary installed at our path now */
+    s->up_new = super_new_worker(s, i, sv[1], &rv);
+    s->worker_exe = exe;
+    close(sv[1]);
+    if (rv == 0 && s->up_new &&
+        (rv = wsp_link_read_start(&s->up_new->link, on_worker_packet, on_worker_end, s->up_new)) <
+            0)
+        WSP_LOG(WSP_LOG_ERROR, "event=worker_pipe_failed worker=%u error=%s", i, uv_err_name(rv));
+    if (s->up_new) {
+        WSP_LOG(WSP_LOG_INFO, "event=upgrade_worker_started worker=%u pid=%d old_pid=%d path=%s", i,
+                s->up_new->proc.pid, old->proc.pid, wsp_reexec_path());
+        rv = super_up_offer(old, sv[0], (uint64_t)s->up_new->proc.pid);
+    }
+    close(sv[0]);
+    if (rv == 0)
+        rv = uv_timer_start(&s->up_timer, on_super_up_timeout,
+                            s->cfg->upgrade_timeout * 1000ull + WSP_SUPER_UPGRADE_EXTRA_MS, 0);
+    if (rv < 0)
+        super_up_stop(s, s->up_new ? "offer" : "spawn");
+}
+
+/* SIGUSR2 to the supervisor: replace every worker, one at a time. The supervisor itself
+ * stays: it holds no client connection. */
+static void on_super_upgrade(void *user)
+{
+    wsp_super_t *s = user;
+    if (s->upgrading || s->up_new) {
+        WSP_LOG(WSP_LOG_WARN, "event=upgrade_ignored reason=busy");
+        return;
+    }
+    WSP_LOG(WSP_LOG_INFO, "event=upgrade_workers workers=%u path=%s", s->alive, wsp_reexec_path());
+    s->upgrading = 1;
+    s->up_slot = 0;
+    super_up_next(s);
 }
 
 /* --- stopping --- */
@@ -324,6 +474,8 @@ static void on_super_stop(void *user, int signum)
     s->stopping = 1;
     WSP_LOG(WSP_LOG_INFO, "event=shutdown signal=%s workers=%u", strsignal(signum), s->alive);
     wsp_pub_stop(s->pub);
+    if (s->upgrading || s->up_new)
+        super_up_stop(s, NULL);
     for (unsigned i = 0; i < s->n; i++) {
         (void)uv_timer_stop(&s->slots[i].restart);
         wsp_worker_t *w = s->slots[i].w;
@@ -361,6 +513,7 @@ static const wsp_pub_ops_t super_pub_ops = {
     .link = NULL,    /* the supervisor only publishes to Redis */
     .trigger = NULL, /* only a worker relays */
     .stop = on_super_stop,
+    .upgrade = on_super_upgrade,
     .deliver_user = on_super_deliver_user,
     .redis_reporters = on_super_redis_reporters,
     .reached = NULL, /* only a worker passes reports on */
@@ -429,9 +582,11 @@ static int super_open(wsp_super_t *s)
     if ((rv = super_metrics_init(s)) < 0 || (rv = uv_loop_init(&s->loop)) < 0)
         return rv;
     s->loop_open = 1;
-    if ((rv = uv_timer_init(&s->loop, &s->kill_timer)) < 0)
+    if ((rv = uv_timer_init(&s->loop, &s->kill_timer)) < 0 ||
+        (rv = uv_timer_init(&s->loop, &s->up_timer)) < 0)
         return rv;
     s->kill_timer.data = s;
+    s->up_timer.data = s;
     for (unsigned i = 0; i < s->n; i++) {
         if ((rv = uv_timer_init(&s->loop, &s->slots[i].restart)) < 0)
             return rv;
@@ -453,6 +608,8 @@ static void super_serve(wsp_super_t *s)
     for (unsigned i = 0; i < s->n; i++)
         super_spawn(s, i);
     wsp_pub_start(s->pub);
+    if (wsp_reexec_notify("READY=1") < 0)
+        WSP_LOG(WSP_LOG_WARN, "event=sd_notify_failed");
     (void)uv_run(&s->loop, UV_RUN_DEFAULT); /* until every worker exited after a signal */
     WSP_LOG(WSP_LOG_INFO, "event=stopped");
 }
@@ -496,6 +653,7 @@ int wsp_super_run(const wsp_config_t *cfg, int argc, char **argv, int tls_keys_f
     s->slots = wsp_xcalloc(s->n, sizeof(*s->slots));
     s->port_fd = -1;
     s->metrics_fd = -1;
+    s->worker_exe = "/proc/self/exe"; /* this very binary, even if the path changed since */
     s->tls_keys_fd = tls_keys_fd;
     int rv = super_open(s);
     if (rv == 0) {

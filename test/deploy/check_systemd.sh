@@ -5,7 +5,8 @@
 #
 # verify checks that ExecStart's binary exists. So it runs against a throwaway root holding a
 # copy of the unit, the distribution's own units (for the default dependencies such as
-# sysinit.target) and the wspush binary at ExecStart's path; nothing is installed on the host.
+# sysinit.target), the wspush binary at ExecStart's path and the host's copy of any other
+# Exec*= program (ExecReload's kill); nothing is installed on the host.
 #
 #   check_systemd.sh UNIT_FILE WSPUSH_BINARY        a missing systemd-analyze fails the test
 set -eu
@@ -20,6 +21,12 @@ exec_path=$(sed -n 's/^ExecStart=[-@:+!]*\([^ ]*\).*/\1/p' "$unit" | head -n 1)
 case $exec_path in /*) ;; *) fail "ExecStart is not an absolute path: '$exec_path'" ;; esac
 mkdir -p "$root$(dirname "$exec_path")" "$root/etc/systemd/system" "$root/usr/lib/systemd"
 install -m 0755 "$bin" "$root$exec_path"
+for other in $(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' "$unit" | sort -u); do
+    [ "$other" = "$exec_path" ] && continue
+    [ -x "$other" ] || fail "$other (named by an Exec*= line) is not on this host"
+    mkdir -p "$root$(dirname "$other")"
+    cp "$(readlink -f "$other")" "$root$other"
+done
 cp "$unit" "$root/etc/systemd/system/$name"
 cp -a "$(readlink -f /lib/systemd/system)" "$root/usr/lib/systemd/system"
 

@@ -80,7 +80,8 @@ static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *pay
 {
     struct record *r = user;
     WSP_FUZZ_CHECK(type == WSP_IPC_BROADCAST || type == WSP_IPC_TRIGGER ||
-                   type == WSP_IPC_PUBLISH || type == WSP_IPC_USER || type == WSP_IPC_REACHED);
+                   type == WSP_IPC_PUBLISH || type == WSP_IPC_USER || type == WSP_IPC_REACHED ||
+                   type == WSP_IPC_UPGRADE);
     WSP_FUZZ_CHECK(len <= WSP_IPC_MAX_PAYLOAD);
     WSP_FUZZ_CHECK(len == 0 || payload != NULL);
     uint8_t hdr[WSP_IPC_HDR];
@@ -89,7 +90,7 @@ static void on_packet(void *user, uint8_t type, uint64_t seq, const uint8_t *pay
     WSP_FUZZ_CHECK(memcmp(r->stream + r->off, hdr, WSP_IPC_HDR) == 0);
     WSP_FUZZ_CHECK(len == 0 || memcmp(r->stream + r->off + WSP_IPC_HDR, payload, len) == 0);
     r->off += WSP_IPC_HDR + len;
-    if (type != WSP_IPC_TRIGGER && type != WSP_IPC_REACHED)
+    if (type != WSP_IPC_TRIGGER && type != WSP_IPC_REACHED && type != WSP_IPC_UPGRADE)
         check_channel(payload, len);
     if (type == WSP_IPC_BROADCAST)
         check_broadcast(payload, len);

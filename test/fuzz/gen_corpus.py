@@ -21,6 +21,7 @@ script never writes or removes those. Input formats:
   tlshs:   [split control][client byte stream]                       (see fuzz_tlshs.c)
   auth:    [mode][request, refresh message, "QUERY\nCLAIMS" or CLAIMS]  (see fuzz_auth.c)
   framed:  [mode][query | payload | Redis message | epoch]           (see fuzz_framed.c)
+  handover: one live-upgrade datagram (server/handover.h)             (see fuzz_handover.c)
 """
 
 import base64
@@ -283,6 +284,7 @@ def ipc_seeds():
     s["over-max-payload"] = ipc(P, 0, b"")[:9] + struct.pack("<I", 65537)
     s["huge-length"] = ipc(B, 0, b"")[:9] + struct.pack("<I", 0xFFFFFFFF)
     s["unknown-type"] = ipc(ord("X"), 1, b"x")
+    s["upgrade"] = ipc(ord("H"), 4242)
     s["unknown-after-good"] = ipc(T, 0) + ipc(0, 0)
     s["seq-max"] = ipc(B, 0xFFFFFFFFFFFFFFFF, b"z")
     # BROADCAST/PUBLISH payloads: [channel length][channel][message]
@@ -295,6 +297,53 @@ def ipc_seeds():
     for name, data in s.items():
         for sp in (0x00, 0x10, 0x02, 0x0a):
             write("ipc", "%s-s%02x" % (name, sp), bytes([sp]) + data)
+
+
+def ho_dgram(*recs, version=1):
+    return b"WSPH" + bytes([version]) + struct.pack("<H", len(recs)) + b"".join(recs)
+
+
+def ho_rec(t, body):
+    return bytes([t]) + struct.pack("<I", len(body)) + body
+
+
+def ho_conn(state=1, flags=0, xf=0, ttl=0, hs=b"", pending=b"", chans=(), tags=b""):
+    body = bytes([state, flags, xf, ttl]) + struct.pack("<I", len(hs)) + hs
+    body += struct.pack("<I", len(pending)) + pending + bytes([len(chans)])
+    for c in chans:
+        body += bytes([len(c)]) + c
+    return ho_rec(3, body + tags)
+
+
+def handover_seeds():
+    hello = ho_rec(1, struct.pack("<IHHBQ", 4242, 2, 8080, 1, 17))
+    end = ho_rec(6, struct.pack("<QQQ", 99, 7, 1795755960000))
+    bcast = ho_rec(5, struct.pack("<QB", 5, 4) + b"news" + struct.pack("<I", 5) + b"hello" +
+                   struct.pack("<QB", 3, 6) + b"e0abcd")
+    s = {
+        "hello": ho_dgram(hello),
+        "ready": ho_dgram(ho_rec(2, b"")),
+        "conn-open": ho_dgram(ho_conn()),
+        "conn-channels": ho_dgram(ho_conn(flags=1, chans=(b"news", b"sport.eu"))),
+        "conn-handshake": ho_dgram(ho_conn(state=0, ttl=7, hs=b"GET / HTTP/1.1\r\nHost: a\r\n")),
+        "conn-pending": ho_dgram(ho_conn(flags=2, pending=b"\x81\x05hello" * 3)),
+        "conn-skippable-tag": ho_dgram(ho_conn(tags=b"\x81\x02\x00ab")),
+        "conn-required-tag": ho_dgram(ho_conn(tags=b"\x01\x01\x00z")),
+        "conn-open-with-hs": ho_dgram(ho_conn(hs=b"x")),
+        "many-conns": ho_dgram(*[ho_conn(chans=(b"c%d" % i,)) for i in range(40)], ho_rec(4, b"")),
+        "end-with-bcasts": ho_dgram(bcast, ho_rec(5, struct.pack("<QBI", 6, 0, 2) + b"hi" + struct.pack("<QB", 0, 0)), end),
+        "cseqs": ho_dgram(ho_rec(7, struct.pack("<QB", 41, 4) + b"news"),
+                          ho_rec(7, struct.pack("<QB", 9, 4) + b"time"), end),
+        "bad-magic": b"WSPX" + ho_dgram(end)[4:],
+        "other-version": ho_dgram(end, version=2),
+        "short-record": ho_dgram(end)[:-3],
+        "count-too-high": ho_dgram(end)[:5] + struct.pack("<H", 2) + ho_dgram(end)[7:],
+        "trailing-bytes": ho_dgram(end) + b"zz",
+        "huge-length": ho_dgram(ho_rec(3, b""))[:8] + struct.pack("<I", 0xFFFFFFFF),
+        "chan-past-end": ho_dgram(ho_conn(chans=(b"abc",)))[:-2],
+    }
+    for name, data in s.items():
+        write("handover", name, data)
 
 
 def utf8_seeds():
@@ -850,6 +899,7 @@ if __name__ == "__main__":
     upgrade_seeds()
     frame_seeds()
     ipc_seeds()
+    handover_seeds()
     utf8_seeds()
     admin_seeds()
     pmd_seeds()

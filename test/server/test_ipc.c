@@ -118,6 +118,22 @@ static void test_bad(void **state)
     assert_int_equal(s.n, 0);
 }
 
+/* The supervisor's UPGRADE (issue #20): no payload, the new worker's pid as seq. */
+static void test_upgrade(void **state)
+{
+    (void)state;
+    uint8_t buf[WSP_IPC_HDR];
+    seen_t s = {0};
+    wsp_ipc_reader_t r = {0};
+    wsp_ipc_header(buf, WSP_IPC_UPGRADE, 4242, 0);
+    assert_int_equal(wsp_ipc_feed(&r, buf, sizeof(buf), on_packet, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.type[0], WSP_IPC_UPGRADE);
+    assert_int_equal(s.seq[0], 4242);
+    assert_int_equal(s.len[0], 0);
+    wsp_ipc_reset(&r);
+}
+
 static void test_max_payload(void **state)
 {
     (void)state;
@@ -211,10 +227,14 @@ static void test_broadcast_payload(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_whole),        cmocka_unit_test(test_every_split),
-        cmocka_unit_test(test_byte_by_byte), cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_max_payload),  cmocka_unit_test(test_user_kinds),
+        cmocka_unit_test(test_whole),
+        cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_max_payload),
+        cmocka_unit_test(test_user_kinds),
         cmocka_unit_test(test_broadcast_payload),
+        cmocka_unit_test(test_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,150 @@
+/* A connection's side of a live upgrade (issue #20): described for the new process, closed
+ * once sent, adopted there. Part of the connection module (server/conn_int.h). */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "channels.h"
+#include "conn_int.h"
+#include "hsbuf.h"
+
+/* Copies what libuv still holds for c, in order, into out[0..cap): of each queued write the
+ * bytes the kernel has not taken. libuv 1.44 keeps them in the stream's write queue
+ * (uv_write_t.queue), advancing bufs[write_index] in place on a partial write; read only.
+ * Returns the length, or -E2BIG. */
+static ssize_t conn_pending_copy(wsp_conn_t *c, uint8_t *out, size_t cap)
+{
+    void **head = (void **)c->tcp.write_queue;
+    size_t n = 0;
+    for (void **q = head[0]; q != head; q = q[0]) {
+        uv_write_t *req = (uv_write_t *)((char *)q - offsetof(uv_write_t, queue));
+        for (unsigned i = req->write_index; i < req->nbufs; i++) {
+            if (req->bufs[i].len > cap - n)
+                return -E2BIG;
+            memcpy(out + n, req->bufs[i].base, req->bufs[i].len);
+            n += req->bufs[i].len;
+        }
+    }
+    return (ssize_t)n;
+}
+
+int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap)
+{
+    unsigned s = conn_state(c);
+    uv_os_fd_t ofd;
+    if ((s != WSP_CONN_OPEN && s != WSP_CONN_HANDSHAKE) || uv_fileno((uv_handle_t *)&c->tcp, &ofd))
+        return -EALREADY;
+    /* Not carried yet (docs/OPERATIONS.md, "Live upgrade"): a TLS connection's record state
+     * and a token's deadline and user id (the shard's auth arrays). */
+    if (conn_tls(c) || (c->xf & WSP_CONN_X_AUTH))
+        return -ENOTSUP;
+    if ((c->flags & WSP_CONN_F_UPGRADED) && *wsp__conn_ws_slot(c) != NULL)
+        return -EAGAIN; /* part of a client frame sits in wslay: wait until it is whole */
+    if (c->st & WSP_CONN_S_WAITING)
+        return -EAGAIN; /* a wspush.v1 connection coming in: wait until it has joined */
+    memset(h, 0, sizeof(*h));
+    h->state = s == WSP_CONN_OPEN ? WSP_HO_ST_OPEN : WSP_HO_ST_HANDSHAKE;
+    h->xf = (uint8_t)c->xf;
+    h->flags = (uint8_t)(((c->flags & WSP_CONN_F_NO_DEFAULT) ? WSP_HO_F_NO_DEFAULT : 0) |
+                         ((c->flags & WSP_CONN_F_PING_OUT) ? WSP_HO_F_PING_OUT : 0) |
+                         ((c->flags & WSP_CONN_F_RESERVED) ? WSP_HO_F_RESERVED : 0));
+    ssize_t n = conn_pending_copy(c, scratch, cap);
+    if (n < 0)
+        return (int)n;
+    h->pending = scratch;
+    h->pending_len = (uint32_t)n;
+    if (s == WSP_CONN_HANDSHAKE) {
+        wsp_hsbuf_t *hb = *conn_data(c);
+        h->ttl = (uint8_t)(c->deadline - conn_shard(c)->tick);
+        if (hb) {
+            h->hs = hb->data;
+            h->hs_len = hb->len;
+        }
+    } else if (c->flags & WSP_CONN_F_EXT) {
+        wsp_connext_t *x = c->tcp.data;
+        for (unsigned i = 0; i < x->n && i < WSP_HO_CHAN_MAX; i++) {
+            size_t len;
+            h->chan[i].name = wsp_chan_name(x->sub[i].ch, &len);
+            h->chan[i].len = (uint8_t)len;
+        }
+        h->nchan = x->n < WSP_HO_CHAN_MAX ? x->n : WSP_HO_CHAN_MAX;
+    }
+    *fd = ofd;
+    return 0;
+}
+
+void wsp_conn_handed(wsp_conn_t *c)
+{
+    /* The socket lives on in the new process: closing our descriptor sends nothing. */
+    wsp_conn_close_why(c, WSP_CLOSE_HANDOVER);
+}
+
+/* The state of an adopted connection: OPEN with its channels, or HANDSHAKE with its deadline
+ * and the request so far. Returns 0 or a negative errno (the caller closes c). */
+static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
+{
+    wsp_shard_conn_t *sc = conn_shard(c);
+    if (h->state == WSP_HO_ST_HANDSHAKE) {
+        int rv = wsp__conn_move(c, WSP_SHARD_T_TIMED);
+        c->deadline = (uint8_t)(sc->tick + (h->ttl > 0 ? h->ttl : 1));
+        if (rv < 0 || h->hs_len == 0)
+            return rv;
+        return wsp_hsbuf_keep((wsp_hsbuf_t **)&c->tcp.data, h->hs, h->hs_len);
+    }
+    wsp_chanlist_t cl = {0};
+    if (!(h->flags & WSP_HO_F_NO_DEFAULT)) {
+        cl.v[0].name = WSP_CHANNEL_DEFAULT;
+        cl.v[cl.n++].len = sizeof(WSP_CHANNEL_DEFAULT) - 1;
+    }
+    for (unsigned i = 0; i < h->nchan; i++) {
+        if (cl.n == WSP_CHANNELS_MAX || !wsp_channel_valid(h->chan[i].name, h->chan[i].len))
+            return -EBADMSG;
+        cl.v[cl.n].name = h->chan[i].name;
+        cl.v[cl.n++].len = h->chan[i].len;
+    }
+    int rv = wsp__conn_move(c, WSP_SHARD_T_OPEN);
+    if (rv < 0)
+        return rv;
+    c->flags |= WSP_CONN_F_UPGRADED;
+    conn_set_state(c, WSP_CONN_OPEN);
+    atomic_fetch_add_explicit(&sc->stats->open, 1, memory_order_relaxed);
+    return wsp__conn_subscribe(c, &cl);
+}
+
+int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h)
+{
+    wsp_conn_t *c = malloc(sizeof(*c));
+    int rv = c ? uv_tcp_init(loop, &c->tcp) : -ENOMEM;
+    if (rv < 0) {
+        free(c);
+        close(fd);
+        return rv;
+    }
+    memset((char *)c + sizeof(c->tcp), 0, sizeof(*c) - sizeof(c->tcp));
+    conn_set_table(c, WSP_CONN_NO_TABLE);
+    conn_set_state(c, WSP_CONN_HANDSHAKE);
+    c->tcp.data = NULL;
+    c->xf = h->xf;
+    c->flags = (uint8_t)(((h->flags & WSP_HO_F_PING_OUT) ? WSP_CONN_F_PING_OUT : 0));
+    wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
+    if ((rv = uv_tcp_open(&c->tcp, fd)) < 0)
+        close(fd); /* not the handle's: closing it below does not */
+    /* The bytes the old process had queued go first: nothing may overtake them. */
+    if (rv == 0 && h->pending_len)
+        rv = wsp__conn_write_copy(c, h->pending, h->pending_len);
+    if (rv == 0)
+        rv = conn_adopt_state(c, h);
+    if (rv == 0)
+        rv = uv_read_start((uv_stream_t *)&c->tcp, wsp__conn_on_alloc, wsp__conn_on_read);
+    if (rv < 0) {
+        wsp_conn_close_why(c, WSP_CLOSE_ERROR);
+        return rv;
+    }
+    if ((h->flags & WSP_HO_F_RESERVED) && wsp_shard_conn_reserve(sc) == 0)
+        c->flags |= WSP_CONN_F_RESERVED; /* over the new --max-conns it stays, without a slot */
+    return 0;
+}

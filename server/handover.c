@@ -1,0 +1,301 @@
+#include "handover.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* --- little-endian bytes --- */
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* A cursor over a body being decoded: every read checks the bytes left. */
+typedef struct ho_cur_s {
+    const uint8_t *p;
+    size_t len, off;
+    int bad;
+} ho_cur_t;
+
+static uint64_t cur_int(ho_cur_t *c, unsigned n)
+{
+    if (c->bad || c->len - c->off < n) {
+        c->bad = 1;
+        return 0;
+    }
+    uint64_t v = get_le(c->p + c->off, n);
+    c->off += n;
+    return v;
+}
+
+static const uint8_t *cur_bytes(ho_cur_t *c, size_t n)
+{
+    if (c->bad || c->len - c->off < n) {
+        c->bad = 1;
+        return NULL;
+    }
+    const uint8_t *p = c->p + c->off;
+    c->off += n;
+    return p;
+}
+
+/* --- writing --- */
+
+void wsp_ho_begin(wsp_ho_writer_t *w, uint8_t *buf, size_t cap)
+{
+    w->buf = buf;
+    w->cap = cap;
+    w->len = WSP_HO_HDR;
+    w->nrec = 0;
+    put_le(buf, WSP_HO_MAGIC, 4);
+    buf[4] = WSP_HO_VERSION;
+    put_le(buf + 5, 0, 2);
+}
+
+/* Reserves a record of type with a body of len bytes; returns where the body goes, or NULL
+ * when the datagram has no room (the writer is unchanged). */
+static uint8_t *ho_record(wsp_ho_writer_t *w, uint8_t type, size_t len)
+{
+    if (w->nrec == UINT16_MAX || len > UINT32_MAX || w->cap - w->len < WSP_HO_REC_HDR ||
+        w->cap - w->len - WSP_HO_REC_HDR < len)
+        return NULL;
+    uint8_t *p = w->buf + w->len;
+    p[0] = type;
+    put_le(p + 1, len, 4);
+    w->len += WSP_HO_REC_HDR + len;
+    w->nrec++;
+    put_le(w->buf + 5, w->nrec, 2);
+    return p + WSP_HO_REC_HDR;
+}
+
+int wsp_ho_put_empty(wsp_ho_writer_t *w, uint8_t type)
+{
+    return ho_record(w, type, 0) ? 0 : -ENOBUFS;
+}
+
+int wsp_ho_put_hello(wsp_ho_writer_t *w, const wsp_ho_hello_t *h)
+{
+    uint8_t *p = ho_record(w, WSP_HO_HELLO, 4 + 2 + 2 + 1 + 8);
+    if (p == NULL)
+        return -ENOBUFS;
+    put_le(p, h->pid, 4);
+    put_le(p + 4, h->shards, 2);
+    put_le(p + 6, h->port, 2);
+    p[8] = h->admin;
+    put_le(p + 9, h->seq, 8);
+    return 0;
+}
+
+int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
+{
+    if (c->nchan > WSP_HO_CHAN_MAX || c->state > WSP_HO_ST_OPEN)
+        return -EINVAL;
+    size_t len = 4 + 4 + (size_t)c->hs_len + 4 + (size_t)c->pending_len + 1;
+    for (unsigned i = 0; i < c->nchan; i++)
+        len += 1 + (size_t)c->chan[i].len;
+    uint8_t *p = ho_record(w, WSP_HO_CONN, len);
+    if (p == NULL)
+        return -ENOBUFS;
+    p[0] = c->state;
+    p[1] = c->flags;
+    p[2] = c->xf;
+    p[3] = c->ttl;
+    put_le(p + 4, c->hs_len, 4);
+    p += 8;
+    if (c->hs_len)
+        memcpy(p, c->hs, c->hs_len);
+    p += c->hs_len;
+    put_le(p, c->pending_len, 4);
+    p += 4;
+    if (c->pending_len)
+        memcpy(p, c->pending, c->pending_len);
+    p += c->pending_len;
+    *p++ = c->nchan;
+    for (unsigned i = 0; i < c->nchan; i++) {
+        *p++ = c->chan[i].len;
+        memcpy(p, c->chan[i].name, c->chan[i].len);
+        p += c->chan[i].len;
+    }
+    return 0; /* no tagged field in version 1 */
+}
+
+int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b)
+{
+    uint8_t *p = ho_record(w, WSP_HO_BCAST,
+                           8 + 1 + (size_t)b->chan_len + 4 + (size_t)b->len + 8 + 1 + b->epoch_len);
+    if (p == NULL)
+        return -ENOBUFS;
+    put_le(p, b->seq, 8);
+    p[8] = b->chan_len;
+    if (b->chan_len)
+        memcpy(p + 9, b->chan, b->chan_len);
+    p += 9 + b->chan_len;
+    put_le(p, b->len, 4);
+    if (b->len)
+        memcpy(p + 4, b->payload, b->len);
+    p += 4 + b->len;
+    put_le(p, b->cseq, 8);
+    p[8] = b->epoch_len;
+    if (b->epoch_len)
+        memcpy(p + 9, b->epoch, b->epoch_len);
+    return 0;
+}
+
+int wsp_ho_put_end(wsp_ho_writer_t *w, const wsp_ho_end_t *e)
+{
+    uint8_t *p = ho_record(w, WSP_HO_END, 24);
+    if (p == NULL)
+        return -ENOBUFS;
+    put_le(p, e->seq, 8);
+    put_le(p + 8, e->sup_seq, 8);
+    put_le(p + 16, e->next_tick_ms, 8);
+    return 0;
+}
+
+/* --- reading --- */
+
+int wsp_ho_open(wsp_ho_reader_t *r, const uint8_t *p, size_t len)
+{
+    if (len < WSP_HO_HDR || get_le(p, 4) != WSP_HO_MAGIC)
+        return -EBADMSG;
+    if (p[4] != WSP_HO_VERSION)
+        return -EPROTO;
+    r->p = p;
+    r->len = len;
+    r->off = WSP_HO_HDR;
+    r->left = (uint16_t)get_le(p + 5, 2);
+    return 0;
+}
+
+int wsp_ho_next(wsp_ho_reader_t *r, uint8_t *type, const uint8_t **body, uint32_t *len)
+{
+    if (r->left == 0)
+        return r->off == r->len ? 0 : -EBADMSG;
+    if (r->len - r->off < WSP_HO_REC_HDR)
+        return -EBADMSG;
+    const uint8_t *p = r->p + r->off;
+    uint64_t n = get_le(p + 1, 4);
+    if (r->len - r->off - WSP_HO_REC_HDR < n)
+        return -EBADMSG;
+    *type = p[0];
+    *body = p + WSP_HO_REC_HDR;
+    *len = (uint32_t)n;
+    r->off += WSP_HO_REC_HDR + n;
+    r->left--;
+    return 1;
+}
+
+int wsp_ho_get_hello(const uint8_t *body, uint32_t len, wsp_ho_hello_t *h)
+{
+    if (len != 17)
+        return -EBADMSG;
+    h->pid = (uint32_t)get_le(body, 4);
+    h->shards = (uint16_t)get_le(body + 4, 2);
+    h->port = (uint16_t)get_le(body + 6, 2);
+    h->admin = body[8];
+    h->seq = get_le(body + 9, 8);
+    return h->admin > 1 || h->shards == 0 ? -EBADMSG : 0;
+}
+
+/* The tagged fields after the fixed part of a CONN body: none is known in version 1, so
+ * only skippable ones (bit 7) pass. */
+static int ho_conn_tags(ho_cur_t *c)
+{
+    while (!c->bad && c->off < c->len) {
+        uint8_t tag = (uint8_t)cur_int(c, 1);
+        uint64_t n = cur_int(c, 2);
+        (void)cur_bytes(c, n);
+        if (!c->bad && !(tag & 0x80))
+            return -EPROTO;
+    }
+    return c->bad ? -EBADMSG : 0;
+}
+
+int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *out)
+{
+    ho_cur_t c = {.p = body, .len = len};
+    memset(out, 0, sizeof(*out));
+    out->state = (uint8_t)cur_int(&c, 1);
+    out->flags = (uint8_t)cur_int(&c, 1);
+    out->xf = (uint8_t)cur_int(&c, 1);
+    out->ttl = (uint8_t)cur_int(&c, 1);
+    out->hs_len = (uint32_t)cur_int(&c, 4);
+    out->hs = cur_bytes(&c, out->hs_len);
+    out->pending_len = (uint32_t)cur_int(&c, 4);
+    out->pending = cur_bytes(&c, out->pending_len);
+    out->nchan = (uint8_t)cur_int(&c, 1);
+    if (c.bad || out->state > WSP_HO_ST_OPEN || out->nchan > WSP_HO_CHAN_MAX ||
+        (out->state == WSP_HO_ST_OPEN && out->hs_len != 0))
+        return -EBADMSG;
+    for (unsigned i = 0; i < out->nchan; i++) {
+        out->chan[i].len = (uint8_t)cur_int(&c, 1);
+        out->chan[i].name = (const char *)cur_bytes(&c, out->chan[i].len);
+        if (!c.bad && out->chan[i].len == 0)
+            return -EBADMSG;
+    }
+    if (c.bad)
+        return -EBADMSG;
+    return ho_conn_tags(&c);
+}
+
+int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b)
+{
+    ho_cur_t c = {.p = body, .len = len};
+    b->seq = cur_int(&c, 8);
+    b->chan_len = (uint8_t)cur_int(&c, 1);
+    b->chan = (const char *)cur_bytes(&c, b->chan_len);
+    b->len = (uint32_t)cur_int(&c, 4);
+    b->payload = cur_bytes(&c, b->len);
+    b->cseq = cur_int(&c, 8);
+    b->epoch_len = (uint8_t)cur_int(&c, 1);
+    b->epoch = (const char *)cur_bytes(&c, b->epoch_len);
+    if (c.bad || c.off != c.len)
+        return -EBADMSG;
+    if (b->chan_len == 0)
+        b->chan = NULL;
+    if (b->epoch_len == 0)
+        b->epoch = NULL;
+    return 0;
+}
+
+int wsp_ho_get_end(const uint8_t *body, uint32_t len, wsp_ho_end_t *e)
+{
+    if (len != 24)
+        return -EBADMSG;
+    e->seq = get_le(body, 8);
+    e->sup_seq = get_le(body + 8, 8);
+    e->next_tick_ms = get_le(body + 16, 8);
+    return 0;
+}
+
+int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c)
+{
+    if (c->len == 0)
+        return -EINVAL;
+    uint8_t *p = ho_record(w, WSP_HO_CSEQ, 8 + 1 + (size_t)c->len);
+    if (p == NULL)
+        return -ENOBUFS;
+    put_le(p, c->seq, 8);
+    p[8] = c->len;
+    memcpy(p + 9, c->name, c->len);
+    return 0;
+}
+
+int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c)
+{
+    if (len < 10 || body[8] == 0 || (uint32_t)body[8] + 9 != len)
+        return -EBADMSG;
+    c->seq = get_le(body, 8);
+    c->len = body[8];
+    c->name = (const char *)body + 9;
+    return 0;
+}
