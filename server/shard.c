@@ -450,15 +450,20 @@ static void shard_arrivals(wsp_shard_t *sh, int tick)
 static void on_shard_wake(uv_async_t *a)
 {
     wsp_shard_t *sh = WSP_CONTAINER_OF(a, wsp_shard_t, wake);
+    /* The handover request is read BEFORE the ring is drained: the coordinator posts every
+     * broadcast it delivers here before it stores the request (release), so once the request
+     * is seen (acquire) the drain below includes all of them. Read after the drain, a request
+     * stored while the drain ran would send the connections away with broadcasts still in the
+     * ring, which the next wake-up would then pass to nobody (issue #20: upgrade.race lost
+     * six acknowledged publishes on one shard's connections). */
+    int ho = atomic_load_explicit(&sh->ho_requested, memory_order_acquire);
     /* uv_async_send() coalesces: drain everything queued. */
     wsp_bcast_t *b;
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)
         shard_pass(sh, b);
     if (sh->sc.pending)
         shard_arrivals(sh, 0);
-    /* After the passes: a broadcast posted before the handover reaches every connection. */
-    if (atomic_load_explicit(&sh->ho_requested, memory_order_acquire) && !sh->handing &&
-        !sh->stopping)
+    if (ho && !sh->handing && !sh->stopping)
         wsp__shard_begin_handover(sh);
     if (atomic_load_explicit(&sh->stop_requested, memory_order_acquire) && !sh->stopping &&
         !sh->handing)
