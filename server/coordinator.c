@@ -91,7 +91,14 @@ static void on_coord_reaped(void *user, const wsp_bcast_t *b, const wsp_bcast_re
 
 static void coord_reap(wsp_coord_t *co) { wsp_bcast_reap(&co->inflight, on_coord_reaped, co); }
 
-static void on_coord_done(uv_async_t *a) { coord_reap(WSP_CONTAINER_OF(a, wsp_coord_t, done)); }
+/* A broadcast finished: a lagging shard has room in its ring again. */
+static void on_coord_done(uv_async_t *a)
+{
+    wsp_coord_t *co = WSP_CONTAINER_OF(a, wsp_coord_t, done);
+    for (unsigned i = 0; i < co->started; i++)
+        wsp_shard_flush(co->shards[i]);
+    coord_reap(co);
+}
 
 /* Numbers b in the process's order and records its channel's position (issue #17). */
 static void coord_place(wsp_coord_t *co, wsp_bcast_t *b, const char *chan, size_t chan_len,
@@ -113,7 +120,7 @@ static void coord_place(wsp_coord_t *co, wsp_bcast_t *b, const char *chan, size_
     wsp_bcast_set_pos(b, &bp);
 }
 
-/* Hands b to every shard (a full ring skips that shard). */
+/* Hands b to every shard (one WSP_SHARD_BACKLOG_MAX broadcasts behind skips it). */
 static void coord_post(wsp_coord_t *co, wsp_bcast_t *b)
 {
     wsp_bcast_track(&co->inflight, b);
@@ -121,7 +128,7 @@ static void coord_post(wsp_coord_t *co, wsp_bcast_t *b)
     for (unsigned i = 0; i < co->nshards; i++) {
         int rv = wsp_shard_post(co->shards[i], b);
         if (rv < 0) {
-            /* The shard is 64 broadcasts behind: it would only fall further behind. */
+            /* The shard is thousands of broadcasts behind: it would only fall further. */
             WSP_LOG(WSP_LOG_WARN, "event=broadcast_shard_skipped seq=%" PRIu64 " shard=%u error=%s",
                     wsp_bcast_seq(b), i, uv_err_name(rv));
             skipped++;
@@ -395,6 +402,8 @@ static void coord_finish(wsp_coord_t *co)
                     uv_err_name(jrv));
     }
     co->joined = co->nshards;
+    for (unsigned i = 0; i < co->nshards; i++)
+        (void)wsp_shard_backlog_drop(co->shards[i]); /* coord_reap() below takes what is due */
     coord_reap(co);
     wsp_pub_close(co->pub); /* /healthz answered 503 until here */
     uv_walk(&co->loop, coord_close_walk, NULL);
@@ -690,8 +699,11 @@ static int coord_teardown(wsp_coord_t *co, int rv)
         co->joined = co->nshards;
     }
     wsp_pub_close(co->pub);
-    for (unsigned i = 0; i < co->nshards; i++)
+    for (unsigned i = 0; i < co->nshards; i++) {
+        if (co->shards[i])
+            (void)wsp_shard_backlog_drop(co->shards[i]); /* freed with inflight below */
         wsp_shard_free(co->shards[i]);
+    }
     wsp_auth_free(co->auth);           /* every shard is gone: no one holds its keys or arrays */
     wsp_bcast_free_all(&co->inflight); /* only on a failed start: none is left otherwise */
     for (unsigned i = 0; i < co->cfg->threads; i++)

@@ -749,14 +749,6 @@ void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r)
     wsp_resume_queue_push(&sh->results, r);
 }
 
-int wsp_shard_post(wsp_shard_t *sh, wsp_bcast_t *b)
-{
-    int rv = wsp_spsc_push(sh->ring, b);
-    if (rv < 0)
-        return rv;
-    return uv_async_send(&sh->wake);
-}
-
 void wsp_shard_stop(wsp_shard_t *sh)
 {
     atomic_store_explicit(&sh->stop_requested, 1, memory_order_release);
@@ -789,6 +781,7 @@ void wsp_shard_free(wsp_shard_t *sh)
     wsp_deflate_free(sh->sc.pmd.z);
     wsp_uring_free(sh->uring);
     wsp_spsc_free(sh->ring);
+    free(sh->backlog); /* emptied by wsp_shard_backlog_drop() after the join */
     for (int t = 0; t < WSP_SHARD_T_N; t++)
         wsp_table_free(&sh->sc.table[t]);
     wsp_table_free(&sh->users);

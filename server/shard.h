@@ -52,8 +52,18 @@ void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r);
 int wsp_shard_start(wsp_shard_t *sh);
 
 /* Queues b for the shard's next pass and wakes it; the shard calls wsp_bcast_done(b) once.
- * Returns 0, or -ENOBUFS when the shard's ring is full (b not queued). Coordinator only. */
+ * A full ring keeps b (and what follows, in order) in the shard's backlog until
+ * wsp_shard_flush() finds room. Returns 0, or -ENOBUFS when the backlog is full too
+ * (WSP_SHARD_BACKLOG_MAX broadcasts behind: b not queued) or -ENOMEM. Coordinator only. */
 int wsp_shard_post(wsp_shard_t *sh, wsp_bcast_t *b);
+
+/* Moves what waits in the backlog into the ring while it has room (and then asks for a
+ * handover that waited for it). Coordinator thread, e.g. whenever a broadcast finishes. */
+void wsp_shard_flush(wsp_shard_t *sh);
+
+/* After the shard's thread was joined: gives up the backlog's holds (wsp_bcast_cancel() of
+ * each) and returns 1 when one of them is then due for reaping. Coordinator thread. */
+int wsp_shard_backlog_drop(wsp_shard_t *sh);
 
 /* Asks the shard to stop accepting and close every connection with 1001, spread over
  * --drain-seconds, then to end its thread (at the latest --drain-seconds + 5 s later).

@@ -91,14 +91,6 @@ void wsp__shard_on_ho_readable(uv_poll_t *p, int status, int events)
     (void)uv_async_send(sh->exited_async); /* only fails for a non-async handle */
 }
 
-void wsp_shard_handover(wsp_shard_t *sh, int sock)
-{
-    sh->ho.sock = sock; /* read by the shard after the flag: ordered by the release below */
-    atomic_store_explicit(&sh->ho_requested, 1, memory_order_release);
-    int rv = uv_async_send(&sh->wake);
-    (void)rv; /* only fails for a handle that is not an async */
-}
-
 int wsp_shard_handover_done(const wsp_shard_t *sh)
 {
     return atomic_load_explicit(&sh->ho_done, memory_order_acquire);

@@ -68,6 +68,13 @@ struct wsp_shard_s {
     int handing;             /* old, shard thread: 1 while sending, 2 once sent */
     int adopting;            /* new, shard thread: 1 until the first datagram, 2 after */
     uint64_t ho_deadline_ms; /* old: when connections still mid-frame are closed instead */
+    /* Coordinator thread only (server/shard_post.c): broadcasts the ring had no room for,
+     * oldest first, so that a stalled shard delays an accepted publish instead of losing it;
+     * and a handover asked for while some still waited here (asked once they are in the ring).
+     */
+    wsp_bcast_t **backlog;
+    uint32_t bl_head, bl_n, bl_cap;
+    int ho_pending;
 };
 
 /* shard.c */
