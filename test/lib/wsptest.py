@@ -284,7 +284,7 @@ class Server:
         """The first match of pattern in the log, waited for up to timeout seconds."""
         return poll(lambda: re.search(pattern, self.log()), timeout) or None
 
-    def tail(self, chars=6000):
+    def tail(self, chars=int(os.environ.get("WSP_TAIL", "6000"))):
         """Prints the end of the log (for a failed test's output)."""
         print(f"--- wspush log ({' '.join(self.args)}):\n{self.log()[-chars:]}", flush=True)
 
