@@ -457,6 +457,9 @@ static void on_shard_wake(uv_async_t *a)
      * ring, which the next wake-up would then pass to nobody (issue #20: upgrade.race lost
      * six acknowledged publishes on one shard's connections). */
     int ho = atomic_load_explicit(&sh->ho_requested, memory_order_acquire);
+#ifdef WSP_TEST_HOOKS
+    wsp__shard_test_stall(sh);
+#endif
     /* uv_async_send() coalesces: drain everything queued. */
     wsp_bcast_t *b;
     while ((b = wsp_spsc_pop(sh->ring)) != NULL)

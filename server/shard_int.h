@@ -100,4 +100,11 @@ void wsp__shard_begin_handover(wsp_shard_t *sh);
 /* New process: the old shard's datagrams arrived (the first: listen). */
 void wsp__shard_on_ho_readable(uv_poll_t *p, int status, int events);
 
+#ifdef WSP_TEST_HOOKS
+/* Test builds only (wspush-testhooks): WSP_TEST_SHARD_STALL=<shard>:<path> makes that shard's
+ * first wake-up block until the file path exists (at most 30 s), so that a test can make it
+ * fall behind its broadcast ring deterministically (server/shard_post.c). */
+void wsp__shard_test_stall(wsp_shard_t *sh);
+#endif
+
 #endif

@@ -10,6 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef WSP_TEST_HOOKS
+#include <stdio.h>
+#include <unistd.h>
+
+#include "log.h"
+#endif
+
 #include "bcast.h"
 #include "shard_int.h"
 
@@ -95,3 +102,20 @@ void wsp_shard_handover(wsp_shard_t *sh, int sock)
     }
     shard_ask_handover(sh);
 }
+
+#ifdef WSP_TEST_HOOKS
+void wsp__shard_test_stall(wsp_shard_t *sh)
+{
+    static atomic_int once; /* the first wake-up of the named shard, once per process */
+    const char *v = getenv("WSP_TEST_SHARD_STALL");
+    char path[256];
+    unsigned id;
+    if (v == NULL || sscanf(v, "%u:%255s", &id, path) != 2 || id != sh->sc.id ||
+        atomic_exchange(&once, 1))
+        return;
+    WSP_LOG(WSP_LOG_INFO, "shard=%u event=test_shard_stalled until=%s", id, path);
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        uv_sleep(10);
+    WSP_LOG(WSP_LOG_INFO, "shard=%u event=test_shard_resumed", id);
+}
+#endif
