@@ -192,6 +192,21 @@ int wsp_tlsrec_init12(wsp_tlsrec_t *t, uint16_t suite, const uint8_t master[48],
     return ok ? 0 : -EIO;
 }
 
+int wsp_tlsrec_resume(wsp_tlsrec_t *t, size_t secretlen)
+{
+    const struct suite *s = suite_find(t->suite);
+    if (s == NULL || s->version != t->version || t->keylen != s->keylen ||
+        secretlen != (s->version == TLS13 ? s->hashlen : 0u)) {
+        OPENSSL_cleanse(t, sizeof(*t));
+        return -EINVAL;
+    }
+    t->aead = s->aead;
+    t->hashlen = s->hashlen;
+    /* The ciphers are fetched on a process's first handshake: an adopted connection may come
+     * before any. */
+    return algs_ready() ? 0 : -EIO;
+}
+
 /* Record expansion: bytes a record adds to its plaintext. */
 static size_t overhead(const wsp_tlsrec_t *t)
 {

@@ -88,6 +88,13 @@ int wsp_tlsrec_init13(wsp_tlsrec_t *t, uint16_t suite, const uint8_t *rd_secret,
 int wsp_tlsrec_init12(wsp_tlsrec_t *t, uint16_t suite, const uint8_t master[48],
                       const uint8_t client_random[32], const uint8_t server_random[32], int server);
 
+/* Completes a t whose suite, version, keylen, keys, IVs, sequence numbers and (TLS 1.3)
+ * secrets were filled field by field from elsewhere (a live upgrade: server/conn_ho.c):
+ * checks that suite and version are a pair this layer supports and that keylen and secretlen
+ * (0 for TLS 1.2) are the suite's, then sets what follows from the suite (aead, hashlen).
+ * 0, -EINVAL (t wiped) or -EIO (OpenSSL's algorithms cannot be fetched). Any thread. */
+int wsp_tlsrec_resume(wsp_tlsrec_t *t, size_t secretlen);
+
 /* Exact bytes wsp_tlsrec_seal() writes for len bytes of application data: one record per
  * 2^14 bytes or part of it (0 for len 0). Pure; any thread. */
 size_t wsp_tlsrec_sealed_size(const wsp_tlsrec_t *t, size_t len);

@@ -107,10 +107,12 @@ int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick);
 
 /* Live upgrade (issue #20). Describes c for the new process in *h (pointers into c's
  * memory and into scratch[0..cap), valid until c changes) and gives its socket in *fd.
- * Returns 0, -EAGAIN when c cannot move yet (its parser holds part of a client frame, or a
- * wspush.v1 connection has not joined yet), -EALREADY when it never moves (draining or
- * closing: it finishes here), -ENOTSUP for state the handover does not carry yet (TLS, a
- * token), or -E2BIG when its queued bytes exceed cap.
+ * A TLS connection's record layer is described too (pointers into its state: key material
+ * the caller must not leave in its buffers). Returns 0, -EAGAIN when c cannot move yet (its
+ * parser holds part of a client frame, a wspush.v1 connection has not joined yet, or it is in
+ * the middle of its TLS handshake), -EALREADY when it never moves (draining or closing: it
+ * finishes here), -ENOTSUP for state the handover does not carry yet (kTLS, a token), or
+ * -E2BIG when its queued bytes exceed cap.
  * Owning shard thread. */
 int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap);
 
@@ -119,9 +121,10 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
 void wsp_conn_handed(wsp_conn_t *c);
 
 /* Makes a connection of sc's shard on loop from socket fd (now the connection's, even on
- * failure) and what the old process said of it: its state, queued bytes (written first),
- * channels and handshake so far. Returns 0 or a negative errno (fd then closed). Owning
- * shard thread. */
+ * failure) and what the old process said of it: its state, queued bytes (written first, as
+ * they are), channels, handshake so far and TLS record layer. Returns 0 or a negative errno
+ * (fd then closed; -EPROTONOSUPPORT: a TLS connection and no --tls-cert here). Owning shard
+ * thread. */
 int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h);
 
 #endif

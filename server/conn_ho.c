@@ -1,11 +1,25 @@
 /* A connection's side of a live upgrade (issue #20): described for the new process, closed
- * once sent, adopted there. Part of the connection module (server/conn_int.h). */
+ * once sent, adopted there. Part of the connection module (server/conn_int.h).
+ *
+ * What moves: the socket, the state (HTTP handshake so far with its deadline, or OPEN with
+ * its channels), the bytes libuv still queues for the peer, and for a TLS connection (issue
+ * #18, CONN tag 0x02) its record layer: version, suite, keys, IVs, both sequence numbers and
+ * the TLS 1.3 traffic secrets (KeyUpdate), and a record the peer sent in part. A TLS
+ * connection whose queued bytes are sealed records moves them as they are: their sequence
+ * numbers are spent. One that has not begun its TLS handshake moves too (the new process runs
+ * the handshake); one in the middle of it cannot (OpenSSL's state is not carried): it waits
+ * like a connection mid-frame (server/shard_ho.c). Not carried yet: a token's deadline and
+ * user id (the shard's auth arrays), and a kTLS connection (the kernel holds its sending
+ * keys and sequence number; this machine's kernel has no tls ULP to test reading them back):
+ * those are closed with 1001 as at shutdown. */
 #include "conn.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "chan.h"
 #include "channels.h"
@@ -32,21 +46,60 @@ static ssize_t conn_pending_copy(wsp_conn_t *c, uint8_t *out, size_t cap)
     return (ssize_t)n;
 }
 
+static void conn_tls_dir(wsp_ho_tls_dir_t *to, const wsp_tlsrec_dir_t *from)
+{
+    to->seq = from->seq;
+    to->key = from->key;
+    to->iv = from->iv;
+    to->secret = from->secret;
+}
+
+/* Describes c's TLS state in *t, pointing into it. 0, -EAGAIN in the middle of the TLS
+ * handshake, -ENOTSUP when not carried (kTLS, or TLS over: an alert went out). */
+static int conn_handover_tls(wsp_conn_t *c, wsp_ho_tls_t *t)
+{
+    const wsp_tlsconn_t *x = conn_tlsx(c);
+    if (x->flags & WSP_TLSCONN_F_KTLS)
+        return -ENOTSUP;
+    if (x->state == WSP_TLSCONN_NEW) {
+        t->state = WSP_HO_TLS_NEW;
+        return 0;
+    }
+    if (x->state == WSP_TLSCONN_HS)
+        return -EAGAIN; /* OpenSSL's handshake state cannot move: wait until it is done */
+    if (x->state != WSP_TLSCONN_OPEN)
+        return -ENOTSUP;
+    const wsp_tlsrec_t *r = &x->rec;
+    t->state = WSP_HO_TLS_OPEN;
+    t->version = r->version;
+    t->suite = r->suite;
+    t->keylen = r->keylen;
+    t->secretlen = r->version == 0x0304 ? r->hashlen : 0;
+    conn_tls_dir(&t->rd, &r->rd);
+    conn_tls_dir(&t->wr, &r->wr);
+    t->part = x->part;
+    t->part_len = x->part_len;
+    return 0;
+}
+
 int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap)
 {
     unsigned s = conn_state(c);
     uv_os_fd_t ofd;
     if ((s != WSP_CONN_OPEN && s != WSP_CONN_HANDSHAKE) || uv_fileno((uv_handle_t *)&c->tcp, &ofd))
         return -EALREADY;
-    /* Not carried yet (docs/OPERATIONS.md, "Live upgrade"): a TLS connection's record state
-     * and a token's deadline and user id (the shard's auth arrays). */
-    if (conn_tls(c) || (c->xf & WSP_CONN_X_AUTH))
+    /* Not carried yet (docs/OPERATIONS.md, "Live upgrade"): a token's deadline and user id
+     * (the shard's auth arrays). */
+    if (c->xf & WSP_CONN_X_AUTH)
         return -ENOTSUP;
+    memset(h, 0, sizeof(*h));
+    int rv = conn_tls(c) ? conn_handover_tls(c, &h->tls) : 0;
+    if (rv < 0)
+        return rv;
     if ((c->flags & WSP_CONN_F_UPGRADED) && *wsp__conn_ws_slot(c) != NULL)
         return -EAGAIN; /* part of a client frame sits in wslay: wait until it is whole */
     if (c->st & WSP_CONN_S_WAITING)
         return -EAGAIN; /* a wspush.v1 connection coming in: wait until it has joined */
-    memset(h, 0, sizeof(*h));
     h->state = s == WSP_CONN_OPEN ? WSP_HO_ST_OPEN : WSP_HO_ST_HANDSHAKE;
     h->xf = (uint8_t)c->xf;
     h->flags = (uint8_t)(((c->flags & WSP_CONN_F_NO_DEFAULT) ? WSP_HO_F_NO_DEFAULT : 0) |
@@ -65,7 +118,7 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
             h->hs_len = hb->len;
         }
     } else if (c->flags & WSP_CONN_F_EXT) {
-        wsp_connext_t *x = c->tcp.data;
+        wsp_connext_t *x = *conn_data(c); /* TLS: the data slot of its wsp_tlsconn_t */
         for (unsigned i = 0; i < x->n && i < WSP_HO_CHAN_MAX; i++) {
             size_t len;
             h->chan[i].name = wsp_chan_name(x->sub[i].ch, &len);
@@ -93,7 +146,7 @@ static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
         c->deadline = (uint8_t)(sc->tick + (h->ttl > 0 ? h->ttl : 1));
         if (rv < 0 || h->hs_len == 0)
             return rv;
-        return wsp_hsbuf_keep((wsp_hsbuf_t **)&c->tcp.data, h->hs, h->hs_len);
+        return wsp_hsbuf_keep((wsp_hsbuf_t **)conn_data(c), h->hs, h->hs_len);
     }
     wsp_chanlist_t cl = {0};
     if (!(h->flags & WSP_HO_F_NO_DEFAULT)) {
@@ -115,11 +168,68 @@ static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
     return wsp__conn_subscribe(c, &cl);
 }
 
+static void conn_tls_dir_set(wsp_tlsrec_dir_t *to, const wsp_ho_tls_dir_t *from,
+                             const wsp_ho_tls_t *t)
+{
+    to->seq = from->seq;
+    memcpy(to->key, from->key, t->keylen);
+    memcpy(to->iv, from->iv, WSP_HO_TLS_IV);
+    if (t->secretlen)
+        memcpy(to->secret, from->secret, t->secretlen);
+}
+
+/* The TLS state of an adopted connection, as the handshake would leave it: OPEN with the
+ * record layer the old process had (its keys go through a local only, wiped), or NEW with a
+ * handshake slot. 0 or a negative errno (*out then NULL). */
+static int conn_adopt_tls(wsp_shard_conn_t *sc, const wsp_ho_conn_t *h, wsp_tlsconn_t **out)
+{
+    const wsp_ho_tls_t *t = &h->tls;
+    *out = NULL;
+    if (sc->tls == NULL)
+        return -EPROTONOSUPPORT; /* no --tls-cert here: the old process refuses first */
+    if (t->state == WSP_HO_TLS_NEW && wsp_shard_conn_tls_begin(sc) < 0)
+        return -EBUSY; /* --tls-max-handshakes in progress: cannot take one more */
+    wsp_tlsconn_t *x = wsp_tlsconn_new();
+    if (x == NULL) {
+        if (t->state == WSP_HO_TLS_NEW)
+            wsp_shard_conn_tls_end(sc);
+        return -ENOMEM;
+    }
+    if (t->state == WSP_HO_TLS_NEW) {
+        x->flags |= WSP_TLSCONN_F_SLOT; /* given back when its handshake ends */
+        *out = x;
+        return 0;
+    }
+    wsp_tlsrec_t r = {.suite = t->suite, .version = t->version, .keylen = t->keylen};
+    conn_tls_dir_set(&r.rd, &t->rd, t);
+    conn_tls_dir_set(&r.wr, &t->wr, t);
+    int rv = wsp_tlsrec_resume(&r, t->secretlen);
+    if (rv == 0)
+        rv = wsp_tlsconn_resume(x, &r, t->part, t->part_len);
+    OPENSSL_cleanse(&r, sizeof(r));
+    if (rv < 0) {
+        wsp_tlsconn_free(x);
+        return rv;
+    }
+    *out = x;
+    return 0;
+}
+
 int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h)
 {
-    wsp_conn_t *c = malloc(sizeof(*c));
-    int rv = c ? uv_tcp_init(loop, &c->tcp) : -ENOMEM;
+    wsp_tlsconn_t *x = NULL;
+    int rv = 0;
+    if ((h->tls.state != WSP_HO_TLS_NONE) != ((h->xf & WSP_CONN_X_TLS) != 0))
+        rv = -EBADMSG; /* TLS in one place and not the other */
+    else if (h->tls.state != WSP_HO_TLS_NONE)
+        rv = conn_adopt_tls(sc, h, &x);
+    wsp_conn_t *c = rv == 0 ? malloc(sizeof(*c)) : NULL;
+    if (rv == 0)
+        rv = c ? uv_tcp_init(loop, &c->tcp) : -ENOMEM;
     if (rv < 0) {
+        if (x && (x->flags & WSP_TLSCONN_F_SLOT))
+            wsp_shard_conn_tls_end(sc);
+        wsp_tlsconn_free(x);
         free(c);
         close(fd);
         return rv;
@@ -127,15 +237,16 @@ int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_c
     memset((char *)c + sizeof(c->tcp), 0, sizeof(*c) - sizeof(c->tcp));
     conn_set_table(c, WSP_CONN_NO_TABLE);
     conn_set_state(c, WSP_CONN_HANDSHAKE);
-    c->tcp.data = NULL;
+    c->tcp.data = x; /* TLS: what the connection keeps goes in x->data, as at accept */
     c->xf = h->xf;
     c->flags = (uint8_t)(((h->flags & WSP_HO_F_PING_OUT) ? WSP_CONN_F_PING_OUT : 0));
     wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
     if ((rv = uv_tcp_open(&c->tcp, fd)) < 0)
         close(fd); /* not the handle's: closing it below does not */
-    /* The bytes the old process had queued go first: nothing may overtake them. */
+    /* The bytes the old process had queued go first, as they are (TLS: sealed already, their
+     * sequence numbers spent): nothing may overtake them. */
     if (rv == 0 && h->pending_len)
-        rv = wsp__conn_write_copy(c, h->pending, h->pending_len);
+        rv = wsp__conn_write_raw(c, h->pending, h->pending_len);
     if (rv == 0)
         rv = conn_adopt_state(c, h);
     if (rv == 0)

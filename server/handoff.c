@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "conn.h"
 #include "reexec.h"
 
@@ -22,8 +24,17 @@ int wsp_handoff_init(wsp_handoff_t *h, int sock)
     return 0;
 }
 
+/* Wipes the datagram when it held TLS keys: sent, or never to be. */
+static void handoff_wipe(wsp_handoff_t *h, size_t len)
+{
+    if (h->secret)
+        OPENSSL_cleanse(h->buf, len);
+    h->secret = 0;
+}
+
 void wsp_handoff_free(wsp_handoff_t *h)
 {
+    handoff_wipe(h, h->w.len);
     if (h->sock >= 0)
         close(h->sock);
     h->sock = -1;
@@ -38,6 +49,7 @@ static int handoff_flush(wsp_handoff_t *h)
     if (h->w.nrec == 0)
         return 0;
     int rv = wsp_reexec_send(h->sock, h->buf, h->w.len, h->fds, h->n);
+    handoff_wipe(h, h->w.len); /* on failure too: the handover ends, nothing is sent again */
     if (rv < 0)
         return rv;
     for (unsigned i = 0; i < h->n; i++)
@@ -79,6 +91,7 @@ static int handoff_one(wsp_handoff_t *h, wsp_conn_t *c)
         wsp_conn_drain(c, 1001); /* cannot be described: closed as at shutdown */
         return 0;
     }
+    h->secret |= hc.tls.state == WSP_HO_TLS_OPEN;
     h->batch[h->n] = c;
     h->fds[h->n++] = fd;
     return 0;
@@ -133,7 +146,9 @@ static int handoff_adopt(wsp_handoff_t *h, wsp_shard_conn_t *sc, uv_loop_t *loop
             break;
         }
         int fd = fds[k++];
-        if (wsp_ho_get_conn(body, blen, &hc) < 0) {
+        int bad = wsp_ho_get_conn(body, blen, &hc) < 0;
+        h->secret |= bad || hc.tls.state == WSP_HO_TLS_OPEN; /* TLS keys: wiped below */
+        if (bad) {
             close(fd);
             h->failed++;
         } else if (wsp_conn_adopt(sc, loop, fd, &hc) < 0) { /* it closed fd */
@@ -144,6 +159,7 @@ static int handoff_adopt(wsp_handoff_t *h, wsp_shard_conn_t *sc, uv_loop_t *loop
     }
     while (k < nfds) /* descriptors no record stood for */
         close(fds[k++]);
+    handoff_wipe(h, len);
     return rv;
 }
 

@@ -19,6 +19,7 @@ typedef struct wsp_handoff_s {
     uint8_t *buf;     /* WSP_HO_DGRAM_MAX: the datagram being built or received */
     uint8_t *scratch; /* one connection's queued bytes */
     wsp_ho_writer_t w;
+    int secret; /* buf holds TLS keys (tag 0x02): wiped once sent, never left in memory */
     unsigned n; /* connections in the datagram being built */
     wsp_conn_t *batch[WSP_HO_FDS_MAX];
     int fds[WSP_HO_FDS_MAX];

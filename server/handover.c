@@ -95,13 +95,61 @@ int wsp_ho_put_hello(wsp_ho_writer_t *w, const wsp_ho_hello_t *h)
     return 0;
 }
 
+/* The value of tag 0x02 for t: its length, or 0 when t is none the format can carry. */
+static size_t ho_tls_size(const wsp_ho_tls_t *t)
+{
+    if (t->state == WSP_HO_TLS_NEW)
+        return 1;
+    if (t->state != WSP_HO_TLS_OPEN || t->keylen == 0 || t->keylen > WSP_HO_TLS_KEY_MAX ||
+        t->secretlen > WSP_HO_TLS_SECRET_MAX || t->part_len > WSP_HO_TLS_PART_MAX)
+        return 0;
+    return 1 + 6 + 2 * (8 + (size_t)t->keylen + WSP_HO_TLS_IV + t->secretlen) + 2 + t->part_len;
+}
+
+static uint8_t *ho_tls_dir_put(uint8_t *p, const wsp_ho_tls_t *t, const wsp_ho_tls_dir_t *d)
+{
+    put_le(p, d->seq, 8);
+    p += 8;
+    memcpy(p, d->key, t->keylen);
+    p += t->keylen;
+    memcpy(p, d->iv, WSP_HO_TLS_IV);
+    p += WSP_HO_TLS_IV;
+    if (t->secretlen)
+        memcpy(p, d->secret, t->secretlen);
+    return p + t->secretlen;
+}
+
+/* Writes tag 0x02 with its n value bytes (ho_tls_size()) at p. */
+static void ho_tls_put(uint8_t *p, const wsp_ho_tls_t *t, size_t n)
+{
+    *p++ = WSP_HO_TAG_TLS;
+    put_le(p, n, 2);
+    p += 2;
+    *p++ = t->state;
+    if (t->state != WSP_HO_TLS_OPEN)
+        return;
+    put_le(p, t->version, 2);
+    put_le(p + 2, t->suite, 2);
+    p[4] = t->keylen;
+    p[5] = t->secretlen;
+    p = ho_tls_dir_put(p + 6, t, &t->rd);
+    p = ho_tls_dir_put(p, t, &t->wr);
+    put_le(p, t->part_len, 2);
+    if (t->part_len)
+        memcpy(p + 2, t->part, t->part_len);
+}
+
 int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
 {
-    if (c->nchan > WSP_HO_CHAN_MAX || c->state > WSP_HO_ST_OPEN)
+    size_t tls = c->tls.state == WSP_HO_TLS_NONE ? 0 : ho_tls_size(&c->tls);
+    if (c->nchan > WSP_HO_CHAN_MAX || c->state > WSP_HO_ST_OPEN ||
+        (c->tls.state != WSP_HO_TLS_NONE && tls == 0))
         return -EINVAL;
     size_t len = 4 + 4 + (size_t)c->hs_len + 4 + (size_t)c->pending_len + 1;
     for (unsigned i = 0; i < c->nchan; i++)
         len += 1 + (size_t)c->chan[i].len;
+    if (tls)
+        len += 3 + tls;
     uint8_t *p = ho_record(w, WSP_HO_CONN, len);
     if (p == NULL)
         return -ENOBUFS;
@@ -125,7 +173,9 @@ int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
         memcpy(p, c->chan[i].name, c->chan[i].len);
         p += c->chan[i].len;
     }
-    return 0; /* no tagged field in version 1 */
+    if (tls)
+        ho_tls_put(p, &c->tls, tls);
+    return 0;
 }
 
 int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b)
@@ -206,18 +256,63 @@ int wsp_ho_get_hello(const uint8_t *body, uint32_t len, wsp_ho_hello_t *h)
     return h->admin > 1 || h->shards == 0 ? -EBADMSG : 0;
 }
 
-/* The tagged fields after the fixed part of a CONN body: none is known in version 1, so
- * only skippable ones (bit 7) pass. */
-static int ho_conn_tags(ho_cur_t *c)
+static void ho_tls_dir_get(ho_cur_t *c, const wsp_ho_tls_t *t, wsp_ho_tls_dir_t *d)
+{
+    d->seq = cur_int(c, 8);
+    d->key = cur_bytes(c, t->keylen);
+    d->iv = cur_bytes(c, WSP_HO_TLS_IV);
+    d->secret = cur_bytes(c, t->secretlen);
+}
+
+/* Decodes the value v[0..n) of tag 0x02 into t: 0 or -EBADMSG. */
+static int ho_tls_get(const uint8_t *v, size_t n, wsp_ho_tls_t *t)
+{
+    ho_cur_t c = {.p = v, .len = n};
+    t->state = (uint8_t)cur_int(&c, 1);
+    if (t->state == WSP_HO_TLS_OPEN) {
+        t->version = (uint16_t)cur_int(&c, 2);
+        t->suite = (uint16_t)cur_int(&c, 2);
+        t->keylen = (uint8_t)cur_int(&c, 1);
+        t->secretlen = (uint8_t)cur_int(&c, 1);
+        if (t->keylen == 0 || t->keylen > WSP_HO_TLS_KEY_MAX ||
+            t->secretlen > WSP_HO_TLS_SECRET_MAX)
+            return -EBADMSG;
+        ho_tls_dir_get(&c, t, &t->rd);
+        ho_tls_dir_get(&c, t, &t->wr);
+        t->part_len = (uint16_t)cur_int(&c, 2);
+        t->part = cur_bytes(&c, t->part_len);
+        if (t->part_len > WSP_HO_TLS_PART_MAX)
+            return -EBADMSG;
+    } else if (t->state != WSP_HO_TLS_NEW) {
+        return -EBADMSG;
+    }
+    return c.bad || c.off != c.len ? -EBADMSG : 0;
+}
+
+/* The tagged fields after the fixed part of a CONN body: tag 0x02 (TLS, once at most) is
+ * known; other required ones refuse the record, skippable ones (bit 7) pass. */
+static int ho_conn_tags(ho_cur_t *c, wsp_ho_conn_t *out)
 {
     while (!c->bad && c->off < c->len) {
         uint8_t tag = (uint8_t)cur_int(c, 1);
         uint64_t n = cur_int(c, 2);
-        (void)cur_bytes(c, n);
-        if (!c->bad && !(tag & 0x80))
+        const uint8_t *v = cur_bytes(c, n);
+        if (c->bad)
+            break;
+        if (tag == WSP_HO_TAG_TLS) {
+            if (out->tls.state != WSP_HO_TLS_NONE || ho_tls_get(v, n, &out->tls) < 0)
+                return -EBADMSG;
+        } else if (!(tag & 0x80)) {
             return -EPROTO;
+        }
     }
-    return c->bad ? -EBADMSG : 0;
+    if (c->bad)
+        return -EBADMSG;
+    /* Nothing is written or read in the clear before a TLS handshake. */
+    if (out->tls.state == WSP_HO_TLS_NEW &&
+        (out->state != WSP_HO_ST_HANDSHAKE || out->hs_len != 0 || out->pending_len != 0))
+        return -EBADMSG;
+    return 0;
 }
 
 int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *out)
@@ -244,7 +339,7 @@ int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *out)
     }
     if (c.bad)
         return -EBADMSG;
-    return ho_conn_tags(&c);
+    return ho_conn_tags(&c, out);
 }
 
 int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b)
@@ -297,5 +392,21 @@ int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c)
     c->seq = get_le(body, 8);
     c->len = body[8];
     c->name = (const char *)body + 9;
+    return 0;
+}
+
+int wsp_ho_put_ready(wsp_ho_writer_t *w, uint8_t flags)
+{
+    uint8_t *p = ho_record(w, WSP_HO_READY, 1);
+    if (p == NULL)
+        return -ENOBUFS;
+    p[0] = flags;
+    return 0;
+}
+
+int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags)
+{
+    /* A later version may add bytes after the flags: they are not this version's to read. */
+    *flags = len ? body[0] : 0;
     return 0;
 }

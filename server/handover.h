@@ -12,7 +12,17 @@
  * next descriptor of the datagram, in order. A CONN body ends with optional tagged fields
  * [tag:1][length:2 LE][value]: a tag with bit 7 set may be skipped by a reader that does not
  * know it, any other unknown tag refuses the record, so an upgrade to a binary that would drop
- * state it cannot carry fails (the old process keeps serving) instead of losing it. */
+ * state it cannot carry fails (the old process keeps serving) instead of losing it.
+ *
+ * Tag 0x02 (required), a TLS connection (issue #18): [state:1], then for state 1 (accepted,
+ * its TLS handshake not begun) nothing; for state 2 (the handshake done) the record layer,
+ * field by field: [version:2][suite:2][keylen:1][secretlen:1], for the read direction and then
+ * the write direction [seq:8][key:keylen][iv:12][secret:secretlen] (secretlen 0 for TLS 1.2;
+ * TLS 1.3 needs the traffic secrets for KeyUpdate), then [part_len:2][part]: a record the peer
+ * has sent in part. A connection mid-handshake has no such form (it waits, server/conn_ho.c).
+ * Tag 0x01 is the token's (issue #16). READY's body, empty from a binary older than tag 0x02,
+ * is [flags:1]: WSP_HO_READY_TLS when the new process serves TLS and adopts TLS
+ * connections. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +52,20 @@ enum {
 /* A connection's state as handed over. */
 enum { WSP_HO_ST_HANDSHAKE = 0, WSP_HO_ST_OPEN = 1 };
 
+/* Required CONN tags (bit 7 clear). */
+#define WSP_HO_TAG_TLS 0x02
+
+/* READY flags. */
+#define WSP_HO_READY_TLS 0x01u
+
+/* A TLS connection's state as handed over (wsp_ho_tls_t.state). */
+enum { WSP_HO_TLS_NONE = 0, WSP_HO_TLS_NEW = 1, WSP_HO_TLS_OPEN = 2 };
+
+#define WSP_HO_TLS_IV 12          /* IV bytes carried per direction, whatever the suite uses */
+#define WSP_HO_TLS_KEY_MAX 32     /* AEAD key bytes at most */
+#define WSP_HO_TLS_SECRET_MAX 48  /* TLS 1.3 traffic secret bytes at most (SHA-384) */
+#define WSP_HO_TLS_PART_MAX 18437 /* the longest record a peer may send (common/tlsrec.h) */
+
 /* Flags of a CONN record. */
 enum {
     WSP_HO_F_NO_DEFAULT = 1u << 0, /* chose channels without the default one */
@@ -62,6 +86,26 @@ typedef struct wsp_ho_chan_s {
     uint8_t len;
 } wsp_ho_chan_t;
 
+/* One direction of a TLS record layer: pointers to keylen, WSP_HO_TLS_IV and secretlen
+ * bytes (into the sender's state when encoding, into the datagram when decoded). */
+typedef struct wsp_ho_tls_dir_s {
+    uint64_t seq; /* the next record's sequence number */
+    const uint8_t *key, *iv, *secret;
+} wsp_ho_tls_dir_t;
+
+/* Tag 0x02: what a TLS connection carries. Semantics (suite and lengths agree) are checked
+ * by common/tlsrec.c's wsp_tlsrec_resume(), not here. */
+typedef struct wsp_ho_tls_s {
+    uint8_t state;     /* WSP_HO_TLS_*; NONE: a plain connection, no tag */
+    uint16_t version;  /* OPEN: 0x0303 or 0x0304 */
+    uint16_t suite;    /* OPEN: the IANA cipher suite */
+    uint8_t keylen;    /* OPEN: 1..WSP_HO_TLS_KEY_MAX */
+    uint8_t secretlen; /* OPEN: 0..WSP_HO_TLS_SECRET_MAX */
+    wsp_ho_tls_dir_t rd, wr;
+    uint16_t part_len; /* OPEN: 0..WSP_HO_TLS_PART_MAX */
+    const uint8_t *part;
+} wsp_ho_tls_t;
+
 typedef struct wsp_ho_conn_s {
     uint8_t state;   /* WSP_HO_ST_* */
     uint8_t flags;   /* WSP_HO_F_* */
@@ -73,6 +117,7 @@ typedef struct wsp_ho_conn_s {
     const uint8_t *pending;
     uint8_t nchan;
     wsp_ho_chan_t chan[WSP_HO_CHAN_MAX];
+    wsp_ho_tls_t tls; /* tag 0x02 unless tls.state is WSP_HO_TLS_NONE */
 } wsp_ho_conn_t;
 
 typedef struct wsp_ho_bcast_s {
@@ -117,6 +162,7 @@ int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c);
 int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b);
 int wsp_ho_put_end(wsp_ho_writer_t *w, const wsp_ho_end_t *e);
 int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c);
+int wsp_ho_put_ready(wsp_ho_writer_t *w, uint8_t flags);
 
 /* Walks the records of one received datagram. */
 typedef struct wsp_ho_reader_s {
@@ -140,5 +186,7 @@ int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *c);
 int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b);
 int wsp_ho_get_end(const uint8_t *body, uint32_t len, wsp_ho_end_t *e);
 int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c);
+/* READY's flags (WSP_HO_READY_*); an empty body, from an older binary, is 0. Always 0. */
+int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags);
 
 #endif

@@ -434,6 +434,19 @@ static int liveup_all_handed(const wsp_liveup_t *lu)
     return 1;
 }
 
+/* READY came: hand over, unless this process serves TLS (issue #18) and the new one would
+ * not adopt TLS connections (no --tls-cert, or a binary older than that): the upgrade fails
+ * and this process keeps serving, rather than closing every wss:// client. */
+static void liveup_got_ready(wsp_liveup_t *lu, const uint8_t *body, uint32_t len)
+{
+    uint8_t flags;
+    (void)wsp_ho_get_ready(body, len, &flags); /* never fails */
+    if (lu->cfg->tls_cert[0] != '\0' && !(flags & WSP_HO_READY_TLS))
+        liveup_fail(lu, "new_process_without_tls", -EPROTONOSUPPORT);
+    else
+        liveup_handover(lu);
+}
+
 static void on_liveup_ctl(uv_poll_t *p, int status, int events)
 {
     (void)events;
@@ -453,7 +466,7 @@ static void on_liveup_ctl(uv_poll_t *p, int status, int events)
             return;
         if (n > 0 && wsp_ho_open(&r, buf, (size_t)n) == 0 &&
             wsp_ho_next(&r, &type, &body, &len) == 1 && type == WSP_HO_READY) {
-            liveup_handover(lu);
+            liveup_got_ready(lu, body, len);
         } else if (n <= 0 && lu->child.loop && !uv_is_closing((uv_handle_t *)&lu->child)) {
             /* Our child closed the socket: its exit (or the timeout) will say why. */
             (void)uv_poll_stop(p); /* cannot fail */
@@ -553,7 +566,9 @@ int wsp_liveup_ready(wsp_liveup_t *lu)
     wsp_ho_writer_t w;
     wsp_ho_begin(&w, buf, sizeof(buf));
     int rv;
-    if ((rv = wsp_ho_put_empty(&w, WSP_HO_READY)) < 0 ||
+    /* What this process adopts beyond the plain connections every version takes. */
+    uint8_t flags = lu->cfg->tls_cert[0] != '\0' ? WSP_HO_READY_TLS : 0;
+    if ((rv = wsp_ho_put_ready(&w, flags)) < 0 ||
         (rv = wsp_reexec_send(lu->ctl, buf, w.len, NULL, 0)) < 0 ||
         (rv = uv_poll_init(lu->loop, &lu->ctl_poll, lu->ctl)) < 0)
         return rv;

@@ -12,13 +12,15 @@
 #include "log.h"
 #include "shard_int.h"
 
-/* A connection whose parser holds part of a client frame gets this long to complete it
- * before it is closed with 1001 instead of handed over. */
+/* A connection whose parser holds part of a client frame, or in the middle of its TLS
+ * handshake (whose OpenSSL state cannot move), gets this long to complete it before it is
+ * closed (1001, or without a word mid-handshake) instead of handed over. */
 #define WSP_SHARD_HO_WAIT_MS 2000
 
 /* Old process: sends what can move; ends the handover once nothing waits or the wait is
- * over. What stays (mid-frame past the wait, or everything after a failed send) is closed
- * with 1001 as at shutdown, and the thread ends once its last connection is gone. */
+ * over. What stays (mid-frame or mid-TLS-handshake past the wait, or everything after a
+ * failed send) is closed as at shutdown, and the thread ends once its last connection is
+ * gone. */
 void wsp__shard_handover_step(wsp_shard_t *sh)
 {
     unsigned left = 0;
@@ -40,6 +42,12 @@ void wsp__shard_handover_step(wsp_shard_t *sh)
     for (uint32_t i = tb->n; i-- > 0;)
         if (i < tb->n && wsp_conn_state(tb->v[i]) == WSP_CONN_OPEN)
             wsp_conn_drain(tb->v[i], 1001);
+    /* What is still in its handshake (a TLS one past the wait, or all after a failed send) is
+     * closed as at shutdown: the client connects again, to the new process. */
+    wsp_table_t *tt = &sh->sc.table[WSP_SHARD_T_TIMED];
+    for (uint32_t i = tt->n; i-- > 0;)
+        if (wsp_conn_state(tt->v[i]) == WSP_CONN_HANDSHAKE)
+            wsp_conn_close_why(tt->v[i], WSP_CLOSE_SHUTDOWN);
     sh->stopping = 1; /* the thread ends once the tables are empty */
     sh->drain_per_step = 1;
     sh->stop_deadline_ms = uv_now(&sh->loop) + (uint64_t)WSP_SHARD_FLUSH_S * 1000;

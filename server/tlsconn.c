@@ -242,6 +242,25 @@ int wsp_tlsconn_ktls(wsp_tlsconn_t *t, int fd)
     return rv;
 }
 
+int wsp_tlsconn_resume(wsp_tlsconn_t *t, const wsp_tlsrec_t *rec, const uint8_t *part, size_t n)
+{
+    if (n > 0) {
+        /* Sized as part_input() keeps it: the header until it is whole, then the record. */
+        size_t need =
+            n < WSP_TLSREC_HDR ? WSP_TLSREC_HDR : WSP_TLSREC_HDR + ((size_t)part[3] << 8 | part[4]);
+        if (n >= need)
+            return -EBADMSG; /* a whole record would have been opened, not kept */
+        /* Per connection that had part of a record in flight when the upgrade came: rare. */
+        if ((t->part = malloc(need)) == NULL)
+            return -ENOMEM;
+        memcpy(t->part, part, n);
+        t->part_len = (uint16_t)n;
+    }
+    t->rec = *rec;
+    t->state = WSP_TLSCONN_OPEN;
+    return 0;
+}
+
 void wsp_tlsconn_free(wsp_tlsconn_t *t)
 {
     if (t == NULL)

@@ -111,6 +111,12 @@ size_t wsp_tlsconn_close_notify(wsp_tlsconn_t *t, const wsp_tlsconn_res_t *r);
  * NOT TESTED on the development machine, whose kernel has no tls ULP. Shard thread. */
 int wsp_tlsconn_ktls(wsp_tlsconn_t *t, int fd);
 
+/* Live upgrade (issue #20): makes t, a connection's new TLS state, OPEN with the record layer
+ * rec (complete: wsp_tlsrec_resume()) and the part of a record its peer had sent, part[0..n)
+ * (n 0: none), as the old process had them. 0, -EBADMSG when part is not the beginning of a
+ * record, or -ENOMEM. Shard thread. */
+int wsp_tlsconn_resume(wsp_tlsconn_t *t, const wsp_tlsrec_t *rec, const uint8_t *part, size_t n);
+
 /* Frees t and anything it still holds; NULL is fine. Shard thread. */
 void wsp_tlsconn_free(wsp_tlsconn_t *t);
 

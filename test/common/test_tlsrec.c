@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "tlsref.h"
@@ -282,6 +283,68 @@ static void test_key_update_from_server(void **state)
     make_pair(0xC02B, &s, &c);
     uint8_t rec[WSP_TLSREC_CONTROL_MAX];
     assert_int_equal(wsp_tlsrec_key_update(&s, cx, 0, rec, sizeof(rec)), -EPROTO); /* 1.2 */
+}
+
+/* One direction as a live upgrade carries it: the sequence number, keylen bytes of key, the
+ * IV, secretlen bytes of secret (server/conn_ho.c). */
+static void carry_dir(wsp_tlsrec_dir_t *to, const wsp_tlsrec_dir_t *from, size_t keylen,
+                      size_t secretlen)
+{
+    to->seq = from->seq;
+    memcpy(to->key, from->key, keylen);
+    memcpy(to->iv, from->iv, sizeof(to->iv));
+    memcpy(to->secret, from->secret, secretlen);
+}
+
+/* The record layer rebuilt from the fields a live upgrade carries goes on with OpenSSL's
+ * client where the original stopped, both ways, a KeyUpdate each way included; fields that
+ * do not add up are refused and the state wiped. */
+static void test_resume(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++) {
+        tt_pair_t p;
+        connect_peer(&p, i);
+        both_ways(&p, 100, (uint32_t)i);
+        int t13 = p.rec.version == 0x0304;
+        size_t sl = t13 ? p.rec.hashlen : 0;
+        wsp_tlsrec_t r;
+        memset(&r, 0xA5, sizeof(r)); /* only the carried fields may count */
+        r.suite = p.rec.suite;
+        r.version = p.rec.version;
+        r.keylen = p.rec.keylen;
+        carry_dir(&r.rd, &p.rec.rd, r.keylen, sl);
+        carry_dir(&r.wr, &p.rec.wr, r.keylen, sl);
+        wsp_tlsrec_t bad = r;
+        assert_int_equal(wsp_tlsrec_resume(&r, sl), 0);
+        assert_int_equal(r.aead, p.rec.aead);
+        assert_int_equal(r.hashlen, p.rec.hashlen);
+        OPENSSL_cleanse(&p.rec, sizeof(p.rec));
+        p.rec = r;
+        both_ways(&p, 16385, (uint32_t)i + 20);
+        if (t13) {
+            uint8_t rd_key[32];
+            memcpy(rd_key, p.rec.rd.key, sizeof(rd_key));
+            assert_int_equal(SSL_key_update(p.cl, SSL_KEY_UPDATE_REQUESTED), 1);
+            both_ways(&p, 64, (uint32_t)i + 30); /* the client's, then ours in answer */
+            assert_memory_not_equal(p.rec.rd.key, rd_key, sizeof(rd_key));
+            both_ways(&p, 64, (uint32_t)i + 40);
+        }
+        wsp_tlsrec_t b = bad;
+        b.keylen = bad.keylen == 16 ? 32 : 16;
+        assert_int_equal(wsp_tlsrec_resume(&b, sl), -EINVAL);
+        assert_int_equal(b.suite, 0); /* wiped */
+        b = bad;
+        b.version = t13 ? 0x0303 : 0x0304;
+        assert_int_equal(wsp_tlsrec_resume(&b, sl), -EINVAL);
+        b = bad;
+        assert_int_equal(wsp_tlsrec_resume(&b, t13 ? 0 : 32), -EINVAL);
+        b = bad;
+        b.suite = 0x1304; /* AES-CCM: not ours */
+        assert_int_equal(wsp_tlsrec_resume(&b, sl), -EINVAL);
+        tt_close(&p);
+        tt_pair_free(&p);
+    }
 }
 
 /* A TLS 1.2 client that renegotiates sends a ClientHello under the record keys: refused. */
@@ -678,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_openssl_traffic),
         cmocka_unit_test(test_key_update_from_client),
         cmocka_unit_test(test_key_update_from_server),
+        cmocka_unit_test(test_resume),
         cmocka_unit_test(test_renegotiation),
         cmocka_unit_test(test_alert_to_client),
         cmocka_unit_test(test_bad_records),

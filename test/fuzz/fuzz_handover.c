@@ -1,13 +1,37 @@
 /* Fuzzes the live upgrade's record reader (server/handover.c): the new process parses every
  * datagram the old one sends. Input: one datagram. Checks, besides memory safety, that every
  * record lies inside the datagram, that each decoded record re-encodes to exactly the body it
- * was decoded from (version 1 has no tagged field: a decoded CONN with skipped tags re-encodes
- * shorter, never differently), and that decoding is deterministic. */
+ * was decoded from (a CONN: its fixed part exactly; skippable tags are dropped and tag 0x02,
+ * TLS, is written right after the fixed part, so the whole re-encodes to what decodes the
+ * same again: encoding it once more gives the same bytes), that decoded TLS fields point
+ * inside the body, and that decoding is deterministic. */
 #include <errno.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "handover.h"
+
+/* The bytes of a CONN body before its tags. */
+static size_t conn_fixed(const wsp_ho_conn_t *c)
+{
+    size_t n = 4 + 4 + (size_t)c->hs_len + 4 + (size_t)c->pending_len + 1;
+    for (unsigned i = 0; i < c->nchan; i++)
+        n += 1 + (size_t)c->chan[i].len;
+    return n;
+}
+
+/* A CONN's re-encoding p[0..n) decodes to what encodes to the same bytes again. */
+static void check_conn_stable(const uint8_t *p, size_t n)
+{
+    static uint8_t buf[WSP_HO_DGRAM_MAX + 64];
+    wsp_ho_conn_t c;
+    WSP_FUZZ_CHECK(wsp_ho_get_conn(p, (uint32_t)n, &c) == 0);
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    WSP_FUZZ_CHECK(wsp_ho_put_conn(&w, &c) == 0);
+    WSP_FUZZ_CHECK(w.len - WSP_HO_HDR - WSP_HO_REC_HDR == n);
+    WSP_FUZZ_CHECK(memcmp(buf + WSP_HO_HDR + WSP_HO_REC_HDR, p, n) == 0);
+}
 
 /* Re-encodes one decoded record with the writer and compares it with body. */
 static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const void *rec)
@@ -30,7 +54,32 @@ static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const v
     size_t n = w.len - WSP_HO_HDR - WSP_HO_REC_HDR;
     WSP_FUZZ_CHECK(buf[WSP_HO_HDR] == type);
     WSP_FUZZ_CHECK(type == WSP_HO_CONN ? n <= len : n == len);
-    WSP_FUZZ_CHECK(memcmp(buf + WSP_HO_HDR + WSP_HO_REC_HDR, body, n) == 0);
+    size_t same = type == WSP_HO_CONN ? conn_fixed(rec) : n;
+    WSP_FUZZ_CHECK(same <= n && memcmp(buf + WSP_HO_HDR + WSP_HO_REC_HDR, body, same) == 0);
+    if (type == WSP_HO_CONN)
+        check_conn_stable(buf + WSP_HO_HDR + WSP_HO_REC_HDR, n);
+}
+
+/* p[0..n) lies inside body[0..len) (or is empty). */
+static int inside(const uint8_t *p, size_t n, const uint8_t *body, uint32_t len)
+{
+    return n == 0 || (p >= body && p + n <= body + len);
+}
+
+/* The decoded TLS fields point inside the body. */
+static void check_tls(const wsp_ho_tls_t *t, const uint8_t *body, uint32_t len)
+{
+    WSP_FUZZ_CHECK(t->state <= WSP_HO_TLS_OPEN);
+    if (t->state != WSP_HO_TLS_OPEN)
+        return;
+    WSP_FUZZ_CHECK(t->keylen > 0 && t->keylen <= WSP_HO_TLS_KEY_MAX &&
+                   t->secretlen <= WSP_HO_TLS_SECRET_MAX && t->part_len <= WSP_HO_TLS_PART_MAX);
+    const wsp_ho_tls_dir_t *d[2] = {&t->rd, &t->wr};
+    for (int i = 0; i < 2; i++)
+        WSP_FUZZ_CHECK(inside(d[i]->key, t->keylen, body, len) &&
+                       inside(d[i]->iv, WSP_HO_TLS_IV, body, len) &&
+                       inside(d[i]->secret, t->secretlen, body, len));
+    WSP_FUZZ_CHECK(inside(t->part, t->part_len, body, len));
 }
 
 static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
@@ -53,8 +102,12 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         rv = wsp_ho_get_end(body, len, &u.e);
     else if (type == WSP_HO_CSEQ)
         rv = wsp_ho_get_cseq(body, len, &u.q);
-    else
-        return; /* READY, SHARD_END and unknown types carry nothing to decode */
+    else if (type == WSP_HO_READY) {
+        uint8_t flags;
+        WSP_FUZZ_CHECK(wsp_ho_get_ready(body, len, &flags) == 0);
+        return;
+    } else
+        return; /* SHARD_END and unknown types carry nothing to decode */
     WSP_FUZZ_CHECK(rv == 0 || rv == -EBADMSG || rv == -EPROTO);
     if (rv < 0)
         return;
@@ -66,6 +119,7 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         for (unsigned i = 0; i < c->nchan; i++)
             WSP_FUZZ_CHECK(c->chan[i].len > 0 && (const uint8_t *)c->chan[i].name >= body &&
                            (const uint8_t *)c->chan[i].name + c->chan[i].len <= body + len);
+        check_tls(&c->tls, body, len);
     }
     check_again(type, body, len, &u);
 }

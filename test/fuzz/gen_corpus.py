@@ -315,6 +315,15 @@ def ho_conn(state=1, flags=0, xf=0, ttl=0, hs=b"", pending=b"", chans=(), tags=b
     return ho_rec(3, body + tags)
 
 
+def ho_tls(version, suite, keylen, secretlen, part):
+    """Tag 0x02 of an OPEN TLS connection: made-up keys, sequence numbers 5 and 9."""
+    v = bytes([2]) + struct.pack("<HHBB", version, suite, keylen, secretlen)
+    for seq, fill in ((5, 0x11), (9, 0x22)):
+        v += struct.pack("<Q", seq) + bytes([fill]) * (keylen + 12 + secretlen)
+    v += struct.pack("<H", len(part)) + part
+    return b"\x02" + struct.pack("<H", len(v)) + v
+
+
 def handover_seeds():
     hello = ho_rec(1, struct.pack("<IHHBQ", 4242, 2, 8080, 1, 17))
     end = ho_rec(6, struct.pack("<QQQ", 99, 7, 1795755960000))
@@ -341,6 +350,16 @@ def handover_seeds():
         "trailing-bytes": ho_dgram(end) + b"zz",
         "huge-length": ho_dgram(ho_rec(3, b""))[:8] + struct.pack("<I", 0xFFFFFFFF),
         "chan-past-end": ho_dgram(ho_conn(chans=(b"abc",)))[:-2],
+        # tag 0x02: a TLS connection (issue #18)
+        "conn-tls13": ho_dgram(ho_conn(xf=0x20, chans=(b"news",),
+                                       tags=ho_tls(0x0304, 0x1302, 32, 48, b"\x17\x03\x03\x00\x40ab"))),
+        "conn-tls12": ho_dgram(ho_conn(xf=0x20, pending=b"\x17\x03\x03\x00\x02zz",
+                                       tags=ho_tls(0x0303, 0xC02F, 16, 0, b""))),
+        "conn-tls-new": ho_dgram(ho_conn(state=0, xf=0x20, ttl=3, tags=b"\x02\x01\x00\x01")),
+        "conn-tls-twice": ho_dgram(ho_conn(tags=b"\x02\x01\x00\x01" * 2)),
+        "conn-tls-after-skippable": ho_dgram(ho_conn(
+            tags=b"\x81\x02\x00ab" + ho_tls(0x0304, 0x1301, 16, 32, b""))),
+        "ready-tls": ho_dgram(ho_rec(2, b"\x01")),
     }
     for name, data in s.items():
         write("handover", name, data)

@@ -245,12 +245,216 @@ static void test_capacity(void **state)
     free(buf);
 }
 
+/* --- tag 0x02: a TLS connection (issue #18) --- */
+
+static const uint8_t tls_key[2][32] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+                                       {0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8}};
+static const uint8_t tls_iv[2][12] = {{0x11, 0x12, 0x13}, {0x21, 0x22, 0x23, 0x24}};
+static const uint8_t tls_secret[2][48] = {{0x31, [31] = 0x3F}, {0x41, [47] = 0x4F}};
+static const uint8_t tls_part[7] = {0x17, 0x03, 0x03, 0x00, 0x40, 0xAA, 0xBB};
+
+/* An OPEN TLS 1.3 connection (AES-256, SHA-384 secrets) with part of a record. */
+static wsp_ho_conn_t tls_conn(void)
+{
+    wsp_ho_conn_t c = {.state = WSP_HO_ST_OPEN, .xf = 0x20, .nchan = 1};
+    c.chan[0] = (wsp_ho_chan_t){"news", 4};
+    c.tls = (wsp_ho_tls_t){
+        .state = WSP_HO_TLS_OPEN,
+        .version = 0x0304,
+        .suite = 0x1302,
+        .keylen = 32,
+        .secretlen = 48,
+        .rd = {.seq = 7, .key = tls_key[0], .iv = tls_iv[0], .secret = tls_secret[0]},
+        .wr = {.seq = 1ull << 33, .key = tls_key[1], .iv = tls_iv[1], .secret = tls_secret[1]},
+        .part = tls_part,
+        .part_len = sizeof(tls_part)};
+    return c;
+}
+
+static void tls_dir_equal(const wsp_ho_tls_dir_t *a, const wsp_ho_tls_dir_t *b,
+                          const wsp_ho_tls_t *t)
+{
+    assert_true(a->seq == b->seq);
+    assert_memory_equal(a->key, b->key, t->keylen);
+    assert_memory_equal(a->iv, b->iv, WSP_HO_TLS_IV);
+    if (t->secretlen)
+        assert_memory_equal(a->secret, b->secret, t->secretlen);
+}
+
+/* Encodes c alone in buf; returns the CONN body (and its length in *len). */
+static const uint8_t *put_one(uint8_t *buf, size_t cap, const wsp_ho_conn_t *c, uint32_t *len)
+{
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, cap);
+    assert_int_equal(wsp_ho_put_conn(&w, c), 0);
+    wsp_ho_reader_t r;
+    uint8_t type;
+    const uint8_t *body;
+    assert_int_equal(wsp_ho_open(&r, buf, w.len), 0);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, len), 1);
+    assert_int_equal(type, WSP_HO_CONN);
+    return body;
+}
+
+/* Every field of the record layer comes back as put: TLS 1.3 with secrets and part of a
+ * record, TLS 1.2 without either, and a connection whose TLS handshake has not begun. */
+static void test_tls_round_trip(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    uint32_t len;
+    wsp_ho_conn_t in = tls_conn(), out;
+    for (int v = 0; v < 2; v++) {
+        if (v == 1) { /* TLS 1.2, AES-128-GCM: no secrets, nothing in part */
+            in.tls.version = 0x0303;
+            in.tls.suite = 0xC02F;
+            in.tls.keylen = 16;
+            in.tls.secretlen = 0;
+            in.tls.part_len = 0;
+        }
+        const uint8_t *body = put_one(buf, sizeof(buf), &in, &len);
+        assert_int_equal(wsp_ho_get_conn(body, len, &out), 0);
+        assert_int_equal(out.state, WSP_HO_ST_OPEN);
+        assert_int_equal(out.xf, 0x20);
+        assert_int_equal(out.nchan, 1);
+        assert_memory_equal(out.chan[0].name, "news", 4);
+        const wsp_ho_tls_t *t = &out.tls;
+        assert_int_equal(t->state, WSP_HO_TLS_OPEN);
+        assert_int_equal(t->version, in.tls.version);
+        assert_int_equal(t->suite, in.tls.suite);
+        assert_int_equal(t->keylen, in.tls.keylen);
+        assert_int_equal(t->secretlen, in.tls.secretlen);
+        tls_dir_equal(&t->rd, &in.tls.rd, t);
+        tls_dir_equal(&t->wr, &in.tls.wr, t);
+        assert_int_equal(t->part_len, in.tls.part_len);
+        if (t->part_len)
+            assert_memory_equal(t->part, tls_part, sizeof(tls_part));
+        /* The key material lies inside the body (the caller wipes the datagram). */
+        assert_true(t->wr.secret >= body && t->wr.secret + t->secretlen <= body + len);
+    }
+    wsp_ho_conn_t fresh = {.state = WSP_HO_ST_HANDSHAKE, .ttl = 4, .xf = 0x20};
+    fresh.tls.state = WSP_HO_TLS_NEW;
+    const uint8_t *body = put_one(buf, sizeof(buf), &fresh, &len);
+    assert_int_equal(wsp_ho_get_conn(body, len, &out), 0);
+    assert_int_equal(out.tls.state, WSP_HO_TLS_NEW);
+    assert_int_equal(out.ttl, 4);
+    /* A plain connection has no tag and decodes with none. */
+    wsp_ho_conn_t plain = {.state = WSP_HO_ST_OPEN};
+    body = put_one(buf, sizeof(buf), &plain, &len);
+    assert_int_equal(len, 4 + 4 + 4 + 1);
+    assert_int_equal(wsp_ho_get_conn(body, len, &out), 0);
+    assert_int_equal(out.tls.state, WSP_HO_TLS_NONE);
+}
+
+/* A TLS CONN cut anywhere inside its tag is refused, never read past; cut right before the
+ * tag it is a plain connection, which is why the tag's value must be whole. */
+static void test_tls_truncated(void **state)
+{
+    (void)state;
+    uint8_t buf[1024], cut[1024];
+    uint32_t len;
+    wsp_ho_conn_t in = tls_conn(), out;
+    const uint8_t *body = put_one(buf, sizeof(buf), &in, &len);
+    uint32_t fixed = 4 + 4 + 4 + 1 + 1 + 4; /* through the channel "news" */
+    for (uint32_t n = fixed + 1; n < len; n++) {
+        memcpy(cut, body, n); /* a copy of exactly n bytes: ASan sees any read past it */
+        assert_int_equal(wsp_ho_get_conn(cut, n, &out), -EBADMSG);
+    }
+    memcpy(cut, body, fixed);
+    assert_int_equal(wsp_ho_get_conn(cut, fixed, &out), 0);
+    assert_int_equal(out.tls.state, WSP_HO_TLS_NONE);
+}
+
+/* What the format cannot carry is refused by the writer; what does not add up, by the
+ * reader; and a reader without tag 0x02 refuses it (a required tag), never drops it. */
+static void test_tls_refused(void **state)
+{
+    (void)state;
+    uint8_t buf[1024], ext[1024];
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    wsp_ho_conn_t c = tls_conn(), out;
+    c.tls.keylen = WSP_HO_TLS_KEY_MAX + 1;
+    assert_int_equal(wsp_ho_put_conn(&w, &c), -EINVAL);
+    c = tls_conn();
+    c.tls.part_len = WSP_HO_TLS_PART_MAX + 1;
+    assert_int_equal(wsp_ho_put_conn(&w, &c), -EINVAL);
+    c = tls_conn();
+    c.tls.state = 3;
+    assert_int_equal(wsp_ho_put_conn(&w, &c), -EINVAL);
+    assert_int_equal(w.nrec, 0);
+    uint32_t len;
+    c = tls_conn();
+    const uint8_t *body = put_one(buf, sizeof(buf), &c, &len);
+    uint32_t tag = 4 + 4 + 4 + 1 + 1 + 4; /* where tag 0x02 starts */
+    assert_int_equal(body[tag], WSP_HO_TAG_TLS);
+    assert_false(body[tag] & 0x80); /* required: an older reader refuses the record */
+    memcpy(ext, body, len);
+    ext[tag] = 0x03; /* what a reader does with a required tag it does not know */
+    assert_int_equal(wsp_ho_get_conn(ext, len, &out), -EPROTO);
+    memcpy(ext, body, len);
+    ext[tag + 3] = 3; /* no such TLS state */
+    assert_int_equal(wsp_ho_get_conn(ext, len, &out), -EBADMSG);
+    memcpy(ext, body, len);
+    ext[tag + 3 + 5] = 0; /* keylen 0 */
+    assert_int_equal(wsp_ho_get_conn(ext, len, &out), -EBADMSG);
+    ext[tag + 3 + 5] = WSP_HO_TLS_KEY_MAX + 1;
+    assert_int_equal(wsp_ho_get_conn(ext, len, &out), -EBADMSG);
+    memcpy(ext, body, len);
+    ext[tag + 3 + 6] = WSP_HO_TLS_SECRET_MAX + 1;
+    assert_int_equal(wsp_ho_get_conn(ext, len, &out), -EBADMSG);
+    /* The tag twice. */
+    memcpy(ext, body, len);
+    memcpy(ext + len, body + tag, len - tag);
+    assert_int_equal(wsp_ho_get_conn(ext, len + (len - tag), &out), -EBADMSG);
+    /* A value longer than its fields. */
+    memcpy(ext, body, len);
+    ext[tag + 1]++;
+    ext[len] = 0;
+    assert_int_equal(wsp_ho_get_conn(ext, len + 1, &out), -EBADMSG);
+    /* TLS not yet begun, yet bytes of an HTTP request or for the peer: in the clear. */
+    wsp_ho_conn_t fresh = {.state = WSP_HO_ST_HANDSHAKE, .hs = (const uint8_t *)"GET", .hs_len = 3};
+    fresh.tls.state = WSP_HO_TLS_NEW;
+    body = put_one(buf, sizeof(buf), &fresh, &len);
+    assert_int_equal(wsp_ho_get_conn(body, len, &out), -EBADMSG);
+    fresh.state = WSP_HO_ST_OPEN;
+    fresh.hs_len = 0;
+    body = put_one(buf, sizeof(buf), &fresh, &len);
+    assert_int_equal(wsp_ho_get_conn(body, len, &out), -EBADMSG);
+}
+
+/* READY says whether the new process adopts TLS connections; an empty one (an older binary)
+ * says it does not. */
+static void test_ready(void **state)
+{
+    (void)state;
+    uint8_t buf[32], flags = 0xFF;
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    assert_int_equal(wsp_ho_put_ready(&w, WSP_HO_READY_TLS), 0);
+    assert_int_equal(wsp_ho_put_empty(&w, WSP_HO_READY), 0);
+    wsp_ho_reader_t r;
+    uint8_t type;
+    const uint8_t *body;
+    uint32_t len;
+    assert_int_equal(wsp_ho_open(&r, buf, w.len), 0);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    assert_int_equal(type, WSP_HO_READY);
+    assert_int_equal(wsp_ho_get_ready(body, len, &flags), 0);
+    assert_int_equal(flags, WSP_HO_READY_TLS);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    assert_int_equal(wsp_ho_get_ready(body, len, &flags), 0);
+    assert_int_equal(flags, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_default_channel),
-        cmocka_unit_test(test_full),       cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_default_channel),
+        cmocka_unit_test(test_full),          cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_capacity),      cmocka_unit_test(test_tls_round_trip),
+        cmocka_unit_test(test_tls_truncated), cmocka_unit_test(test_tls_refused),
+        cmocka_unit_test(test_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -210,6 +210,62 @@ static void test_partial_kept_only_while_incomplete(void **state)
     wsp_tlsterm_free(term);
 }
 
+/* Swaps s's TLS state for one resumed from it, as a live upgrade's new process makes it. */
+static void srv_move(srv_t *s)
+{
+    wsp_tlsconn_t *t = wsp_tlsconn_new();
+    assert_non_null(t);
+    assert_int_equal(wsp_tlsconn_resume(t, &s->t->rec, s->t->part, s->t->part_len), 0);
+    assert_int_equal(t->state, WSP_TLSCONN_OPEN);
+    wsp_tlsconn_free(s->t);
+    s->t = t;
+}
+
+/* A live upgrade in the middle of a record (its header cut, then its body cut): the new
+ * state completes it with the rest and opens it; then a KeyUpdate and traffic both ways. A
+ * "part" that is a whole record, which would have been opened, is refused. */
+static void test_resume_part(void **state)
+{
+    (void)state;
+    wsp_tlsterm_t *term = term_new("ec.pem", "ec.key");
+    SSL_CTX *cctx = tt_client_ctx("ca.pem", TLS1_3_VERSION, TLS1_3_VERSION, NULL, NULL);
+    static const size_t cuts[] = {3, 12};
+    for (size_t i = 0; i < 2; i++) {
+        SSL *cl = client(cctx, NULL);
+        srv_t s;
+        srv_init(&s, term, cl);
+        connect_pair(&s, cl, 0);
+        assert_int_equal(SSL_write(cl, "hello upgrade", 13), 13);
+        uint8_t rec[64];
+        int n = BIO_read(SSL_get_wbio(cl), rec, sizeof(rec));
+        assert_true(n > (int)cuts[i]);
+        assert_int_equal(wsp_tlsconn_input(s.t, &s.res, rec, cuts[i], &io, &s), 0);
+        assert_int_equal(s.t->part_len, cuts[i]);
+        srv_move(&s);
+        assert_int_equal(
+            wsp_tlsconn_input(s.t, &s.res, rec + cuts[i], (size_t)n - cuts[i], &io, &s), 0);
+        assert_null(s.t->part);
+        assert_int_equal(s.ngot, 13);
+        assert_memory_equal(s.got, "hello upgrade", 13);
+        srv_move(&s); /* nothing in part: moves without one */
+        assert_int_equal(SSL_key_update(cl, SSL_KEY_UPDATE_REQUESTED), 1);
+        assert_int_equal(SSL_write(cl, "after", 5), 5);
+        assert_int_equal(pump(&s, cl, 0), 0);
+        assert_int_equal(s.ngot, 18);
+        srv_send(&s, (const uint8_t *)"reply", 5); /* under our new key: the client follows */
+        uint8_t b[5];
+        cl_read(cl, b, 5);
+        assert_memory_equal(b, "reply", 5);
+        wsp_tlsconn_t *t = wsp_tlsconn_new();
+        assert_int_equal(wsp_tlsconn_resume(t, &s.t->rec, rec, (size_t)n), -EBADMSG);
+        wsp_tlsconn_free(t);
+        srv_free(&s);
+        SSL_free(cl);
+    }
+    SSL_CTX_free(cctx);
+    wsp_tlsterm_free(term);
+}
+
 static void test_key_update_and_close(void **state)
 {
     (void)state;
@@ -435,6 +491,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_splits),
         cmocka_unit_test(test_partial_kept_only_while_incomplete),
+        cmocka_unit_test(test_resume_part),
         cmocka_unit_test(test_key_update_and_close),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_plain_refuses_rest),
