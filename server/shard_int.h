@@ -19,6 +19,7 @@
 #include "shard_conn.h"
 #include "spsc.h"
 #include "tlsconn.h"
+#include "uphist.h"
 #include "uring.h"
 
 /* As server/shard.h says (not included: that would be a cycle in the include graph). */
@@ -68,6 +69,7 @@ struct wsp_shard_s {
     int handing;             /* old, shard thread: 1 while sending, 2 once sent */
     int adopting;            /* new, shard thread: 1 until the first datagram, 2 after */
     uint64_t ho_deadline_ms; /* old: when connections still mid-frame are closed instead */
+    wsp_uphist_t ho_hist;    /* old, shard 0: its history when the handover began */
 };
 
 /* shard.c */
@@ -89,6 +91,9 @@ void wsp__shard_handover_step(wsp_shard_t *sh);
 
 /* Old process: stops accepting and starts sending. */
 void wsp__shard_begin_handover(wsp_shard_t *sh);
+
+/* New process: records the history a live upgrade carried over (a wsp_uphist_t). */
+void wsp__shard_restore(wsp_shard_t *sh, const void *h);
 
 /* New process: the old shard's datagrams arrived (the first: listen). */
 void wsp__shard_on_ho_readable(uv_poll_t *p, int status, int events);
