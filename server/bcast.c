@@ -28,7 +28,9 @@ struct wsp_bcast_s {
     uint64_t uid, tag; /* a user message (issue #16): its user id and delivery report tag */
     uint8_t user;      /* 1: for the user uid, not for a channel */
     wsp_bcast_pos_t pos;
-    uint8_t chan_len; /* 0 = the default channel */
+    void *hist;                 /* a live upgrade's carried history, or NULL */
+    void (*hist_free)(void *p); /* frees it with b */
+    uint8_t chan_len;           /* 0 = the default channel */
     char chan[WSP_CHANNEL_NAME_MAX + 1];
 };
 
@@ -131,6 +133,14 @@ void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos) { b->pos = *p
 
 const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b) { return &b->pos; }
 
+void wsp_bcast_set_history(wsp_bcast_t *b, void *h, void (*free_fn)(void *h))
+{
+    b->hist = h;
+    b->hist_free = free_fn;
+}
+
+const void *wsp_bcast_history(const wsp_bcast_t *b) { return b->hist; }
+
 wsp_msg_t *wsp_bcast_build_framed(const wsp_bcast_t *b, void *ctx)
 {
     (void)ctx;
@@ -194,6 +204,8 @@ static void bcast_free(wsp_bcast_t *b)
     for (unsigned k = 0; k < WSP_BCAST_NKINDS; k++)
         if (b->frame[k]) /* a queued tail may still hold a reference of its own */
             wsp_msg_unref(b->frame[k]);
+    if (b->hist)
+        b->hist_free(b->hist);
     free(b);
 }
 

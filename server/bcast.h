@@ -120,6 +120,14 @@ void wsp_bcast_set_pos(wsp_bcast_t *b, const wsp_bcast_pos_t *pos);
 /* b's place in its channel. Any thread holding b. */
 const wsp_bcast_pos_t *wsp_bcast_pos(const wsp_bcast_t *b);
 
+/* Makes b carry a live upgrade's history (server/uphist.h, issue #20) to every shard, which
+ * records it before anything posted after b; free_fn(h) runs when b is freed. Coordinator
+ * thread, before posting b. */
+void wsp_bcast_set_history(wsp_bcast_t *b, void *h, void (*free_fn)(void *h));
+
+/* The history b carries (read-only for the shards), or NULL. Any thread holding b. */
+const void *wsp_bcast_history(const wsp_bcast_t *b);
+
 /* Builds b's WSP_BCAST_FRAMED frame ({"ch":..,"seq":..,"data":..}) from its payload, channel
  * and position (ctx unused): the wsp_bcast_build_fn of that kind, for
  * wsp_bcast_frame_build() and server/pick.c. NULL when out of memory. Any thread. */

@@ -320,13 +320,11 @@ static void chan_new_epoch(wsp_chan_table_t *t, const char *epoch, size_t elen)
     t->epoch_len = (uint8_t)elen;
 }
 
-int wsp_chan_record(wsp_chan_table_t *t, const char *name, size_t len, uint64_t seq,
-                    const char *epoch, size_t elen, uint32_t gen, wsp_msg_t *frame, uint64_t now_ms)
+/* Records message seq of channel name[0..len), published at t_ms, as of now_ms: what
+ * wsp_chan_record() says once the epoch is settled. */
+static int chan_record(wsp_chan_table_t *t, const char *name, size_t len, uint64_t seq,
+                       uint32_t gen, wsp_msg_t *frame, uint64_t t_ms, uint64_t now_ms)
 {
-    if (elen > WSP_FRAMED_EPOCH_MAX)
-        return -EINVAL;
-    if (elen > 0 && (elen != t->epoch_len || memcmp(epoch, t->epoch, elen) != 0))
-        chan_new_epoch(t, epoch, elen);
     if (seq == 0)
         return 0;
     int on = t->hist && t->hist->size > 0 && frame != NULL;
@@ -344,7 +342,7 @@ int wsp_chan_record(wsp_chan_table_t *t, const char *name, size_t len, uint64_t 
         chan_maybe_free(t, ch); /* a gap may have emptied a history nothing else kept */
         return 0;
     }
-    int rv = ent_push(t, ch, frame, now_ms);
+    int rv = ent_push(t, ch, frame, t_ms);
     while (ch->count > t->hist->size)
         ent_drop(t, ch);
     if (ch->count == 0) { /* the push failed */
@@ -354,6 +352,39 @@ int wsp_chan_record(wsp_chan_table_t *t, const char *name, size_t len, uint64_t 
     wsp_chan_expire(t, now_ms); /* these may free ch: not touched after them */
     hist_budget(t);
     return rv;
+}
+
+int wsp_chan_record(wsp_chan_table_t *t, const char *name, size_t len, uint64_t seq,
+                    const char *epoch, size_t elen, uint32_t gen, wsp_msg_t *frame, uint64_t now_ms)
+{
+    if (elen > WSP_FRAMED_EPOCH_MAX)
+        return -EINVAL;
+    if (elen > 0 && (elen != t->epoch_len || memcmp(epoch, t->epoch, elen) != 0))
+        chan_new_epoch(t, epoch, elen);
+    return chan_record(t, name, len, seq, gen, frame, now_ms, now_ms);
+}
+
+int wsp_chan_restore(wsp_chan_table_t *t, const char *name, size_t len, uint64_t seq,
+                     wsp_msg_t *frame, uint64_t t_ms, uint64_t now_ms)
+{
+    if (t_ms > now_ms)
+        t_ms = now_ms; /* never younger than now: the TTL counts from the original time */
+    return chan_record(t, name, len, seq, 0, frame, t_ms, now_ms);
+}
+
+int wsp_chan_hist_each(const wsp_chan_table_t *t, wsp_chan_hist_fn fn, void *arg)
+{
+    for (uint32_t i = 0; i < t->nbuckets; i++)
+        for (const wsp_chan_t *ch = t->buckets[i]; ch; ch = ch->next)
+            for (uint32_t k = 0; k < ch->count; k++) {
+                const hent_t *e = &ch->ring[(ch->head + k) & (ch->cap - 1)];
+                /* the entries are contiguous and the newest is the position */
+                int rv = fn(arg, ch->name, ch->len, ch->top - ch->count + 1 + k, e->rec, e->t_ms,
+                            e->frame);
+                if (rv < 0)
+                    return rv;
+            }
+    return 0;
 }
 
 int wsp_chan_known(const wsp_chan_t *ch, uint32_t gen, uint64_t *top)

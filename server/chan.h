@@ -110,6 +110,22 @@ int wsp_chan_record(wsp_chan_table_t *t, const char *name, size_t len, uint64_t 
                     const char *epoch, size_t elen, uint32_t gen, wsp_msg_t *frame,
                     uint64_t now_ms);
 
+/* Records an entry a live upgrade carried over (issue #20): message seq of channel
+ * name[0..len) in the table's epoch, first published at t_ms (this process's uv_now clock),
+ * as wsp_chan_record() does at now_ms: appended (a reference taken) after the channel's
+ * position, or the channel's history starts again with it; then --history-size, --history-ttl
+ * (from t_ms: the entry keeps its age) and --history-max-bytes drop the oldest. Returns 0,
+ * or -ENOMEM (not kept). Shard thread, in the order the old process recorded them. */
+int wsp_chan_restore(wsp_chan_table_t *t, const char *name, size_t len, uint64_t seq,
+                     wsp_msg_t *frame, uint64_t t_ms, uint64_t now_ms);
+
+/* Calls fn for every history entry of t, each channel's oldest first: its channel, seq, place
+ * in the table's recording order, time (uv_now ms) and frame (t's reference: fn takes its own
+ * to keep it). Stops at fn's first negative return, which it returns; else 0. Shard thread. */
+typedef int (*wsp_chan_hist_fn)(void *arg, const char *name, size_t len, uint64_t seq, uint64_t rec,
+                                uint64_t t_ms, wsp_msg_t *frame);
+int wsp_chan_hist_each(const wsp_chan_table_t *t, wsp_chan_hist_fn fn, void *arg);
+
 /* Drops the entries older than --history-ttl (the shard's 1 s tick). */
 void wsp_chan_expire(wsp_chan_table_t *t, uint64_t now_ms);
 

@@ -81,6 +81,8 @@ static void on_coord_reaped(void *user, const wsp_bcast_t *b, const wsp_bcast_re
         wsp_pub_user_reached(co->pub, tag, r->written);
         return;
     }
+    if (wsp_bcast_pos(b)->silent)
+        return; /* written to nobody (an epoch, a live upgrade's history): not a broadcast */
     wsp_metrics_bcast_observe(co->stats, r->ns);
     WSP_LOG(WSP_LOG_INFO,
             "event=broadcast seq=%" PRIu64 " channel=%s shards=%u written=%" PRIu64
@@ -158,6 +160,27 @@ static int on_coord_deliver(void *user, const char *chan, size_t chan_len, const
     WSP_LOG(WSP_LOG_DEBUG,
             "event=broadcast_start seq=%" PRIu64 " chseq=%" PRIu64 " reason=%s bytes=%zu", seq,
             cs->seq, reason, len);
+    coord_post(co, b);
+    return 0;
+}
+
+/* A live upgrade's new process, at the takeover (issue #20): the history the old process
+ * carried over (h; NULL: none) goes to every shard in one silent broadcast, ahead of the ones
+ * relayed next. It is this process's first broadcast: arrivals waited for it. */
+static int on_coord_history(void *user, wsp_uphist_t *h)
+{
+    wsp_coord_t *co = user;
+    wsp_bcast_t *b;
+    int rv = wsp_bcast_new(&b, NULL, 0, NULL, 0, 0, co->nshards, &co->done);
+    if (rv < 0) {
+        if (h)
+            wsp_uphist_destroy(h);
+        return rv;
+    }
+    if (h)
+        wsp_bcast_set_history(b, h, wsp_uphist_destroy);
+    wsp_pub_chseq_t cs = {0};
+    coord_place(co, b, NULL, 0, &cs, 1);
     coord_post(co, b);
     return 0;
 }
@@ -586,6 +609,11 @@ static int coord_history_init(wsp_coord_t *co)
     if (rv < 0)
         return rv;
     co->pos_init = 1;
+    /* A live upgrade's new process: its shards know nothing until the takeover's first
+     * broadcast, which brings the old process's history (on_coord_history()): a wspush.v1
+     * connection that comes in before waits for it (BEHIND) instead of being refused. */
+    if (co->up.ctl >= 0 && !redis)
+        co->pos.epoch_g = 1;
     if (!redis)
         return 0;
     if ((rv = uv_async_init(&co->loop, &co->fetch_wake, on_coord_fetch)) < 0 ||
@@ -658,6 +686,7 @@ static int coord_start(wsp_coord_t *co)
     if (role == WSP_PUB_WORKER && (rv = coord_link_supervisor(co)) < 0)
         return rv;
     wsp_liveup_attach(&co->up, co->pub, co->shards, co->stats, co->port, on_coord_handed, co);
+    wsp_liveup_on_history(&co->up, on_coord_history);
     if (wsp_liveup_adopting(&co->up)) /* the publisher opens once everything is adopted */
         wsp_pub_adopt_admin(co->pub, wsp_liveup_take_admin(&co->up));
     else if ((rv = wsp_pub_open(co->pub)) < 0) {

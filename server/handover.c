@@ -408,5 +408,40 @@ int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags)
 {
     /* A later version may add bytes after the flags: they are not this version's to read. */
     *flags = len ? body[0] : 0;
+int wsp_ho_put_hist(wsp_ho_writer_t *w, const wsp_ho_hist_t *h)
+{
+    if (h->seq == 0 || h->chan_len == 0 || h->epoch_len == 0)
+        return -EINVAL;
+    uint8_t *p = ho_record(w, WSP_HO_HIST,
+                           8 + 8 + 1 + (size_t)h->chan_len + 1 + h->epoch_len + 4 + (size_t)h->len);
+    if (p == NULL)
+        return -ENOBUFS;
+    put_le(p, h->seq, 8);
+    put_le(p + 8, h->age_ms, 8);
+    p[16] = h->chan_len;
+    memcpy(p + 17, h->chan, h->chan_len);
+    p += 17 + h->chan_len;
+    p[0] = h->epoch_len;
+    memcpy(p + 1, h->epoch, h->epoch_len);
+    p += 1 + h->epoch_len;
+    put_le(p, h->len, 4);
+    if (h->len)
+        memcpy(p + 4, h->msg, h->len);
+    return 0;
+}
+
+int wsp_ho_get_hist(const uint8_t *body, uint32_t len, wsp_ho_hist_t *h)
+{
+    ho_cur_t c = {.p = body, .len = len};
+    h->seq = cur_int(&c, 8);
+    h->age_ms = cur_int(&c, 8);
+    h->chan_len = (uint8_t)cur_int(&c, 1);
+    h->chan = (const char *)cur_bytes(&c, h->chan_len);
+    h->epoch_len = (uint8_t)cur_int(&c, 1);
+    h->epoch = (const char *)cur_bytes(&c, h->epoch_len);
+    h->len = (uint32_t)cur_int(&c, 4);
+    h->msg = cur_bytes(&c, h->len);
+    if (c.bad || c.off != c.len || h->seq == 0 || h->chan_len == 0 || h->epoch_len == 0)
+        return -EBADMSG;
     return 0;
 }

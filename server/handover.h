@@ -47,6 +47,8 @@ enum {
     WSP_HO_BCAST = 5,     /* old -> new: a broadcast published while handing over */
     WSP_HO_END = 6,       /* old -> new: every shard handed over; the numbering to go on with */
     WSP_HO_CSEQ = 7,      /* old -> new, before END: one channel's last number (issue #17) */
+    /* 8 is reserved (another record being added) */
+    WSP_HO_HIST = 9, /* old -> new, before END: one history entry (issue #17), oldest first */
 };
 
 /* A connection's state as handed over. */
@@ -137,6 +139,20 @@ typedef struct wsp_ho_cseq_s {
     uint8_t len;      /* 1..255 */
 } wsp_ho_cseq_t;
 
+/* One history entry: message seq of a channel in an epoch, age_ms old when sent, and the
+ * message as a wspush.v1 client receives it ({"ch":..,"seq":..,"data":..}: the history keeps
+ * only that form). Body: [seq:8][age_ms:8][chan_len:1][chan][epoch_len:1][epoch][len:4][msg]. */
+typedef struct wsp_ho_hist_s {
+    uint64_t seq;      /* >= 1 */
+    uint64_t age_ms;   /* how long ago it was published */
+    const char *chan;  /* not NUL-terminated; "time" for the default channel */
+    uint8_t chan_len;  /* >= 1 */
+    const char *epoch; /* not NUL-terminated */
+    uint8_t epoch_len; /* >= 1 */
+    uint32_t len;
+    const uint8_t *msg;
+} wsp_ho_hist_t;
+
 typedef struct wsp_ho_end_s {
     uint64_t seq;          /* the last number given: the new process goes on from it */
     uint64_t sup_seq;      /* a worker: the last supervisor broadcast it delivered or passed on */
@@ -163,6 +179,7 @@ int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b);
 int wsp_ho_put_end(wsp_ho_writer_t *w, const wsp_ho_end_t *e);
 int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c);
 int wsp_ho_put_ready(wsp_ho_writer_t *w, uint8_t flags);
+int wsp_ho_put_hist(wsp_ho_writer_t *w, const wsp_ho_hist_t *h);
 
 /* Walks the records of one received datagram. */
 typedef struct wsp_ho_reader_s {
@@ -188,5 +205,6 @@ int wsp_ho_get_end(const uint8_t *body, uint32_t len, wsp_ho_end_t *e);
 int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c);
 /* READY's flags (WSP_HO_READY_*); an empty body, from an older binary, is 0. Always 0. */
 int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags);
+int wsp_ho_get_hist(const uint8_t *body, uint32_t len, wsp_ho_hist_t *h);
 
 #endif

@@ -138,16 +138,39 @@ typedef struct liveup_writer_s {
     uint8_t *buf;
 } liveup_writer_t;
 
+/* Sends the datagram filled so far and starts the next one in the same buffer. */
+static int on_liveup_flush(void *arg)
+{
+    liveup_writer_t *lw = arg;
+    int rv = wsp_reexec_send(lw->lu->ctl, lw->buf, lw->w->len, NULL, 0);
+    if (rv == 0)
+        wsp_ho_begin(lw->w, lw->buf, WSP_HO_DGRAM_MAX);
+    return rv;
+}
+
 /* One channel's last number, before END: the new process numbers on from it (issue #17). */
 static int on_liveup_cseq(void *arg, const char *name, size_t len, uint64_t seq)
 {
     liveup_writer_t *lw = arg;
     wsp_ho_cseq_t c = {.seq = seq, .name = name, .len = (uint8_t)len};
     int rv = wsp_ho_put_cseq(lw->w, &c);
-    if (rv == -ENOBUFS && (rv = wsp_reexec_send(lw->lu->ctl, lw->buf, lw->w->len, NULL, 0)) == 0) {
-        wsp_ho_begin(lw->w, lw->buf, WSP_HO_DGRAM_MAX);
+    if (rv == -ENOBUFS && (rv = on_liveup_flush(lw)) == 0)
         rv = wsp_ho_put_cseq(lw->w, &c);
-    }
+    return rv;
+}
+
+/* The history shard 0 held when it stopped taking broadcasts (issue #17), oldest first: the
+ * new process records it before anything it publishes. Redis keeps its own. */
+static int liveup_send_history(wsp_liveup_t *lu, liveup_writer_t *lw)
+{
+    wsp_uphist_t *h = wsp_shard_history(lu->shards[0]);
+    uint64_t skipped = 0;
+    uv_update_time(lu->loop); /* the shards' clock: the entries' ages count to now */
+    int rv = wsp_uphist_put(h, uv_now(lu->loop), lw->w, on_liveup_flush, lw, &skipped);
+    WSP_LOG(rv < 0 || skipped ? WSP_LOG_WARN : WSP_LOG_INFO,
+            "event=upgrade_history_sent entries=%u channels=%u skipped=%llu error=%s", h->n,
+            h->nnames, (unsigned long long)skipped, rv < 0 ? uv_err_name(rv) : "none");
+    wsp_uphist_free(h);
     return rv;
 }
 
@@ -158,7 +181,8 @@ static void liveup_end(wsp_liveup_t *lu)
     static uint8_t buf[WSP_HO_DGRAM_MAX]; /* the coordinator thread's, once per upgrade */
     wsp_ho_writer_t w;
     wsp_ho_begin(&w, buf, sizeof(buf));
-    int rv = 0;
+    liveup_writer_t lw = {.lu = lu, .w = &w, .buf = buf};
+    int rv = liveup_send_history(lu, &lw);
     unsigned nq = 0;
     for (liveup_queued_t *e = lu->q; e && rv == 0; e = e->next, nq++) {
         wsp_ho_bcast_t b = {.seq = e->seq,
@@ -169,23 +193,16 @@ static void liveup_end(wsp_liveup_t *lu)
                             .cseq = e->cseq,
                             .epoch = e->epoch,
                             .epoch_len = e->epoch_len};
-        if ((rv = wsp_ho_put_bcast(&w, &b)) == -ENOBUFS &&
-            (rv = wsp_reexec_send(lu->ctl, buf, w.len, NULL, 0)) == 0) {
-            wsp_ho_begin(&w, buf, sizeof(buf));
+        if ((rv = wsp_ho_put_bcast(&w, &b)) == -ENOBUFS && (rv = on_liveup_flush(&lw)) == 0)
             rv = wsp_ho_put_bcast(&w, &b);
-        }
     }
-    liveup_writer_t lw = {.lu = lu, .w = &w, .buf = buf};
     if (rv == 0)
         rv = wsp_chan_seqs_each(wsp_pub_chan_seqs(lu->pub), on_liveup_cseq, &lw);
     wsp_ho_end_t end = {.seq = wsp_pub_seq(lu->pub),
                         .sup_seq = lu->sup_seq,
                         .next_tick_ms = wsp_pub_next_tick(lu->pub)};
-    if (rv == 0 && (rv = wsp_ho_put_end(&w, &end)) == -ENOBUFS &&
-        (rv = wsp_reexec_send(lu->ctl, buf, w.len, NULL, 0)) == 0) {
-        wsp_ho_begin(&w, buf, sizeof(buf));
+    if (rv == 0 && (rv = wsp_ho_put_end(&w, &end)) == -ENOBUFS && (rv = on_liveup_flush(&lw)) == 0)
         rv = wsp_ho_put_end(&w, &end);
-    }
     /* systemd must know the new main process before this one exits: it would stop the unit. */
     char state[48];
     snprintf(state, sizeof(state), "MAINPID=%d", (int)lu->peer_pid);
@@ -348,6 +365,39 @@ static void liveup_relay(wsp_liveup_t *lu, const liveup_queued_t *e, const char 
                   &cs, reason);
 }
 
+/* New process: one HIST record (issue #17). An entry of another epoch, or with history off
+ * or under --redis here, is dropped (counted): the new process serves without it. */
+static int liveup_hist(wsp_liveup_t *lu, const uint8_t *body, uint32_t len)
+{
+    wsp_ho_hist_t r;
+    int rv = wsp_ho_get_hist(body, len, &r);
+    if (rv < 0)
+        return rv;
+    if (lu->cfg->history_size == 0 || lu->cfg->redis_host[0] != '\0' || lu->on_history == NULL)
+        rv = -ENOTSUP;
+    else
+        rv =
+            wsp_uphist_add(&lu->hist, &r, lu->cfg->epoch, strlen(lu->cfg->epoch), uv_now(lu->loop));
+    lu->hist_dropped += rv < 0;
+    return 0;
+}
+
+/* New process, at the takeover: the history carried over goes to every shard, ahead of the
+ * broadcasts relayed next (the same rings, in order). Posted even when empty: connections
+ * that came in before wait for it (server/coordinator.c). */
+static void liveup_restore(wsp_liveup_t *lu)
+{
+    uint32_t n = lu->hist.n, nch = lu->hist.nnames;
+    wsp_uphist_t *h = n ? wsp_uphist_move(&lu->hist) : NULL;
+    int rv = lu->on_history ? lu->on_history(lu->user, h) : 0; /* h is the callee's */
+    rv = n && h == NULL ? -ENOMEM : rv;
+    wsp_uphist_free(&lu->hist); /* still here only when it could not move */
+    if (n || lu->hist_dropped || rv < 0)
+        WSP_LOG(rv < 0 || lu->hist_dropped ? WSP_LOG_WARN : WSP_LOG_INFO,
+                "event=upgrade_history entries=%u channels=%u dropped=%llu error=%s", n, nch,
+                (unsigned long long)lu->hist_dropped, rv < 0 ? uv_err_name(rv) : "none");
+}
+
 /* Everything arrived: publish what the old process queued, then what the supervisor sent
  * meanwhile that the old one had not delivered, and serve: numbering, tick, admin API, Redis. */
 static void liveup_takeover(wsp_liveup_t *lu)
@@ -356,6 +406,7 @@ static void liveup_takeover(wsp_liveup_t *lu)
     uint64_t conns = 0, queued = 0;
     for (unsigned i = 0; i < lu->nshards; i++)
         conns += atomic_load_explicit(&lu->stats->shard[i].open, memory_order_relaxed);
+    liveup_restore(lu);
     for (liveup_queued_t *e = lu->q; e; e = e->next, queued++)
         liveup_relay(lu, e, "handover");
     for (liveup_queued_t *e = lu->supq; e; e = e->next)
@@ -415,6 +466,8 @@ static int liveup_read(wsp_liveup_t *lu)
             } else if (type == WSP_HO_BCAST && (rv = wsp_ho_get_bcast(body, len, &b)) == 0) {
                 wsp_pub_chseq_t cs = {.seq = b.cseq, .epoch = b.epoch, .epoch_len = b.epoch_len};
                 rv = liveup_queue(&lu->qtail, b.chan, b.chan_len, b.payload, b.len, b.seq, &cs);
+            } else if (type == WSP_HO_HIST) {
+                rv = liveup_hist(lu, body, len);
             } else if (type != WSP_HO_BCAST && type != WSP_HO_CSEQ) {
                 rv = -EBADMSG;
             }
@@ -621,6 +674,11 @@ void wsp_liveup_cancel(wsp_liveup_t *lu)
         liveup_fail(lu, "stopping", 0);
 }
 
+void wsp_liveup_on_history(wsp_liveup_t *lu, int (*fn)(void *user, wsp_uphist_t *h))
+{
+    lu->on_history = fn;
+}
+
 int wsp_liveup_adopting(const wsp_liveup_t *lu) { return lu->state == WSP_UP_ADOPTING; }
 
 int wsp_liveup_handed(const wsp_liveup_t *lu) { return lu->state == WSP_UP_HANDED; }
@@ -643,6 +701,7 @@ void wsp_liveup_free(wsp_liveup_t *lu)
         close(lu->admin_fd);
     liveup_queue_free(&lu->q, &lu->qtail);
     liveup_queue_free(&lu->supq, &lu->supqtail);
+    wsp_uphist_free(&lu->hist);
     free(lu->lfds);
     free(lu->ho_socks);
     lu->lfds = lu->ho_socks = NULL;

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "publisher.h"
 #include "shard.h"
+#include "uphist.h"
 
 typedef struct liveup_queued_s liveup_queued_t;
 
@@ -68,6 +69,9 @@ typedef struct wsp_liveup_s {
     wsp_ho_end_t end;   /* new: what the old process said last */
     liveup_queued_t *q, **qtail;       /* broadcasts kept for later, oldest first */
     liveup_queued_t *supq, **supqtail; /* new worker: the supervisor's, until the takeover */
+    wsp_uphist_t hist;                 /* new: the history carried over (issue #17) */
+    uint64_t hist_dropped;             /* new: entries not kept (history off, another epoch) */
+    int (*on_history)(void *user, wsp_uphist_t *h); /* new: hands h to the shards (h its) */
 } wsp_liveup_t;
 
 /* Sets lu up for a process of cfg on loop; ctl >= 0 is the inherited control socket of a new
@@ -83,6 +87,12 @@ int wsp_liveup_adopt_hello(wsp_liveup_t *lu, int *fds, int *port);
  * what to call when the old process has handed everything over. */
 void wsp_liveup_attach(wsp_liveup_t *lu, wsp_pub_t *pub, wsp_shard_t **shards,
                        wsp_proc_stats_t *stats, int port, void (*on_handed)(void *), void *user);
+
+/* New process: at the takeover, before anything is published, fn(user, h) hands the history
+ * the old process carried over (a wsp_uphist_move() allocation, fn's even on failure; NULL
+ * when there is none) to the shards. Without fn (or with history off, or under --redis) the
+ * history is dropped. */
+void wsp_liveup_on_history(wsp_liveup_t *lu, int (*fn)(void *user, wsp_uphist_t *h));
 
 /* New process, once its shards run: READY to the old one. Returns 0 or a negative errno. */
 int wsp_liveup_ready(wsp_liveup_t *lu);

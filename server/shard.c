@@ -246,6 +246,8 @@ static void shard_note(wsp_shard_t *sh, wsp_bcast_t *b)
     const wsp_bcast_pos_t *bp = wsp_bcast_pos(b);
     wsp_chan_table_t *t = &sh->sc.chans;
     wsp_chan_position(t, bp->g);
+    if (wsp_bcast_history(b)) /* a live upgrade's (issue #20), before anything published here */
+        wsp__shard_restore(sh, wsp_bcast_history(b));
     if (bp->seq == 0 && bp->epoch_len == 0)
         return;
     size_t clen;
@@ -755,16 +757,13 @@ void wsp_shard_post_resume(wsp_shard_t *sh, wsp_resume_t *r)
 void wsp_shard_stop(wsp_shard_t *sh)
 {
     atomic_store_explicit(&sh->stop_requested, 1, memory_order_release);
-    int rv = uv_async_send(&sh->wake);
-    (void)rv; /* only fails for a handle that is not an async: a bug, not a runtime error */
+    (void)uv_async_send(&sh->wake); /* only fails for a handle that is not an async: a bug */
 }
 
 int wsp_shard_join(wsp_shard_t *sh)
 {
     int rv = uv_thread_join(&sh->thread);
-    if (rv < 0)
-        return rv;
-    return sh->loop_close_rv;
+    return rv < 0 ? rv : sh->loop_close_rv;
 }
 
 void wsp_shard_free(wsp_shard_t *sh)
@@ -780,6 +779,7 @@ void wsp_shard_free(wsp_shard_t *sh)
     if (sh->results_init)
         wsp_resume_queue_free(&sh->results);
     wsp_chan_table_free(&sh->sc.chans); /* no subscriber left after a stop; history freed */
+    wsp_uphist_free(&sh->ho_hist);      /* a live upgrade's snapshot, if never sent */
     wsp_pick_shard_free(&sh->pick);
     wsp_deflate_free(sh->sc.pmd.z);
     wsp_uring_free(sh->uring);

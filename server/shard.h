@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "shard_conn.h"
 #include "tlsterm.h"
+#include "uphist.h"
 
 typedef struct wsp_shard_s wsp_shard_t;
 
@@ -78,6 +79,12 @@ void wsp_shard_handover(wsp_shard_t *sh, int sock);
 
 /* 1 once every connection was sent (old process) or adopted (new process). Any thread. */
 int wsp_shard_handover_done(const wsp_shard_t *sh);
+
+/* Live upgrade, old process, once wsp_shard_handover_done(): the history shard 0 held when it
+ * stopped taking broadcasts (issue #17; empty for other shards, under --redis or with history
+ * off). The caller may send it and empty it with wsp_uphist_free(); else the shard frees it.
+ * Coordinator thread. */
+wsp_uphist_t *wsp_shard_history(wsp_shard_t *sh);
 
 /* 1 once the shard's thread is about to end (joining will not block long). Any thread. */
 int wsp_shard_exited(const wsp_shard_t *sh);

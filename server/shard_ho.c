@@ -56,9 +56,23 @@ void wsp__shard_handover_step(wsp_shard_t *sh)
     wsp__shard_maybe_finish(sh);
 }
 
+/* Old process, shard 0: what recovery needs in the new process (issue #17), as it is now:
+ * after the last broadcast posted here, before the first one queued for the new process.
+ * Every shard recorded the same messages; one copy goes. Redis keeps its own. */
+static void shard_snapshot(wsp_shard_t *sh)
+{
+    if (sh->sc.id != 0 || sh->sc.fetchq != NULL || sh->sc.chans.entries == 0)
+        return;
+    int rv = wsp_uphist_snapshot(&sh->ho_hist, &sh->sc.chans);
+    WSP_LOG(rv < 0 ? WSP_LOG_ERROR : WSP_LOG_INFO,
+            "shard=%u event=handover_history entries=%u channels=%u error=%s", sh->sc.id,
+            sh->ho_hist.n, sh->ho_hist.nnames, rv < 0 ? uv_err_name(rv) : "none");
+}
+
 void wsp__shard_begin_handover(wsp_shard_t *sh)
 {
     sh->handing = 1;
+    shard_snapshot(sh);
     (void)wsp_handoff_init(&sh->ho, sh->ho.sock); /* -ENOMEM: the first step fails it */
     /* Stop accepting: the new process listens on the same socket, so a connection in the
      * backlog waits for it instead of being refused. */
@@ -102,4 +116,15 @@ void wsp__shard_on_ho_readable(uv_poll_t *p, int status, int events)
 int wsp_shard_handover_done(const wsp_shard_t *sh)
 {
     return atomic_load_explicit(&sh->ho_done, memory_order_acquire);
+}
+
+wsp_uphist_t *wsp_shard_history(wsp_shard_t *sh) { return &sh->ho_hist; }
+
+void wsp__shard_restore(wsp_shard_t *sh, const void *h)
+{
+    const wsp_uphist_t *uh = h;
+    uint64_t failed = wsp_uphist_restore(uh, &sh->sc.chans, uv_now(&sh->loop));
+    WSP_LOG(failed ? WSP_LOG_WARN : WSP_LOG_INFO,
+            "shard=%u event=history_restored entries=%u kept=%llu failed=%llu", sh->sc.id, uh->n,
+            (unsigned long long)sh->sc.chans.entries, (unsigned long long)failed);
 }

@@ -19,6 +19,7 @@
 #include "shard_conn.h"
 #include "spsc.h"
 #include "tlsconn.h"
+#include "uphist.h"
 #include "uring.h"
 
 /* As server/shard.h says (not included: that would be a cycle in the include graph). */
@@ -75,6 +76,7 @@ struct wsp_shard_s {
     wsp_bcast_t **backlog;
     uint32_t bl_head, bl_n, bl_cap;
     int ho_pending;
+    wsp_uphist_t ho_hist;    /* old, shard 0: its history when the handover began */
 };
 
 /* shard.c */
@@ -96,6 +98,9 @@ void wsp__shard_handover_step(wsp_shard_t *sh);
 
 /* Old process: stops accepting and starts sending. */
 void wsp__shard_begin_handover(wsp_shard_t *sh);
+
+/* New process: records the history a live upgrade carried over (a wsp_uphist_t). */
+void wsp__shard_restore(wsp_shard_t *sh, const void *h);
 
 /* New process: the old shard's datagrams arrived (the first: listen). */
 void wsp__shard_on_ho_readable(uv_poll_t *p, int status, int events);

@@ -50,6 +50,8 @@ static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const v
         rv = wsp_ho_put_end(&w, rec);
     else if (type == WSP_HO_CSEQ)
         rv = wsp_ho_put_cseq(&w, rec);
+    else if (type == WSP_HO_HIST)
+        rv = wsp_ho_put_hist(&w, rec);
     WSP_FUZZ_CHECK(rv == 0 && w.nrec == 1);
     size_t n = w.len - WSP_HO_HDR - WSP_HO_REC_HDR;
     WSP_FUZZ_CHECK(buf[WSP_HO_HDR] == type);
@@ -90,6 +92,7 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         wsp_ho_bcast_t b;
         wsp_ho_end_t e;
         wsp_ho_cseq_t q;
+        wsp_ho_hist_t hi;
     } u;
     int rv;
     if (type == WSP_HO_HELLO)
@@ -106,7 +109,9 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         uint8_t flags;
         WSP_FUZZ_CHECK(wsp_ho_get_ready(body, len, &flags) == 0);
         return;
-    } else
+    } else if (type == WSP_HO_HIST)
+        rv = wsp_ho_get_hist(body, len, &u.hi);
+    else
         return; /* SHARD_END and unknown types carry nothing to decode */
     WSP_FUZZ_CHECK(rv == 0 || rv == -EBADMSG || rv == -EPROTO);
     if (rv < 0)
@@ -120,6 +125,12 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
             WSP_FUZZ_CHECK(c->chan[i].len > 0 && (const uint8_t *)c->chan[i].name >= body &&
                            (const uint8_t *)c->chan[i].name + c->chan[i].len <= body + len);
         check_tls(&c->tls, body, len);
+    }
+    if (type == WSP_HO_HIST) {
+        const wsp_ho_hist_t *h = &u.hi;
+        WSP_FUZZ_CHECK(h->seq > 0 && h->chan_len > 0 && h->epoch_len > 0);
+        WSP_FUZZ_CHECK((const uint8_t *)h->chan >= body && (const uint8_t *)h->epoch >= body);
+        WSP_FUZZ_CHECK(h->len == 0 || h->msg + h->len == body + len);
     }
     check_again(type, body, len, &u);
 }

@@ -324,6 +324,11 @@ def ho_tls(version, suite, keylen, secretlen, part):
     return b"\x02" + struct.pack("<H", len(v)) + v
 
 
+def ho_hist(seq, age, chan, epoch, msg):
+    return ho_rec(9, struct.pack("<QQB", seq, age, len(chan)) + chan + bytes([len(epoch)]) +
+                  epoch + struct.pack("<I", len(msg)) + msg)
+
+
 def handover_seeds():
     hello = ho_rec(1, struct.pack("<IHHBQ", 4242, 2, 8080, 1, 17))
     end = ho_rec(6, struct.pack("<QQQ", 99, 7, 1795755960000))
@@ -343,6 +348,10 @@ def handover_seeds():
         "end-with-bcasts": ho_dgram(bcast, ho_rec(5, struct.pack("<QBI", 6, 0, 2) + b"hi" + struct.pack("<QB", 0, 0)), end),
         "cseqs": ho_dgram(ho_rec(7, struct.pack("<QB", 41, 4) + b"news"),
                           ho_rec(7, struct.pack("<QB", 9, 4) + b"time"), end),
+        "hists": ho_dgram(ho_hist(1, 900, b"news", b"e0abcd", b'{"ch":"news","seq":1,"data":"a"}'),
+                          ho_hist(2, 0, b"news", b"e0abcd", b'{"ch":"news","seq":2,"data":"b"}'),
+                          ho_hist(7, 5, b"time", b"e0abcd", b""), end),
+        "hist-cut": ho_dgram(ho_hist(1, 1, b"c", b"e", b"xyz"))[:-1],
         "bad-magic": b"WSPX" + ho_dgram(end)[4:],
         "other-version": ho_dgram(end, version=2),
         "short-record": ho_dgram(end)[:-3],

@@ -227,6 +227,73 @@ static void test_bad(void **state)
     assert_int_equal(wsp_ho_get_bcast(zero23, 22, &b), 0);
 }
 
+/* A HIST record (issue #17's history carried over) decodes to exactly what was put; every
+ * cut, a length past the end, a trailing byte, seq 0, an empty channel or epoch is refused. */
+static void test_hist(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    static const char msg[] = "{\"ch\":\"news\",\"seq\":41,\"data\":\"x\"}";
+    wsp_ho_hist_t h = {.seq = 41,
+                       .age_ms = 1234567,
+                       .chan = "news",
+                       .chan_len = 4,
+                       .epoch = "e0abcd",
+                       .epoch_len = 6,
+                       .len = sizeof(msg) - 1,
+                       .msg = (const uint8_t *)msg};
+    assert_int_equal(wsp_ho_put_hist(&w, &h), 0);
+    wsp_ho_hist_t bad = h;
+    bad.seq = 0;
+    assert_int_equal(wsp_ho_put_hist(&w, &bad), -EINVAL);
+    bad = h;
+    bad.chan_len = 0;
+    assert_int_equal(wsp_ho_put_hist(&w, &bad), -EINVAL);
+    assert_int_equal(w.nrec, 1);
+    wsp_ho_reader_t r;
+    uint8_t type;
+    const uint8_t *body;
+    uint32_t len;
+    assert_int_equal(wsp_ho_open(&r, buf, w.len), 0);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    assert_int_equal(type, WSP_HO_HIST);
+    assert_int_equal(len, 8 + 8 + 1 + 4 + 1 + 6 + 4 + sizeof(msg) - 1);
+    wsp_ho_hist_t g;
+    assert_int_equal(wsp_ho_get_hist(body, len, &g), 0);
+    assert_true(g.seq == 41 && g.age_ms == 1234567);
+    assert_int_equal(g.chan_len, 4);
+    assert_memory_equal(g.chan, "news", 4);
+    assert_int_equal(g.epoch_len, 6);
+    assert_memory_equal(g.epoch, "e0abcd", 6);
+    assert_int_equal(g.len, sizeof(msg) - 1);
+    assert_memory_equal(g.msg, msg, sizeof(msg) - 1);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 0);
+    for (uint32_t cut = 0; cut < len; cut++) /* truncated anywhere */
+        assert_int_equal(wsp_ho_get_hist(body, cut, &g), -EBADMSG);
+    uint8_t b2[256];
+    memcpy(b2, body, len);
+    b2[len] = 0;
+    assert_int_equal(wsp_ho_get_hist(b2, len + 1, &g), -EBADMSG); /* a trailing byte */
+    b2[16] = 200;                                                 /* channel past the end */
+    assert_int_equal(wsp_ho_get_hist(b2, len, &g), -EBADMSG);
+    memcpy(b2, body, len);
+    b2[8 + 8 + 1 + 4 + 1 + 6] = 0xff; /* message length past the end */
+    assert_int_equal(wsp_ho_get_hist(b2, len, &g), -EBADMSG);
+    memcpy(b2, body, len);
+    memset(b2, 0, 8); /* seq 0 */
+    assert_int_equal(wsp_ho_get_hist(b2, len, &g), -EBADMSG);
+    /* An empty channel or epoch: the lengths still add up, the record is refused. */
+    static const uint8_t nochan[8 + 8 + 1 + 1 + 1 + 4] = {1, [17] = 1, 'e'};
+    assert_int_equal(wsp_ho_get_hist(nochan, sizeof(nochan), &g), -EBADMSG);
+    static const uint8_t noepoch[8 + 8 + 1 + 1 + 1 + 4] = {1, [16] = 1, 'c', 0};
+    assert_int_equal(wsp_ho_get_hist(noepoch, sizeof(noepoch), &g), -EBADMSG);
+    static const uint8_t ok[8 + 8 + 1 + 1 + 1 + 1 + 4] = {1, [16] = 1, 'c', 1, 'e'};
+    assert_int_equal(wsp_ho_get_hist(ok, sizeof(ok), &g), 0); /* the smallest valid one */
+    assert_int_equal(g.len, 0);
+}
+
 /* A datagram of WSP_HO_DGRAM_MAX holds as many connections as it may carry descriptors, each
  * with the most channels a client may choose (8, server/channels.h), of the longest name. */
 static void test_capacity(void **state)
@@ -455,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_capacity),      cmocka_unit_test(test_tls_round_trip),
         cmocka_unit_test(test_tls_truncated), cmocka_unit_test(test_tls_refused),
         cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_hist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

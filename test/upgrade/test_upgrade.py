@@ -28,6 +28,12 @@
             the half record completes (a ping answered), the fresh one handshakes with the
             new process, a KeyUpdate after the upgrade is answered; one stuck half-way
             through its TLS handshake is the only connection closed (after the wait)
+  history   --history-size 50: a wspush.v1 client leaves after message 3; 4..6 are published
+            before SIGUSR2 and 7..8 after; coming back to the new process with since=news:3
+            it is recovered and gets exactly 4..8 in order (another from since=news:0 gets
+            1..8), and the next message, 9, once: the history moved with the upgrade
+  history_procs  the same under --procs 2: each worker hands its own history to the worker
+            that replaces it
 
 usage: /usr/bin/python3 test_upgrade.py SCENARIO PATH_TO_WSPUSH
 After an upgrade the serving process is not the test's child but its grandchild: the test
@@ -695,6 +701,78 @@ def tls_moves(ck, srv, exe, real, cl, ctx13, ku):
         stuck.close()
 
 
+
+async def history_run(ck, srv, upgrade, processes):
+    """The history scenario on srv; upgrade() replaces the serving process(es)."""
+    import json
+
+    async def resume(since, n):
+        """A wspush.v1 client back on news after since: its hello, then n messages."""
+        ws = await wt.connect(srv.url(f"?channels=news&since=news:{since}&epoch={epoch}"),
+                              subprotocols=["wspush.v1"])
+        hello = json.loads(await wt.recv(ws) or "{}")
+        return ws, hello, [json.loads(await wt.recv(ws) or "null") for _ in range(n)]
+
+    def exactly(msgs, first, last):
+        return [(m or {}).get("seq") for m in msgs] == list(range(first, last + 1)) and all(
+            m["data"] == f"m{m['seq']}" for m in msgs)
+
+    stay, leave = [await wt.connect(srv.url("?channels=news"), subprotocols=["wspush.v1"])
+                   for _ in range(2)]
+    epoch = json.loads(await wt.recv(stay)).get("epoch")
+    await wt.recv(leave)
+    for k in range(1, 4):
+        srv.publish(f"m{k}", channel="news")
+    got = [json.loads(await wt.recv(leave) or "null") for _ in range(3)]
+    ck.check("the leaving client got 1..3, then left", exactly(got, 1, 3), str(got))
+    await leave.close()
+    for k in range(4, 7):  # missed, before the upgrade
+        srv.publish(f"m{k}", channel="news")
+    seen = [json.loads(await wt.recv(stay) or "null") for _ in range(6)]
+    ck.check("the staying client got 1..6 before the upgrade", exactly(seen, 1, 6))
+    await asyncio.to_thread(upgrade)
+    for k in range(7, 9):  # missed, after the upgrade
+        srv.publish(f"m{k}", channel="news")
+    seen = [json.loads(await wt.recv(stay) or "null") for _ in range(2)]
+    ck.check("the staying client got 7 and 8 after the upgrade", exactly(seen, 7, 8))
+    back, hello, missed = await resume(3, 5)
+    ck.check("the client back with since=news:3 is recovered, top 8",
+             hello.get("recovered") == {"news": True} and hello.get("top") == {"news": 8}
+             and hello.get("epoch") == epoch, str(hello))
+    ck.check("it gets exactly 4..8 in order: three from before the upgrade, two after",
+             exactly(missed, 4, 8), str(missed))
+    first, hello0, all8 = await resume(0, 8)
+    ck.check("a client back from the start gets 1..8", hello0.get("recovered") ==
+             {"news": True} and exactly(all8, 1, 8), f"{hello0} {all8}")
+    srv.publish("m9", channel="news")
+    nxt = [json.loads(await wt.recv(ws) or "null") for ws in (back, first, stay)]
+    ck.check("none twice: the next message each gets is 9",
+             all(m and m["seq"] == 9 and m["data"] == "m9" for m in nxt), str(nxt))
+    restored = re.findall(r"event=upgrade_history entries=\d+ channels=\d+ dropped=0 error=none",
+                          srv.log())
+    ck.check(f"each of the {processes} new process(es) restored the history before publishing",
+             len(restored) == processes, str(restored))
+    await wt.close_all([stay, back, first])
+
+
+async def history(ck, binary):
+    with session(ck, binary, "--history-size", "50") as (srv, cl):
+        def upgrade():
+            srv.signal(signal.SIGUSR2)
+            upgraded(ck, srv)
+        await history_run(ck, srv, upgrade, 1)
+
+
+async def history_procs(ck, binary):
+    with wt.Server(binary, "--history-size", "50", threads=1, procs=2) as srv:
+        def upgrade():
+            srv.signal(signal.SIGUSR2)
+            ck.check("the supervisor replaced both workers",
+                     srv.wait_re(r"event=upgrade_workers_done workers=2", 40) is not None)
+        await history_run(ck, srv, upgrade, 2)
+        ck.check("exit 0", srv.stop() == 0)
+
 if __name__ == "__main__":
     sys.exit(wt.main({"handover": handover, "race": race, "flood": flood, "failed": failed,
-                      "procs": procs, "v1": v1, "tls": tls}, timeout=120))
+                      "procs": procs, "v1": v1, "tls": tls, "history": history,
+                      "history_procs": history_procs}, timeout=120))
