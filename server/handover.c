@@ -408,6 +408,9 @@ int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags)
 {
     /* A later version may add bytes after the flags: they are not this version's to read. */
     *flags = len ? body[0] : 0;
+    return 0;
+}
+
 int wsp_ho_put_hist(wsp_ho_writer_t *w, const wsp_ho_hist_t *h)
 {
     if (h->seq == 0 || h->chan_len == 0 || h->epoch_len == 0)
