@@ -400,11 +400,6 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
         (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0 ||
         (rv = pub_signal(p, &p->sig_usr2, SIGUSR2)) < 0)
         return rv;
-    /* SIGHUP only when there is something to re-read: otherwise it ends the process, as it
-     * always did. One handler for every reloadable thing (the key; the TLS certificate to
-     * come): the owner's reload op lists them. */
-    if (cfg->auth_jwt_alg && (rv = pub_signal(p, &p->sig_hup, SIGHUP)) < 0)
-        return rv;
     return 0;
 }
 
