@@ -95,14 +95,18 @@ int wsp_ho_put_hello(wsp_ho_writer_t *w, const wsp_ho_hello_t *h)
     return 0;
 }
 
+/* The bytes of a CONN body's tagged token state: [tag][length:2][uid:8][deadline:4]. */
+#define HO_TAG_AUTH_LEN (3 + 12)
+
 int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
 {
-    if (c->nchan > WSP_HO_CHAN_MAX || c->state > WSP_HO_ST_OPEN)
+    if (c->nchan > WSP_HO_CHAN_MAX || c->state > WSP_HO_ST_OPEN ||
+        (c->auth && c->state != WSP_HO_ST_OPEN))
         return -EINVAL;
     size_t len = 4 + 4 + (size_t)c->hs_len + 4 + (size_t)c->pending_len + 1;
     for (unsigned i = 0; i < c->nchan; i++)
         len += 1 + (size_t)c->chan[i].len;
-    uint8_t *p = ho_record(w, WSP_HO_CONN, len);
+    uint8_t *p = ho_record(w, WSP_HO_CONN, len + (c->auth ? HO_TAG_AUTH_LEN : 0));
     if (p == NULL)
         return -ENOBUFS;
     p[0] = c->state;
@@ -125,7 +129,13 @@ int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
         memcpy(p, c->chan[i].name, c->chan[i].len);
         p += c->chan[i].len;
     }
-    return 0; /* no tagged field in version 1 */
+    if (c->auth) { /* required: a reader that cannot keep a token's state refuses the record */
+        p[0] = WSP_HO_TAG_AUTH;
+        put_le(p + 1, 12, 2);
+        put_le(p + 3, c->uid, 8);
+        put_le(p + 11, c->deadline, 4);
+    }
+    return 0;
 }
 
 int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b)
@@ -206,16 +216,25 @@ int wsp_ho_get_hello(const uint8_t *body, uint32_t len, wsp_ho_hello_t *h)
     return h->admin > 1 || h->shards == 0 ? -EBADMSG : 0;
 }
 
-/* The tagged fields after the fixed part of a CONN body: none is known in version 1, so
- * only skippable ones (bit 7) pass. */
-static int ho_conn_tags(ho_cur_t *c)
+/* The tagged fields after the fixed part of a CONN body: the token's state (0x01, once, OPEN
+ * only); of the others only skippable ones (bit 7) pass. */
+static int ho_conn_tags(ho_cur_t *c, wsp_ho_conn_t *out)
 {
     while (!c->bad && c->off < c->len) {
         uint8_t tag = (uint8_t)cur_int(c, 1);
         uint64_t n = cur_int(c, 2);
-        (void)cur_bytes(c, n);
-        if (!c->bad && !(tag & 0x80))
+        const uint8_t *v = cur_bytes(c, n);
+        if (c->bad)
+            break;
+        if (tag == WSP_HO_TAG_AUTH) {
+            if (n != 12 || out->auth || out->state != WSP_HO_ST_OPEN)
+                return -EBADMSG;
+            out->auth = 1;
+            out->uid = get_le(v, 8);
+            out->deadline = (uint32_t)get_le(v + 8, 4);
+        } else if (!(tag & 0x80)) {
             return -EPROTO;
+        }
     }
     return c->bad ? -EBADMSG : 0;
 }
@@ -244,7 +263,7 @@ int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *out)
     }
     if (c.bad)
         return -EBADMSG;
-    return ho_conn_tags(&c);
+    return ho_conn_tags(&c, out);
 }
 
 int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b)
@@ -297,5 +316,29 @@ int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c)
     c->seq = get_le(body, 8);
     c->len = body[8];
     c->name = (const char *)body + 9;
+    return 0;
+}
+
+int wsp_ho_put_key(wsp_ho_writer_t *w, const wsp_ho_key_t *k)
+{
+    if (k->alg_len == 0 || k->alg_len > WSP_HO_ALG_MAX)
+        return -EINVAL;
+    uint8_t *p = ho_record(w, WSP_HO_KEY, 1 + (size_t)k->alg_len + WSP_HO_SIPKEY);
+    if (p == NULL)
+        return -ENOBUFS;
+    p[0] = k->alg_len;
+    memcpy(p + 1, k->alg, k->alg_len);
+    memcpy(p + 1 + k->alg_len, k->sipkey, WSP_HO_SIPKEY);
+    return 0;
+}
+
+int wsp_ho_get_key(const uint8_t *body, uint32_t len, wsp_ho_key_t *k)
+{
+    if (len < 1 || body[0] == 0 || body[0] > WSP_HO_ALG_MAX ||
+        (uint32_t)body[0] + 1 + WSP_HO_SIPKEY != len)
+        return -EBADMSG;
+    k->alg_len = body[0];
+    k->alg = (const char *)body + 1;
+    memcpy(k->sipkey, body + 1 + k->alg_len, WSP_HO_SIPKEY);
     return 0;
 }

@@ -12,7 +12,8 @@
  * next descriptor of the datagram, in order. A CONN body ends with optional tagged fields
  * [tag:1][length:2 LE][value]: a tag with bit 7 set may be skipped by a reader that does not
  * know it, any other unknown tag refuses the record, so an upgrade to a binary that would drop
- * state it cannot carry fails (the old process keeps serving) instead of losing it. */
+ * state it cannot carry fails (the old process keeps serving) instead of losing it. Known tags:
+ * 0x01 a token's state (issue #16): [uid:8][deadline:4], exactly once at most, OPEN only. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,12 @@ enum {
     WSP_HO_BCAST = 5,     /* old -> new: a broadcast published while handing over */
     WSP_HO_END = 6,       /* old -> new: every shard handed over; the numbering to go on with */
     WSP_HO_CSEQ = 7,      /* old -> new, before END: one channel's last number (issue #17) */
+    WSP_HO_KEY = 8,       /* old -> new, in HELLO's datagram: token auth's user-id key (#16) */
+};
+
+/* A CONN body's tagged fields (bit 7 set: skippable). */
+enum {
+    WSP_HO_TAG_AUTH = 0x01, /* required: the token's user id and deadline */
 };
 
 /* A connection's state as handed over. */
@@ -57,6 +64,16 @@ typedef struct wsp_ho_hello_s {
     uint64_t seq;    /* the last broadcast number given so far (informational) */
 } wsp_ho_hello_t;
 
+/* Token auth's key (issue #16): a user id is the SipHash of "sub" under it, so the new process
+ * goes on with the old one's to keep the carried ids valid; only for the same algorithm. */
+#define WSP_HO_SIPKEY 16
+#define WSP_HO_ALG_MAX 32
+typedef struct wsp_ho_key_s {
+    const char *alg; /* its name ("HS256"), not NUL-terminated; 1..WSP_HO_ALG_MAX bytes */
+    uint8_t alg_len;
+    uint8_t sipkey[WSP_HO_SIPKEY];
+} wsp_ho_key_t;
+
 typedef struct wsp_ho_chan_s {
     const char *name; /* not NUL-terminated; points into the datagram when decoded */
     uint8_t len;
@@ -73,6 +90,9 @@ typedef struct wsp_ho_conn_s {
     const uint8_t *pending;
     uint8_t nchan;
     wsp_ho_chan_t chan[WSP_HO_CHAN_MAX];
+    uint8_t auth;      /* OPEN: 1 when admitted by a token (tag 0x01), with: */
+    uint64_t uid;      /* the user id (SipHash of "sub" under the WSP_HO_KEY key) */
+    uint32_t deadline; /* the token's exp + leeway, seconds since the epoch */
 } wsp_ho_conn_t;
 
 typedef struct wsp_ho_bcast_s {
@@ -117,6 +137,7 @@ int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c);
 int wsp_ho_put_bcast(wsp_ho_writer_t *w, const wsp_ho_bcast_t *b);
 int wsp_ho_put_end(wsp_ho_writer_t *w, const wsp_ho_end_t *e);
 int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c);
+int wsp_ho_put_key(wsp_ho_writer_t *w, const wsp_ho_key_t *k);
 
 /* Walks the records of one received datagram. */
 typedef struct wsp_ho_reader_s {
@@ -140,5 +161,6 @@ int wsp_ho_get_conn(const uint8_t *body, uint32_t len, wsp_ho_conn_t *c);
 int wsp_ho_get_bcast(const uint8_t *body, uint32_t len, wsp_ho_bcast_t *b);
 int wsp_ho_get_end(const uint8_t *body, uint32_t len, wsp_ho_end_t *e);
 int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c);
+int wsp_ho_get_key(const uint8_t *body, uint32_t len, wsp_ho_key_t *k);
 
 #endif
