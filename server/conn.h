@@ -109,8 +109,8 @@ int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick);
  * memory and into scratch[0..cap), valid until c changes) and gives its socket in *fd.
  * Returns 0, -EAGAIN when c cannot move yet (its parser holds part of a client frame, or a
  * wspush.v1 connection has not joined yet), -EALREADY when it never moves (draining or
- * closing: it finishes here), -ENOTSUP for state the handover does not carry yet (TLS, a
- * token), or -E2BIG when its queued bytes exceed cap.
+ * closing: it finishes here), -ENOTSUP for state the handover does not carry yet (TLS), or
+ * -E2BIG when its queued bytes exceed cap. A token's user id and deadline go in h->auth.
  * Owning shard thread. */
 int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap);
 
@@ -120,8 +120,10 @@ void wsp_conn_handed(wsp_conn_t *c);
 
 /* Makes a connection of sc's shard on loop from socket fd (now the connection's, even on
  * failure) and what the old process said of it: its state, queued bytes (written first),
- * channels and handshake so far. Returns 0 or a negative errno (fd then closed). Owning
- * shard thread. */
+ * channels, token and handshake so far. Returns 0; 1 when its token state does not fit this
+ * process (a token without token auth here or with another algorithm, or none where one is
+ * needed): closing with 4001 as an expired token; or a negative errno (fd then closed).
+ * Owning shard thread. */
 int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h);
 
 #endif

@@ -133,14 +133,17 @@ static int handoff_adopt(wsp_handoff_t *h, wsp_shard_conn_t *sc, uv_loop_t *loop
             break;
         }
         int fd = fds[k++];
-        if (wsp_ho_get_conn(body, blen, &hc) < 0) {
+        int arv = wsp_ho_get_conn(body, blen, &hc);
+        if (arv < 0)
             close(fd);
+        else
+            arv = wsp_conn_adopt(sc, loop, fd, &hc); /* it closed fd on failure */
+        if (arv < 0)
             h->failed++;
-        } else if (wsp_conn_adopt(sc, loop, fd, &hc) < 0) { /* it closed fd */
-            h->failed++;
-        } else {
+        else if (arv > 0)
+            h->misfit++;
+        else
             h->moved++;
-        }
     }
     while (k < nfds) /* descriptors no record stood for */
         close(fds[k++]);
