@@ -26,7 +26,8 @@ struct wsp_authkey_s {
 struct wsp_auth_s {
     const wsp_config_t *cfg;
     wsp_jwt_policy_t policy;
-    uint8_t sipkey[16]; /* random per process: a live upgrade would hand these 16 bytes over */
+    uint8_t sipkey[16]; /* random per process, or the old one's after a live upgrade */
+    int carried;        /* sipkey came from the old process (issue #20) */
     unsigned nshards;
     wsp_auth_shard_t *shards;
 };
@@ -142,6 +143,19 @@ uint64_t wsp_auth_uid(const wsp_auth_t *a, const char *sub, size_t len)
 {
     return wsp_siphash(a->sipkey, sub, len);
 }
+
+void wsp_auth_sipkey(const wsp_auth_t *a, uint8_t out[16])
+{
+    memcpy(out, a->sipkey, sizeof(a->sipkey));
+}
+
+void wsp_auth_adopt_sipkey(wsp_auth_t *a, const uint8_t key[16])
+{
+    memcpy(a->sipkey, key, sizeof(a->sipkey));
+    a->carried = 1;
+}
+
+int wsp_auth_carried(const wsp_auth_t *a) { return a->carried; }
 
 void wsp_auth_free(wsp_auth_t *a)
 {

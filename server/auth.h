@@ -6,7 +6,8 @@
  * order) that conn_admit() (server/conn.c) checks here before the 101: signature with exactly
  * the configured algorithm and key (common/jwt.c), exp/nbf/iat/aud/iss, then the "channels"
  * claim against ?channels=. An admitted connection is known to its shard by a user id, the
- * SipHash of its "sub" under a random per-process key, and a deadline (exp + leeway), both in
+ * SipHash of its "sub" under a random per-process key (a live upgrade's new process goes on
+ * with the old one's, issue #20), and a deadline (exp + leeway), both in
  * the shard's arrays beside its OPEN table (server/authidx.h): the shard's 1 s tick closes
  * what expired (4001), a {"refresh":"<jwt>"} message for the same sub moves the deadline,
  * anything else claiming to be one closes with 4003, and a message for a user walks one
@@ -66,6 +67,19 @@ int wsp_auth_reload(wsp_auth_t *a);
 
 /* The user id of sub[0..len) in this process. Any thread. */
 uint64_t wsp_auth_uid(const wsp_auth_t *a, const char *sub, size_t len);
+
+/* The user-id key (16 bytes) into out: a live upgrade hands it to the new process (issue #20).
+ * Coordinator thread. */
+void wsp_auth_sipkey(const wsp_auth_t *a, uint8_t out[16]);
+
+/* A live upgrade's new process: user ids are made with the old process's key from here on, so
+ * that the ids its connections carry stay valid (wsp_auth_carried() then says 1). Coordinator
+ * thread, before the shards start. */
+void wsp_auth_adopt_sipkey(wsp_auth_t *a, const uint8_t key[16]);
+
+/* 1 when the key is the old process's (wsp_auth_adopt_sipkey()): carried user ids are valid
+ * here. Any thread (set before the shards start). */
+int wsp_auth_carried(const wsp_auth_t *a);
 
 /* Frees a, every shard's key references and arrays: after the shards were joined. NULL is
  * fine. Coordinator thread. */

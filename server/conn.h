@@ -111,8 +111,8 @@ int wsp_conn_expired(const wsp_conn_t *c, uint8_t tick);
  * the caller must not leave in its buffers). Returns 0, -EAGAIN when c cannot move yet (its
  * parser holds part of a client frame, a wspush.v1 connection has not joined yet, or it is in
  * the middle of its TLS handshake), -EALREADY when it never moves (draining or closing: it
- * finishes here), -ENOTSUP for state the handover does not carry yet (kTLS, a token), or
- * -E2BIG when its queued bytes exceed cap.
+ * finishes here), -ENOTSUP for state the handover does not carry yet (kTLS), or -E2BIG
+ * when its queued bytes exceed cap. A token's user id and deadline go in h->auth.
  * Owning shard thread. */
 int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch, size_t cap);
 
@@ -122,9 +122,11 @@ void wsp_conn_handed(wsp_conn_t *c);
 
 /* Makes a connection of sc's shard on loop from socket fd (now the connection's, even on
  * failure) and what the old process said of it: its state, queued bytes (written first, as
- * they are), channels, handshake so far and TLS record layer. Returns 0 or a negative errno
- * (fd then closed; -EPROTONOSUPPORT: a TLS connection and no --tls-cert here). Owning shard
- * thread. */
+ * they are), channels, token, handshake so far and TLS record layer. Returns 0; 1 when its
+ * token state does not fit this process (a token without token auth here or with another
+ * algorithm, or none where one is needed): closing with 4001 as an expired token; or a
+ * negative errno (fd then closed; -EPROTONOSUPPORT: a TLS connection and no --tls-cert here).
+ * Owning shard thread. */
 int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_conn_t *h);
 
 #endif

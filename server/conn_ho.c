@@ -14,6 +14,7 @@
  * those are closed with 1001 as at shutdown. */
 #include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "chan.h"
 #include "channels.h"
 #include "conn_int.h"
@@ -88,10 +90,6 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
     uv_os_fd_t ofd;
     if ((s != WSP_CONN_OPEN && s != WSP_CONN_HANDSHAKE) || uv_fileno((uv_handle_t *)&c->tcp, &ofd))
         return -EALREADY;
-    /* Not carried yet (docs/OPERATIONS.md, "Live upgrade"): a token's deadline and user id
-     * (the shard's auth arrays). */
-    if (c->xf & WSP_CONN_X_AUTH)
-        return -ENOTSUP;
     memset(h, 0, sizeof(*h));
     int rv = conn_tls(c) ? conn_handover_tls(c, &h->tls) : 0;
     if (rv < 0)
@@ -101,7 +99,9 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
     if (c->st & WSP_CONN_S_WAITING)
         return -EAGAIN; /* a wspush.v1 connection coming in: wait until it has joined */
     h->state = s == WSP_CONN_OPEN ? WSP_HO_ST_OPEN : WSP_HO_ST_HANDSHAKE;
-    h->xf = (uint8_t)c->xf;
+    /* The token's state goes as its own field: the new process sets the bit once its arrays
+     * hold the entry. */
+    h->xf = (uint8_t)(c->xf & ~WSP_CONN_X_AUTH);
     h->flags = (uint8_t)(((c->flags & WSP_CONN_F_NO_DEFAULT) ? WSP_HO_F_NO_DEFAULT : 0) |
                          ((c->flags & WSP_CONN_F_PING_OUT) ? WSP_HO_F_PING_OUT : 0) |
                          ((c->flags & WSP_CONN_F_RESERVED) ? WSP_HO_F_RESERVED : 0));
@@ -117,7 +117,14 @@ int wsp_conn_handover(wsp_conn_t *c, wsp_ho_conn_t *h, int *fd, uint8_t *scratch
             h->hs = hb->data;
             h->hs_len = hb->len;
         }
-    } else if (c->flags & WSP_CONN_F_EXT) {
+    } else if (c->xf & WSP_CONN_X_AUTH) { /* OPEN: its slot in the auth arrays is c->idx */
+        assert(conn_table(c) == WSP_SHARD_T_OPEN);
+        const wsp_authidx_t *x = &conn_shard(c)->auth->idx;
+        h->auth = 1;
+        h->uid = x->uid[c->idx];
+        h->deadline = x->deadline[c->idx];
+    }
+    if (s == WSP_CONN_OPEN && (c->flags & WSP_CONN_F_EXT)) {
         wsp_connext_t *x = *conn_data(c); /* TLS: the data slot of its wsp_tlsconn_t */
         for (unsigned i = 0; i < x->n && i < WSP_HO_CHAN_MAX; i++) {
             size_t len;
@@ -136,8 +143,42 @@ void wsp_conn_handed(wsp_conn_t *c)
     wsp_conn_close_why(c, WSP_CLOSE_HANDOVER);
 }
 
-/* The state of an adopted connection: OPEN with its channels, or HANDSHAKE with its deadline
- * and the request so far. Returns 0 or a negative errno (the caller closes c). */
+/* An adopted OPEN connection goes into the OPEN table and, when it came with a token, into
+ * the auth arrays at the same slot, as wsp__conn_upgrade() admits one. Its deadline is
+ * enforced by the tick from here on: one already past closes there with 4001. Returns 0 or a
+ * negative errno. */
+static int conn_adopt_open(wsp_conn_t *c, const wsp_ho_conn_t *h)
+{
+    wsp_auth_shard_t *as = conn_shard(c)->auth;
+    /* Room beside OPEN first: once in OPEN the connection must have its auth entry. */
+    int rv = h->auth ? wsp_authidx_reserve(&as->idx, as->idx.n + 1) : 0;
+    if (rv < 0 || (rv = wsp__conn_move(c, WSP_SHARD_T_OPEN)) < 0)
+        return rv;
+    if (h->auth) { /* the same slot as OPEN's: both just appended */
+        uint32_t slot = wsp_authidx_add(&as->idx, h->uid, h->deadline);
+        assert(slot == c->idx);
+        (void)slot;
+        c->xf |= WSP_CONN_X_AUTH;
+    }
+    return 0;
+}
+
+/* 1 when what c carries about a token does not fit this process: a token's state without
+ * token auth here, or with another algorithm (the old process's user ids mean nothing under
+ * our key); or no token where every connection needs one. Such a connection is closed as an
+ * expired token is (4001): its client comes back with a token for this process. */
+static int conn_adopt_auth_misfit(const wsp_shard_conn_t *sc, const wsp_ho_conn_t *h)
+{
+    if (h->state != WSP_HO_ST_OPEN)
+        return 0; /* a handshake is admitted by this process */
+    if (h->auth)
+        return sc->auth == NULL || !wsp_auth_carried(sc->auth->auth);
+    return sc->auth != NULL;
+}
+
+/* The state of an adopted connection: OPEN with its channels (and token), or HANDSHAKE with
+ * its deadline and the request so far. Returns 0, 1 when it must close with 4001 (its token
+ * state does not fit: conn_adopt_auth_misfit()) or a negative errno (the caller closes c). */
 static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
 {
     wsp_shard_conn_t *sc = conn_shard(c);
@@ -148,6 +189,8 @@ static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
             return rv;
         return wsp_hsbuf_keep((wsp_hsbuf_t **)conn_data(c), h->hs, h->hs_len);
     }
+    if (conn_adopt_auth_misfit(sc, h))
+        return 1; /* never OPEN here: no broadcast reaches it, the auth arrays stay parallel */
     wsp_chanlist_t cl = {0};
     if (!(h->flags & WSP_HO_F_NO_DEFAULT)) {
         cl.v[0].name = WSP_CHANNEL_DEFAULT;
@@ -159,7 +202,7 @@ static int conn_adopt_state(wsp_conn_t *c, const wsp_ho_conn_t *h)
         cl.v[cl.n].name = h->chan[i].name;
         cl.v[cl.n++].len = h->chan[i].len;
     }
-    int rv = wsp__conn_move(c, WSP_SHARD_T_OPEN);
+    int rv = conn_adopt_open(c, h);
     if (rv < 0)
         return rv;
     c->flags |= WSP_CONN_F_UPGRADED;
@@ -238,7 +281,7 @@ int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_c
     conn_set_table(c, WSP_CONN_NO_TABLE);
     conn_set_state(c, WSP_CONN_HANDSHAKE);
     c->tcp.data = x; /* TLS: what the connection keeps goes in x->data, as at accept */
-    c->xf = h->xf;
+    c->xf = h->xf & ~WSP_CONN_X_AUTH; /* set again with the auth entry (conn_adopt_open()) */
     c->flags = (uint8_t)(((h->flags & WSP_HO_F_PING_OUT) ? WSP_CONN_F_PING_OUT : 0));
     wsp_shard_conn_fd_taken(sc); /* given back in on_conn_close(), whatever happens next */
     if ((rv = uv_tcp_open(&c->tcp, fd)) < 0)
@@ -247,8 +290,11 @@ int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_c
      * sequence numbers spent): nothing may overtake them. */
     if (rv == 0 && h->pending_len)
         rv = wsp__conn_write_raw(c, h->pending, h->pending_len);
-    if (rv == 0)
-        rv = conn_adopt_state(c, h);
+    int closing = 0;
+    if (rv == 0 && (rv = conn_adopt_state(c, h)) > 0) {
+        closing = 1;
+        rv = 0;
+    }
     if (rv == 0)
         rv = uv_read_start((uv_stream_t *)&c->tcp, wsp__conn_on_alloc, wsp__conn_on_read);
     if (rv < 0) {
@@ -257,5 +303,7 @@ int wsp_conn_adopt(wsp_shard_conn_t *sc, uv_loop_t *loop, int fd, const wsp_ho_c
     }
     if ((h->flags & WSP_HO_F_RESERVED) && wsp_shard_conn_reserve(sc) == 0)
         c->flags |= WSP_CONN_F_RESERVED; /* over the new --max-conns it stays, without a slot */
-    return 0;
+    if (closing)
+        wsp_conn_expire(c); /* the close frame after what the old process had queued */
+    return closing;
 }

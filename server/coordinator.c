@@ -648,6 +648,7 @@ static int coord_open(wsp_coord_t *co)
                 wsp_jwt_alg_name(cfg->auth_jwt_alg), cfg->auth_jwt_key, cfg->auth_leeway,
                 cfg->auth_jwt_aud[0] ? "checked" : "-", cfg->auth_jwt_iss[0] ? "checked" : "-");
     }
+    wsp_liveup_auth(&co->up, co->auth); /* a new process's user ids: the old one's key */
     int redis = cfg->redis_host[0] != '\0';
     wsp_shard_hist_t h = {&co->hist, &co->pos, redis ? &co->fetchq : NULL,
                           redis ? NULL : cfg->epoch, !redis && cfg->worker_fd >= 0};

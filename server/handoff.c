@@ -146,16 +146,18 @@ static int handoff_adopt(wsp_handoff_t *h, wsp_shard_conn_t *sc, uv_loop_t *loop
             break;
         }
         int fd = fds[k++];
-        int bad = wsp_ho_get_conn(body, blen, &hc) < 0;
-        h->secret |= bad || hc.tls.state == WSP_HO_TLS_OPEN; /* TLS keys: wiped below */
-        if (bad) {
+        int arv = wsp_ho_get_conn(body, blen, &hc);
+        h->secret |= arv < 0 || hc.tls.state == WSP_HO_TLS_OPEN; /* TLS keys: wiped below */
+        if (arv < 0)
             close(fd);
+        else
+            arv = wsp_conn_adopt(sc, loop, fd, &hc); /* it closed fd on failure */
+        if (arv < 0)
             h->failed++;
-        } else if (wsp_conn_adopt(sc, loop, fd, &hc) < 0) { /* it closed fd */
-            h->failed++;
-        } else {
+        else if (arv > 0)
+            h->misfit++;
+        else
             h->moved++;
-        }
     }
     while (k < nfds) /* descriptors no record stood for */
         close(fds[k++]);

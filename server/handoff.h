@@ -26,6 +26,7 @@ typedef struct wsp_handoff_s {
     uint64_t moved;  /* connections sent (old) or adopted (new) */
     uint64_t failed; /* adopted records that could not become connections (new) */
     uint64_t closed; /* old: closed instead of sent (state not carried, or too much queued) */
+    uint64_t misfit; /* new: adopted, closing with 4001: a token state that does not fit */
 } wsp_handoff_t;
 
 /* Takes sock (the handoff's from here on, even on failure). Returns 0 or -ENOMEM. */

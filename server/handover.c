@@ -139,17 +139,22 @@ static void ho_tls_put(uint8_t *p, const wsp_ho_tls_t *t, size_t n)
         memcpy(p + 2, t->part, t->part_len);
 }
 
+/* The bytes of a CONN body's tagged token state: [tag][length:2][uid:8][deadline:4]. */
+#define HO_TAG_AUTH_LEN (3 + 12)
+
 int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
 {
     size_t tls = c->tls.state == WSP_HO_TLS_NONE ? 0 : ho_tls_size(&c->tls);
     if (c->nchan > WSP_HO_CHAN_MAX || c->state > WSP_HO_ST_OPEN ||
-        (c->tls.state != WSP_HO_TLS_NONE && tls == 0))
+        (c->tls.state != WSP_HO_TLS_NONE && tls == 0) || (c->auth && c->state != WSP_HO_ST_OPEN))
         return -EINVAL;
     size_t len = 4 + 4 + (size_t)c->hs_len + 4 + (size_t)c->pending_len + 1;
     for (unsigned i = 0; i < c->nchan; i++)
         len += 1 + (size_t)c->chan[i].len;
     if (tls)
         len += 3 + tls;
+    if (c->auth)
+        len += HO_TAG_AUTH_LEN;
     uint8_t *p = ho_record(w, WSP_HO_CONN, len);
     if (p == NULL)
         return -ENOBUFS;
@@ -172,6 +177,13 @@ int wsp_ho_put_conn(wsp_ho_writer_t *w, const wsp_ho_conn_t *c)
         *p++ = c->chan[i].len;
         memcpy(p, c->chan[i].name, c->chan[i].len);
         p += c->chan[i].len;
+    }
+    if (c->auth) { /* required: a reader that cannot keep a token's state refuses the record */
+        p[0] = WSP_HO_TAG_AUTH;
+        put_le(p + 1, 12, 2);
+        put_le(p + 3, c->uid, 8);
+        put_le(p + 11, c->deadline, 4);
+        p += HO_TAG_AUTH_LEN;
     }
     if (tls)
         ho_tls_put(p, &c->tls, tls);
@@ -289,8 +301,9 @@ static int ho_tls_get(const uint8_t *v, size_t n, wsp_ho_tls_t *t)
     return c.bad || c.off != c.len ? -EBADMSG : 0;
 }
 
-/* The tagged fields after the fixed part of a CONN body: tag 0x02 (TLS, once at most) is
- * known; other required ones refuse the record, skippable ones (bit 7) pass. */
+/* The tagged fields after the fixed part of a CONN body: the token's state (0x01, once, OPEN
+ * only) and TLS (0x02, once at most) are known; other required ones refuse the record,
+ * skippable ones (bit 7) pass. */
 static int ho_conn_tags(ho_cur_t *c, wsp_ho_conn_t *out)
 {
     while (!c->bad && c->off < c->len) {
@@ -302,6 +315,12 @@ static int ho_conn_tags(ho_cur_t *c, wsp_ho_conn_t *out)
         if (tag == WSP_HO_TAG_TLS) {
             if (out->tls.state != WSP_HO_TLS_NONE || ho_tls_get(v, n, &out->tls) < 0)
                 return -EBADMSG;
+        } else if (tag == WSP_HO_TAG_AUTH) {
+            if (n != 12 || out->auth || out->state != WSP_HO_ST_OPEN)
+                return -EBADMSG;
+            out->auth = 1;
+            out->uid = get_le(v, 8);
+            out->deadline = (uint32_t)get_le(v + 8, 4);
         } else if (!(tag & 0x80)) {
             return -EPROTO;
         }
@@ -446,5 +465,29 @@ int wsp_ho_get_hist(const uint8_t *body, uint32_t len, wsp_ho_hist_t *h)
     h->msg = cur_bytes(&c, h->len);
     if (c.bad || c.off != c.len || h->seq == 0 || h->chan_len == 0 || h->epoch_len == 0)
         return -EBADMSG;
+    return 0;
+}
+
+int wsp_ho_put_key(wsp_ho_writer_t *w, const wsp_ho_key_t *k)
+{
+    if (k->alg_len == 0 || k->alg_len > WSP_HO_ALG_MAX)
+        return -EINVAL;
+    uint8_t *p = ho_record(w, WSP_HO_KEY, 1 + (size_t)k->alg_len + WSP_HO_SIPKEY);
+    if (p == NULL)
+        return -ENOBUFS;
+    p[0] = k->alg_len;
+    memcpy(p + 1, k->alg, k->alg_len);
+    memcpy(p + 1 + k->alg_len, k->sipkey, WSP_HO_SIPKEY);
+    return 0;
+}
+
+int wsp_ho_get_key(const uint8_t *body, uint32_t len, wsp_ho_key_t *k)
+{
+    if (len < 1 || body[0] == 0 || body[0] > WSP_HO_ALG_MAX ||
+        (uint32_t)body[0] + 1 + WSP_HO_SIPKEY != len)
+        return -EBADMSG;
+    k->alg_len = body[0];
+    k->alg = (const char *)body + 1;
+    memcpy(k->sipkey, body + 1 + k->alg_len, WSP_HO_SIPKEY);
     return 0;
 }

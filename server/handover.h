@@ -20,7 +20,8 @@
  * the write direction [seq:8][key:keylen][iv:12][secret:secretlen] (secretlen 0 for TLS 1.2;
  * TLS 1.3 needs the traffic secrets for KeyUpdate), then [part_len:2][part]: a record the peer
  * has sent in part. A connection mid-handshake has no such form (it waits, server/conn_ho.c).
- * Tag 0x01 is the token's (issue #16). READY's body, empty from a binary older than tag 0x02,
+ * Tag 0x01 (required), a token's state (issue #16): [uid:8][deadline:4], exactly once at most,
+ * OPEN only. READY's body, empty from a binary older than tag 0x02,
  * is [flags:1]: WSP_HO_READY_TLS when the new process serves TLS and adopts TLS
  * connections. */
 
@@ -47,8 +48,13 @@ enum {
     WSP_HO_BCAST = 5,     /* old -> new: a broadcast published while handing over */
     WSP_HO_END = 6,       /* old -> new: every shard handed over; the numbering to go on with */
     WSP_HO_CSEQ = 7,      /* old -> new, before END: one channel's last number (issue #17) */
-    /* 8 is reserved (another record being added) */
-    WSP_HO_HIST = 9, /* old -> new, before END: one history entry (issue #17), oldest first */
+    WSP_HO_KEY = 8,       /* old -> new, in HELLO's datagram: token auth's user-id key (#16) */
+    WSP_HO_HIST = 9,      /* old -> new, before END: one history entry (issue #17), oldest first */
+};
+
+/* A CONN body's tagged fields (bit 7 set: skippable). */
+enum {
+    WSP_HO_TAG_AUTH = 0x01, /* required: the token's user id and deadline */
 };
 
 /* A connection's state as handed over. */
@@ -82,6 +88,16 @@ typedef struct wsp_ho_hello_s {
     uint8_t admin;   /* 1: the admin API's listener is the datagram's last fd */
     uint64_t seq;    /* the last broadcast number given so far (informational) */
 } wsp_ho_hello_t;
+
+/* Token auth's key (issue #16): a user id is the SipHash of "sub" under it, so the new process
+ * goes on with the old one's to keep the carried ids valid; only for the same algorithm. */
+#define WSP_HO_SIPKEY 16
+#define WSP_HO_ALG_MAX 32
+typedef struct wsp_ho_key_s {
+    const char *alg; /* its name ("HS256"), not NUL-terminated; 1..WSP_HO_ALG_MAX bytes */
+    uint8_t alg_len;
+    uint8_t sipkey[WSP_HO_SIPKEY];
+} wsp_ho_key_t;
 
 typedef struct wsp_ho_chan_s {
     const char *name; /* not NUL-terminated; points into the datagram when decoded */
@@ -119,7 +135,10 @@ typedef struct wsp_ho_conn_s {
     const uint8_t *pending;
     uint8_t nchan;
     wsp_ho_chan_t chan[WSP_HO_CHAN_MAX];
-    wsp_ho_tls_t tls; /* tag 0x02 unless tls.state is WSP_HO_TLS_NONE */
+    wsp_ho_tls_t tls;  /* tag 0x02 unless tls.state is WSP_HO_TLS_NONE */
+    uint8_t auth;      /* OPEN: 1 when admitted by a token (tag 0x01), with: */
+    uint64_t uid;      /* the user id (SipHash of "sub" under the WSP_HO_KEY key) */
+    uint32_t deadline; /* the token's exp + leeway, seconds since the epoch */
 } wsp_ho_conn_t;
 
 typedef struct wsp_ho_bcast_s {
@@ -180,6 +199,7 @@ int wsp_ho_put_end(wsp_ho_writer_t *w, const wsp_ho_end_t *e);
 int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c);
 int wsp_ho_put_ready(wsp_ho_writer_t *w, uint8_t flags);
 int wsp_ho_put_hist(wsp_ho_writer_t *w, const wsp_ho_hist_t *h);
+int wsp_ho_put_key(wsp_ho_writer_t *w, const wsp_ho_key_t *k);
 
 /* Walks the records of one received datagram. */
 typedef struct wsp_ho_reader_s {
@@ -206,5 +226,6 @@ int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c);
 /* READY's flags (WSP_HO_READY_*); an empty body, from an older binary, is 0. Always 0. */
 int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags);
 int wsp_ho_get_hist(const uint8_t *body, uint32_t len, wsp_ho_hist_t *h);
+int wsp_ho_get_key(const uint8_t *body, uint32_t len, wsp_ho_key_t *k);
 
 #endif

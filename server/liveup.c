@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "alloc.h"
 #include "channels.h"
+#include "jwt.h"
 #include "log.h"
 #include "net.h"
 #include "reexec.h"
@@ -245,7 +248,7 @@ static void liveup_handover(wsp_liveup_t *lu)
  * admin API's listener, all in one datagram. */
 static int liveup_hello(wsp_liveup_t *lu, const int *theirs)
 {
-    uint8_t buf[64];
+    uint8_t buf[128];
     int fds[2 * WSP_CONFIG_MAX_THREADS + 1];
     unsigned n = 0;
     for (unsigned i = 0; i < lu->nshards; i++)
@@ -263,7 +266,17 @@ static int liveup_hello(wsp_liveup_t *lu, const int *theirs)
     wsp_ho_writer_t w;
     wsp_ho_begin(&w, buf, sizeof(buf));
     int rv = wsp_ho_put_hello(&w, &h);
-    return rv < 0 ? rv : wsp_reexec_send(lu->ctl, buf, w.len, fds, n);
+    if (rv == 0 && lu->auth) { /* the user-id key: the ids the connections carry stay valid */
+        const char *alg = wsp_jwt_alg_name(lu->cfg->auth_jwt_alg);
+        wsp_ho_key_t k = {.alg = alg, .alg_len = (uint8_t)strlen(alg)};
+        wsp_auth_sipkey(lu->auth, k.sipkey);
+        rv = wsp_ho_put_key(&w, &k);
+        OPENSSL_cleanse(k.sipkey, sizeof(k.sipkey));
+    }
+    if (rv == 0)
+        rv = wsp_reexec_send(lu->ctl, buf, w.len, fds, n);
+    OPENSSL_cleanse(buf, sizeof(buf)); /* the key does not linger on the stack */
+    return rv;
 }
 
 /* Socketpairs: control (ours in lu->ctl, theirs in *ctl_theirs; unless ctl_theirs is NULL) and
@@ -540,11 +553,33 @@ static void on_liveup_ctl(uv_poll_t *p, int status, int events)
     }
 }
 
+/* The records after HELLO in its datagram: token auth's key, when the old process runs auth.
+ * Anything else is refused: the upgrade fails and the old process keeps serving. */
+static int liveup_hello_rest(wsp_liveup_t *lu, wsp_ho_reader_t *r)
+{
+    uint8_t type;
+    const uint8_t *body;
+    uint32_t len;
+    int rv;
+    while ((rv = wsp_ho_next(r, &type, &body, &len)) == 1) {
+        wsp_ho_key_t k;
+        if (type != WSP_HO_KEY || lu->key != 0 || wsp_ho_get_key(body, len, &k) < 0)
+            return -EBADMSG;
+        const char *mine = lu->cfg->auth_jwt_alg ? wsp_jwt_alg_name(lu->cfg->auth_jwt_alg) : "";
+        lu->key = strlen(mine) == k.alg_len && memcmp(mine, k.alg, k.alg_len) == 0 ? 1 : -1;
+        if (lu->key == 1)
+            memcpy(lu->sipkey, k.sipkey, sizeof(lu->sipkey));
+        OPENSSL_cleanse(k.sipkey, sizeof(k.sipkey));
+    }
+    return rv;
+}
+
 /* The HELLO, read before anything else is set up: which port and listeners, which sockets
- * the shards adopt from, the admin API's listener. Returns 0 or a negative errno. */
+ * the shards adopt from, the admin API's listener, token auth's key. Returns 0 or a negative
+ * errno. */
 int wsp_liveup_adopt_hello(wsp_liveup_t *lu, int *fds_out, int *port)
 {
-    uint8_t buf[64];
+    uint8_t buf[128];
     int fds[2 * WSP_CONFIG_MAX_THREADS + 1];
     unsigned nfds = 0;
     int rv = wsp_reexec_timeout(lu->ctl, lu->cfg->upgrade_timeout * 1000);
@@ -561,6 +596,9 @@ int wsp_liveup_adopt_hello(wsp_liveup_t *lu, int *fds_out, int *port)
     rv = wsp_ho_open(&r, buf, (size_t)n);
     if (rv == 0 && (rv = wsp_ho_next(&r, &type, &body, &len)) == 1)
         rv = type == WSP_HO_HELLO ? wsp_ho_get_hello(body, len, &h) : -EBADMSG;
+    if (rv == 0)
+        rv = liveup_hello_rest(lu, &r);
+    OPENSSL_cleanse(buf, sizeof(buf)); /* the key does not linger on the stack */
     if (rv == 0 && (h.shards != lu->cfg->threads || nfds != 2u * h.shards + h.admin))
         rv = -EINVAL; /* started with other arguments than the old process */
     for (unsigned i = 0; i < nfds; i++) {
@@ -579,9 +617,26 @@ int wsp_liveup_adopt_hello(wsp_liveup_t *lu, int *fds_out, int *port)
     lu->peer_pid = h.pid;
     lu->state = WSP_UP_ADOPTING;
     lu->t0_ns = wsp_net_mono_ns();
-    WSP_LOG(WSP_LOG_INFO, "event=upgrade_adopting from_pid=%d port=%d shards=%u", (int)h.pid,
-            lu->port, h.shards);
+    WSP_LOG(WSP_LOG_INFO, "event=upgrade_adopting from_pid=%d port=%d shards=%u auth_key=%s",
+            (int)h.pid, lu->port, h.shards,
+            lu->key == 1  ? "same_algorithm"
+            : lu->key < 0 ? "other_algorithm"
+                          : "none");
     return 0;
+}
+
+void wsp_liveup_auth(wsp_liveup_t *lu, wsp_auth_t *auth)
+{
+    lu->auth = auth;
+    if (lu->key == 1 && auth != NULL)
+        wsp_auth_adopt_sipkey(auth, lu->sipkey);
+    else if (lu->key != 0)
+        WSP_LOG(WSP_LOG_WARN,
+                "event=upgrade_auth_misfit reason=%s msg=\"connections the old process "
+                "admitted by token close with 4001\"",
+                auth == NULL ? "no_auth" : "other_algorithm");
+    OPENSSL_cleanse(lu->sipkey, sizeof(lu->sipkey));
+    lu->key = 0;
 }
 
 /* --- the coordinator's side --- */
@@ -692,6 +747,7 @@ int wsp_liveup_take_admin(wsp_liveup_t *lu)
 
 void wsp_liveup_free(wsp_liveup_t *lu)
 {
+    OPENSSL_cleanse(lu->sipkey, sizeof(lu->sipkey));
     for (unsigned i = 0; lu->ho_socks && i < lu->nshards; i++)
         if (lu->ho_socks[i] >= 0)
             close(lu->ho_socks[i]);

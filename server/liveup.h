@@ -13,6 +13,9 @@
  * the next tick) go to the new process; this one stops publishing and closes its admin API,
  * and exits once what stayed (draining connections) is gone.
  *
+ * With token auth HELLO's datagram carries the user-id key (WSP_HO_KEY): the new process makes
+ * user ids with it, so that those its connections carry stay valid.
+ *
  * New process: wsp_liveup_adopt_hello() instead of binding; its shards adopt what comes on
  * their sockets; nothing is published until END has come and every shard has adopted all
  * (a supervised worker queues what the supervisor sends meanwhile). Then the old process's
@@ -24,6 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "config.h"
 #include "handover.h"
 #include "metrics.h"
@@ -67,6 +71,9 @@ typedef struct wsp_liveup_s {
     uint64_t ready_ns;  /* old: READY came; broadcasts paused from here */
     uint64_t sup_seq;   /* the last supervisor broadcast delivered (or queued by the old) */
     wsp_ho_end_t end;   /* new: what the old process said last */
+    wsp_auth_t *auth;   /* token auth (issue #16): its key goes to the new process; or NULL */
+    int key;            /* new: 1 the old process's key came for our algorithm, -1 for another */
+    uint8_t sipkey[WSP_HO_SIPKEY];     /* new: that key until wsp_liveup_auth() takes it */
     liveup_queued_t *q, **qtail;       /* broadcasts kept for later, oldest first */
     liveup_queued_t *supq, **supqtail; /* new worker: the supervisor's, until the takeover */
     wsp_uphist_t hist;                 /* new: the history carried over (issue #17) */
@@ -82,6 +89,12 @@ void wsp_liveup_init(wsp_liveup_t *lu, uv_loop_t *loop, const wsp_config_t *cfg,
  * (now the caller's), the port to *port; the shards' sockets stay in lu->ho_socks. Returns 0,
  * -EINVAL when the old process runs another number of shards, or a negative errno. */
 int wsp_liveup_adopt_hello(wsp_liveup_t *lu, int *fds, int *port);
+
+/* This process's token auth (NULL: none), once made and before the shards start: a new process
+ * makes user ids with the old one's key from here on when both run the same algorithm (else
+ * the connections that carry a token close with 4001 on adoption, server/conn_ho.c); an old
+ * one hands auth's key on with HELLO. */
+void wsp_liveup_auth(wsp_liveup_t *lu, wsp_auth_t *auth);
 
 /* What the coordinator made since: the publisher, the shards, the counters, the port, and
  * what to call when the old process has handed everything over. */

@@ -103,9 +103,9 @@ void wsp__shard_on_ho_readable(uv_poll_t *p, int status, int events)
     if (rv == 0 && !ended)
         return;
     WSP_LOG(rv < 0 ? WSP_LOG_ERROR : WSP_LOG_INFO,
-            "shard=%u event=handover_adopted conns=%llu failed=%llu error=%s", sh->sc.id,
-            (unsigned long long)sh->ho.moved, (unsigned long long)sh->ho.failed,
-            rv < 0 ? uv_err_name(rv) : "none");
+            "shard=%u event=handover_adopted conns=%llu failed=%llu token_misfit=%llu error=%s",
+            sh->sc.id, (unsigned long long)sh->ho.moved, (unsigned long long)sh->ho.failed,
+            (unsigned long long)sh->ho.misfit, rv < 0 ? uv_err_name(rv) : "none");
     (void)uv_poll_stop(p); /* cannot fail on an initialised handle */
     uv_close((uv_handle_t *)p, NULL);
     wsp_handoff_free(&sh->ho); /* after the poll stopped watching the socket */

@@ -1,10 +1,10 @@
 /* Fuzzes the live upgrade's record reader (server/handover.c): the new process parses every
  * datagram the old one sends. Input: one datagram. Checks, besides memory safety, that every
  * record lies inside the datagram, that each decoded record re-encodes to exactly the body it
- * was decoded from (a CONN: its fixed part exactly; skippable tags are dropped and tag 0x02,
- * TLS, is written right after the fixed part, so the whole re-encodes to what decodes the
- * same again: encoding it once more gives the same bytes), that decoded TLS fields point
- * inside the body, and that decoding is deterministic. */
+ * was decoded from (a CONN: its fixed part exactly; skippable tags are dropped and tags 0x01 (a
+ * token) and 0x02 (TLS) are written right after the fixed part, so the whole re-encodes to what
+ * decodes the same again: encoding it once more gives the same bytes), that decoded TLS fields
+ * point inside the body, and that decoding is deterministic. */
 #include <errno.h>
 #include <string.h>
 
@@ -52,6 +52,8 @@ static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const v
         rv = wsp_ho_put_cseq(&w, rec);
     else if (type == WSP_HO_HIST)
         rv = wsp_ho_put_hist(&w, rec);
+    else if (type == WSP_HO_KEY)
+        rv = wsp_ho_put_key(&w, rec);
     WSP_FUZZ_CHECK(rv == 0 && w.nrec == 1);
     size_t n = w.len - WSP_HO_HDR - WSP_HO_REC_HDR;
     WSP_FUZZ_CHECK(buf[WSP_HO_HDR] == type);
@@ -93,6 +95,7 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         wsp_ho_end_t e;
         wsp_ho_cseq_t q;
         wsp_ho_hist_t hi;
+        wsp_ho_key_t k;
     } u;
     int rv;
     if (type == WSP_HO_HELLO)
@@ -111,6 +114,8 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         return;
     } else if (type == WSP_HO_HIST)
         rv = wsp_ho_get_hist(body, len, &u.hi);
+    else if (type == WSP_HO_KEY)
+        rv = wsp_ho_get_key(body, len, &u.k);
     else
         return; /* SHARD_END and unknown types carry nothing to decode */
     WSP_FUZZ_CHECK(rv == 0 || rv == -EBADMSG || rv == -EPROTO);
@@ -126,6 +131,11 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
                            (const uint8_t *)c->chan[i].name + c->chan[i].len <= body + len);
         check_tls(&c->tls, body, len);
     }
+    if (type == WSP_HO_KEY)
+        WSP_FUZZ_CHECK(u.k.alg_len > 0 && u.k.alg_len <= WSP_HO_ALG_MAX &&
+                       (const uint8_t *)u.k.alg == body + 1);
+    if (type == WSP_HO_CONN)
+        WSP_FUZZ_CHECK(!u.c.auth || u.c.state == WSP_HO_ST_OPEN);
     if (type == WSP_HO_HIST) {
         const wsp_ho_hist_t *h = &u.hi;
         WSP_FUZZ_CHECK(h->seq > 0 && h->chan_len > 0 && h->epoch_len > 0);

@@ -332,6 +332,7 @@ def ho_hist(seq, age, chan, epoch, msg):
 def handover_seeds():
     hello = ho_rec(1, struct.pack("<IHHBQ", 4242, 2, 8080, 1, 17))
     end = ho_rec(6, struct.pack("<QQQ", 99, 7, 1795755960000))
+    auth = b"\x01" + struct.pack("<HQI", 12, 0x0123456789ABCDEF, 1795755960)
     bcast = ho_rec(5, struct.pack("<QB", 5, 4) + b"news" + struct.pack("<I", 5) + b"hello" +
                    struct.pack("<QB", 3, 6) + b"e0abcd")
     s = {
@@ -342,7 +343,15 @@ def handover_seeds():
         "conn-handshake": ho_dgram(ho_conn(state=0, ttl=7, hs=b"GET / HTTP/1.1\r\nHost: a\r\n")),
         "conn-pending": ho_dgram(ho_conn(flags=2, pending=b"\x81\x05hello" * 3)),
         "conn-skippable-tag": ho_dgram(ho_conn(tags=b"\x81\x02\x00ab")),
-        "conn-required-tag": ho_dgram(ho_conn(tags=b"\x01\x01\x00z")),
+        "conn-required-tag": ho_dgram(ho_conn(tags=b"\x7e\x01\x00z")),
+        "conn-auth": ho_dgram(ho_conn(chans=(b"news",), tags=auth)),
+        "conn-auth-after-skippable": ho_dgram(ho_conn(tags=b"\x81\x02\x00ab" + auth)),
+        "conn-auth-twice": ho_dgram(ho_conn(tags=auth + auth)),
+        "conn-auth-short": ho_dgram(ho_conn(tags=auth[:3] + auth[4:])),
+        "conn-auth-handshake": ho_dgram(ho_conn(state=0, ttl=3, tags=auth)),
+        "hello-key": ho_dgram(hello, ho_rec(8, b"\x05HS256" + bytes(range(16)))),
+        "key-no-alg": ho_dgram(hello, ho_rec(8, b"\x00" + bytes(16))),
+        "key-short": ho_dgram(ho_rec(8, b"\x05RS256" + bytes(15))),
         "conn-open-with-hs": ho_dgram(ho_conn(hs=b"x")),
         "many-conns": ho_dgram(*[ho_conn(chans=(b"c%d" % i,)) for i in range(40)], ho_rec(4, b"")),
         "end-with-bcasts": ho_dgram(bcast, ho_rec(5, struct.pack("<QBI", 6, 0, 2) + b"hi" + struct.pack("<QB", 0, 0)), end),

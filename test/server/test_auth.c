@@ -306,6 +306,36 @@ static void test_reload(void **state)
     assert_int_equal(admit(q, "", &g), 0);
 }
 
+/* A live upgrade (issue #20): the new process's auth takes the old one's user-id key, so the
+ * ids its connections carry match what it computes (user messages, refreshes). */
+static void test_adopt_sipkey(void **state)
+{
+    (void)state;
+    wsp_auth_t *next;
+    char err[256];
+    assert_int_equal(wsp_auth_new(&next, &cfg, 1, err, sizeof(err)), 0);
+    uint64_t alice = wsp_auth_uid(auth, "alice", 5);
+    assert_int_equal(wsp_auth_carried(auth), 0);
+    assert_int_equal(wsp_auth_carried(next), 0);
+    assert_true(wsp_auth_uid(next, "alice", 5) != alice); /* its own random key: 2^-64 */
+    uint8_t key[16];
+    wsp_auth_sipkey(auth, key);
+    wsp_auth_adopt_sipkey(next, key);
+    assert_int_equal(wsp_auth_carried(next), 1);
+    assert_true(wsp_auth_uid(next, "alice", 5) == alice);
+    assert_true(wsp_auth_uid(next, "bob", 3) == wsp_auth_uid(auth, "bob", 3));
+    /* A carried connection's refresh for the same sub is accepted by the new process. */
+    char msg[4200];
+    snprintf(msg, sizeof(msg), "{\"refresh\":\"%s\"}",
+             token("{\"sub\":\"alice\",\"exp\":%lld}", (long long)now + 600));
+    uint32_t d = 0;
+    assert_int_equal(wsp_auth_refresh(wsp_auth_shard(next, 0), (const uint8_t *)msg, strlen(msg),
+                                      alice, now, &d),
+                     0);
+    assert_int_equal(d, (uint32_t)(now + 605));
+    wsp_auth_free(next);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +346,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_sipkey, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -294,6 +294,141 @@ static void test_hist(void **state)
     assert_int_equal(g.len, 0);
 }
 
+/* Opens the datagram buf[0..n) into r and returns its first record's body, which must be of
+ * type want. */
+static const uint8_t *first_record(wsp_ho_reader_t *r, const uint8_t *buf, size_t n, uint8_t want,
+                                   uint32_t *len)
+{
+    uint8_t type;
+    const uint8_t *body;
+    assert_int_equal(wsp_ho_open(r, buf, n), 0);
+    assert_int_equal(wsp_ho_next(r, &type, &body, len), 1);
+    assert_int_equal(type, want);
+    return body;
+}
+
+/* Puts one CONN into buf and returns its body. */
+static const uint8_t *one_conn(uint8_t *buf, size_t cap, const wsp_ho_conn_t *c, uint32_t *len)
+{
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, cap);
+    assert_int_equal(wsp_ho_put_conn(&w, c), 0);
+    wsp_ho_reader_t r;
+    return first_record(&r, buf, w.len, WSP_HO_CONN, len);
+}
+
+/* A token's state (tag 0x01) goes with an OPEN connection and comes back exactly; without it
+ * a connection decodes with auth 0. A cut, a wrong length, a second copy or a handshake that
+ * claims one is refused; a reader that does not know the tag refuses the record. */
+static void test_conn_auth(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    wsp_ho_conn_t c = {.state = WSP_HO_ST_OPEN,
+                       .xf = 0x01,
+                       .nchan = 1,
+                       .auth = 1,
+                       .uid = 0x0123456789abcdefull,
+                       .deadline = 0xfedcba98u};
+    c.chan[0] = (wsp_ho_chan_t){"news", 4};
+    uint32_t len;
+    const uint8_t *body = one_conn(buf, sizeof(buf), &c, &len);
+    wsp_ho_conn_t d;
+    assert_int_equal(wsp_ho_get_conn(body, len, &d), 0);
+    assert_int_equal(d.auth, 1);
+    assert_true(d.uid == 0x0123456789abcdefull);
+    assert_int_equal(d.deadline, 0xfedcba98u);
+    assert_int_equal(d.nchan, 1);
+    assert_memory_equal(d.chan[0].name, "news", 4);
+    /* The field's bytes: [0x01][12 LE][uid LE][deadline LE], last in the body. */
+    static const uint8_t tag[] = {0x01, 12,   0,    0xef, 0xcd, 0xab, 0x89, 0x67,
+                                  0x45, 0x23, 0x01, 0x98, 0xba, 0xdc, 0xfe};
+    assert_true(len > sizeof(tag));
+    assert_memory_equal(body + len - sizeof(tag), tag, sizeof(tag));
+    /* Cut anywhere inside the field: refused, never read past. */
+    for (uint32_t cut = 1; cut < sizeof(tag); cut++)
+        assert_int_equal(wsp_ho_get_conn(body, len - cut, &d), -EBADMSG);
+    /* Without the field: no token. */
+    assert_int_equal(wsp_ho_get_conn(body, len - sizeof(tag), &d), 0);
+    assert_int_equal(d.auth, 0);
+    assert_true(d.uid == 0 && d.deadline == 0);
+    /* Twice, or a length other than 12: refused. */
+    uint8_t ext[600];
+    memcpy(ext, body, len);
+    memcpy(ext + len, tag, sizeof(tag));
+    assert_int_equal(wsp_ho_get_conn(ext, len + sizeof(tag), &d), -EBADMSG);
+    memcpy(ext, body, len);
+    ext[len - sizeof(tag) + 1] = 11;
+    assert_int_equal(wsp_ho_get_conn(ext, len - 1, &d), -EBADMSG);
+    /* After a skippable field it is still found. */
+    memcpy(ext, body, len - sizeof(tag));
+    memcpy(ext + len - sizeof(tag), "\x81\x01\x00z", 4);
+    memcpy(ext + len - sizeof(tag) + 4, tag, sizeof(tag));
+    assert_int_equal(wsp_ho_get_conn(ext, len + 4, &d), 0);
+    assert_true(d.auth == 1 && d.uid == 0x0123456789abcdefull && d.deadline == 0xfedcba98u);
+    /* A reader that does not know tag 0x01 (this version with it unknown: an unknown required
+     * tag) refuses rather than drops it: shown with the tag renamed. */
+    memcpy(ext, body, len);
+    ext[len - sizeof(tag)] = 0x7e;
+    assert_int_equal(wsp_ho_get_conn(ext, len, &d), -EPROTO);
+    /* A handshake has no token state: the writer refuses, the reader too. */
+    wsp_ho_conn_t hs = {.state = WSP_HO_ST_HANDSHAKE, .auth = 1};
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    assert_int_equal(wsp_ho_put_conn(&w, &hs), -EINVAL);
+    assert_int_equal(w.nrec, 0);
+    hs.auth = 0;
+    body = one_conn(buf, sizeof(buf), &hs, &len);
+    memcpy(ext, body, len);
+    memcpy(ext + len, tag, sizeof(tag));
+    assert_int_equal(wsp_ho_get_conn(ext, len + sizeof(tag), &d), -EBADMSG);
+}
+
+/* The user-id key record: round trip; a wrong length, an empty or too long algorithm name
+ * refused; the writer refuses what the reader would. */
+static void test_key(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    wsp_ho_hello_t h = {.pid = 7, .shards = 2, .port = 80};
+    assert_int_equal(wsp_ho_put_hello(&w, &h), 0);
+    wsp_ho_key_t k = {.alg = "ES256", .alg_len = 5};
+    for (unsigned i = 0; i < WSP_HO_SIPKEY; i++)
+        k.sipkey[i] = (uint8_t)(0xa0 + i);
+    assert_int_equal(wsp_ho_put_key(&w, &k), 0);
+    wsp_ho_key_t bad = {.alg = "", .alg_len = 0};
+    assert_int_equal(wsp_ho_put_key(&w, &bad), -EINVAL);
+    bad.alg = "0123456789012345678901234567890123";
+    bad.alg_len = WSP_HO_ALG_MAX + 1;
+    assert_int_equal(wsp_ho_put_key(&w, &bad), -EINVAL);
+    assert_int_equal(w.nrec, 2);
+    wsp_ho_reader_t r;
+    uint32_t len;
+    const uint8_t *body = first_record(&r, buf, w.len, WSP_HO_HELLO, &len);
+    uint8_t type;
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    assert_int_equal(type, WSP_HO_KEY);
+    assert_int_equal(len, 1 + 5 + WSP_HO_SIPKEY);
+    wsp_ho_key_t k2;
+    assert_int_equal(wsp_ho_get_key(body, len, &k2), 0);
+    assert_int_equal(k2.alg_len, 5);
+    assert_memory_equal(k2.alg, "ES256", 5);
+    assert_memory_equal(k2.sipkey, k.sipkey, WSP_HO_SIPKEY);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 0);
+    assert_int_equal(wsp_ho_get_key(body, len - 1, &k2), -EBADMSG);
+    assert_int_equal(wsp_ho_get_key(body, 0, &k2), -EBADMSG);
+    uint8_t ext[64];
+    memcpy(ext, body, len);
+    ext[len] = 0;
+    assert_int_equal(wsp_ho_get_key(ext, len + 1, &k2), -EBADMSG); /* a trailing byte */
+    ext[0] = 0;
+    assert_int_equal(wsp_ho_get_key(ext, 1 + WSP_HO_SIPKEY, &k2), -EBADMSG); /* no name */
+    ext[0] = WSP_HO_ALG_MAX + 1;
+    assert_int_equal(wsp_ho_get_key(ext, len, &k2), -EBADMSG);
+}
+
 /* A datagram of WSP_HO_DGRAM_MAX holds as many connections as it may carry descriptors, each
  * with the most channels a client may choose (8, server/channels.h), of the longest name. */
 static void test_capacity(void **state)
@@ -521,8 +656,8 @@ int main(void)
         cmocka_unit_test(test_full),          cmocka_unit_test(test_bad),
         cmocka_unit_test(test_capacity),      cmocka_unit_test(test_tls_round_trip),
         cmocka_unit_test(test_tls_truncated), cmocka_unit_test(test_tls_refused),
-        cmocka_unit_test(test_ready),
-        cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_ready),         cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_conn_auth),     cmocka_unit_test(test_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

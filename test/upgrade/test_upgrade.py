@@ -34,6 +34,7 @@
             1..8), and the next message, 9, once: the history moved with the upgrade
   history_procs  the same under --procs 2: each worker hands its own history to the worker
             that replaces it
+Token-authenticated connections (auth, auth_procs, auth_misfit): test_upgrade_auth.py.
 
 usage: /usr/bin/python3 test_upgrade.py SCENARIO PATH_TO_WSPUSH
 After an upgrade the serving process is not the test's child but its grandchild: the test
@@ -100,7 +101,9 @@ class Clients:
                     fin, op, payload, used = f
                     del c.buf[:used]
                     self.msgs[c].append(payload.decode(errors="replace") if op == wt.OP_TEXT
-                                        else f"op={op}")
+                                        else f"close={int.from_bytes(payload[:2], 'big')}"
+                                        if op == wt.OP_CLOSE else f"op={op}")
+            live = [c for c in live if not c.eof]  # a closed socket stays readable
 
     def wait(self, cond, conns, timeout):
         """Pumps until cond(messages of c) holds for every c of conns; True when it did."""
@@ -119,6 +122,12 @@ class Clients:
     def close(self):
         for c in self.conns:
             c.close()
+
+    def drop(self, conns):
+        """Closes conns (as a client does after a close frame) and forgets them."""
+        for c in conns:
+            c.close()
+            self.conns.remove(c)
 
 
 def upgraded(ck, srv, timeout=30):
