@@ -193,7 +193,7 @@ static void test_bad(void **state)
     /* A required tag this version does not know refuses; a skippable one passes. */
     uint8_t ext[300];
     memcpy(ext, body, len);
-    memcpy(ext + len, "\x01\x01\x00z", 4);
+    memcpy(ext + len, "\x7e\x01\x00z", 4);
     assert_int_equal(wsp_ho_get_conn(ext, len + 4, &d), -EPROTO);
     ext[len] = 0x81;
     assert_int_equal(wsp_ho_get_conn(ext, len + 4, &d), 0);
