@@ -72,6 +72,7 @@ if (have_cdf) {
     plot 2 notitle
 }
 unset arrow; unset label; unset logscale x; set xrange [*:*]; set yrange [*:*]
+set key bottom right  # the ramp climbs along the left and stays at the top
 
 set output "$OUTDIR/$PREFIX-ramp.png"
 set title "Connections over time\n" . title
