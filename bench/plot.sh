@@ -48,7 +48,7 @@ gnuplot <<EOF
 load "$TMP/vars.gp"
 set terminal pngcairo size 900,540 font "sans,10"
 set grid
-set key bottom right
+set key top left  # the p-labels sit at the bottom, right of the middle
 
 set output "$OUTDIR/$PREFIX-latency-cdf.png"
 set title "Message latency CDF (receive time - server time in the message)\n" . title
@@ -72,6 +72,7 @@ if (have_cdf) {
     plot 2 notitle
 }
 unset arrow; unset label; unset logscale x; set xrange [*:*]; set yrange [*:*]
+set key bottom right  # the ramp climbs along the left and stays at the top
 
 set output "$OUTDIR/$PREFIX-ramp.png"
 set title "Connections over time\n" . title
