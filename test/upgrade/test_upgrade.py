@@ -14,8 +14,11 @@
             never gets ready (--upgrade-timeout 2): each SIGUSR2 fails, is logged with why,
             and the old process keeps serving every client; then the real binary installed
             again: the next SIGUSR2 upgrades to it
-  procs     --procs 2: the supervisor replaces its workers one at a time; every client of
-            both stays open and gets the next broadcast once; the supervisor's pid stays
+  procs     --procs 2 with a real redis-server: the supervisor replaces its workers one at a
+            time while Redis publishes go on; every client of both stays open, gets no Redis
+            message twice or out of order, every one published before the upgrade began and
+            after it ended, and the next broadcast once; the supervisor's pid stays (what is
+            lost in each worker's switch of Redis subscription is printed: a known gap)
   v1        wspush.v1 clients (issue #17) and permessage-deflate ones (#19): numbered
             messages go on after the handover in the same epoch with the next seq, nothing
             twice, none closed; a client resuming with the old epoch is recovered
@@ -368,14 +371,32 @@ def failed(ck, binary):
 
 def procs(ck, binary):
     cl = Clients()
-    with wt.Server(binary, threads=1, procs=2) as srv:
+    with wt.Redis() as redis, wt.Server(binary, threads=1, procs=2, redis=redis) as srv:
         try:
+            ck.check("subscribed to Redis", srv.wait_log("event=redis_subscribed", timeout=15))
             conns = cl.connect(srv.port, 400)
             per = srv.worker_conns(total=400)
             ck.check("both workers hold clients", per and all(per), str(per))
             before = srv.worker_pids()
+            # Redis publishes go on across the handover: each one a subscriber took (PUBLISH
+            # answered >= 1) must reach every client exactly once, in order.
+            acked, stop = [], threading.Event()
+
+            def publisher():
+                k = 0
+                while not stop.is_set() and k < 3000:
+                    k += 1
+                    if redis.publish("wspush", f"r-{k}") >= 1:
+                        acked.append(k)
+            t = threading.Thread(target=publisher)
+            t.start()
+            wt.poll(lambda: len(acked) >= 20, 10)
             srv.signal(signal.SIGUSR2)
             done = srv.wait_re(r"event=upgrade_workers_done workers=2", 40)
+            n = len(acked)  # taken before the supervisor said both workers were replaced
+            wt.poll(lambda: len(acked) >= n + 20, 10)
+            stop.set()
+            t.join(30)
             ck.check("the supervisor replaced both workers", done is not None)
             after = srv.worker_pids()
             ck.check("each worker has a new pid", all(after.get(w) not in (None, before[w])
@@ -384,12 +405,29 @@ def procs(ck, binary):
                 r"event=upgrade_worker_started worker=(\d+)", srv.log())]
             ck.check("one at a time: worker 0, then worker 1", starts == [0, 1], str(starts))
             ck.check("the supervisor itself still runs (same pid)", srv.alive())
-            srv.signal(signal.SIGUSR1)
-            ok = cl.wait(lambda m: len(m) >= 1, conns, 15)
+            ck.check("Redis publishes were taken before, during and after the handover",
+                     len(acked) >= n + 20 > 40, f"{len(acked)} taken")
+            want = [f"r-{k}" for k in acked]
+            ok = cl.wait(lambda m: want[-1] in m, conns, 20)
             cl.pump(0.2)
-            ck.check("every client of both workers got the broadcast once",
-                     ok and all(len(cl.msgs[c]) == 1 for c in conns),
-                     f"{sum(len(m) == 1 for m in cl.msgs.values())} of {len(conns)}")
+            got = {c: [int(x[2:]) for x in cl.msgs[c] if x.startswith("r-")] for c in conns}
+            ck.check("no client got a Redis message twice or out of order",
+                     ok and all(g == sorted(set(g)) for g in got.values()))
+            ck.check("every client got every Redis message taken before the upgrade began and "
+                     "after it ended", all(set(acked[:20] + acked[n:]) <= set(g)
+                                           for g in got.values()))
+            # Known gap (docs/OPERATIONS.md): a worker's old process unsubscribes from Redis
+            # before its new one subscribes, so what Redis delivers to the other worker only
+            # in those few ms is lost for this worker's clients. Measured, not asserted.
+            lost = sorted({k for g in got.values() for k in set(acked) - set(g)})
+            ck.note(f"Redis messages taken but missed by some client during the handover: "
+                    f"{len(lost)} of {len(acked)} {lost[:10]}")
+            srv.signal(signal.SIGUSR1)
+            ok = cl.wait(lambda m: any(not x.startswith("r-") for x in m), conns, 15)
+            cl.pump(0.2)
+            ticks = [sum(not x.startswith("r-") for x in cl.msgs[c]) for c in conns]
+            ck.check("every client of both workers got the next broadcast once",
+                     ok and all(k == 1 for k in ticks), f"{sum(k == 1 for k in ticks)} of {len(conns)}")
             ck.check("no client was closed", not cl.closed(), f"{len(cl.closed())} closed")
             cl.close()
             ck.check("exit 0", srv.stop() == 0)
