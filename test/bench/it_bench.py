@@ -55,7 +55,9 @@ def main():
                    os.path.join(tmp, "ec.key")]
         bench_tls, scheme = ["--tls-ca", os.path.join(tmp, "ca.pem")], "wss"
     try:
-        srv_log = open(os.path.join(tmp, "server.log"), "w+")
+        # O_APPEND: the server's stderr shares this file's offset, which the seek(0) before
+        # each read moves; without it a line written meanwhile lands over the log's start.
+        srv_log = open(os.path.join(tmp, "server.log"), "a+")
         srv, p = start_server([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
                                "--admin", "127.0.0.1:0", "--bind", "127.0.0.1"] + uring + srv_tls,
                               srv_log)

@@ -27,7 +27,9 @@ def main():
     started = []
     tmp = tempfile.mkdtemp(prefix="wsp-it-recover-")
     try:
-        srv_log = open(os.path.join(tmp, "server.log"), "w+")
+        # O_APPEND: the server's stderr shares this file's offset, which the seek(0) before
+        # each read moves; without it a line written meanwhile lands over the log's start.
+        srv_log = open(os.path.join(tmp, "server.log"), "a+")
         srv, p = start_server([server_bin, "--threads", "2", "--port", "0", "--interval", "0",
                                "--admin", "off", "--bind", "127.0.0.1", "--history-size",
                                str(size)], srv_log)
