@@ -85,7 +85,7 @@ test-tsan: deps
 
 # Each libFuzzer target (clang, ASan+UBSan) for a bounded FUZZ_SECONDS from the seed corpus; every
 # build also replays the seeds (unit.fuzz_*). Longer runs: test/fuzz/run.sh TARGET SECONDS.
-FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs auth framed tlsconn
+FUZZ_TARGETS := upgrade frame ipc utf8 channels admin pmd inflate jwt tlsrec tlshs auth framed tlsconn handover
 # 10 s a target: a smoke run inside CI's 20 minutes; the long campaigns are in
 # docs/BENCHMARKS.md section 5.
 FUZZ_SECONDS ?= 10

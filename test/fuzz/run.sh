@@ -3,7 +3,7 @@
 #
 # usage: test/fuzz/run.sh TARGET SECONDS [libFuzzer flags...]
 #   TARGET   upgrade | frame | ipc | utf8 | channels | admin | pmd | inflate | jwt | tlsrec | tlshs
-#            | auth | framed | tlsconn
+#            | auth | framed | tlsconn | handover
 #   SECONDS  -max_total_time; 0 only replays the seeds (-runs=0)
 # env: WSP_FUZZ_BUILD  build directory (default: <repo>/build/fuzz)
 #
@@ -14,7 +14,7 @@
 # test/fuzz/corpus/TARGET/ as crash-<what> once the fix is in.
 set -eu
 
-usage() { echo "usage: $0 upgrade|frame|ipc|utf8|channels|admin|pmd|inflate|jwt|tlsrec|tlshs|auth|framed|tlsconn SECONDS [libFuzzer flags...]" >&2; exit 2; }
+usage() { echo "usage: $0 upgrade|frame|ipc|utf8|channels|admin|pmd|inflate|jwt|tlsrec|tlshs|auth|framed|tlsconn|handover SECONDS [libFuzzer flags...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 target=$1
 secs=$2
@@ -34,6 +34,7 @@ tlshs) max_len=20000 ;;   # past the longest record (18,437 bytes) the driver ac
 auth) max_len=10240 ;;    # a request past the 8 KiB header cap, a token past 4 KiB
 framed) max_len=2048 ;;   # queries of 8 x 64-byte names; payloads: the encoder is linear
 tlsconn) max_len=40000 ;; # as tlsrec: two full records and a bit, in any split
+handover) max_len=200000 ;; # one datagram (WSP_HO_DGRAM_MAX, 192 KiB) and a bit
 *) usage ;;
 esac
 # admin: 70,000 bytes hold a head and a body over the 64 KiB cap (413 mid-body, chunked). Over
