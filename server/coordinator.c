@@ -437,6 +437,8 @@ static void on_coord_exited(uv_async_t *a)
 {
     wsp_coord_t *co = WSP_CONTAINER_OF(a, wsp_coord_t, exited);
     wsp_liveup_shard_event(&co->up);
+    if (wsp_liveup_handing(&co->up)) /* END not sent yet (the Redis marker): on_coord_handed() */
+        return;
     for (unsigned i = 0; i < co->nshards; i++)
         if (!wsp_shard_exited(co->shards[i]))
             return;
@@ -467,6 +469,10 @@ static void on_coord_handed(void *user)
     co->stopping = 1;
     if (co->sup_open)
         (void)uv_read_stop((uv_stream_t *)&co->sup.pipe); /* cannot fail on an open pipe */
+    /* The shards may all have ended while END waited: look again, from the loop. */
+    int rv = uv_async_send(&co->exited);
+    if (rv < 0)
+        WSP_LOG(WSP_LOG_ERROR, "event=coord_wake_failed error=%s", uv_err_name(rv));
 }
 
 static void on_coord_upgrade(void *user) { wsp_liveup_start(&((wsp_coord_t *)user)->up); }

@@ -491,3 +491,23 @@ int wsp_ho_get_key(const uint8_t *body, uint32_t len, wsp_ho_key_t *k)
     memcpy(k->sipkey, body + 1 + k->alg_len, WSP_HO_SIPKEY);
     return 0;
 }
+
+int wsp_ho_put_mark(wsp_ho_writer_t *w, const char *tok, size_t len)
+{
+    if (len == 0 || len > WSP_HO_MARK_MAX)
+        return -EINVAL;
+    uint8_t *p = ho_record(w, WSP_HO_MARK, len);
+    if (p == NULL)
+        return -ENOBUFS;
+    memcpy(p, tok, len);
+    return 0;
+}
+
+int wsp_ho_get_mark(const uint8_t *body, uint32_t len, const char **tok, size_t *tok_len)
+{
+    if (len == 0 || len > WSP_HO_MARK_MAX)
+        return -EBADMSG;
+    *tok = (const char *)body;
+    *tok_len = len;
+    return 0;
+}

@@ -50,6 +50,7 @@ enum {
     WSP_HO_CSEQ = 7,      /* old -> new, before END: one channel's last number (issue #17) */
     WSP_HO_KEY = 8,       /* old -> new, in HELLO's datagram: token auth's user-id key (#16) */
     WSP_HO_HIST = 9,      /* old -> new, before END: one history entry (issue #17), oldest first */
+    WSP_HO_MARK = 10,     /* old -> new, before END: the Redis marker (server/pubhold.h) */
 };
 
 /* A CONN body's tagged fields (bit 7 set: skippable). */
@@ -65,6 +66,11 @@ enum { WSP_HO_ST_HANDSHAKE = 0, WSP_HO_ST_OPEN = 1 };
 
 /* READY flags. */
 #define WSP_HO_READY_TLS 0x01u
+/* Subscribed to Redis before READY and holding what comes: send MARK (server/pubhold.h). */
+#define WSP_HO_READY_REDIS 0x02u
+
+/* A MARK's token: 1..WSP_HO_MARK_MAX bytes ("<pid>.<n>", server/redis.h). */
+#define WSP_HO_MARK_MAX 47
 
 /* A TLS connection's state as handed over (wsp_ho_tls_t.state). */
 enum { WSP_HO_TLS_NONE = 0, WSP_HO_TLS_NEW = 1, WSP_HO_TLS_OPEN = 2 };
@@ -200,6 +206,7 @@ int wsp_ho_put_cseq(wsp_ho_writer_t *w, const wsp_ho_cseq_t *c);
 int wsp_ho_put_ready(wsp_ho_writer_t *w, uint8_t flags);
 int wsp_ho_put_hist(wsp_ho_writer_t *w, const wsp_ho_hist_t *h);
 int wsp_ho_put_key(wsp_ho_writer_t *w, const wsp_ho_key_t *k);
+int wsp_ho_put_mark(wsp_ho_writer_t *w, const char *tok, size_t len);
 
 /* Walks the records of one received datagram. */
 typedef struct wsp_ho_reader_s {
@@ -227,5 +234,7 @@ int wsp_ho_get_cseq(const uint8_t *body, uint32_t len, wsp_ho_cseq_t *c);
 int wsp_ho_get_ready(const uint8_t *body, uint32_t len, uint8_t *flags);
 int wsp_ho_get_hist(const uint8_t *body, uint32_t len, wsp_ho_hist_t *h);
 int wsp_ho_get_key(const uint8_t *body, uint32_t len, wsp_ho_key_t *k);
+/* MARK: *tok points into body, *len is 1..WSP_HO_MARK_MAX. */
+int wsp_ho_get_mark(const uint8_t *body, uint32_t len, const char **tok, size_t *tok_len);
 
 #endif

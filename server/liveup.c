@@ -15,6 +15,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "net.h"
+#include "redis.h"
 #include "reexec.h"
 
 /* A broadcast kept for later: published by the old process while handing over, or sent by
@@ -201,6 +202,9 @@ static void liveup_end(wsp_liveup_t *lu)
     }
     if (rv == 0)
         rv = wsp_chan_seqs_each(wsp_pub_chan_seqs(lu->pub), on_liveup_cseq, &lw);
+    if (rv == 0 && lu->mark_len && (rv = wsp_ho_put_mark(&w, lu->mark, lu->mark_len)) == -ENOBUFS &&
+        (rv = on_liveup_flush(&lw)) == 0)
+        rv = wsp_ho_put_mark(&w, lu->mark, lu->mark_len);
     wsp_ho_end_t end = {.seq = wsp_pub_seq(lu->pub),
                         .sup_seq = lu->sup_seq,
                         .next_tick_ms = wsp_pub_next_tick(lu->pub)};
@@ -221,12 +225,71 @@ static void liveup_end(wsp_liveup_t *lu)
     liveup_close_ctl(lu);
     lu->on_handed(lu->user);
     WSP_LOG(rv < 0 ? WSP_LOG_ERROR : WSP_LOG_INFO,
-            "event=upgrade_handed_over pid=%d seq=%llu queued=%u handover_ms=%llu total_ms=%llu "
-            "error=%s",
-            (int)lu->peer_pid, (unsigned long long)end.seq, nq,
+            "event=upgrade_handed_over pid=%d seq=%llu queued=%u redis_marker=%s handover_ms=%llu "
+            "total_ms=%llu error=%s",
+            (int)lu->peer_pid, (unsigned long long)end.seq, nq, lu->mark_len ? lu->mark : "-",
             (unsigned long long)((wsp_net_mono_ns() - lu->ready_ns) / 1000000),
             (unsigned long long)((wsp_net_mono_ns() - lu->t0_ns) / 1000000),
             rv < 0 ? uv_err_name(rv) : "none");
+}
+
+static void on_liveup_end_timer(uv_timer_t *t)
+{
+    liveup_end(WSP_CONTAINER_OF(t, wsp_liveup_t, timer));
+}
+
+/* Old: the marker came back (status 0: everything Redis sent before it is queued), could not
+ * be sent, or its time ran out: END goes, with MARK only in the first case. From here on what
+ * Redis sends is the new process's. Called inside hiredis's callbacks: END goes from the loop
+ * (liveup_end() stops the Redis link and, with nothing left to drain, the whole loop). */
+static void on_liveup_marked(void *ud, int status)
+{
+    wsp_liveup_t *lu = ud;
+    if (lu->state != WSP_UP_HANDING || !lu->marking)
+        return; /* late: END went without it */
+    lu->marking = 0;
+    wsp_pub_mute_redis(lu->pub);
+    if (status < 0) {
+        WSP_LOG(WSP_LOG_WARN,
+                "event=upgrade_redis_marker_failed error=%s msg=\"the new process delivers "
+                "all it held: a message Redis sent both may arrive twice\"",
+                uv_err_name(status));
+        lu->mark[0] = '\0';
+        lu->mark_len = 0;
+    }
+    int rv = uv_timer_start(&lu->timer, on_liveup_end_timer, 0, 0);
+    if (rv < 0) { /* cannot fail for an initialised timer; if it did, END must still go */
+        WSP_LOG(WSP_LOG_ERROR, "event=upgrade_timer_failed error=%s", uv_err_name(rv));
+        liveup_end(lu);
+    }
+}
+
+static void on_liveup_mark_timeout(uv_timer_t *t)
+{
+    on_liveup_marked(WSP_CONTAINER_OF(t, wsp_liveup_t, timer), -ETIMEDOUT);
+}
+
+/* Old: every shard handed over. Under --redis, with a new process that holds (READY said so),
+ * the marker goes out first; END when it is back. */
+static void liveup_finish(wsp_liveup_t *lu)
+{
+    if (lu->marking)
+        return;
+    wsp_redis_t *r = wsp_pub_redis(lu->pub);
+    if (!(lu->ready_flags & WSP_HO_READY_REDIS) || r == NULL) {
+        liveup_end(lu);
+        return;
+    }
+    lu->marking = 1;
+    int rv = uv_timer_start(&lu->timer, on_liveup_mark_timeout, WSP_LIVEUP_MARK_MS, 0);
+    if (rv < 0) {
+        lu->marking = 0;
+        liveup_end(lu);
+        return;
+    }
+    wsp_redis_mark(r, on_liveup_marked, lu, lu->mark, sizeof(lu->mark)); /* may call back now */
+    if (lu->marking)
+        lu->mark_len = strlen(lu->mark);
 }
 
 /* The new process is ready: stop publishing (queue instead) and hand the shards over. */
@@ -434,6 +497,8 @@ static void liveup_takeover(wsp_liveup_t *lu)
     if (rv < 0)
         WSP_LOG(WSP_LOG_ERROR, "event=upgrade_publisher_failed error=%s",
                 uv_err_name(rv <= -WSP_PUB_EADMIN ? rv + WSP_PUB_EADMIN : rv));
+    /* After what the old process received before its marker: what Redis sent us after it. */
+    wsp_pub_release(lu->pub, lu->mark_len ? lu->mark : NULL, lu->mark_len);
     liveup_close_ctl(lu);
     WSP_LOG(WSP_LOG_INFO,
             "event=listening bind=%s port=%d threads=%u path=%s interval=%u admin_port=%d",
@@ -481,6 +546,14 @@ static int liveup_read(wsp_liveup_t *lu)
                 rv = liveup_queue(&lu->qtail, b.chan, b.chan_len, b.payload, b.len, b.seq, &cs);
             } else if (type == WSP_HO_HIST) {
                 rv = liveup_hist(lu, body, len);
+            } else if (type == WSP_HO_MARK) {
+                const char *tok;
+                size_t tlen;
+                if ((rv = wsp_ho_get_mark(body, len, &tok, &tlen)) == 0) {
+                    memcpy(lu->mark, tok, tlen);
+                    lu->mark[tlen] = '\0';
+                    lu->mark_len = tlen;
+                }
             } else if (type != WSP_HO_BCAST && type != WSP_HO_CSEQ) {
                 rv = -EBADMSG;
             }
@@ -507,6 +580,7 @@ static void liveup_got_ready(wsp_liveup_t *lu, const uint8_t *body, uint32_t len
 {
     uint8_t flags;
     (void)wsp_ho_get_ready(body, len, &flags); /* never fails */
+    lu->ready_flags = flags;
     if (lu->cfg->tls_cert[0] != '\0' && !(flags & WSP_HO_READY_TLS))
         liveup_fail(lu, "new_process_without_tls", -EPROTONOSUPPORT);
     else
@@ -668,19 +742,68 @@ void wsp_liveup_attach(wsp_liveup_t *lu, wsp_pub_t *pub, wsp_shard_t **shards,
     lu->user = user;
 }
 
-int wsp_liveup_ready(wsp_liveup_t *lu)
+/* New: READY goes, saying what this process adopts beyond the plain connections every
+ * version takes. Returns 0 or a negative errno. */
+static int liveup_send_ready(wsp_liveup_t *lu, uint8_t redis)
 {
+    if (lu->ready_sent)
+        return 0;
+    lu->ready_sent = 1;
+    if (lu->timer.loop != NULL)
+        (void)uv_timer_stop(&lu->timer); /* cannot fail */
     uint8_t buf[16];
     wsp_ho_writer_t w;
     wsp_ho_begin(&w, buf, sizeof(buf));
+    uint8_t flags = (lu->cfg->tls_cert[0] != '\0' ? WSP_HO_READY_TLS : 0) | redis;
     int rv;
-    /* What this process adopts beyond the plain connections every version takes. */
-    uint8_t flags = lu->cfg->tls_cert[0] != '\0' ? WSP_HO_READY_TLS : 0;
     if ((rv = wsp_ho_put_ready(&w, flags)) < 0 ||
         (rv = wsp_reexec_send(lu->ctl, buf, w.len, NULL, 0)) < 0 ||
-        (rv = uv_poll_init(lu->loop, &lu->ctl_poll, lu->ctl)) < 0)
+        (rv = uv_poll_init(lu->loop, &lu->ctl_poll, lu->ctl)) < 0 ||
+        (rv = uv_poll_start(&lu->ctl_poll, UV_READABLE, on_liveup_ctl)) < 0)
         return rv;
-    return uv_poll_start(&lu->ctl_poll, UV_READABLE, on_liveup_ctl);
+    if (lu->cfg->redis_host[0] != '\0')
+        WSP_LOG(redis ? WSP_LOG_INFO : WSP_LOG_WARN, "event=upgrade_ready redis_held=%d%s",
+                redis != 0,
+                redis ? ""
+                      : " msg=\"not subscribed to Redis in time: a Redis message around the "
+                        "handover may be lost or doubled\"");
+    return 0;
+}
+
+/* New, under --redis, from the loop: READY once subscribed, or out of time. A failure stops
+ * this process (as an operator's SIGTERM would): the old one times out and keeps serving. */
+static void liveup_ready_later(wsp_liveup_t *lu, uint8_t redis)
+{
+    int rv = liveup_send_ready(lu, redis);
+    if (rv < 0) {
+        WSP_LOG(WSP_LOG_ERROR,
+                "event=upgrade_ready_failed error=%s msg=\"this process stops; the old one "
+                "keeps serving\"",
+                uv_err_name(rv));
+        (void)kill(getpid(), SIGTERM);
+    }
+}
+
+static void on_liveup_held(void *ud) { liveup_ready_later(ud, WSP_HO_READY_REDIS); }
+
+static void on_liveup_hold_timeout(uv_timer_t *t)
+{
+    liveup_ready_later(WSP_CONTAINER_OF(t, wsp_liveup_t, timer), 0);
+}
+
+int wsp_liveup_ready(wsp_liveup_t *lu)
+{
+    if (lu->cfg->redis_host[0] == '\0')
+        return liveup_send_ready(lu, 0);
+    /* Subscribed before READY, holding what comes: the old one's marker then cuts exactly. */
+    int rv;
+    if ((rv = uv_timer_init(lu->loop, &lu->timer)) < 0 ||
+        (rv = uv_timer_start(&lu->timer, on_liveup_hold_timeout, WSP_LIVEUP_HOLD_MS, 0)) < 0 ||
+        (rv = wsp_pub_hold(lu->pub, on_liveup_held, lu)) < 0) {
+        WSP_LOG(WSP_LOG_WARN, "event=upgrade_redis_hold_failed error=%s", uv_err_name(rv));
+        return liveup_send_ready(lu, 0);
+    }
+    return 0;
 }
 
 int wsp_liveup_busy(const wsp_liveup_t *lu)
@@ -718,7 +841,7 @@ int wsp_liveup_supervisor(wsp_liveup_t *lu, const char *chan, size_t chan_len,
 void wsp_liveup_shard_event(wsp_liveup_t *lu)
 {
     if (lu->state == WSP_UP_HANDING && liveup_all_handed(lu))
-        liveup_end(lu);
+        liveup_finish(lu);
     if (lu->state == WSP_UP_ENDED && liveup_all_handed(lu))
         liveup_takeover(lu);
 }
@@ -737,6 +860,8 @@ void wsp_liveup_on_history(wsp_liveup_t *lu, int (*fn)(void *user, wsp_uphist_t 
 int wsp_liveup_adopting(const wsp_liveup_t *lu) { return lu->state == WSP_UP_ADOPTING; }
 
 int wsp_liveup_handed(const wsp_liveup_t *lu) { return lu->state == WSP_UP_HANDED; }
+
+int wsp_liveup_handing(const wsp_liveup_t *lu) { return lu->state == WSP_UP_HANDING; }
 
 int wsp_liveup_take_admin(wsp_liveup_t *lu)
 {

@@ -16,6 +16,10 @@
  * With token auth HELLO's datagram carries the user-id key (WSP_HO_KEY): the new process makes
  * user ids with it, so that those its connections carry stay valid.
  *
+ * Under --redis the old process's last act before END is a marker on Redis (server/pubhold.h):
+ * it hands over what Redis sent it before the marker; the new process, subscribed since before
+ * READY, delivers what came after it. Each Redis message reaches each client once.
+ *
  * New process: wsp_liveup_adopt_hello() instead of binding; its shards adopt what comes on
  * their sockets; nothing is published until END has come and every shard has adopted all
  * (a supervised worker queues what the supervisor sends meanwhile). Then the old process's
@@ -36,6 +40,11 @@
 #include "uphist.h"
 
 typedef struct liveup_queued_s liveup_queued_t;
+
+/* New: how long READY waits for the Redis subscription (then goes without the exact cut). */
+#define WSP_LIVEUP_HOLD_MS 3000
+/* Old: how long END waits for the marker to come back from Redis (then goes without it). */
+#define WSP_LIVEUP_MARK_MS 2000
 
 /* Where an upgrade stands (wsp_liveup_t.state). */
 enum {
@@ -79,6 +88,14 @@ typedef struct wsp_liveup_s {
     wsp_uphist_t hist;                 /* new: the history carried over (issue #17) */
     uint64_t hist_dropped;             /* new: entries not kept (history off, another epoch) */
     int (*on_history)(void *user, wsp_uphist_t *h); /* new: hands h to the shards (h its) */
+    /* Under --redis (server/pubhold.h): the new process subscribes before READY and says so
+     * (WSP_HO_READY_REDIS); the old one then PUBLISHes a marker once its shards are done and
+     * hands over what it received before it, in MARK. */
+    uint8_t ready_flags; /* old: what READY said */
+    int marking;         /* old: the marker is out, END waits for it to come back */
+    int ready_sent;      /* new: READY went (the subscription completed, or its time ran out) */
+    char mark[WSP_HO_MARK_MAX + 1]; /* the marker ("": none) */
+    size_t mark_len;
 } wsp_liveup_t;
 
 /* Sets lu up for a process of cfg on loop; ctl >= 0 is the inherited control socket of a new
@@ -107,7 +124,8 @@ void wsp_liveup_attach(wsp_liveup_t *lu, wsp_pub_t *pub, wsp_shard_t **shards,
  * history is dropped. */
 void wsp_liveup_on_history(wsp_liveup_t *lu, int (*fn)(void *user, wsp_uphist_t *h));
 
-/* New process, once its shards run: READY to the old one. Returns 0 or a negative errno. */
+/* New process, once its shards run: READY to the old one; under --redis once subscribed (or
+ * after WSP_LIVEUP_HOLD_MS without). Returns 0 or a negative errno. */
 int wsp_liveup_ready(wsp_liveup_t *lu);
 
 /* 1 while this process is a new one adopting. */
@@ -126,6 +144,10 @@ void wsp_liveup_offer(wsp_liveup_t *lu, int ctl, uint32_t peer);
 
 /* 1 once this (old) process has handed everything over. */
 int wsp_liveup_handed(const wsp_liveup_t *lu);
+
+/* 1 while this (old) process hands over: END has not gone yet (its shards may have ended, the
+ * Redis marker still out), so the loop must not finish. */
+int wsp_liveup_handing(const wsp_liveup_t *lu);
 
 /* Before delivering a broadcast: 0 = deliver it now; 1 = queued for the new process; or a
  * negative errno (not delivered: a new process before its takeover). */

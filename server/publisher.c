@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "net.h"
+#include "pubhold.h"
 #include "pubwait.h"
 #include "siphash.h"
 
@@ -45,6 +46,13 @@ struct wsp_pub_s {
     uint64_t user_id;      /* the last id given to a directly delivered user message */
     wsp_chan_seqs_t cseqs; /* each channel's last number, when this process numbers them */
     int admin_fd;          /* a live upgrade's admin listener to open instead of binding; -1 */
+    /* A live upgrade's new process (issue #20): subscribed before READY, holding what comes
+     * until the takeover; the link moves to redis then. */
+    wsp_redis_t *hold_redis;
+    wsp_pubhold_t hold;
+    void (*hold_up)(void *ud); /* the subscription is complete: READY may go */
+    void *hold_ud;
+    int redis_muted; /* a live upgrade's old process past its marker: Redis is the new one's */
 };
 
 /* The default channel has no name on the wire: "time" from an admin ?channel= or a Redis
@@ -320,13 +328,30 @@ void wsp_pub_user_reached(wsp_pub_t *p, uint64_t tag, uint64_t conns)
 }
 
 /* A Redis message for one user: delivered here, reported under its digest. */
+static void pub_user_deliver(wsp_pub_t *p, const char *sub, size_t sub_len, const uint8_t *payload,
+                             size_t len)
+{
+    uint64_t tag = pub_digest(sub, sub_len, payload, len);
+    if (p->ops->deliver_user(p->user, sub, sub_len, payload, len, tag) < 0)
+        wsp_pub_user_reached(p, tag, 0);
+}
+
 static void on_pub_redis_user(void *user, const char *sub, size_t sub_len, const uint8_t *payload,
                               size_t len)
 {
     wsp_pub_t *p = user;
-    uint64_t tag = pub_digest(sub, sub_len, payload, len);
-    if (p->ops->deliver_user(p->user, sub, sub_len, payload, len, tag) < 0)
-        wsp_pub_user_reached(p, tag, 0);
+    if (p->redis_muted)
+        return;
+    if (wsp_pubhold_active(&p->hold)) {
+        wsp_pubhold_msg_t m = {.kind = WSP_PUBHOLD_USER,
+                               .name = sub,
+                               .name_len = sub_len,
+                               .payload = payload,
+                               .len = len};
+        (void)wsp_pubhold_take(&p->hold, &m); /* -ENOMEM is counted */
+        return;
+    }
+    pub_user_deliver(p, sub, sub_len, payload, len);
 }
 
 static int on_admin_metrics(void *user, wsp_buf_t *out)
@@ -357,18 +382,111 @@ static void on_pub_redis(void *user, const char *chan, size_t chan_len, const ui
                          size_t len, uint64_t cseq, const char *epoch, size_t epoch_len)
 {
     wsp_pub_t *p = user;
-    if (p->stopping)
+    if (p->stopping || p->redis_muted)
         return;
     pub_channel(&chan, &chan_len);
+    if (wsp_pubhold_active(&p->hold)) {
+        wsp_pubhold_msg_t m = {.kind = WSP_PUBHOLD_MSG,
+                               .name = chan,
+                               .name_len = chan_len,
+                               .payload = payload,
+                               .len = len,
+                               .cseq = cseq,
+                               .epoch = epoch,
+                               .epoch_len = epoch_len};
+        (void)wsp_pubhold_take(&p->hold, &m); /* -ENOMEM is counted */
+        return;
+    }
     wsp_pub_chseq_t cs = {cseq, epoch, epoch_len};
     (void)pub_hand(p, chan, chan_len, payload, len, &cs, "redis", NULL);
+}
+
+/* The sync channel: while holding, its messages are kept in order with the others; the old
+ * process's marker among them is where its deliveries end and ours begin. */
+static void on_pub_redis_sync(void *user, const char *tok, size_t len)
+{
+    wsp_pub_t *p = user;
+    if (!wsp_pubhold_active(&p->hold))
+        return;
+    int awaiting = p->hold.state == WSP_PUBHOLD_AWAIT;
+    wsp_pubhold_msg_t m = {.kind = WSP_PUBHOLD_SYNC, .payload = (const uint8_t *)tok, .len = len};
+    (void)wsp_pubhold_take(&p->hold, &m);
+    if (awaiting && p->hold.state == WSP_PUBHOLD_OFF)
+        WSP_LOG(WSP_LOG_INFO, "event=upgrade_redis_marker_arrived skipped=%llu",
+                (unsigned long long)p->hold.skipped);
 }
 
 static void on_pub_redis_link(void *user, int up)
 {
     wsp_pub_t *p = user;
+    if (!up && wsp_pubhold_active(&p->hold)) { /* what was missed meanwhile: no exact cut */
+        WSP_LOG(WSP_LOG_WARN, "event=upgrade_redis_hold_broken state=%d held=%llu", p->hold.state,
+                (unsigned long long)p->hold.held);
+        wsp_pubhold_broken(&p->hold);
+    }
     if (p->ops->link)
         p->ops->link(p->user, up);
+    if (up && p->hold_up) {
+        void (*fn)(void *) = p->hold_up;
+        p->hold_up = NULL;
+        fn(p->hold_ud);
+    }
+}
+
+/* One held message after the marker: as if it came now. */
+static void on_pub_held(void *ud, const wsp_pubhold_msg_t *m)
+{
+    wsp_pub_t *p = ud;
+    if (m->kind == WSP_PUBHOLD_USER) {
+        pub_user_deliver(p, m->name, m->name_len, m->payload, m->len);
+        return;
+    }
+    wsp_pub_chseq_t cs = {m->cseq, m->epoch, m->epoch_len};
+    (void)pub_hand(p, m->name, m->name_len, m->payload, m->len, &cs, "redis", NULL);
+}
+
+/* Starts a subscriber: the link of a process that subscribes, or (hold) of a live upgrade's
+ * new process before READY. */
+static int pub_redis_start(wsp_pub_t *p, wsp_redis_t **out)
+{
+    int rv = wsp_redis_start(out, p->loop, p->cfg, on_pub_redis, on_pub_redis_link, p);
+    if (rv == 0) {
+        wsp_redis_set_user_fn(*out, on_pub_redis_user);
+        wsp_redis_set_sync_fn(*out, on_pub_redis_sync);
+    }
+    return rv;
+}
+
+int wsp_pub_hold(wsp_pub_t *p, void (*up)(void *ud), void *ud)
+{
+    if (p->cfg->redis_host[0] == '\0' || p->role == WSP_PUB_SUPERVISOR || p->redis || p->hold_redis)
+        return -ENOTSUP;
+    wsp_pubhold_start(&p->hold, 0);
+    p->hold_up = up;
+    p->hold_ud = ud;
+    int rv = pub_redis_start(p, &p->hold_redis);
+    if (rv < 0) {
+        wsp_pubhold_clear(&p->hold);
+        p->hold_up = NULL;
+    }
+    return rv;
+}
+
+void wsp_pub_mute_redis(wsp_pub_t *p) { p->redis_muted = 1; }
+
+void wsp_pub_release(wsp_pub_t *p, const char *mark, size_t mark_len)
+{
+    if (!wsp_pubhold_active(&p->hold) || p->hold.state != WSP_PUBHOLD_HOLD)
+        return;
+    p->hold_up = NULL;
+    static const char *const cuts[] = {"found", "awaited", "none", "inexact"};
+    wsp_pubhold_cut_t cut = wsp_pubhold_release(&p->hold, mark, mark_len, on_pub_held, p);
+    WSP_LOG(
+        cut == WSP_PUBHOLD_CUT_FOUND || cut == WSP_PUBHOLD_CUT_AWAIT ? WSP_LOG_INFO : WSP_LOG_WARN,
+        "event=upgrade_redis_cut marker=%s held=%llu skipped=%llu delivered=%llu "
+        "overflow=%llu link_lost=%d",
+        cuts[cut], (unsigned long long)p->hold.held, (unsigned long long)p->hold.skipped,
+        (unsigned long long)p->hold.handed, (unsigned long long)p->hold.overflow, p->hold.broken);
 }
 
 /* --- life cycle --- */
@@ -421,12 +539,15 @@ int wsp_pub_open(wsp_pub_t *p)
     }
     if (cfg->redis_host[0] == '\0')
         return 0;
+    if (p->hold_redis) { /* a live upgrade's new process subscribed before READY */
+        p->redis = p->hold_redis;
+        p->hold_redis = NULL;
+        return 0;
+    }
     /* The supervisor only publishes: its workers subscribe, each for itself. */
-    int sub = p->role != WSP_PUB_SUPERVISOR;
-    rv = wsp_redis_start(&p->redis, p->loop, cfg, sub ? on_pub_redis : NULL, on_pub_redis_link, p);
-    if (rv == 0 && sub)
-        wsp_redis_set_user_fn(p->redis, on_pub_redis_user);
-    return rv;
+    if (p->role == WSP_PUB_SUPERVISOR)
+        return wsp_redis_start(&p->redis, p->loop, cfg, NULL, on_pub_redis_link, p);
+    return pub_redis_start(p, &p->redis);
 }
 
 void wsp_pub_stop(wsp_pub_t *p)
@@ -436,7 +557,9 @@ void wsp_pub_stop(wsp_pub_t *p)
     p->stopping = 1;
     (void)uv_timer_stop(&p->tick); /* cannot fail for an initialised timer */
     wsp_redis_stop(p->redis);
-    p->redis = NULL;
+    wsp_redis_stop(p->hold_redis);
+    p->redis = p->hold_redis = NULL;
+    wsp_pubhold_clear(&p->hold);
 }
 
 int wsp_pub_stopping(const wsp_pub_t *p) { return p->stopping; }
@@ -450,7 +573,9 @@ void wsp_pub_close(wsp_pub_t *p)
     wsp_admin_stop(p->admin);            /* /healthz answered 503 until here */
     p->admin = NULL;
     wsp_redis_stop(p->redis);
-    p->redis = NULL;
+    wsp_redis_stop(p->hold_redis);
+    p->redis = p->hold_redis = NULL;
+    wsp_pubhold_clear(&p->hold);
     uv_handle_t *hs[] = {(uv_handle_t *)&p->tick,     (uv_handle_t *)&p->wait_timer,
                          (uv_handle_t *)&p->sig_usr1, (uv_handle_t *)&p->sig_int,
                          (uv_handle_t *)&p->sig_term, (uv_handle_t *)&p->sig_hup,

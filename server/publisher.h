@@ -93,6 +93,21 @@ int wsp_pub_new(wsp_pub_t **out, uv_loop_t *loop, const wsp_config_t *cfg, int r
  * -(WSP_PUB_EADMIN + errno) for the admin listener, or a negative errno. Loop thread. */
 int wsp_pub_open(wsp_pub_t *p);
 
+/* A live upgrade's new process (issue #20), before READY: subscribes to Redis now and holds
+ * what comes (server/pubhold.h) until wsp_pub_release(); up(ud) is called once, when the
+ * subscription is complete. Returns 0, -ENOTSUP without --redis (or in the supervisor), or a
+ * negative errno. Loop thread. */
+int wsp_pub_hold(wsp_pub_t *p, void (*up)(void *ud), void *ud);
+
+/* The takeover, after wsp_pub_resume() and wsp_pub_open(): delivers what was held after the
+ * old process's marker mark[0..mark_len) (NULL: none came, so all of it), drops what preceded
+ * it (the old process delivered that) and logs the cut. No-op without a hold. Loop thread. */
+void wsp_pub_release(wsp_pub_t *p, const char *mark, size_t mark_len);
+
+/* A live upgrade's old process, its marker back: what Redis sends from here on is dropped (the
+ * new process delivers it). Loop thread. */
+void wsp_pub_mute_redis(wsp_pub_t *p);
+
 /* Arms the tick on the next wall-clock multiple of --interval (never in a worker). Loop
  * thread, once the process serves. */
 void wsp_pub_start(wsp_pub_t *p);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -222,6 +223,8 @@ static void on_redis_message(redisAsyncContext *ac, void *reply, void *priv)
         return;
     if (!pm && strcmp(channel->str, r->sync) == 0) {
         wsp__redis_barriers_pass(r, payload->str, payload->len);
+        if (r->sync_fn && !r->stopping)
+            r->sync_fn(r->user, payload->str, payload->len);
         return;
     }
     size_t plen = strlen(r->cfg->channel) + 1; /* NAME:<chan> */
@@ -408,7 +411,8 @@ int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
     if (wsp_stream_shas(r->sha_publish, r->sha_fetch) < 0 ||
         wsp_stream_meta_key(r->meta, sizeof(r->meta), cfg->channel) < 0 ||
         snprintf(r->sync, sizeof(r->sync), "%s.sync.%s", cfg->channel, cfg->epoch) >=
-            (int)sizeof(r->sync)) {
+            (int)sizeof(r->sync) ||
+        snprintf(r->tokpfx, sizeof(r->tokpfx), "%d.", (int)getpid()) >= (int)sizeof(r->tokpfx)) {
         free(r);
         return -ENOMEM;
     }
@@ -495,6 +499,8 @@ redisAsyncContext *wsp__redis_pub(wsp_redis_t *r, int *err)
 }
 
 void wsp_redis_set_user_fn(wsp_redis_t *r, wsp_redis_user_fn fn) { r->user_fn = fn; }
+
+void wsp_redis_set_sync_fn(wsp_redis_t *r, wsp_redis_sync_fn fn) { r->sync_fn = fn; }
 
 static void on_redis_user_published(redisAsyncContext *ac, void *reply, void *priv)
 {

@@ -2,7 +2,7 @@
 #define WSP_REDIS_H
 
 /* The Redis link of a publisher (server/publisher.c), on its loop: a subscriber that
- * connects, SUBSCRIBEs to cfg->channel and to this process's sync channel, PSUBSCRIBEs to
+ * connects, SUBSCRIBEs to cfg->channel and to the sync channel of its epoch, PSUBSCRIBEs to
  * cfg->channel:* and reconnects with backoff (100 ms doubling to 5 s) whenever the link is
  * down, and a publishing connection made on first use, which also runs the fetches of
  * recoveries (issue #17; keys and scripts in server/stream.h). The host is resolved on
@@ -41,6 +41,11 @@ typedef void (*wsp_redis_link_fn)(void *user, int up);
 typedef void (*wsp_redis_user_fn)(void *user, const char *sub, size_t sub_len,
                                   const uint8_t *payload, size_t len);
 
+/* Called for each message on the sync channel NAME.sync.<epoch>: barrier tokens ("<pid>.<n>")
+ * of this process and of every other one in the same epoch (the workers of one supervisor,
+ * both ends of a live upgrade). Pointers are valid only during the call. Loop thread. */
+typedef void (*wsp_redis_sync_fn)(void *user, const char *tok, size_t len);
+
 /* Starts the subscriber (fn non-NULL) or only a publisher (fn NULL: the supervisor); an
  * unreachable Redis is not an error (it retries). link may be NULL. Returns 0 or -ENOMEM.
  * Loop thread. */
@@ -50,6 +55,10 @@ int wsp_redis_start(wsp_redis_t **out, uv_loop_t *loop, const wsp_config_t *cfg,
 /* Sets what gets user messages (NAME:#<sub>); without it they are dropped and counted. Call
  * right after wsp_redis_start(), before the loop runs. Loop thread. */
 void wsp_redis_set_user_fn(wsp_redis_t *r, wsp_redis_user_fn fn);
+
+/* Sets what sees the sync channel's messages (a live upgrade's new process, looking for the
+ * old one's marker); NULL: none. Loop thread. */
+void wsp_redis_set_sync_fn(wsp_redis_t *r, wsp_redis_sync_fn fn);
 
 /* Disconnects and frees r once its handles have closed (run the loop afterwards).
  * Loop thread. */
@@ -95,10 +104,15 @@ int wsp_redis_fetch(wsp_redis_t *r, wsp_redis_span_t *spans, unsigned n, unsigne
  * subscriber (status 0), or when that can no longer be known (a negative errno). */
 typedef void (*wsp_redis_barrier_fn)(void *ud, int status);
 
-/* A barrier: PUBLISHes a token on this process's own sync channel from the publishing
+/* A barrier: PUBLISHes a token of this process's on the sync channel from the publishing
  * connection (after whatever was sent on it before) and calls fn when the subscriber
  * receives it, since Redis delivers in order. fn is always called once. Loop thread. */
 void wsp_redis_barrier(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud);
+
+/* A barrier whose token ("<pid>.<n>", NUL-terminated) is written to tok[0..cap) (cap >= 24) when
+ * it is sent, "" when it is not (fn then gets the error at once): a live upgrade's marker,
+ * which the new process finds in what it held (server/pubhold.h). Loop thread. */
+void wsp_redis_mark(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud, char *tok, size_t cap);
 
 /* Publishes payload for the connections of user sub[0..sub_len) on NAME:#<sub>, as
  * wsp_redis_publish(). Returns 0 or a negative errno. Loop thread. */

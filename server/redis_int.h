@@ -35,6 +35,7 @@ struct wsp_redis_s {
     wsp_redis_msg_fn fn;
     wsp_redis_link_fn link;
     wsp_redis_user_fn user_fn; /* NAME:#<sub> (issue #16); NULL: dropped */
+    wsp_redis_sync_fn sync_fn; /* every message on the sync channel (issue #20); or NULL */
     void *user;
     uint64_t backoff_ms;
     uint64_t dropped;
@@ -44,9 +45,11 @@ struct wsp_redis_s {
     unsigned confirms; /* subscriptions confirmed on this connection */
     rbarrier_t *bhead, *btail;
     uint64_t tokens; /* barriers sent */
+    char tokpfx[24]; /* "<pid>.": a token of ours; the sync channel is the epoch's, shared by
+                      * every worker of a supervisor and both ends of a live upgrade */
     char sha_publish[41], sha_fetch[41];
     char meta[WSP_REDIS_KEY_MAX]; /* NAME:hist */
-    char sync[WSP_REDIS_KEY_MAX]; /* NAME.sync.<epoch>: this process's own channel */
+    char sync[WSP_REDIS_KEY_MAX]; /* NAME.sync.<epoch>: barriers' tokens */
     /* Resolving: the coordinator's loop never waits for a name. */
     char addr[INET6_ADDRSTRLEN]; /* what the host last resolved to; "" until the first time */
     int resolving;               /* gai in flight */

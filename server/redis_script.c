@@ -17,11 +17,15 @@
 #include "redis_int.h"
 #include "stream.h"
 
-/* A token came back on the sync channel: every barrier up to it has passed. */
+/* A token came back on the sync channel: every barrier of ours up to it has passed. Another
+ * process's ("<its pid>.<n>") passes none. */
 void wsp__redis_barriers_pass(wsp_redis_t *r, const char *tok, size_t len)
 {
+    size_t pl = strlen(r->tokpfx);
+    if (len <= pl || memcmp(tok, r->tokpfx, pl) != 0)
+        return;
     uint64_t t = 0;
-    for (size_t i = 0; i < len && i < 20 && tok[i] >= '0' && tok[i] <= '9'; i++)
+    for (size_t i = pl; i < len && i < pl + 20 && tok[i] >= '0' && tok[i] <= '9'; i++)
         t = t * 10 + (uint64_t)(tok[i] - '0');
     while (r->bhead && r->bhead->token <= t) {
         rbarrier_t *b = r->bhead;
@@ -304,21 +308,25 @@ static void on_barrier_sent(redisAsyncContext *ac, void *reply, void *priv)
         wsp__redis_barriers_fail(r, -EIO);
 }
 
-void wsp_redis_barrier(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud)
+void wsp_redis_mark(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud, char *out, size_t cap)
 {
     int err = -ENOTCONN;
     redisAsyncContext *ac = r->up && !r->stopping ? wsp__redis_pub(r, &err) : NULL;
-    /* One per recovery fetch, freed when its token returns. */
+    /* One per recovery fetch (or live upgrade), freed when its token returns. */
     rbarrier_t *b = ac ? calloc(1, sizeof(*b)) : NULL;
-    char tok[24];
+    char tok[48];
     if (b)
-        snprintf(tok, sizeof(tok), "%llu", (unsigned long long)(r->tokens + 1));
+        snprintf(tok, sizeof(tok), "%s%llu", r->tokpfx, (unsigned long long)(r->tokens + 1));
+    if (out && cap)
+        out[0] = '\0';
     if (b == NULL ||
         redisAsyncCommand(ac, on_barrier_sent, NULL, "PUBLISH %s %s", r->sync, tok) != REDIS_OK) {
         free(b);
         fn(ud, ac ? -ENOMEM : err);
         return;
     }
+    if (out && cap > strlen(tok))
+        memcpy(out, tok, strlen(tok) + 1);
     b->token = ++r->tokens;
     b->fn = fn;
     b->ud = ud;
@@ -327,4 +335,9 @@ void wsp_redis_barrier(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud)
     else
         r->bhead = b;
     r->btail = b;
+}
+
+void wsp_redis_barrier(wsp_redis_t *r, wsp_redis_barrier_fn fn, void *ud)
+{
+    wsp_redis_mark(r, fn, ud, NULL, 0);
 }

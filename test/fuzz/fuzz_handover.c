@@ -33,6 +33,12 @@ static void check_conn_stable(const uint8_t *p, size_t n)
     WSP_FUZZ_CHECK(memcmp(buf + WSP_HO_HDR + WSP_HO_REC_HDR, p, n) == 0);
 }
 
+/* A decoded MARK. */
+typedef struct mark_s {
+    const char *tok;
+    size_t len;
+} mark_t;
+
 /* Re-encodes one decoded record with the writer and compares it with body. */
 static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const void *rec)
 {
@@ -54,6 +60,8 @@ static void check_again(uint8_t type, const uint8_t *body, uint32_t len, const v
         rv = wsp_ho_put_hist(&w, rec);
     else if (type == WSP_HO_KEY)
         rv = wsp_ho_put_key(&w, rec);
+    else if (type == WSP_HO_MARK)
+        rv = wsp_ho_put_mark(&w, ((const mark_t *)rec)->tok, ((const mark_t *)rec)->len);
     WSP_FUZZ_CHECK(rv == 0 && w.nrec == 1);
     size_t n = w.len - WSP_HO_HDR - WSP_HO_REC_HDR;
     WSP_FUZZ_CHECK(buf[WSP_HO_HDR] == type);
@@ -96,6 +104,7 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         wsp_ho_cseq_t q;
         wsp_ho_hist_t hi;
         wsp_ho_key_t k;
+        mark_t m;
     } u;
     int rv;
     if (type == WSP_HO_HELLO)
@@ -116,7 +125,11 @@ static void check_record(uint8_t type, const uint8_t *body, uint32_t len)
         rv = wsp_ho_get_hist(body, len, &u.hi);
     else if (type == WSP_HO_KEY)
         rv = wsp_ho_get_key(body, len, &u.k);
-    else
+    else if (type == WSP_HO_MARK) {
+        rv = wsp_ho_get_mark(body, len, &u.m.tok, &u.m.len);
+        WSP_FUZZ_CHECK(rv < 0 || (u.m.len > 0 && u.m.len <= WSP_HO_MARK_MAX &&
+                                  inside((const uint8_t *)u.m.tok, u.m.len, body, len)));
+    } else
         return; /* SHARD_END and unknown types carry nothing to decode */
     WSP_FUZZ_CHECK(rv == 0 || rv == -EBADMSG || rv == -EPROTO);
     if (rv < 0)

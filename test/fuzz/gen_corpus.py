@@ -378,6 +378,11 @@ def handover_seeds():
         "conn-tls-after-skippable": ho_dgram(ho_conn(
             tags=b"\x81\x02\x00ab" + ho_tls(0x0304, 0x1301, 16, 32, b""))),
         "ready-tls": ho_dgram(ho_rec(2, b"\x01")),
+        # MARK: the old process's Redis marker before END (issue #20, server/pubhold.h)
+        "ready-redis": ho_dgram(ho_rec(2, b"\x03")),
+        "mark-end": ho_dgram(bcast, ho_rec(10, b"4242.17"), end),
+        "mark-empty": ho_dgram(ho_rec(10, b""), end),
+        "mark-long": ho_dgram(ho_rec(10, b"7" * 48), end),
     }
     for name, data in s.items():
         write("handover", name, data)

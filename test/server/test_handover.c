@@ -649,15 +649,61 @@ static void test_ready(void **state)
     assert_int_equal(flags, 0);
 }
 
+/* MARK: the old process's Redis marker, round trip; empty or longer than WSP_HO_MARK_MAX
+ * refused on both sides. And READY's Redis flag next to the TLS one. */
+static void test_mark(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    wsp_ho_writer_t w;
+    wsp_ho_begin(&w, buf, sizeof(buf));
+    assert_int_equal(wsp_ho_put_mark(&w, "4242.17", 7), 0);
+    assert_int_equal(wsp_ho_put_mark(&w, "", 0), -EINVAL);
+    char longest[WSP_HO_MARK_MAX + 1];
+    memset(longest, '7', sizeof(longest));
+    assert_int_equal(wsp_ho_put_mark(&w, longest, WSP_HO_MARK_MAX + 1), -EINVAL);
+    assert_int_equal(wsp_ho_put_mark(&w, longest, WSP_HO_MARK_MAX), 0);
+    assert_int_equal(wsp_ho_put_ready(&w, WSP_HO_READY_TLS | WSP_HO_READY_REDIS), 0);
+    assert_int_equal(w.nrec, 3);
+    wsp_ho_reader_t r;
+    uint32_t len;
+    const uint8_t *body = first_record(&r, buf, w.len, WSP_HO_MARK, &len);
+    const char *tok;
+    size_t tlen;
+    assert_int_equal(wsp_ho_get_mark(body, len, &tok, &tlen), 0);
+    assert_int_equal(tlen, 7);
+    assert_memory_equal(tok, "4242.17", 7);
+    assert_int_equal(wsp_ho_get_mark(body, 0, &tok, &tlen), -EBADMSG);
+    uint8_t type;
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    assert_int_equal(type, WSP_HO_MARK);
+    assert_int_equal(wsp_ho_get_mark(body, len, &tok, &tlen), 0);
+    assert_int_equal(tlen, WSP_HO_MARK_MAX);
+    uint8_t ext[WSP_HO_MARK_MAX + 1];
+    memset(ext, '7', sizeof(ext));
+    assert_int_equal(wsp_ho_get_mark(ext, sizeof(ext), &tok, &tlen), -EBADMSG);
+    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
+    uint8_t flags = 0;
+    assert_int_equal(wsp_ho_get_ready(body, len, &flags), 0);
+    assert_int_equal(flags, WSP_HO_READY_TLS | WSP_HO_READY_REDIS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_default_channel),
-        cmocka_unit_test(test_full),          cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_capacity),      cmocka_unit_test(test_tls_round_trip),
-        cmocka_unit_test(test_tls_truncated), cmocka_unit_test(test_tls_refused),
-        cmocka_unit_test(test_ready),         cmocka_unit_test(test_hist),
-        cmocka_unit_test(test_conn_auth),     cmocka_unit_test(test_key),
+        cmocka_unit_test(test_mark),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_default_channel),
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_tls_round_trip),
+        cmocka_unit_test(test_tls_truncated),
+        cmocka_unit_test(test_tls_refused),
+        cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_conn_auth),
+        cmocka_unit_test(test_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
