@@ -245,9 +245,9 @@ static void on_liveup_end_timer(uv_timer_t *t)
 static void on_liveup_marked(void *ud, int status)
 {
     wsp_liveup_t *lu = ud;
-    if (lu->state != WSP_UP_HANDING || !lu->marking)
-        return; /* late: END went without it */
-    lu->marking = 0;
+    if (lu->state != WSP_UP_HANDING || lu->marking != WSP_UP_MARK_OUT)
+        return;                     /* late: END went without it */
+    lu->marking = WSP_UP_MARK_DONE; /* a shard event before END must not send another */
     wsp_pub_mute_redis(lu->pub);
     if (status < 0) {
         WSP_LOG(WSP_LOG_WARN,
@@ -273,22 +273,22 @@ static void on_liveup_mark_timeout(uv_timer_t *t)
  * the marker goes out first; END when it is back. */
 static void liveup_finish(wsp_liveup_t *lu)
 {
-    if (lu->marking)
-        return;
+    if (lu->marking != WSP_UP_MARK_NONE)
+        return; /* out, or back with END due from the loop */
     wsp_redis_t *r = wsp_pub_redis(lu->pub);
     if (!(lu->ready_flags & WSP_HO_READY_REDIS) || r == NULL) {
         liveup_end(lu);
         return;
     }
-    lu->marking = 1;
+    lu->marking = WSP_UP_MARK_OUT;
     int rv = uv_timer_start(&lu->timer, on_liveup_mark_timeout, WSP_LIVEUP_MARK_MS, 0);
     if (rv < 0) {
-        lu->marking = 0;
+        lu->marking = WSP_UP_MARK_DONE;
         liveup_end(lu);
         return;
     }
     wsp_redis_mark(r, on_liveup_marked, lu, lu->mark, sizeof(lu->mark)); /* may call back now */
-    if (lu->marking)
+    if (lu->marking == WSP_UP_MARK_OUT)
         lu->mark_len = strlen(lu->mark);
 }
 
@@ -377,6 +377,10 @@ static void liveup_begin(wsp_liveup_t *lu, int ctl, uint32_t peer)
     for (unsigned i = 0; i < lu->nshards; i++)
         theirs[i] = lu->ho_socks[i] = -1;
     lu->state = WSP_UP_SPAWNED;
+    lu->marking = WSP_UP_MARK_NONE; /* an earlier attempt failed before READY: none went */
+    lu->mark_len = 0;
+    lu->mark[0] = '\0';
+    lu->ready_flags = 0;
     lu->t0_ns = wsp_net_mono_ns();
     lu->ctl = ctl;
     lu->peer_pid = peer;

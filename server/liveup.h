@@ -46,6 +46,13 @@ typedef struct liveup_queued_s liveup_queued_t;
 /* Old: how long END waits for the marker to come back from Redis (then goes without it). */
 #define WSP_LIVEUP_MARK_MS 2000
 
+/* The old process's Redis marker (wsp_liveup_t.marking). */
+enum {
+    WSP_UP_MARK_NONE = 0, /* not sent */
+    WSP_UP_MARK_OUT,      /* published; END waits for it to come back */
+    WSP_UP_MARK_DONE,     /* back (or given up): END is due; never a second one */
+};
+
 /* Where an upgrade stands (wsp_liveup_t.state). */
 enum {
     WSP_UP_NONE = 0, /* serving */
@@ -92,7 +99,7 @@ typedef struct wsp_liveup_s {
      * (WSP_HO_READY_REDIS); the old one then PUBLISHes a marker once its shards are done and
      * hands over what it received before it, in MARK. */
     uint8_t ready_flags; /* old: what READY said */
-    int marking;         /* old: the marker is out, END waits for it to come back */
+    int marking;         /* old: WSP_UP_MARK_* */
     int ready_sent;      /* new: READY went (the subscription completed, or its time ran out) */
     char mark[WSP_HO_MARK_MAX + 1]; /* the marker ("": none) */
     size_t mark_len;
