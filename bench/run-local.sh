@@ -225,6 +225,14 @@ st_read() { # the bench's status file into ST; zeros until it exists
     while IFS== read -r k v; do ST[$k]=$v; done <"$OUT/status"
 }
 status() { st_read; echo "${ST[$1]:-0}"; }
+# Packets the kernel dropped because a CPU's input backlog (net.core.netdev_max_backlog) was
+# full, summed over CPUs since boot (/proc/net/softnet_stat's second column, hexadecimal): on
+# loopback a saturated box drops SYNs, ACKs and keepalive probes here, not on a wire.
+softnet_dropped() {
+    local n=0 _p d _r
+    while read -r _p d _r; do n=$((n + 16#$d)); done </proc/net/softnet_stat
+    echo "$n"
+}
 child_of() { cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{ print $1 }'; }
 children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
 rss_kb() { # summed VmRSS (or the field in $RSS_FIELD) of the given pids
@@ -336,6 +344,7 @@ fi
 RSS0=$(rss_kb "${SERVER_PIDS[@]}")
 ANON0=$(RSS_FIELD=RssAnon rss_kb "${SERVER_PIDS[@]}")
 SRV_CPU0=$(cpu_ns "${SERVER_PIDS[@]}")
+SOFTNET0=$(softnet_dropped)
 SLAB0=$(meminfo Slab)
 sample
 
@@ -374,10 +383,13 @@ while st_read && [ "${ST[ramp_done]}" != 1 ]; do
     sleep 0.1
 done
 sleep "$SETTLE" # let the servers settle: the last upgrades' buffers (--settle)
-# Dropped SYNs cost a 1 s retransmit each: they explain a slow ramp tail.
-ip netns exec "$NS" nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop \
-    TcpExtSyncookiesSent TcpRetransSegs 2>/dev/null | awk 'NR > 1 { printf "%s=%s ", $1, $2 }' \
-    >"$OUT/nstat.txt" || true
+# Dropped SYNs cost a 1 s retransmit each: they explain a slow ramp tail. Connections the
+# kernel aborted on a timeout (TCP_USER_TIMEOUT, keepalive) vanish from a server without the
+# bench hearing of it when the RST is dropped too: TcpExtTCPAbortOnTimeout, softnet drops.
+{ ip netns exec "$NS" nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop \
+    TcpExtSyncookiesSent TcpRetransSegs TcpExtTCPAbortOnTimeout TcpExtTCPKeepAlive 2>/dev/null |
+    awk 'NR > 1 { printf "%s=%s ", $1, $2 }'
+  echo "softnet_dropped=$(($(softnet_dropped) - SOFTNET0))"; } >"$OUT/nstat.txt" || true
 ACTIVE=$(status active)
 WORKERS=$(children "$BENCH_PID")
 # The ramp's CPU per connection: the bench's is everything it used so far.

@@ -526,6 +526,10 @@ int wsp_pub_open(wsp_pub_t *p)
     const wsp_config_t *cfg = p->cfg;
     int rv;
     const char *token = cfg->admin_token[0] ? cfg->admin_token : NULL;
+    if (p->hold_redis) { /* a live upgrade's new process subscribed before READY: the link */
+        p->redis = p->hold_redis;
+        p->hold_redis = NULL;
+    }
     if (p->admin_fd >= 0) { /* the listener a live upgrade handed over */
         rv = wsp_admin_adopt(&p->admin, p->loop, p->admin_fd, token, &pub_admin_ops, p);
         p->admin_fd = -1;
@@ -537,13 +541,8 @@ int wsp_pub_open(wsp_pub_t *p)
         if (rv < 0)
             return -(WSP_PUB_EADMIN - rv); /* main() names the admin port */
     }
-    if (cfg->redis_host[0] == '\0')
+    if (cfg->redis_host[0] == '\0' || p->redis)
         return 0;
-    if (p->hold_redis) { /* a live upgrade's new process subscribed before READY */
-        p->redis = p->hold_redis;
-        p->hold_redis = NULL;
-        return 0;
-    }
     /* The supervisor only publishes: its workers subscribe, each for itself. */
     if (p->role == WSP_PUB_SUPERVISOR)
         return wsp_redis_start(&p->redis, p->loop, cfg, NULL, on_pub_redis_link, p);
