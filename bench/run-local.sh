@@ -19,6 +19,7 @@ THREADS=1
 GAP=2
 OUT=""
 EHASH=0
+BACKLOG=0
 PLOT=0
 PORT=8080
 CONC=""
@@ -54,6 +55,8 @@ usage: bench/run-local.sh [options]
   --hold SEC           keep the connections at least SEC seconds after the ramp, the
                        broadcasts spread over that time (overrides --gap)
   --ehash              4M-bucket established hash for the namespace (MEASURING.md)
+  --backlog N          net.core.netdev_max_backlog for the run (restored after; global):
+                       loopback's per-CPU input queue. 0 = leave it (the default)
   --plot               also run bench/plot.sh on the report
   --server PATH        server binary (env WSPUSH_SERVER; default build/release/server/wspush)
   --bench PATH         bench binary (env WSPUSH_BENCH; default build/release/bench/wspush-bench)
@@ -109,6 +112,7 @@ while [ $# -gt 0 ]; do
     --server-args) SERVER_ARGS=$2; shift 2 ;;
     --hold) HOLD=$2; shift 2 ;;
     --ehash) EHASH=1; shift ;;
+    --backlog) BACKLOG=$2; shift 2 ;;
     --plot) PLOT=1; shift ;;
     --server) SERVER=$2; shift 2 ;;
     --bench) BENCH=$2; shift 2 ;;
@@ -125,7 +129,7 @@ while [ $# -gt 0 ]; do
     *) usage >&2; exit 2 ;;
     esac
 done
-for v in CONNS BCASTS SERVERS THREADS HOLD WARMUP SETTLE ${BCAST_WAIT:+BCAST_WAIT}; do
+for v in CONNS BCASTS SERVERS THREADS HOLD WARMUP SETTLE BACKLOG ${BCAST_WAIT:+BCAST_WAIT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run-local: ${v,,} must be an integer" >&2; exit 2; }
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run-local: --gap must be seconds" >&2; exit 2; }
@@ -189,6 +193,7 @@ BENCH_TPID=""
 BENCH_PID=""
 WORKERS=""
 EHASH_SET=0
+BACKLOG0="" # the value --backlog replaced, restored on exit
 
 cleanup() {
     local rc=$?
@@ -205,6 +210,7 @@ cleanup() {
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
     [ "$EHASH_SET" = 1 ] && sysctl -qw net.ipv4.tcp_child_ehash_entries=0 || true
+    [ -n "$BACKLOG0" ] && sysctl -qw net.core.netdev_max_backlog="$BACKLOG0" || true
     exit $rc
 }
 trap cleanup EXIT
@@ -288,6 +294,14 @@ if [ "$EHASH_SET" = 1 ]; then
     EHASH_SET=0
 fi
 ip -n "$NS" link set lo up
+if [ "$BACKLOG" != 0 ]; then
+    # Loopback delivers through each CPU's input backlog: a burst larger than it (a 4-second
+    # slot of the timer wheel firing the keepalive probes of ~30,000 connections at once) is
+    # dropped there, probes, answers and the RSTs that follow alike (BENCHMARKS.md section 3).
+    BACKLOG0=$(sysctl -n net.core.netdev_max_backlog)
+    sysctl -qw net.core.netdev_max_backlog="$BACKLOG"
+    echo "run-local: net.core.netdev_max_backlog $BACKLOG0 -> $BACKLOG for this run"
+fi
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="15000 65535"
 printf 't\tactive\tserver_rss_kb\tslab_kb\tmemavailable_kb\tserver_cpu_ns\tserver_fds\tmessages\n' \
     >"$OUT/samples.tsv"
@@ -389,7 +403,8 @@ sleep "$SETTLE" # let the servers settle: the last upgrades' buffers (--settle)
 { ip netns exec "$NS" nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop \
     TcpExtSyncookiesSent TcpRetransSegs TcpExtTCPAbortOnTimeout TcpExtTCPKeepAlive 2>/dev/null |
     awk 'NR > 1 { printf "%s=%s ", $1, $2 }'
-  echo "softnet_dropped=$(($(softnet_dropped) - SOFTNET0))"; } >"$OUT/nstat.txt" || true
+  echo "softnet_dropped=$(($(softnet_dropped) - SOFTNET0)) netdev_max_backlog=$(sysctl -n net.core.netdev_max_backlog)"
+} >"$OUT/nstat.txt" || true
 ACTIVE=$(status active)
 WORKERS=$(children "$BENCH_PID")
 # The ramp's CPU per connection: the bench's is everything it used so far.
@@ -651,6 +666,8 @@ json.dump({"server_cmd": server_cmd or None, "conns": int(conns), "active": r["a
            "ramp_server_cpu_us_per_conn": int(ramp_srv) / 1e3 / active,
            "ramp_bench_cpu_us_per_conn": int(ramp_bench) / 1e3 / active,
            "warmup": int(warmup), "settle_s": int(settle),
+           "kernel_counters": {k: int(v) for k, v in (x.split("=", 1) for x in nst.split())
+                               if v.isdigit()},
            "tls": r["tls"] if r["config"].get("tls") else None,
            "publish": publish or None, "server_metrics": metrics, "deflate": r.get("deflate")},
           open(f"{out}/summary.json", "w"), indent=1)
