@@ -295,8 +295,8 @@ if [ "$EHASH_SET" = 1 ]; then
 fi
 ip -n "$NS" link set lo up
 if [ "$BACKLOG" != 0 ]; then
-    # Loopback delivers through each CPU's input backlog: a burst larger than it (a 4-second
-    # slot of the timer wheel firing the keepalive probes of ~30,000 connections at once) is
+    # Loopback delivers through each CPU's input backlog: a burst larger than it (a ~2-second
+    # slot of the timer wheel firing the keepalive probes of ~16,000 connections at once) is
     # dropped there, probes, answers and the RSTs that follow alike (BENCHMARKS.md section 3).
     BACKLOG0=$(sysctl -n net.core.netdev_max_backlog)
     sysctl -qw net.core.netdev_max_backlog="$BACKLOG"
