@@ -327,6 +327,31 @@ void wsp_pub_user_reached(wsp_pub_t *p, uint64_t tag, uint64_t conns)
         (void)wsp_pubwait_report(&p->waiting, tag, conns); /* 0: not ours, or too late */
 }
 
+/* A live upgrade's new process holds what Redis sends until its takeover (server/pubhold.h):
+ * while the hold is active a message of kind goes there (kept, or dropped as the old
+ * process's) and 1 is returned; 0: deliver it now. */
+static int pub_held(wsp_pub_t *p, int kind, const char *name, size_t name_len,
+                    const uint8_t *payload, size_t len, uint64_t cseq, const char *epoch,
+                    size_t epoch_len)
+{
+    if (!wsp_pubhold_active(&p->hold))
+        return 0;
+    int awaiting = p->hold.state == WSP_PUBHOLD_AWAIT;
+    wsp_pubhold_msg_t m = {.kind = kind,
+                           .name = name,
+                           .name_len = name_len,
+                           .payload = payload,
+                           .len = len,
+                           .cseq = cseq,
+                           .epoch = epoch,
+                           .epoch_len = epoch_len};
+    (void)wsp_pubhold_take(&p->hold, &m); /* -ENOMEM is counted (overflow) */
+    if (awaiting && p->hold.state == WSP_PUBHOLD_OFF)
+        WSP_LOG(WSP_LOG_INFO, "event=upgrade_redis_marker_arrived skipped=%llu",
+                (unsigned long long)p->hold.skipped);
+    return 1;
+}
+
 /* A Redis message for one user: delivered here, reported under its digest. */
 static void pub_user_deliver(wsp_pub_t *p, const char *sub, size_t sub_len, const uint8_t *payload,
                              size_t len)
@@ -342,16 +367,8 @@ static void on_pub_redis_user(void *user, const char *sub, size_t sub_len, const
     wsp_pub_t *p = user;
     if (p->redis_muted)
         return;
-    if (wsp_pubhold_active(&p->hold)) {
-        wsp_pubhold_msg_t m = {.kind = WSP_PUBHOLD_USER,
-                               .name = sub,
-                               .name_len = sub_len,
-                               .payload = payload,
-                               .len = len};
-        (void)wsp_pubhold_take(&p->hold, &m); /* -ENOMEM is counted */
-        return;
-    }
-    pub_user_deliver(p, sub, sub_len, payload, len);
+    if (!pub_held(p, WSP_PUBHOLD_USER, sub, sub_len, payload, len, 0, NULL, 0))
+        pub_user_deliver(p, sub, sub_len, payload, len);
 }
 
 static int on_admin_metrics(void *user, wsp_buf_t *out)
@@ -385,18 +402,8 @@ static void on_pub_redis(void *user, const char *chan, size_t chan_len, const ui
     if (p->stopping || p->redis_muted)
         return;
     pub_channel(&chan, &chan_len);
-    if (wsp_pubhold_active(&p->hold)) {
-        wsp_pubhold_msg_t m = {.kind = WSP_PUBHOLD_MSG,
-                               .name = chan,
-                               .name_len = chan_len,
-                               .payload = payload,
-                               .len = len,
-                               .cseq = cseq,
-                               .epoch = epoch,
-                               .epoch_len = epoch_len};
-        (void)wsp_pubhold_take(&p->hold, &m); /* -ENOMEM is counted */
+    if (pub_held(p, WSP_PUBHOLD_MSG, chan, chan_len, payload, len, cseq, epoch, epoch_len))
         return;
-    }
     wsp_pub_chseq_t cs = {cseq, epoch, epoch_len};
     (void)pub_hand(p, chan, chan_len, payload, len, &cs, "redis", NULL);
 }
@@ -405,15 +412,7 @@ static void on_pub_redis(void *user, const char *chan, size_t chan_len, const ui
  * process's marker among them is where its deliveries end and ours begin. */
 static void on_pub_redis_sync(void *user, const char *tok, size_t len)
 {
-    wsp_pub_t *p = user;
-    if (!wsp_pubhold_active(&p->hold))
-        return;
-    int awaiting = p->hold.state == WSP_PUBHOLD_AWAIT;
-    wsp_pubhold_msg_t m = {.kind = WSP_PUBHOLD_SYNC, .payload = (const uint8_t *)tok, .len = len};
-    (void)wsp_pubhold_take(&p->hold, &m);
-    if (awaiting && p->hold.state == WSP_PUBHOLD_OFF)
-        WSP_LOG(WSP_LOG_INFO, "event=upgrade_redis_marker_arrived skipped=%llu",
-                (unsigned long long)p->hold.skipped);
+    (void)pub_held(user, WSP_PUBHOLD_SYNC, NULL, 0, (const uint8_t *)tok, len, 0, NULL, 0);
 }
 
 static void on_pub_redis_link(void *user, int up)
