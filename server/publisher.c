@@ -480,12 +480,16 @@ void wsp_pub_release(wsp_pub_t *p, const char *mark, size_t mark_len)
     p->hold_up = NULL;
     static const char *const cuts[] = {"found", "awaited", "none", "inexact"};
     wsp_pubhold_cut_t cut = wsp_pubhold_release(&p->hold, mark, mark_len, on_pub_held, p);
-    WSP_LOG(
-        cut == WSP_PUBHOLD_CUT_FOUND || cut == WSP_PUBHOLD_CUT_AWAIT ? WSP_LOG_INFO : WSP_LOG_WARN,
-        "event=upgrade_redis_cut marker=%s held=%llu skipped=%llu delivered=%llu "
-        "overflow=%llu link_lost=%d",
-        cuts[cut], (unsigned long long)p->hold.held, (unsigned long long)p->hold.skipped,
-        (unsigned long long)p->hold.handed, (unsigned long long)p->hold.overflow, p->hold.broken);
+    /* Exact only when the marker cut it and nothing held was lost (an allocation that failed
+     * leaves a hole that may be on either side of the marker). */
+    int exact = (cut == WSP_PUBHOLD_CUT_FOUND || cut == WSP_PUBHOLD_CUT_AWAIT) &&
+                p->hold.overflow == 0 && !p->hold.broken;
+    WSP_LOG(exact ? WSP_LOG_INFO : WSP_LOG_WARN,
+            "event=upgrade_redis_cut marker=%s held=%llu skipped=%llu delivered=%llu "
+            "overflow=%llu link_lost=%d",
+            cuts[cut], (unsigned long long)p->hold.held, (unsigned long long)p->hold.skipped,
+            (unsigned long long)p->hold.handed, (unsigned long long)p->hold.overflow,
+            p->hold.broken);
 }
 
 /* --- life cycle --- */
