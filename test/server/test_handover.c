@@ -227,6 +227,19 @@ static void test_bad(void **state)
     assert_int_equal(wsp_ho_get_bcast(zero23, 22, &b), 0);
 }
 
+/* Opens the datagram buf[0..n) into r and returns its first record's body, which must be of
+ * type want. */
+static const uint8_t *first_record(wsp_ho_reader_t *r, const uint8_t *buf, size_t n, uint8_t want,
+                                   uint32_t *len)
+{
+    uint8_t type;
+    const uint8_t *body;
+    assert_int_equal(wsp_ho_open(r, buf, n), 0);
+    assert_int_equal(wsp_ho_next(r, &type, &body, len), 1);
+    assert_int_equal(type, want);
+    return body;
+}
+
 /* A HIST record (issue #17's history carried over) decodes to exactly what was put; every
  * cut, a length past the end, a trailing byte, seq 0, an empty channel or epoch is refused. */
 static void test_hist(void **state)
@@ -254,11 +267,8 @@ static void test_hist(void **state)
     assert_int_equal(w.nrec, 1);
     wsp_ho_reader_t r;
     uint8_t type;
-    const uint8_t *body;
     uint32_t len;
-    assert_int_equal(wsp_ho_open(&r, buf, w.len), 0);
-    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
-    assert_int_equal(type, WSP_HO_HIST);
+    const uint8_t *body = first_record(&r, buf, w.len, WSP_HO_HIST, &len);
     assert_int_equal(len, 8 + 8 + 1 + 4 + 1 + 6 + 4 + sizeof(msg) - 1);
     wsp_ho_hist_t g;
     assert_int_equal(wsp_ho_get_hist(body, len, &g), 0);
@@ -292,19 +302,6 @@ static void test_hist(void **state)
     static const uint8_t ok[8 + 8 + 1 + 1 + 1 + 1 + 4] = {1, [16] = 1, 'c', 1, 'e'};
     assert_int_equal(wsp_ho_get_hist(ok, sizeof(ok), &g), 0); /* the smallest valid one */
     assert_int_equal(g.len, 0);
-}
-
-/* Opens the datagram buf[0..n) into r and returns its first record's body, which must be of
- * type want. */
-static const uint8_t *first_record(wsp_ho_reader_t *r, const uint8_t *buf, size_t n, uint8_t want,
-                                   uint32_t *len)
-{
-    uint8_t type;
-    const uint8_t *body;
-    assert_int_equal(wsp_ho_open(r, buf, n), 0);
-    assert_int_equal(wsp_ho_next(r, &type, &body, len), 1);
-    assert_int_equal(type, want);
-    return body;
 }
 
 /* Puts one CONN into buf and returns its body. */
@@ -637,11 +634,8 @@ static void test_ready(void **state)
     assert_int_equal(wsp_ho_put_empty(&w, WSP_HO_READY), 0);
     wsp_ho_reader_t r;
     uint8_t type;
-    const uint8_t *body;
     uint32_t len;
-    assert_int_equal(wsp_ho_open(&r, buf, w.len), 0);
-    assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
-    assert_int_equal(type, WSP_HO_READY);
+    const uint8_t *body = first_record(&r, buf, w.len, WSP_HO_READY, &len);
     assert_int_equal(wsp_ho_get_ready(body, len, &flags), 0);
     assert_int_equal(flags, WSP_HO_READY_TLS);
     assert_int_equal(wsp_ho_next(&r, &type, &body, &len), 1);
